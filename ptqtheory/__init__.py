@@ -1,0 +1,50 @@
+"""ptqtheory: post-training quantization with exact error identities and provable bounds.
+
+The public API (THEORY.md notation: ``W`` is ``(n, N)``, ``X`` is ``(m, N)``, the layer computes
+``X @ W.T``)::
+
+    import ptqtheory as pt
+    g = pt.Grid.minmax(W, bits=4)
+    r = pt.optq(W, X, lam=pt.Damping.percdamp(0.01), grid=g)
+    c = pt.certify(r, X)          # I2 per row: c.identity_lhs, c.identity_rhs, c.identity_gap
+"""
+
+from .algorithms import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal, rtn
+from .calibration import Accumulator, Damping, gram, hessian
+from .certificates import Certificate, PivotCheck, certify, relative_gap
+from .factor import Pivots, SingularHessianError, pivots
+from .grids import Grid, MinMax, round_nearest, round_stochastic
+from .orders import ORDERS, min_pivot_order, resolve_order
+from .records import Run, Transform
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ORDERS",
+    "Accumulator",
+    "Certificate",
+    "Damping",
+    "Grid",
+    "MinMax",
+    "PivotCheck",
+    "Pivots",
+    "Run",
+    "SingularHessianError",
+    "Transform",
+    "certify",
+    "gpfq",
+    "gram",
+    "hessian",
+    "incoherence",
+    "ldlq",
+    "min_pivot_order",
+    "optq",
+    "pivots",
+    "qronos",
+    "random_orthogonal",
+    "relative_gap",
+    "resolve_order",
+    "round_nearest",
+    "round_stochastic",
+    "rtn",
+]

@@ -1,0 +1,119 @@
+"""The few linear-algebra primitives the reference algorithms need, for float64 and exact rationals.
+
+The reference algorithms (A2 paper iteration, A3, A4, certificates) are written once, on numpy
+arrays. Float64 arrays go to LAPACK through scipy; object arrays of ``sympy.Rational`` go to sympy's
+exact solvers, so that the THEORY.md T6 tests run *the same code* in exact arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.linalg
+import sympy
+
+from ._validate import is_exact
+
+__all__ = ["augment", "dot", "floor", "lstsq", "sq_norms", "udu", "zeros_like"]
+
+
+def _to_sympy(A: np.ndarray) -> sympy.Matrix:
+    return sympy.Matrix(A.tolist())
+
+
+def _from_sympy(M: sympy.Matrix, ndim: int) -> np.ndarray:
+    out = np.empty((M.rows, M.cols), dtype=object)
+    for i in range(M.rows):
+        for j in range(M.cols):
+            out[i, j] = M[i, j]
+    return out if ndim == 2 else out[:, 0]
+
+
+def floor(a: np.ndarray) -> np.ndarray:
+    """Elementwise floor; exact for rationals."""
+    if is_exact(a):
+        return np.vectorize(lambda v: sympy.Integer(math.floor(v)), otypes=[object])(a)
+    return np.floor(a)
+
+
+def dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``A @ B`` that also works on object arrays (numpy's matmul does not)."""
+    if is_exact(A) or is_exact(B):
+        return np.dot(A, B)
+    return A @ B
+
+
+def zeros_like(A: np.ndarray, shape=None) -> np.ndarray:
+    shape = A.shape if shape is None else shape
+    if is_exact(A):
+        out = np.empty(shape, dtype=object)
+        out.fill(sympy.Integer(0))
+        return out
+    return np.zeros(shape)
+
+
+def sq_norms(A: np.ndarray, axis: int) -> np.ndarray:
+    """Squared Euclidean norms along ``axis`` (no square root, so exact inputs stay exact)."""
+    return np.sum(A * A, axis=axis)
+
+
+def lstsq(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    r"""Least-squares solution :math:`\arg\min_C \|A C - B\|_F` (minimum norm if ``A`` is rank deficient).
+
+    Exact inputs need ``A`` of full column rank and are solved through the normal equations
+    :math:`A^T A C = A^T B`, which is then exact.
+    """
+    if A.shape[1] == 0:
+        return zeros_like(A, (0, *B.shape[1:]))
+    if is_exact(A) or is_exact(B):
+        M = _to_sympy(A)
+        rhs = _to_sympy(B if B.ndim == 2 else B[:, None])
+        sol = (M.T * M).LUsolve(M.T * rhs)
+        return _from_sympy(sol, B.ndim)
+    return np.linalg.lstsq(A, B, rcond=None)[0]
+
+
+def udu(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Factor :math:`H = U_1 \operatorname{diag}(D) U_1^T` with :math:`U_1` unit upper triangular.
+
+    This is QuIP's :math:`H = (\mathring U + I) D (\mathring U + I)^T` (THEORY.md A3) and gives the
+    OPTQ pivots :math:`D_t` (I1). Float64 goes through LAPACK's Cholesky of the reversed matrix:
+    :math:`J H J = L' L'^T` gives :math:`H = U_H U_H^T` with :math:`U_H = J L' J`, then
+    :math:`D = \operatorname{diag}(U_H)^2` and :math:`U_1 = U_H \operatorname{diag}(U_H)^{-1}`.
+    Raises ``numpy.linalg.LinAlgError`` when ``H`` is not positive definite.
+    """
+    if is_exact(H):
+        L, Dm = _to_sympy(H[::-1, ::-1]).LDLdecomposition(hermitian=False)
+        U1 = _from_sympy(L, 2)[::-1, ::-1].copy()
+        D = np.array([Dm[i, i] for i in range(Dm.rows)][::-1], dtype=object)
+        if any(d <= 0 for d in D):
+            raise np.linalg.LinAlgError("H is not positive definite")
+        return U1, D
+    UH = ul_cholesky(H)
+    d = np.diag(UH)
+    return UH / d[None, :], d * d
+
+
+def ul_cholesky(H: np.ndarray) -> np.ndarray:
+    r"""Upper triangular :math:`U_H` with :math:`H = U_H U_H^T` (the "UL" Cholesky factor).
+
+    :math:`H^{-1} = C C^T` with :math:`C = U_H^{-T}` lower triangular, so GPTQ's factor
+    :math:`U` (:math:`H^{-1} = U^T U`) is :math:`U_H^{-1}`; no explicit inverse of ``H`` is formed.
+    """
+    Lr = scipy.linalg.cholesky(H[::-1, ::-1], lower=True, check_finite=False)
+    return np.ascontiguousarray(Lr[::-1, ::-1])
+
+
+def augment(Xp: np.ndarray, lam) -> np.ndarray:
+    r""":math:`\hat X = [X; \sqrt\lambda I]`; exact inputs need :math:`\lambda` a rational square."""
+    N = Xp.shape[1]
+    if is_exact(Xp):
+        root = sympy.sqrt(lam)
+        if not root.is_rational:
+            raise ValueError("exact arithmetic needs lam to be the square of a rational")
+        eye = zeros_like(Xp, (N, N))
+        for i in range(N):
+            eye[i, i] = root
+        return np.vstack([Xp, eye])
+    return np.vstack([Xp, np.sqrt(lam) * np.eye(N)])

@@ -1,0 +1,283 @@
+"""What every column-by-column algorithm shares: input checks, permutation, rounding, the record.
+
+The algorithms run in *processing order*: ``_setup`` permutes the columns of ``W``, ``X`` (``Xt``)
+and the statistics by ``order``; ``_finish`` undoes it and builds the :class:`~ptqtheory.Run`.
+The two OPTQ engines (paper iteration A2, blocked fast form A2') live here because Qronos reuses
+them for its steps ``t >= 2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _linalg
+from .._validate import as_matrix, as_weights, check_positive_int, is_exact
+from ..calibration import Damping, gram, resolve_lam
+from ..factor import Pivots, SingularHessianError, pivots
+from ..grids import Grid, round_nearest, round_stochastic
+from ..orders import resolve_order
+from ..random import uniforms
+from ..records import Run
+
+ROUNDINGS = ("nearest", "stochastic")
+
+
+class Rounder:
+    """Rounds column ``t`` (processing order) of every row; owns the grid and the clip record.
+
+    When the grid carries a min-max rule with groups, ``refit`` replaces the step and zero point
+    of a whole group from the current weights, as GPTQ does when it reaches a group's first column.
+    """
+
+    def __init__(
+        self, grid: Grid, n: int, N: int, order: np.ndarray, rounding: str, seed,
+        exact: bool = False,
+    ):
+        delta, zero, lo, hi = grid.expand(n, N)
+        if exact:  # a binary float is a rational, so this conversion is exact
+            delta, zero = _rational(delta), _rational(zero)
+        self.delta, self.zero = delta[:, order], zero[:, order]
+        self.lo, self.hi = lo[:, order], hi[:, order]
+        self.group_size = grid.rule.group_size if grid.refits_groups else None
+        self.rule = grid.rule
+        self.rounding = rounding
+        self.u = uniforms(seed, (n, N)) if rounding == "stochastic" else None
+        self.clipped = np.zeros((n, N), dtype=bool)
+
+    def group_start(self, t: int) -> bool:
+        return self.group_size is not None and t % self.group_size == 0
+
+    def group_end(self, t: int) -> int:
+        return min(t + self.group_size, self.delta.shape[1])
+
+    def refit(self, t: int, values: np.ndarray) -> None:
+        d, z = self.rule.fit(values)
+        t1 = t + values.shape[1]
+        self.delta[:, t:t1] = d[:, None]
+        self.zero[:, t:t1] = z[:, None]
+
+    def __call__(self, t: int, x: np.ndarray) -> np.ndarray:
+        args = (x, self.delta[:, t], self.zero[:, t], self.lo[:, t], self.hi[:, t])
+        if self.rounding == "nearest":
+            q, clipped = round_nearest(*args)
+        else:
+            q, clipped = round_stochastic(*args, self.u[:, t])
+        self.clipped[:, t] = clipped
+        return q
+
+
+def _rational(a: np.ndarray) -> np.ndarray:
+    import sympy
+
+    out = np.empty(a.shape, dtype=object)
+    out.ravel()[:] = [v if isinstance(v, sympy.Rational) else sympy.Rational(v) for v in a.ravel()]
+    return out
+
+
+@dataclass
+class Trace:
+    """``x_t``, ``q_t`` and ``eta_t`` for every step, in processing order."""
+
+    x: np.ndarray
+    q: np.ndarray
+    eta: np.ndarray
+
+    @classmethod
+    def empty(cls, like: np.ndarray) -> Trace:
+        return cls(*(_linalg.zeros_like(like) for _ in range(3)))
+
+    def record(self, t: int, x: np.ndarray, q: np.ndarray) -> np.ndarray:
+        eta = x - q
+        self.x[:, t], self.q[:, t], self.eta[:, t] = x, q, eta
+        return eta
+
+
+@dataclass
+class Setup:
+    """Validated inputs in processing order."""
+
+    W: np.ndarray
+    vector: bool
+    exact: bool
+    order: np.ndarray
+    lam: object
+    damping: str
+    rounding: str
+    seed: object
+    grid: Grid
+    Wp: np.ndarray
+    Xp: np.ndarray | None = None
+    Xtp: np.ndarray | None = None
+    Hp: np.ndarray | None = None
+    piv: Pivots | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def rounder(self) -> Rounder:
+        n, N = self.W.shape
+        return Rounder(self.grid, n, N, self.order, self.rounding, self.seed, self.exact)
+
+    def augmented(self, Xp: np.ndarray) -> np.ndarray:
+        r""":math:`\hat X = [X; \sqrt\lambda I]` in processing order."""
+        return _linalg.augment(Xp, self.lam)
+
+
+def setup(
+    W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None = "H"
+) -> Setup:
+    """Check every input, resolve ``lam`` and ``order``, permute, and factor ``H`` (or ``Ht``)."""
+    Wa, vector = as_weights(W)
+    n, N = Wa.shape
+    exact = is_exact(Wa)
+    if not isinstance(grid, Grid):
+        raise TypeError(
+            "grid must be a pt.Grid, e.g. pt.Grid(delta) for the unbounded grid delta*Z or "
+            f"pt.Grid.minmax(W, bits=4); got {type(grid).__name__}"
+        )
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}; got {rounding!r}")
+    if exact and rounding != "nearest":
+        raise ValueError("exact arithmetic supports rounding='nearest' only")
+    grid.expand(n, N)  # shape check, with a message naming the grid parameter
+    Xa = Xta = None
+    XtX = None
+    if X is not None:
+        Xa = as_matrix("X", X, N)
+        if is_exact(Xa) != exact:
+            raise ValueError("W and X must both be exact (object arrays of rationals) or both numeric")
+        if Xt is not None:
+            Xta = as_matrix("Xt", Xt, N, m=Xa.shape[0])
+            if is_exact(Xta) != exact:
+                raise ValueError("W and Xt must both be exact or both numeric")
+        XtX = gram(Xa)
+    lam_abs, damping = (0.0, None) if X is None else resolve_lam(lam, XtX, exact)
+    gram_diag = None if XtX is None else np.diag(XtX).astype(float)
+    H_for_order = None
+    if order == "min_pivot":
+        src = gram(Xta) if Xta is not None else XtX
+        H_for_order = np.asarray(src, float) + float(lam_abs) * np.eye(N)
+        gram_diag = np.diag(np.asarray(src, float))
+    elif Xta is not None and isinstance(order, str) and order.endswith("norm"):
+        gram_diag = np.diag(np.asarray(gram(Xta), float))
+    perm = resolve_order(order, N, gram_diag=gram_diag, H=H_for_order, seed=seed)
+    s = Setup(
+        W=Wa, vector=vector, exact=exact, order=perm, lam=lam_abs,
+        damping="absolute" if damping is None else damping.describe(), rounding=rounding,
+        seed=seed, grid=grid, Wp=Wa[:, perm].copy(),
+    )
+    if Xa is not None:
+        s.Xp = Xa[:, perm]
+        s.Xtp = None if Xta is None else Xta[:, perm]
+    if factor is not None:
+        src = s.Xtp if factor == "Ht" else s.Xp
+        G0 = gram(src)
+        s.Hp = G0 + s.lam * np.eye(N, dtype=G0.dtype)
+        s.piv = _factor(s, G0, damping, factor)
+    return s
+
+
+def _factor(s: Setup, G0: np.ndarray, damping: Damping | None, what: str) -> Pivots:
+    """Factor ``H`` (or ``Ht``); with ``Damping(auto=True)`` raise ``lam`` tenfold until it works."""
+    tries = damping.max_tries if (damping is not None and damping.auto) else 0
+    N = G0.shape[0]
+    for attempt in range(tries + 1):
+        try:
+            return pivots(s.Hp, s.lam, what)
+        except SingularHessianError:
+            if attempt == tries:
+                raise
+            old = s.lam
+            s.lam = max(10.0 * old, 1e-6 * float(np.mean(np.diag(G0))) or 1e-12)
+            s.Hp = G0 + s.lam * np.eye(N)
+            s.notes.append(f"automatic damping raised lam from {old:g} to {s.lam:g}")
+            s.damping += f" -> lam={s.lam:g}"
+    raise AssertionError("unreachable")
+
+
+def check_method(method: str, block_size) -> int | None:
+    if method not in ("blocked", "iteration"):
+        raise ValueError(f"method must be 'blocked' (A2') or 'iteration' (A2); got {method!r}")
+    if method == "blocked":
+        return check_positive_int("block_size", block_size)
+    return None
+
+
+def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: str, **extra) -> Run:
+    """Undo the permutation and build the record."""
+    inv = np.argsort(s.order)
+
+    def back(a):
+        out = a[:, inv]
+        return out[0] if s.vector else out
+
+    grid = Grid(back(rounder.delta), back(rounder.zero), back(rounder.lo), back(rounder.hi))
+    grid.rule = s.grid.rule
+    for key in ("w_ls",):
+        if extra.get(key) is not None:
+            extra[key] = back(extra[key])
+    return Run(
+        algorithm=algorithm, variant=variant, W=s.W[0] if s.vector else s.W,
+        Q=back(trace.q), eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped),
+        order=s.order, grid=grid, lam=s.lam, rounding=s.rounding, seed=s.seed,
+        damping=s.damping, precision="exact" if s.exact else "float64",
+        notes=tuple(s.notes), **extra,
+    )
+
+
+# -- the two OPTQ engines ------------------------------------------------------------------------
+
+
+def optq_iteration(Wp: np.ndarray, Xhp: np.ndarray, rounder: Rounder, trace: Trace, t0: int = 0):
+    r"""A2, the paper iteration, from step ``t0``; ``Wp`` is the current iterate (updated in place).
+
+    .. math::
+        q_t = Q(w^{(t-1)}_t),\qquad
+        w^{(t)}_{>t} = w^{(t-1)}_{>t} + \eta_t\, \hat X_{>t}^{+} \hat X_t .
+
+    The least-squares coefficients :math:`\hat X_{>t}^{+}\hat X_t` do not depend on the row, so all
+    rows are updated at once.
+    """
+    N = Wp.shape[1]
+    for t in range(t0, N):
+        if rounder.group_start(t):
+            rounder.refit(t, Wp[:, t : rounder.group_end(t)])
+        x = Wp[:, t].copy()
+        eta = trace.record(t, x, rounder(t, x))
+        if t + 1 < N:
+            c = _linalg.lstsq(Xhp[:, t + 1 :], Xhp[:, t])
+            Wp[:, t + 1 :] += np.outer(eta, c)
+
+
+def optq_blocked(
+    Wp: np.ndarray, Lt: np.ndarray, rounder: Rounder, trace: Trace, block_size: int, t0: int = 0
+):
+    r"""A2', GPTQ's fast form with lazy block updates of width ``block_size``, from step ``t0``.
+
+    .. math:: w_{>t} \mathrel{-}= \eta_t\, L_{>t,t} \quad (= (\eta_t/U_{tt})\, U_{t,>t},\ H^{-1}=U^TU)
+
+    Inside a block the update is applied at once; columns right of the block receive the block's
+    updates in one matrix product at its end. A group that starts inside a block is fitted from the
+    *current* weights: for columns right of the block the pending update is applied first (reading
+    the stale weights there is the peer bug that makes results depend on ``block_size``).
+    """
+    N = Wp.shape[1]
+    for i1 in range(t0, N, block_size):
+        i2 = min(i1 + block_size, N)
+        W1 = Wp[:, i1:i2].copy()
+        E1 = np.zeros((Wp.shape[0], i2 - i1), dtype=Wp.dtype)
+        for i in range(i2 - i1):
+            t = i1 + i
+            if rounder.group_start(t):
+                g1 = rounder.group_end(t)
+                cur = W1[:, i : min(g1, i2) - i1]
+                if g1 > i2:
+                    pending = Wp[:, i2:g1] - _linalg.dot(E1[:, :i], Lt[i1:t, i2:g1])
+                    cur = np.hstack([cur, pending])
+                rounder.refit(t, cur)
+            x = W1[:, i].copy()
+            eta = trace.record(t, x, rounder(t, x))
+            E1[:, i] = eta
+            W1[:, i + 1 :] -= np.outer(eta, Lt[t, t + 1 : i2])
+        if i2 < N:
+            Wp[:, i2:] -= _linalg.dot(E1, Lt[i1:i2, i2:])

@@ -1,0 +1,93 @@
+r"""A3i, incoherence processing (QuIP / QuIP#).
+
+Quantize :math:`W' = U W V^T` against :math:`H' = V H V^T` (inputs :math:`X' = X V^T`) with random
+orthogonal :math:`U, V`, then undo: :math:`Q = U^T Q' V`. Because :math:`X'W'^T = XW^TU^T`, the
+proxy loss is unchanged: :math:`\operatorname{tr}((Q'-W')H'(Q'-W')^T) =
+\operatorname{tr}((Q-W)H(Q-W)^T)`. The incoherence :math:`\mu(H) = \sqrt N \max_{ij}|Q_{ij}|`
+(:math:`H = Q\Lambda Q^T`) is what the processing lowers (THEORY.md B11).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import scipy.stats
+
+from .._validate import as_matrix, as_weights, is_exact
+from ..grids import Grid
+from ..random import SeedLike, generator
+from ..records import Run, Transform
+
+__all__ = ["TRANSFORMS", "incoherence", "incoherent", "random_orthogonal"]
+
+TRANSFORMS = ("kron", "hadamard")
+
+
+def _haar(d: int, rng: np.random.Generator) -> np.ndarray:
+    if d == 1:
+        return np.array([[rng.choice([-1.0, 1.0])]])
+    return scipy.stats.ortho_group.rvs(d, random_state=rng)
+
+
+def random_orthogonal(d: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    r"""A random orthogonal ``d x d`` matrix.
+
+    ``"kron"``: :math:`A \otimes B` with Haar-distributed factors of sizes :math:`a \cdot b = d`,
+    :math:`a` the largest divisor :math:`\le\sqrt d` (a single Haar factor when ``d`` is prime).
+    ``"hadamard"``: :math:`\mathrm{Had}_d\,\operatorname{diag}(\pm 1)/\sqrt d`; needs ``d`` a power of 2.
+    """
+    if kind == "hadamard":
+        if d & (d - 1):
+            raise ValueError(
+                f"incoherence='hadamard' needs dimensions that are powers of 2; got {d}. "
+                "Use incoherence='kron' for other sizes."
+            )
+        signs = rng.choice([-1.0, 1.0], size=d)
+        return scipy.linalg.hadamard(d).astype(float) / np.sqrt(d) * signs[None, :]
+    if kind == "kron":
+        a = max(k for k in range(1, int(np.sqrt(d)) + 1) if d % k == 0)
+        A, B = _haar(a, rng), _haar(d // a, rng)
+        return np.kron(A, B)
+    raise ValueError(f"incoherence must be one of {TRANSFORMS} or None; got {kind!r}")
+
+
+def incoherence(H) -> float:
+    r""":math:`\mu(H) = \sqrt N \max_{ij} |Q_{ij}|` for the eigenvectors :math:`Q` of ``H``."""
+    H = np.asarray(H, dtype=float)
+    _, Qe = np.linalg.eigh(H)
+    return float(np.sqrt(H.shape[0]) * np.max(np.abs(Qe)))
+
+
+def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, **kwargs) -> Run:
+    """Run ``fn`` (``ldlq`` or ``optq``) on the incoherence-processed problem and map back.
+
+    A min-max grid is refitted to the transformed weights (QuIP quantizes those); an explicit grid
+    is used as given, in the transformed coordinates.
+    """
+    Wa, vector = as_weights(W)
+    if is_exact(Wa):
+        raise ValueError("incoherence processing uses irrational transforms; exact mode is not supported")
+    n, N = Wa.shape
+    Xa = as_matrix("X", X, N)
+    rng = generator(seed, "transform", f"incoherence={kind!r}")
+    U = random_orthogonal(n, kind, rng)
+    V = random_orthogonal(N, kind, rng)
+    Wt = U @ Wa @ V.T
+    Xv = Xa @ V.T
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid must be a pt.Grid; got {type(grid).__name__}")
+    if grid.rule is not None:
+        grid = Grid.minmax(Wt, grid.rule.bits, grid.rule.sym, grid.rule.group_size)
+    inner = fn(Wt, Xv, grid=grid, seed=seed, **kwargs)
+    Q = U.T @ inner.Q @ V
+
+    def shaped(a):
+        return a[0] if vector else a
+
+    return Run(
+        algorithm=inner.algorithm, variant=inner.variant, W=shaped(Wa), Q=shaped(Q),
+        eta=shaped(inner.eta), x=shaped(inner.x), clipped=shaped(inner.clipped),
+        order=inner.order, grid=inner.grid, lam=inner.lam, rounding=inner.rounding, seed=seed,
+        damping=inner.damping, block_size=inner.block_size, inner=inner,
+        transform=Transform(kind=kind, U=U, V=V), notes=inner.notes,
+    )

@@ -1,0 +1,74 @@
+r"""A3, QuIP's LDLQ, optionally with incoherence processing (A3i)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _linalg
+from ..grids import Grid
+from ..random import SeedLike
+from ..records import Run
+from ._engine import Trace, finish, setup
+
+
+def ldlq(
+    W,
+    X,
+    lam=0.0,
+    grid: Grid | None = None,
+    rounding: str = "nearest",
+    order="natural",
+    seed: SeedLike = None,
+    incoherence: str | None = None,
+) -> Run:
+    r"""LDLQ (THEORY.md A3): adaptive rounding with linear feedback from the LDL factor of ``H``.
+
+    With :math:`H = (\mathring U + I) D (\mathring U + I)^T` (:math:`\mathring U` strictly upper),
+    column by column
+
+    .. math:: \hat W_k = Q\big(W_k + (W_{<k} - \hat W_{<k})\,\mathring U_{<k,k}\big).
+
+    Since :math:`\mathring U + I = L^{-T}` and :math:`D_t = C_{tt}^{-2}`, LDLQ is OPTQ (same order
+    and grid); identity I3: :math:`\operatorname{tr}((\hat W - W)H(\hat W - W)^T)
+    = \sum_{rows}\sum_t \eta_t^2 D_t`.
+
+    Parameters
+    ----------
+    incoherence : {None, "kron", "hadamard"}
+        Incoherence processing (A3i): quantize :math:`U W V^T` against :math:`V H V^T` with random
+        orthogonal :math:`U, V` (needs ``seed``) and map back; see
+        :func:`ptqtheory.algorithms.incoherence.incoherent`.
+
+    Other parameters are as for :func:`ptqtheory.optq`.
+
+    References
+    ----------
+    Chee, Cai, Kuleshov & De Sa, "QuIP", arXiv 2307.13304.
+    """
+    if incoherence is not None:
+        from .incoherence import incoherent
+
+        return incoherent(
+            ldlq, W, X, kind=incoherence, seed=seed, lam=lam, grid=grid, rounding=rounding,
+            order=order,
+        )
+    s = setup(W, X, lam, grid, rounding, order, seed)
+    U0 = s.piv.U1 - np.eye(s.piv.U1.shape[0], dtype=s.piv.U1.dtype)
+    rounder = s.rounder()
+    trace = Trace.empty(s.Wp)
+    Wp = s.Wp
+    E = _linalg.zeros_like(Wp)  # W - W_hat, filled column by column
+    for k in range(Wp.shape[1]):
+        if rounder.group_start(k):
+            # The current weights of the group's columns are OPTQ's iterate w_j - sum_{t<k} L_jt eta_t
+            # (LDLQ's partial feedback sum is not that for columns j > k).
+            g1 = rounder.group_end(k)
+            rounder.refit(k, Wp[:, k:g1] - _linalg.dot(trace.eta[:, :k], s.piv.L[k:g1, :k].T))
+        x = Wp[:, k] + _linalg.dot(E[:, :k], U0[:k, k])
+        q = rounder(k, x)
+        trace.record(k, x, q)
+        E[:, k] = Wp[:, k] - q
+    return finish(s, trace, rounder, "ldlq", "reference")
+
+
+__all__ = ["ldlq"]

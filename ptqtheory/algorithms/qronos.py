@@ -1,0 +1,129 @@
+r"""A4 / A4': Qronos, which also corrects the error that comes from quantized inputs.
+
+Inputs ``X`` (float model) and ``Xt`` (the already-quantized model). With
+:math:`\hat X = [X; \sqrt\lambda I]`, :math:`\hat{\tilde X} = [\tilde X; \sqrt\lambda I]`,
+:math:`\tilde H = \tilde X^T\tilde X + \lambda I`, :math:`G = \tilde X^T X + \lambda I` and
+:math:`w_{LS} = \tilde H^{-1} G w` (the least-squares fit of :math:`\hat X w` by
+:math:`\hat{\tilde X}`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _linalg
+from ..calibration import gram
+from ..grids import Grid
+from ..random import SeedLike
+from ..records import Run
+from ._engine import Trace, check_method, finish, optq_blocked, optq_iteration, setup
+
+VARIANTS = ("paper", "ls")
+STARTS = ("w", "ls")
+
+
+def qronos(
+    W,
+    X,
+    Xt,
+    lam=0.0,
+    grid: Grid | None = None,
+    rounding: str = "nearest",
+    order="natural",
+    seed: SeedLike = None,
+    variant: str = "paper",
+    start: str = "w",
+    block_size: int = 128,
+    method: str = "blocked",
+) -> Run:
+    r"""Qronos (THEORY.md A4 ``variant="paper"``, A4' ``variant="ls"``).
+
+    A4 (paper iteration), step 1 from the start iterate :math:`w^{(0)}` (``start="w"``: the
+    weights; ``start="ls"``: :math:`w_{LS}`):
+
+    .. math::
+        y_1 = \frac{\hat{\tilde X}_1^T(\hat X w - \hat{\tilde X}_{>1} w^{(0)}_{>1})}
+                   {\|\hat{\tilde X}_1\|^2},\quad q_1 = Q(y_1),\quad
+        w^{(1)}_{>1} = \arg\min_v \|\hat X w - \hat{\tilde X}_1 q_1 - \hat{\tilde X}_{>1} v\|^2,
+
+    then OPTQ (A2) on :math:`\tilde H` for :math:`t \ge 2`. Identity I5:
+    :math:`\|Xw - \tilde Xq\|^2 + \lambda\|w-q\|^2 = \|r_0\|^2 + ((w_{LS})_1 - q_1)^2\tilde D_1
+    + \sum_{t\ge2}\eta_t^2\tilde D_t`, :math:`r_0 = \hat Xw - \hat{\tilde X}w_{LS}`.
+
+    A4' (least squares, then OPTQ): :math:`q = \mathrm{OPTQ}(w_{LS}; \tilde H)`; identity I4 with
+    :math:`\sum_t \eta_t^2 \tilde D_t`. A4 from :math:`w_{LS}` equals A4'; both equal OPTQ when
+    :math:`\tilde X = X`.
+
+    Parameters
+    ----------
+    Xt : array_like, shape (m, N)
+        Inputs of this layer in the partly quantized model, row for row the same samples as ``X``.
+    variant : {"paper", "ls"}
+    start : {"w", "ls"}
+        Start iterate of the paper iteration (ignored by ``"ls"``).
+    method : {"blocked", "iteration"}
+        ``"iteration"`` solves every step by least squares on :math:`\hat{\tilde X}` (readable, exact
+        in rationals); ``"blocked"`` uses the factor of :math:`\tilde H` and GPTQ's lazy updates.
+
+    Other parameters are as for :func:`ptqtheory.optq`.
+
+    References
+    ----------
+    Zhang, Colbert & Saab, "Qronos", arXiv 2505.11695; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}; got {start!r}")
+    if Xt is None:
+        raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
+    bs = check_method(method, block_size)
+    s = setup(W, X, lam, grid, rounding, order, seed, Xt=Xt, factor="Ht")
+    eye = s.lam * np.eye(s.Wp.shape[1], dtype=s.Hp.dtype)
+    Gp = gram(s.Xtp, s.Xp) + eye
+    Lt, D = s.piv.Lt, s.piv.D
+    if method == "iteration":
+        Xh, Xth = s.augmented(s.Xp), s.augmented(s.Xtp)
+        targets = _linalg.dot(s.Wp, Xh.T)  # row i: (X_hat w_i)^T
+        W_ls = _linalg.lstsq(Xth, targets.T).T
+    else:
+        GW = s.Wp @ Gp.T  # row i: (G w_i)^T
+        W_ls = (Lt.T @ ((Lt @ GW.T) / D[:, None])).T  # Ht^{-1} = L D^{-1} L^T, L = Lt.T
+    rounder = s.rounder()
+    trace = Trace.empty(s.Wp)
+    if variant == "ls":
+        cur, t0 = W_ls.copy(), 0
+    else:
+        W0 = s.Wp if start == "w" else W_ls
+        if method == "iteration":
+            resid = targets - _linalg.dot(W0[:, 1:], Xth[:, 1:].T)
+            y1 = _linalg.dot(resid, Xth[:, 0]) / _linalg.sq_norms(Xth[:, 0], axis=0)
+        else:
+            y1 = (GW[:, 0] - W0[:, 1:] @ s.Hp[0, 1:]) / s.Hp[0, 0]
+        if rounder.group_start(0):
+            first = W0[:, : rounder.group_end(0)].copy()
+            first[:, 0] = y1
+            rounder.refit(0, first)
+        q1 = rounder(0, y1)
+        trace.record(0, y1, q1)
+        cur = _linalg.zeros_like(s.Wp)
+        cur[:, 0] = q1
+        if method == "iteration":
+            rhs = targets - np.outer(q1, Xth[:, 0])
+            cur[:, 1:] = _linalg.lstsq(Xth[:, 1:], rhs.T).T
+        else:
+            rhs = GW[:, 1:] - np.outer(q1, s.Hp[1:, 0])
+            L1 = Lt[1:, 1:]
+            cur[:, 1:] = (L1.T @ ((L1 @ rhs.T) / D[1:, None])).T
+        t0 = 1
+    if method == "iteration":
+        optq_iteration(cur, Xth, rounder, trace, t0=t0)
+    else:
+        optq_blocked(cur, Lt, rounder, trace, bs, t0=t0)
+    return finish(
+        s, trace, rounder, "qronos", variant, block_size=bs, w_ls=W_ls,
+        start=start if variant == "paper" else None,
+    )
+
+
+__all__ = ["qronos"]

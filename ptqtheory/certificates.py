@@ -1,0 +1,311 @@
+r"""Exact a-posteriori certificates: both sides of THEORY.md I1-I6, per row, from a run and the data.
+
+An identity is checked by computing its left side *from the data* (``X``, ``Xt``, the weights and
+the quantized weights) and its right side from what the run recorded (the rounding errors
+:math:`\eta_t`) and the pivots :math:`D_t` of the factorization; the relative gap
+:math:`|lhs - rhs| / \max(|lhs|, |rhs|)` is ~1e-15..1e-10 in float64 and exactly 0 in rationals.
+
+===========  ==================================================================================
+identity     statement (columns in processing order)
+===========  ==================================================================================
+I1           :math:`D_t = \|P^\perp_{\hat X_{>t}}\hat X_t\|^2 = 1/[(H_{\ge t,\ge t})^{-1}]_{11}`,
+             :math:`\lambda \le D_t \le \|X_t\|^2 + \lambda`, :math:`\prod_t D_t = \det H`
+I2 (OPTQ)    :math:`w - q = L\eta`, :math:`\|X(w-q)\|^2 + \lambda\|w-q\|^2 = \sum_t \eta_t^2 D_t`
+I3 (LDLQ)    :math:`(\hat w - w)^T H (\hat w - w) = \sum_t \eta_t^2 D_t` per row (I3 sums rows)
+I4 (A4')     :math:`\|Xw-\tilde Xq\|^2 + \lambda\|w-q\|^2 = \|r_0\|^2 + \sum_t\eta_t^2\tilde D_t`
+I5 (A4)      same left side :math:`= \|r_0\|^2 + ((w_{LS})_1-q_1)^2\tilde D_1 + \sum_{t\ge2}\eta_t^2\tilde D_t`
+I6 (GPFQ)    :math:`u_N = Xw - \tilde X q`
+===========  ==================================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _linalg
+from ._validate import as_matrix, is_exact
+from .calibration import gram
+from .factor import pivots
+from .records import Run
+
+__all__ = ["Certificate", "PivotCheck", "certify", "relative_gap"]
+
+IDENTITY = {"optq": "I2", "ldlq": "I3", "gpfq": "I6", "rtn": None}
+STATEMENT = {
+    "I2": "||X(w-q)||^2 + lam||w-q||^2 = sum_t eta_t^2 D_t",
+    "I3": "(q-w)^T H (q-w) = sum_t eta_t^2 D_t (rows of tr((W_hat-W) H (W_hat-W)^T))",
+    "I4": "||Xw - Xt q||^2 + lam||w-q||^2 = ||r_0||^2 + sum_t eta_t^2 Dt_t",
+    "I5": "||Xw - Xt q||^2 + lam||w-q||^2 = ||r_0||^2 + ((w_LS)_1-q_1)^2 Dt_1 + sum_{t>=2} eta_t^2 Dt_t",
+    "I6": "u_N = Xw - Xt q (lhs ||u_N||, rhs ||Xw - Xt q||, gap ||u_N - (Xw - Xt q)|| / max)",
+    None: "RTN has no error-feedback identity; only the empirical errors are reported",
+}
+
+
+def relative_gap(lhs, rhs) -> np.ndarray:
+    r""":math:`|lhs - rhs| / \max(|lhs|, |rhs|)`, and 0 where both are 0 (exact for rationals)."""
+    lhs, rhs = np.asarray(lhs), np.asarray(rhs)
+    num = np.abs(lhs - rhs)
+    den = np.maximum(np.abs(lhs), np.abs(rhs))
+    if lhs.dtype == object or rhs.dtype == object:
+        return np.array([0 if d == 0 else nu / d for nu, d in zip(num.ravel(), den.ravel(), strict=True)],
+                        dtype=object).reshape(num.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class PivotCheck:
+    r"""THEORY.md I1 for the matrix whose pivots enter the identity (:math:`H`, or :math:`\tilde H`).
+
+    Attributes
+    ----------
+    D : ndarray (N,)
+        Pivots from the factorization (processing order).
+    D_projection : ndarray (N,) or None
+        :math:`\|\hat X_t - \hat X_{>t} c^*\|^2` by least squares (the projection form).
+    D_inverse : ndarray (N,) or None
+        :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` by solving with each trailing block.
+    gap_projection, gap_inverse : float or None
+        Largest relative gap of each form against ``D``.
+    bounds_hold : bool
+        :math:`\lambda \le D_t \le \|X_t\|^2 + \lambda` for all t (relative slack 1e-12 in float64).
+    logdet_gap : float
+        :math:`|\sum_t \log D_t - \log\det H|` (natural log; exact: :math:`\prod D_t` vs det).
+    """
+
+    D: np.ndarray
+    D_projection: np.ndarray | None
+    D_inverse: np.ndarray | None
+    gap_projection: float | None
+    gap_inverse: float | None
+    bounds_hold: bool
+    logdet_gap: float
+
+    @property
+    def max_gap(self) -> float:
+        gaps = [g for g in (self.gap_projection, self.gap_inverse) if g is not None]
+        return float(max([*gaps, self.logdet_gap]))
+
+
+@dataclass(frozen=True, eq=False)
+class Certificate:
+    r"""Per-row certificate of one run (see the module table for the identities).
+
+    Attributes
+    ----------
+    identity : str or None
+        ``"I2"``..``"I6"``; ``None`` for RTN.
+    identity_lhs, identity_rhs, identity_gap : ndarray (n,)
+        The two sides per row and their relative gap.
+    structure_gap : ndarray (n,) or None
+        :math:`\|(w-q) - L\eta\| / \|w-q\|` (OPTQ, LDLQ; for A4' with :math:`w_{LS}` in place of w).
+    pivots : PivotCheck or None
+        I1 for :math:`H` (or :math:`\tilde H` for Qronos).
+    err_l2, err_inf : ndarray (n,)
+        :math:`\|Xw - \tilde Xq\|_2` and :math:`\|\cdot\|_\infty` per row (:math:`\tilde X = X`
+        unless the run used quantized inputs).
+    weight_err_inf : ndarray (n,)
+        :math:`\|w - q\|_\infty`.
+    n_clipped : ndarray (n,)
+        Clipped entries per row.
+    """
+
+    algorithm: str
+    variant: str
+    identity: str | None
+    statement: str
+    identity_lhs: np.ndarray | None
+    identity_rhs: np.ndarray | None
+    identity_gap: np.ndarray | None
+    structure_gap: np.ndarray | None
+    pivots: PivotCheck | None
+    err_l2: np.ndarray
+    err_inf: np.ndarray
+    weight_err_inf: np.ndarray
+    n_clipped: np.ndarray
+    transformed: bool = False
+
+    @property
+    def max_gap(self) -> float:
+        """Largest relative gap over every identity checked (I1 included)."""
+        gaps = [0.0]
+        for g in (self.identity_gap, self.structure_gap):
+            if g is not None and np.size(g):
+                gaps.append(float(np.max(np.asarray(g, dtype=float))))
+        if self.pivots is not None:
+            gaps.append(self.pivots.max_gap)
+        return max(gaps)
+
+    @property
+    def total_lhs(self):
+        """Sum over rows of the left side (I3's trace form)."""
+        return None if self.identity_lhs is None else np.sum(self.identity_lhs)
+
+    @property
+    def total_rhs(self):
+        return None if self.identity_rhs is None else np.sum(self.identity_rhs)
+
+
+def _pivot_check(piv, Hp, Xhp, lam, G0p, full: bool) -> PivotCheck:
+    D = piv.D
+    N = D.shape[0]
+    exact = is_exact(Hp)
+    D_proj = D_inv = None
+    gap_proj = gap_inv = None
+    if full:
+        D_proj = _linalg.zeros_like(D)
+        D_inv = _linalg.zeros_like(D)
+        for t in range(N):
+            c = _linalg.lstsq(Xhp[:, t + 1 :], Xhp[:, t])
+            r = Xhp[:, t] - (_linalg.dot(Xhp[:, t + 1 :], c) if t + 1 < N else 0)
+            D_proj[t] = np.sum(r * r)
+            e1 = _linalg.zeros_like(D, (N - t, 1))
+            e1[0, 0] = 1
+            sol = _linalg.lstsq(Hp[t:, t:], e1) if exact else np.linalg.solve(Hp[t:, t:], e1)
+            D_inv[t] = 1 / sol[0, 0]
+        gap_proj = float(np.max(np.asarray(relative_gap(D_proj, D), float)))
+        gap_inv = float(np.max(np.asarray(relative_gap(D_inv, D), float)))
+    col_sq = np.diag(G0p)
+    if exact:
+        bounds = all(lam <= d <= c + lam for d, c in zip(D, col_sq, strict=True))
+        import sympy
+
+        logdet_gap = float(abs(np.prod(D) - sympy.Matrix(Hp.tolist()).det()))
+    else:
+        slack = 1e-12 * (np.max(col_sq) + lam)
+        bounds = bool(np.all(D >= lam - slack) and np.all(D <= col_sq + lam + slack))
+        sign, logdet = np.linalg.slogdet(Hp)
+        logdet_gap = float(abs(np.sum(np.log(D)) - logdet)) if sign > 0 else float("inf")
+    return PivotCheck(D, D_proj, D_inv, gap_proj, gap_inv, bounds, logdet_gap)
+
+
+def _row_dot(A, B):
+    return np.sum(A * B, axis=1)
+
+
+def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certificate:
+    r"""Certificate of ``run`` on the calibration data (THEORY.md I1-I6).
+
+    Parameters
+    ----------
+    run : Run
+        A record returned by one of the algorithms.
+    X : array_like, shape (m, N)
+        The float-model inputs the run was computed with.
+    Xt : array_like, shape (m, N), optional
+        The quantized-model inputs (required for Qronos and GPFQ).
+    full_pivot_check : bool, optional
+        Compute I1's projection and inverse forms of every pivot (``O(N^4)``); default when
+        ``N <= 128``. The determinant and the bounds on :math:`D_t` are always checked.
+
+    Returns
+    -------
+    Certificate
+    """
+    if not isinstance(run, Run):
+        raise TypeError(f"run must be a Run returned by an algorithm; got {type(run).__name__}")
+    if run.transform is not None:
+        V = run.transform.V
+        Xv = as_matrix("X", X, V.shape[0]) @ V.T
+        Xtv = None if Xt is None else as_matrix("Xt", Xt, V.shape[0]) @ V.T
+        inner = certify(run.inner, Xv, Xtv, full_pivot_check)
+        return Certificate(**{**inner.__dict__, "transformed": True})
+
+    W = np.atleast_2d(run.W)
+    Q = np.atleast_2d(run.Q)
+    eta = np.atleast_2d(run.eta)
+    N = W.shape[1]
+    Xa = as_matrix("X", X, N)
+    if is_exact(Xa) != is_exact(W):
+        raise ValueError("X must be exact (rationals) exactly when the run was")
+    uses_xt = run.algorithm in ("qronos", "gpfq")
+    if uses_xt:
+        if Xt is None:
+            raise ValueError(f"Xt is required to certify a {run.algorithm} run")
+        Xta = as_matrix("Xt", Xt, N, m=Xa.shape[0])
+    else:
+        Xta = Xa
+    lam = run.lam
+    order = run.order
+    E = W - Q  # w - q, original order
+    out = _linalg.dot(W, Xa.T) - _linalg.dot(Q, Xta.T)  # rows: (Xw - Xt q)^T
+    err_sq = _row_dot(out, out)
+    err_l2 = np.sqrt(np.asarray(err_sq, dtype=float))
+    err_inf = np.max(np.abs(np.asarray(out, dtype=float)), axis=1)
+    weight_err_inf = np.max(np.abs(np.asarray(E, dtype=float)), axis=1)
+    n_clipped = np.count_nonzero(np.atleast_2d(run.clipped), axis=1)
+    full = (N <= 128) if full_pivot_check is None else bool(full_pivot_check)
+    common = dict(err_l2=err_l2, err_inf=err_inf, weight_err_inf=weight_err_inf,
+                  n_clipped=n_clipped, algorithm=run.algorithm, variant=run.variant)
+
+    if run.algorithm == "rtn":
+        return Certificate(identity=None, statement=STATEMENT[None], identity_lhs=None,
+                           identity_rhs=None, identity_gap=None, structure_gap=None,
+                           pivots=None, **common)
+    if run.algorithm == "gpfq":
+        u = np.atleast_2d(run.residual)
+        lhs = np.sqrt(np.asarray(_row_dot(u, u), dtype=float))
+        diff = u - out
+        gap_num = np.sqrt(np.asarray(_row_dot(diff, diff), dtype=float))
+        den = np.maximum(lhs, err_l2)
+        gap = np.where(den > 0, gap_num / np.where(den > 0, den, 1.0), 0.0)
+        return Certificate(identity="I6", statement=STATEMENT["I6"], identity_lhs=lhs,
+                           identity_rhs=err_l2, identity_gap=gap, structure_gap=None,
+                           pivots=None, **common)
+
+    # Pivots of the matrix that carries the feedback: H for OPTQ/LDLQ, Ht for Qronos.
+    Xfb = Xta[:, order]
+    G0p = gram(Xfb)
+    eye = lam * np.eye(N, dtype=G0p.dtype)
+    Hp = G0p + eye
+    piv = pivots(Hp, lam, "Ht" if uses_xt else "H")
+    Xhp = _linalg.augment(Xfb, lam)
+    pcheck = _pivot_check(piv, Hp, Xhp, lam, G0p, full)
+    D = piv.D
+    eta_p = eta[:, order]
+    weighted = _linalg.dot(eta_p * eta_p, D)  # sum_t eta_t^2 D_t per row
+    E_p = E[:, order]
+    lhs_data = err_sq + lam * _row_dot(E, E)  # ||Xw - Xt q||^2 + lam ||w - q||^2
+
+    if run.algorithm in ("optq", "ldlq"):
+        if run.algorithm == "ldlq":
+            lhs = _row_dot(_linalg.dot(E_p, Hp), E_p)
+        else:
+            lhs = lhs_data
+        struct = _structure_gap(E_p, piv.L, eta_p)
+        ident = IDENTITY[run.algorithm]
+        return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs,
+                           identity_rhs=weighted, identity_gap=relative_gap(lhs, weighted),
+                           structure_gap=struct, pivots=pcheck, **common)
+
+    # Qronos: r_0 = Xh w - Xth w_LS, with w_LS fitted here from the data (not read from the run).
+    Xh = _linalg.augment(Xa[:, order], lam)
+    Wp = W[:, order]
+    targets = _linalg.dot(Wp, Xh.T)
+    W_ls = _linalg.lstsq(Xhp, targets.T).T
+    r0 = targets - _linalg.dot(W_ls, Xhp.T)
+    r0_sq = _row_dot(r0, r0)
+    if run.variant == "ls":
+        rhs = r0_sq + weighted
+        struct = _structure_gap(W_ls - Q[:, order], piv.L, eta_p)
+        ident = "I4"
+    else:
+        first = W_ls[:, 0] - Q[:, order][:, 0]
+        rhs = r0_sq + first * first * D[0] + _linalg.dot(eta_p[:, 1:] ** 2, D[1:])
+        struct = None
+        ident = "I5"
+    return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs_data,
+                       identity_rhs=rhs, identity_gap=relative_gap(lhs_data, rhs),
+                       structure_gap=struct, pivots=pcheck, **common)
+
+
+def _structure_gap(E_p, L, eta_p):
+    resid = E_p - _linalg.dot(eta_p, L.T)  # rows: (w - q) - L eta
+    num = np.asarray(_row_dot(resid, resid))
+    den = np.asarray(_row_dot(E_p, E_p))
+    if num.dtype == object:
+        return np.array([0 if d == 0 else nu / d for nu, d in zip(num, den, strict=True)], dtype=object)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, np.sqrt(num / np.where(den > 0, den, 1.0)), np.sqrt(num))

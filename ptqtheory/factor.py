@@ -1,0 +1,123 @@
+r"""The pivots :math:`D_t` and the unit triangular factor :math:`L` of :math:`H` (THEORY.md I1, A2', A3).
+
+With :math:`H^{-1} = C C^T` (:math:`C` lower), THEORY.md defines :math:`D_t = C_{tt}^{-2}` and
+:math:`L = C \operatorname{diag}(C)^{-1}`. We never form :math:`H^{-1}`: the "UL" factorization
+:math:`H = U_1 \operatorname{diag}(D) U_1^T` (:math:`U_1` unit upper, QuIP's
+:math:`\mathring U + I`) gives both, since :math:`C = U_1^{-T}\operatorname{diag}(D)^{-1/2}` and so
+:math:`L = U_1^{-T}` and :math:`L^T = U_1^{-1}`.
+
+The OPTQ update (A2') reads :math:`w_{>t} \mathrel{-}= \eta_t L_{>t,t}`, i.e. row ``t`` of
+:math:`L^T`; GPTQ writes the same row as :math:`U_{t,>t}/U_{tt}` with :math:`H^{-1} = U^T U`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import scipy.linalg
+
+from . import _linalg
+from ._validate import is_exact
+
+__all__ = ["Pivots", "SingularHessianError", "pivots"]
+
+
+class SingularHessianError(ValueError):
+    """``H = X^T X + lam I`` is singular (or numerically singular) for the ``lam`` given."""
+
+
+@dataclass(frozen=True, eq=False)
+class Pivots:
+    r"""The factorization :math:`H = U_1 \operatorname{diag}(D) U_1^T` in processing order.
+
+    Attributes
+    ----------
+    U1 : ndarray, shape (N, N)
+        Unit upper triangular; :math:`U_1 - I` is LDLQ's :math:`\mathring U`.
+    D : ndarray, shape (N,)
+        The pivots :math:`D_t` of THEORY.md I1.
+    """
+
+    U1: np.ndarray
+    D: np.ndarray
+
+    @cached_property
+    def Lt(self) -> np.ndarray:
+        r""":math:`L^T = U_1^{-1}` (unit upper); row ``t`` right of the diagonal is OPTQ's update."""
+        if is_exact(self.U1):
+            import sympy
+
+            inv = sympy.Matrix(self.U1.tolist()).inv()
+            return np.array(inv.tolist(), dtype=object)
+        N = self.U1.shape[0]
+        return scipy.linalg.solve_triangular(
+            self.U1, np.eye(N), lower=False, unit_diagonal=True, check_finite=False
+        )
+
+    @cached_property
+    def L(self) -> np.ndarray:
+        """The unit lower triangular :math:`L` of THEORY.md I2 (``w - q = L eta``)."""
+        return self.Lt.T.copy()
+
+
+def _singular_message(H: np.ndarray, lam, what: str, detail: str) -> str:
+    Hf = np.asarray(H, dtype=float)
+    N = Hf.shape[0]
+    gram_diag = np.diag(Hf) - float(lam)
+    dead = np.flatnonzero(gram_diag <= 0)
+    mean_diag = float(np.mean(gram_diag)) if N else 0.0
+    parts = [
+        f"{what} = X^T X + lam*I is singular or numerically singular with lam = {float(lam):g} "
+        f"({detail}).",
+    ]
+    if dead.size:
+        shown = ", ".join(str(int(j)) for j in dead[:10])
+        more = "" if dead.size <= 10 else f" (+{dead.size - 10} more)"
+        parts.append(f"Columns with no activation (dead columns): {shown}{more}.")
+    parts.append(
+        "Set lam > 0: an absolute value (lam=...), or GPTQ's convention "
+        f"lam=pt.Damping.percdamp(0.01), which here gives lam = {0.01 * mean_diag:g}; "
+        "the damping used is recorded in the run."
+    )
+    return " ".join(parts)
+
+
+def pivots(H: np.ndarray, lam=0.0, what: str = "H") -> Pivots:
+    r"""Factor a positive definite ``H`` and return its pivots; raise if ``H`` is singular.
+
+    Parameters
+    ----------
+    H : ndarray, shape (N, N)
+        :math:`X^T X + \lambda I` in processing order (float64 or exact rationals).
+    lam : float
+        The damping already inside ``H``; used only for the error message.
+    what : str
+        Name of the matrix in the error message (``"H"`` or ``"Ht"``).
+
+    Raises
+    ------
+    SingularHessianError
+        If the Cholesky factorization fails or a pivot is below ``N * eps * max(diag(H))``: the
+        algorithms would then divide by rounding noise. The message says how to set ``lam``.
+    """
+    N = H.shape[0]
+    try:
+        U1, D = _linalg.udu(H)
+    except np.linalg.LinAlgError as exc:
+        raise SingularHessianError(
+            _singular_message(H, lam, what, "Cholesky factorization failed")
+        ) from exc
+    if not is_exact(H):
+        scale = float(np.max(np.diag(H))) if N else 0.0
+        tiny = N * np.finfo(np.float64).eps * scale
+        t = int(np.argmin(D))
+        if not D[t] > tiny:
+            raise SingularHessianError(
+                _singular_message(
+                    H, lam, what,
+                    f"pivot D_t = {D[t]:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}",
+                )
+            )
+    return Pivots(U1=U1, D=D)

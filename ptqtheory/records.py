@@ -1,0 +1,111 @@
+"""The record every algorithm returns: what was rounded, how, and what a certificate needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .grids import Grid
+
+__all__ = ["Run", "Transform"]
+
+
+@dataclass(frozen=True, eq=False)
+class Transform:
+    r"""Incoherence processing (THEORY.md A3i): :math:`W' = U W V^T`, :math:`X' = X V^T`.
+
+    ``U`` (n x n) and ``V`` (N x N) are orthogonal; the run rounds :math:`W'` and the result is
+    mapped back with :math:`Q = U^T Q' V`.
+    """
+
+    kind: str
+    U: np.ndarray
+    V: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    r"""Record of one quantization run.
+
+    All per-entry arrays are in the *original* column order and have the shape of the input
+    weights (``(n, N)``, or ``(N,)`` when a single row ``w`` was given).
+
+    Attributes
+    ----------
+    algorithm : str
+        ``"rtn"``, ``"optq"``, ``"ldlq"``, ``"qronos"`` or ``"gpfq"``.
+    variant : str
+        ``"blocked"`` (A2' fast form) or ``"iteration"`` (A2 paper iteration) for OPTQ;
+        ``"paper"`` (A4) or ``"ls"`` (A4') for Qronos; ``"reference"`` otherwise.
+    W : ndarray
+        The weights given (float64 copy), original coordinates.
+    Q : ndarray
+        Quantized weights. With incoherence processing these are :math:`U^T Q' V` and lie on no grid;
+        ``inner`` holds the run on the grid.
+    eta : ndarray
+        :math:`\eta_t = x_t - q_t`, the rounding error of each entry when it was rounded.
+    x : ndarray
+        :math:`x_t`, the value each entry had when it was rounded.
+    clipped : ndarray of bool
+        Entries whose unbounded rounding fell outside ``[lo, hi]`` and were clipped.
+    order : ndarray of int
+        ``order[t]`` is the column rounded at step ``t``.
+    grid : Grid
+        The grid actually used, per entry (groups refitted during the run are resolved here).
+    lam : float
+        Absolute damping used (THEORY.md :math:`\lambda`); ``damping`` says how it was specified.
+    rounding : str
+        ``"nearest"`` or ``"stochastic"``.
+    """
+
+    algorithm: str
+    variant: str
+    W: np.ndarray
+    Q: np.ndarray
+    eta: np.ndarray
+    x: np.ndarray
+    clipped: np.ndarray
+    order: np.ndarray
+    grid: Grid
+    lam: float
+    rounding: str
+    seed: object = None
+    damping: str = "absolute"
+    block_size: int | None = None
+    w_ls: np.ndarray | None = None
+    start: str | None = None
+    residual: np.ndarray | None = None
+    inner: Run | None = None
+    transform: Transform | None = None
+    precision: str = "float64"
+    backend: str = "numpy"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def codes(self) -> np.ndarray:
+        r"""Integer grid index :math:`k` of every entry, :math:`q = \delta (k - z)` (in-grid runs only).
+
+        Two runs with refitted groups can differ in the last bit of :math:`\delta` yet pick the
+        same grid points; compare ``codes`` (and ``grid.delta`` to rounding) to see that.
+        """
+        if self.transform is not None:
+            return self.inner.codes
+        n, N = np.atleast_2d(self.Q).shape
+        delta, zero, _, _ = self.grid.expand(n, N)
+        k = np.atleast_2d(self.Q) / delta + zero
+        k = k if k.dtype == object else np.rint(k).astype(np.int64)
+        return k.reshape(np.shape(self.Q))
+
+    @property
+    def n_clipped(self) -> int:
+        """How many entries were clipped (0 means the a-priori bounds' hypothesis held)."""
+        return int(np.count_nonzero(self.clipped))
+
+    def summary(self) -> str:
+        shape = "x".join(str(s) for s in np.shape(self.Q))
+        return (
+            f"{self.algorithm}[{self.variant}] {shape} rounding={self.rounding} "
+            f"lam={float(self.lam):g} "
+            f"({self.damping}) clipped={self.n_clipped} precision={self.precision}"
+        )
