@@ -23,11 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
+import scipy.linalg.lapack
 
 from . import _linalg
 from ._validate import as_matrix, is_exact
 from .calibration import gram
-from .factor import pivots
+from .factor import pivots, pivots_from_data
 from .records import Run
 
 __all__ = ["Certificate", "PivotCheck", "certify", "relative_gap"]
@@ -41,6 +43,10 @@ STATEMENT = {
     "I6": "u_N = Xw - Xt q (lhs ||u_N||, rhs ||Xw - Xt q||, gap ||u_N - (Xw - Xt q)|| / max)",
     None: "RTN has no error-feedback identity; only the empirical errors are reported",
 }
+
+
+
+C_ATOL = 16.0
 
 
 def relative_gap(lhs, rhs) -> np.ndarray:
@@ -59,20 +65,29 @@ def relative_gap(lhs, rhs) -> np.ndarray:
 class PivotCheck:
     r"""THEORY.md I1 for the matrix whose pivots enter the identity (:math:`H`, or :math:`\tilde H`).
 
+    The pivots ``D`` come from a QR factorization of :math:`\hat X` (relative error about
+    :math:`\epsilon\sqrt{\kappa(H)}`). The projection form is evaluated from the data too and must
+    agree to ~1e-10. The inverse form and :math:`\log\det H` can only be evaluated through the
+    formed :math:`H`, whose small eigenvalues carry a relative error of about
+    :math:`\epsilon\,\kappa(H)`; they are held to :meth:`h_tolerance` instead.
+
     Attributes
     ----------
     D : ndarray (N,)
         Pivots from the factorization (processing order).
     D_projection : ndarray (N,) or None
-        :math:`\|\hat X_t - \hat X_{>t} c^*\|^2` by least squares (the projection form).
+        :math:`\|\hat X_t - \hat X_{>t} c^*\|^2 = \lambda + \min_c \|X_t - X_{>t}c\|^2 + \lambda\|c\|^2`.
     D_inverse : ndarray (N,) or None
-        :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` by solving with each trailing block.
+        :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` by solving with each trailing block of :math:`H`.
     gap_projection, gap_inverse : float or None
-        Largest relative gap of each form against ``D``.
+        Largest relative gap of each form against ``D`` (``None`` when not computed).
     bounds_hold : bool
-        :math:`\lambda \le D_t \le \|X_t\|^2 + \lambda` for all t (relative slack 1e-12 in float64).
+        :math:`\lambda \le D_t \le \|X_t\|^2 + \lambda` for all t (slack 1e-12 of the largest
+        diagonal entry in float64; none in exact arithmetic).
     logdet_gap : float
-        :math:`|\sum_t \log D_t - \log\det H|` (natural log; exact: :math:`\prod D_t` vs det).
+        :math:`|\sum_t \log D_t - \log\det H|` (exact arithmetic: :math:`|\prod_t D_t - \det H|`).
+    cond : float
+        :math:`\kappa_2(H)` (infinite for exact inputs, where no tolerance is needed).
     """
 
     D: np.ndarray
@@ -82,25 +97,49 @@ class PivotCheck:
     gap_inverse: float | None
     bounds_hold: bool
     logdet_gap: float
+    cond: float
 
-    @property
-    def max_gap(self) -> float:
-        gaps = [g for g in (self.gap_projection, self.gap_inverse) if g is not None]
-        return float(max([*gaps, self.logdet_gap]))
+    def h_tolerance(self, tol: float = 1e-10) -> float:
+        r"""``max(tol, N eps kappa(H))``: what float64 can promise for forms evaluated through H."""
+        if not np.isfinite(self.cond):
+            return 0.0
+        return max(tol, self.D.shape[0] * np.finfo(float).eps * self.cond)
+
+    def holds(self, tol: float = 1e-10) -> bool:
+        """Every I1 statement holds: projection form to ``tol``, H-forms to :meth:`h_tolerance`."""
+        h_tol = self.h_tolerance(tol)
+        return bool(
+            self.bounds_hold
+            and (self.gap_projection is None or self.gap_projection <= tol)
+            and (self.gap_inverse is None or self.gap_inverse <= h_tol)
+            and self.logdet_gap <= h_tol
+        )
+
 
 
 @dataclass(frozen=True, eq=False)
 class Certificate:
     r"""Per-row certificate of one run (see the module table for the identities).
 
+    How to read a gap. ``identity_gap`` is the plain relative gap. In float64 the two sides of an
+    identity also differ by rounding: the run's :math:`x_t` and the grid point
+    :math:`q_t = \delta(k - z)` each carry an error of about :math:`\epsilon(|w| + |q|)`. A
+    first-order bound of that difference is ``identity_atol`` (``structure_atol`` for
+    :math:`w - q = L\eta`). :meth:`holds` accepts a row when
+    :math:`|lhs - rhs| \le rtol \max(|lhs|,|rhs|) + atol`, as ``numpy.isclose`` does. The atol is
+    negligible, about :math:`16\epsilon|w|/\delta` relative, unless a row's error is itself at
+    rounding level (weights already on the grid), where the plain relative gap compares noise with noise.
+    In exact arithmetic every atol is 0 and every gap is exactly 0.
+
     Attributes
     ----------
     identity : str or None
         ``"I2"``..``"I6"``; ``None`` for RTN.
-    identity_lhs, identity_rhs, identity_gap : ndarray (n,)
-        The two sides per row and their relative gap.
-    structure_gap : ndarray (n,) or None
-        :math:`\|(w-q) - L\eta\| / \|w-q\|` (OPTQ, LDLQ; for A4' with :math:`w_{LS}` in place of w).
+    identity_lhs, identity_rhs, identity_gap, identity_atol : ndarray (n,)
+        The two sides per row, their relative gap, and the float64 rounding allowance.
+    structure_residual, structure_scale, structure_gap, structure_atol : ndarray (n,) or None
+        :math:`\|(w-q) - L\eta\|`, :math:`\|w-q\|`, their ratio, and the rounding allowance of the
+        residual (weight units); OPTQ, LDLQ, and A4' with :math:`w_{LS}` in place of :math:`w`.
     pivots : PivotCheck or None
         I1 for :math:`H` (or :math:`\tilde H` for Qronos).
     err_l2, err_inf : ndarray (n,)
@@ -110,6 +149,8 @@ class Certificate:
         :math:`\|w - q\|_\infty`.
     n_clipped : ndarray (n,)
         Clipped entries per row.
+    transformed : bool
+        The run used incoherence processing; identities are in the transformed coordinates.
     """
 
     algorithm: str
@@ -119,7 +160,11 @@ class Certificate:
     identity_lhs: np.ndarray | None
     identity_rhs: np.ndarray | None
     identity_gap: np.ndarray | None
+    identity_atol: np.ndarray | None
     structure_gap: np.ndarray | None
+    structure_scale: np.ndarray | None
+    structure_atol: np.ndarray | None
+    structure_residual: np.ndarray | None
     pivots: PivotCheck | None
     err_l2: np.ndarray
     err_inf: np.ndarray
@@ -127,15 +172,37 @@ class Certificate:
     n_clipped: np.ndarray
     transformed: bool = False
 
+    def identity_holds(self, rtol: float = 1e-10) -> np.ndarray:
+        r"""Per row: :math:`|lhs - rhs| \le rtol \max(|lhs|, |rhs|) + atol` (and the structure relation)."""
+        if self.identity is None:
+            return np.ones(self.err_l2.shape, dtype=bool)
+        lhs = np.asarray(self.identity_lhs, dtype=float)
+        rhs = np.asarray(self.identity_rhs, dtype=float)
+        if self.identity == "I6":  # lhs, rhs are norms; the gap is ||u_N - (Xw - Xt q)|| / max
+            diff = np.asarray(self.identity_gap, float) * np.maximum(lhs, rhs)
+        else:
+            diff = np.abs(lhs - rhs)
+        ok = diff <= rtol * np.maximum(np.abs(lhs), np.abs(rhs)) + np.asarray(self.identity_atol, float)
+        if self.structure_residual is not None:
+            res = np.asarray(self.structure_residual, float)
+            scale = np.asarray(self.structure_scale, float)
+            ok &= res <= rtol * scale + np.asarray(self.structure_atol, float)
+        return ok
+
+    def holds(self, rtol: float = 1e-10) -> bool:
+        """Every row's identity, the structure relation and I1 hold at ``rtol`` (see class notes)."""
+        piv_ok = self.pivots is None or self.pivots.holds(rtol)
+        return bool(np.all(self.identity_holds(rtol)) and piv_ok)
+
     @property
     def max_gap(self) -> float:
-        """Largest relative gap over every identity checked (I1 included)."""
+        """Largest plain relative gap of the identity, the structure relation and I1's projection form."""
         gaps = [0.0]
         for g in (self.identity_gap, self.structure_gap):
             if g is not None and np.size(g):
                 gaps.append(float(np.max(np.asarray(g, dtype=float))))
-        if self.pivots is not None:
-            gaps.append(self.pivots.max_gap)
+        if self.pivots is not None and self.pivots.gap_projection is not None:
+            gaps.append(self.pivots.gap_projection)
         return max(gaps)
 
     @property
@@ -173,16 +240,39 @@ def _pivot_check(piv, Hp, Xhp, lam, G0p, full: bool) -> PivotCheck:
         import sympy
 
         logdet_gap = float(abs(np.prod(D) - sympy.Matrix(Hp.tolist()).det()))
+        cond = float("inf")
     else:
         slack = 1e-12 * (np.max(col_sq) + lam)
         bounds = bool(np.all(D >= lam - slack) and np.all(D <= col_sq + lam + slack))
         sign, logdet = np.linalg.slogdet(Hp)
         logdet_gap = float(abs(np.sum(np.log(D)) - logdet)) if sign > 0 else float("inf")
-    return PivotCheck(D, D_proj, D_inv, gap_proj, gap_inv, bounds, logdet_gap)
+        cond = _cond(Hp, piv)
+    return PivotCheck(D, D_proj, D_inv, gap_proj, gap_inv, bounds, logdet_gap, cond)
+
+
+def _cond(Hp: np.ndarray, piv) -> float:
+    """kappa_2(H) by SVD up to N = 1024; above, LAPACK's 1-norm estimate from the factor in hand."""
+    N = Hp.shape[0]
+    if N <= 1024:
+        return float(np.linalg.cond(Hp))
+    Lrev = (piv.U1 * np.sqrt(piv.D)[None, :])[::-1, ::-1]  # J H J = Lrev Lrev^T
+    rcond, info = scipy.linalg.lapack.dpocon(
+        np.asfortranarray(Lrev), float(np.abs(Hp).sum(0).max()), uplo="L"
+    )
+    return float("inf") if info != 0 or rcond == 0 else float(1.0 / rcond)
 
 
 def _row_dot(A, B):
     return np.sum(A * B, axis=1)
+
+
+
+def _norms(A) -> np.ndarray:
+    return np.linalg.norm(np.asarray(A, dtype=float), axis=-1)
+
+
+def _fro(A) -> float:
+    return float(np.linalg.norm(np.asarray(A, dtype=float)))
 
 
 def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certificate:
@@ -218,7 +308,8 @@ def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certi
     eta = np.atleast_2d(run.eta)
     N = W.shape[1]
     Xa = as_matrix("X", X, N)
-    if is_exact(Xa) != is_exact(W):
+    exact = is_exact(W)
+    if is_exact(Xa) != exact:
         raise ValueError("X must be exact (rationals) exactly when the run was")
     uses_xt = run.algorithm in ("qronos", "gpfq")
     if uses_xt:
@@ -230,20 +321,27 @@ def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certi
     lam = run.lam
     order = run.order
     E = W - Q  # w - q, original order
-    out = _linalg.dot(W, Xa.T) - _linalg.dot(Q, Xta.T)  # rows: (Xw - Xt q)^T
+    # Xw - Xt q = X(w - q) + (X - Xt) q: no cancellation when w - q is small.
+    out = _linalg.dot(E, Xa.T)
+    if uses_xt:
+        out = out + _linalg.dot(Q, (Xa - Xta).T)
     err_sq = _row_dot(out, out)
     err_l2 = np.sqrt(np.asarray(err_sq, dtype=float))
     err_inf = np.max(np.abs(np.asarray(out, dtype=float)), axis=1)
     weight_err_inf = np.max(np.abs(np.asarray(E, dtype=float)), axis=1)
     n_clipped = np.count_nonzero(np.atleast_2d(run.clipped), axis=1)
     full = (N <= 128) if full_pivot_check is None else bool(full_pivot_check)
+    # First-order float64 rounding allowance (Certificate notes): C_ATOL eps times the sizes involved.
+    eps = 0.0 if exact else C_ATOL * np.finfo(float).eps
+    w_q = _norms(W) + _norms(Q)
     common = dict(err_l2=err_l2, err_inf=err_inf, weight_err_inf=weight_err_inf,
                   n_clipped=n_clipped, algorithm=run.algorithm, variant=run.variant)
+    none = dict(structure_gap=None, structure_scale=None, structure_atol=None, structure_residual=None)
 
     if run.algorithm == "rtn":
         return Certificate(identity=None, statement=STATEMENT[None], identity_lhs=None,
-                           identity_rhs=None, identity_gap=None, structure_gap=None,
-                           pivots=None, **common)
+                           identity_rhs=None, identity_gap=None, identity_atol=None,
+                           pivots=None, **none, **common)
     if run.algorithm == "gpfq":
         u = np.atleast_2d(run.residual)
         lhs = np.sqrt(np.asarray(_row_dot(u, u), dtype=float))
@@ -251,34 +349,41 @@ def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certi
         gap_num = np.sqrt(np.asarray(_row_dot(diff, diff), dtype=float))
         den = np.maximum(lhs, err_l2)
         gap = np.where(den > 0, gap_num / np.where(den > 0, den, 1.0), 0.0)
+        # u_N sums N rank-one steps; each adds eps (|w_t| ||X_t|| + |q_t| ||Xt_t||) of rounding.
+        atol = eps * N * (_fro(Xa) * _norms(W) + _fro(Xta) * _norms(Q))
         return Certificate(identity="I6", statement=STATEMENT["I6"], identity_lhs=lhs,
-                           identity_rhs=err_l2, identity_gap=gap, structure_gap=None,
-                           pivots=None, **common)
+                           identity_rhs=err_l2, identity_gap=gap, identity_atol=atol,
+                           pivots=None, **none, **common)
 
     # Pivots of the matrix that carries the feedback: H for OPTQ/LDLQ, Ht for Qronos.
     Xfb = Xta[:, order]
     G0p = gram(Xfb)
-    eye = lam * np.eye(N, dtype=G0p.dtype)
-    Hp = G0p + eye
-    piv = pivots(Hp, lam, "Ht" if uses_xt else "H")
+    Hp = G0p + lam * np.eye(N, dtype=G0p.dtype)
     Xhp = _linalg.augment(Xfb, lam)
+    what = "Ht" if uses_xt else "H"
+    piv = pivots(Hp, lam, what) if exact else pivots_from_data(Xhp, lam, what)
     pcheck = _pivot_check(piv, Hp, Xhp, lam, G0p, full)
     D = piv.D
     eta_p = eta[:, order]
     weighted = _linalg.dot(eta_p * eta_p, D)  # sum_t eta_t^2 D_t per row
     E_p = E[:, order]
     lhs_data = err_sq + lam * _row_dot(E, E)  # ||Xw - Xt q||^2 + lam ||w - q||^2
+    L_eta = _fro(piv.L) * _norms(eta_p)
+    xh_norm = _fro(Xhp)
 
     if run.algorithm in ("optq", "ldlq"):
-        if run.algorithm == "ldlq":
-            lhs = _row_dot(_linalg.dot(E_p, Hp), E_p)
-        else:
-            lhs = lhs_data
-        struct = _structure_gap(E_p, piv.L, eta_p)
+        lhs = _row_dot(_linalg.dot(E_p, Hp), E_p) if run.algorithm == "ldlq" else lhs_data
+        res, scale = _structure(E_p, piv.L, eta_p)
+        s_atol = eps * (w_q + L_eta)
+        # |lhs - rhs| <= ||X_hat nu|| (||X_hat e|| + ||X_hat L eta||), nu the rounding of e - L eta
+        atol = xh_norm * s_atol * (np.sqrt(np.abs(np.asarray(lhs, float)))
+                                   + np.sqrt(np.abs(np.asarray(weighted, float))))
         ident = IDENTITY[run.algorithm]
         return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs,
                            identity_rhs=weighted, identity_gap=relative_gap(lhs, weighted),
-                           structure_gap=struct, pivots=pcheck, **common)
+                           identity_atol=atol, structure_gap=_ratio(res, scale),
+                           structure_scale=scale, structure_atol=s_atol, structure_residual=res,
+                           pivots=pcheck, **common)
 
     # Qronos: r_0 = Xh w - Xth w_LS, with w_LS fitted here from the data (not read from the run).
     Xh = _linalg.augment(Xa[:, order], lam)
@@ -287,25 +392,37 @@ def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certi
     W_ls = _linalg.lstsq(Xhp, targets.T).T
     r0 = targets - _linalg.dot(W_ls, Xhp.T)
     r0_sq = _row_dot(r0, r0)
+    s_atol = eps * (w_q + _norms(W_ls) + L_eta)
     if run.variant == "ls":
         rhs = r0_sq + weighted
-        struct = _structure_gap(W_ls - Q[:, order], piv.L, eta_p)
+        res, scale = _structure(W_ls - Q[:, order], piv.L, eta_p)
         ident = "I4"
+        structure = dict(structure_gap=_ratio(res, scale), structure_scale=scale, structure_atol=s_atol,
+                         structure_residual=res)
     else:
         first = W_ls[:, 0] - Q[:, order][:, 0]
         rhs = r0_sq + first * first * D[0] + _linalg.dot(eta_p[:, 1:] ** 2, D[1:])
-        struct = None
-        ident = "I5"
+        ident, structure = "I5", none
+    atol = (_fro(Xh) + xh_norm) * s_atol * (np.sqrt(np.abs(np.asarray(lhs_data, float)))
+                                           + np.sqrt(np.abs(np.asarray(rhs, float))))
     return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs_data,
-                       identity_rhs=rhs, identity_gap=relative_gap(lhs_data, rhs),
-                       structure_gap=struct, pivots=pcheck, **common)
+                       identity_rhs=rhs, identity_gap=relative_gap(lhs_data, rhs), identity_atol=atol,
+                       pivots=pcheck, **structure, **common)
 
 
-def _structure_gap(E_p, L, eta_p):
+def _structure(E_p, L, eta_p):
+    r"""Per row :math:`\|(w-q) - L\eta\|` and :math:`\|w - q\|` (squared for exact inputs)."""
     resid = E_p - _linalg.dot(eta_p, L.T)  # rows: (w - q) - L eta
     num = np.asarray(_row_dot(resid, resid))
     den = np.asarray(_row_dot(E_p, E_p))
     if num.dtype == object:
-        return np.array([0 if d == 0 else nu / d for nu, d in zip(num, den, strict=True)], dtype=object)
+        return num, den
+    return np.sqrt(num), np.sqrt(den)
+
+
+def _ratio(res, scale) -> np.ndarray:
+    """``res / scale``, 0 where both are 0 (exact for rationals)."""
+    if np.asarray(res).dtype == object:
+        return np.array([0 if d == 0 else r / d for r, d in zip(res, scale, strict=True)], dtype=object)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, np.sqrt(num / np.where(den > 0, den, 1.0)), np.sqrt(num))
+        return np.where(scale > 0, res / np.where(scale > 0, scale, 1.0), np.where(res > 0, np.inf, 0.0))

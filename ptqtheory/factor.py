@@ -21,7 +21,7 @@ import scipy.linalg
 from . import _linalg
 from ._validate import is_exact
 
-__all__ = ["Pivots", "SingularHessianError", "pivots"]
+__all__ = ["Pivots", "SingularHessianError", "pivots", "pivots_from_data"]
 
 
 class SingularHessianError(ValueError):
@@ -62,11 +62,13 @@ class Pivots:
         return self.Lt.T.copy()
 
 
-def _singular_message(H: np.ndarray, lam, what: str, detail: str) -> str:
+def _singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -> str:
     Hf = np.asarray(H, dtype=float)
     N = Hf.shape[0]
     gram_diag = np.diag(Hf) - float(lam)
     dead = np.flatnonzero(gram_diag <= 0)
+    if columns is not None:  # H is in processing order: report the caller's column indices
+        dead = np.sort(np.asarray(columns)[dead])
     mean_diag = float(np.mean(gram_diag)) if N else 0.0
     parts = [
         f"{what} = X^T X + lam*I is singular or numerically singular with lam = {float(lam):g} "
@@ -84,7 +86,46 @@ def _singular_message(H: np.ndarray, lam, what: str, detail: str) -> str:
     return " ".join(parts)
 
 
-def pivots(H: np.ndarray, lam=0.0, what: str = "H") -> Pivots:
+def _check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None) -> None:
+    N = D.shape[0]
+    scale = float(np.max(np.diag(H))) if N else 0.0
+    tiny = N * np.finfo(np.float64).eps * scale
+    t = int(np.argmin(D))
+    if not D[t] > tiny:
+        raise SingularHessianError(
+            _singular_message(
+                H, lam, what,
+                f"pivot D_t = {D[t]:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}",
+                columns,
+            )
+        )
+
+
+def pivots_from_data(Xh: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
+    r"""The same factorization computed from :math:`\hat X` by QR instead of from :math:`H`.
+
+    With the columns reversed, :math:`\hat X J = Q R'` gives :math:`H = U_H U_H^T` with
+    :math:`U_H = J R'^T J`. Householder QR works on :math:`\hat X` itself, so small pivots carry a
+    relative error of about :math:`\epsilon\sqrt{\kappa(H)}` instead of the
+    :math:`\epsilon\,\kappa(H)` of a Cholesky factorization of the formed :math:`H`; the
+    identities then hold to ~1e-12 even when :math:`\kappa(H) = 10^8`. Used whenever the
+    calibration data are at hand (the numpy reference); :func:`pivots` serves statistics-only input.
+    """
+    N = Xh.shape[1]
+    if Xh.shape[0] < N:
+        raise ValueError("pivots_from_data needs the augmented data [X; sqrt(lam) I] with >= N rows")
+    R = scipy.linalg.qr(Xh[:, ::-1], mode="r", check_finite=False)[0][:N, :N]
+    UH = R.T[::-1, ::-1]
+    d = np.diag(UH).copy()
+    D = d * d
+    H = Xh.T @ Xh
+    _check_definite(D, H, lam, what, columns)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        U1 = UH / d[None, :]
+    return Pivots(U1=np.ascontiguousarray(U1), D=D)
+
+
+def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
     r"""Factor a positive definite ``H`` and return its pivots; raise if ``H`` is singular.
 
     Parameters
@@ -95,6 +136,9 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H") -> Pivots:
         The damping already inside ``H``; used only for the error message.
     what : str
         Name of the matrix in the error message (``"H"`` or ``"Ht"``).
+    columns : array_like of int, optional
+        ``columns[t]`` is the caller's index of processing column ``t`` (the order); dead
+        columns are reported with these indices.
 
     Raises
     ------
@@ -102,22 +146,12 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H") -> Pivots:
         If the Cholesky factorization fails or a pivot is below ``N * eps * max(diag(H))``: the
         algorithms would then divide by rounding noise. The message says how to set ``lam``.
     """
-    N = H.shape[0]
     try:
         U1, D = _linalg.udu(H)
     except np.linalg.LinAlgError as exc:
         raise SingularHessianError(
-            _singular_message(H, lam, what, "Cholesky factorization failed")
+            _singular_message(H, lam, what, "Cholesky factorization failed", columns)
         ) from exc
     if not is_exact(H):
-        scale = float(np.max(np.diag(H))) if N else 0.0
-        tiny = N * np.finfo(np.float64).eps * scale
-        t = int(np.argmin(D))
-        if not D[t] > tiny:
-            raise SingularHessianError(
-                _singular_message(
-                    H, lam, what,
-                    f"pivot D_t = {D[t]:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}",
-                )
-            )
+        _check_definite(D, H, lam, what, columns)
     return Pivots(U1=U1, D=D)

@@ -15,7 +15,7 @@ import numpy as np
 from .. import _linalg
 from .._validate import as_matrix, as_weights, check_positive_int, is_exact
 from ..calibration import Damping, gram, resolve_lam
-from ..factor import Pivots, SingularHessianError, pivots
+from ..factor import Pivots, SingularHessianError, pivots, pivots_from_data
 from ..grids import Grid, round_nearest, round_stochastic
 from ..orders import resolve_order
 from ..random import uniforms
@@ -154,11 +154,12 @@ def setup(
     lam_abs, damping = (0.0, None) if X is None else resolve_lam(lam, XtX, exact)
     gram_diag = None if XtX is None else np.diag(XtX).astype(float)
     H_for_order = None
-    if order == "min_pivot":
+    named = isinstance(order, str)
+    if named and order == "min_pivot":
         src = gram(Xta) if Xta is not None else XtX
         H_for_order = np.asarray(src, float) + float(lam_abs) * np.eye(N)
         gram_diag = np.diag(np.asarray(src, float))
-    elif Xta is not None and isinstance(order, str) and order.endswith("norm"):
+    elif Xta is not None and named and order.endswith("norm"):
         gram_diag = np.diag(np.asarray(gram(Xta), float))
     perm = resolve_order(order, N, gram_diag=gram_diag, H=H_for_order, seed=seed)
     s = Setup(
@@ -181,9 +182,12 @@ def _factor(s: Setup, G0: np.ndarray, damping: Damping | None, what: str) -> Piv
     """Factor ``H`` (or ``Ht``); with ``Damping(auto=True)`` raise ``lam`` tenfold until it works."""
     tries = damping.max_tries if (damping is not None and damping.auto) else 0
     N = G0.shape[0]
+    src = s.Xtp if what == "Ht" else s.Xp
     for attempt in range(tries + 1):
         try:
-            return pivots(s.Hp, s.lam, what)
+            if s.exact:
+                return pivots(s.Hp, s.lam, what, columns=s.order)
+            return pivots_from_data(_linalg.augment(src, s.lam), s.lam, what, columns=s.order)
         except SingularHessianError:
             if attempt == tries:
                 raise

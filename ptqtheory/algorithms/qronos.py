@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
-from ..calibration import gram
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -79,27 +78,19 @@ def qronos(
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
     bs = check_method(method, block_size)
     s = setup(W, X, lam, grid, rounding, order, seed, Xt=Xt, factor="Ht")
-    eye = s.lam * np.eye(s.Wp.shape[1], dtype=s.Hp.dtype)
-    Gp = gram(s.Xtp, s.Xp) + eye
-    Lt, D = s.piv.Lt, s.piv.D
-    if method == "iteration":
-        Xh, Xth = s.augmented(s.Xp), s.augmented(s.Xtp)
-        targets = _linalg.dot(s.Wp, Xh.T)  # row i: (X_hat w_i)^T
-        W_ls = _linalg.lstsq(Xth, targets.T).T
-    else:
-        GW = s.Wp @ Gp.T  # row i: (G w_i)^T
-        W_ls = (Lt.T @ ((Lt @ GW.T) / D[:, None])).T  # Ht^{-1} = L D^{-1} L^T, L = Lt.T
+    # w_LS by least squares on the data (QR), not by solving with Ht: the error is then
+    # eps*sqrt(cond(Ht)) instead of eps*cond(Ht).
+    Xh, Xth = s.augmented(s.Xp), s.augmented(s.Xtp)
+    targets = _linalg.dot(s.Wp, Xh.T)  # row i: (X_hat w_i)^T
+    W_ls = _linalg.lstsq(Xth, targets.T).T
     rounder = s.rounder()
     trace = Trace.empty(s.Wp)
     if variant == "ls":
         cur, t0 = W_ls.copy(), 0
     else:
         W0 = s.Wp if start == "w" else W_ls
-        if method == "iteration":
-            resid = targets - _linalg.dot(W0[:, 1:], Xth[:, 1:].T)
-            y1 = _linalg.dot(resid, Xth[:, 0]) / _linalg.sq_norms(Xth[:, 0], axis=0)
-        else:
-            y1 = (GW[:, 0] - W0[:, 1:] @ s.Hp[0, 1:]) / s.Hp[0, 0]
+        resid = targets - _linalg.dot(W0[:, 1:], Xth[:, 1:].T)
+        y1 = _linalg.dot(resid, Xth[:, 0]) / _linalg.sq_norms(Xth[:, 0], axis=0)
         if rounder.group_start(0):
             first = W0[:, : rounder.group_end(0)].copy()
             first[:, 0] = y1
@@ -108,18 +99,13 @@ def qronos(
         trace.record(0, y1, q1)
         cur = _linalg.zeros_like(s.Wp)
         cur[:, 0] = q1
-        if method == "iteration":
-            rhs = targets - np.outer(q1, Xth[:, 0])
-            cur[:, 1:] = _linalg.lstsq(Xth[:, 1:], rhs.T).T
-        else:
-            rhs = GW[:, 1:] - np.outer(q1, s.Hp[1:, 0])
-            L1 = Lt[1:, 1:]
-            cur[:, 1:] = (L1.T @ ((L1 @ rhs.T) / D[1:, None])).T
+        rhs = targets - np.outer(q1, Xth[:, 0])
+        cur[:, 1:] = _linalg.lstsq(Xth[:, 1:], rhs.T).T
         t0 = 1
     if method == "iteration":
         optq_iteration(cur, Xth, rounder, trace, t0=t0)
     else:
-        optq_blocked(cur, Lt, rounder, trace, bs, t0=t0)
+        optq_blocked(cur, s.piv.Lt, rounder, trace, bs, t0=t0)
     return finish(
         s, trace, rounder, "qronos", variant, block_size=bs, w_ls=W_ls,
         start=start if variant == "paper" else None,
