@@ -85,10 +85,11 @@ def udu(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     if is_exact(H):
         L, Dm = _to_sympy(H[::-1, ::-1]).LDLdecomposition(hermitian=False)
-        U1 = _from_sympy(L, 2)[::-1, ::-1].copy()
         D = np.array([Dm[i, i] for i in range(Dm.rows)][::-1], dtype=object)
-        if any(d <= 0 for d in D):
+        # sympy divides by a zero pivot without raising (nan/zoo): is_positive is then not True.
+        if not all(d.is_positive is True for d in D):
             raise np.linalg.LinAlgError("H is not positive definite")
+        U1 = _from_sympy(L, 2)[::-1, ::-1].copy()
         return U1, D
     UH = ul_cholesky(H)
     d = np.diag(UH)

@@ -71,7 +71,8 @@ def _singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) 
         dead = np.sort(np.asarray(columns)[dead])
     mean_diag = float(np.mean(gram_diag)) if N else 0.0
     parts = [
-        f"{what} = X^T X + lam*I is singular or numerically singular with lam = {float(lam):g} "
+        f"{what} = {'Xt^T Xt' if what == 'Ht' else 'X^T X'} + lam*I is singular or numerically singular "
+        f"with lam = {float(lam):g} "
         f"({detail}).",
     ]
     if dead.size:

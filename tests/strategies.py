@@ -57,12 +57,18 @@ def make_grid(kind: str, W: np.ndarray, rng: np.random.Generator) -> pt.Grid:
         return pt.Grid(scale * 10 ** rng.uniform(-2.5, 0.5, size=(n, N)))
     if kind == "minmax":
         return pt.Grid.minmax(W, bits=int(rng.integers(2, 5)), sym=bool(rng.integers(2)))
+    if kind == "minmax_asym":
+        return pt.Grid.minmax(W, bits=int(rng.integers(2, 5)))
     if kind == "minmax_groups":
         return pt.Grid.minmax(W, bits=int(rng.integers(2, 5)), group_size=int(rng.integers(1, 9)))
     raise ValueError(kind)
 
 
 GRID_KINDS = ("scalar", "per_row", "per_entry", "minmax", "minmax_groups")
+# For comparing two float paths: the symmetric min-max grid puts -max|w| exactly on a rounding
+# boundary (k = 1/2 after the zero point 2^(b-1)), where two correct float paths may break the tie
+# differently; every other grid has no boundary at a data-determined point.
+TIE_FREE_GRIDS = ("scalar", "per_row", "per_entry", "minmax_asym", "minmax_groups")
 
 
 @st.composite
