@@ -8,6 +8,7 @@ widened to float64, which is exact; anything else is refused.
 from __future__ import annotations
 
 import numbers
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -19,7 +20,23 @@ __all__ = [
     "check_lam",
     "check_positive_int",
     "is_exact",
+    "is_torch",
 ]
+
+
+def is_torch(*objs) -> bool:
+    """True when any of ``objs`` is a torch tensor or a torch-backend accumulator.
+
+    Never imports torch: if torch was not imported, nothing can be a tensor. The public algorithms
+    call this first and hand torch inputs to :mod:`ptqtheory.torch_backend`.
+    """
+    torch = sys.modules.get("torch")
+    for a in objs:
+        if getattr(type(a), "__ptqtheory_torch__", False):
+            return True
+        if torch is not None and isinstance(a, torch.Tensor):
+            return True
+    return False
 
 
 def is_exact(a: np.ndarray) -> bool:

@@ -1,94 +1,619 @@
-r"""A-priori bounds of THEORY.md, each returning a record: value per row, hypotheses, reference.
+r"""A-priori bounds B1-B12 of THEORY.md, checked against a run: value, empirical, hypotheses, holds.
 
-Every bound states the hypotheses it needs and whether each held in the run; a bound whose hypotheses
-do not all hold does not apply, and nothing is claimed for it.
+Each ``b*`` function takes a :class:`~ptqtheory._context.RunContext` (built by
+:func:`ptqtheory.certify`, or :func:`context`) and returns :class:`BoundCheck` records, one per
+form of the bound (the sharp form next to the data-only form, e.g. ``B1`` and ``B1.data``). A
+record lists the hypotheses the bound needs and whether each held *per row*; where one fails the
+bound does not apply and nothing is claimed (``holds`` is ``None`` in :meth:`BoundCheck.records`).
+
+Steps may differ per column (groups): every :math:`\delta^2 D_t` below is :math:`\delta_t^2 D_t`,
+with :math:`\delta_t` the step the run actually used at step :math:`t` (``run.grid``).
+
+Comparisons allow float64 rounding: ``empirical <= value * (1 + 1e-9) + atol``, with ``atol`` a
+first-order rounding allowance (``16 eps`` times the sizes involved, as for the identities); it only
+matters when both sides are at rounding level. Proofs: ``docs/theory.md``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Bound", "Hypothesis", "alphabet_size", "weight_drift"]
+from ._context import RunContext
+from .records import Run
 
+__all__ = [
+    "BoundCheck",
+    "Hypothesis",
+    "alphabet_size",
+    "b1",
+    "b2",
+    "b3",
+    "b4",
+    "b5",
+    "b6",
+    "b7",
+    "b8",
+    "b9",
+    "b10",
+    "b11",
+    "b12",
+    "conditional_variance",
+    "context",
+    "evaluate",
+    "rtn_bounds",
+]
 
-@dataclass(frozen=True)
-class Hypothesis:
-    """One hypothesis of a bound and whether it held (``detail`` says what was checked)."""
-
-    name: str
-    holds: bool
-    detail: str = ""
+RTOL = 1e-9
+EPS = 16 * np.finfo(float).eps
+REF = "Zhang, Zhang, Colbert & Saab, arXiv 2508.04853"
 
 
 @dataclass(frozen=True, eq=False)
-class Bound:
-    """A bound evaluated on data: ``value`` per row (or scalar), with its hypotheses and source."""
+class Hypothesis:
+    """One hypothesis of a bound and whether it held (a bool, or one per row)."""
+
+    name: str
+    holds: object
+    detail: str = ""
+
+    def per_row(self, n: int) -> np.ndarray:
+        return np.broadcast_to(np.asarray(self.holds, dtype=bool), (n,))
+
+
+@dataclass(frozen=True, eq=False)
+class BoundCheck:
+    r"""One bound evaluated on one run, per row.
+
+    Attributes
+    ----------
+    label : str
+        THEORY.md label and form, e.g. ``"B1"``, ``"B1.data"``, ``"B5.uniform"``.
+    quantity : str
+        What is bounded, e.g. ``"||X(w-q)||_2^2"``.
+    kind : str
+        ``"deterministic"``, ``"probability"`` (holds with probability :math:`\ge 1 - p` per row),
+        or ``"per-run"`` (a deterministic inequality between run quantities, e.g. B3's conditional
+        variance).
+    value, empirical : ndarray (n,)
+        The bound and the measured quantity. For pointwise bounds (B5-B7, B10's sup form: one bound
+        per sample or per weight) ``value`` is the largest pointwise bound and ``empirical`` the
+        largest measured entry; ``ratio`` and ``holds`` are computed entry by entry.
+    ratio : ndarray (n,)
+        Tightness: ``(empirical - atol)_+ / value`` (the part of the measurement that rounding does not
+        explain), or the largest entrywise such ratio for pointwise bounds. ``ratio <= 1 + 1e-9``
+        exactly when the bound held.
+    hypotheses : tuple of Hypothesis
+    reference : str
+    p : float or None
+        Failure probability of probabilistic bounds.
+    atol : ndarray (n,)
+        Float64 rounding allowance (see module notes).
+    extra : dict
+        Further per-row numbers (e.g. ``K`` and ``bits`` for B8).
+    """
 
     label: str
     quantity: str
+    kind: str
     value: np.ndarray
+    empirical: np.ndarray
+    ratio: np.ndarray
     hypotheses: tuple[Hypothesis, ...]
     reference: str
+    p: float | None = None
+    atol: np.ndarray | float = 0.0
+    pointwise_holds: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
 
     @property
-    def applies(self) -> bool:
-        """All hypotheses held, so the bound is a theorem for this run."""
-        return all(h.holds for h in self.hypotheses)
+    def applies(self) -> np.ndarray:
+        """Per row: every hypothesis held, so the bound is a theorem for that row."""
+        n = np.shape(self.value)[0]
+        ok = np.ones(n, dtype=bool)
+        for h in self.hypotheses:
+            ok &= h.per_row(n)
+        return ok
+
+    @property
+    def holds(self) -> np.ndarray:
+        """Per row: the inequality held (read it only where :attr:`applies`)."""
+        if self.pointwise_holds is not None:
+            return self.pointwise_holds
+        return self.empirical <= self.value * (1 + RTOL) + self.atol
+
+    @property
+    def violations(self) -> int:
+        """Rows where the bound applies and failed: a counterexample if nonzero."""
+        return int(np.count_nonzero(self.applies & ~self.holds))
+
+    def records(self) -> list[dict]:
+        """One tidy dict per row (``holds`` is ``None`` where the bound does not apply)."""
+        out = []
+        applies, holds = self.applies, self.holds
+        failed = [h.name for h in self.hypotheses]
+        for i in range(np.shape(self.value)[0]):
+            missing = [name for name, h in zip(failed, self.hypotheses, strict=True)
+                       if not h.per_row(len(applies))[i]]
+            out.append({
+                "row": i, "quantity": self.label, "bounds": self.quantity, "kind": self.kind,
+                "value": float(self.value[i]), "empirical": float(self.empirical[i]),
+                "ratio": float(self.ratio[i]), "applies": bool(applies[i]),
+                "holds": bool(holds[i]) if applies[i] else None,
+                "failed_hypotheses": ";".join(missing), "p": self.p, "reference": self.reference,
+            })
+        return out
 
 
-def _step_factor(rounding: str) -> float:
-    # nearest: |eta_t| <= delta_t / 2; stochastic: |eta_t| < delta_t.
-    if rounding == "nearest":
-        return 0.5
-    if rounding == "stochastic":
-        return 1.0
-    raise ValueError(f"rounding must be 'nearest' or 'stochastic'; got {rounding!r}")
+# -- helpers ---------------------------------------------------------------------------------
 
 
-def weight_drift(L: np.ndarray, delta_p: np.ndarray, rounding: str = "nearest") -> np.ndarray:
-    r"""B7: :math:`|x_t - w_t| \le c\sum_{s<t} |L_{ts}|\,\delta_s` per row and step.
+def context(run: Run, X, Xt=None) -> RunContext:
+    """The data a bound reads, in processing order (also built by :func:`ptqtheory.certify`)."""
+    return RunContext.build(run, X, Xt)
 
-    ``c = 1/2`` for nearest rounding, 1 for stochastic; ``L`` and ``delta_p`` (shape ``(n, N)``)
-    in processing order. Hypothesis: no clip (then :math:`|\eta_s| \le c\,\delta_s`); it follows
-    from :math:`x_t = w_t - \sum_{s<t} L_{ts}\eta_s` (I2).
+
+def _ratio(num, den) -> np.ndarray:
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num > 0, np.inf, 0.0))
+
+
+def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray):
+    """Per row: largest ratio (e - atol)_+ / b, and whether e <= b (1 + RTOL) + atol everywhere."""
+    holds = np.all(e <= b * (1 + RTOL) + atol, axis=1)
+    return np.max(_ratio(np.maximum(e - atol, 0.0), b), axis=1, initial=0.0), holds
+
+
+def _no_clip(ctx: RunContext) -> Hypothesis:
+    return Hypothesis("no clip", ~ctx.clipped_rows, "no entry of the row was clipped")
+
+
+def _rounding(ctx: RunContext, wanted: str) -> Hypothesis:
+    rule = {"nearest": "nearest rounding: |eta_t| <= delta_t / 2",
+            "stochastic": "unbiased stochastic rounding: E[eta_t | past] = 0"}[wanted]
+    return Hypothesis(f"{wanted} rounding", ctx.run.rounding == wanted, rule)
+
+
+def _D(ctx: RunContext) -> np.ndarray:
+    return np.asarray(ctx.piv.D, dtype=float)
+
+
+def _sum_delta2_D(ctx: RunContext) -> np.ndarray:
+    r""":math:`\sum_t \delta_t^2 D_t` per row."""
+    return (ctx.delta_p**2) @ _D(ctx)
+
+
+def _weight_noise(ctx: RunContext) -> np.ndarray:
+    """Rounding allowance of w - q per row (weight units)."""
+    L = np.asarray(ctx.piv.L, float) if ctx.piv is not None else 0.0
+    return EPS * (np.linalg.norm(ctx.W, axis=1) + np.linalg.norm(ctx.Q, axis=1)
+                  + np.linalg.norm(L) * np.linalg.norm(ctx.eta_p, axis=1))
+
+
+def _sq_atol(ctx: RunContext, emp_sq, val_sq) -> np.ndarray:
+    """Rounding allowance of a squared output norm, from the weight allowance."""
+    scale = np.linalg.norm(ctx.Xh) + (np.linalg.norm(ctx.Xfh) if ctx.uses_xt else 0.0)
+    return scale * _weight_noise(ctx) * (np.sqrt(np.abs(emp_sq)) + np.sqrt(np.abs(val_sq)))
+
+
+def _check(label, quantity, kind, value, empirical, hyps, reference, atol, p=None, extra=None):
+    value, empirical = np.asarray(value, float), np.asarray(empirical, float)
+    ratio = _ratio(np.maximum(empirical - atol, 0.0), value)
+    return BoundCheck(label, quantity, kind, value, empirical, ratio,
+                      tuple(hyps), reference, p, atol, None, extra or {})
+
+
+def _check_pointwise(label, quantity, kind, e, b, hyps, reference, atol, p=None, extra=None):
+    ratio, holds = _pointwise(e, b, atol)
+    return BoundCheck(label, quantity, kind, np.max(b, axis=1, initial=0.0),
+                      np.max(e, axis=1, initial=0.0), ratio, tuple(hyps), reference, p,
+                      np.max(np.broadcast_to(atol, e.shape), axis=1, initial=0.0), holds, extra or {})
+
+
+def _r(ctx: RunContext) -> np.ndarray:
+    r""":math:`r_t = \delta_t (s_t - \lfloor s_t \rfloor)`, :math:`s_t = x_t/\delta_t + z_t` (B3)."""
+    s = ctx.x_p / ctx.delta_p + ctx.zero_p
+    return ctx.delta_p * (s - np.floor(s))
+
+
+def conditional_variance(ctx: RunContext) -> np.ndarray:
+    r"""B3's per-run form :math:`V = \sum_t r_t(\delta_t - r_t) D_t` per row.
+
+    For unbiased, unclipped stochastic rounding :math:`E[\eta_t^2 \mid \text{past}] = r_t(\delta_t -
+    r_t)`, so :math:`\|\hat X(w-q)\|^2 - V` is a martingale with mean 0 and
+    :math:`E\|\hat X(w-q)\|^2 = E[V]`.
     """
-    c = _step_factor(rounding)
-    strict = np.abs(np.tril(np.asarray(L, dtype=float), -1))
-    return c * (np.atleast_2d(delta_p) @ strict.T)
+    r = _r(ctx)
+    return (r * (ctx.delta_p - r)) @ _D(ctx)
 
 
-def alphabet_size(
-    W, L: np.ndarray, delta, rounding: str = "nearest"
-) -> Bound:
-    r"""B8: the smallest :math:`K` per row such that :math:`\mathcal A_K = \delta\{-K..K\}` cannot clip.
+# -- B1, B2, B7, B8, B11: deterministic OPTQ / LDLQ ------------------------------------------
 
-    With :math:`B = c\,\delta\max_j\sum_s |L_{js}|` (B7, :math:`c = 1/2` nearest, 1 stochastic),
-    :math:`K\delta \ge \|w\|_\infty + B + \delta` guarantees that every :math:`x_t` rounds inside
-    :math:`\mathcal A_K`: :math:`|x_t| \le \|w\|_\infty + B - c\delta` and rounding moves it by at
-    most :math:`c\delta \le \delta`. The finite and the infinite grid then give identical runs
-    (THEORY.md T5). ``bits = log2(2K + 1)``.
 
-    Parameters
-    ----------
-    W : array_like (n, N)
-        The weights the algorithm starts from (:math:`w_{LS}` for Qronos-LS).
-    L : ndarray (N, N)
-        Unit lower factor of THEORY.md I2 in processing order (``pt.pivots(H).L``).
-    delta : float or array_like (n,)
-        Grid step per row.
-    rounding : {"nearest", "stochastic"}
+def b1(ctx: RunContext) -> list[BoundCheck]:
+    r"""B1: :math:`\|X(w-q)\|^2 \le \frac14\sum_t\delta_t^2 D_t - \lambda\|w-q\|^2
+    \le \frac14\sum_t \delta_t^2(\|X_t\|^2 + \lambda)`.
+
+    Hypotheses: nearest rounding, no clip. From I2 with :math:`|\eta_t| \le \delta_t/2`; attained
+    when every :math:`x_t` is a midpoint (:func:`ptqtheory.tightness.midpoint_weights`).
+    """
+    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    lam_term = float(ctx.lam) * np.sum(ctx.E**2, axis=1)
+    sharp = 0.25 * _sum_delta2_D(ctx) - lam_term
+    col = np.sum(ctx.X[:, ctx.order] ** 2, axis=0) + float(ctx.lam)
+    data = 0.25 * (ctx.delta_p**2) @ col
+    emp = ctx.err_sq
+    return [
+        _check("B1", "||X(w-q)||_2^2", "deterministic", sharp, emp, hyps,
+               f"THEORY.md B1 (from I2); {REF}", _sq_atol(ctx, emp, sharp)),
+        _check("B1.data", "||X(w-q)||_2^2", "deterministic", data, emp, hyps,
+               f"THEORY.md B1, data-only form (delta^2/4)(||X||_F^2 + N lam); {REF}",
+               _sq_atol(ctx, emp, data)),
+    ]
+
+
+def b2(ctx: RunContext, max_k_evaluated: int = 64) -> list[BoundCheck]:
+    r"""B2: if :math:`\operatorname{rank}X_{>N-k} = \operatorname{rank}X = r`, then
+    :math:`\operatorname{tr}(D) \le \sum_{t>N-k}\|X_t\|^2 + \lambda(N + \sum_{t\le N-k}
+    \|X_t\|^2/\sigma_r(X_{>N-k})^2)`.
+
+    Evaluated in the run's order for the smallest admissible ``k`` (found by bisection on the
+    numerical rank) and up to ``max_k_evaluated`` larger ones; the smallest value is reported. It
+    bounds a property of the data and the order, so it has no run hypotheses.
+    """
+    Xf = np.asarray(ctx.Xf_p, float)
+    N = Xf.shape[1]
+    lam = float(ctx.lam)
+    col = np.sum(Xf**2, axis=0)
+    r = int(np.linalg.matrix_rank(Xf)) if Xf.size else 0
+    lo, hi = 1, N
+    while lo < hi:  # smallest k with rank X_{>N-k} = r (rank is monotone in k)
+        mid = (lo + hi) // 2
+        if np.linalg.matrix_rank(Xf[:, N - mid:]) >= r:
+            hi = mid
+        else:
+            lo = mid + 1
+    k0 = lo
+    ks = np.unique(np.linspace(k0, N, min(max_k_evaluated, N - k0 + 1)).round().astype(int))
+    best = np.inf
+    best_k = N
+    for k in ks:
+        tail = col[N - k:].sum()
+        if k < N and r > 0:
+            sig = np.linalg.svd(Xf[:, N - k:], compute_uv=False)[r - 1]
+            head = col[: N - k].sum() / sig**2
+        else:
+            head = 0.0
+        val = tail + lam * (N + head)
+        if val < best:
+            best, best_k = val, int(k)
+    n = ctx.shape[0]
+    trD = float(np.sum(_D(ctx)))
+    hyp = Hypothesis(f"rank X_>N-k = rank X = {r} with k = {best_k}", True,
+                     "k chosen by numerical rank (numpy.linalg.matrix_rank)")
+    return [_check("B2", "tr(D)", "deterministic", np.full(n, best), np.full(n, trD), (hyp,),
+                   "THEORY.md B2", EPS * N * (col.sum() + lam * N))]
+
+
+def b7(ctx: RunContext) -> list[BoundCheck]:
+    r"""B7: :math:`|x_t - w_t| \le \frac12\sum_{s<t}|L_{ts}|\delta_s` and
+    :math:`|w_j - q_j| \le \frac12\sum_s |L_{js}|\delta_s`; also
+    :math:`\|w-q\|_\infty \le \frac12(\sum_t\delta_t^2 D_t/\lambda)^{1/2}` (:math:`\lambda>0`).
+
+    Hypotheses: nearest rounding, no clip.
+    """
+    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    L = np.abs(np.asarray(ctx.piv.L, float))
+    Wp = ctx.W[:, ctx.order]
+    noise = _weight_noise(ctx)[:, None]
+    drift_b = 0.5 * ctx.delta_p @ np.tril(L, -1).T
+    drift_e = np.abs(ctx.x_p - Wp)
+    err_b = 0.5 * ctx.delta_p @ L.T
+    err_e = np.abs(ctx.E[:, ctx.order])
+    out = [
+        _check_pointwise("B7.drift", "|x_t - w_t|", "deterministic", drift_e, drift_b, hyps,
+                         "THEORY.md B7", noise + EPS * np.abs(Wp)),
+        _check_pointwise("B7", "|w_j - q_j|", "deterministic", err_e, err_b, hyps,
+                         "THEORY.md B7", noise),
+    ]
+    lam = float(ctx.lam)
+    if lam > 0:
+        val = 0.5 * np.sqrt(_sum_delta2_D(ctx) / lam)
+        out.append(_check("B7.lam", "||w-q||_inf", "deterministic", val, np.max(err_e, axis=1),
+                          hyps, "THEORY.md B7, (delta/2) sqrt(tr(D)/lam) form", noise[:, 0]))
+    return out
+
+
+def alphabet_size(W, L: np.ndarray, delta, rounding: str = "nearest") -> np.ndarray:
+    r"""B8: per row the smallest :math:`K` with :math:`K\delta \ge \|w\|_\infty + B + \delta`,
+    :math:`B = c\,\delta \max_j \sum_s |L_{js}|` (B7; :math:`c = 1/2` nearest, 1 stochastic).
+
+    Then :math:`\mathcal A_K = \delta\{-K..K\}` cannot clip and the finite-grid run equals the
+    infinite-grid run (THEORY.md T5); ``bits = log2(2K + 1)``. ``delta`` is one step per row.
     """
     W2 = np.atleast_2d(np.asarray(W, dtype=float))
     n = W2.shape[0]
     d = np.broadcast_to(np.asarray(delta, dtype=float).reshape(-1), (n,))
-    c = _step_factor(rounding)
+    c = {"nearest": 0.5, "stochastic": 1.0}[rounding]
     row_sums = np.max(np.sum(np.abs(np.tril(np.asarray(L, dtype=float))), axis=1))
-    B = c * d * row_sums
-    K = np.ceil((np.max(np.abs(W2), axis=1) + B + d) / d).astype(np.int64)
-    hyp = (Hypothesis("rounding error bounded by c*delta", True,
-                      f"{rounding} rounding, c = {c:g}"),)
-    return Bound("B8", "K such that A_K = delta{-K..K} never clips", K, hyp,
-                 "THEORY.md B8 (from B7); Zhang, Zhang, Colbert & Saab, arXiv 2508.04853")
+    return np.ceil((np.max(np.abs(W2), axis=1) + c * d * row_sums + d) / d).astype(np.int64)
 
+
+def _alphabet_check(ctx: RunContext, B: np.ndarray, hyps, label: str, reference: str, p=None):
+    d = ctx.delta_p
+    w_inf = np.max(np.abs(ctx.W), axis=1)
+    K = np.ceil(np.max((w_inf[:, None] + B[:, None] + d) / d, axis=1))
+    used = np.max(np.abs(np.asarray(ctx.Q[:, ctx.order], float)) / d, axis=1)
+    bits = np.log2(2 * K + 1)
+    return _check(label, "max_t |q_t| / delta_t", "deterministic" if p is None else "probability",
+                  K, used, hyps, reference, EPS * (used + K), p,
+                  extra={"K": K, "bits": bits, "max|x_t|": np.max(np.abs(ctx.x_p), axis=1)})
+
+
+def b8(ctx: RunContext, p: float | None = None) -> list[BoundCheck]:
+    r"""B8: the alphabet index each row needs, against :math:`K` with
+    :math:`K\delta \ge \|w\|_\infty + B + \delta` (B from B7; from B6 w.p. :math:`1-p` for
+    stochastic rounding). ``extra`` holds ``K`` and ``bits = log2(2K+1)``.
+    """
+    L = np.abs(np.asarray(ctx.piv.L, float))
+    if ctx.run.rounding == "nearest":
+        B = 0.5 * np.max(ctx.delta_p @ L.T, axis=1)
+        return [_alphabet_check(ctx, B, (_rounding(ctx, "nearest"), _no_clip(ctx)), "B8",
+                                "THEORY.md B8 with B from B7")]
+    p = 1e-3 if p is None else p
+    N = ctx.shape[1]
+    B = np.max(np.sqrt((ctx.delta_p**2) @ (L**2).T * math.log(2 * N / p) / 2), axis=1)
+    return [_alphabet_check(ctx, B, (_rounding(ctx, "stochastic"), _no_clip(ctx)), "B8.stochastic",
+                            "THEORY.md B8 with B from B6", p)]
+
+
+def b11(ctx: RunContext) -> list[BoundCheck]:
+    r"""B11 (LDLQ/QuIP): per row the proxy loss :math:`(q-w)^T H (q-w) \le \frac14\sum_t\delta_t^2D_t`
+    (summed over rows: :math:`\frac n4\delta^2\operatorname{tr}(D)`), and the incoherence bound
+    :math:`\operatorname{tr}(D) \le (\mu^2/N)(\operatorname{tr}H^{1/2})^2` (QuIP, a property of H).
+    """
+    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    E_p = ctx.E[:, ctx.order]
+    proxy = np.sum((E_p @ np.asarray(ctx.Hf_p, float)) * E_p, axis=1)
+    val = 0.25 * _sum_delta2_D(ctx)
+    H = np.asarray(ctx.Hf_p, float)
+    N = H.shape[0]
+    ev, V = np.linalg.eigh(H)
+    mu = float(np.sqrt(N) * np.max(np.abs(V)))
+    inc = mu**2 / N * float(np.sum(np.sqrt(np.clip(ev, 0, None)))) ** 2
+    n = ctx.shape[0]
+    trD = float(np.sum(_D(ctx)))
+    quip = "THEORY.md B11; Chee, Cai, Kuleshov & De Sa, QuIP, arXiv 2307.13304"
+    return [
+        _check("B11", "(q-w)^T H (q-w)", "deterministic", val, proxy, hyps, quip,
+               _sq_atol(ctx, proxy, val)),
+        _check("B11.incoherence", "tr(D)", "deterministic", np.full(n, inc), np.full(n, trD),
+               (Hypothesis("H positive definite", True, f"mu(H) = {mu:.4g}"),), quip,
+               EPS * N * float(np.sum(np.abs(ev)))),
+    ]
+
+
+# -- B3-B6: stochastic OPTQ -------------------------------------------------------------------
+
+
+def b3(ctx: RunContext) -> list[BoundCheck]:
+    r"""B3 per run: :math:`V = \sum_t r_t(\delta_t - r_t)D_t \le \frac14\sum_t \delta_t^2 D_t`.
+
+    :math:`E\|\hat X(w-q)\|^2 = E[V]` (the mean statement) is checked by Monte Carlo in the tests;
+    per run, ``empirical`` is :math:`V` and ``extra["lhs"]`` is :math:`\|\hat X(w-q)\|^2`.
+    """
+    hyps = (_rounding(ctx, "stochastic"),)
+    V = conditional_variance(ctx)
+    val = 0.25 * _sum_delta2_D(ctx)
+    return [_check("B3", "sum_t r_t(delta_t - r_t) D_t", "per-run", val, V, hyps,
+                   f"THEORY.md B3; {REF}", EPS * val, extra={"lhs": ctx.lhs_sq})]
+
+
+def b4(ctx: RunContext, p: float) -> list[BoundCheck]:
+    r"""B4: w.p. :math:`\ge 1-p`, :math:`\|\hat X(w-q)\|^2 \le \frac14\sum_t\delta_t^2D_t +
+    (\sum_t \delta_t^4 D_t^2)^{1/2}\sqrt{\log(1/p)/2}` (Azuma-Hoeffding on :math:`\eta_t^2 D_t`).
+    """
+    hyps = (_rounding(ctx, "stochastic"), _no_clip(ctx))
+    D = _D(ctx)
+    dev = np.sqrt((ctx.delta_p**4) @ (D**2)) * math.sqrt(math.log(1 / p) / 2)
+    val = 0.25 * _sum_delta2_D(ctx) + dev
+    return [_check("B4", "||X(w-q)||^2 + lam||w-q||^2", "probability", val, ctx.lhs_sq, hyps,
+                   f"THEORY.md B4; {REF}", _sq_atol(ctx, ctx.lhs_sq, val), p)]
+
+
+def _sup_bound(coef: np.ndarray, delta_p: np.ndarray, count: int, p: float) -> np.ndarray:
+    r""":math:`(\sum_t c_{it}^2 \delta_t^2 \log(2\,count/p)/2)^{1/2}` for each row and index i."""
+    return np.sqrt((delta_p**2) @ (coef**2).T * (math.log(2 * count / p) / 2))
+
+
+def b5(ctx: RunContext, p: float) -> list[BoundCheck]:
+    r"""B5: w.p. :math:`\ge 1-p`, for all samples i,
+    :math:`|(X(w-q))_i| \le (\sum_t (XL)_{it}^2\delta_t^2\log(2m/p)/2)^{1/2}`
+    (:math:`= \delta\sqrt{S_i\log(2m/p)/2}`, :math:`S_i = (XLL^TX^T)_{ii}`); uniform form with
+    :math:`S_i \le \max_t D_t`.
+    """
+    hyps = (_rounding(ctx, "stochastic"), _no_clip(ctx))
+    XL = np.asarray(ctx.X[:, ctx.order], float) @ np.asarray(ctx.piv.L, float)
+    m = XL.shape[0]
+    b = _sup_bound(XL, ctx.delta_p, m, p)  # (n, m)
+    e = np.abs(ctx.out)
+    atol = (np.linalg.norm(ctx.Xh) * _weight_noise(ctx))[:, None]
+    uni = np.max(ctx.delta_p, axis=1) * math.sqrt(float(np.max(_D(ctx))) * math.log(2 * m / p) / 2)
+    return [
+        _check_pointwise("B5", "|(X(w-q))_i| for every sample i", "probability", e, b, hyps,
+                         f"THEORY.md B5 (Azuma-Hoeffding); {REF}", atol, p),
+        _check("B5.uniform", "||X(w-q)||_inf", "probability", uni, np.max(e, axis=1), hyps,
+               "THEORY.md B5 with S_i <= max_t D_t", atol[:, 0], p),
+    ]
+
+
+def b6(ctx: RunContext, p: float) -> list[BoundCheck]:
+    r"""B6: w.p. :math:`\ge 1-p`, :math:`|w_j - q_j| \le (\sum_t L_{jt}^2\delta_t^2\log(2N/p)/2)^{1/2}`
+    for all j, and (maximal inequality) every iterate: :math:`|x_t - w_t|` obeys the same bound;
+    :math:`\lambda` form: :math:`\|w-q\|_\infty \le \delta\sqrt{(1 + \max_t\|X_t\|^2/\lambda)\log(2N/p)/2}`.
+    """
+    hyps = (_rounding(ctx, "stochastic"), _no_clip(ctx))
+    L = np.asarray(ctx.piv.L, float)
+    N = L.shape[0]
+    b = _sup_bound(L, ctx.delta_p, N, p)  # (n, N)
+    noise = _weight_noise(ctx)[:, None]
+    Wp = ctx.W[:, ctx.order]
+    out = [
+        _check_pointwise("B6", "|w_j - q_j| for every j", "probability",
+                         np.abs(ctx.E[:, ctx.order]), b, hyps, f"THEORY.md B6; {REF}", noise, p),
+        _check_pointwise("B6.iterates", "|x_t - w_t| for every t", "probability",
+                         np.abs(ctx.x_p - Wp), b, hyps, "THEORY.md B6 (maximal inequality)",
+                         noise + EPS * np.abs(Wp), p),
+    ]
+    lam = float(ctx.lam)
+    if lam > 0:
+        col = np.max(np.sum(np.asarray(ctx.Xf_p, float) ** 2, axis=0))
+        val = np.max(ctx.delta_p, axis=1) * math.sqrt((1 + col / lam) * math.log(2 * N / p) / 2)
+        out.append(_check("B6.lam", "||w-q||_inf", "probability", val,
+                          np.max(np.abs(ctx.E), axis=1), hyps, "THEORY.md B6, lam form",
+                          noise[:, 0], p))
+    return out
+
+
+# -- B9, B10: Qronos ---------------------------------------------------------------------------
+
+
+def _qronos_first(ctx: RunContext) -> np.ndarray:
+    r""":math:`a = (w_{LS})_1 - y_1` per row (0 for A4' and for A4 started from :math:`w_{LS}`)."""
+    if ctx.run.variant == "ls":
+        return np.zeros(ctx.shape[0])
+    return np.asarray(ctx.W_ls[:, 0], float) - np.asarray(ctx.x_p[:, 0], float)
+
+
+def b9(ctx: RunContext) -> list[BoundCheck]:
+    r"""B9: :math:`\|Xw - \tilde Xq\|^2 \le \|r_0\|^2 + \frac14\sum_t\delta_t^2\tilde D_t -
+    \lambda\|w-q\|^2` (A4'); for A4 the :math:`t=1` term is
+    :math:`(|(w_{LS})_1 - y_1| + \delta_1/2)^2\tilde D_1`. Hypotheses: nearest, no clip.
+    """
+    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    D = _D(ctx)
+    r0 = np.sum(np.asarray(ctx.r0, float) ** 2, axis=1)
+    a = np.abs(_qronos_first(ctx))
+    d1 = ctx.delta_p[:, 0]
+    terms = 0.25 * (ctx.delta_p[:, 1:] ** 2) @ D[1:] + (a + d1 / 2) ** 2 * D[0]
+    val = r0 + terms - float(ctx.lam) * np.sum(ctx.E**2, axis=1)
+    return [_check("B9", "||Xw - Xt q||_2^2", "deterministic", val, ctx.err_sq, hyps,
+                   "THEORY.md B9 (from I4/I5); Zhang, Colbert & Saab, Qronos, arXiv 2505.11695",
+                   _sq_atol(ctx, ctx.err_sq, val))]
+
+
+def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
+    r"""B10 (stochastic Qronos). Per run: :math:`\|r_0\|^2 + a^2\tilde D_1 + \sum_t r_t(\delta_t -
+    r_t)\tilde D_t \le \|r_0\|^2 + a^2\tilde D_1 + \frac14\sum_t\delta_t^2\tilde D_t`
+    (:math:`a = (w_{LS})_1 - y_1`, 0 for A4'; its mean is the mean error). Sup form, w.p.
+    :math:`\ge 1-p`: :math:`|(Xw - \tilde Xq)_i| \le |(r_0)_i + a(\tilde X\tilde L)_{i1}| +
+    (\sum_t(\tilde X\tilde L)_{it}^2\delta_t^2\log(2m/p)/2)^{1/2}` for every sample i.
+    """
+    hyps = (_rounding(ctx, "stochastic"), _no_clip(ctx))
+    D = _D(ctx)
+    a = _qronos_first(ctx)
+    r0 = np.asarray(ctx.r0, float)
+    base = np.sum(r0**2, axis=1) + a**2 * D[0]
+    V = base + conditional_variance(ctx)
+    val = base + 0.25 * _sum_delta2_D(ctx)
+    XL = np.asarray(ctx.Xf_p, float) @ np.asarray(ctx.piv.L, float)
+    m = XL.shape[0]
+    shift = np.abs(r0[:, :m] + a[:, None] * XL[:, 0][None, :])
+    b = shift + _sup_bound(XL, ctx.delta_p, m, p)
+    atol = ((np.linalg.norm(ctx.Xh) + np.linalg.norm(ctx.Xfh)) * _weight_noise(ctx))[:, None]
+    return [
+        _check("B10", "||r_0||^2 + a^2 Dt_1 + sum_t r_t(delta_t - r_t) Dt_t", "per-run", val, V,
+               hyps[:1], "THEORY.md B10 (mean, per-run conditional form)", EPS * val,
+               extra={"lhs": ctx.lhs_sq}),
+        _check_pointwise("B10.sup", "|(Xw - Xt q)_i| for every sample i", "probability",
+                         np.abs(ctx.out), b, hyps, "THEORY.md B10 (per-sample form)", atol, p),
+    ]
+
+
+# -- B12 and RTN ------------------------------------------------------------------------------
+
+
+def b12(ctx: RunContext, S: np.ndarray) -> list[BoundCheck]:
+    r"""B12 (generalization to an input covariance ``S``, e.g. of held-out data).
+
+    Stochastic, per run: :math:`(w-q)^TS(w-q)` has mean at most
+    :math:`\frac14\max_t\delta_t^2 D_t\operatorname{tr}(SH^{-1})`; ``empirical`` is the realized
+    value, so this record is informative only on average (kind ``"mean"``). Deterministic (nearest,
+    no clip): if :math:`\lambda \ge m\|S - X^TX/m\|_{op}` then :math:`(w-q)^TS(w-q) \le
+    \sum_t\delta_t^2D_t/(4m)`.
+    """
+    S = np.asarray(S, dtype=float)
+    Sp = S[np.ix_(ctx.order, ctx.order)]
+    E_p = ctx.E[:, ctx.order]
+    quad = np.sum((E_p @ Sp) * E_p, axis=1)
+    m = ctx.X.shape[0]
+    H = np.asarray(ctx.Hf_p, float)
+    D = _D(ctx)
+    mean_val = 0.25 * np.max(ctx.delta_p**2 * D[None, :], axis=1) * float(np.trace(np.linalg.solve(H, Sp)))
+    gap = float(np.linalg.norm(Sp - np.asarray(ctx.Gram_p, float) / m, 2))
+    det_val = _sum_delta2_D(ctx) / (4 * m)
+    lam_ok = float(ctx.lam) >= m * gap
+    atol = np.linalg.norm(S) * _weight_noise(ctx) * (np.linalg.norm(E_p, axis=1) + _weight_noise(ctx))
+    return [
+        _check("B12", "(w-q)^T S (w-q)", "mean", mean_val, quad, (_rounding(ctx, "stochastic"),),
+               "THEORY.md B12 (in the spirit of George & Saab 2026)", atol),
+        _check("B12.det", "(w-q)^T S (w-q)", "deterministic", det_val, quad,
+               (_rounding(ctx, "nearest"), _no_clip(ctx),
+                Hypothesis("lam >= m ||S - X^T X/m||_op", lam_ok,
+                           f"lam = {float(ctx.lam):.4g}, m ||S - X^TX/m|| = {m * gap:.4g}")),
+               "THEORY.md B12", atol),
+    ]
+
+
+def rtn_bounds(ctx: RunContext) -> list[BoundCheck]:
+    r"""RTN comparison: :math:`\|X\eta\|^2 \le \|X\|_{op}^2\sum_t\delta_t^2/4` (nearest, no clip);
+    stochastic, per run: :math:`\sum_t r_t(\delta_t - r_t)\|X_t\|^2 \le \frac14\sum_t\delta_t^2\|X_t\|^2`
+    (the conditional form of :math:`E\|X\eta\|^2 \le \frac{\delta^2}{4}\|X\|_F^2`).
+    """
+    X = np.asarray(ctx.X[:, ctx.order], float)
+    col = np.sum(X**2, axis=0)
+    op = float(np.linalg.norm(X, 2)) ** 2 if X.size else 0.0
+    val = op * 0.25 * np.sum(ctx.delta_p**2, axis=1)
+    r = _r(ctx)
+    V = (r * (ctx.delta_p - r)) @ col
+    mean_val = 0.25 * (ctx.delta_p**2) @ col
+    atol = np.linalg.norm(X) * _weight_noise(ctx) * (np.sqrt(ctx.err_sq) + np.sqrt(val))
+    return [
+        _check("RTN", "||X eta||_2^2", "deterministic", val, ctx.err_sq,
+               (_rounding(ctx, "nearest"), _no_clip(ctx)), "THEORY.md (RTN for comparison)", atol),
+        _check("RTN.mean", "sum_t r_t(delta_t - r_t) ||X_t||^2", "per-run", mean_val, V,
+               (_rounding(ctx, "stochastic"),), "THEORY.md (RTN for comparison)", EPS * mean_val,
+               extra={"lhs": ctx.err_sq}),
+    ]
+
+
+# -- which bounds apply to which run ------------------------------------------------------------
+
+
+def evaluate(ctx: RunContext, p: float = 1e-3) -> list[BoundCheck]:
+    """Every bound of THEORY.md that applies to the algorithm and rounding of ``ctx.run``.
+
+    Bounds whose hypotheses fail on some rows are still returned (``applies`` is False there), so
+    that a report shows why nothing is claimed. Exact-arithmetic runs get no bounds (they involve
+    square roots and logarithms).
+    """
+    if not 0 < p < 1:
+        raise ValueError(f"p must be in (0, 1); got {p}")
+    if ctx.exact:
+        return []
+    alg, stochastic = ctx.run.algorithm, ctx.run.rounding == "stochastic"
+    if alg == "rtn":
+        return rtn_bounds(ctx)
+    if alg == "gpfq":
+        return []
+    if alg == "qronos":
+        return b2(ctx) + (b10(ctx, p) if stochastic else b9(ctx))
+    out = b2(ctx) + b8(ctx, p if stochastic else None)
+    if stochastic:
+        out += b3(ctx) + b4(ctx, p) + b5(ctx, p) + b6(ctx, p)
+    else:
+        out += b1(ctx) + b7(ctx) + (b11(ctx) if alg == "ldlq" else [])
+    return out

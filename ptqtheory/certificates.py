@@ -20,16 +20,15 @@ I6 (GPFQ)    :math:`u_N = Xw - \tilde X q`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
 import scipy.linalg.lapack
 
 from . import _linalg
+from ._context import RunContext
 from ._validate import as_matrix, is_exact
-from .calibration import gram
-from .factor import pivots, pivots_from_data
 from .records import Run
 
 __all__ = ["Certificate", "PivotCheck", "certify", "relative_gap"]
@@ -170,6 +169,7 @@ class Certificate:
     err_inf: np.ndarray
     weight_err_inf: np.ndarray
     n_clipped: np.ndarray
+    bounds: list = field(default_factory=list)
     transformed: bool = False
 
     def identity_holds(self, rtol: float = 1e-10) -> np.ndarray:
@@ -193,6 +193,40 @@ class Certificate:
         """Every row's identity, the structure relation and I1 hold at ``rtol`` (see class notes)."""
         piv_ok = self.pivots is None or self.pivots.holds(rtol)
         return bool(np.all(self.identity_holds(rtol)) and piv_ok)
+
+    @property
+    def violations(self) -> list:
+        """Bound checks that applied to some row and failed there (counterexamples)."""
+        return [b for b in self.bounds if b.violations]
+
+    def bound(self, label: str):
+        """The bound check with this label (e.g. ``"B1"``), or ``KeyError``."""
+        for b in self.bounds:
+            if b.label == label:
+                return b
+        raise KeyError(f"no bound {label!r} for this run; have {[b.label for b in self.bounds]}")
+
+    def to_records(self) -> list[dict]:
+        """Tidy rows (row, quantity, value, empirical, holds, ...) for CSV/JSON.
+
+        One record per row for the identity (``value`` = right side, ``empirical`` = left side),
+        then one per row and bound (``holds`` is ``None`` where the bound's hypotheses failed).
+        """
+        recs = []
+        if self.identity is not None:
+            ok = self.identity_holds()
+            for i in range(len(self.err_l2)):
+                recs.append({
+                    "row": i, "quantity": self.identity, "bounds": self.statement, "kind": "identity",
+                    "value": float(self.identity_rhs[i]), "empirical": float(self.identity_lhs[i]),
+                    "ratio": float(self.identity_gap[i]), "applies": True, "holds": bool(ok[i]),
+                    "failed_hypotheses": "", "p": None, "reference": "THEORY.md " + self.identity,
+                })
+        for b in self.bounds:
+            recs.extend(b.records())
+        for r in recs:
+            r["algorithm"] = f"{self.algorithm}[{self.variant}]"
+        return recs
 
     @property
     def max_gap(self) -> float:
@@ -275,8 +309,11 @@ def _fro(A) -> float:
     return float(np.linalg.norm(np.asarray(A, dtype=float)))
 
 
-def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certificate:
-    r"""Certificate of ``run`` on the calibration data (THEORY.md I1-I6).
+def certify(
+    run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None = None,
+    bounds: bool = True,
+) -> Certificate:
+    r"""Certificate of ``run`` on the calibration data: identities I1-I6 and bounds B1-B12.
 
     Parameters
     ----------
@@ -286,9 +323,13 @@ def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certi
         The float-model inputs the run was computed with.
     Xt : array_like, shape (m, N), optional
         The quantized-model inputs (required for Qronos and GPFQ).
+    p : float
+        Failure probability of the high-probability bounds (B4-B6, B8 stochastic, B10).
     full_pivot_check : bool, optional
         Compute I1's projection and inverse forms of every pivot (``O(N^4)``); default when
         ``N <= 128``. The determinant and the bounds on :math:`D_t` are always checked.
+    bounds : bool
+        Also evaluate every a-priori bound that applies to the algorithm (:mod:`ptqtheory.bounds`).
 
     Returns
     -------
@@ -300,32 +341,17 @@ def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certi
         V = run.transform.V
         Xv = as_matrix("X", X, V.shape[0]) @ V.T
         Xtv = None if Xt is None else as_matrix("Xt", Xt, V.shape[0]) @ V.T
-        inner = certify(run.inner, Xv, Xtv, full_pivot_check)
+        inner = certify(run.inner, Xv, Xtv, p, full_pivot_check, bounds)
         return Certificate(**{**inner.__dict__, "transformed": True})
 
-    W = np.atleast_2d(run.W)
-    Q = np.atleast_2d(run.Q)
-    eta = np.atleast_2d(run.eta)
+    from . import bounds as _bounds
+
+    ctx = RunContext.build(run, X, Xt)
+    exact = ctx.exact
+    W, Q, E = ctx.W, ctx.Q, ctx.E
     N = W.shape[1]
-    Xa = as_matrix("X", X, N)
-    exact = is_exact(W)
-    if is_exact(Xa) != exact:
-        raise ValueError("X must be exact (rationals) exactly when the run was")
-    uses_xt = run.algorithm in ("qronos", "gpfq")
-    if uses_xt:
-        if Xt is None:
-            raise ValueError(f"Xt is required to certify a {run.algorithm} run")
-        Xta = as_matrix("Xt", Xt, N, m=Xa.shape[0])
-    else:
-        Xta = Xa
-    lam = run.lam
-    order = run.order
-    E = W - Q  # w - q, original order
-    # Xw - Xt q = X(w - q) + (X - Xt) q: no cancellation when w - q is small.
-    out = _linalg.dot(E, Xa.T)
-    if uses_xt:
-        out = out + _linalg.dot(Q, (Xa - Xta).T)
-    err_sq = _row_dot(out, out)
+    out = ctx.out
+    err_sq = ctx.err_sq
     err_l2 = np.sqrt(np.asarray(err_sq, dtype=float))
     err_inf = np.max(np.abs(np.asarray(out, dtype=float)), axis=1)
     weight_err_inf = np.max(np.abs(np.asarray(E, dtype=float)), axis=1)
@@ -334,8 +360,9 @@ def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certi
     # First-order float64 rounding allowance (Certificate notes): C_ATOL eps times the sizes involved.
     eps = 0.0 if exact else C_ATOL * np.finfo(float).eps
     w_q = _norms(W) + _norms(Q)
+    checks = _bounds.evaluate(ctx, p) if bounds else []
     common = dict(err_l2=err_l2, err_inf=err_inf, weight_err_inf=weight_err_inf,
-                  n_clipped=n_clipped, algorithm=run.algorithm, variant=run.variant)
+                  n_clipped=n_clipped, algorithm=run.algorithm, variant=run.variant, bounds=checks)
     none = dict(structure_gap=None, structure_scale=None, structure_atol=None, structure_residual=None)
 
     if run.algorithm == "rtn":
@@ -350,26 +377,21 @@ def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certi
         den = np.maximum(lhs, err_l2)
         gap = np.where(den > 0, gap_num / np.where(den > 0, den, 1.0), 0.0)
         # u_N sums N rank-one steps; each adds eps (|w_t| ||X_t|| + |q_t| ||Xt_t||) of rounding.
-        atol = eps * N * (_fro(Xa) * _norms(W) + _fro(Xta) * _norms(Q))
+        atol = eps * N * (_fro(ctx.X) * _norms(W) + _fro(ctx.Xt) * _norms(Q))
         return Certificate(identity="I6", statement=STATEMENT["I6"], identity_lhs=lhs,
                            identity_rhs=err_l2, identity_gap=gap, identity_atol=atol,
                            pivots=None, **none, **common)
 
-    # Pivots of the matrix that carries the feedback: H for OPTQ/LDLQ, Ht for Qronos.
-    Xfb = Xta[:, order]
-    G0p = gram(Xfb)
-    Hp = G0p + lam * np.eye(N, dtype=G0p.dtype)
-    Xhp = _linalg.augment(Xfb, lam)
-    what = "Ht" if uses_xt else "H"
-    piv = pivots(Hp, lam, what) if exact else pivots_from_data(Xhp, lam, what)
-    pcheck = _pivot_check(piv, Hp, Xhp, lam, G0p, full)
+    piv = ctx.piv
+    Hp = ctx.Hf_p
+    pcheck = _pivot_check(piv, Hp, ctx.Xfh, ctx.lam, ctx.Gram_p, full)
     D = piv.D
-    eta_p = eta[:, order]
-    weighted = _linalg.dot(eta_p * eta_p, D)  # sum_t eta_t^2 D_t per row
-    E_p = E[:, order]
-    lhs_data = err_sq + lam * _row_dot(E, E)  # ||Xw - Xt q||^2 + lam ||w - q||^2
+    eta_p = ctx.eta_p
+    weighted = ctx.weighted
+    E_p = E[:, ctx.order]
+    lhs_data = ctx.lhs_sq
     L_eta = _fro(piv.L) * _norms(eta_p)
-    xh_norm = _fro(Xhp)
+    xh_norm = _fro(ctx.Xfh)
 
     if run.algorithm in ("optq", "ldlq"):
         lhs = _row_dot(_linalg.dot(E_p, Hp), E_p) if run.algorithm == "ldlq" else lhs_data
@@ -385,26 +407,22 @@ def certify(run: Run, X, Xt=None, full_pivot_check: bool | None = None) -> Certi
                            structure_scale=scale, structure_atol=s_atol, structure_residual=res,
                            pivots=pcheck, **common)
 
-    # Qronos: r_0 = Xh w - Xth w_LS, with w_LS fitted here from the data (not read from the run).
-    Xh = _linalg.augment(Xa[:, order], lam)
-    Wp = W[:, order]
-    targets = _linalg.dot(Wp, Xh.T)
-    W_ls = _linalg.lstsq(Xhp, targets.T).T
-    r0 = targets - _linalg.dot(W_ls, Xhp.T)
-    r0_sq = _row_dot(r0, r0)
+    # Qronos: r_0 = Xh w - Xth w_LS, with w_LS fitted from the data (not read from the run).
+    W_ls = ctx.W_ls
+    r0_sq = _row_dot(ctx.r0, ctx.r0)
     s_atol = eps * (w_q + _norms(W_ls) + L_eta)
     if run.variant == "ls":
         rhs = r0_sq + weighted
-        res, scale = _structure(W_ls - Q[:, order], piv.L, eta_p)
+        res, scale = _structure(W_ls - Q[:, ctx.order], piv.L, eta_p)
         ident = "I4"
         structure = dict(structure_gap=_ratio(res, scale), structure_scale=scale, structure_atol=s_atol,
                          structure_residual=res)
     else:
-        first = W_ls[:, 0] - Q[:, order][:, 0]
+        first = W_ls[:, 0] - Q[:, ctx.order][:, 0]
         rhs = r0_sq + first * first * D[0] + _linalg.dot(eta_p[:, 1:] ** 2, D[1:])
         ident, structure = "I5", none
-    atol = (_fro(Xh) + xh_norm) * s_atol * (np.sqrt(np.abs(np.asarray(lhs_data, float)))
-                                           + np.sqrt(np.abs(np.asarray(rhs, float))))
+    atol = (_fro(ctx.Xh) + xh_norm) * s_atol * (np.sqrt(np.abs(np.asarray(lhs_data, float)))
+                                               + np.sqrt(np.abs(np.asarray(rhs, float))))
     return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs_data,
                        identity_rhs=rhs, identity_gap=relative_gap(lhs_data, rhs), identity_atol=atol,
                        pivots=pcheck, **structure, **common)

@@ -65,7 +65,8 @@ class Pivots:
 def _singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -> str:
     Hf = np.asarray(H, dtype=float)
     N = Hf.shape[0]
-    gram_diag = np.diag(Hf) - float(lam)
+    # A 1-D H is its diagonal: the torch backend reports from diag(H) without copying H to the host.
+    gram_diag = (Hf if Hf.ndim == 1 else np.diag(Hf)) - float(lam)
     dead = np.flatnonzero(gram_diag <= 0)
     if columns is not None:  # H is in processing order: report the caller's column indices
         dead = np.sort(np.asarray(columns)[dead])

@@ -58,16 +58,18 @@ def make_X(
     outliers: int = 0,
     outlier_scale: float = 100.0,
     heavy_tailed: bool = False,
+    gaussian: bool = False,
 ) -> np.ndarray:
     r"""Inputs with :math:`\kappa(X^TX) \approx` ``cond``, rank ``rank`` and outlier columns.
 
     With ``heavy_tailed`` the entries are Student-t (3 degrees of freedom) instead, as LLM
-    activations are; ``outliers`` columns are then multiplied by ``outlier_scale``.
+    activations are, and with ``gaussian`` i.i.d. standard normal (``cond`` is then ignored);
+    ``outliers`` columns are multiplied by ``outlier_scale``.
     """
     r_full = min(m, N)
     r = r_full if rank is None else min(rank, r_full)
-    if heavy_tailed:
-        X = rng.standard_t(3, size=(m, N))
+    if heavy_tailed or gaussian:
+        X = rng.standard_t(3, size=(m, N)) if heavy_tailed else rng.standard_normal((m, N))
         if r < r_full:
             U, s, Vt = np.linalg.svd(X, full_matrices=False)
             X = (U[:, :r] * s[:r]) @ Vt[:r]
@@ -94,7 +96,7 @@ def make_instance(
 ) -> Instance:
     r"""A seeded instance of one adversarial ``family`` (see :data:`FAMILIES`).
 
-    ``gaussian``: well-conditioned Gaussian inputs. ``ill_conditioned``: :math:`\kappa(X^TX)` =
+    ``gaussian``: i.i.d. standard normal inputs. ``ill_conditioned``: :math:`\kappa(X^TX)` =
     ``cond``. ``rank_deficient``: rank about half of :math:`\min(m, N)` (so ``lam > 0`` is needed).
     ``outliers``: a few columns 100 times larger. ``heavy_tailed``: Student-t entries with outlier
     columns. ``Xt = X + mismatch * std(X) * noise`` models the inputs of a partly quantized model.
@@ -102,7 +104,7 @@ def make_instance(
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}; got {family!r}")
     rng = generator(seed, "data", "a synthetic instance")
-    kwargs: dict = {}
+    kwargs: dict = {"gaussian": True}
     if family == "ill_conditioned":
         kwargs = {"cond": cond}
     elif family == "rank_deficient":

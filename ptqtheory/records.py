@@ -11,6 +11,13 @@ from .grids import Grid
 __all__ = ["Run", "Transform"]
 
 
+def _numpy(a):
+    """A CPU numpy copy of a torch tensor (torch-backend runs); anything else as it is."""
+    if hasattr(a, "detach") and hasattr(a, "device"):
+        return a.detach().cpu().numpy()
+    return a
+
+
 @dataclass(frozen=True, eq=False)
 class Transform:
     r"""Incoherence processing (THEORY.md A3i): :math:`W' = U W V^T`, :math:`X' = X V^T`.
@@ -57,6 +64,16 @@ class Run:
         Absolute damping used (THEORY.md :math:`\lambda`); ``damping`` says how it was specified.
     rounding : str
         ``"nearest"`` or ``"stochastic"``.
+    device : str or None
+        Torch backend only: the device the run was computed on (``"cpu"``, ``"cuda:0"``).
+    tf32 : bool or None
+        Torch backend only: whether TF32 matrix products were allowed during the run.
+
+    Notes
+    -----
+    Runs of the torch backend (``backend="torch"``) hold tensors on their device in ``W``, ``Q``,
+    ``eta``, ``x``, ``clipped``, ``order``, ``w_ls`` and ``residual``; ``grid`` holds CPU numpy
+    arrays (float64 copies of the working-precision values) and ``precision`` names the working dtype.
     """
 
     algorithm: str
@@ -81,6 +98,8 @@ class Run:
     precision: str = "float64"
     backend: str = "numpy"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    device: str | None = None
+    tf32: bool | None = None
 
     @property
     def codes(self) -> np.ndarray:
@@ -91,19 +110,20 @@ class Run:
         """
         if self.transform is not None:
             return self.inner.codes
-        n, N = np.atleast_2d(self.Q).shape
+        Q = _numpy(self.Q)
+        n, N = np.atleast_2d(Q).shape
         delta, zero, _, _ = self.grid.expand(n, N)
-        k = np.atleast_2d(self.Q) / delta + zero
+        k = np.atleast_2d(Q) / delta + zero
         k = k if k.dtype == object else np.rint(k).astype(np.int64)
-        return k.reshape(np.shape(self.Q))
+        return k.reshape(np.shape(Q))
 
     @property
     def n_clipped(self) -> int:
         """How many entries were clipped (0 means the a-priori bounds' hypothesis held)."""
-        return int(np.count_nonzero(self.clipped))
+        return int(np.count_nonzero(_numpy(self.clipped)))
 
     def summary(self) -> str:
-        shape = "x".join(str(s) for s in np.shape(self.Q))
+        shape = "x".join(str(s) for s in np.shape(_numpy(self.Q)))
         return (
             f"{self.algorithm}[{self.variant}] {shape} rounding={self.rounding} "
             f"lam={float(self.lam):g} "

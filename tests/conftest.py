@@ -16,4 +16,5 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 settings.register_profile("default", max_examples=200, **_common)
 settings.register_profile("thorough", max_examples=4000, **_common)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
+settings.load_profile(PROFILE)

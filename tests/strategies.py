@@ -7,15 +7,23 @@ exact rounding tie by accident, while still covering the adversarial families of
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
+from hypothesis import settings
 from hypothesis import strategies as st
 
 import ptqtheory as pt
 from ptqtheory.instances import FAMILIES, Instance, make_instance
 
 LAM_FACTORS = (0.0, 1e-8, 1e-4, 1e-2, 1.0, 100.0)
+SCALE = 20 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 1
+
+
+def examples(n: int) -> settings:
+    """``n`` examples in the default profile, 20n in ``thorough``."""
+    return settings(max_examples=n * SCALE)
 
 
 @dataclass

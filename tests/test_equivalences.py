@@ -171,7 +171,7 @@ def test_finite_grid_meeting_B8_is_bit_identical_to_the_infinite_grid(case, roun
     p = r_inf.order
     L = pt.pivots(pt.hessian(Xf[:, p], case.lam)).L
     start = np.atleast_2d(r_inf.w_ls) if use_xt else W
-    K = alphabet_size(start, L, delta, rounding=rounding).value
+    K = alphabet_size(start, L, delta, rounding=rounding)
     r_fin = _run(algorithm, case, pt.Grid(delta, lo=-K, hi=K), rounding)
     assert r_fin.n_clipped == 0
     assert np.array_equal(r_fin.Q, r_inf.Q)
