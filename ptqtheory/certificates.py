@@ -229,12 +229,27 @@ class Certificate:
         return recs
 
     @property
+    def resolved(self) -> np.ndarray:
+        """Rows whose identity sides are far above float64 rounding (allowance <= 1e-10 of them).
+
+        On the other rows (a row already on the grid, say) both sides are rounding noise and the
+        plain relative gap means nothing; :meth:`identity_holds` judges them by the allowance.
+        """
+        if self.identity is None:
+            return np.ones(self.err_l2.shape, dtype=bool)
+        size = np.maximum(np.abs(np.asarray(self.identity_lhs, float)),
+                          np.abs(np.asarray(self.identity_rhs, float)))
+        return np.asarray(self.identity_atol, float) <= 1e-10 * size
+
+    @property
     def max_gap(self) -> float:
-        """Largest plain relative gap of the identity, the structure relation and I1's projection form."""
+        """Largest plain relative gap over :attr:`resolved` rows (identity and structure relation),
+        and of I1's projection form."""
         gaps = [0.0]
+        keep = self.resolved
         for g in (self.identity_gap, self.structure_gap):
-            if g is not None and np.size(g):
-                gaps.append(float(np.max(np.asarray(g, dtype=float))))
+            if g is not None and np.any(keep):
+                gaps.append(float(np.max(np.asarray(g, dtype=float)[keep])))
         if self.pivots is not None and self.pivots.gap_projection is not None:
             gaps.append(self.pivots.gap_projection)
         return max(gaps)
@@ -337,6 +352,10 @@ def certify(
     """
     if not isinstance(run, Run):
         raise TypeError(f"run must be a Run returned by an algorithm; got {type(run).__name__}")
+    if run.backend == "torch":
+        from .torch_backend import certify as _torch_certify
+
+        return _torch_certify(run, X, Xt, p, full_pivot_check, bounds)
     if run.transform is not None:
         V = run.transform.V
         Xv = as_matrix("X", X, V.shape[0]) @ V.T
@@ -410,7 +429,14 @@ def certify(
     # Qronos: r_0 = Xh w - Xth w_LS, with w_LS fitted from the data (not read from the run).
     W_ls = ctx.W_ls
     r0_sq = _row_dot(ctx.r0, ctx.r0)
-    s_atol = eps * (w_q + _norms(W_ls) + L_eta)
+    # w_LS solves a least-squares problem: run and certificate may each be off by its forward
+    # error, eps (kappa ||w_LS|| + kappa^2 ||r_0|| / ||Xt_hat||), kappa = sqrt(cond(Ht)).
+    ls_err = 0.0
+    if not exact:
+        kappa = np.sqrt(pcheck.cond)
+        a_norm = xh_norm / np.sqrt(N)  # ||Xt_hat||_2 >= ||Xt_hat||_F / sqrt(N)
+        ls_err = kappa * _norms(W_ls) + kappa**2 * np.sqrt(np.asarray(r0_sq, float)) / a_norm
+    s_atol = eps * (w_q + _norms(W_ls) + L_eta + ls_err)
     if run.variant == "ls":
         rhs = r0_sq + weighted
         res, scale = _structure(W_ls - Q[:, ctx.order], piv.L, eta_p)

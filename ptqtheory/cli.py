@@ -1,7 +1,9 @@
 """The ``ptqtheory`` command.
 
 ``ptqtheory certify`` quantizes one seeded layer with every algorithm and prints, per algorithm,
-the identity checked, its largest relative gap over rows, the empirical errors and the clip count.
+the identity checked, its largest relative gap over rows, the empirical errors and the clip count,
+then every bound that applied: rows checked, violations and the largest empirical/bound ratio.
+``ptqtheory check`` hunts for counterexamples for a time budget and exits 1 on any violation.
 """
 
 from __future__ import annotations
@@ -61,17 +63,69 @@ def _certify_table(args) -> int:
     print(head)
     print("-" * len(head))
     worst, all_hold = 0.0, True
+    per_bound: dict = {}
     for name, fn, xt in runs:
         t0 = time.perf_counter()
         r = fn()
-        c = certify(r, X, xt)
+        c = certify(r, X, xt, p=args.p)
+        for b in c.bounds:
+            applies = b.applies
+            rows, viol, ratio = per_bound.get(b.label, (0, 0, 0.0))
+            per_bound[b.label] = (rows + int(applies.sum()), viol + b.violations,
+                                  max(ratio, float(np.max(np.where(applies, b.ratio, 0.0)))))
         dt = time.perf_counter() - t0
         worst = max(worst, c.max_gap)
         all_hold &= c.holds(args.tol)
         print(f"{name:<20}{c.identity or '-':>9}{c.max_gap:>11.2e}{np.mean(c.err_l2):>18.4f}"
               f"{np.max(c.err_inf):>13.4f}{r.n_clipped:>9d}{dt:>9.2f}")
     print(f"largest identity gap: {worst:.2e}; every identity holds at rtol={args.tol:g}: {all_hold}")
-    return 0 if all_hold else 1
+    print()
+    print(f"{'bound':<16}{'rows applied':>13}{'violations':>12}{'max ratio':>12}   (p = {args.p:g})")
+    violations = 0
+    for label in sorted(per_bound, key=_bound_key):
+        rows, viol, ratio = per_bound[label]
+        violations += viol
+        print(f"{label:<16}{rows:>13d}{viol:>12d}{ratio:>12.4f}")
+    print(f"bound violations: {violations} (rows where a hypothesis failed are not counted)")
+    return 0 if all_hold and violations == 0 else 1
+
+
+def _bound_key(label: str):
+    head = label.split(".")[0]
+    return (head[0], int(head[1:]) if head[1:].isdigit() else 99, label)
+
+
+def _check(args) -> int:
+    from .hunt import hunt
+
+    last = [0.0]
+
+    def progress(rep):
+        now = rep.seconds
+        if now - last[0] >= 10 or now >= args.budget:
+            last[0] = now
+            print(f"\r[{now:5.0f}/{args.budget:.0f} s] {rep.instances} instances, "
+                  f"{rep.violations} violations", end="", file=sys.stderr, flush=True)
+
+    report = hunt(seed=args.seed, budget=args.budget, p=args.p, progress=progress,
+                  max_instances=args.instances)
+    print(file=sys.stderr)
+    print(report.table())
+    if args.out:
+        _write_atomic(args.out, report.to_json())
+    return 1 if report.violations else 0
+
+
+def _write_atomic(path: str, text: str) -> None:
+    import os
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,9 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bits", type=int, default=4)
     p.add_argument("--percdamp", type=float, default=0.01)
     p.add_argument("--tol", type=float, default=1e-9, help="relative tolerance of the identities")
+    p.add_argument("--p", type=float, default=1e-3, help="failure probability of the probabilistic bounds")
+    h = sub.add_parser("check", help="randomized hunt for counterexamples to I1-I6 and B1-B12")
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--budget", type=float, default=60.0, help="seconds to search")
+    h.add_argument("--p", type=float, default=1e-9, help="failure probability of the probabilistic bounds")
+    h.add_argument("--instances", type=int, default=None,
+                   help="stop after this many draws (replays a seed exactly)")
+    h.add_argument("--out", default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
     if args.command == "certify":
         return _certify_table(args)
+    if args.command == "check":
+        return _check(args)
     return 2  # pragma: no cover
 
 

@@ -9,6 +9,7 @@ continuous, so no x_t sits on a rounding boundary by accident). The other quanti
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
+from peers import gptq_reference_loop
 from strategies import TIE_FREE_GRIDS, Case, cases
 
 import ptqtheory as pt
@@ -118,41 +119,13 @@ def test_order_is_a_relabelling(case):
     assert np.array_equal(np.asarray(r.codes)[:, p], direct.codes)
 
 
-def _gptq_reference_loop(W, X, damp_frac, grid_delta, block=128):
-    """GPTQ's Algorithm 1 as published (Frantar et al. 2022), float64, written here from the paper:
-    H = (2/m) X^T X + damp I, Hinv = Cholesky(H^-1) upper, lazy block updates; returns Q and the
-    accumulated loss sum (w - q)^2 / Hinv_ii^2 / 2."""
-    W = W.copy()
-    m, N = X.shape
-    H = 2.0 / m * X.T @ X
-    H += damp_frac * np.mean(np.diag(H)) * np.eye(N)
-    Hinv = np.linalg.cholesky(np.linalg.inv(H)).T
-    Q = np.zeros_like(W)
-    loss = np.zeros(W.shape[0])
-    for i1 in range(0, N, block):
-        i2 = min(i1 + block, N)
-        W1 = W[:, i1:i2].copy()
-        Err1 = np.zeros_like(W1)
-        for i in range(i2 - i1):
-            w = W1[:, i]
-            d = Hinv[i1 + i, i1 + i]
-            q = grid_delta * np.floor(w / grid_delta + 0.5)
-            Q[:, i1 + i] = q
-            loss += (w - q) ** 2 / d**2 / 2
-            err = (w - q) / d
-            W1[:, i:] -= np.outer(err, Hinv[i1 + i, i1 + i:i2])
-            Err1[:, i] = err
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
-    return Q, loss
-
-
 @given(cases(lam_factors=(0.0,), families=("gaussian", "outliers"), grid_kinds=("scalar",),
              orders=("natural",)), st.sampled_from([0.01, 0.1]))
 def test_matches_gptq_reference_loop_and_its_loss_convention(case, percdamp):
     """Our OPTQ with Damping.percdamp(p) is GPTQ's loop with percdamp p; GPTQ's loss is
     (1/m) sum_t eta_t^2 D_t: half of I2's right side in GPTQ's (2/m)-scaled Hessian."""
     delta = float(np.asarray(case.grid.delta))
-    Qg, loss = _gptq_reference_loop(np.atleast_2d(case.W), case.X, percdamp, delta)
+    Qg, loss = gptq_reference_loop(np.atleast_2d(case.W), case.X, percdamp, delta)
     r = pt.optq(case.W, case.X, lam=pt.Damping.percdamp(percdamp), grid=case.grid)
     np.testing.assert_array_equal(np.atleast_2d(r.codes), np.rint(Qg / delta))
     c = pt.certify(r, case.X, full_pivot_check=False)
