@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 
 from ._context import RunContext
 from .records import Run
@@ -263,47 +264,60 @@ def b1(ctx: RunContext) -> list[BoundCheck]:
     ]
 
 
-def b2(ctx: RunContext, max_k_evaluated: int = 64) -> list[BoundCheck]:
+def b2(ctx: RunContext, max_k_evaluated: int = 8) -> list[BoundCheck]:
     r"""B2: if :math:`\operatorname{rank}X_{>N-k} = \operatorname{rank}X = r`, then
     :math:`\operatorname{tr}(D) \le \sum_{t>N-k}\|X_t\|^2 + \lambda(N + \sum_{t\le N-k}
     \|X_t\|^2/\sigma_r(X_{>N-k})^2)`.
 
-    Evaluated in the run's order for the smallest admissible ``k`` (found by bisection on the
-    numerical rank) and up to ``max_k_evaluated`` larger ones; the smallest value is reported. It
-    bounds a property of the data and the order, so it has no run hypotheses.
+    Evaluated in the run's order. With full column rank the only admissible ``k`` is ``N`` (the
+    bound is then B1's data form); this is settled by a Cholesky factorization of :math:`X^TX`.
+    Otherwise the smallest admissible ``k`` is found by bisection on the numerical rank and the bound
+    is evaluated there and at up to ``max_k_evaluated`` larger ``k``; the smallest value is
+    reported. It bounds a property of the data and the order, so it has no run hypotheses.
     """
     Xf = np.asarray(ctx.Xf_p, float)
     N = Xf.shape[1]
     lam = float(ctx.lam)
     col = np.sum(Xf**2, axis=0)
-    r = int(np.linalg.matrix_rank(Xf)) if Xf.size else 0
-    lo, hi = 1, N
-    while lo < hi:  # smallest k with rank X_{>N-k} = r (rank is monotone in k)
-        mid = (lo + hi) // 2
-        if np.linalg.matrix_rank(Xf[:, N - mid:]) >= r:
-            hi = mid
-        else:
-            lo = mid + 1
-    k0 = lo
-    ks = np.unique(np.linspace(k0, N, min(max_k_evaluated, N - k0 + 1)).round().astype(int))
-    best = np.inf
-    best_k = N
+    if _full_column_rank(np.asarray(ctx.Gram_p, float)):
+        r, ks = N, np.array([N])
+    else:
+        r = int(np.linalg.matrix_rank(Xf)) if Xf.size else 0
+        lo, hi = 1, N
+        while lo < hi:  # smallest k with rank X_{>N-k} = r (rank is monotone in k)
+            mid = (lo + hi) // 2
+            if np.linalg.matrix_rank(Xf[:, N - mid:]) >= r:
+                hi = mid
+            else:
+                lo = mid + 1
+        ks = np.unique(np.linspace(lo, N, min(max_k_evaluated, N - lo + 1)).round().astype(int))
+    best, best_k = np.inf, N
     for k in ks:
         tail = col[N - k:].sum()
+        head = 0.0
         if k < N and r > 0:
-            sig = np.linalg.svd(Xf[:, N - k:], compute_uv=False)[r - 1]
+            sig = scipy.linalg.svdvals(Xf[:, N - k:])[r - 1]
             head = col[: N - k].sum() / sig**2
-        else:
-            head = 0.0
         val = tail + lam * (N + head)
         if val < best:
             best, best_k = val, int(k)
     n = ctx.shape[0]
     trD = float(np.sum(_D(ctx)))
     hyp = Hypothesis(f"rank X_>N-k = rank X = {r} with k = {best_k}", True,
-                     "k chosen by numerical rank (numpy.linalg.matrix_rank)")
+                     "rank decided numerically (Cholesky of X^T X, else numpy.linalg.matrix_rank)")
     return [_check("B2", "tr(D)", "deterministic", np.full(n, best), np.full(n, trD), (hyp,),
                    "THEORY.md B2", EPS * N * (col.sum() + lam * N))]
+
+
+def _full_column_rank(gram: np.ndarray) -> bool:
+    """X^T X numerically definite (pivots above N eps max diag, as for singular H)."""
+    N = gram.shape[0]
+    try:
+        c = scipy.linalg.cholesky(gram, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return False
+    d = np.diag(c) ** 2
+    return bool(N == 0 or d.min() > N * np.finfo(float).eps * np.max(np.diag(gram)))
 
 
 def b7(ctx: RunContext) -> list[BoundCheck]:

@@ -21,7 +21,7 @@ import scipy.linalg
 from . import _linalg
 from ._validate import is_exact
 
-__all__ = ["Pivots", "SingularHessianError", "pivots", "pivots_from_data"]
+__all__ = ["DataQR", "Pivots", "SingularHessianError", "pivots", "pivots_from_data"]
 
 
 class SingularHessianError(ValueError):
@@ -89,8 +89,10 @@ def _singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) 
 
 
 def _check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None) -> None:
+    """Raise if a pivot is below N eps max(diag H); ``H`` may be given as its diagonal."""
     N = D.shape[0]
-    scale = float(np.max(np.diag(H))) if N else 0.0
+    diag = H if np.ndim(H) == 1 else np.diag(H)
+    scale = float(np.max(diag)) if N else 0.0
     tiny = N * np.finfo(np.float64).eps * scale
     t = int(np.argmin(D))
     if not D[t] > tiny:
@@ -103,7 +105,38 @@ def _check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None) 
         )
 
 
-def pivots_from_data(Xh: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
+@dataclass(frozen=True, eq=False)
+class DataQR:
+    r"""Economic QR of :math:`\hat X` with its columns reversed: :math:`\hat X J = Q R'`.
+
+    It yields the pivots (:meth:`pivots`) and least-squares fits on any *trailing* set of columns
+    :math:`\hat X_{\ge s}` (:meth:`lstsq_trailing`), which are the leading columns after the
+    reversal: Qronos's :math:`w_{LS}` (:math:`s = 0`) and its first step (:math:`s = 1`) share
+    one factorization.
+    """
+
+    Q: np.ndarray
+    R: np.ndarray
+
+    @classmethod
+    def of(cls, Xh: np.ndarray) -> DataQR:
+        N = Xh.shape[1]
+        if Xh.shape[0] < N:
+            raise ValueError("the QR route needs the augmented data [X; sqrt(lam) I] with >= N rows")
+        Q, R = scipy.linalg.qr(Xh[:, ::-1], mode="economic", check_finite=False)
+        return cls(Q=Q, R=R)
+
+    def lstsq_trailing(self, B: np.ndarray, s: int = 0) -> np.ndarray:
+        r""":math:`\arg\min_V \|\hat X_{\ge s} V - B\|` for ``B`` of shape (m + N, k); rows of the
+        result follow the processing order of columns ``s..N-1``."""
+        k = self.R.shape[0] - s
+        y = scipy.linalg.solve_triangular(self.R[:k, :k], self.Q[:, :k].T @ B, check_finite=False)
+        return y[::-1]
+
+
+def pivots_from_data(
+    Xh: np.ndarray, lam=0.0, what: str = "H", columns=None, qr: DataQR | None = None
+) -> Pivots:
     r"""The same factorization computed from :math:`\hat X` by QR instead of from :math:`H`.
 
     With the columns reversed, :math:`\hat X J = Q R'` gives :math:`H = U_H U_H^T` with
@@ -112,16 +145,19 @@ def pivots_from_data(Xh: np.ndarray, lam=0.0, what: str = "H", columns=None) -> 
     :math:`\epsilon\,\kappa(H)` of a Cholesky factorization of the formed :math:`H`; the
     identities then hold to ~1e-12 even when :math:`\kappa(H) = 10^8`. Used whenever the
     calibration data are at hand (the numpy reference); :func:`pivots` serves statistics-only input.
+    Pass ``qr`` to reuse a :class:`DataQR` of the same ``Xh``.
     """
     N = Xh.shape[1]
-    if Xh.shape[0] < N:
-        raise ValueError("pivots_from_data needs the augmented data [X; sqrt(lam) I] with >= N rows")
-    R = scipy.linalg.qr(Xh[:, ::-1], mode="r", check_finite=False)[0][:N, :N]
+    if qr is not None:
+        R = qr.R
+    else:
+        if Xh.shape[0] < N:
+            raise ValueError("pivots_from_data needs the augmented data [X; sqrt(lam) I] with >= N rows")
+        R = scipy.linalg.qr(Xh[:, ::-1], mode="r", check_finite=False)[0][:N, :N]
     UH = R.T[::-1, ::-1]
     d = np.diag(UH).copy()
     D = d * d
-    H = Xh.T @ Xh
-    _check_definite(D, H, lam, what, columns)
+    _check_definite(D, np.sum(Xh * Xh, axis=0), lam, what, columns)
     with np.errstate(divide="ignore", invalid="ignore"):
         U1 = UH / d[None, :]
     return Pivots(U1=np.ascontiguousarray(U1), D=D)

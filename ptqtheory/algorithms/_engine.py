@@ -15,7 +15,7 @@ import numpy as np
 from .. import _linalg
 from .._validate import as_matrix, as_weights, check_positive_int, is_exact
 from ..calibration import Damping, gram, resolve_lam
-from ..factor import Pivots, SingularHessianError, pivots, pivots_from_data
+from ..factor import DataQR, Pivots, SingularHessianError, pivots, pivots_from_data
 from ..grids import Grid, round_nearest, round_stochastic
 from ..orders import resolve_order
 from ..random import uniforms
@@ -112,6 +112,7 @@ class Setup:
     Xtp: np.ndarray | None = None
     Hp: np.ndarray | None = None
     piv: Pivots | None = None
+    qr: DataQR | None = None  # kept when the caller needs least squares on the same data (Qronos)
     notes: list[str] = field(default_factory=list)
 
     def rounder(self) -> Rounder:
@@ -124,7 +125,7 @@ class Setup:
 
 
 def setup(
-    W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None = "H"
+    W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None = "H", keep_qr: bool = False
 ) -> Setup:
     """Check every input, resolve ``lam`` and ``order``, permute, and factor ``H`` (or ``Ht``)."""
     Wa, vector = as_weights(W)
@@ -174,11 +175,13 @@ def setup(
         src = s.Xtp if factor == "Ht" else s.Xp
         G0 = gram(src)
         s.Hp = G0 + s.lam * np.eye(N, dtype=G0.dtype)
-        s.piv = _factor(s, G0, damping, factor)
+        s.piv = _factor(s, G0, damping, factor, keep_qr)
     return s
 
 
-def _factor(s: Setup, G0: np.ndarray, damping: Damping | None, what: str) -> Pivots:
+def _factor(
+    s: Setup, G0: np.ndarray, damping: Damping | None, what: str, keep_qr: bool = False
+) -> Pivots:
     """Factor ``H`` (or ``Ht``); with ``Damping(auto=True)`` raise ``lam`` tenfold until it works."""
     tries = damping.max_tries if (damping is not None and damping.auto) else 0
     N = G0.shape[0]
@@ -187,7 +190,9 @@ def _factor(s: Setup, G0: np.ndarray, damping: Damping | None, what: str) -> Piv
         try:
             if s.exact:
                 return pivots(s.Hp, s.lam, what, columns=s.order)
-            return pivots_from_data(_linalg.augment(src, s.lam), s.lam, what, columns=s.order)
+            Xh = _linalg.augment(src, s.lam)
+            s.qr = DataQR.of(Xh) if keep_qr else None
+            return pivots_from_data(Xh, s.lam, what, columns=s.order, qr=s.qr)
         except SingularHessianError:
             if attempt == tries:
                 raise

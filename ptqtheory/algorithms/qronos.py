@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
+from .._validate import is_torch
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -70,6 +71,10 @@ def qronos(
     ----------
     Zhang, Colbert & Saab, "Qronos", arXiv 2505.11695; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
     """
+    if is_torch(W, X, Xt):
+        from ..torch_backend import qronos as _torch_qronos
+
+        return _torch_qronos(W, X, Xt, lam, grid, rounding, order, seed, variant, start, block_size, method)
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
     if start not in STARTS:
@@ -77,12 +82,18 @@ def qronos(
     if Xt is None:
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
     bs = check_method(method, block_size)
-    s = setup(W, X, lam, grid, rounding, order, seed, Xt=Xt, factor="Ht")
-    # w_LS by least squares on the data (QR), not by solving with Ht: the error is then
-    # eps*sqrt(cond(Ht)) instead of eps*cond(Ht).
+    s = setup(W, X, lam, grid, rounding, order, seed, Xt=Xt, factor="Ht", keep_qr=method == "blocked")
     Xh, Xth = s.augmented(s.Xp), s.augmented(s.Xtp)
     targets = _linalg.dot(s.Wp, Xh.T)  # row i: (X_hat w_i)^T
-    W_ls = _linalg.lstsq(Xth, targets.T).T
+
+    def fit_trailing(rhs_rows, first: int):
+        # argmin_V ||Xth_{>=first} V - rhs||, by the QR of Xth when kept (its error is
+        # eps*sqrt(cond(Ht)), not the eps*cond(Ht) of solving with Ht), else by least squares.
+        if s.qr is not None:
+            return s.qr.lstsq_trailing(rhs_rows.T, first).T
+        return _linalg.lstsq(Xth[:, first:], rhs_rows.T).T
+
+    W_ls = fit_trailing(targets, 0)
     rounder = s.rounder()
     trace = Trace.empty(s.Wp)
     if variant == "ls":
@@ -99,8 +110,7 @@ def qronos(
         trace.record(0, y1, q1)
         cur = _linalg.zeros_like(s.Wp)
         cur[:, 0] = q1
-        rhs = targets - np.outer(q1, Xth[:, 0])
-        cur[:, 1:] = _linalg.lstsq(Xth[:, 1:], rhs.T).T
+        cur[:, 1:] = fit_trailing(targets - np.outer(q1, Xth[:, 0]), 1)
         t0 = 1
     if method == "iteration":
         optq_iteration(cur, Xth, rounder, trace, t0=t0)
