@@ -99,10 +99,10 @@ class PivotCheck:
     cond: float
 
     def h_tolerance(self, tol: float = 1e-10) -> float:
-        r"""``max(tol, N eps kappa(H))``: what float64 can promise for forms evaluated through H."""
+        r"""``max(tol, 16 N eps kappa(H))``: what float64 can promise for forms evaluated through H."""
         if not np.isfinite(self.cond):
             return 0.0
-        return max(tol, self.D.shape[0] * np.finfo(float).eps * self.cond)
+        return max(tol, C_ATOL * self.D.shape[0] * np.finfo(float).eps * self.cond)
 
     def holds(self, tol: float = 1e-10) -> bool:
         """Every I1 statement holds: projection form to ``tol``, H-forms to :meth:`h_tolerance`."""
@@ -419,6 +419,12 @@ def certify(
         # |lhs - rhs| <= ||X_hat nu|| (||X_hat e|| + ||X_hat L eta||), nu the rounding of e - L eta
         atol = xh_norm * s_atol * (np.sqrt(np.abs(np.asarray(lhs, float)))
                                    + np.sqrt(np.abs(np.asarray(weighted, float))))
+        if run.algorithm == "ldlq" and not exact:
+            # I3 reads the formed H: |fl(e^T H e) - e^T H e| <= eps (N |e|^T |H| |e| + m || |X| |e| ||^2)
+            aE = np.abs(E_p)
+            absX = np.abs(np.asarray(ctx.X, float)[:, ctx.order])
+            atol = atol + eps * (N * _row_dot(aE @ np.abs(Hp), aE)
+                                 + absX.shape[0] * np.sum((absX @ aE.T) ** 2, axis=0))
         ident = IDENTITY[run.algorithm]
         return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs,
                            identity_rhs=weighted, identity_gap=relative_gap(lhs, weighted),
