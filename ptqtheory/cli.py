@@ -128,6 +128,28 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _figures(args) -> int:
+    """Build the figures; exit 1 if a bound failed where it applied (notes on probability bounds
+    failing at a rate allowed by their ``p`` are printed but do not fail)."""
+    from .figures import build_all
+
+    bad = []
+
+    def log(key, result, seconds):
+        print(f"{key} ({seconds:.1f} s): " + ", ".join(str(p) for p in result["paths"].values()))
+        for finding in result["findings"]:
+            print(f"  {finding}")
+            if not finding.startswith("note:"):
+                bad.append(finding)
+
+    try:
+        build_all(args.out, quick=args.quick, only=args.only, log=log)
+    except ValueError as exc:  # an unknown label in --only
+        print(f"ptqtheory figures: {exc}", file=sys.stderr)
+        return 2
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ptqtheory", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,11 +167,35 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--instances", type=int, default=None,
                    help="stop after this many draws (replays a seed exactly)")
     h.add_argument("--out", default=None, help="write the report as JSON here")
+    f = sub.add_parser("figures", help="build the paper figures (PDF, PNG and CSV of every "
+                       "plotted number), seeded")
+    f.add_argument("--out", required=True, help="output folder (created if missing)")
+    f.add_argument("--quick", action="store_true", help="small sizes (seconds per figure)")
+    f.add_argument("--only", default=None, help="comma-separated labels, e.g. F1,F3 (default: all)")
+    v = sub.add_parser("validate", help="quantize every linear layer of the embedded MiniLM with "
+                       "every method and check every bound on every row (the main job)")
+    v.add_argument("--out", default="ptqtheory-report", help="folder for report.json and report.csv")
+    v.add_argument("--text", default=None, help="UTF-8 text file for calibration and held-out text")
+    v.add_argument("--tokens", type=int, default=1024, help="calibration tokens")
+    v.add_argument("--p", type=float, default=1e-6, help="failure probability of the probabilistic bounds")
+    v.add_argument("--workers", type=int, default=2)
+    v.add_argument("--device", default="cpu")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--quick", action="store_true", help="three settings, 256 tokens (a smoke test)")
     args = parser.parse_args(argv)
+    if args.command == "validate":
+        from .models.validate import DEFAULT_CONFIGS, QUICK_CONFIGS, run_validate
+
+        return run_validate(args.out, text=args.text, tokens=256 if args.quick else args.tokens,
+                            heldout=32 if args.quick else 128, p=args.p, seed=args.seed,
+                            workers=args.workers, configs=QUICK_CONFIGS if args.quick else DEFAULT_CONFIGS,
+                            device=args.device)
     if args.command == "certify":
         return _certify_table(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "figures":
+        return _figures(args)
     return 2  # pragma: no cover
 
 

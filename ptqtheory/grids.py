@@ -112,7 +112,8 @@ class Grid:
         d = _as_array("delta", delta)
         if d.ndim > 2:
             raise ValueError("grid delta must be a scalar, per row (n,) or per entry (n, N)")
-        if d.size == 0 or not all(v > 0 for v in d.ravel()):
+        positive = all(v > 0 for v in d.ravel()) if d.dtype == object else bool(np.all(d > 0))
+        if d.size == 0 or not positive:
             raise ValueError(f"grid delta must be > 0 everywhere; got min {np.min(d)}")
         z = _as_array("zero", zero)
         if z.ndim > 2:

@@ -68,7 +68,7 @@ class HuntReport:
             lines.append(f"{label:<16}{t.kind:<14}{t.instances:>10}{t.rows:>9}{t.violations:>11}"
                          f"{t.max_ratio:>12.4g}{exp:>16}")
         lines.append("identities: 'max ratio' is the largest relative gap over rows above float64 "
-                     "rounding level (allowance <= 1e-10 of the sides)")
+                     "rounding level (allowance <= 1e-3 of the sides)")
         lines.append(f"{self.instances} instances ({self.refused} refused: singular H at lam = 0) in "
                      f"{self.seconds:.0f} s, seed {self.seed}, p = {self.p:g}; "
                      f"violations: {self.violations}")

@@ -290,20 +290,27 @@ def test_complex_dtype_raises_type_error():
         pt.rtn(np.array([["a", "b"]]), grid=GRID)
 
 
-def test_torch_tensors_raise_type_error_with_hint():
+def test_torch_tensors_run_on_the_torch_backend_and_mixed_inputs_raise_type_error():
+    """Torch inputs go to ptqtheory.torch_backend; numpy next to torch is refused with a hint."""
     W, X = _problem()
     Wt, Xtt = torch.from_numpy(W), torch.from_numpy(X)
+    run = pt.optq(Wt, Xtt, lam=0.1, grid=GRID)
+    assert run.backend == "torch" and isinstance(run.Q, torch.Tensor)
+    np.testing.assert_allclose(run.Q.numpy(), pt.optq(W, X, lam=0.1, grid=GRID).Q, rtol=0, atol=1e-12)
+    assert pt.rtn(Wt, grid=GRID).backend == "torch"
     cases = [
-        ("W", lambda: pt.optq(Wt, X, lam=0.1, grid=GRID)),
-        ("X", lambda: pt.optq(W, Xtt, lam=0.1, grid=GRID)),
-        ("Xt", lambda: pt.qronos(W, X, Xtt, lam=0.1, grid=GRID)),
-        ("W", lambda: pt.rtn(Wt, grid=GRID)),
-        ("W", lambda: pt.Grid.minmax(Wt, bits=4)),
+        ("X", "the other inputs are torch tensors", lambda: pt.optq(Wt, X, lam=0.1, grid=GRID)),
+        ("W", "the torch backend was selected", lambda: pt.optq(W, Xtt, lam=0.1, grid=GRID)),
+        ("Xt", "the other inputs are torch tensors", lambda: pt.qronos(Wt, Xtt, X, lam=0.1, grid=GRID)),
+        ("X", "the other inputs are torch tensors", lambda: pt.gpfq(Wt, X, Xtt, grid=GRID)),
     ]
-    for name, call in cases:
-        with pytest.raises(TypeError, match=rf"^{name} is a torch tensor") as info:
+    for name, what, call in cases:
+        with pytest.raises(TypeError, match=rf"^{name} is a numpy.ndarray but {what}"):
             call()
-        assert f"{name}.detach().cpu().numpy()" in str(info.value)
+    # Grids and the numpy internals still take numpy arrays only.
+    with pytest.raises(TypeError, match=r"^W is a torch tensor") as info:
+        pt.Grid.minmax(Wt, bits=4)
+    assert "W.detach().cpu().numpy()" in str(info.value)
 
 
 def test_integer_and_float32_inputs_are_widened_exactly():

@@ -220,7 +220,8 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
         out = a[:, inv]
         return out[0] if s.vector else out
 
-    grid = Grid(back(rounder.delta), back(rounder.zero), back(rounder.lo), back(rounder.hi))
+    # The grid keeps 2-D (n, N) arrays even for a single row w: a 1-D array would read as per-row.
+    grid = Grid(*(a[:, inv] for a in (rounder.delta, rounder.zero, rounder.lo, rounder.hi)))
     grid.rule = s.grid.rule
     for key in ("w_ls",):
         if extra.get(key) is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
+from .._validate import is_torch
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -48,6 +49,10 @@ def gpfq(
     Lybrand & Saab, "A greedy algorithm for quantizing neural networks", JMLR 2021;
     Zhang & Saab, "SPFQ", arXiv 2309.10975.
     """
+    if is_torch(W, X, Xt):
+        from ..torch_backend import gpfq as _torch_gpfq
+
+        return _torch_gpfq(W, X, Xt, grid, rounding, seed, order, dead_columns)
     if dead_columns not in ("raise", "round"):
         raise ValueError(f"dead_columns must be 'raise' or 'round'; got {dead_columns!r}")
     if Xt is None:

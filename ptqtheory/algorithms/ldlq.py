@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
+from .._validate import is_torch
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -45,6 +46,10 @@ def ldlq(
     ----------
     Chee, Cai, Kuleshov & De Sa, "QuIP", arXiv 2307.13304.
     """
+    if is_torch(W, X):
+        from ..torch_backend import ldlq as _torch_ldlq
+
+        return _torch_ldlq(W, X, lam, grid, rounding, order, seed, incoherence)
     if incoherence is not None:
         from .incoherence import incoherent
 

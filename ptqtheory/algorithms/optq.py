@@ -2,6 +2,7 @@ r"""A2 / A2' / A2s: OPTQ (= GPTQ), its paper iteration, its fast blocked form, s
 
 from __future__ import annotations
 
+from .._validate import is_torch
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -70,6 +71,10 @@ def optq(
     ----------
     Frantar et al., "GPTQ", arXiv 2210.17323; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
     """
+    if is_torch(W, X):
+        from ..torch_backend import optq as _torch_optq
+
+        return _torch_optq(W, X, lam, grid, rounding, order, seed, block_size, method)
     bs = check_method(method, block_size)
     s = setup(W, X, lam, grid, rounding, order, seed)
     rounder = s.rounder()

@@ -2,6 +2,7 @@ r"""A1, round to nearest (or stochastic rounding) with no error feedback: :math:
 
 from __future__ import annotations
 
+from .._validate import is_torch
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -31,6 +32,10 @@ def rtn(W, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike =
     Comparison bounds (THEORY.md): :math:`E\|X\eta\|^2 \le (\delta^2/4)\|X\|_F^2` (stochastic) and
     :math:`\|X\eta\|^2 \le \|X\|_{op}^2 N \delta^2/4` (nearest).
     """
+    if is_torch(W):
+        from ..torch_backend import rtn as _torch_rtn
+
+        return _torch_rtn(W, grid, rounding, seed)
     s = setup(W, None, 0.0, grid, rounding, "natural", seed, factor=None)
     s.grid = grid.frozen()
     rounder = s.rounder()

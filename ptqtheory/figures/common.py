@@ -1,0 +1,224 @@
+"""What every figure module shares: atomic saving (PDF, PNG, CSV), bound checks, the script entry.
+
+A figure module defines ``NAME`` (file stem), ``CHECKS`` (which CSV columns must satisfy
+``bound >= empirical`` where the hypotheses held) and ``build(out_dir, quick) -> dict``. The dict
+holds ``paths`` (``{"pdf", "png", "csv"}``), ``rows`` (what the CSV holds: every plotted number)
+and ``findings`` (bound checks that failed where their hypotheses held; empty when all is well).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Check",
+    "atomic_write",
+    "bound_findings",
+    "certificate_findings",
+    "failures",
+    "heterogeneous_layer",
+    "save",
+    "script_main",
+    "write_csv",
+]
+
+RTOL = 1e-9
+"""Relative slack of a CSV check, for float64 rounding (as in :mod:`ptqtheory.bounds`)."""
+
+# No dates or tool versions in the files: the same seed gives the same bytes.
+_METADATA = {
+    "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
+    "png": {"Software": None},
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One inequality a figure's CSV must satisfy: ``row[bound] >= row[empirical]`` where
+    ``row[applies]`` is true.
+
+    Both columns are in the same units (a norm against a norm, a square against a square).
+
+    Attributes
+    ----------
+    bound, empirical : str
+        CSV column names (``bound_*`` and ``empirical_*``).
+    applies : str
+        Boolean column: the bound's hypotheses held on that row.
+    p : float or None
+        ``None`` for a deterministic bound (no failure allowed). For a bound that holds with
+        probability at least ``1 - p`` per row, failures are allowed at a rate consistent with
+        ``p`` (see :func:`failures`).
+    """
+
+    bound: str
+    empirical: str
+    applies: str = "hypotheses_held"
+    p: float | None = None
+
+
+def _truthy(v) -> bool:
+    return v if isinstance(v, bool) else str(v).strip().lower() in ("true", "1")
+
+
+def failures(rows: Sequence[dict], checks: Iterable[Check]) -> list[str]:
+    """Descriptions of the checks that fail on ``rows`` (dicts as written to, or read from, the CSV).
+
+    A deterministic check fails on any row where it applies and ``empirical > bound (1 + RTOL)``.
+    A probabilistic check fails when the number of such rows ``k`` out of ``n`` applicable rows
+    exceeds ``n p + 3 sqrt(n p (1 - p)) + 1`` (a generous binomial allowance: each row may fail
+    with probability at most ``p``).
+    """
+    out = []
+    for chk in checks:
+        n = k = 0
+        first = None
+        for row in rows:
+            if not _truthy(row[chk.applies]):
+                continue
+            b, e = float(row[chk.bound]), float(row[chk.empirical])
+            n += 1
+            if not e <= b * (1 + RTOL):
+                k += 1
+                first = first or row
+        if chk.p is None and k:
+            out.append(f"{chk.bound} < {chk.empirical} on {k} of {n} rows where it applies; "
+                       f"first: {dict(first)}")
+        elif chk.p is not None and k > n * chk.p + 3 * math.sqrt(n * chk.p * (1 - chk.p)) + 1:
+            out.append(f"{chk.bound} (probability bound, p = {chk.p:g}) < {chk.empirical} on {k} "
+                       f"of {n} rows, more than p allows; first: {dict(first)}")
+    return out
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary name in ``path``'s folder, then ``os.replace`` it onto
+    ``path``: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _cell(v):
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "True" if v else "False"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    return str(v)
+
+
+def write_csv(path: Path, rows: Sequence[dict]) -> Path:
+    """Write ``rows`` (dicts; columns in first-seen order) as CSV, atomically, floats in full
+    precision (``repr``)."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    for c in columns:
+        if not c.isascii() or "," in c:
+            raise ValueError(f"CSV column names must be plain ASCII without commas; got {c!r}")
+
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="ascii") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(columns)
+            for row in rows:
+                w.writerow([_cell(row.get(c)) for c in columns])
+
+    return atomic_write(path, write)
+
+
+def save(fig, out_dir: Path, stem: str, rows: Sequence[dict]) -> dict[str, Path]:
+    """Save ``fig`` as ``stem.pdf`` (vector) and ``stem.png`` (300 dpi) and ``rows`` as
+    ``stem.csv`` in ``out_dir``, each atomically. Call inside :func:`style.context`."""
+    out_dir = Path(out_dir)
+    paths = {}
+    for ext in ("pdf", "png"):
+        paths[ext] = atomic_write(
+            out_dir / f"{stem}.{ext}",
+            lambda tmp, ext=ext: fig.savefig(tmp, format=ext, metadata=_METADATA[ext]),
+        )
+    paths["csv"] = write_csv(out_dir / f"{stem}.csv", rows)
+    return paths
+
+
+def script_main(module, argv: Sequence[str] | None = None) -> int:
+    """Entry point of a thin script in the repository's ``figures/`` folder."""
+    doc = (module.__doc__ or "").strip().splitlines()
+    parser = argparse.ArgumentParser(description=doc[0] if doc else None)
+    parser.add_argument("--out", default="out", help="output folder (created if missing)")
+    parser.add_argument("--quick", action="store_true", help="small sizes (seconds; for tests)")
+    args = parser.parse_args(argv)
+    result = module.build(Path(args.out), quick=args.quick)
+    for p in result["paths"].values():
+        print(p)
+    for f in result["findings"]:
+        print(f"FINDING: {f}")
+    return 0
+
+
+def certificate_findings(cert, where: str, labels: Iterable[str] | None = None) -> list[str]:
+    """:func:`bound_findings` of a :class:`~ptqtheory.Certificate`'s bound checks."""
+    return bound_findings(cert.bounds, where, labels)
+
+
+def bound_findings(checks, where: str, labels: Iterable[str] | None = None) -> list[str]:
+    """Bound checks (:class:`~ptqtheory.bounds.BoundCheck`) that failed on a row where they applied.
+
+    For a deterministic bound that is a counterexample. For a probability bound (B4-B6, B8 with
+    B6, B10) a failure is allowed with probability at most ``p`` per row; its message starts with
+    ``"note:"`` (the figure's CSV check then judges whether the failure *rate* is consistent with
+    ``p``). ``where`` names the parameters (it goes into the message).
+    """
+    keep = None if labels is None else set(labels)
+    out = []
+    for b in checks:
+        if (keep is not None and b.label not in keep) or not b.violations:
+            continue
+        rows = np.flatnonzero(b.applies & ~b.holds)
+        what = (f"note: {b.label} is a probability bound (p = {b.p:g}) and failed"
+                if b.kind == "probability" else f"{b.label}: VIOLATION of a deterministic bound")
+        out.append(f"{what} at {where}, rows {rows.tolist()}: empirical "
+                   f"{np.asarray(b.empirical)[rows].tolist()} vs bound {np.asarray(b.value)[rows].tolist()}")
+    return out
+
+
+def heterogeneous_layer(seed: int, m: int, N: int, n: int, cond: float = 1e6, spread: float = 1.0):
+    r"""A seeded synthetic layer ``(W, X)`` whose input columns have heterogeneous norms.
+
+    ``X`` is :func:`ptqtheory.instances.make_X` with :math:`\kappa(X^TX) \approx` ``cond``
+    (correlated columns), then column ``j`` is scaled by :math:`10^{s_j}` with the :math:`s_j`
+    evenly spaced in ``[-spread/2, spread/2]`` and randomly permuted (so the natural order is not
+    sorted by norm). ``W`` has i.i.d. standard normal entries.
+    """
+    from ..instances import make_X
+    from ..random import generator
+
+    rng = generator(seed, "data", "a synthetic figure layer")
+    X = make_X(rng, m, N, cond=cond)
+    X = X * 10.0 ** (spread * np.linspace(-0.5, 0.5, N))[rng.permutation(N)]
+    W = rng.standard_normal((n, N))
+    return W, X

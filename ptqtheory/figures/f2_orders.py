@@ -1,0 +1,118 @@
+r"""F2 — the column order: :math:`\operatorname{tr}(D)` and the OPTQ error for five orders; tests B2 and B1.
+
+On a layer whose input columns have norms spread over two decades (and correlated columns),
+OPTQ with nearest rounding on :math:`\delta\mathbb Z` is run in the natural, decreasing-norm
+(act-order), min-pivot, random and increasing-norm orders, for :math:`N < m` (top) and
+:math:`N > m` (bottom, where :math:`\lambda > 0` is needed). Plotted, as fractions of
+:math:`\operatorname{tr}(H) = \|X\|_F^2 + N\lambda`: :math:`\operatorname{tr}(D)` (which B1 turns into
+the error bound :math:`\frac{\delta^2}{4}\operatorname{tr}(D)` per row), B2's bound on
+:math:`\operatorname{tr}(D)` for that order, and the scaled error
+:math:`\frac{4}{n\delta^2}\|X(W-Q)^\top\|_F^2`, which B1 bounds by :math:`\operatorname{tr}(D)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import algorithms as alg
+from ..certificates import certify
+from ..grids import Grid
+from . import style
+from .common import Check, certificate_findings, failures, heterogeneous_layer, save
+
+NAME = "f2_orders"
+TITLE = "Column orders: tr(D), B2 and the OPTQ error (B1, B2)"
+CHECKS = [
+    Check("bound_B2_trD", "empirical_trD"),
+    Check("bound_B1_sharp_scaled", "empirical_err_scaled"),
+]
+
+SEED = 2
+PERCDAMP = 0.01
+ORDERS = (("natural", "natural"), ("decreasing_norm", "decr. norm"), ("min_pivot", "min-pivot"),
+          ("random", "random"), ("increasing_norm", "incr. norm"))
+
+
+def _cases(quick: bool):
+    if quick:
+        return (("N < m", 96, 16), ("N > m", 12, 32)), 4
+    return (("N < m", 512, 64), ("N > m", 64, 256)), 16
+
+
+def build(out_dir: Path, quick: bool = False) -> dict:
+    """Build F2: run the algorithms, certify them, plot, and save PDF, PNG and CSV.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
+    quick : bool
+        Small sizes (a few seconds), as the tests use.
+
+    Returns
+    -------
+    dict
+        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
+        every plotted number) and ``findings`` (bounds that failed where they applied).
+    """
+    cases, n = _cases(quick)
+    rows, findings = [], []
+    for case, m, N in cases:
+        W, X = heterogeneous_layer(SEED, m, N, n, cond=1e2, spread=2.0)
+        lam = PERCDAMP * float(np.mean(np.sum(X**2, axis=0)))
+        delta = float(np.std(W)) / 2
+        trH = float(np.sum(X**2)) + N * lam
+        for order, _ in ORDERS:
+            run = alg.optq(W, X, lam=lam, grid=Grid(delta), order=order, seed=SEED)
+            cert = certify(run, X, full_pivot_check=False)
+            b1, b2 = cert.bound("B1"), cert.bound("B2")
+            where = f"F2 seed={SEED} m={m} N={N} n={n} order={order} lam={lam:.6g} delta={delta:.6g}"
+            findings += certificate_findings(cert, where, ("B1", "B2"))
+            scale = 4.0 / (n * delta**2)
+            rows.append({
+                "case": case, "m": m, "N": N, "n": n, "order": order, "lam": lam, "delta": delta,
+                "trH": trH,
+                "empirical_trD": float(np.sum(cert.pivots.D)),
+                "bound_B2_trD": float(b2.value[0]),
+                "B2_k": b2.hypotheses[0].name,
+                "empirical_err_scaled": scale * float(np.sum(b1.empirical)),
+                "bound_B1_sharp_scaled": scale * float(np.sum(b1.value)),
+                "empirical_err_fro": float(np.sqrt(np.sum(b1.empirical))),
+                "hypotheses_held": bool(np.all(b1.applies) and np.all(b2.applies)),
+            })
+    findings += failures(rows, CHECKS)
+    with style.context():
+        fig = _plot(rows, [c[0] for c in cases])
+        paths = save(fig, out_dir, NAME, rows)
+    return {"paths": paths, "rows": rows, "findings": findings}
+
+
+def _plot(rows: list[dict], cases: list[str]):
+    fig, axes = style.new_figure(nrows=2, height=4.3, sharex=True, sharey=True)
+    x = np.arange(len(ORDERS))
+    c_tr, c_b2, c_err = style.COLORS["blue"], style.COLORS["black"], style.COLORS["vermillion"]
+    for ax, case in zip(axes, cases, strict=True):
+        sel = [r for r in rows if r["case"] == case]
+        by = {r["order"]: r for r in sel}
+        trH = sel[0]["trH"]
+        tr = np.array([by[o]["empirical_trD"] for o, _ in ORDERS]) / trH
+        b2 = np.array([by[o]["bound_B2_trD"] for o, _ in ORDERS]) / trH
+        err = np.array([by[o]["empirical_err_scaled"] for o, _ in ORDERS]) / trH
+        ax.vlines(x, err, tr, color="0.75", lw=0.8, zorder=1)
+        ax.plot(x, b2, ls="none", marker="_", ms=12, mew=1.4, color=c_b2,
+                label=r"B2 bound on $\mathrm{tr}(D)$")
+        ax.plot(x, tr, ls="none", marker="o", ms=5, color=c_tr, label=r"$\mathrm{tr}(D)$ (B1 bound)")
+        ax.plot(x, err, ls="none", marker="s", ms=4.5, mfc="white", mew=1.1, color=c_err,
+                label=r"error $\frac{4}{n\delta^2}\|X(W-Q)^{\!\top}\|_F^2$")
+        ax.set_yscale("log")
+        ax.set_ylabel(r"fraction of $\mathrm{tr}(H)$")
+        m, N = sel[0]["m"], sel[0]["N"]
+        ax.set_title(rf"${case}$: $m = {m}$, $N = {N}$",
+                     loc="left", fontsize=8)
+        ax.grid(True, which="minor", axis="y", alpha=0.15)
+        ax.set_xlim(-0.5, len(ORDERS) - 0.5)
+    axes[-1].set_xticks(x, [label for _, label in ORDERS])
+    axes[0].legend(loc="lower left", ncols=1)
+    return fig

@@ -1,0 +1,91 @@
+"""Offline text for calibration and held-out evaluation: docstrings of Python's standard library.
+
+Every Python installation carries them, so the embedded default needs no download. Modules are split
+deterministically into a calibration set and a held-out set (by a hash of the module name), and
+paragraphs are taken in a fixed order; a user file (``--text FILE``) is split by paragraphs the same
+way (even paragraphs calibrate, odd ones are held out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import re
+import warnings
+from pathlib import Path
+
+__all__ = ["STDLIB_MODULES", "file_paragraphs", "split", "stdlib_paragraphs"]
+
+# A fixed list (not sys.stdlib_module_names, which changes between versions): pure-Python modules
+# with substantial English docstrings, present on every CPython >= 3.10.
+STDLIB_MODULES = (
+    "argparse", "ast", "asyncio", "base64", "bisect", "calendar", "cmd", "collections",
+    "concurrent.futures", "configparser", "contextlib", "copy", "csv", "dataclasses", "datetime",
+    "decimal", "difflib", "email", "enum", "fileinput", "fnmatch", "fractions", "ftplib",
+    "functools", "getopt", "gettext", "glob", "gzip", "heapq", "hmac", "html", "http.client",
+    "imaplib", "inspect", "ipaddress", "json", "logging", "mailbox", "mimetypes", "numbers",
+    "operator", "optparse", "os", "pathlib", "pickle", "pkgutil", "platform", "plistlib", "pprint",
+    "queue", "random", "re", "sched", "secrets", "selectors", "shelve", "shlex", "shutil",
+    "smtplib", "socket", "socketserver", "statistics", "string", "struct", "subprocess",
+    "tarfile", "tempfile", "textwrap", "threading", "timeit", "tokenize", "trace", "traceback",
+    "typing", "unittest", "urllib.parse", "urllib.request", "uuid", "warnings", "wave",
+    "weakref", "xml.dom.minidom", "zipfile", "zipimport",
+)
+
+
+def _clean(doc: str) -> list[str]:
+    paras = []
+    for block in re.split(r"\n\s*\n", inspect.cleandoc(doc)):
+        text = " ".join(block.split())
+        # keep prose: enough words, mostly letters (skips code examples and tables)
+        letters = sum(c.isalpha() for c in text)
+        if len(text.split()) >= 8 and letters > 0.6 * len(text) and ">>>" not in text:
+            paras.append(text)
+    return paras
+
+
+def stdlib_paragraphs(module_name: str) -> list[str]:
+    """Prose paragraphs from a module's docstring and its public members' docstrings, in order."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            mod = importlib.import_module(module_name)
+        except ImportError:
+            return []
+    docs = [mod.__doc__ or ""]
+    for name in sorted(getattr(mod, "__all__", None) or dir(mod)):
+        if name.startswith("_"):
+            continue
+        obj = getattr(mod, name, None)
+        if getattr(obj, "__module__", None) == mod.__name__ and getattr(obj, "__doc__", None):
+            docs.append(obj.__doc__)
+    out = []
+    for d in docs:
+        out.extend(_clean(d))
+    return out
+
+
+def _held_out(name: str) -> bool:
+    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 4 == 0
+
+
+def split(limit_calibration: int = 256, limit_heldout: int = 128) -> tuple[list[str], list[str]]:
+    """``(calibration, held_out)`` paragraphs from :data:`STDLIB_MODULES` (about 1 in 4 modules is
+    held out); the same on every machine with the same Python minor version."""
+    cal, held = [], []
+    for name in STDLIB_MODULES:
+        target = held if _held_out(name) else cal
+        target.extend(stdlib_paragraphs(name))
+    return cal[:limit_calibration], held[:limit_heldout]
+
+
+def file_paragraphs(path: str | Path, limit_calibration: int = 256,
+                    limit_heldout: int = 128) -> tuple[list[str], list[str]]:
+    """``(calibration, held_out)`` from a UTF-8 text file: paragraphs alternate between the two."""
+    text = Path(path).read_text(encoding="utf-8")
+    paras = [" ".join(b.split()) for b in re.split(r"\n\s*\n", text) if len(b.split()) >= 3]
+    if len(paras) < 4:
+        raise ValueError(f"--text {path}: need at least 4 paragraphs (blank-line separated); "
+                         f"found {len(paras)}")
+    return paras[0::2][:limit_calibration], paras[1::2][:limit_heldout]

@@ -1,0 +1,160 @@
+"""Devices, working precision, input checks and the TF32 guard of the torch backend.
+
+The working dtype is the dtype of ``W``: float64 or float32 (float16 and bfloat16 weights are widened
+to float32, which is exact). Every check runs on the tensors' device; a failed check raises the same
+kind of error as the numpy reference (``ValueError`` / ``TypeError`` naming the argument).
+
+TF32 (DESIGN.md "Numerics", peer complaint 5): :func:`tf32_guard` turns TF32 off for the duration of
+one call, on CUDA only, and restores the caller's flags in ``finally``; global flags never change.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+__all__ = [
+    "as_data",
+    "as_weights",
+    "check_finite",
+    "dtype_name",
+    "mixed_error",
+    "tf32_guard",
+    "weights_device",
+]
+
+_WIDENED = (torch.float16, torch.bfloat16)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``"float32"`` / ``"float64"``: the precision string recorded in every run."""
+    return str(dtype).removeprefix("torch.")
+
+
+def _kind(obj) -> str:
+    return f"{type(obj).__module__}.{type(obj).__name__}".removeprefix("builtins.")
+
+
+def mixed_error(name: str, obj) -> TypeError:
+    """The error for a non-tensor argument next to torch tensors."""
+    return TypeError(
+        f"{name} is a {_kind(obj)} but the other inputs are torch tensors: the torch backend takes "
+        f"torch tensors on one device (torch.as_tensor({name}, device=W.device)); pass every input "
+        "as a numpy array instead to use the float64 numpy reference"
+    )
+
+
+def weights_device(W, **others) -> torch.device:
+    """The device of ``W``; ``TypeError`` when ``W`` is not a tensor but another input is."""
+    if not isinstance(W, torch.Tensor):
+        torch_args = [k for k, v in others.items() if isinstance(v, torch.Tensor)
+                      or getattr(type(v), "__ptqtheory_torch__", False)]
+        hint = f" ({', '.join(torch_args)} {'is' if len(torch_args) == 1 else 'are'} torch)" \
+            if torch_args else ""
+        raise TypeError(
+            f"W is a {_kind(W)} but the torch backend was selected{hint}: pass W as a torch tensor "
+            "on the device of the other inputs, or pass every input as a numpy array to use the "
+            "float64 numpy reference"
+        )
+    return W.device
+
+
+def check_finite(name: str, t: torch.Tensor) -> None:
+    """``ValueError`` naming ``name`` when ``t`` holds NaN or Inf (checked on the device)."""
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise ValueError(
+            f"{name} contains NaN or Inf ({int(bad.sum())} entries, first at index {first}); "
+            "clean the data before quantizing"
+        )
+
+
+def _float_dtype(name: str, t: torch.Tensor) -> torch.dtype:
+    if t.dtype in (torch.float32, torch.float64):
+        return t.dtype
+    if t.dtype in _WIDENED:
+        return torch.float32
+    raise TypeError(
+        f"{name} has dtype {t.dtype}; the torch backend works in float32 or float64 "
+        f"(convert it: {name}.float() or {name}.double())"
+    )
+
+
+def as_weights(W) -> tuple[torch.Tensor, bool]:
+    """``(W as an (n, N) tensor in the working dtype, was_vector)``; always a fresh copy.
+
+    The copy matters: callers write ``run.Q`` back into ``layer.weight``; a record aliasing the
+    weights would then lose ``W``.
+    """
+    dtype = _float_dtype("W", W)
+    if W.ndim == 1:
+        W2, vector = W[None, :], True
+    elif W.ndim == 2:
+        W2, vector = W, False
+    else:
+        raise ValueError(f"W must have shape (n, N) or (N,); got shape {tuple(W.shape)}")
+    if W2.shape[0] == 0 or W2.shape[1] == 0:
+        raise ValueError(f"W must have at least one row and one column; got shape {tuple(W2.shape)}")
+    W2 = W2.detach().to(dtype=dtype, copy=True)
+    check_finite("W", W2)
+    return W2, vector
+
+
+def as_data(name: str, X, N: int, device: torch.device, m: int | None = None) -> torch.Tensor:
+    """A 2-D floating tensor with ``N`` columns (and ``m`` rows) on ``device``, checked finite."""
+    if not isinstance(X, torch.Tensor):
+        raise mixed_error(name, X)
+    if X.device != device:
+        raise ValueError(f"{name} is on {X.device} but W is on {device}; move it ({name}.to(W.device))")
+    _float_dtype(name, X)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D tensor of shape (m, N); got shape {tuple(X.shape)}")
+    if X.shape[1] != N:
+        raise ValueError(
+            f"{name} has {X.shape[1]} columns but W has {N}: {name} must have shape (m, N) "
+            f"with one column per input feature (the layer computes {name} @ W.T)"
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no rows; at least one calibration sample is needed")
+    if m is not None and X.shape[0] != m:
+        raise ValueError(
+            f"{name} has {X.shape[0]} rows but X has {m}: the quantized-model inputs must be the "
+            "same samples as the float-model inputs, row for row"
+        )
+    check_finite(name, X)
+    return X.detach()
+
+
+@contextmanager
+def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
+    """Run a block with TF32 off (or on, if asked) on CUDA; restore the caller's flags afterwards.
+
+    Saves ``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32`` and the
+    float32 matmul precision, sets both flags to ``allow_tf32`` and restores all three in
+    ``finally``, so an exception inside leaves no trace. On other devices nothing is touched.
+    Yields whether TF32 may be used inside the block.
+    """
+    if torch.device(device).type != "cuda":
+        yield False
+        return
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    with warnings.catch_warnings():
+        # torch >= 2.9 announces the deprecation of these flags; their meaning is unchanged.
+        warnings.simplefilter("ignore", UserWarning)
+        saved = (matmul.allow_tf32, cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            matmul.allow_tf32 = bool(allow_tf32)
+            cudnn.allow_tf32 = bool(allow_tf32)
+        yield bool(allow_tf32)
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            matmul.allow_tf32, cudnn.allow_tf32 = saved[0], saved[1]
+            # The precision string also covers "medium" (bf16), which allow_tf32 alone cannot restore.
+            torch.set_float32_matmul_precision(saved[2])

@@ -1,0 +1,220 @@
+r"""What the torch algorithms share: input checks, statistics, order, factorization, the blocked
+OPTQ sweep (A2') and the run record.
+
+As in :mod:`ptqtheory.algorithms._engine`, everything runs in *processing order*: :func:`setup`
+permutes ``W`` and the statistics by the order, :func:`finish` undoes it. All rows are processed
+together; the column loop applies each step to the current block at once and the columns right of
+the block receive the block's updates in one matrix product (lazy updates of width ``block_size``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .._validate import check_positive_int
+from ..grids import Grid
+from ..orders import resolve_order
+from ..records import Run
+from .device import as_data, as_weights, dtype_name, weights_device
+from .factor import TorchPivots, factor_damped
+from .grids import TorchRounder, check_grid_shapes
+from .stats import TorchAccumulator, resolve_lam, statistics, sym_perm
+
+ROUNDINGS = ("nearest", "stochastic")
+NORM_ORDERS = ("decreasing_norm", "increasing_norm")
+
+
+@dataclass
+class Trace:
+    r""":math:`x_t`, :math:`q_t` and :math:`\eta_t = x_t - q_t` of every step, in processing order."""
+
+    x: torch.Tensor
+    q: torch.Tensor
+    eta: torch.Tensor
+
+    @classmethod
+    def empty(cls, like: torch.Tensor) -> Trace:
+        return cls(*(torch.zeros_like(like) for _ in range(3)))
+
+    def record(self, t: int, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        eta = x - q
+        self.x[:, t], self.q[:, t], self.eta[:, t] = x, q, eta
+        return eta
+
+
+@dataclass
+class Setup:
+    """Validated inputs in processing order, on the device."""
+
+    W: torch.Tensor
+    vector: bool
+    device: torch.device
+    dtype: torch.dtype
+    order: torch.Tensor
+    lam: float
+    damping: str
+    rounding: str
+    seed: object
+    grid: Grid
+    Wp: torch.Tensor
+    tf32: bool
+    acc: TorchAccumulator | None = None
+    X: torch.Tensor | None = None
+    Xt: torch.Tensor | None = None
+    Hp: torch.Tensor | None = None
+    piv: TorchPivots | None = None
+    factor_dtype: torch.dtype = torch.float64
+    notes: list[str] = field(default_factory=list)
+
+    def rounder(self) -> TorchRounder:
+        n, N = self.W.shape
+        return TorchRounder(self.grid, n, N, self.order, self.rounding, self.seed, self.device,
+                            self.dtype)
+
+    def Lt(self) -> torch.Tensor:
+        r""":math:`L^T` in the working dtype (the factorization itself stays in ``factor_dtype``)."""
+        return self.piv.Lt.to(self.dtype)
+
+
+def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None = "H",
+          mismatch: bool = False, data: bool = False, factor_dtype=torch.float64,
+          tf32: bool = False, algorithm: str = "optq") -> Setup:
+    """Check every input, build the statistics, resolve ``lam`` and ``order``, permute, factor.
+
+    ``factor`` is ``"H"``, ``"Ht"`` (Qronos) or ``None``; ``mismatch`` asks for the statistics of
+    ``Xt`` too; ``data`` asks for the tensors themselves (GPFQ), which are then not reduced to
+    statistics unless the order needs them.
+    """
+    device = weights_device(W, X=X, Xt=Xt)
+    Wt, vector = as_weights(W)
+    n, N = Wt.shape
+    if not isinstance(grid, Grid):
+        raise TypeError(
+            "grid must be a pt.Grid, e.g. pt.Grid(delta) for the unbounded grid delta*Z, "
+            "pt.Grid.minmax(W.cpu().numpy(), bits=4) or ptqtheory.torch_backend.minmax_grid(W, bits=4); "
+            f"got {type(grid).__name__}"
+        )
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}; got {rounding!r}")
+    check_grid_shapes(grid, n, N)
+    if factor_dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"factor_dtype must be torch.float64 or torch.float32; got {factor_dtype!r}")
+    acc = Xd = Xtd = None
+    named = isinstance(order, str)
+    if data:
+        if isinstance(X, TorchAccumulator):
+            raise ValueError(
+                f"{algorithm.upper()} needs the calibration data X and Xt themselves, not statistics: "
+                "its state u_t = X_{<=t} w_{<=t} - Xt_{<=t} q_{<=t} lives in R^m. Pass the tensors "
+                "X (m, N) and Xt (m, N); a TorchAccumulator serves OPTQ, LDLQ and Qronos only"
+            )
+        Xd = as_data("X", X, N, device)
+        if Xt is None:
+            raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
+        Xtd = as_data("Xt", Xt, N, device, m=Xd.shape[0])
+        if named and order == "min_pivot":
+            acc = TorchAccumulator.from_data(Xtd)
+    elif X is not None:
+        acc, Xd, Xtd = statistics(X, Xt, N, device, mismatch=mismatch, algorithm=algorithm)
+    lam_abs, damping = (0.0, None) if acc is None or data else resolve_lam(lam, acc)
+    # The order reads the statistics of the matrix that carries the feedback (Xt for Qronos, GPFQ).
+    gram_diag = H_order = None
+    if named and order in (*NORM_ORDERS, "min_pivot"):
+        if acc is not None:
+            src = acc.XttXt if mismatch else acc.XtX  # GPFQ's accumulator holds Xt alone
+            gram_diag = _host(torch.diagonal(src))
+            if order == "min_pivot":
+                H_order = _host(src) + float(lam_abs) * np.eye(N)
+        elif Xtd is not None:
+            gram_diag = _host((Xtd.to(torch.float64) ** 2).sum(0))
+    perm_np = resolve_order(order, N, gram_diag=gram_diag, H=H_order, seed=seed)
+    perm = torch.as_tensor(perm_np, dtype=torch.int64, device=device)
+    s = Setup(
+        W=Wt, vector=vector, device=device, dtype=Wt.dtype, order=perm, lam=lam_abs,
+        damping="absolute" if damping is None else damping.describe(), rounding=rounding, seed=seed,
+        grid=grid, Wp=Wt.index_select(1, perm), tf32=tf32, acc=acc, X=Xd, Xt=Xtd,
+        factor_dtype=factor_dtype,
+    )
+    if factor is not None:
+        G0p = sym_perm(acc.XttXt if factor == "Ht" else acc.XtX, perm)
+        s.piv, s.Hp, s.lam, notes = factor_damped(G0p, lam_abs, damping, factor, perm_np, factor_dtype)
+        if notes:
+            s.notes.extend(notes)
+            s.damping += f" -> lam={s.lam:g}"
+    if Wt.dtype != W.dtype:
+        s.notes.append(f"W of dtype {dtype_name(W.dtype)} widened to {dtype_name(Wt.dtype)} (exact)")
+    return s
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def check_blocked(method: str, block_size) -> int:
+    if method != "blocked":
+        raise ValueError(
+            f"the torch backend runs the blocked fast form (A2', method='blocked'); got method={method!r}. "
+            "The paper iteration (A2) is the numpy reference: pass numpy arrays for it"
+        )
+    return check_positive_int("block_size", block_size)
+
+
+def finish(s: Setup, trace: Trace, rounder: TorchRounder, algorithm: str, variant: str, **extra) -> Run:
+    """Undo the permutation and build the record (tensors on the device, grid on the host)."""
+    inv = torch.argsort(s.order)
+
+    def back(a: torch.Tensor) -> torch.Tensor:
+        out = a.index_select(1, inv)
+        return out[0] if s.vector else out
+
+    for key in ("w_ls",):
+        if extra.get(key) is not None:
+            extra[key] = back(extra[key])
+    notes = [*s.notes, f"factorization in {dtype_name(s.factor_dtype)}"] if s.piv is not None \
+        else list(s.notes)
+    return Run(
+        algorithm=algorithm, variant=variant, W=s.W[0] if s.vector else s.W,
+        Q=back(trace.q), eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped),
+        order=s.order, grid=rounder.record(inv), lam=s.lam, rounding=s.rounding,
+        seed=s.seed, damping=s.damping, precision=dtype_name(s.dtype), backend="torch",
+        notes=tuple(notes), device=str(s.device), tf32=s.tf32, **extra,
+    )
+
+
+def optq_blocked(Wp: torch.Tensor, Lt: torch.Tensor, rounder: TorchRounder, trace: Trace,
+                 block_size: int, t0: int = 0) -> None:
+    r"""A2', GPTQ's fast form with lazy block updates of width ``block_size``, from step ``t0``.
+
+    .. math:: x_t = w_t,\quad q_t = Q(x_t),\quad \eta_t = x_t - q_t,\quad
+              w_{>t} \mathrel{-}= \eta_t\, L_{>t,t}
+
+    for all rows at once (``Wp`` is the current iterate, updated in place). Inside a block each step
+    updates the block's remaining columns; the columns right of the block receive
+    :math:`E_{block} L^T_{block, >block}` in one product at its end. A group that starts inside a
+    block is fitted from the *current* weights: for its columns right of the block the pending
+    update is applied first, exactly as in the numpy ``optq_blocked``.
+    """
+    n, N = Wp.shape
+    for i1 in range(t0, N, block_size):
+        i2 = min(i1 + block_size, N)
+        W1 = Wp[:, i1:i2].clone()
+        E1 = torch.zeros(n, i2 - i1, dtype=Wp.dtype, device=Wp.device)
+        for i in range(i2 - i1):
+            t = i1 + i
+            if rounder.group_start(t):
+                g1 = rounder.group_end(t)
+                cur = W1[:, i : min(g1, i2) - i1]
+                if g1 > i2:
+                    pending = Wp[:, i2:g1] - E1[:, :i] @ Lt[i1:t, i2:g1]
+                    cur = torch.cat([cur, pending], dim=1)
+                rounder.refit(t, cur)
+            x = W1[:, i].clone()
+            eta = trace.record(t, x, rounder(t, x))
+            E1[:, i] = eta
+            if i + 1 < i2 - i1:
+                W1[:, i + 1 :].addr_(eta, Lt[t, t + 1 : i2], alpha=-1)
+        if i2 < N:
+            Wp[:, i2:].addmm_(E1, Lt[i1:i2, i2:], alpha=-1)

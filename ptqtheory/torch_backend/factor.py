@@ -1,0 +1,112 @@
+r"""The UL factorization of :math:`H` on the device: pivots :math:`D_t` and OPTQ's factor :math:`L^T`.
+
+As in :mod:`ptqtheory.factor`: reverse, Cholesky, reverse gives :math:`H = U_H U_H^T` with
+:math:`U_H` upper triangular; :math:`D_t = (U_H)_{tt}^2` (THEORY.md I1),
+:math:`U_1 = U_H\operatorname{diag}(U_H)^{-1}` (QuIP's :math:`\mathring U + I`) and
+:math:`L^T = U_1^{-1}` (unit upper), whose row ``t`` right of the diagonal is the update
+:math:`w_{>t} \mathrel{-}= \eta_t L_{>t,t}` of A2'. The trailing block of :math:`U_H` is the UL
+factor of the trailing block of :math:`H`, which Qronos' first step uses.
+
+The factorization runs in ``factor_dtype`` (float64 by default, also for float32 weights); only
+:math:`L^T` is cast to the working dtype for the sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from ..calibration import Damping
+from ..factor import SingularHessianError, _singular_message
+
+__all__ = ["TorchPivots", "factor_damped", "pivots"]
+
+
+@dataclass(eq=False)
+class TorchPivots:
+    r""":math:`H = U_H U_H^T` in processing order, on the device, in the factorization dtype."""
+
+    UH: torch.Tensor
+    D: torch.Tensor
+
+    @cached_property
+    def Lt(self) -> torch.Tensor:
+        r""":math:`L^T = U_1^{-1}` (unit upper triangular)."""
+        d = torch.diagonal(self.UH)
+        U1 = self.UH / d[None, :]
+        eye = torch.eye(U1.shape[0], dtype=U1.dtype, device=U1.device)
+        return torch.linalg.solve_triangular(U1, eye, upper=True, unitriangular=True)
+
+    @property
+    def L(self) -> torch.Tensor:
+        """The unit lower triangular :math:`L` of THEORY.md I2 (``w - q = L eta``)."""
+        return self.Lt.T
+
+    def solve(self, B: torch.Tensor) -> torch.Tensor:
+        r""":math:`H^{-1}B` by two triangular solves (:math:`H^{-1} = U_H^{-T}U_H^{-1}`)."""
+        Z = torch.linalg.solve_triangular(self.UH, B, upper=True)
+        return torch.linalg.solve_triangular(self.UH.T, Z, upper=False)
+
+    def whiten(self, B: torch.Tensor) -> torch.Tensor:
+        r""":math:`U_H^{-1}B`, so that :math:`B^TH^{-1}B = \|U_H^{-1}B\|^2` column by column."""
+        return torch.linalg.solve_triangular(self.UH, B, upper=True)
+
+
+def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
+           factor_dtype: torch.dtype = torch.float64) -> TorchPivots:
+    """Factor a positive definite ``Hp`` (processing order) or raise :class:`SingularHessianError`.
+
+    The test for numerical singularity is the numpy reference's: a pivot at or below
+    ``N * eps * max(diag(H))`` (``eps`` of ``factor_dtype``), where the algorithms would divide by
+    rounding noise. The message names ``lam`` and how to set it, and lists dead columns.
+    """
+    N = Hp.shape[0]
+    Hf = Hp.to(factor_dtype)
+    Lr, info = torch.linalg.cholesky_ex(Hf.flip(0, 1))
+    if int(info) != 0:
+        raise SingularHessianError(
+            _singular_message(_host_diag(Hp), lam, what, "Cholesky factorization failed", columns)
+        )
+    UH = Lr.flip(0, 1)
+    D = torch.diagonal(UH) ** 2
+    tiny = N * torch.finfo(factor_dtype).eps * float(torch.diagonal(Hp).max())
+    t = int(torch.argmin(D))
+    Dt = float(D[t])
+    if not Dt > tiny:
+        raise SingularHessianError(
+            _singular_message(
+                _host_diag(Hp), lam, what,
+                f"pivot D_t = {Dt:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}", columns,
+            )
+        )
+    return TorchPivots(UH=UH, D=D)
+
+
+def _host_diag(Hp: torch.Tensor) -> np.ndarray:
+    return torch.diagonal(Hp).detach().to("cpu", torch.float64).numpy()
+
+
+def factor_damped(G0p: torch.Tensor, lam: float, damping: Damping | None, what: str, columns,
+                  factor_dtype: torch.dtype) -> tuple[TorchPivots, torch.Tensor, float, list[str]]:
+    """Factor ``G0p + lam I``; with ``Damping(auto=True)`` raise ``lam`` tenfold until it works.
+
+    Returns ``(pivots, Hp, lam used, notes)``. The schedule is the numpy reference's: at most
+    ``damping.max_tries`` increases, each to ``max(10 lam, 1e-6 mean(diag(X^T X)))``.
+    """
+    tries = damping.max_tries if (damping is not None and damping.auto) else 0
+    eye = torch.eye(G0p.shape[0], dtype=G0p.dtype, device=G0p.device)
+    notes: list[str] = []
+    for attempt in range(tries + 1):
+        Hp = G0p + lam * eye
+        try:
+            return pivots(Hp, lam, what, columns, factor_dtype), Hp, lam, notes
+        except SingularHessianError:
+            if attempt == tries:
+                raise
+            old = lam
+            lam = max(10.0 * old, 1e-6 * float(torch.diagonal(G0p).mean()) or 1e-12)
+            notes.append(f"automatic damping raised lam from {old:g} to {lam:g}")
+    raise AssertionError("unreachable")

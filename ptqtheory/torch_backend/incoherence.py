@@ -1,0 +1,103 @@
+r"""A3i, incoherence processing on the device (QuIP / QuIP#).
+
+Quantize :math:`W' = UWV^T` against :math:`H' = VHV^T` (the statistics of :math:`XV^T`) with random
+orthogonal :math:`U, V` built by torch on the device from a seeded ``torch.Generator``, then map
+back: :math:`Q = U^TQ'V`. The proxy loss is unchanged,
+:math:`\operatorname{tr}((Q'-W')H'(Q'-W')^T) = \operatorname{tr}((Q-W)H(Q-W)^T)`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..grids import Grid
+from ..random import SeedLike
+from ..records import Run, Transform
+from .device import as_weights, tf32_guard, weights_device
+from .grids import minmax_grid
+from .rand import torch_generator
+from .stats import statistics
+
+__all__ = ["TRANSFORMS", "incoherent", "random_orthogonal"]
+
+TRANSFORMS = ("kron", "hadamard")
+F64 = torch.float64
+
+
+def _haar(d: int, gen: torch.Generator, device) -> torch.Tensor:
+    if d == 1:
+        return (torch.randint(0, 2, (1, 1), generator=gen, device=device) * 2 - 1).to(F64)
+    # QR of a Gaussian matrix with the signs of diag(R) fixed is Haar distributed (Mezzadri 2007).
+    Z = torch.randn(d, d, generator=gen, device=device, dtype=F64)
+    Qm, R = torch.linalg.qr(Z)
+    return Qm * torch.sign(torch.diagonal(R))[None, :]
+
+
+def _sylvester(d: int, device) -> torch.Tensor:
+    H = torch.ones(1, 1, dtype=F64, device=device)
+    while H.shape[0] < d:
+        H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)], 0)
+    return H
+
+
+def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.Tensor:
+    r"""A random orthogonal ``d x d`` matrix in float64 on ``device``.
+
+    ``"kron"``: :math:`A \otimes B` with Haar factors of sizes :math:`a \cdot b = d`, :math:`a` the
+    largest divisor :math:`\le\sqrt d`. ``"hadamard"``: :math:`\mathrm{Had}_d\operatorname{diag}(\pm1)/\sqrt d`
+    (Sylvester order, as ``scipy.linalg.hadamard``); needs ``d`` a power of 2.
+    """
+    if kind == "hadamard":
+        if d & (d - 1):
+            raise ValueError(
+                f"incoherence='hadamard' needs dimensions that are powers of 2; got {d}. "
+                "Use incoherence='kron' for other sizes."
+            )
+        signs = (torch.randint(0, 2, (d,), generator=gen, device=device) * 2 - 1).to(F64)
+        return _sylvester(d, device) / math.sqrt(d) * signs[None, :]
+    if kind == "kron":
+        a = max(k for k in range(1, math.isqrt(d) + 1) if d % k == 0)
+        return torch.kron(_haar(a, gen, device), _haar(d // a, gen, device))
+    raise ValueError(f"incoherence must be one of {TRANSFORMS} or None; got {kind!r}")
+
+
+def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, lam, rounding, order, block_size,
+               factor_dtype, allow_tf32) -> Run:
+    """Run ``fn`` (the torch ``ldlq``) on the incoherence-processed problem and map back.
+
+    The transforms are applied in float64 (to ``W`` and to the float64 statistics) and the processed
+    weights cast to the working dtype. A min-max grid is refitted to the processed weights; an
+    explicit grid is used as given, in the processed coordinates (as in the numpy reference).
+    """
+    device = weights_device(W, X=X)
+    with tf32_guard(device, allow_tf32):
+        Wa, vector = as_weights(W)
+        n, N = Wa.shape
+        if kind not in TRANSFORMS:
+            raise ValueError(f"incoherence must be one of {TRANSFORMS} or None; got {kind!r}")
+        if not isinstance(grid, Grid):
+            raise TypeError(f"grid must be a pt.Grid; got {type(grid).__name__}")
+        acc, _, _ = statistics(X, None, N, device, mismatch=False, algorithm="ldlq")
+        gen = torch_generator(seed, "transform", f"incoherence={kind!r}", device)
+        U = random_orthogonal(n, kind, gen, device)
+        V = random_orthogonal(N, kind, gen, device)
+        Wt = (U @ Wa.to(F64) @ V.T).to(Wa.dtype)
+        if grid.rule is not None:
+            grid = minmax_grid(Wt, grid.rule.bits, grid.rule.sym, grid.rule.group_size)
+        inner = fn(Wt, acc.transformed(V), lam=lam, grid=grid, rounding=rounding, order=order,
+                   seed=seed, block_size=block_size, factor_dtype=factor_dtype, allow_tf32=allow_tf32)
+        Q = (U.T @ inner.Q.to(F64) @ V).to(Wa.dtype)
+
+    def shaped(a):
+        return a[0] if vector else a
+
+    return Run(
+        algorithm=inner.algorithm, variant=inner.variant, W=shaped(Wa), Q=shaped(Q),
+        eta=shaped(inner.eta), x=shaped(inner.x), clipped=shaped(inner.clipped), order=inner.order,
+        grid=inner.grid, lam=inner.lam, rounding=inner.rounding, seed=seed, damping=inner.damping,
+        block_size=inner.block_size, inner=inner, transform=Transform(kind=kind, U=U, V=V),
+        notes=inner.notes, precision=inner.precision, backend="torch", device=inner.device,
+        tf32=inner.tf32,
+    )

@@ -1,0 +1,254 @@
+r"""Calibration statistics on the device: :math:`X^TX`, :math:`\tilde X^T\tilde X`, :math:`\tilde X^TX`.
+
+:class:`TorchAccumulator` adds batches of rows in float64 on its device, whatever the batch dtype,
+so a layer's inputs never need to be held at once. With the mismatch statistics (Qronos, A4) it
+stores :math:`\tilde X^T\tilde X`, :math:`\tilde X^T\Delta` and :math:`\Delta^T\Delta` with
+:math:`\Delta = X - \tilde X` formed per batch, and derives :math:`X^TX` and :math:`\tilde X^TX`
+from them. The quantities Qronos and its certificate need are small when :math:`\tilde X \approx X`
+(:math:`w_{LS} - w = \tilde H^{-1}\tilde X^T\Delta w`, :math:`\|r_0\|^2 \le \|\Delta w\|^2`);
+computing them from these statistics avoids the cancellation of
+:math:`G w - \tilde H w` or :math:`w^THw - w^TG^T\tilde H^{-1}Gw` formed from large terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from .._validate import check_lam, check_positive_int
+from ..calibration import Damping
+from .device import check_finite, mixed_error
+
+__all__ = ["TorchAccumulator", "resolve_lam", "statistics", "sym_perm"]
+
+ROWS_PER_CHUNK = 8192
+
+
+class TorchAccumulator:
+    r"""Streams the calibration statistics of one layer on a device, in float64.
+
+    Parameters
+    ----------
+    N : int
+        Number of input features (columns of ``X``).
+    device : str or torch.device
+        Where the ``N x N`` statistics live (the device the layer is quantized on).
+    with_mismatch : bool
+        Also track the quantized-model inputs ``Xt`` (Qronos, THEORY.md A4).
+
+    Attributes
+    ----------
+    m : int
+        Rows (tokens) seen so far.
+    XtX, XttXt, XttX : torch.Tensor
+        :math:`X^TX`, :math:`\tilde X^T\tilde X`, :math:`\tilde X^TX` (float64, ``N x N``).
+    XttD, DtD : torch.Tensor
+        :math:`\tilde X^T(X - \tilde X)` and :math:`(X - \tilde X)^T(X - \tilde X)` (mismatch only).
+
+    Notes
+    -----
+    The torch algorithms accept an accumulator in place of ``X`` (statistics only); GPFQ needs the
+    data themselves. Batches may have any floating dtype and any leading shape ``(..., N)``
+    (e.g. ``(batch, tokens, N)``); leading dimensions are flattened into rows.
+    """
+
+    __ptqtheory_torch__ = True
+
+    def __init__(self, N: int, device="cpu", with_mismatch: bool = False):
+        self.N = check_positive_int("N", N)
+        # A concrete device ("cuda:0", not "cuda"), so that it compares equal to a tensor's device.
+        self.device = torch.empty(0, device=device).device
+        self.with_mismatch = bool(with_mismatch)
+        self.m = 0
+        self.batches = 0
+        zeros = lambda: torch.zeros(self.N, self.N, dtype=torch.float64, device=self.device)  # noqa: E731
+        if self.with_mismatch:
+            self._XttXt, self._XttD, self._DtD = zeros(), zeros(), zeros()
+            self._XtX = None
+        else:
+            self._XtX = zeros()
+            self._XttXt = self._XttD = self._DtD = None
+
+    # -- accumulation ------------------------------------------------------------------------
+    def rows(self, name: str, b, index: int) -> torch.Tensor:
+        """``b`` as float64 rows ``(-1, N)`` on this device, checked for shape and NaN/Inf."""
+        if not isinstance(b, torch.Tensor):
+            raise mixed_error(name, b)
+        if not b.is_floating_point():
+            raise TypeError(f"{name} has dtype {b.dtype}; pass floating point activations")
+        if b.ndim < 2 or b.shape[-1] != self.N:
+            raise ValueError(
+                f"{name} must have shape (..., {self.N}) (one column per input feature); "
+                f"got {tuple(b.shape)}"
+            )
+        rows = b.detach().reshape(-1, self.N).to(device=self.device, dtype=torch.float64)
+        check_finite(f"{name} (batch {index} of this accumulator)", rows)
+        return rows
+
+    def update(self, X_batch, Xt_batch=None) -> None:
+        """Add one batch of rows of ``X`` (and the same rows of ``Xt`` when tracking the mismatch)."""
+        index = self.batches
+        Xb = self.rows("X_batch", X_batch, index)
+        Xtb = None
+        if self.with_mismatch:
+            if Xt_batch is None:
+                raise ValueError("Xt_batch is required: this accumulator tracks the mismatch (Qronos)")
+            Xtb = self.rows("Xt_batch", Xt_batch, index)
+        elif Xt_batch is not None:
+            raise ValueError("Xt_batch given but the accumulator was built with with_mismatch=False")
+        self.add_rows(Xb, Xtb)
+
+    def add_rows(self, Xb: torch.Tensor, Xtb: torch.Tensor | None = None) -> None:
+        """Add float64 rows already on the device and checked (what :meth:`update` does after checking)."""
+        if self.with_mismatch:
+            if Xtb.shape[0] != Xb.shape[0]:
+                raise ValueError(
+                    f"Xt_batch has {Xtb.shape[0]} rows but X_batch has {Xb.shape[0]}: the quantized-model "
+                    "inputs must be the same samples as the float-model inputs, row for row"
+                )
+            Db = Xb - Xtb
+            self._XttXt.addmm_(Xtb.T, Xtb)
+            self._XttD.addmm_(Xtb.T, Db)
+            self._DtD.addmm_(Db.T, Db)
+        else:
+            self._XtX.addmm_(Xb.T, Xb)
+        self.m += Xb.shape[0]
+        self.batches += 1
+
+    @classmethod
+    def from_data(cls, X: torch.Tensor, Xt: torch.Tensor | None = None, device=None) -> TorchAccumulator:
+        """The statistics of whole tensors, accumulated in chunks of rows (bounded float64 copies)."""
+        acc = cls(X.shape[-1], X.device if device is None else device, with_mismatch=Xt is not None)
+        for r0 in range(0, X.shape[0], ROWS_PER_CHUNK):
+            r1 = min(r0 + ROWS_PER_CHUNK, X.shape[0])
+            acc.update(X[r0:r1], None if Xt is None else Xt[r0:r1])
+        return acc
+
+    # -- statistics --------------------------------------------------------------------------
+    def _need_data(self) -> None:
+        if self.m == 0:
+            raise ValueError("the accumulator has seen no rows; call update(X_batch) first")
+
+    def _need_mismatch(self) -> None:
+        if not self.with_mismatch:
+            raise ValueError(
+                "this accumulator was built with with_mismatch=False; Qronos needs the statistics of "
+                "the quantized-model inputs too: TorchAccumulator(N, device, with_mismatch=True)"
+            )
+
+    @property
+    def XtX(self) -> torch.Tensor:
+        if not self.with_mismatch:
+            return self._XtX
+        return self._DtD + self._XttD + self._XttD.T + self._XttXt
+
+    @property
+    def XttXt(self) -> torch.Tensor:
+        self._need_mismatch()
+        return self._XttXt
+
+    @property
+    def XttD(self) -> torch.Tensor:
+        self._need_mismatch()
+        return self._XttD
+
+    @property
+    def DtD(self) -> torch.Tensor:
+        self._need_mismatch()
+        return self._DtD
+
+    @property
+    def XttX(self) -> torch.Tensor:
+        self._need_mismatch()
+        return self._XttXt + self._XttD
+
+    def H(self, lam=0.0) -> torch.Tensor:
+        r""":math:`H = X^TX + \lambda I` (float64)."""
+        lam_abs, _ = resolve_lam(lam, self)
+        return _damped(self.XtX, lam_abs)
+
+    def Ht_G(self, lam=0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`(\tilde H, G) = (\tilde X^T\tilde X + \lambda I, \tilde X^T X + \lambda I)`."""
+        self._need_mismatch()
+        lam_abs, _ = resolve_lam(lam, self)
+        return _damped(self._XttXt, lam_abs), _damped(self.XttX, lam_abs)
+
+    def transformed(self, V: torch.Tensor) -> TorchAccumulator:
+        r"""The statistics of :math:`XV^T` (and :math:`\tilde XV^T`): each matrix :math:`S \to VSV^T`."""
+        out = TorchAccumulator(self.N, self.device, self.with_mismatch)
+        out.m = self.m
+        V = V.to(device=self.device, dtype=torch.float64)
+        for name in ("_XtX", "_XttXt", "_XttD", "_DtD"):
+            S = getattr(self, name)
+            if S is not None:
+                setattr(out, name, V @ S @ V.T)
+        return out
+
+    def __repr__(self) -> str:
+        return (f"TorchAccumulator(N={self.N}, device={self.device}, m={self.m}, "
+                f"with_mismatch={self.with_mismatch})")
+
+
+def _damped(S: torch.Tensor, lam: float) -> torch.Tensor:
+    return S + lam * torch.eye(S.shape[0], dtype=S.dtype, device=S.device)
+
+
+def sym_perm(S: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """``S[perm][:, perm]``: a statistic in processing order."""
+    return S.index_select(0, perm).index_select(1, perm)
+
+
+def resolve_lam(lam, acc: TorchAccumulator) -> tuple[float, Damping | None]:
+    """Absolute ``lam`` from a number or a :class:`~ptqtheory.Damping`, from the statistics on the device.
+
+    Same conventions as :meth:`ptqtheory.Damping.resolve` (``percdamp``: ``p * mean(diag(X^T X))``;
+    ``lambda_max``: ``alpha * lambda_max(X^T X)``), without copying ``X^T X`` to the host.
+    """
+    if isinstance(lam, Damping):
+        if lam.kind == "absolute":
+            value = float(lam.value)
+        elif lam.kind == "percdamp":
+            value = float(lam.value) * float(torch.diagonal(acc.XtX).mean())
+        else:
+            value = float(lam.value) * float(torch.linalg.eigvalsh(acc.XtX)[-1])
+        return check_lam(value), lam
+    return check_lam(lam), None
+
+
+def statistics(X, Xt, N: int, device: torch.device, *, mismatch: bool, algorithm: str):
+    """``(accumulator, X data or None, Xt data or None)`` from tensors or from an accumulator."""
+    from .device import as_data
+
+    if isinstance(X, TorchAccumulator):
+        if X.N != N:
+            raise ValueError(f"the accumulator has N = {X.N} columns but W has {N}")
+        if X.device != device:
+            raise ValueError(f"the accumulator is on {X.device} but W is on {device}")
+        X._need_data()
+        if Xt is not None:
+            raise ValueError(
+                "Xt was given with statistics (a TorchAccumulator) for X: feed Xt's batches into the "
+                "accumulator instead (TorchAccumulator(N, device, with_mismatch=True).update(X_b, Xt_b))"
+            )
+        if mismatch:
+            X._need_mismatch()
+        return X, None, None
+    Xd = as_data("X", X, N, device)
+    Xtd = None
+    if mismatch:
+        if Xt is None:
+            raise ValueError(
+                "Xt is required: the inputs from the partly quantized model (use Xt=X if none)"
+            )
+        Xtd = as_data("Xt", Xt, N, device, m=Xd.shape[0])
+    elif Xt is not None:
+        raise ValueError(f"{algorithm} takes no Xt")
+    return TorchAccumulator.from_data(Xd, Xtd), Xd, Xtd
+
+
+def batches_of(X: torch.Tensor, Xt: torch.Tensor | None) -> Iterable[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Row chunks of whole tensors, so a streamed computation never holds more than one chunk."""
+    for r0 in range(0, X.shape[0], ROWS_PER_CHUNK):
+        r1 = min(r0 + ROWS_PER_CHUNK, X.shape[0])
+        yield X[r0:r1], None if Xt is None else Xt[r0:r1]
