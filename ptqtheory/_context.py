@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -10,7 +10,7 @@ import numpy as np
 from . import _linalg
 from ._validate import as_matrix, is_exact
 from .calibration import gram
-from .factor import Pivots, pivots, pivots_from_data
+from .factor import DataQR, Pivots, pivots, pivots_from_data
 from .records import Run
 
 
@@ -20,7 +20,13 @@ class RunContext:
 
     ``Xf`` is the matrix whose pivots carry the error feedback: :math:`X` for OPTQ/LDLQ/RTN,
     :math:`\tilde X` for Qronos and GPFQ. ``piv`` (its pivots :math:`D` and factor :math:`L`) is
-    computed from the data by QR (see :func:`ptqtheory.factor.pivots_from_data`).
+    computed from the data by QR (see :func:`ptqtheory.factor.pivots_from_data`), unless the caller
+    passes the factorization it already has (the torch backend's, converted to the host).
+
+    A context built by :meth:`from_statistics` has no per-sample data (``X``, ``Xt`` and ``Xf_p``
+    are ``None``): only the statistics, and the per-row quantities computed from them elsewhere
+    (``given``). Bounds read the data through the properties below (``x_col_sq``, ``xh_norm``,
+    ``r0_sq``, ...), which work in both kinds; ``has_data`` tells the per-sample bounds apart.
     """
 
     run: Run
@@ -41,9 +47,16 @@ class RunContext:
     Hf_p: np.ndarray
     Gram_p: np.ndarray
     piv: Pivots | None
+    # Statistics-only contexts (from_statistics): X^T X in processing order, the number of samples,
+    # and per-row quantities computed from the statistics (err_sq, err_inf, W_ls, r0_sq).
+    XtX_p: np.ndarray | None = None
+    n_samples: int | None = None
+    given: dict = field(default_factory=dict)
+    qr: DataQR | None = None  # the QR behind piv, kept when w_LS is needed (Qronos)
 
     @classmethod
-    def build(cls, run: Run, X, Xt=None, factor: bool = True) -> RunContext:
+    def build(cls, run: Run, X, Xt=None, factor: bool = True, piv: Pivots | None = None) -> RunContext:
+        """The context of ``run`` on its data; ``piv`` reuses a factorization already computed."""
         W = np.atleast_2d(run.W)
         n, N = W.shape
         Xa = as_matrix("X", X, N)
@@ -62,22 +75,136 @@ class RunContext:
         Xf_p = Xta[:, order]
         G0 = gram(Xf_p)
         Hf_p = G0 + run.lam * np.eye(N, dtype=G0.dtype)
-        piv = None
-        if factor and run.algorithm not in ("rtn", "gpfq"):
+        qr = None
+        if piv is None and factor and run.algorithm not in ("rtn", "gpfq"):
             what = "Ht" if uses_xt else "H"
-            piv = (pivots(Hf_p, run.lam, what) if exact
-                   else pivots_from_data(_linalg.augment(Xf_p, run.lam), run.lam, what))
+            if exact:
+                piv = pivots(Hf_p, run.lam, what)
+            else:
+                Xfh = _linalg.augment(Xf_p, run.lam)
+                # Qronos also needs w_LS: one QR of the data serves both (the run used its own).
+                qr = DataQR.of(Xfh) if uses_xt else None
+                piv = pivots_from_data(Xfh, run.lam, what, qr=qr)
         return cls(
             run=run, exact=exact, order=order, lam=run.lam, X=Xa, Xt=Xta, uses_xt=uses_xt,
             W=W, Q=np.atleast_2d(run.Q), eta_p=np.atleast_2d(run.eta)[:, order],
             x_p=np.atleast_2d(run.x)[:, order], delta_p=delta[:, order], zero_p=zero[:, order],
             clipped_p=np.atleast_2d(run.clipped)[:, order], Xf_p=Xf_p, Hf_p=Hf_p, Gram_p=G0,
-            piv=piv,
+            piv=piv, qr=qr,
+        )
+
+    @classmethod
+    def from_statistics(cls, run: Run, *, gram_p: np.ndarray, xtx_p: np.ndarray, m: int,
+                        piv: Pivots | None, err_sq: np.ndarray, err_inf: np.ndarray | None = None,
+                        W_ls: np.ndarray | None = None, r0_sq: np.ndarray | None = None) -> RunContext:
+        r"""A context without per-sample data (a run certified from streamed statistics).
+
+        Parameters (processing order, float64 host arrays)
+        ----------
+        gram_p : the feedback Gram matrix (:math:`X^TX`, or :math:`\tilde X^T\tilde X` for Qronos).
+        xtx_p : :math:`X^TX` of the float-model inputs.
+        m : number of samples.
+        piv : the factorization of ``gram_p + lam I`` (``None`` for RTN).
+        err_sq : :math:`\|Xw - \tilde Xq\|^2` per row; ``err_inf`` its sup norm if it was measured.
+        W_ls, r0_sq : Qronos' :math:`w_{LS}` (processing order) and :math:`\|r_0\|^2` per row.
+        """
+        W = np.atleast_2d(np.asarray(run.W, dtype=float))
+        n, N = W.shape
+        order = np.asarray(run.order)
+        delta, zero, _, _ = run.grid.expand(n, N)
+        given = {"err_sq": np.asarray(err_sq, float), "err_inf": err_inf, "W_ls": W_ls, "r0_sq": r0_sq}
+        return cls(
+            run=run, exact=False, order=order, lam=run.lam, X=None, Xt=None,
+            uses_xt=run.algorithm in ("qronos", "gpfq"), W=W, Q=np.atleast_2d(run.Q),
+            eta_p=np.atleast_2d(run.eta)[:, order], x_p=np.atleast_2d(run.x)[:, order],
+            delta_p=delta[:, order], zero_p=zero[:, order],
+            clipped_p=np.atleast_2d(run.clipped)[:, order], Xf_p=None,
+            Hf_p=gram_p + float(run.lam) * np.eye(N), Gram_p=gram_p, piv=piv, XtX_p=xtx_p,
+            n_samples=int(m), given={k: v for k, v in given.items() if v is not None},
         )
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.W.shape
+
+    @property
+    def has_data(self) -> bool:
+        """The per-sample data are at hand (False for :meth:`from_statistics` contexts)."""
+        return self.X is not None
+
+    @property
+    def eps(self) -> float:
+        """Rounding unit of the allowances: 16 eps of the run's working precision (float64 here)."""
+        try:
+            return 16.0 * float(np.finfo(np.dtype(self.run.precision)).eps)
+        except TypeError:
+            return 16.0 * float(np.finfo(float).eps)
+
+    @property
+    def m(self) -> int:
+        """Number of samples (rows of ``X``)."""
+        return self.X.shape[0] if self.has_data else self.n_samples
+
+    def _need_data(self, what: str) -> None:
+        if not self.has_data:
+            raise ValueError(f"{what} needs the per-sample data; this context holds statistics only")
+
+    @cached_property
+    def x_col_sq(self) -> np.ndarray:
+        r""":math:`\|X_t\|^2` per column, processing order."""
+        if self.has_data:
+            return np.sum(np.asarray(self.X[:, self.order], float) ** 2, axis=0)
+        return np.diag(self.XtX_p).copy()
+
+    @cached_property
+    def xf_col_sq(self) -> np.ndarray:
+        """Squared column norms of the feedback matrix, processing order."""
+        if self.has_data:
+            return np.sum(np.asarray(self.Xf_p, float) ** 2, axis=0)
+        return np.diag(self.Gram_p).copy()
+
+    @cached_property
+    def x_norm(self) -> float:
+        r""":math:`\|X\|_F`."""
+        if self.has_data:
+            return float(np.linalg.norm(np.asarray(self.X[:, self.order], float)))
+        return float(np.sqrt(max(float(np.sum(self.x_col_sq)), 0.0)))
+
+    @cached_property
+    def x_op_sq(self) -> float:
+        r""":math:`\|X\|_2^2` (0 for empty data)."""
+        if self.has_data:
+            X = np.asarray(self.X[:, self.order], float)
+            return float(np.linalg.norm(X, 2)) ** 2 if X.size else 0.0
+        return max(float(np.linalg.eigvalsh(self.XtX_p)[-1]), 0.0)
+
+    @cached_property
+    def xh_norm(self) -> float:
+        r""":math:`\|\hat X\|_F`."""
+        if self.has_data:
+            return float(np.linalg.norm(self.Xh))
+        return float(np.sqrt(max(float(np.sum(self.x_col_sq)), 0.0) + self.W.shape[1] * float(self.lam)))
+
+    @cached_property
+    def xfh_norm(self) -> float:
+        """Frobenius norm of the augmented feedback matrix."""
+        if self.has_data:
+            return float(np.linalg.norm(self.Xfh))
+        return float(np.sqrt(max(float(np.sum(self.xf_col_sq)), 0.0) + self.W.shape[1] * float(self.lam)))
+
+    @cached_property
+    def err_inf(self) -> np.ndarray | None:
+        r""":math:`\|Xw - \tilde Xq\|_\infty` per row, or ``None`` when it was not measured."""
+        if self.has_data:
+            return np.max(np.abs(np.asarray(self.out, float)), axis=1)
+        return self.given.get("err_inf")
+
+    @cached_property
+    def r0_sq(self) -> np.ndarray:
+        r""":math:`\|r_0\|^2` per row (Qronos)."""
+        if "r0_sq" in self.given:
+            return self.given["r0_sq"]
+        return np.sum(np.asarray(self.r0, float) ** 2, axis=1)
 
     @cached_property
     def E(self) -> np.ndarray:
@@ -87,6 +214,7 @@ class RunContext:
     @cached_property
     def out(self) -> np.ndarray:
         r"""Rows of :math:`Xw - \tilde Xq = X(w - q) + (X - \tilde X)q` (no cancellation)."""
+        self._need_data("Xw - Xt q per sample")
         out = _linalg.dot(self.E, self.X.T)
         if self.uses_xt:
             out = out + _linalg.dot(self.Q, (self.X - self.Xt).T)
@@ -94,6 +222,8 @@ class RunContext:
 
     @cached_property
     def err_sq(self) -> np.ndarray:
+        if "err_sq" in self.given:
+            return self.given["err_sq"]
         return np.sum(self.out * self.out, axis=1)
 
     @cached_property
@@ -114,7 +244,11 @@ class RunContext:
     @cached_property
     def W_ls(self) -> np.ndarray:
         r""":math:`w_{LS} = \hat{\tilde X}^+ \hat X w` per row (processing order), fitted from the data."""
+        if "W_ls" in self.given:
+            return self.given["W_ls"]
         targets = _linalg.dot(self.W[:, self.order], self.Xh.T)
+        if self.qr is not None:
+            return self.qr.lstsq_trailing(targets.T, 0).T
         return _linalg.lstsq(self.Xfh, targets.T).T
 
     @cached_property

@@ -11,7 +11,13 @@ with :math:`\delta_t` the step the run actually used at step :math:`t` (``run.gr
 
 Comparisons allow float64 rounding: ``empirical <= value * (1 + 1e-9) + atol``, with ``atol`` a
 first-order rounding allowance (``16 eps`` times the sizes involved, as for the identities); it only
-matters when both sides are at rounding level. Proofs: ``docs/theory.md``.
+matters when both sides are at rounding level (``eps`` of the run's working precision: float64
+for the reference, float32 for float32 runs of the torch backend). Proofs: ``docs/theory.md``.
+
+Statistics-only contexts (torch runs certified from a ``TorchAccumulator``,
+:meth:`RunContext.from_statistics`) evaluate every bound that needs only :math:`H`, :math:`D`,
+:math:`L`, the steps and the rounded values; the per-sample forms (B5, B10.sup; B5.uniform too when
+:math:`\|Xw - \tilde Xq\|_\infty` was not measured) are left out and named by :func:`unavailable`.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ __all__ = [
     "context",
     "evaluate",
     "rtn_bounds",
+    "unavailable",
 ]
 
 RTOL = 1e-9
@@ -198,13 +205,13 @@ def _sum_delta2_D(ctx: RunContext) -> np.ndarray:
 def _weight_noise(ctx: RunContext) -> np.ndarray:
     """Rounding allowance of w - q per row (weight units)."""
     L = np.asarray(ctx.piv.L, float) if ctx.piv is not None else 0.0
-    return EPS * (np.linalg.norm(ctx.W, axis=1) + np.linalg.norm(ctx.Q, axis=1)
+    return ctx.eps * (np.linalg.norm(ctx.W, axis=1) + np.linalg.norm(ctx.Q, axis=1)
                   + np.linalg.norm(L) * np.linalg.norm(ctx.eta_p, axis=1))
 
 
 def _sq_atol(ctx: RunContext, emp_sq, val_sq) -> np.ndarray:
     """Rounding allowance of a squared output norm, from the weight allowance."""
-    scale = np.linalg.norm(ctx.Xh) + (np.linalg.norm(ctx.Xfh) if ctx.uses_xt else 0.0)
+    scale = ctx.xh_norm + (ctx.xfh_norm if ctx.uses_xt else 0.0)
     return scale * _weight_noise(ctx) * (np.sqrt(np.abs(emp_sq)) + np.sqrt(np.abs(val_sq)))
 
 
@@ -252,7 +259,7 @@ def b1(ctx: RunContext) -> list[BoundCheck]:
     hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
     lam_term = float(ctx.lam) * np.sum(ctx.E**2, axis=1)
     sharp = 0.25 * _sum_delta2_D(ctx) - lam_term
-    col = np.sum(ctx.X[:, ctx.order] ** 2, axis=0) + float(ctx.lam)
+    col = ctx.x_col_sq + float(ctx.lam)
     data = 0.25 * (ctx.delta_p**2) @ col
     emp = ctx.err_sq
     return [
@@ -264,7 +271,7 @@ def b1(ctx: RunContext) -> list[BoundCheck]:
     ]
 
 
-def b2(ctx: RunContext, max_k_evaluated: int = 8) -> list[BoundCheck]:
+def b2(ctx: RunContext, max_k_evaluated: int = 8, max_bisection_N: int = 256) -> list[BoundCheck]:
     r"""B2: if :math:`\operatorname{rank}X_{>N-k} = \operatorname{rank}X = r`, then
     :math:`\operatorname{tr}(D) \le \sum_{t>N-k}\|X_t\|^2 + \lambda(N + \sum_{t\le N-k}
     \|X_t\|^2/\sigma_r(X_{>N-k})^2)`.
@@ -273,20 +280,31 @@ def b2(ctx: RunContext, max_k_evaluated: int = 8) -> list[BoundCheck]:
     bound is then B1's data form); this is settled by a Cholesky factorization of :math:`X^TX`.
     Otherwise the smallest admissible ``k`` is found by bisection on the numerical rank and the bound
     is evaluated there and at up to ``max_k_evaluated`` larger ``k``; the smallest value is
-    reported. It bounds a property of the data and the order, so it has no run hypotheses.
+    reported. Above ``max_bisection_N`` columns only ``k = N`` (always admissible) is evaluated.
+    It bounds a property of the data and the order, so it has no run hypotheses.
     """
-    Xf = np.asarray(ctx.Xf_p, float)
-    N = Xf.shape[1]
+    gram = np.asarray(ctx.Gram_p, float)
+    N = gram.shape[0]
     lam = float(ctx.lam)
-    col = np.sum(Xf**2, axis=0)
-    if _full_column_rank(np.asarray(ctx.Gram_p, float)):
+    col = ctx.xf_col_sq
+    if ctx.has_data:
+        Xf = np.asarray(ctx.Xf_p, float)
+        rank = lambda k: int(np.linalg.matrix_rank(Xf[:, N - k:])) if Xf.size else 0  # noqa: E731
+        sig_sq = lambda k, r: scipy.linalg.svdvals(Xf[:, N - k:])[r - 1] ** 2  # noqa: E731
+    else:  # statistics only: ranks and singular values from the trailing blocks of X^T X
+        rank = lambda k: _gram_rank(gram[N - k:, N - k:])  # noqa: E731
+        sig_sq = lambda k, r: np.linalg.eigvalsh(gram[N - k:, N - k:])[::-1][r - 1]  # noqa: E731
+    if N > max_bisection_N:
+        # k = N is always admissible (X_{>0} = X); the rank bisection costs SVDs of m x k blocks.
+        r, ks = -1, np.array([N])
+    elif _full_column_rank(gram):
         r, ks = N, np.array([N])
     else:
-        r = int(np.linalg.matrix_rank(Xf)) if Xf.size else 0
+        r = rank(N)
         lo, hi = 1, N
         while lo < hi:  # smallest k with rank X_{>N-k} = r (rank is monotone in k)
             mid = (lo + hi) // 2
-            if np.linalg.matrix_rank(Xf[:, N - mid:]) >= r:
+            if rank(mid) >= r:
                 hi = mid
             else:
                 lo = mid + 1
@@ -296,17 +314,29 @@ def b2(ctx: RunContext, max_k_evaluated: int = 8) -> list[BoundCheck]:
         tail = col[N - k:].sum()
         head = 0.0
         if k < N and r > 0:
-            sig = scipy.linalg.svdvals(Xf[:, N - k:])[r - 1]
-            head = col[: N - k].sum() / sig**2
+            head = col[: N - k].sum() / sig_sq(k, r)
         val = tail + lam * (N + head)
         if val < best:
             best, best_k = val, int(k)
     n = ctx.shape[0]
     trD = float(np.sum(_D(ctx)))
-    hyp = Hypothesis(f"rank X_>N-k = rank X = {r} with k = {best_k}", True,
-                     "rank decided numerically (Cholesky of X^T X, else numpy.linalg.matrix_rank)")
+    how = "numpy.linalg.matrix_rank" if ctx.has_data else "eigenvalues of X^T X above N eps max"
+    if r < 0:
+        hyp = Hypothesis(f"rank X_>N-k = rank X with k = N = {N}", True,
+                         "k = N holds trivially; smaller k not searched (N > max_bisection_N)")
+    else:
+        hyp = Hypothesis(f"rank X_>N-k = rank X = {r} with k = {best_k}", True,
+                         f"rank decided numerically (Cholesky of X^T X, else {how})")
     return [_check("B2", "tr(D)", "deterministic", np.full(n, best), np.full(n, trD), (hyp,),
-                   "THEORY.md B2", EPS * N * (col.sum() + lam * N))]
+                   "THEORY.md B2", ctx.eps * N * (col.sum() + lam * N))]
+
+
+def _gram_rank(gram: np.ndarray) -> int:
+    """Numerical rank of X from X^T X: eigenvalues above N eps times the largest."""
+    if gram.size == 0:
+        return 0
+    ev = np.linalg.eigvalsh(gram)
+    return int(np.count_nonzero(ev > gram.shape[0] * np.finfo(float).eps * max(float(ev[-1]), 0.0)))
 
 
 def _full_column_rank(gram: np.ndarray) -> bool:
@@ -337,7 +367,7 @@ def b7(ctx: RunContext) -> list[BoundCheck]:
     err_e = np.abs(ctx.E[:, ctx.order])
     out = [
         _check_pointwise("B7.drift", "|x_t - w_t|", "deterministic", drift_e, drift_b, hyps,
-                         "THEORY.md B7", noise + EPS * np.abs(Wp)),
+                         "THEORY.md B7", noise + ctx.eps * np.abs(Wp)),
         _check_pointwise("B7", "|w_j - q_j|", "deterministic", err_e, err_b, hyps,
                          "THEORY.md B7", noise),
     ]
@@ -371,7 +401,7 @@ def _alphabet_check(ctx: RunContext, B: np.ndarray, hyps, label: str, reference:
     used = np.max(np.abs(np.asarray(ctx.Q[:, ctx.order], float)) / d, axis=1)
     bits = np.log2(2 * K + 1)
     return _check(label, "max_t |q_t| / delta_t", "deterministic" if p is None else "probability",
-                  K, used, hyps, reference, EPS * (used + K), p,
+                  K, used, hyps, reference, ctx.eps * (used + K), p,
                   extra={"K": K, "bits": bits, "max|x_t|": np.max(np.abs(ctx.x_p), axis=1)})
 
 
@@ -415,7 +445,7 @@ def b11(ctx: RunContext) -> list[BoundCheck]:
                _sq_atol(ctx, proxy, val)),
         _check("B11.incoherence", "tr(D)", "deterministic", np.full(n, inc), np.full(n, trD),
                (Hypothesis("H positive definite", True, f"mu(H) = {mu:.4g}"),), quip,
-               EPS * N * float(np.sum(np.abs(ev)))),
+               ctx.eps * N * float(np.sum(np.abs(ev)))),
     ]
 
 
@@ -432,7 +462,7 @@ def b3(ctx: RunContext) -> list[BoundCheck]:
     V = conditional_variance(ctx)
     val = 0.25 * _sum_delta2_D(ctx)
     return [_check("B3", "sum_t r_t(delta_t - r_t) D_t", "per-run", val, V, hyps,
-                   f"THEORY.md B3; {REF}", EPS * val, extra={"lhs": ctx.lhs_sq})]
+                   f"THEORY.md B3; {REF}", ctx.eps * val, extra={"lhs": ctx.lhs_sq})]
 
 
 def b4(ctx: RunContext, p: float) -> list[BoundCheck]:
@@ -459,18 +489,20 @@ def b5(ctx: RunContext, p: float) -> list[BoundCheck]:
     :math:`S_i \le \max_t D_t`.
     """
     hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
-    XL = np.asarray(ctx.X[:, ctx.order], float) @ np.asarray(ctx.piv.L, float)
-    m = XL.shape[0]
-    b = _sup_bound(XL, ctx.delta_p, m, p)  # (n, m)
-    e = np.abs(ctx.out)
-    atol = (np.linalg.norm(ctx.Xh) * _weight_noise(ctx))[:, None]
+    m = ctx.m
+    atol = (ctx.xh_norm * _weight_noise(ctx))[:, None]
     uni = np.max(ctx.delta_p, axis=1) * math.sqrt(float(np.max(_D(ctx))) * math.log(2 * m / p) / 2)
-    return [
-        _check_pointwise("B5", "|(X(w-q))_i| for every sample i", "probability", e, b, hyps,
-                         f"THEORY.md B5 (Azuma-Hoeffding); {REF}", atol, p),
-        _check("B5.uniform", "||X(w-q)||_inf", "probability", uni, np.max(e, axis=1), hyps,
-               "THEORY.md B5 with S_i <= max_t D_t", atol[:, 0], p),
-    ]
+    out = []
+    if ctx.has_data:
+        XL = np.asarray(ctx.X[:, ctx.order], float) @ np.asarray(ctx.piv.L, float)
+        b = _sup_bound(XL, ctx.delta_p, m, p)  # (n, m)
+        e = np.abs(ctx.out)
+        out.append(_check_pointwise("B5", "|(X(w-q))_i| for every sample i", "probability", e, b, hyps,
+                                    f"THEORY.md B5 (Azuma-Hoeffding); {REF}", atol, p))
+    if ctx.err_inf is not None:
+        out.append(_check("B5.uniform", "||X(w-q)||_inf", "probability", uni, ctx.err_inf, hyps,
+                          "THEORY.md B5 with S_i <= max_t D_t", atol[:, 0], p))
+    return out
 
 
 def b6(ctx: RunContext, p: float) -> list[BoundCheck]:
@@ -489,11 +521,11 @@ def b6(ctx: RunContext, p: float) -> list[BoundCheck]:
                          np.abs(ctx.E[:, ctx.order]), b, hyps, f"THEORY.md B6; {REF}", noise, p),
         _check_pointwise("B6.iterates", "|x_t - w_t| for every t", "probability",
                          np.abs(ctx.x_p - Wp), b, hyps, "THEORY.md B6 (maximal inequality)",
-                         noise + EPS * np.abs(Wp), p),
+                         noise + ctx.eps * np.abs(Wp), p),
     ]
     lam = float(ctx.lam)
     if lam > 0:
-        col = np.max(np.sum(np.asarray(ctx.Xf_p, float) ** 2, axis=0))
+        col = np.max(ctx.xf_col_sq)
         val = np.max(ctx.delta_p, axis=1) * math.sqrt((1 + col / lam) * math.log(2 * N / p) / 2)
         out.append(_check("B6.lam", "||w-q||_inf", "probability", val,
                           np.max(np.abs(ctx.E), axis=1), hyps, "THEORY.md B6, lam form",
@@ -518,7 +550,7 @@ def b9(ctx: RunContext) -> list[BoundCheck]:
     """
     hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
     D = _D(ctx)
-    r0 = np.sum(np.asarray(ctx.r0, float) ** 2, axis=1)
+    r0 = ctx.r0_sq
     a = np.abs(_qronos_first(ctx))
     d1 = ctx.delta_p[:, 0]
     terms = 0.25 * (ctx.delta_p[:, 1:] ** 2) @ D[1:] + (a + d1 / 2) ** 2 * D[0]
@@ -538,22 +570,23 @@ def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
     hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
     D = _D(ctx)
     a = _qronos_first(ctx)
-    r0 = np.asarray(ctx.r0, float)
-    base = np.sum(r0**2, axis=1) + a**2 * D[0]
+    base = ctx.r0_sq + a**2 * D[0]
     V = base + conditional_variance(ctx)
     val = base + 0.25 * _sum_delta2_D(ctx)
+    out = [_check("B10", "||r_0||^2 + a^2 Dt_1 + sum_t r_t(delta_t - r_t) Dt_t", "per-run", val, V,
+                  hyps[:1], "THEORY.md B10 (mean, per-run conditional form)", ctx.eps * val,
+                  extra={"lhs": ctx.lhs_sq})]
+    if not ctx.has_data:  # the per-sample form needs the samples (see unavailable())
+        return out
+    r0 = np.asarray(ctx.r0, float)
     XL = np.asarray(ctx.Xf_p, float) @ np.asarray(ctx.piv.L, float)
     m = XL.shape[0]
     shift = np.abs(r0[:, :m] + a[:, None] * XL[:, 0][None, :])
     b = shift + _sup_bound(XL, ctx.delta_p, m, p)
-    atol = ((np.linalg.norm(ctx.Xh) + np.linalg.norm(ctx.Xfh)) * _weight_noise(ctx))[:, None]
-    return [
-        _check("B10", "||r_0||^2 + a^2 Dt_1 + sum_t r_t(delta_t - r_t) Dt_t", "per-run", val, V,
-               hyps[:1], "THEORY.md B10 (mean, per-run conditional form)", EPS * val,
-               extra={"lhs": ctx.lhs_sq}),
-        _check_pointwise("B10.sup", "|(Xw - Xt q)_i| for every sample i", "probability",
-                         np.abs(ctx.out), b, hyps, "THEORY.md B10 (per-sample form)", atol, p),
-    ]
+    atol = ((ctx.xh_norm + ctx.xfh_norm) * _weight_noise(ctx))[:, None]
+    out.append(_check_pointwise("B10.sup", "|(Xw - Xt q)_i| for every sample i", "probability",
+                                np.abs(ctx.out), b, hyps, "THEORY.md B10 (per-sample form)", atol, p))
+    return out
 
 
 # -- B12 and RTN ------------------------------------------------------------------------------
@@ -572,7 +605,7 @@ def b12(ctx: RunContext, S: np.ndarray) -> list[BoundCheck]:
     Sp = S[np.ix_(ctx.order, ctx.order)]
     E_p = ctx.E[:, ctx.order]
     quad = np.sum((E_p @ Sp) * E_p, axis=1)
-    m = ctx.X.shape[0]
+    m = ctx.m
     H = np.asarray(ctx.Hf_p, float)
     D = _D(ctx)
     mean_val = 0.25 * np.max(ctx.delta_p**2 * D[None, :], axis=1) * float(np.trace(np.linalg.solve(H, Sp)))
@@ -596,24 +629,38 @@ def rtn_bounds(ctx: RunContext) -> list[BoundCheck]:
     stochastic, per run: :math:`\sum_t r_t(\delta_t - r_t)\|X_t\|^2 \le \frac14\sum_t\delta_t^2\|X_t\|^2`
     (the conditional form of :math:`E\|X\eta\|^2 \le \frac{\delta^2}{4}\|X\|_F^2`).
     """
-    X = np.asarray(ctx.X[:, ctx.order], float)
-    col = np.sum(X**2, axis=0)
-    op = float(np.linalg.norm(X, 2)) ** 2 if X.size else 0.0
-    val = op * 0.25 * np.sum(ctx.delta_p**2, axis=1)
+    col = ctx.x_col_sq
+    val = ctx.x_op_sq * 0.25 * np.sum(ctx.delta_p**2, axis=1)
     r = _r(ctx)
     V = (r * (ctx.delta_p - r)) @ col
     mean_val = 0.25 * (ctx.delta_p**2) @ col
-    atol = np.linalg.norm(X) * _weight_noise(ctx) * (np.sqrt(ctx.err_sq) + np.sqrt(val))
+    atol = ctx.x_norm * _weight_noise(ctx) * (np.sqrt(np.abs(ctx.err_sq)) + np.sqrt(val))
     return [
         _check("RTN", "||X eta||_2^2", "deterministic", val, ctx.err_sq,
                (_rounding(ctx, "nearest"), _no_clip(ctx)), "THEORY.md (RTN for comparison)", atol),
         _check("RTN.mean", "sum_t r_t(delta_t - r_t) ||X_t||^2", "per-run", mean_val, V,
-               (_rounding(ctx, "stochastic"),), "THEORY.md (RTN for comparison)", EPS * mean_val,
+               (_rounding(ctx, "stochastic"),), "THEORY.md (RTN for comparison)", ctx.eps * mean_val,
                extra={"lhs": ctx.err_sq}),
     ]
 
 
 # -- which bounds apply to which run ------------------------------------------------------------
+
+
+def unavailable(ctx: RunContext) -> list[str]:
+    r"""Labels that :func:`evaluate` leaves out because ``ctx`` holds statistics, not samples.
+
+    Empty for contexts with data. Otherwise the per-sample forms: B5 (and B5.uniform when
+    :math:`\|Xw - \tilde Xq\|_\infty` was not measured) for stochastic OPTQ/LDLQ, B10.sup for
+    stochastic Qronos.
+    """
+    if ctx.has_data or ctx.exact or ctx.run.rounding != "stochastic":
+        return []
+    if ctx.run.algorithm in ("optq", "ldlq"):
+        return ["B5"] + ([] if ctx.err_inf is not None else ["B5.uniform"])
+    if ctx.run.algorithm == "qronos":
+        return ["B10.sup"]
+    return []
 
 
 def evaluate(ctx: RunContext, p: float = 1e-3) -> list[BoundCheck]:

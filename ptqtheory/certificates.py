@@ -150,6 +150,10 @@ class Certificate:
         Clipped entries per row.
     transformed : bool
         The run used incoherence processing; identities are in the transformed coordinates.
+    skipped_bounds : tuple of str
+        Bound labels that apply to the run but could not be evaluated from what was given (a torch
+        run certified from statistics has no per-sample data: B5, B10.sup). Never silent: a report
+        lists them next to the bounds that were checked.
     """
 
     algorithm: str
@@ -171,6 +175,7 @@ class Certificate:
     n_clipped: np.ndarray
     bounds: list = field(default_factory=list)
     transformed: bool = False
+    skipped_bounds: tuple = ()
 
     def identity_holds(self, rtol: float = 1e-10) -> np.ndarray:
         r"""Per row: :math:`|lhs - rhs| \le rtol \max(|lhs|, |rhs|) + atol` (and the structure relation)."""
@@ -300,9 +305,10 @@ def _pivot_check(piv, Hp, Xhp, lam, G0p, full: bool) -> PivotCheck:
 
 
 def _cond(Hp: np.ndarray, piv) -> float:
-    """kappa_2(H) by SVD up to N = 1024; above, LAPACK's 1-norm estimate from the factor in hand."""
+    """kappa(H): exact 2-norm value (SVD) up to N = 128, else LAPACK's 1-norm estimate from the
+    factor in hand (within a small factor of kappa_2; it only scales tolerances)."""
     N = Hp.shape[0]
-    if N <= 1024:
+    if N <= 128:
         return float(np.linalg.cond(Hp))
     Lrev = (piv.U1 * np.sqrt(piv.D)[None, :])[::-1, ::-1]  # J H J = Lrev Lrev^T
     rcond, info = scipy.linalg.lapack.dpocon(

@@ -43,6 +43,14 @@ class Pivots:
     U1: np.ndarray
     D: np.ndarray
 
+    @classmethod
+    def from_factors(cls, U1: np.ndarray, D: np.ndarray, Lt: np.ndarray) -> Pivots:
+        r"""Pivots whose :math:`L^T = U_1^{-1}` was already computed (e.g. on a device): no second
+        inversion on the host."""
+        piv = cls(U1=U1, D=D)
+        piv.__dict__["Lt"] = Lt  # the cached_property's slot (frozen dataclass: no setattr)
+        return piv
+
     @cached_property
     def Lt(self) -> np.ndarray:
         r""":math:`L^T = U_1^{-1}` (unit upper); row ``t`` right of the diagonal is OPTQ's update."""

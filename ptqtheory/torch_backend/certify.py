@@ -18,6 +18,13 @@ iterable of batches streamed once, one batch at a time) the empirical errors
 with statistics only, ``err_inf`` is NaN and GPFQ cannot be certified.
 
 The rounding allowances are the numpy reference's, with :math:`\epsilon` of the run's working dtype.
+
+The a-priori bounds B1-B12 are evaluated on the host by :mod:`ptqtheory.bounds` (float64 numpy),
+from the run's per-entry arrays and the pivots :math:`D` and factor :math:`L` of the factorization
+computed here (no second factorization). With data tensors every bound of the numpy reference is
+evaluated, with the same values up to the run's rounding; with statistics (or streamed batches) the
+per-sample forms B5 and B10.sup are skipped and listed in ``Certificate.skipped_bounds``
+(:func:`ptqtheory.bounds.unavailable`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import numpy as np
 import torch
 
 from ..certificates import C_ATOL, IDENTITY, STATEMENT, Certificate, PivotCheck, _ratio, relative_gap
+from ..factor import Pivots
 from ..records import Run
 from .device import as_data, mixed_error, tf32_guard
 from .factor import TorchPivots, pivots
@@ -52,9 +60,11 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
         statistics only, ``err_inf`` is NaN (it needs the data) and GPFQ is refused.
     Xt : torch.Tensor (m, N), optional
         Quantized-model inputs when ``X`` is a tensor (Qronos, GPFQ).
-    p, bounds
-        Accepted for the signature of :func:`ptqtheory.certify`; the a-priori bounds are not
-        evaluated for torch runs yet (``Certificate.bounds`` is empty).
+    p : float
+        Failure probability of the high-probability bounds (as for :func:`ptqtheory.certify`).
+    bounds : bool
+        Evaluate the a-priori bounds B1-B12 (on the host, float64; see the module notes). With
+        statistics or streamed batches the per-sample forms are listed in ``skipped_bounds``.
     full_pivot_check : bool, optional
         Also compute I1's inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` of every pivot
         (``O(N^4)``; default when ``N <= 128``). The projection form, which needs a QR of the data,
@@ -72,11 +82,71 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
     if not isinstance(run, Run) or run.backend != "torch":
         raise TypeError("run must be a Run of the torch backend (run.backend == 'torch')")
     device = run.Q.device
+    parts: dict = {}
     with tf32_guard(device, allow_tf32):
         if run.transform is not None:
-            inner = _certify(run.inner, X, Xt, full_pivot_check, V=run.transform.V)
-            return Certificate(**{**inner.__dict__, "transformed": True})
-        return _certify(run, X, Xt, full_pivot_check)
+            V = run.transform.V
+            inner = _certify(run.inner, X, Xt, full_pivot_check, V=V, parts=parts)
+            cert = Certificate(**{**inner.__dict__, "transformed": True})
+            brun = run.inner
+        else:
+            V = None
+            cert = _certify(run, X, Xt, full_pivot_check, parts=parts)
+            brun = run
+        if not bounds:
+            return cert
+        checks, skipped = _bounds(brun, X, Xt, p, parts, V)
+    return Certificate(**{**cert.__dict__, "bounds": checks, "skipped_bounds": tuple(skipped)})
+
+
+def _host_run(run: Run) -> Run:
+    """The record with host numpy arrays (float64 copies of the working-precision values)."""
+    def h(a):
+        return None if a is None else _host(a)
+
+    return Run(**{**run.__dict__, "W": h(run.W), "Q": h(run.Q), "eta": h(run.eta), "x": h(run.x),
+                  "clipped": run.clipped.detach().cpu().numpy(),
+                  "order": run.order.detach().cpu().numpy(), "w_ls": h(run.w_ls),
+                  "residual": h(run.residual)})
+
+
+def _bounds(run: Run, X, Xt, p: float, parts: dict, V) -> tuple[list, list[str]]:
+    """``(bound checks, skipped labels)`` of a torch ``run`` (the inner run under incoherence)."""
+    from .. import bounds as _b
+    from .._context import RunContext
+
+    if not 0 < p < 1:
+        raise ValueError(f"p must be in (0, 1); got {p}")
+    if run.algorithm == "gpfq":  # no a-priori bound for GPFQ (as in the numpy reference)
+        return [], []
+    tpiv = parts.get("piv")
+    piv = None
+    if tpiv is not None:
+        d = torch.diagonal(tpiv.UH)
+        piv = Pivots.from_factors(_host(tpiv.UH / d[None, :]), _host(tpiv.D), _host(tpiv.Lt))
+    hrun = _host_run(run)
+    uses_xt = run.algorithm in ("qronos", "gpfq")
+    if isinstance(X, torch.Tensor):  # the data: every bound, as for the numpy reference
+        Xh = _host(X)
+        Xth = _host(Xt) if uses_xt else None
+        if V is not None:
+            Vh = _host(V)
+            Xh = Xh @ Vh.T
+            Xth = None if Xth is None else Xth @ Vh.T
+        ctx = RunContext.build(hrun, Xh, Xth, piv=piv)
+    else:  # statistics (given, or accumulated from streamed batches): no per-sample data
+        acc = parts["acc"]
+        order = run.order
+        xtx_p = _host(sym_perm(acc.XtX, order))
+        gram_p = _host(sym_perm(acc.XttXt, order)) if uses_xt else xtx_p
+        err_inf = parts["err_inf"]
+        ctx = RunContext.from_statistics(
+            hrun, gram_p=gram_p, xtx_p=xtx_p, m=acc.m, piv=piv, err_sq=_host(parts["err_sq"]),
+            err_inf=None if np.all(np.isnan(err_inf)) else err_inf,
+            W_ls=None if parts.get("W_ls") is None else _host(parts["W_ls"]),
+            r0_sq=None if parts.get("r0_sq") is None else _host(parts["r0_sq"]),
+        )
+    return _b.evaluate(ctx, p), _b.unavailable(ctx)
 
 
 def _host(t: torch.Tensor) -> np.ndarray:
@@ -162,7 +232,9 @@ class _Stream:
             raise ValueError(f"the data have {self.rows} rows but the GPFQ run's residual has {u.shape[1]}")
 
 
-def _certify(run: Run, X, Xt, full_pivot_check, V=None) -> Certificate:
+def _certify(run: Run, X, Xt, full_pivot_check, V=None, parts: dict | None = None) -> Certificate:
+    """The certificate; what the bounds reuse (statistics, factorization, ...) goes into ``parts``."""
+    parts = {} if parts is None else parts
     W, Q, eta = _rows2(run.W), _rows2(run.Q), _rows2(run.eta)
     n, N = W.shape
     device = W.device
@@ -189,6 +261,7 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None) -> Certificate:
         acc = stream.acc
         err_sq = stream.sumsq
         err_inf = _host(stream.maxabs)
+    parts.update(acc=acc, err_sq=err_sq, err_inf=err_inf)
     lam = float(run.lam)
     eps = C_ATOL * torch.finfo(dtype).eps
     w_q = _host(torch.linalg.vector_norm(W, dim=1) + torch.linalg.vector_norm(Q, dim=1))
@@ -221,6 +294,7 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None) -> Certificate:
     G0p = sym_perm(acc.XttXt if uses_xt else acc.XtX, order)
     Hp = G0p + lam * torch.eye(N, dtype=F64, device=device)
     piv = pivots(Hp, lam, "Ht" if uses_xt else "H", columns=order.tolist(), factor_dtype=F64)
+    parts["piv"] = piv
     full = (N <= 128) if full_pivot_check is None else bool(full_pivot_check)
     pcheck = _pivot_check(piv, Hp, G0p, lam, full)
     D = piv.D
@@ -251,6 +325,7 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None) -> Certificate:
     W_ls = Wp + piv.solve(b).T
     z = piv.whiten(b)
     r0_sq = (((W @ acc.DtD) * W).sum(1) - (z * z).sum(0)).clamp(min=0)
+    parts.update(W_ls=W_ls, r0_sq=r0_sq)
     s_atol = eps * (w_q + _host(torch.linalg.vector_norm(W_ls, dim=1) + L_eta))
     Q_p = Q[:, order]
     if run.variant == "ls":

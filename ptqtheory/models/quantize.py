@@ -1,0 +1,308 @@
+"""``ptqtheory quantize MODEL_DIR``: a Hugging Face causal LM, block by block, with certificates.
+
+The model (safetensors only, :mod:`ptqtheory.models.hf`) is quantized decoder block by decoder
+block with :func:`ptqtheory.models.sequential.quantize_sequential` on the torch backend (``--device``,
+working precision ``--dtype``): every ``nn.Linear`` of every block, inputs from the already quantized
+model, one run per group of layers that read the same input (q, k, v; gate, up), every row
+certified (identity I2-I6, I1, and every a-priori bound whose hypotheses held). On CUDA the layer
+statistics are streamed batch by batch (a layer's inputs are never held at once); the per-sample
+bounds are then listed as skipped.
+
+Written to ``--out``: ``model/`` (the quantized model, ``save_pretrained`` in safetensors, plus the
+tokenizer when there is one), ``codes.safetensors`` (per layer the integer grid codes and the step and
+zero point per row or per group: ``weight = delta * (codes - zero)``; not for LDLQ with incoherence
+processing, whose weights :math:`U^TQ'V` lie on no grid), ``report.json`` and ``report.csv`` (the
+per-layer records of ``ptqtheory validate``). Every file is written atomically. The model is loaded
+and saved in float32, so the saved weights are the certified grid values rounded to float32.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..calibration import Damping
+from . import hf
+from .sequential import METHODS, Config, quantize_sequential
+
+__all__ = ["QuantizeError", "run_quantize"]
+
+
+class QuantizeError(ValueError):
+    """A usage error found before any work (bad folder, no GPU, no tokenizer, bad option)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)``; a clear :class:`QuantizeError` when CUDA was asked for and is absent."""
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise QuantizeError(f"--device {name!r} is not a device; use cpu or cuda") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise QuantizeError(f"--device {name!r}: use cpu or cuda")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise QuantizeError(f"--device {name}: no CUDA GPU is available on this machine "
+                                f"(torch {torch.__version__}, {built}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise QuantizeError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def _write_atomic_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _save_model(qmodel, tokenizer, dest: Path) -> None:
+    """``save_pretrained`` (safetensors) into a temporary folder, then renamed into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+    try:
+        kwargs = {}
+        if "safe_serialization" in inspect.signature(qmodel.save_pretrained).parameters:
+            kwargs["safe_serialization"] = True  # transformers 4.x; 5.x writes safetensors only
+        qmodel.save_pretrained(tmp, **kwargs)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        pickled = [p.name for pattern in hf.PICKLED for p in tmp.glob(pattern)]
+        if not any(tmp.glob("*.safetensors")) or pickled:
+            raise RuntimeError(f"save_pretrained did not write safetensors only ({sorted(os.listdir(tmp))})")
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            shutil.rmtree(old)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _compress(a: np.ndarray, group_size: int | None) -> np.ndarray:
+    """A per-entry grid parameter ``(n, N)`` as one value per row ``(n, 1)`` or per group."""
+    return np.ascontiguousarray(a[:, ::group_size] if group_size else a[:, :1])
+
+
+def _short(name: str, blocks: list[str]) -> tuple[int, str]:
+    for i, b in enumerate(blocks):
+        if name.startswith(b + "."):
+            return i, name[len(b) + 1:]
+    return -1, name
+
+
+def _bound_key(label: str):
+    head = label.split(".")[0]
+    return (head[0], int(head[1:]) if head[1:].isdigit() else 99, label)
+
+
+def _group_rows(layers: list[dict], group_of: dict, blocks: list[str]) -> list[dict]:
+    """Per group of layers (one run): shape, identity gap, violations, worst ratio per bound."""
+    rows: dict = {}
+    for lr in layers:
+        key = group_of.get(lr["layer"], (lr["layer"],))
+        s = lr["summary"]
+        r = rows.setdefault(key, {"layers": [], "n": 0, "N": lr["shape"][1], "gap": 0.0,
+                                  "resolved": 0, "violations": 0, "identity_failures": 0, "ratios": {}})
+        r["layers"].append(lr["layer"])
+        r["n"] += lr["shape"][0]
+        r["gap"] = max(r["gap"], s.get("identity_max_gap") or 0.0)
+        r["resolved"] += s.get("identity_rows_resolved", s["rows"]) if s.get("identity") else 0
+        if s.get("identity") is not None and not (s["identity_holds"] and s["pivots_hold"]):
+            r["identity_failures"] += 1
+        for label, b in s["bounds"].items():
+            r["violations"] += b["violations"]
+            if b["max_ratio"] is not None:
+                r["ratios"][label] = max(r["ratios"].get(label, 0.0), b["max_ratio"])
+    out = []
+    for key, r in rows.items():
+        idx, _ = _short(key[0], blocks)
+        names = "+".join(_short(n, blocks)[1].split(".")[-1] for n in key)
+        out.append({**r, "label": f"{idx}:{names}" if idx >= 0 else names})
+    return out
+
+
+def _table(groups: list[dict], summary: dict, skipped: list[str]) -> str:
+    labels = sorted({lab for g in groups for lab in g["ratios"]}, key=_bound_key)
+    width = max([len("group")] + [len(g["label"]) for g in groups]) + 2
+    head = f"{'group':<{width}}{'shape':>11}{'max I gap':>11}{'viol.':>7}" + \
+        "".join(f"{lab:>{max(9, len(lab) + 2)}}" for lab in labels)
+    lines = [head, "-" * len(head)]
+    for g in groups:
+        cells = "".join(
+            f"{g['ratios'][lab]:>{max(9, len(lab) + 2)}.4f}" if lab in g["ratios"]
+            else f"{'-':>{max(9, len(lab) + 2)}}" for lab in labels)
+        viol = g["violations"] + g["identity_failures"]
+        shape = f"{g['n']}x{g['N']}"
+        gap = f"{g['gap']:.2e}" if g["resolved"] else "-"
+        lines.append(f"{g['label']:<{width}}{shape:>11}{gap:>11}{viol:>7}{cells}")
+    lines.append("max I gap: largest relative identity gap over rows far above the rounding allowance "
+                 "('-': none; such rows are judged by the allowance)")
+    lines.append("bound columns: worst empirical/bound ratio over rows where the bound applied "
+                 "(<= 1: it held)")
+    if skipped:
+        lines.append("skipped bounds (need per-sample data; statistics were streamed): "
+                     + ", ".join(sorted(skipped, key=_bound_key)))
+    lines.append(f"{summary['layers_checked']} layers, {summary['rows_checked']} rows certified; "
+                 f"probabilistic bounds at p = {summary['p']:g}; identity failures: "
+                 f"{summary['identity_failures']}; violations: {summary['violations']}")
+    return "\n".join(lines)
+
+
+def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int | None = None,
+                 device: str = "cpu", dtype: str | None = None, percdamp: float = 0.01,
+                 tokens: int = 8192, text: str | None = None, out: str | Path = "ptqtheory-quantized",
+                 p: float = 1e-6, seed: int = 0, random_tokens: int | None = None,
+                 seq_len: int = 512, batch_size: int = 4, stream: bool | None = None) -> int:
+    """Quantize, certify, save; print the table; return the exit code (1 = a violation).
+
+    Raises :class:`QuantizeError` for usage errors, before any work. ``dtype`` is the torch
+    backend's working precision (default float64 on CPU, float32 on CUDA); ``stream`` streams the
+    statistics (default on CUDA).
+    """
+    t_start = time.perf_counter()
+    if method not in METHODS:
+        raise QuantizeError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
+    if bits < 1 or (group_size is not None and group_size < 1):
+        raise QuantizeError("--bits and --group-size must be >= 1")
+    if not 0 < p < 1:
+        raise QuantizeError(f"--p must be in (0, 1); got {p}")
+    if percdamp < 0:
+        raise QuantizeError(f"--percdamp must be >= 0; got {percdamp}")
+    if tokens < 1 or seq_len < 1 or batch_size < 1:
+        raise QuantizeError("--tokens, --seq-len and --batch-size must be >= 1")
+    dev = resolve_device(device)
+    dtype = dtype or ("float32" if dev.type == "cuda" else "float64")
+    if dtype not in ("float32", "float64"):
+        raise QuantizeError(f"--dtype must be float32 or float64; got {dtype!r}")
+    work_dtype = getattr(torch, dtype)
+    try:
+        folder = hf.check_folder(model_dir)
+    except hf.ModelFolderError as exc:
+        raise QuantizeError(str(exc)) from exc
+    tokenizer = None if random_tokens is not None else hf.load_tokenizer(folder)
+    if random_tokens is None and tokenizer is None:
+        raise QuantizeError(
+            f"{folder} has no tokenizer (none of {', '.join(hf.TOKENIZER_FILES)}), so the calibration "
+            "text cannot be tokenized; pass --random-tokens N to calibrate on N seeded random token "
+            "ids (synthetic: for test models, not for real quantization)"
+        )
+    if random_tokens is not None and random_tokens < 1:
+        raise QuantizeError("--random-tokens must be >= 1")
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    model = hf.load_causal_lm(folder, torch.float32).to(dev)
+    try:
+        blocks = hf.decoder_blocks(model)
+    except hf.ModelFolderError as exc:
+        raise QuantizeError(str(exc)) from exc
+    try:
+        batches, cal = hf.calibration_batches(
+            tokenizer, tokens=tokens, seq_len=seq_len, batch_size=batch_size, text=text,
+            random_tokens=random_tokens, vocab_size=model.config.vocab_size, seed=seed, device=dev)
+    except (ValueError, OSError) as exc:  # a text file too short or unreadable, a tokenizer mismatch
+        raise QuantizeError(str(exc)) from exc
+    if not batches:
+        raise QuantizeError("the calibration text gave no complete sequence; lower --seq-len or "
+                            "give more --tokens")
+    cfg = Config(method, bits, group_size)
+    streaming = dev.type == "cuda" if stream is None else bool(stream)
+    arch = type(model).__name__
+    log(f"quantize: {folder} ({arch}), {len(blocks)} decoder blocks, {cfg.name}, torch on {dev} in "
+        f"{dtype}{', streamed statistics' if streaming else ''}; calibration {cal['tokens']} tokens "
+        f"({cal['source']})")
+
+    blocks_names = [n for n, _ in blocks]
+    group_of: dict[str, tuple[str, ...]] = {}
+    codes: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    done = [0]
+
+    def on_layer(name, run, rows, group):
+        group_of[name] = tuple(group)
+        if run.transform is not None:
+            if not notes:
+                notes.append("ldlq-incoherence: the weights U^T Q' V lie on no grid; no codes exported")
+            return
+        k_all = np.atleast_2d(run.codes)
+        delta, zero, _, _ = run.grid.expand(*k_all.shape)  # per entry, original column order
+        store = np.uint8 if bits <= 8 else np.int32
+        codes[f"{name}.codes"] = np.ascontiguousarray(k_all[rows].astype(store))
+        codes[f"{name}.delta"] = _compress(delta[rows], group_size)
+        codes[f"{name}.zero"] = _compress(zero[rows], group_size)
+
+    def progress(msg: str) -> None:
+        done[0] += 1
+        log(f"group {done[0]}: {msg}")
+
+    t0 = time.perf_counter()
+    qmodel, results = quantize_sequential(
+        model, blocks, batches, hf.forward, cfg, lam=Damping.percdamp(percdamp), p=p, seed=seed,
+        progress=progress, device=dev, dtype=work_dtype, stream=streaming, on_layer=on_layer)
+    seconds = time.perf_counter() - t0
+
+    from .validate import _csv, _summary, _write_atomic
+
+    config = {"config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
+              "seconds": seconds, "layers": [asdict(r) for r in results]}
+    summary = _summary([config], p)
+    skipped = sorted({lab for r in results for lab in r.summary.get("skipped_bounds", [])})
+    outdir = Path(out)
+    _save_model(qmodel, tokenizer, outdir / "model")
+    if codes:
+        from safetensors.numpy import save_file
+
+        _write_atomic_bytes(outdir / "codes.safetensors",
+                            lambda tmp: save_file(codes, tmp, metadata={"format": "ptqtheory-codes",
+                                                                        "bits": str(bits)}))
+    elif (outdir / "codes.safetensors").exists():  # a previous run's codes would not match this model
+        (outdir / "codes.safetensors").unlink()
+    report = {
+        "model": str(folder), "architecture": arch,
+        "synthetic_calibration": bool(cal["synthetic"]), "calibration": cal,
+        "device": str(dev), "precision": dtype, "streamed_statistics": streaming, "tf32": False,
+        "damping": f"percdamp={percdamp} (GPTQ)", "p": p, "seed": seed,
+        "outputs": {"model": str(outdir / "model"),
+                    "codes": str(outdir / "codes.safetensors") if codes else None},
+        "notes": notes, "skipped_bounds": skipped,
+        "seconds": time.perf_counter() - t_start, "summary": summary, "configs": [config],
+    }
+    _write_atomic(outdir / "report.json", json.dumps(report, indent=1, default=float))
+    _write_atomic(outdir / "report.csv", _csv([config]))
+    groups = _group_rows(config["layers"], group_of, blocks_names)
+    print(_table(groups, summary, skipped))
+    print(f"quantized model: {outdir / 'model'}; report: {outdir / 'report.json'} and "
+          f"{outdir / 'report.csv'} ({report['seconds']:.0f} s in all)")
+    if summary["violations"]:
+        print("VIOLATIONS:")
+        for lr in config["layers"]:
+            s = lr["summary"]
+            if s.get("identity") is not None and not (s["identity_holds"] and s["pivots_hold"]):
+                print(f"  {lr['layer']}: identity {s['identity']} failed "
+                      f"(max gap {s['identity_max_gap']:.2e})")
+            for label, b in s["bounds"].items():
+                if b["violations"]:
+                    print(f"  {lr['layer']}: {label} on {b['violations']} rows "
+                          f"(worst ratio {b['max_ratio']:.6g})")
+        return 1
+    return 0
