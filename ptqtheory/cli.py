@@ -4,6 +4,8 @@
 the identity checked, its largest relative gap over rows, the empirical errors and the clip count,
 then every bound that applied: rows checked, violations and the largest empirical/bound ratio.
 ``ptqtheory check`` hunts for counterexamples for a time budget and exits 1 on any violation.
+``ptqtheory quantize MODEL_DIR`` quantizes a local Hugging Face causal LM block by block on the torch
+backend, certifies every row of every layer, saves the model and the report, exits 1 on any violation.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def _write_atomic(path: str, text: str) -> None:
 def _figures(args) -> int:
     """Build the figures; exit 1 if a bound failed where it applied (notes on probability bounds
     failing at a rate allowed by their ``p`` are printed but do not fail)."""
-    from .figures import build_all
+    from .figures import ReportMissing, build_all
 
     bad = []
 
@@ -143,11 +145,52 @@ def _figures(args) -> int:
                 bad.append(finding)
 
     try:
-        build_all(args.out, quick=args.quick, only=args.only, log=log)
-    except ValueError as exc:  # an unknown label in --only
+        build_all(args.out, quick=args.quick, only=args.only, log=log, report=args.report)
+    except (ValueError, ReportMissing) as exc:  # an unknown label in --only; F7's --report missing
         print(f"ptqtheory figures: {exc}", file=sys.stderr)
         return 2
     return 1 if bad else 0
+
+
+def _quantize_parser(sub) -> None:
+    from .models.sequential import METHODS
+
+    q = sub.add_parser("quantize", help="quantize a local Hugging Face causal LM (Llama/Qwen/OPT "
+                       "style, safetensors only) block by block and certify every row of every layer")
+    q.add_argument("model_dir", metavar="MODEL_DIR", help="local model folder (config.json + .safetensors)")
+    q.add_argument("--method", required=True, choices=METHODS)
+    q.add_argument("--bits", type=int, required=True)
+    q.add_argument("--group-size", type=int, default=None, help="columns per min-max group (default: per row)")
+    q.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
+    q.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="working precision (default float64 on cpu, float32 on cuda)")
+    q.add_argument("--percdamp", type=float, default=0.01,
+                   help="GPTQ damping: lam = percdamp * mean diag(X^T X)")
+    q.add_argument("--tokens", type=int, default=8192, help="calibration tokens")
+    q.add_argument("--seq-len", type=int, default=512, help="tokens per calibration sequence")
+    q.add_argument("--batch-size", type=int, default=4, help="sequences per forward pass")
+    q.add_argument("--text", default=None, help="UTF-8 calibration text (default: stdlib docstrings)")
+    q.add_argument("--random-tokens", type=int, default=None, metavar="N",
+                   help="calibrate on N seeded random token ids (synthetic; for folders without a tokenizer)")
+    q.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="stream layer statistics batch by batch (default: on cuda)")
+    q.add_argument("--out", default="ptqtheory-quantized", help="output folder")
+    q.add_argument("--p", type=float, default=1e-6, help="failure probability of the probabilistic bounds")
+    q.add_argument("--seed", type=int, default=0)
+
+
+def _quantize(args) -> int:
+    from .models.quantize import QuantizeError, run_quantize
+
+    try:
+        return run_quantize(args.model_dir, args.method, args.bits, group_size=args.group_size,
+                            device=args.device, dtype=args.dtype, percdamp=args.percdamp,
+                            tokens=args.tokens, text=args.text, out=args.out, p=args.p, seed=args.seed,
+                            random_tokens=args.random_tokens, seq_len=args.seq_len,
+                            batch_size=args.batch_size, stream=args.stream)
+    except QuantizeError as exc:
+        print(f"ptqtheory quantize: {exc}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--out", required=True, help="output folder (created if missing)")
     f.add_argument("--quick", action="store_true", help="small sizes (seconds per figure)")
     f.add_argument("--only", default=None, help="comma-separated labels, e.g. F1,F3 (default: all)")
+    f.add_argument("--report", default=None, help="F7's `ptqtheory validate` report (report.json or "
+                   "its folder; default ptqtheory-report/report.json, F7 skipped if absent)")
     v = sub.add_parser("validate", help="quantize every linear layer of the embedded MiniLM with "
                        "every method and check every bound on every row (the main job)")
     v.add_argument("--out", default="ptqtheory-report", help="folder for report.json and report.csv")
@@ -182,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--device", default="cpu")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--quick", action="store_true", help="three settings, 256 tokens (a smoke test)")
+    _quantize_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "quantize":
+        return _quantize(args)
     if args.command == "validate":
         from .models.validate import DEFAULT_CONFIGS, QUICK_CONFIGS, run_validate
 

@@ -1,7 +1,11 @@
 """The paper figures: each builds (quick sizes) into PDF, PNG and CSV, and every bound column of
-each CSV is at least its empirical column wherever the bound's hypotheses held."""
+each CSV is at least its empirical column wherever the bound's hypotheses held.
+
+F7 reads a ``ptqtheory validate`` report; at quick sizes it runs a small real validation first
+(two settings on all 36 layers of the embedded MiniLM, about a minute on 2 cores)."""
 
 import csv
+import json
 import math
 import subprocess
 import sys
@@ -10,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from ptqtheory.cli import main
-from ptqtheory.figures import FIGURES, build_all, select
+from ptqtheory.figures import FIGURES, ReportMissing, build_all, select
+from ptqtheory.figures import f7_real_layers as f7
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPO = Path(__file__).resolve().parents[1]
@@ -105,3 +110,92 @@ def test_thin_scripts(tmp_path):
     proc = subprocess.run([sys.executable, str(folder / "f6_incoherence.py"), "--quick", "--out",
                            str(tmp_path)], capture_output=True, text=True, check=True)
     assert (tmp_path / "f6_incoherence.pdf").stat().st_size > 0, proc.stdout
+
+
+# -- F7: real layers, from a `ptqtheory validate` report ---------------------------------------
+
+
+def _tiny_report(folder: Path) -> Path:
+    """A hand-made report in validate's format (two settings, two layers): for the plumbing only;
+    the quick build above reads a real one."""
+    def layer(name, ratios, applied=8):
+        bounds = {label: {"kind": kind, "rows_applied": 0 if r is None else applied, "violations": 0,
+                          "max_ratio": r} for label, (kind, r) in ratios.items()}
+        return {"layer": name, "shape": [8, 16], "lam": 0.5, "seconds": 0.01,
+                "summary": {"identity": "I2", "rows": 8, "identity_holds": True,
+                            "identity_max_gap": 1e-15, "pivots_hold": True, "clipped_rows": 0,
+                            "bounds": bounds}}
+    det = {"B1": ("deterministic", 0.4), "B7": ("deterministic", 1.0), "B8": ("deterministic", None)}
+    sto = {"B3": ("per-run", 0.7), "B5": ("probability", 0.6), "B6.lam": ("probability", 0.0)}
+    report = {"p": 1e-6, "configs": [
+        {"config": "optq-4b", "method": "optq", "bits": 4, "group_size": None, "cosine_mean": 0.95,
+         "cosine_min": 0.9, "layers": [layer("a", det), layer("b", det)]},
+        {"config": "optq-stochastic-3b", "method": "optq-stochastic", "bits": 3, "group_size": None,
+         "cosine_mean": 0.7, "cosine_min": 0.5, "layers": [layer("a", sto), layer("b", sto)]},
+    ]}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report))
+    return folder / "report.json"
+
+
+def test_f7_quick_build_reads_a_real_report(built):
+    """The quick build ran `ptqtheory validate` on every linear layer of the embedded MiniLM."""
+    _, result = built["F7"]
+    rows = result["rows"]
+    assert result["report"] is None  # the temporary quick report
+    assert len({r["layer"] for r in rows}) == 36
+    assert {r["config"] for r in rows} == {"optq-4b", "optq-stochastic-4b"}
+    held = {r["bound"] for r in rows if r["hypotheses_held"]}
+    assert {"B1", "B2", "B4", "B5", "B6", "B7"} <= held
+    assert all(0 < r["empirical_max_ratio"] <= 1 + 1e-9 for r in rows if r["checked_deterministic"])
+    assert all(-1 <= r["cosine_min"] <= r["cosine_mean"] <= 1 for r in rows)
+
+
+def test_f7_from_a_report_file_cli_and_script(tmp_path):
+    path = _tiny_report(tmp_path / "rep")
+    for report in (path, path.parent):  # the file or its folder
+        result = f7.build(tmp_path / "out", report=report)
+        assert result["report"] == path and len(result["rows"]) == 12 and not result["findings"]
+    applied = [r for r in result["rows"] if r["hypotheses_held"]]
+    assert len(applied) == 10 and sum(r["checked_probability"] for r in applied) == 4
+    out = tmp_path / "cli"
+    assert main(["figures", "--out", str(out), "--only", "F7", "--report", str(path)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"f7_real_layers.{e}" for e in ("csv", "pdf", "png")]
+    script = REPO / "figures" / "f7_real_layers.py"
+    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "s"), "--report",
+                           str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "s" / "f7_real_layers.png").stat().st_size > 0
+
+
+def test_f7_without_a_report(tmp_path, monkeypatch, capsys):
+    """No report: F7 says how to produce one. The script and `--report` fail (exit 2, no traceback);
+    `ptqtheory figures` without `--report` skips F7 and builds the others."""
+    monkeypatch.chdir(tmp_path)  # no ptqtheory-report/ here
+    with pytest.raises(ReportMissing, match="ptqtheory validate --out ptqtheory-report"):
+        f7.build(tmp_path / "out")
+    with pytest.raises(ReportMissing, match=r"nope\.json"):
+        f7.build(tmp_path / "out", quick=True, report=tmp_path / "nope.json")
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text('{"configs": [{"config": "x"}]}')
+    with pytest.raises(ValueError, match="not a `ptqtheory validate` report"):
+        f7.build(tmp_path / "out", report=bogus)
+
+    out = tmp_path / "figs"
+    assert main(["figures", "--quick", "--out", str(out), "--only", "F7,F1", "--report",
+                 str(tmp_path / "nope.json")]) == 2
+    assert "ptqtheory validate --out" in capsys.readouterr().err
+    assert not out.exists()  # checked before anything was built
+    assert main(["figures", "--out", str(out), "--only", "F7"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: skipped" in printed and "ptqtheory validate --out ptqtheory-report" in printed
+    assert not out.exists() or not list(out.iterdir())
+    logged = {}
+    assert build_all(out, only="F7", log=lambda key, res, sec: logged.update({key: res})) == []
+    assert logged["F7"]["paths"] == {} and logged["F7"]["findings"][0].startswith("note: skipped")
+
+    script = REPO / "figures" / "f7_real_layers.py"
+    proc = subprocess.run([sys.executable, str(script), "--out", str(out)], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "run `ptqtheory validate --out ptqtheory-report` first" in proc.stderr

@@ -1,13 +1,18 @@
 """The paper figures: one module per figure, one style, and a registry that builds them all.
 
-Each module (``f1_lambda`` .. ``f6_incoherence``) has ``NAME`` (file stem), ``TITLE``, ``CHECKS``
+Each module (``f1_lambda`` .. ``f7_real_layers``) has ``NAME`` (file stem), ``TITLE``, ``CHECKS``
 (the ``bound_*`` >= ``empirical_*`` inequalities its CSV satisfies where the hypotheses held) and
 ``build(out_dir, quick) -> dict`` with ``paths`` (PDF, PNG, CSV), ``rows`` (every plotted number)
 and ``findings`` (bounds seen failing where they applied; empty when all is well). Every random
-choice is seeded, so a build is reproducible. Adding a figure (e.g. F7 from a ``ptqtheory validate``
-report) means writing one more module and adding it to :data:`FIGURES`.
+choice is seeded, so a build is reproducible. Adding a figure means writing one more module and
+adding it to :data:`FIGURES`.
 
-Command line: ``ptqtheory figures --out DIR [--quick] [--only F1,F3]``.
+F7 (real layers) is drawn from the report of ``ptqtheory validate`` (module attribute
+``USES_REPORT``; its ``build`` takes ``report=PATH``). Without ``--report`` and without that
+report at its default place (``ptqtheory-report/report.json``) it is skipped with a note saying how
+to produce the report; with ``--quick`` and no ``--report`` it runs a small validation first.
+
+Command line: ``ptqtheory figures --out DIR [--quick] [--only F1,F3] [--report PATH]``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,18 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from . import f1_lambda, f2_orders, f3_stochastic, f4_alphabet, f5_mismatch, f6_incoherence
+from . import (
+    f1_lambda,
+    f2_orders,
+    f3_stochastic,
+    f4_alphabet,
+    f5_mismatch,
+    f6_incoherence,
+    f7_real_layers,
+)
+from .common import ReportMissing
 
-__all__ = ["FIGURES", "build_all", "select"]
+__all__ = ["FIGURES", "ReportMissing", "build_all", "select"]
 
 FIGURES = {
     "F1": f1_lambda,
@@ -27,6 +41,7 @@ FIGURES = {
     "F4": f4_alphabet,
     "F5": f5_mismatch,
     "F6": f6_incoherence,
+    "F7": f7_real_layers,
 }
 """Figure label -> module, in paper order."""
 
@@ -44,7 +59,7 @@ def select(only: str | Iterable[str] | None) -> list[str]:
 
 
 def build_all(out_dir, quick: bool = False, only=None,
-              log: Callable[[str, dict, float], None] | None = None) -> list[Path]:
+              log: Callable[[str, dict, float], None] | None = None, report=None) -> list[Path]:
     """Build the figures into ``out_dir``; return the paths written (PDF, PNG, CSV per figure).
 
     Parameters
@@ -57,14 +72,31 @@ def build_all(out_dir, quick: bool = False, only=None,
         Labels to build, e.g. ``"F1,F3"``; default all of :data:`FIGURES`.
     log : callable, optional
         Called as ``log(label, result, seconds)`` after each figure (``result`` is the module's
-        ``build`` dict, with its ``findings``).
+        ``build`` dict, with its ``findings``). A figure skipped for want of its report gets
+        ``paths == {}`` and a ``"note: skipped: ..."`` finding.
+    report : path-like, optional
+        The ``ptqtheory validate`` report for F7 (``report.json`` or its folder). Checked before
+        anything is built: if it is missing, :class:`ReportMissing` is raised. Without it, F7 reads
+        the default report if present, is skipped if not (or, with ``quick``, runs a small
+        validation first).
     """
     out = Path(out_dir)
+    keys = select(only)
+    readers = [k for k in keys if getattr(FIGURES[k], "USES_REPORT", False)]
+    if report is not None:
+        for key in readers:
+            FIGURES[key].report_path(report)  # fail before building the others
     paths: list[Path] = []
-    for key in select(only):
+    for key in keys:
         t0 = time.perf_counter()
-        result = FIGURES[key].build(out, quick=quick)
+        try:
+            result = (FIGURES[key].build(out, quick=quick, report=report) if key in readers
+                      else FIGURES[key].build(out, quick=quick))
+        except ReportMissing as exc:
+            if report is not None:
+                raise
+            result = {"paths": {}, "rows": [], "findings": [f"note: skipped: {exc}"]}
         if log is not None:
             log(key, result, time.perf_counter() - t0)
-        paths.extend(result["paths"][k] for k in ("pdf", "png", "csv"))
+        paths.extend(result["paths"][k] for k in ("pdf", "png", "csv") if k in result["paths"])
     return paths

@@ -12,6 +12,7 @@ import argparse
 import csv
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "Check",
+    "ReportMissing",
     "atomic_write",
     "bound_findings",
     "certificate_findings",
@@ -39,6 +41,11 @@ _METADATA = {
     "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
     "png": {"Software": None},
 }
+
+
+class ReportMissing(FileNotFoundError):
+    """A figure built from a report (F7: ``ptqtheory validate``) found none; the message says how
+    to produce it."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +178,20 @@ def script_main(module, argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=doc[0] if doc else None)
     parser.add_argument("--out", default="out", help="output folder (created if missing)")
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds; for tests)")
+    uses_report = getattr(module, "USES_REPORT", False)
+    if uses_report:
+        parser.add_argument("--report", default=None, help=(
+            f"report.json of `ptqtheory validate`, or its folder (default: {module.DEFAULT_REPORT}; "
+            "with --quick and no --report, a small validation is run first)"))
     args = parser.parse_args(argv)
-    result = module.build(Path(args.out), quick=args.quick)
+    kwargs = {"report": args.report} if uses_report else {}
+    try:
+        result = module.build(Path(args.out), quick=args.quick, **kwargs)
+    except (ReportMissing, ValueError) as exc:
+        if not uses_report:
+            raise
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
     for p in result["paths"].values():
         print(p)
     for f in result["findings"]:
