@@ -78,15 +78,15 @@ def _rational(a: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Trace:
-    """``x_t``, ``q_t`` and ``eta_t`` for every step, in processing order."""
+    """``x_t``, ``q_t`` and ``eta_t`` for every step, in processing order (numpy or torch arrays)."""
 
     x: np.ndarray
     q: np.ndarray
     eta: np.ndarray
 
     @classmethod
-    def empty(cls, like: np.ndarray) -> Trace:
-        return cls(*(_linalg.zeros_like(like) for _ in range(3)))
+    def empty(cls, like, zeros_like=_linalg.zeros_like) -> Trace:
+        return cls(*(zeros_like(like) for _ in range(3)))
 
     def record(self, t: int, x: np.ndarray, q: np.ndarray) -> np.ndarray:
         eta = x - q

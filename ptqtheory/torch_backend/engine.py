@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .._validate import check_positive_int
+from ..algorithms._engine import Trace as _Trace
 from ..grids import Grid
 from ..orders import resolve_order
 from ..records import Run
@@ -27,22 +28,12 @@ ROUNDINGS = ("nearest", "stochastic")
 NORM_ORDERS = ("decreasing_norm", "increasing_norm")
 
 
-@dataclass
-class Trace:
-    r""":math:`x_t`, :math:`q_t` and :math:`\eta_t = x_t - q_t` of every step, in processing order."""
-
-    x: torch.Tensor
-    q: torch.Tensor
-    eta: torch.Tensor
+class Trace(_Trace):
+    """The numpy engine's step record, holding tensors on the device."""
 
     @classmethod
     def empty(cls, like: torch.Tensor) -> Trace:
-        return cls(*(torch.zeros_like(like) for _ in range(3)))
-
-    def record(self, t: int, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        eta = x - q
-        self.x[:, t], self.q[:, t], self.eta[:, t] = x, q, eta
-        return eta
+        return super().empty(like, torch.zeros_like)
 
 
 @dataclass
