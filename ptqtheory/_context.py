@@ -81,10 +81,12 @@ class RunContext:
             if exact:
                 piv = pivots(Hf_p, run.lam, what)
             else:
-                Xfh = _linalg.augment(Xf_p, run.lam)
-                # Qronos also needs w_LS: one QR of the data serves both (the run used its own).
-                qr = DataQR.of(Xfh) if uses_xt else None
-                piv = pivots_from_data(Xfh, run.lam, what, qr=qr)
+                if uses_xt:
+                    # Qronos also needs w_LS: one QR of the data serves both (the run used its own).
+                    qr = DataQR.of(_linalg.augment(Xf_p, run.lam))
+                    piv = Pivots.from_ul(qr.UH, np.diag(Hf_p), run.lam, what)
+                else:
+                    piv = pivots_from_data(Xf_p, run.lam, what)
         return cls(
             run=run, exact=exact, order=order, lam=run.lam, X=Xa, Xt=Xta, uses_xt=uses_xt,
             W=W, Q=np.atleast_2d(run.Q), eta_p=np.atleast_2d(run.eta)[:, order],

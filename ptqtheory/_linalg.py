@@ -45,12 +45,14 @@ def dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def zeros_like(A: np.ndarray, shape=None) -> np.ndarray:
+    """Zeros of ``A``'s kind (exact or float64); with ``shape=None`` also in ``A``'s memory order."""
+    order = "F" if (shape is None and A.flags.f_contiguous and not A.flags.c_contiguous) else "C"
     shape = A.shape if shape is None else shape
     if is_exact(A):
-        out = np.empty(shape, dtype=object)
+        out = np.empty(shape, dtype=object, order=order)
         out.fill(sympy.Integer(0))
         return out
-    return np.zeros(shape)
+    return np.zeros(shape, order=order)
 
 
 def sq_norms(A: np.ndarray, axis: int) -> np.ndarray:

@@ -60,12 +60,23 @@ class Damping:
         return cls("lambda_max", alpha, auto)
 
     def resolve(self, XtX: np.ndarray) -> float:
-        """The absolute ``lam`` for the (unnormalized, undamped) Gram matrix ``X^T X``."""
+        """The absolute ``lam`` for the (unnormalized, undamped) Gram matrix ``X^T X``.
+
+        ``percdamp`` reads only the diagonal, so ``XtX`` may also be given as its diagonal (1-D).
+        """
         if self.kind == "absolute":
             return float(self.value)
+        diag = XtX if np.ndim(XtX) == 1 else np.diag(XtX)
         if self.kind == "percdamp":
-            return float(self.value) * float(np.mean(np.diag(XtX)))
+            return float(self.value) * float(np.mean(diag))
+        if np.ndim(XtX) == 1:
+            raise ValueError("Damping.lambda_max needs the whole Gram matrix X^T X, not its diagonal")
         return float(self.value) * float(np.linalg.eigvalsh(np.asarray(XtX, float))[-1])
+
+    @property
+    def needs_gram(self) -> bool:
+        """True when :meth:`resolve` needs more of ``X^T X`` than its diagonal."""
+        return self.kind == "lambda_max"
 
     def describe(self) -> str:
         tail = ", auto-increase" if self.auto else ""

@@ -51,6 +51,20 @@ class Pivots:
         piv.__dict__["Lt"] = Lt  # the cached_property's slot (frozen dataclass: no setattr)
         return piv
 
+    @classmethod
+    def from_ul(cls, UH: np.ndarray, diag_H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
+        r"""Pivots from the "UL" factor :math:`U_H` (:math:`H = U_HU_H^T`).
+
+        :math:`D = \operatorname{diag}(U_H)^2` and :math:`U_1 = U_H\operatorname{diag}(U_H)^{-1}`.
+        Raises :class:`SingularHessianError` if a pivot is below ``N eps max(diag_H)`` (``diag_H``:
+        the diagonal of :math:`H`)."""
+        d = np.diag(UH).copy()
+        D = d * d
+        _check_definite(D, diag_H, lam, what, columns)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            U1 = UH / d[None, :]
+        return cls(U1=np.ascontiguousarray(U1), D=D)
+
     @cached_property
     def Lt(self) -> np.ndarray:
         r""":math:`L^T = U_1^{-1}` (unit upper); row ``t`` right of the diagonal is OPTQ's update."""
@@ -59,10 +73,11 @@ class Pivots:
 
             inv = sympy.Matrix(self.U1.tolist()).inv()
             return np.array(inv.tolist(), dtype=object)
-        N = self.U1.shape[0]
-        return scipy.linalg.solve_triangular(
-            self.U1, np.eye(N), lower=False, unit_diagonal=True, check_finite=False
-        )
+        # LAPACK trtri: N^3/3 flops, a third of a triangular solve against the identity.
+        inv, info = scipy.linalg.lapack.dtrtri(self.U1, lower=0, unitdiag=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
+        return np.triu(inv)
 
     @cached_property
     def L(self) -> np.ndarray:
@@ -134,6 +149,11 @@ class DataQR:
         Q, R = scipy.linalg.qr(Xh[:, ::-1], mode="economic", check_finite=False)
         return cls(Q=Q, R=R)
 
+    @property
+    def UH(self) -> np.ndarray:
+        r""":math:`U_H = JR'^TJ` (:math:`H = U_HU_H^T`), in processing order."""
+        return self.R.T[::-1, ::-1]
+
     def lstsq_trailing(self, B: np.ndarray, s: int = 0) -> np.ndarray:
         r""":math:`\arg\min_V \|\hat X_{\ge s} V - B\|` for ``B`` of shape (m + N, k); rows of the
         result follow the processing order of columns ``s..N-1``."""
@@ -142,33 +162,51 @@ class DataQR:
         return y[::-1]
 
 
-def pivots_from_data(
-    Xh: np.ndarray, lam=0.0, what: str = "H", columns=None, qr: DataQR | None = None
-) -> Pivots:
-    r"""The same factorization computed from :math:`\hat X` by QR instead of from :math:`H`.
+def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
+    r"""The factorization of :math:`H = X^TX + \lambda I` computed from the data by QR, not from :math:`H`.
 
-    With the columns reversed, :math:`\hat X J = Q R'` gives :math:`H = U_H U_H^T` with
-    :math:`U_H = J R'^T J`. Householder QR works on :math:`\hat X` itself, so small pivots carry a
-    relative error of about :math:`\epsilon\sqrt{\kappa(H)}` instead of the
-    :math:`\epsilon\,\kappa(H)` of a Cholesky factorization of the formed :math:`H`; the
-    identities then hold to ~1e-12 even when :math:`\kappa(H) = 10^8`. Used whenever the
-    calibration data are at hand (the numpy reference); :func:`pivots` serves statistics-only input.
-    Pass ``qr`` to reuse a :class:`DataQR` of the same ``Xh``.
+    With the columns reversed, :math:`\hat X J = Q R'` for :math:`\hat X = [X; \sqrt\lambda I]` gives
+    :math:`H = U_H U_H^T` with :math:`U_H = J R'^T J`. Householder QR works on the data, so small
+    pivots carry a relative error of about :math:`\epsilon\sqrt{\kappa(H)}` instead of the
+    :math:`\epsilon\,\kappa(H)` of a Cholesky factorization of the formed :math:`H`; the identities
+    then hold to ~1e-12 even when :math:`\kappa(H) = 10^8`. Used whenever the calibration data are at
+    hand (the numpy reference); :func:`pivots` serves statistics-only input.
+
+    :math:`R'` is computed in two Householder stages, which is the QR of :math:`\hat X` without
+    forming it: :math:`XJ = Q_0R_0`, then :math:`[R_0; \sqrt\lambda I] = Q_1R'` (LAPACK ``tpqrt``,
+    which exploits the two triangles: :math:`O(N^3)` instead of the :math:`O(mN^2)` of the first stage).
+    A row permutation of :math:`\sqrt\lambda J` gives :math:`\sqrt\lambda I`, so the reversal of the
+    damping block costs nothing.
+
+    Parameters
+    ----------
+    Xp : ndarray, shape (m, N)
+        Calibration data in processing order (not augmented).
+    lam : float
+        Damping :math:`\lambda \ge 0`.
+    what, columns
+        For the error message, as in :func:`pivots`.
     """
-    N = Xh.shape[1]
-    if qr is not None:
-        R = qr.R
+    return Pivots.from_ul(data_ul_factor(Xp, lam), np.sum(Xp * Xp, axis=0) + lam, lam, what, columns)
+
+
+def data_ul_factor(Xp: np.ndarray, lam=0.0) -> np.ndarray:
+    r""":math:`U_H` (upper triangular, :math:`H = U_HU_H^T`) from :math:`X` and :math:`\lambda` by QR;
+    see :func:`pivots_from_data`."""
+    m, N = Xp.shape
+    R0 = scipy.linalg.qr(Xp[:, ::-1], mode="r", check_finite=False)[0][: min(m, N)]
+    if lam == 0:
+        R = np.zeros((N, N))
+        R[: R0.shape[0]] = R0
     else:
-        if Xh.shape[0] < N:
-            raise ValueError("pivots_from_data needs the augmented data [X; sqrt(lam) I] with >= N rows")
-        R = scipy.linalg.qr(Xh[:, ::-1], mode="r", check_finite=False)[0][:N, :N]
-    UH = R.T[::-1, ::-1]
-    d = np.diag(UH).copy()
-    D = d * d
-    _check_definite(D, np.sum(Xh * Xh, axis=0), lam, what, columns)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        U1 = UH / d[None, :]
-    return Pivots(U1=np.ascontiguousarray(U1), D=D)
+        A = np.zeros((N, N), order="F")
+        A[: R0.shape[0]] = np.triu(R0)
+        B = np.asfortranarray(np.sqrt(lam) * np.eye(N))
+        R, *_, info = scipy.linalg.lapack.dtpqrt(N, min(N, 64) or 1, A, B, overwrite_a=True, overwrite_b=True)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"LAPACK dtpqrt failed (info={info})")
+        R = np.triu(R)
+    return R.T[::-1, ::-1]
 
 
 def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:

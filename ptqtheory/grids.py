@@ -182,6 +182,18 @@ class Grid:
         K = check_positive_int("K", K, minimum=0)
         return cls(delta, 0.0, lo=-K, hi=K)
 
+    @classmethod
+    def trusted(cls, delta, zero, lo, hi, rule: MinMax | None = None) -> Grid:
+        """A grid from arrays already known to be valid (an algorithm's record of the grid it used).
+
+        The constructor's checks loop over every entry, which costs seconds at LLM sizes; the arrays
+        of a record come from a grid that passed them.
+        """
+        g = cls.__new__(cls)
+        g._delta, g._zero, g._lo, g._hi = delta, zero, np.asarray(lo), np.asarray(hi)
+        g.rule = rule
+        return g
+
     def frozen(self) -> Grid:
         """The same arrays without the min-max rule: no algorithm refits groups."""
         return Grid(self._delta, self._zero, self._lo, self._hi)

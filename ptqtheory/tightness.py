@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _linalg
 from ._validate import as_matrix
 from .factor import pivots_from_data
 from .orders import resolve_order
@@ -53,7 +52,7 @@ def midpoint_weights(
     gram_diag = np.sum(Xa**2, axis=0)
     H = Xa.T @ Xa + lam * np.eye(N)
     perm = resolve_order(order, N, gram_diag=gram_diag, H=H, seed=seed)
-    L = pivots_from_data(_linalg.augment(Xa[:, perm], lam), lam).L
+    L = pivots_from_data(Xa[:, perm], lam).L
     d = np.broadcast_to(np.asarray(delta, dtype=float).reshape((-1, 1) if np.ndim(delta) == 1
                                                                 else np.shape(delta)), (n, N))
     d_p = d[:, perm]

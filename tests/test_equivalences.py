@@ -6,6 +6,8 @@ continuous, so no x_t sits on a rounding boundary by accident). The other quanti
 1e-9 of the grid step.
 """
 
+from unittest import mock
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from peers import gptq_reference_loop
 from strategies import TIE_FREE_GRIDS, Case, cases
 
 import ptqtheory as pt
+from ptqtheory.algorithms import _engine
 from ptqtheory.bounds import alphabet_size
 
 DAMPED = (1e-4, 1e-2, 1.0)
@@ -52,6 +55,20 @@ def test_groups_refit_from_updated_weights_independent_of_block_size(case, group
     assert_same_run(ref, run)
     assert_same_run(ref, pt.ldlq(case.W, case.X, lam=case.lam, grid=g, order=case.order,
                                  seed=case.seed))
+
+
+@given(cases(lam_factors=DAMPED, grid_kinds=("per_row", "minmax_groups")),
+       st.integers(1, 5), st.integers(1, 20), st.sampled_from([1, 2, 3, 5]))
+def test_sub_blocks_of_the_sweep_change_nothing(case, group_size, block_size, inner):
+    """The sweep's innermost sub-blocks (``INNER`` columns, 16 in use) with groups that start, end
+    and straddle sub-block and block boundaries: pending updates are applied before each refit."""
+    g = pt.Grid.minmax(case.W, bits=3, group_size=group_size) if case.grid.rule else case.grid
+    ref = pt.optq(case.W, case.X, lam=case.lam, grid=g, order=case.order, seed=case.seed,
+                  method="iteration")
+    with mock.patch.object(_engine, "INNER", inner):
+        run = pt.optq(case.W, case.X, lam=case.lam, grid=g, order=case.order, seed=case.seed,
+                      block_size=block_size)
+    assert_same_run(ref, run)
 
 
 def test_stale_group_statistics_would_be_caught():

@@ -26,7 +26,7 @@ from strategies import TIE_FREE_GRIDS, Case, cases, check_certificate, examples,
 
 import ptqtheory as pt
 from ptqtheory.instances import make_instance
-from ptqtheory.torch_backend import TorchAccumulator, minmax_grid, random_orthogonal, tf32_guard
+from ptqtheory.torch_backend import TorchAccumulator, engine, minmax_grid, random_orthogonal, tf32_guard
 from ptqtheory.torch_backend.rand import torch_generator, uniforms
 
 DAMPED = (1e-4, 1e-2, 1.0)
@@ -112,6 +112,22 @@ def test_float64_groups_refit_from_current_weights_for_every_block_size(case, gr
     W, X = T(case.W), T(case.X)
     run = aligned(case, ref.order, case.X, lambda o: pt.optq(
         W, X, lam=case.lam, grid=g, order=o, seed=case.seed, block_size=block_size))
+    assert_same_run(ref, run)
+
+
+@examples(60)
+@given(cases(lam_factors=DAMPED, grid_kinds=("per_row", "minmax_groups")), st.integers(1, 6),
+       st.integers(1, 20), st.sampled_from([1, 2, 3, 5]))
+def test_float64_sub_blocks_of_the_sweep_change_nothing(case, group_size, block_size, inner):
+    """The sweep's innermost sub-blocks (``INNER`` columns, 16 in use) with groups straddling
+    sub-block and block boundaries, against the paper iteration."""
+    g = pt.Grid.minmax(case.W, bits=3, group_size=group_size) if case.grid.rule else case.grid
+    ref = pt.optq(case.W, case.X, lam=case.lam, grid=g, order=case.order, seed=case.seed,
+                  method="iteration")
+    W, X = T(case.W), T(case.X)
+    with mock.patch.object(engine, "INNER", inner):
+        run = aligned(case, ref.order, case.X, lambda o: pt.optq(
+            W, X, lam=case.lam, grid=g, order=o, seed=case.seed, block_size=block_size))
     assert_same_run(ref, run)
 
 

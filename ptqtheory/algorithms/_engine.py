@@ -38,13 +38,14 @@ class Rounder:
         delta, zero, lo, hi = grid.expand(n, N)
         if exact:  # a binary float is a rational, so this conversion is exact
             delta, zero = _rational(delta), _rational(zero)
-        self.delta, self.zero = delta[:, order], zero[:, order]
-        self.lo, self.hi = lo[:, order], hi[:, order]
+        # Column-major: the sweeps read and write one column of every row per step.
+        self.delta, self.zero = np.asfortranarray(delta[:, order]), np.asfortranarray(zero[:, order])
+        self.lo, self.hi = np.asfortranarray(lo[:, order]), np.asfortranarray(hi[:, order])
         self.group_size = grid.rule.group_size if grid.refits_groups else None
         self.rule = grid.rule
         self.rounding = rounding
         self.u = uniforms(seed, (n, N)) if rounding == "stochastic" else None
-        self.clipped = np.zeros((n, N), dtype=bool)
+        self.clipped = np.zeros((n, N), dtype=bool, order="F")
 
     def group_start(self, t: int) -> bool:
         return self.group_size is not None and t % self.group_size == 0
@@ -151,13 +152,19 @@ def setup(
             Xta = as_matrix("Xt", Xt, N, m=Xa.shape[0])
             if is_exact(Xta) != exact:
                 raise ValueError("W and Xt must both be exact or both numeric")
-        XtX = gram(Xa)
-    lam_abs, damping = (0.0, None) if X is None else resolve_lam(lam, XtX, exact)
-    gram_diag = None if XtX is None else np.diag(XtX).astype(float)
+        # The float path factors from the data (QR), so X^T X itself is formed only when something
+        # needs more than its diagonal: exact arithmetic, Damping.lambda_max, the min-pivot order.
+        if exact or (isinstance(lam, Damping) and lam.needs_gram):
+            XtX = gram(Xa)
+    gram_diag = None
+    if Xa is not None:
+        gram_diag = np.diag(XtX) if XtX is not None else np.einsum("ij,ij->j", Xa, Xa)
+    lam_abs, damping = (0.0, None) if X is None else resolve_lam(lam, XtX if exact else gram_diag, exact)
+    gram_diag = None if gram_diag is None else np.asarray(gram_diag, float)
     H_for_order = None
     named = isinstance(order, str)
     if named and order == "min_pivot":
-        src = gram(Xta) if Xta is not None else XtX
+        src = gram(Xta) if Xta is not None else (XtX if XtX is not None else gram(Xa))
         H_for_order = np.asarray(src, float) + float(lam_abs) * np.eye(N)
         gram_diag = np.diag(np.asarray(src, float))
     elif Xta is not None and named and order.endswith("norm"):
@@ -166,39 +173,40 @@ def setup(
     s = Setup(
         W=Wa, vector=vector, exact=exact, order=perm, lam=lam_abs,
         damping="absolute" if damping is None else damping.describe(), rounding=rounding,
-        seed=seed, grid=grid, Wp=Wa[:, perm].copy(),
+        seed=seed, grid=grid, Wp=np.array(Wa[:, perm], order="F"),
     )
     if Xa is not None:
         s.Xp = Xa[:, perm]
         s.Xtp = None if Xta is None else Xta[:, perm]
     if factor is not None:
-        src = s.Xtp if factor == "Ht" else s.Xp
-        G0 = gram(src)
-        s.Hp = G0 + s.lam * np.eye(N, dtype=G0.dtype)
-        s.piv = _factor(s, G0, damping, factor, keep_qr)
+        s.piv = _factor(s, damping, factor, keep_qr)
     return s
 
 
-def _factor(
-    s: Setup, G0: np.ndarray, damping: Damping | None, what: str, keep_qr: bool = False
-) -> Pivots:
-    """Factor ``H`` (or ``Ht``); with ``Damping(auto=True)`` raise ``lam`` tenfold until it works."""
+def _factor(s: Setup, damping: Damping | None, what: str, keep_qr: bool = False) -> Pivots:
+    """Factor ``H`` (or ``Ht``); with ``Damping(auto=True)`` raise ``lam`` tenfold until it works.
+
+    Exact runs factor the formed ``H`` (kept as ``s.Hp``); float runs factor from the data by QR.
+    """
     tries = damping.max_tries if (damping is not None and damping.auto) else 0
-    N = G0.shape[0]
     src = s.Xtp if what == "Ht" else s.Xp
+    N = src.shape[1]
+    G0 = gram(src) if s.exact else None
+    if s.exact:
+        s.Hp = G0 + s.lam * np.eye(N, dtype=G0.dtype)
     for attempt in range(tries + 1):
         try:
             if s.exact:
                 return pivots(s.Hp, s.lam, what, columns=s.order)
-            Xh = _linalg.augment(src, s.lam)
-            s.qr = DataQR.of(Xh) if keep_qr else None
-            return pivots_from_data(Xh, s.lam, what, columns=s.order, qr=s.qr)
+            if not keep_qr:
+                return pivots_from_data(src, s.lam, what, columns=s.order)
+            s.qr = DataQR.of(_linalg.augment(src, s.lam))
+            return Pivots.from_ul(s.qr.UH, np.sum(src * src, axis=0) + s.lam, s.lam, what, s.order)
         except SingularHessianError:
             if attempt == tries:
                 raise
             old = s.lam
-            s.lam = max(10.0 * old, 1e-6 * float(np.mean(np.diag(G0))) or 1e-12)
-            s.Hp = G0 + s.lam * np.eye(N)
+            s.lam = max(10.0 * old, 1e-6 * float(np.mean(np.einsum("ij,ij->j", src, src))) or 1e-12)
             s.notes.append(f"automatic damping raised lam from {old:g} to {s.lam:g}")
             s.damping += f" -> lam={s.lam:g}"
     raise AssertionError("unreachable")
@@ -221,8 +229,8 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
         return out[0] if s.vector else out
 
     # The grid keeps 2-D (n, N) arrays even for a single row w: a 1-D array would read as per-row.
-    grid = Grid(*(a[:, inv] for a in (rounder.delta, rounder.zero, rounder.lo, rounder.hi)))
-    grid.rule = s.grid.rule
+    grid = Grid.trusted(*(a[:, inv] for a in (rounder.delta, rounder.zero, rounder.lo, rounder.hi)),
+                        rule=s.grid.rule)
     for key in ("w_ls",):
         if extra.get(key) is not None:
             extra[key] = back(extra[key])
@@ -266,28 +274,49 @@ def optq_blocked(
 
     .. math:: w_{>t} \mathrel{-}= \eta_t\, L_{>t,t} \quad (= (\eta_t/U_{tt})\, U_{t,>t},\ H^{-1}=U^TU)
 
-    Inside a block the update is applied at once; columns right of the block receive the block's
-    updates in one matrix product at its end. A group that starts inside a block is fitted from the
-    *current* weights: for columns right of the block the pending update is applied first (reading
-    the stale weights there is the peer bug that makes results depend on ``block_size``).
+    The updates are applied lazily on two levels: inside a sub-block of :data:`INNER` columns each
+    step updates the sub-block's remaining columns (rank one); the rest of the block receives the
+    sub-block's updates in one product at its end, and the columns right of the block receive the
+    block's updates in one product at the block's end. Every column receives the same updates as in
+    the unblocked sweep, summed in another order. A group that starts inside a block is fitted from
+    the *current* weights: pending updates are applied to its columns first (:func:`_current`;
+    reading the stale weights there is the peer bug that makes results depend on ``block_size``).
+    Column access is the hot path: ``Wp`` and the trace are best in column-major (Fortran) order.
     """
     N = Wp.shape[1]
     for i1 in range(t0, N, block_size):
         i2 = min(i1 + block_size, N)
-        W1 = Wp[:, i1:i2].copy()
-        E1 = np.zeros((Wp.shape[0], i2 - i1), dtype=Wp.dtype)
-        for i in range(i2 - i1):
-            t = i1 + i
-            if rounder.group_start(t):
-                g1 = rounder.group_end(t)
-                cur = W1[:, i : min(g1, i2) - i1]
-                if g1 > i2:
-                    pending = Wp[:, i2:g1] - _linalg.dot(E1[:, :i], Lt[i1:t, i2:g1])
-                    cur = np.hstack([cur, pending])
-                rounder.refit(t, cur)
-            x = W1[:, i].copy()
-            eta = trace.record(t, x, rounder(t, x))
-            E1[:, i] = eta
-            W1[:, i + 1 :] -= np.outer(eta, Lt[t, t + 1 : i2])
+        W1 = np.array(Wp[:, i1:i2], order="F")
+        E1 = _linalg.zeros_like(W1)
+        for j1 in range(i1, i2, INNER):
+            j2 = min(j1 + INNER, i2)
+            for t in range(j1, j2):
+                i = t - i1
+                if rounder.group_start(t):
+                    rounder.refit(t, _current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, rounder.group_end(t)))
+                x = W1[:, i].copy()
+                eta = trace.record(t, x, rounder(t, x))
+                E1[:, i] = eta
+                if t + 1 < j2:
+                    W1[:, i + 1 : j2 - i1] -= np.outer(eta, Lt[t, t + 1 : j2])
+            if j2 < i2:
+                W1[:, j2 - i1 :] -= _linalg.dot(E1[:, j1 - i1 : j2 - i1], Lt[j1:j2, j2:i2])
         if i2 < N:
             Wp[:, i2:] -= _linalg.dot(E1, Lt[i1:i2, i2:])
+
+
+INNER = 16
+"""Width of the innermost sub-block of :func:`optq_blocked` (rank-one updates touch at most this
+many columns; wider lazy updates are matrix products)."""
+
+
+def _current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, g1: int) -> np.ndarray:
+    """The current weights of columns ``t..g1-1`` before step ``t``: stored values minus the updates
+    still pending from the sub-block (columns ``j2..i2-1``) and from the block (columns ``>= i2``)."""
+    parts = [W1[:, t - i1 : min(g1, j2) - i1]]
+    if g1 > j2:
+        c1 = min(g1, i2)
+        parts.append(W1[:, j2 - i1 : c1 - i1] - _linalg.dot(E1[:, j1 - i1 : t - i1], Lt[j1:t, j2:c1]))
+    if g1 > i2:
+        parts.append(Wp[:, i2:g1] - _linalg.dot(E1[:, : t - i1], Lt[i1:t, i2:g1]))
+    return np.hstack(parts)

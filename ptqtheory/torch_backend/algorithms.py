@@ -23,6 +23,7 @@ from ..random import SeedLike
 from ..records import Run
 from .device import tf32_guard, weights_device
 from .engine import Trace, check_blocked, finish, optq_blocked, setup
+from .grids import column_major
 from .stats import sym_perm
 
 __all__ = ["gpfq", "ldlq", "optq", "qronos", "rtn"]
@@ -162,7 +163,7 @@ def qronos(
         rounder = s.rounder()
         trace = Trace.empty(s.Wp)
         if variant == "ls":
-            cur, t0 = W_ls.to(s.dtype, copy=True), 0  # the sweep updates cur in place
+            cur, t0 = column_major(W_ls.to(s.dtype, copy=True)), 0  # the sweep updates cur in place
         else:
             Ht = s.Hp
             W0 = W64 if start == "w" else W_ls
@@ -178,7 +179,7 @@ def qronos(
             cur64 = W_ls.clone()
             cur64[:, 0] = q1.to(F64)
             cur64[:, 1:].addr_(W_ls[:, 0] - q1.to(F64), Lt64[0, 1:], alpha=-1)
-            cur, t0 = cur64.to(s.dtype), 1
+            cur, t0 = column_major(cur64.to(s.dtype)), 1
         optq_blocked(cur, s.Lt(), rounder, trace, bs, t0=t0)
         return finish(s, trace, rounder, "qronos", variant, block_size=bs, w_ls=W_ls.to(s.dtype),
                       start=start if variant == "paper" else None)

@@ -21,7 +21,7 @@ from ..orders import resolve_order
 from ..records import Run
 from .device import as_data, as_weights, dtype_name, weights_device
 from .factor import TorchPivots, factor_damped
-from .grids import TorchRounder, check_grid_shapes
+from .grids import TorchRounder, check_grid_shapes, column_major
 from .stats import TorchAccumulator, resolve_lam, statistics, sym_perm
 
 ROUNDINGS = ("nearest", "stochastic")
@@ -66,8 +66,9 @@ class Setup:
                             self.dtype)
 
     def Lt(self) -> torch.Tensor:
-        r""":math:`L^T` in the working dtype (the factorization itself stays in ``factor_dtype``)."""
-        return self.piv.Lt.to(self.dtype)
+        r""":math:`L^T` in the working dtype (the factorization itself stays in ``factor_dtype``),
+        row-major: the sweep reads its rows."""
+        return self.piv.Lt.to(self.dtype).contiguous()
 
 
 def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None = "H",
@@ -126,7 +127,7 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
     s = Setup(
         W=Wt, vector=vector, device=device, dtype=Wt.dtype, order=perm, lam=lam_abs,
         damping="absolute" if damping is None else damping.describe(), rounding=rounding, seed=seed,
-        grid=grid, Wp=Wt.index_select(1, perm), tf32=tf32, acc=acc, X=Xd, Xt=Xtd,
+        grid=grid, Wp=column_major(Wt.index_select(1, perm)), tf32=tf32, acc=acc, X=Xd, Xt=Xtd,
         factor_dtype=factor_dtype,
     )
     if factor is not None:
@@ -182,30 +183,53 @@ def optq_blocked(Wp: torch.Tensor, Lt: torch.Tensor, rounder: TorchRounder, trac
     .. math:: x_t = w_t,\quad q_t = Q(x_t),\quad \eta_t = x_t - q_t,\quad
               w_{>t} \mathrel{-}= \eta_t\, L_{>t,t}
 
-    for all rows at once (``Wp`` is the current iterate, updated in place). Inside a block each step
-    updates the block's remaining columns; the columns right of the block receive
-    :math:`E_{block} L^T_{block, >block}` in one product at its end. A group that starts inside a
-    block is fitted from the *current* weights: for its columns right of the block the pending
-    update is applied first, exactly as in the numpy ``optq_blocked``.
+    for all rows at once (``Wp`` is the current iterate, updated in place). The updates are applied
+    lazily on two levels: inside a sub-block of :data:`INNER` columns each step updates the
+    sub-block's remaining columns (rank one); the rest of the block receives the sub-block's updates
+    in one product at its end, and the columns right of the block receive
+    :math:`E_{block} L^T_{block, >block}` at the block's end. Every column receives the same updates
+    as in the unblocked sweep, only summed in another order, so the result is A2' for every
+    ``block_size`` up to float rounding. A group that starts at step ``t`` is fitted from the
+    *current* weights: pending updates are applied to its columns first (:func:`_current`), exactly
+    as in the numpy ``optq_blocked``.
+
+    Column access is the hot path: pass ``Wp`` and the trace in column-major storage
+    (:func:`~ptqtheory.torch_backend.grids.column_major`) and ``Lt`` row-major.
     """
     n, N = Wp.shape
     for i1 in range(t0, N, block_size):
         i2 = min(i1 + block_size, N)
-        W1 = Wp[:, i1:i2].clone()
-        E1 = torch.zeros(n, i2 - i1, dtype=Wp.dtype, device=Wp.device)
-        for i in range(i2 - i1):
-            t = i1 + i
-            if rounder.group_start(t):
-                g1 = rounder.group_end(t)
-                cur = W1[:, i : min(g1, i2) - i1]
-                if g1 > i2:
-                    pending = Wp[:, i2:g1] - E1[:, :i] @ Lt[i1:t, i2:g1]
-                    cur = torch.cat([cur, pending], dim=1)
-                rounder.refit(t, cur)
-            x = W1[:, i].clone()
-            eta = trace.record(t, x, rounder(t, x))
-            E1[:, i] = eta
-            if i + 1 < i2 - i1:
-                W1[:, i + 1 :].addr_(eta, Lt[t, t + 1 : i2], alpha=-1)
+        W1 = Wp[:, i1:i2].clone()  # clone keeps the column-major strides
+        E1 = column_major(torch.zeros(n, i2 - i1, dtype=Wp.dtype, device=Wp.device))
+        for j1 in range(i1, i2, INNER):
+            j2 = min(j1 + INNER, i2)
+            for t in range(j1, j2):
+                i = t - i1
+                if rounder.group_start(t):
+                    rounder.refit(t, _current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, rounder.group_end(t)))
+                x = W1[:, i]  # column i of W1 is final: later updates touch columns > i only
+                eta = trace.record(t, x, rounder(t, x))
+                E1[:, i] = eta
+                if t + 1 < j2:
+                    W1[:, i + 1 : j2 - i1].addr_(eta, Lt[t, t + 1 : j2], alpha=-1)
+            if j2 < i2:
+                W1[:, j2 - i1 :].addmm_(E1[:, j1 - i1 : j2 - i1], Lt[j1:j2, j2:i2], alpha=-1)
         if i2 < N:
             Wp[:, i2:].addmm_(E1, Lt[i1:i2, i2:], alpha=-1)
+
+
+INNER = 16
+"""Width of the innermost sub-block of :func:`optq_blocked` (rank-one updates touch at most this
+many columns; wider lazy updates are matrix products)."""
+
+
+def _current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, g1: int) -> torch.Tensor:
+    """The current weights of columns ``t..g1-1`` before step ``t``: stored values minus the updates
+    still pending from the sub-block (columns ``j2..i2-1``) and from the block (columns ``>= i2``)."""
+    parts = [W1[:, t - i1 : min(g1, j2) - i1]]
+    if g1 > j2:
+        c1 = min(g1, i2)
+        parts.append(W1[:, j2 - i1 : c1 - i1] - E1[:, j1 - i1 : t - i1] @ Lt[j1:t, j2:c1])
+    if g1 > i2:
+        parts.append(Wp[:, i2:g1] - E1[:, : t - i1] @ Lt[i1:t, i2:g1])
+    return torch.cat(parts, dim=1)

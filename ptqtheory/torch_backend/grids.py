@@ -21,13 +21,21 @@ from .._validate import check_positive_int
 from ..grids import Grid, MinMax
 from .rand import uniforms
 
-__all__ = ["TorchRounder", "fit_minmax", "minmax_grid", "round_nearest", "round_stochastic"]
+__all__ = ["TorchRounder", "column_major", "fit_minmax", "minmax_grid", "round_nearest", "round_stochastic"]
+
+
+def column_major(a: torch.Tensor) -> torch.Tensor:
+    """The same ``(n, N)`` values stored column by column, so that column ``t`` is contiguous.
+
+    The column loops read and write one column of every row per step; in row-major storage each
+    of its ``n`` entries sits on its own cache line (on a GPU: uncoalesced accesses).
+    """
+    return a.T.contiguous().T
 
 
 def _clip(k, lo, hi):
-    kc = torch.where(k < lo, lo, k)
-    kc = torch.where(kc > hi, hi, kc)
-    return kc, (k < lo) | (k > hi)
+    kc = torch.clamp(k, lo, hi)  # lo <= hi (checked by Grid), so this is min(max(k, lo), hi)
+    return kc, kc != k
 
 
 def round_nearest(x, delta, zero, lo, hi) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,17 +126,6 @@ def _param(name: str, a, n: int, N: int, device, dtype) -> torch.Tensor:
     return torch.as_tensor(_shaped(name, a, n, N), dtype=dtype, device=device)
 
 
-def _record_grid(delta: np.ndarray, zero: np.ndarray, lo, hi, rule: MinMax | None) -> Grid:
-    """A :class:`Grid` from arrays that are already valid (steps > 0 by construction).
-
-    ``Grid.__init__`` checks every step with a Python loop, which costs seconds at LLM sizes.
-    """
-    g = Grid.__new__(Grid)
-    g._delta, g._zero, g._lo, g._hi = delta, zero, np.asarray(lo), np.asarray(hi)
-    g.rule = rule
-    return g
-
-
 class TorchRounder:
     """Rounds column ``t`` (processing order) of every row; owns the grid and the clip record.
 
@@ -148,13 +145,13 @@ class TorchRounder:
             if t.shape[1] == 1 and name in ("lo", "hi"):
                 cols[name] = t.expand(n, N)
             else:
-                cols[name] = t.expand(n, N).index_select(1, order)
+                cols[name] = column_major(t.expand(n, N).index_select(1, order))
         self.delta, self.zero, self.lo, self.hi = cols["delta"], cols["zero"], cols["lo"], cols["hi"]
         self.group_size = grid.rule.group_size if grid.refits_groups else None
         self.rule = grid.rule
         self.rounding = rounding
-        self.u = uniforms(seed, (n, N), device, dtype) if rounding == "stochastic" else None
-        self.clipped = torch.zeros(n, N, dtype=torch.bool, device=device)
+        self.u = column_major(uniforms(seed, (n, N), device, dtype)) if rounding == "stochastic" else None
+        self.clipped = column_major(torch.zeros(n, N, dtype=torch.bool, device=device))
 
     def group_start(self, t: int) -> bool:
         return self.group_size is not None and t % self.group_size == 0
@@ -195,4 +192,4 @@ class TorchRounder:
         lo, hi = np.asarray(self.grid.lo, float), np.asarray(self.grid.hi, float)
         # Like the numpy reference, a single row's grid stays 2-D, shape (1, N): a 1-D array
         # would read as one value per row.
-        return _record_grid(delta, zero, lo, hi, self.grid.rule)
+        return Grid.trusted(delta, zero, lo, hi, self.grid.rule)

@@ -1,0 +1,85 @@
+"""Benchmark 2: the cost of certainty. Certificate + every bound against the quantization itself.
+
+For each layer size ``n = N`` (default 256, 1024, 2048, 4096; ``m = 8192`` rows, 4 bits, percdamp
+0.01) and each path (numpy float64, torch float32), times ``pt.optq(W, X, ...)`` and then
+``pt.certify(run, X)`` (identities I1-I2 both sides per row, the pivot check and every bound that
+applies, B1, B1.data, B2, B7, B7.drift, B7.lam, B8) and reports ``certify / quantize``. The target
+(issue 6) is at most 0.5 at ``n = N = 4096``; a miss is recorded with a profile of ``certify``.
+
+Usage::
+
+    python benchmarks/certify_cost.py
+    python benchmarks/certify_cost.py --sizes 128 256 --m 512 --repeats 1 --out /tmp/r
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C
+from layer_cpu import profile
+
+import ptqtheory as pt
+
+PATHS = ("numpy f64", "torch f32")
+TARGET = 0.5
+TARGET_SIZE = 4096
+
+
+def bench(size: int, m: int, path: str, repeats: int, bits: int, percdamp: float) -> dict:
+    W, X = C.layer_data(size, size, m, seed=size)
+    grid = pt.Grid.minmax(W, bits=bits)
+    if path == "torch f32":
+        W, X = torch.tensor(W, dtype=torch.float32), torch.tensor(X, dtype=torch.float32)
+    damp = pt.Damping.percdamp(percdamp)
+    run, t_q = C.timed(lambda: pt.optq(W, X, lam=damp, grid=grid), repeats)
+    cert, t_c = C.timed(lambda: pt.certify(run, X), repeats)
+    out = {"size": size, "m": m, "path": path, "t_quantize": min(t_q), "t_certify": min(t_c),
+           "ratio": min(t_c) / min(t_q), "bounds": [b.label for b in cert.bounds],
+           "identities_hold": cert.holds(), "bounds_hold": not cert.violations,
+           "times_quantize": t_q, "times_certify": t_c}
+    if size == TARGET_SIZE:
+        out["target"] = TARGET
+        out["met"] = bool(out["ratio"] <= TARGET)
+        if not out["met"]:
+            out["profile_certify"] = profile(lambda: pt.certify(run, X))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 2048, 4096])
+    ap.add_argument("--m", type=int, default=8192)
+    ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    ap.add_argument("--bits", type=int, default=4)
+    ap.add_argument("--percdamp", type=float, default=0.01)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    rows = []
+    for size in args.sizes:
+        for path in args.paths:
+            print(f"  n = N = {size}, {path} ...", flush=True)
+            rows.append(bench(size, args.m, path, args.repeats, args.bits, args.percdamp))
+    print()
+    print(C.table([{**r, "met": None if "met" not in r else ("met" if r["met"] else "MISSED")} for r in rows],
+                  [("size", "n=N", "d"), ("path", "path", "s"), ("t_quantize", "quantize s", ".3f"),
+                   ("t_certify", "certify+bounds s", ".3f"), ("ratio", "ratio", ".3f"),
+                   ("target", "target <=", ".1f"), ("met", "", "s")]))
+    payload = {"benchmark": "certify_cost", "command": C.command(), "machine": C.machine(),
+               "settings": vars(args) | {"out": str(args.out)}, "rows": rows}
+    print(f"\nwritten: {C.write('certify_cost', payload, args.out)}")
+    broken = [r for r in rows if not (r["identities_hold"] and r["bounds_hold"])]
+    for r in broken:
+        print(f"a certificate failed at n = N = {r['size']} ({r['path']})")
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
