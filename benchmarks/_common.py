@@ -40,6 +40,12 @@ def machine(device: str = "cpu") -> dict:
         "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
         "torch": torch.__version__, "platform": platform.platform(),
     }
+    try:
+        import brevitas
+
+        out["brevitas"] = brevitas.__version__
+    except ImportError:
+        out["brevitas"] = None
     if str(device).startswith("cuda") and torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return out

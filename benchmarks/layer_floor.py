@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         n, N = (int(v) for v in shape.lower().split("x"))
         rows.append(bench_shape(n, N, m, device, args.repeats, args.bits, args.percdamp, rate32, bandwidth))
     print()
-    print(C.table([{"shape": f"{r['n']}x{r['N']}", "ours": r["ours torch f32"]["best"],
-                    "loop": r["GPTQ loop f32"]["best"], "floor": r["floor"]["floor"], **r,
+    print(C.table([{**r, "shape": f"{r['n']}x{r['N']}", "ours": r["ours torch f32"]["best"],
+                    "loop": r["GPTQ loop f32"]["best"], "floor": r["floor"]["floor"],
                     "mem": r["ours torch f32"]["peak_memory_gib"], "codes": r["check"]["codes"]}
                    for r in rows],
                   [("shape", "n x N", "s"), ("ours", "ours s", ".3f"), ("loop", "GPTQ loop s", ".3f"),

@@ -28,20 +28,24 @@ ROOT = Path(__file__).resolve().parent.parent
 BOUND_TESTS = "tests/test_bounds.py"
 
 _TEST = re.compile(r"^(\S+::\S+):\s*$")
-_PHASE = re.compile(r"- during generate phase \(([\d.]+) seconds\)")
-_COUNTS = re.compile(r"- (\d+) passing examples?, (\d+) failing examples?, (\d+) invalid examples?")
+_PHASE = re.compile(r"- during (\w+) phase \(([\d.]+) seconds\)")
+# "- 300 passing, 0 failing, and 0 invalid test cases" (older releases: "... passing examples, ...")
+_COUNTS = re.compile(r"- (\d+) passing\D+?(\d+) failing\D+?(\d+) invalid")
 
 
 def parse_statistics(text: str) -> list[dict]:
-    """Per test: passing/invalid examples and generate-phase seconds from hypothesis' statistics."""
-    out, current = [], None
+    """Per test: the generate phase's passing/invalid examples and seconds (hypothesis' statistics)."""
+    out, current, phase = [], None, None
     for line in text.splitlines():
         if m := _TEST.match(line.strip()):
             current = {"test": m.group(1), "seconds": None, "passing": None, "invalid": None}
             out.append(current)
-        elif current is not None and (m := _PHASE.search(line)) and current["seconds"] is None:
-            current["seconds"] = float(m.group(1))
-        elif current is not None and (m := _COUNTS.search(line)) and current["passing"] is None:
+            phase = None
+        elif current is not None and (m := _PHASE.search(line)):
+            phase = m.group(1)
+            if phase == "generate":
+                current["seconds"] = float(m.group(2))
+        elif current is not None and phase == "generate" and (m := _COUNTS.search(line)):
             current["passing"], current["invalid"] = int(m.group(1)), int(m.group(3))
     for r in out:
         ok = r["seconds"] and r["passing"] is not None

@@ -371,7 +371,11 @@ def certify(
 
     from . import bounds as _bounds
 
-    ctx = RunContext.build(run, X, Xt)
+    # The run's own factorization (OPTQ, LDLQ) is reused, not recomputed: I1 below checks it against
+    # H formed from X, and I2/I3 compare its pivots with the error measured on X. Qronos refits w_LS
+    # from a QR of the data, which also gives the pivots.
+    reuse = run.pivots if run.algorithm in ("optq", "ldlq") else None
+    ctx = RunContext.build(run, X, Xt, piv=reuse)
     exact = ctx.exact
     W, Q, E = ctx.W, ctx.Q, ctx.E
     N = W.shape[1]

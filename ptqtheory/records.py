@@ -68,6 +68,13 @@ class Run:
         Torch backend only: the device the run was computed on (``"cpu"``, ``"cuda:0"``).
     tf32 : bool or None
         Torch backend only: whether TF32 matrix products were allowed during the run.
+    pivots : Pivots or TorchPivots or None
+        The factorization :math:`H = U_1\operatorname{diag}(D)U_1^T` (processing order) the run used,
+        kept so that :func:`ptqtheory.certify` checks it (I1) and reuses it instead of factoring
+        again; ``None`` for algorithms without one (RTN, GPFQ) and for torch runs factored in float32.
+    stats : TorchAccumulator or None
+        Torch backend only: the calibration statistics the run was computed from, which the
+        certificate reuses after checking that the data it is given match them.
 
     Notes
     -----
@@ -100,6 +107,8 @@ class Run:
     notes: tuple[str, ...] = field(default_factory=tuple)
     device: str | None = None
     tf32: bool | None = None
+    pivots: object = field(default=None, repr=False)
+    stats: object = field(default=None, repr=False)
 
     @property
     def codes(self) -> np.ndarray:

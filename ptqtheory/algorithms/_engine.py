@@ -239,7 +239,7 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
         Q=back(trace.q), eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped),
         order=s.order, grid=grid, lam=s.lam, rounding=s.rounding, seed=s.seed,
         damping=s.damping, precision="exact" if s.exact else "float64",
-        notes=tuple(s.notes), **extra,
+        notes=tuple(s.notes), pivots=s.piv, **extra,
     )
 
 

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from ..certificates import C_ATOL, IDENTITY, STATEMENT, Certificate, PivotCheck, _ratio, relative_gap
+from ..certificates import C_ATOL, IDENTITY, STATEMENT, Certificate, PivotCheck, _cond, _ratio, relative_gap
 from ..factor import Pivots
 from ..records import Run
 from .device import as_data, mixed_error, tf32_guard
@@ -126,7 +126,9 @@ def _bounds(run: Run, X, Xt, p: float, parts: dict, V) -> tuple[list, list[str]]
         piv = Pivots.from_factors(_host(tpiv.UH / d[None, :]), _host(tpiv.D), _host(tpiv.Lt))
     hrun = _host_run(run)
     uses_xt = run.algorithm in ("qronos", "gpfq")
-    if isinstance(X, torch.Tensor):  # the data: every bound, as for the numpy reference
+    # Only the per-sample forms of the stochastic bounds (B5, B10.sup) read the samples themselves;
+    # every other bound is a function of the statistics, computed above on the device.
+    if isinstance(X, torch.Tensor) and run.rounding == "stochastic":
         Xh = _host(X)
         Xth = _host(Xt) if uses_xt else None
         if V is not None:
@@ -193,11 +195,39 @@ def _items(X, Xt, N: int, device, uses_xt: bool, algorithm: str):
     return None, pairs()
 
 
-class _Stream:
-    """One pass over the batches: statistics, and the per-row sums that need the data."""
+def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | None:
+    r"""The run's own statistics when the data given are the data it was computed from, else ``None``.
 
-    def __init__(self, n: int, N: int, device, uses_xt: bool):
-        self.acc = TorchAccumulator(N, device, with_mismatch=uses_xt)
+    Recomputing :math:`X^TX` costs as much as the quantization's own statistics; reusing them is safe
+    when ``X`` (and ``Xt``) are the very tensors behind ``run.stats``. That is checked, cheaply, on
+    the squared column norms (:math:`O(mN)`, equal to ``diag(run.stats)`` to 1e-12 relative); data that
+    differ (e.g. float64 inputs certifying a run computed on their float32 copies) get their own
+    statistics, as do streamed batches, which can be read only once.
+    """
+    stats = run.stats
+    if stats is None or V is not None or not isinstance(X, torch.Tensor):
+        return None
+    if stats.with_mismatch != uses_xt or (uses_xt and not isinstance(Xt, torch.Tensor)):
+        return None
+    Xd = X.reshape(-1, X.shape[-1])
+    if Xd.shape[0] != stats.m or Xd.device != stats.device:
+        return None
+    pairs = [(Xd, stats.XtX)] + ([(Xt.reshape(-1, Xt.shape[-1]), stats.XttXt)] if uses_xt else [])
+    for data, S in pairs:
+        col_sq = torch.zeros(data.shape[1], dtype=F64, device=data.device)
+        for r0 in range(0, data.shape[0], 8192):
+            col_sq += (data[r0 : r0 + 8192].to(F64) ** 2).sum(0)
+        if not torch.allclose(col_sq, torch.diagonal(S), rtol=1e-12, atol=0):
+            return None
+    return stats
+
+
+class _Stream:
+    """One pass over the batches: statistics (unless given), and the per-row sums that need the data."""
+
+    def __init__(self, n: int, N: int, device, uses_xt: bool, stats: TorchAccumulator | None = None):
+        self.given = stats is not None
+        self.acc = stats if self.given else TorchAccumulator(N, device, with_mismatch=uses_xt)
         self.sumsq = torch.zeros(n, dtype=F64, device=device)
         self.maxabs = torch.zeros(n, dtype=F64, device=device)
         self.diffsq = torch.zeros(n, dtype=F64, device=device)
@@ -205,14 +235,14 @@ class _Stream:
 
     def run(self, items, E, Q, V, u) -> None:
         acc = self.acc
-        for Xb, Xtb in items:
-            index = acc.batches
+        for index, (Xb, Xtb) in enumerate(items):
             Xb = acc.rows("X batch", Xb, index)
             Xtb = None if Xtb is None else acc.rows("Xt batch", Xtb, index)
             if V is not None:
                 Xb = Xb @ V.T
                 Xtb = None if Xtb is None else Xtb @ V.T
-            acc.add_rows(Xb, Xtb)
+            if not self.given:
+                acc.add_rows(Xb, Xtb)
             # Xw - Xt q = X(w - q) + (X - Xt) q: no cancellation when w - q is small.
             out = E @ Xb.T
             if Xtb is not None:
@@ -226,7 +256,7 @@ class _Stream:
                 diff = u[:, self.rows : self.rows + b].to(F64) - out
                 self.diffsq += (diff * diff).sum(1)
             self.rows += Xb.shape[0]
-        if acc.m == 0:
+        if self.rows == 0:
             raise ValueError("no calibration rows were given (X yielded no batches)")
         if u is not None and self.rows != u.shape[1]:
             raise ValueError(f"the data have {self.rows} rows but the GPFQ run's residual has {u.shape[1]}")
@@ -244,6 +274,7 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None, parts: dict | None = Non
     acc, items = _items(X, Xt, N, device, uses_xt, algorithm)
     E = W - Q  # exact in float64 for float32 runs
     u = _rows2(run.residual) if algorithm == "gpfq" else None
+    reuse = _reusable_stats(run, X, Xt, V, uses_xt)
     if items is None:
         if algorithm == "gpfq":
             raise ValueError(
@@ -256,7 +287,7 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None, parts: dict | None = Non
         err_inf = np.full(n, np.nan)
         stream = None
     else:
-        stream = _Stream(n, N, device, uses_xt)
+        stream = _Stream(n, N, device, uses_xt, stats=reuse)
         stream.run(items, E, Q, V, u)
         acc = stream.acc
         err_sq = stream.sumsq
@@ -293,7 +324,10 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None, parts: dict | None = Non
     order = run.order
     G0p = sym_perm(acc.XttXt if uses_xt else acc.XtX, order)
     Hp = G0p + lam * torch.eye(N, dtype=F64, device=device)
-    piv = pivots(Hp, lam, "Ht" if uses_xt else "H", columns=order.tolist(), factor_dtype=F64)
+    if reuse is not None and run.pivots is not None:
+        piv = run.pivots  # the run's float64 factorization of these statistics; I1 below checks it
+    else:
+        piv = pivots(Hp, lam, "Ht" if uses_xt else "H", columns=order.tolist(), factor_dtype=F64)
     parts["piv"] = piv
     full = (N <= 128) if full_pivot_check is None else bool(full_pivot_check)
     pcheck = _pivot_check(piv, Hp, G0p, lam, full)
@@ -378,6 +412,8 @@ def _pivot_check(piv: TorchPivots, Hp, G0p, lam: float, full: bool) -> PivotChec
     bounds = bool((D >= lam - slack).all() and (D <= col_sq + lam + slack).all())
     sign, logdet = torch.linalg.slogdet(Hp)
     logdet_gap = float(abs(torch.log(D).sum() - logdet)) if float(sign) > 0 else float("inf")
-    ev = torch.linalg.eigvalsh(Hp)
-    cond = float(ev[-1] / ev[0]) if float(ev[0]) > 0 else float("inf")
+    # kappa(H) only scales tolerances: LAPACK's estimate from the factor in hand (O(N^2)) rather
+    # than an eigendecomposition (O(N^3), as much as the factorization itself).
+    d = torch.diagonal(piv.UH)
+    cond = _cond(_host(Hp), Pivots(U1=_host(piv.UH / d[None, :]), D=_host(D)))
     return PivotCheck(_host(D), None, D_inv, None, gap_inv, bounds, logdet_gap, cond)

@@ -172,7 +172,9 @@ def finish(s: Setup, trace: Trace, rounder: TorchRounder, algorithm: str, varian
         Q=back(trace.q), eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped),
         order=s.order, grid=rounder.record(inv), lam=s.lam, rounding=s.rounding,
         seed=s.seed, damping=s.damping, precision=dtype_name(s.dtype), backend="torch",
-        notes=tuple(notes), device=str(s.device), tf32=s.tf32, **extra,
+        notes=tuple(notes), device=str(s.device), tf32=s.tf32,
+        pivots=s.piv if s.factor_dtype == torch.float64 else None,
+        stats=s.acc if s.piv is not None else None, **extra,
     )
 
 
