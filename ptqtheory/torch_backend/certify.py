@@ -205,6 +205,8 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     statistics, as do streamed batches, which can be read only once.
     """
     stats = run.stats
+    if stats is not None and X is stats and V is None:
+        return stats
     if stats is None or V is not None or not isinstance(X, torch.Tensor):
         return None
     if stats.with_mismatch != uses_xt or (uses_xt and not isinstance(Xt, torch.Tensor)):
