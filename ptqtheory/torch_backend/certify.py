@@ -325,7 +325,8 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None, parts: dict | None = Non
     # Pivots of the matrix that carries the feedback: H for OPTQ/LDLQ, Ht for Qronos.
     order = run.order
     G0p = sym_perm(acc.XttXt if uses_xt else acc.XtX, order)
-    Hp = G0p + lam * torch.eye(N, dtype=F64, device=device)
+    Hp = G0p.clone()
+    Hp.diagonal().add_(lam)
     if reuse is not None and run.pivots is not None:
         piv = run.pivots  # the run's float64 factorization of these statistics; I1 below checks it
     else:

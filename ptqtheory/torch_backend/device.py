@@ -64,6 +64,8 @@ def weights_device(W, **others) -> torch.device:
 
 def check_finite(name: str, t: torch.Tensor) -> None:
     """``ValueError`` naming ``name`` when ``t`` holds NaN or Inf (checked on the device)."""
+    if bool(torch.isfinite(t).all()):
+        return
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         first = tuple(int(i) for i in torch.nonzero(bad)[0])

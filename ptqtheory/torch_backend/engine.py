@@ -22,7 +22,7 @@ from ..records import Run
 from .device import as_data, as_weights, dtype_name, weights_device
 from .factor import TorchPivots, factor_damped
 from .grids import TorchRounder, check_grid_shapes, column_major
-from .stats import TorchAccumulator, resolve_lam, statistics, sym_perm
+from .stats import TorchAccumulator, is_identity, resolve_lam, statistics, sym_perm
 
 ROUNDINGS = ("nearest", "stochastic")
 NORM_ORDERS = ("decreasing_norm", "increasing_norm")
@@ -127,7 +127,8 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
     s = Setup(
         W=Wt, vector=vector, device=device, dtype=Wt.dtype, order=perm, lam=lam_abs,
         damping="absolute" if damping is None else damping.describe(), rounding=rounding, seed=seed,
-        grid=grid, Wp=column_major(Wt.index_select(1, perm)), tf32=tf32, acc=acc, X=Xd, Xt=Xtd,
+        grid=grid, Wp=column_major(Wt if is_identity(perm) else Wt.index_select(1, perm)), tf32=tf32,
+        acc=acc, X=Xd, Xt=Xtd,
         factor_dtype=factor_dtype,
     )
     if factor is not None:
@@ -157,9 +158,10 @@ def check_blocked(method: str, block_size) -> int:
 def finish(s: Setup, trace: Trace, rounder: TorchRounder, algorithm: str, variant: str, **extra) -> Run:
     """Undo the permutation and build the record (tensors on the device, grid on the host)."""
     inv = torch.argsort(s.order)
+    natural = is_identity(s.order)
 
     def back(a: torch.Tensor) -> torch.Tensor:
-        out = a.index_select(1, inv)
+        out = a.contiguous() if natural else a.index_select(1, inv)
         return out[0] if s.vector else out
 
     for key in ("w_ls",):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from ..calibration import Damping
@@ -37,6 +38,14 @@ class TorchPivots:
         r""":math:`L^T = U_1^{-1}` (unit upper triangular)."""
         d = torch.diagonal(self.UH)
         U1 = self.UH / d[None, :]
+        if U1.device.type == "cpu" and U1.dtype == torch.float64:
+            # LAPACK trtri inverts a triangle in N^3/3 flops; a triangular solve against the
+            # identity (what torch offers) takes N^3. trtri leaves the strict lower triangle as it
+            # was: zero, since U1 is upper triangular.
+            inv, info = scipy.linalg.lapack.dtrtri(U1.numpy(), lower=0, unitdiag=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
+            return torch.from_numpy(inv)
         eye = torch.eye(U1.shape[0], dtype=U1.dtype, device=U1.device)
         return torch.linalg.solve_triangular(U1, eye, upper=True, unitriangular=True)
 
@@ -97,10 +106,10 @@ def factor_damped(G0p: torch.Tensor, lam: float, damping: Damping | None, what: 
     ``damping.max_tries`` increases, each to ``max(10 lam, 1e-6 mean(diag(X^T X)))``.
     """
     tries = damping.max_tries if (damping is not None and damping.auto) else 0
-    eye = torch.eye(G0p.shape[0], dtype=G0p.dtype, device=G0p.device)
     notes: list[str] = []
     for attempt in range(tries + 1):
-        Hp = G0p + lam * eye
+        Hp = G0p.clone()
+        Hp.diagonal().add_(lam)
         try:
             return pivots(Hp, lam, what, columns, factor_dtype), Hp, lam, notes
         except SingularHessianError:

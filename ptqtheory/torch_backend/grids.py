@@ -20,17 +20,20 @@ import torch
 from .._validate import check_positive_int
 from ..grids import Grid, MinMax
 from .rand import uniforms
+from .stats import is_identity
 
 __all__ = ["TorchRounder", "column_major", "fit_minmax", "minmax_grid", "round_nearest", "round_stochastic"]
 
 
 def column_major(a: torch.Tensor) -> torch.Tensor:
-    """The same ``(n, N)`` values stored column by column, so that column ``t`` is contiguous.
+    """A copy of the ``(n, N)`` values ``a`` stored column by column, so that column ``t`` is contiguous.
 
     The column loops read and write one column of every row per step; in row-major storage each
-    of its ``n`` entries sits on its own cache line (on a GPU: uncoalesced accesses).
+    of its ``n`` entries sits on its own cache line (on a GPU: uncoalesced accesses). Always a new
+    tensor (never a view of ``a``), so the sweeps may update it in place.
     """
-    return a.T.contiguous().T
+    out = torch.empty((a.shape[1], a.shape[0]), dtype=a.dtype, device=a.device).T
+    return out.copy_(a)
 
 
 def _clip(k, lo, hi):
@@ -145,7 +148,8 @@ class TorchRounder:
             if t.shape[1] == 1 and name in ("lo", "hi"):
                 cols[name] = t.expand(n, N)
             else:
-                cols[name] = column_major(t.expand(n, N).index_select(1, order))
+                full = t.expand(n, N)
+                cols[name] = column_major(full if is_identity(order) else full.index_select(1, order))
         self.delta, self.zero, self.lo, self.hi = cols["delta"], cols["zero"], cols["lo"], cols["hi"]
         self.group_size = grid.rule.group_size if grid.refits_groups else None
         self.rule = grid.rule
@@ -187,8 +191,9 @@ class TorchRounder:
 
     def record(self, inv: torch.Tensor) -> Grid:
         """The grid actually used, per entry, in the original column order (host arrays)."""
-        delta = _host(self.delta.index_select(1, inv))
-        zero = _host(self.zero.index_select(1, inv))
+        natural = is_identity(inv)
+        delta = _host(self.delta if natural else self.delta.index_select(1, inv))
+        zero = _host(self.zero if natural else self.zero.index_select(1, inv))
         lo, hi = np.asarray(self.grid.lo, float), np.asarray(self.grid.hi, float)
         # Like the numpy reference, a single row's grid stays 2-D, shape (1, N): a 1-D array
         # would read as one value per row.

@@ -20,7 +20,7 @@ from .._validate import check_lam, check_positive_int
 from ..calibration import Damping
 from .device import check_finite, mixed_error
 
-__all__ = ["TorchAccumulator", "resolve_lam", "statistics", "sym_perm"]
+__all__ = ["TorchAccumulator", "is_identity", "resolve_lam", "statistics", "sym_perm"]
 
 ROWS_PER_CHUNK = 8192
 
@@ -211,12 +211,21 @@ def add_gram_(S: torch.Tensor, A: torch.Tensor, panels: int = 8) -> None:
 
 
 def _damped(S: torch.Tensor, lam: float) -> torch.Tensor:
-    return S + lam * torch.eye(S.shape[0], dtype=S.dtype, device=S.device)
+    """``S + lam I`` (a new tensor)."""
+    out = S.clone()
+    out.diagonal().add_(lam)
+    return out
+
+
+def is_identity(perm: torch.Tensor) -> bool:
+    """True for the natural order (then permuting is a copy that can be skipped)."""
+    return bool(torch.equal(perm, torch.arange(perm.numel(), device=perm.device, dtype=perm.dtype)))
 
 
 def sym_perm(S: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
-    """``S[perm][:, perm]``: a statistic in processing order."""
-    return S.index_select(0, perm).index_select(1, perm)
+    """``S[perm][:, perm]``: a statistic in processing order (``S`` itself, not a copy, for the
+    natural order: callers do not write into it)."""
+    return S if is_identity(perm) else S.index_select(0, perm).index_select(1, perm)
 
 
 def resolve_lam(lam, acc: TorchAccumulator) -> tuple[float, Damping | None]:
