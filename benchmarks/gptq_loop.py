@@ -20,6 +20,7 @@ Everything runs in one dtype (float32 by default) on the device of ``W``.
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
@@ -36,6 +37,7 @@ def gptq_loop(
     percdamp: float = 0.01,
     block_size: int = 128,
     batch_rows: int = 2048,
+    phases: dict | None = None,
 ) -> torch.Tensor:
     """Quantize ``W`` (n, N) against inputs ``X`` (m, N) with GPTQ's published blocked loop.
 
@@ -55,12 +57,16 @@ def gptq_loop(
         Lazy-update block width (GPTQ's ``blocksize``).
     batch_rows : int
         Rows of ``X`` per Hessian update.
+    phases : dict, optional
+        Receives the seconds of each phase: ``statistics``, ``factorization``, ``sweep``
+        (CPU timings; on a GPU pass ``None``, the phases are not synchronized).
 
     Returns
     -------
     torch.Tensor, shape (n, N)
         The quantized weights.
     """
+    clock = _Clock(phases)
     dtype, device = W.dtype, W.device
     W = W.clone()
     n, N = W.shape
@@ -73,11 +79,13 @@ def gptq_loop(
         seen += b
         xb = math.sqrt(2.0 / seen) * xb
         H += xb.T @ xb
+    clock("statistics")
     dead = torch.diagonal(H) == 0
     H[dead, dead] = 1
     W[:, dead] = 0
     H += percdamp * torch.mean(torch.diagonal(H)) * torch.eye(N, dtype=dtype, device=device)
     U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    clock("factorization")
     delta = delta.to(dtype).reshape(n, -1).expand(n, N)
     zero = zero.to(dtype).reshape(n, -1).expand(n, N)
     Q = torch.zeros_like(W)
@@ -95,4 +103,19 @@ def gptq_loop(
             W1[:, i:] -= e.unsqueeze(1) @ U1[i, i:].unsqueeze(0)
             E1[:, i] = e
         W[:, i2:] -= E1 @ U[i1:i2, i2:]
+    clock("sweep")
     return Q
+
+
+class _Clock:
+    """Records the seconds since the previous call under a phase name (nothing when ``phases`` is None)."""
+
+    def __init__(self, phases: dict | None):
+        self.phases = phases
+        self.t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.phases is not None:
+            now = time.perf_counter()
+            self.phases[name] = now - self.t
+            self.t = now
