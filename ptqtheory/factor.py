@@ -73,11 +73,13 @@ class Pivots:
 
             inv = sympy.Matrix(self.U1.tolist()).inv()
             return np.array(inv.tolist(), dtype=object)
-        # LAPACK trtri: N^3/3 flops, a third of a triangular solve against the identity.
-        inv, info = scipy.linalg.lapack.dtrtri(self.U1, lower=0, unitdiag=1)
+        # LAPACK trtri: N^3/3 flops, a third of a triangular solve against the identity. U1 is
+        # upper triangular (zero below) and trtri leaves that triangle as it was. The row-major U1
+        # read column-major is U1^T: inverting it gives L, whose transpose is a view.
+        inv, info = scipy.linalg.lapack.dtrtri(self.U1.T, lower=1, unitdiag=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
-        return np.triu(inv)
+        return inv.T
 
     @cached_property
     def L(self) -> np.ndarray:
@@ -192,20 +194,29 @@ def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> 
 
 def data_ul_factor(Xp: np.ndarray, lam=0.0) -> np.ndarray:
     r""":math:`U_H` (upper triangular, :math:`H = U_HU_H^T`) from :math:`X` and :math:`\lambda` by QR;
-    see :func:`pivots_from_data`."""
+    see :func:`pivots_from_data`.
+
+    The first stage is LAPACK ``geqrt`` (blocked Householder QR with block size 128), on one
+    column-major copy of :math:`XJ` that it overwrites; on the machines measured it runs in about
+    half the time of ``scipy.linalg.qr`` (``geqrf`` with LAPACK's default block size 32).
+    """
     m, N = Xp.shape
-    R0 = scipy.linalg.qr(Xp[:, ::-1], mode="r", check_finite=False)[0][: min(m, N)]
-    if lam == 0:
-        R = np.zeros((N, N))
-        R[: R0.shape[0]] = R0
-    else:
-        A = np.zeros((N, N), order="F")
-        A[: R0.shape[0]] = np.triu(R0)
+    k = min(m, N)
+    R = np.zeros((N, N), order="F")
+    if k:
+        A = np.array(Xp[:, ::-1], order="F")  # always a copy: geqrt overwrites it
+        A, _, info = scipy.linalg.lapack.dgeqrt(min(128, k), A, overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"LAPACK dgeqrt failed (info={info})")
+        R[:k] = A[:k]
+        for j in range(k):  # below the diagonal geqrt stores its reflectors: clear them
+            R[j + 1 :, j] = 0.0
+    if lam != 0:
         B = np.asfortranarray(np.sqrt(lam) * np.eye(N))
-        R, *_, info = scipy.linalg.lapack.dtpqrt(N, min(N, 64) or 1, A, B, overwrite_a=True, overwrite_b=True)
+        R, *_, info = scipy.linalg.lapack.dtpqrt(N, min(N, 64), R, B, overwrite_a=1, overwrite_b=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"LAPACK dtpqrt failed (info={info})")
-        R = np.triu(R)
+        # tpqrt writes R' over the upper triangle and leaves the (zero) rest as it was.
     return R.T[::-1, ::-1]
 
 

@@ -226,11 +226,10 @@ class Grid:
     def refits_groups(self) -> bool:
         return self.rule is not None and self.rule.group_size is not None
 
-    def expand(self, n: int, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(delta, zero, lo, hi)`` broadcast to full ``(n, N)`` arrays (copies)."""
+    def views(self, n: int, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(delta, zero, lo, hi)`` as read-only ``(n, N)`` broadcast views (no copies); see :meth:`expand`."""
         out = []
-        for name, a in (("delta", self._delta), ("zero", self._zero), ("lo", self._lo),
-                        ("hi", self._hi)):
+        for name, a in (("delta", self._delta), ("zero", self._zero), ("lo", self._lo), ("hi", self._hi)):
             a = np.asarray(a)
             if a.ndim == 1:
                 if a.shape[0] != n:
@@ -240,8 +239,12 @@ class Grid:
                 a = a[:, None]
             elif a.ndim == 2 and a.shape not in ((n, N), (n, 1), (1, N), (1, 1)):
                 raise ValueError(f"grid {name} has shape {a.shape}; W has shape ({n}, {N})")
-            out.append(np.broadcast_to(a, (n, N)).copy())
+            out.append(np.broadcast_to(a, (n, N)))
         return out[0], out[1], out[2], out[3]
+
+    def expand(self, n: int, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(delta, zero, lo, hi)`` broadcast to full ``(n, N)`` arrays (copies)."""
+        return tuple(v.copy() for v in self.views(n, N))
 
     def round(self, W, rounding: str = "nearest", seed=None) -> tuple[np.ndarray, np.ndarray]:
         """Round every entry of ``W`` onto this grid; return ``(Q, clipped)``.

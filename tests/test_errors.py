@@ -358,3 +358,23 @@ def test_block_size_must_be_an_integer():
     W, X = _problem()
     with pytest.raises(TypeError, match="block_size"):
         pt.optq(W, X, lam=0.1, grid=GRID, block_size=2.5)
+
+
+@pytest.mark.parametrize("N", [1, 5])
+def test_inputs_are_never_written(N):
+    """The fast paths work in place on copies of the caller's arrays, also for a single column
+    (both C- and F-contiguous: numpy's order conversions then return the array itself)."""
+    rng = np.random.default_rng(N)
+    W, X = rng.standard_normal((3, N)), rng.standard_normal((7, N))
+    Xt = X + 0.01 * rng.standard_normal((7, N))
+    keep = [a.copy() for a in (W, X, Xt)]
+    g = pt.Grid(0.1)
+    for method in ("blocked", "iteration"):
+        pt.optq(W, X, lam=0.5, grid=g, method=method)
+        pt.qronos(W, X, Xt, lam=0.5, grid=g, method=method)
+        pt.qronos(W, X, X, lam=0.5, grid=g, method=method, variant="ls")
+    pt.ldlq(W, X, lam=0.5, grid=g)
+    pt.gpfq(W, X, Xt, grid=g)
+    pt.certify(pt.optq(W, X, lam=0.5, grid=g), X)
+    for a, b in zip((W, X, Xt), keep, strict=True):
+        assert np.array_equal(a, b)

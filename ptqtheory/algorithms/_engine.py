@@ -35,12 +35,14 @@ class Rounder:
         self, grid: Grid, n: int, N: int, order: np.ndarray, rounding: str, seed,
         exact: bool = False,
     ):
-        delta, zero, lo, hi = grid.expand(n, N)
+        delta, zero, lo, hi = grid.views(n, N)
         if exact:  # a binary float is a rational, so this conversion is exact
             delta, zero = _rational(delta), _rational(zero)
-        # Column-major: the sweeps read and write one column of every row per step.
-        self.delta, self.zero = np.asfortranarray(delta[:, order]), np.asfortranarray(zero[:, order])
-        self.lo, self.hi = np.asfortranarray(lo[:, order]), np.asfortranarray(hi[:, order])
+        natural = _is_identity(order)
+        # Column-major copies: the sweeps read and write one column of every row per step, and a
+        # group refit writes delta and zero. lo and hi are only read: broadcast views suffice.
+        self.delta, self.zero = (np.array(a if natural else a[:, order], order="F") for a in (delta, zero))
+        self.lo, self.hi = (a if natural or a.strides[1] == 0 else a[:, order] for a in (lo, hi))
         self.group_size = grid.rule.group_size if grid.refits_groups else None
         self.rule = grid.rule
         self.rounding = rounding
@@ -67,6 +69,11 @@ class Rounder:
             q, clipped = round_stochastic(*args, self.u[:, t])
         self.clipped[:, t] = clipped
         return q
+
+
+def _is_identity(order: np.ndarray) -> bool:
+    """True for the natural order (then permuting is a copy that can be skipped)."""
+    return bool(np.array_equal(order, np.arange(len(order))))
 
 
 def _rational(a: np.ndarray) -> np.ndarray:
@@ -173,11 +180,11 @@ def setup(
     s = Setup(
         W=Wa, vector=vector, exact=exact, order=perm, lam=lam_abs,
         damping="absolute" if damping is None else damping.describe(), rounding=rounding,
-        seed=seed, grid=grid, Wp=np.array(Wa[:, perm], order="F"),
+        seed=seed, grid=grid, Wp=np.array(Wa if _is_identity(perm) else Wa[:, perm], order="F"),
     )
-    if Xa is not None:
-        s.Xp = Xa[:, perm]
-        s.Xtp = None if Xta is None else Xta[:, perm]
+    if Xa is not None:  # Xa and Xta are copies made by as_matrix: no copy for the natural order
+        s.Xp = Xa if _is_identity(perm) else Xa[:, perm]
+        s.Xtp = None if Xta is None else (Xta if _is_identity(perm) else Xta[:, perm])
     if factor is not None:
         s.piv = _factor(s, damping, factor, keep_qr)
     return s
@@ -223,13 +230,16 @@ def check_method(method: str, block_size) -> int | None:
 def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: str, **extra) -> Run:
     """Undo the permutation and build the record."""
     inv = np.argsort(s.order)
+    natural = _is_identity(s.order)
 
     def back(a):
-        out = a[:, inv]
+        out = a if natural else a[:, inv]
         return out[0] if s.vector else out
 
     # The grid keeps 2-D (n, N) arrays even for a single row w: a 1-D array would read as per-row.
-    grid = Grid.trusted(*(a[:, inv] for a in (rounder.delta, rounder.zero, rounder.lo, rounder.hi)),
+    # lo and hi may be broadcast views: the record holds arrays of its own.
+    lo, hi = (np.array(a if natural else a[:, inv]) for a in (rounder.lo, rounder.hi))
+    grid = Grid.trusted(back2(rounder.delta, inv, natural), back2(rounder.zero, inv, natural), lo, hi,
                         rule=s.grid.rule)
     for key in ("w_ls",):
         if extra.get(key) is not None:
@@ -241,6 +251,11 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
         damping=s.damping, precision="exact" if s.exact else "float64",
         notes=tuple(s.notes), pivots=s.piv, **extra,
     )
+
+
+def back2(a: np.ndarray, inv: np.ndarray, natural: bool) -> np.ndarray:
+    """``a`` with its columns back in the original order (``a`` itself for the natural order)."""
+    return a if natural else a[:, inv]
 
 
 # -- the two OPTQ engines ------------------------------------------------------------------------
@@ -294,7 +309,7 @@ def optq_blocked(
                 i = t - i1
                 if rounder.group_start(t):
                     rounder.refit(t, _current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, rounder.group_end(t)))
-                x = W1[:, i].copy()
+                x = W1[:, i]  # column i of W1 is final: later updates touch columns > i only
                 eta = trace.record(t, x, rounder(t, x))
                 E1[:, i] = eta
                 if t + 1 < j2:

@@ -40,12 +40,13 @@ class TorchPivots:
         U1 = self.UH / d[None, :]
         if U1.device.type == "cpu" and U1.dtype == torch.float64:
             # LAPACK trtri inverts a triangle in N^3/3 flops; a triangular solve against the
-            # identity (what torch offers) takes N^3. trtri leaves the strict lower triangle as it
-            # was: zero, since U1 is upper triangular.
-            inv, info = scipy.linalg.lapack.dtrtri(U1.numpy(), lower=0, unitdiag=1)
+            # identity (what torch offers) takes N^3. The row-major U1 is, read column-major, the
+            # lower triangle U1^T: inverting that in place gives (U1^{-1})^T column-major, i.e.
+            # U1^{-1} row-major, with no copy. trtri leaves the other triangle as it was: zero.
+            inv, info = scipy.linalg.lapack.dtrtri(U1.numpy().T, lower=1, unitdiag=1, overwrite_c=1)
             if info != 0:
                 raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
-            return torch.from_numpy(inv)
+            return torch.from_numpy(inv.T)
         eye = torch.eye(U1.shape[0], dtype=U1.dtype, device=U1.device)
         return torch.linalg.solve_triangular(U1, eye, upper=True, unitriangular=True)
 
