@@ -176,7 +176,9 @@ def bench_size(size: int, m: int, bits: int, percdamp: float, block: int, repeat
             pairs.append({"size": size, "ours": a, "peer": b, "t_ours": best[a], "t_peer": best[b],
                           "ratio": ratio, "target": target,
                           "met": None if target is None else bool(ratio <= target)})
-    split = phases(W, X, runs["_grid"], percdamp, block, delta, zero, bits)
+    # Per phase the minimum over `repeats` runs (one run's phases are as noisy as its total).
+    splits = [phases(W, X, runs["_grid"], percdamp, block, delta, zero, bits) for _ in range(repeats)]
+    split = {who: {ph: min(sp[who][ph] for sp in splits) for ph in splits[0][who]} for who in splits[0]}
     profiles = {}
     for p in pairs:
         if p["met"] is False:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+import scipy.linalg
 
 from . import _linalg
 from ._validate import as_matrix, is_exact
@@ -71,10 +72,10 @@ class RunContext:
         else:
             Xta = Xa
         order = np.asarray(run.order)
-        delta, zero, _, _ = run.grid.expand(n, N)
-        Xf_p = Xta[:, order]
+        delta, zero, _, _ = run.grid.views(n, N)
+        Xf_p = _in_order(Xta, order)
         G0 = gram(Xf_p)
-        Hf_p = G0 + run.lam * np.eye(N, dtype=G0.dtype)
+        Hf_p = _damped(G0, run.lam)
         qr = None
         if piv is None and factor and run.algorithm not in ("rtn", "gpfq"):
             what = "Ht" if uses_xt else "H"
@@ -89,10 +90,10 @@ class RunContext:
                     piv = pivots_from_data(Xf_p, run.lam, what)
         return cls(
             run=run, exact=exact, order=order, lam=run.lam, X=Xa, Xt=Xta, uses_xt=uses_xt,
-            W=W, Q=np.atleast_2d(run.Q), eta_p=np.atleast_2d(run.eta)[:, order],
-            x_p=np.atleast_2d(run.x)[:, order], delta_p=delta[:, order], zero_p=zero[:, order],
-            clipped_p=np.atleast_2d(run.clipped)[:, order], Xf_p=Xf_p, Hf_p=Hf_p, Gram_p=G0,
-            piv=piv, qr=qr,
+            W=W, Q=np.atleast_2d(run.Q), eta_p=_in_order(np.atleast_2d(run.eta), order),
+            x_p=_in_order(np.atleast_2d(run.x), order), delta_p=_in_order(delta, order),
+            zero_p=_in_order(zero, order), clipped_p=_in_order(np.atleast_2d(run.clipped), order),
+            Xf_p=Xf_p, Hf_p=Hf_p, Gram_p=G0, piv=piv, qr=qr,
         )
 
     @classmethod
@@ -113,15 +114,15 @@ class RunContext:
         W = np.atleast_2d(np.asarray(run.W, dtype=float))
         n, N = W.shape
         order = np.asarray(run.order)
-        delta, zero, _, _ = run.grid.expand(n, N)
+        delta, zero, _, _ = run.grid.views(n, N)
         given = {"err_sq": np.asarray(err_sq, float), "err_inf": err_inf, "W_ls": W_ls, "r0_sq": r0_sq}
         return cls(
             run=run, exact=False, order=order, lam=run.lam, X=None, Xt=None,
             uses_xt=run.algorithm in ("qronos", "gpfq"), W=W, Q=np.atleast_2d(run.Q),
-            eta_p=np.atleast_2d(run.eta)[:, order], x_p=np.atleast_2d(run.x)[:, order],
-            delta_p=delta[:, order], zero_p=zero[:, order],
-            clipped_p=np.atleast_2d(run.clipped)[:, order], Xf_p=None,
-            Hf_p=gram_p + float(run.lam) * np.eye(N), Gram_p=gram_p, piv=piv, XtX_p=xtx_p,
+            eta_p=_in_order(np.atleast_2d(run.eta), order), x_p=_in_order(np.atleast_2d(run.x), order),
+            delta_p=_in_order(delta, order), zero_p=_in_order(zero, order),
+            clipped_p=_in_order(np.atleast_2d(run.clipped), order), Xf_p=None,
+            Hf_p=_damped(gram_p, float(run.lam)), Gram_p=gram_p, piv=piv, XtX_p=xtx_p,
             n_samples=int(m), given={k: v for k, v in given.items() if v is not None},
         )
 
@@ -150,6 +151,26 @@ class RunContext:
     def _need_data(self, what: str) -> None:
         if not self.has_data:
             raise ValueError(f"{what} needs the per-sample data; this context holds statistics only")
+
+    @cached_property
+    def half_delta_absL(self) -> tuple[np.ndarray, np.ndarray]:
+        r"""Per row and column :math:`\frac12\sum_{s<j}|L_{js}|\delta_s` and
+        :math:`\frac12\sum_{s\le j}|L_{js}|\delta_s` (processing order): B7's drift and error bounds,
+        whose row maximum is B8's :math:`B`.
+
+        One triangular product (BLAS ``trmm``: half the flops of a full product) with the strictly
+        lower part of :math:`|L|`; the diagonal term :math:`\delta_j/2` (:math:`L_{jj} = 1`) is then
+        added, never subtracted, so neither sum cancels.
+        """
+        A = np.abs(np.asarray(self.piv.L, float))
+        np.fill_diagonal(A, 0.0)
+        d = np.asfortranarray(np.asarray(self.delta_p, float))
+        if d.size == 0:
+            drift = np.zeros_like(d)
+        else:
+            # 0.5 d A^T; the row-major A read column-major is A^T (upper): no copy of it.
+            drift = scipy.linalg.blas.dtrmm(0.5, A.T, d, side=1, lower=0, trans_a=0)
+        return drift, drift + 0.5 * d
 
     @cached_property
     def x_col_sq(self) -> np.ndarray:
@@ -266,3 +287,19 @@ class RunContext:
     @cached_property
     def clipped_rows(self) -> np.ndarray:
         return np.any(self.clipped_p, axis=1)
+
+
+def _in_order(a: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The columns of ``a`` in processing order: ``a`` itself (no copy) for the natural order.
+
+    Context arrays are read, never written, so sharing the run's arrays is safe.
+    """
+    return a if np.array_equal(order, np.arange(a.shape[1])) else a[:, order]
+
+
+def _damped(G: np.ndarray, lam) -> np.ndarray:
+    """``G + lam I`` as a new array (exact or float)."""
+    H = G.copy()
+    idx = np.arange(G.shape[0])
+    H[idx, idx] = H[idx, idx] + lam
+    return H

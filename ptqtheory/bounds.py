@@ -366,14 +366,9 @@ def b7(ctx: RunContext) -> list[BoundCheck]:
     Hypotheses: nearest rounding, no clip.
     """
     hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
-    L = np.abs(np.asarray(ctx.piv.L, float))
     Wp = ctx.W[:, ctx.order]
     noise = _weight_noise(ctx)[:, None]
-    # L is unit lower triangular, so the two bounds differ by the diagonal term delta_j / 2: one
-    # product serves both (it is the cost of this bound at LLM sizes). Adding the diagonal term
-    # (not subtracting it from the full product) keeps both sums free of cancellation.
-    drift_b = 0.5 * ctx.delta_p @ np.tril(L, -1).T
-    err_b = drift_b + 0.5 * ctx.delta_p
+    drift_b, err_b = ctx.half_delta_absL
     drift_e = np.abs(ctx.x_p - Wp)
     err_e = np.abs(ctx.E[:, ctx.order])
     out = [
@@ -421,13 +416,13 @@ def b8(ctx: RunContext, p: float | None = None) -> list[BoundCheck]:
     :math:`K\delta \ge \|w\|_\infty + B + \delta` (B from B7; from B6 w.p. :math:`1-p` for
     stochastic rounding). ``extra`` holds ``K`` and ``bits = log2(2K+1)``.
     """
-    L = np.abs(np.asarray(ctx.piv.L, float))
     if ctx.run.rounding == "nearest":
-        B = 0.5 * np.max(ctx.delta_p @ L.T, axis=1)
+        B = np.max(ctx.half_delta_absL[1], axis=1, initial=0.0)
         return [_alphabet_check(ctx, B, (_rounding(ctx, "nearest"), _no_clip(ctx)), "B8",
                                 "THEORY.md B8 with B from B7")]
     p = 1e-3 if p is None else p
     N = ctx.shape[1]
+    L = np.asarray(ctx.piv.L, float)
     B = np.max(np.sqrt((ctx.delta_p**2) @ (L**2).T * math.log(2 * N / p) / 2), axis=1)
     return [_alphabet_check(ctx, B, (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx)),
                             "B8.stochastic",
