@@ -294,7 +294,7 @@ def optq_blocked(
     sub-block's updates in one product at its end, and the columns right of the block receive the
     block's updates in one product at the block's end. Every column receives the same updates as in
     the unblocked sweep, summed in another order. A group that starts inside a block is fitted from
-    the *current* weights: pending updates are applied to its columns first (:func:`_current`;
+    the *current* weights: pending updates are applied to its columns first (:func:`pending_current`;
     reading the stale weights there is the peer bug that makes results depend on ``block_size``).
     Column access is the hot path: ``Wp`` and the trace are best in column-major (Fortran) order.
     """
@@ -308,7 +308,7 @@ def optq_blocked(
             for t in range(j1, j2):
                 i = t - i1
                 if rounder.group_start(t):
-                    rounder.refit(t, _current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, rounder.group_end(t)))
+                    rounder.refit(t, pending_current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, rounder.group_end(t)))
                 x = W1[:, i]  # column i of W1 is final: later updates touch columns > i only
                 eta = trace.record(t, x, rounder(t, x))
                 E1[:, i] = eta
@@ -325,13 +325,15 @@ INNER = 16
 many columns; wider lazy updates are matrix products)."""
 
 
-def _current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, g1: int) -> np.ndarray:
-    """The current weights of columns ``t..g1-1`` before step ``t``: stored values minus the updates
-    still pending from the sub-block (columns ``j2..i2-1``) and from the block (columns ``>= i2``)."""
+def pending_current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, g1: int,
+                    dot=_linalg.dot, cat=np.hstack):
+    """The current weights of columns ``t..g1-1`` before step ``t`` of :func:`optq_blocked`: stored
+    values minus the updates still pending from the sub-block (columns ``j2..i2-1``) and from the
+    block (columns ``>= i2``). ``dot`` and ``cat`` let the torch engine share this function."""
     parts = [W1[:, t - i1 : min(g1, j2) - i1]]
     if g1 > j2:
         c1 = min(g1, i2)
-        parts.append(W1[:, j2 - i1 : c1 - i1] - _linalg.dot(E1[:, j1 - i1 : t - i1], Lt[j1:t, j2:c1]))
+        parts.append(W1[:, j2 - i1 : c1 - i1] - dot(E1[:, j1 - i1 : t - i1], Lt[j1:t, j2:c1]))
     if g1 > i2:
-        parts.append(Wp[:, i2:g1] - _linalg.dot(E1[:, : t - i1], Lt[i1:t, i2:g1]))
-    return np.hstack(parts)
+        parts.append(Wp[:, i2:g1] - dot(E1[:, : t - i1], Lt[i1:t, i2:g1]))
+    return cat(parts)

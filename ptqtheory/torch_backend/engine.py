@@ -16,6 +16,7 @@ import torch
 
 from .._validate import check_positive_int
 from ..algorithms._engine import Trace as _Trace
+from ..algorithms._engine import pending_current
 from ..grids import Grid
 from ..orders import resolve_order
 from ..records import Run
@@ -228,12 +229,6 @@ many columns; wider lazy updates are matrix products)."""
 
 
 def _current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, g1: int) -> torch.Tensor:
-    """The current weights of columns ``t..g1-1`` before step ``t``: stored values minus the updates
-    still pending from the sub-block (columns ``j2..i2-1``) and from the block (columns ``>= i2``)."""
-    parts = [W1[:, t - i1 : min(g1, j2) - i1]]
-    if g1 > j2:
-        c1 = min(g1, i2)
-        parts.append(W1[:, j2 - i1 : c1 - i1] - E1[:, j1 - i1 : t - i1] @ Lt[j1:t, j2:c1])
-    if g1 > i2:
-        parts.append(Wp[:, i2:g1] - E1[:, : t - i1] @ Lt[i1:t, i2:g1])
-    return torch.cat(parts, dim=1)
+    """:func:`ptqtheory.algorithms._engine.pending_current` on tensors."""
+    return pending_current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, g1, dot=torch.matmul,
+                           cat=lambda parts: torch.cat(parts, dim=1))
