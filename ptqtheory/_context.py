@@ -176,14 +176,16 @@ class RunContext:
     def x_col_sq(self) -> np.ndarray:
         r""":math:`\|X_t\|^2` per column, processing order."""
         if self.has_data:
-            return np.sum(np.asarray(self.X[:, self.order], float) ** 2, axis=0)
+            X = np.asarray(self.X, float)
+            return np.einsum("ij,ij->j", X, X)[self.order]
         return np.diag(self.XtX_p).copy()
 
     @cached_property
     def xf_col_sq(self) -> np.ndarray:
         """Squared column norms of the feedback matrix, processing order."""
         if self.has_data:
-            return np.sum(np.asarray(self.Xf_p, float) ** 2, axis=0)
+            Xf = np.asarray(self.Xf_p, float)
+            return np.einsum("ij,ij->j", Xf, Xf)
         return np.diag(self.Gram_p).copy()
 
     @cached_property
@@ -203,16 +205,12 @@ class RunContext:
 
     @cached_property
     def xh_norm(self) -> float:
-        r""":math:`\|\hat X\|_F`."""
-        if self.has_data:
-            return float(np.linalg.norm(self.Xh))
+        r""":math:`\|\hat X\|_F = (\sum_t\|X_t\|^2 + N\lambda)^{1/2}` (without forming :math:`\hat X`)."""
         return float(np.sqrt(max(float(np.sum(self.x_col_sq)), 0.0) + self.W.shape[1] * float(self.lam)))
 
     @cached_property
     def xfh_norm(self) -> float:
-        """Frobenius norm of the augmented feedback matrix."""
-        if self.has_data:
-            return float(np.linalg.norm(self.Xfh))
+        """Frobenius norm of the augmented feedback matrix (without forming it)."""
         return float(np.sqrt(max(float(np.sum(self.xf_col_sq)), 0.0) + self.W.shape[1] * float(self.lam)))
 
     @cached_property

@@ -413,14 +413,14 @@ def certify(
 
     piv = ctx.piv
     Hp = ctx.Hf_p
-    pcheck = _pivot_check(piv, Hp, ctx.Xfh, ctx.lam, ctx.Gram_p, full)
+    pcheck = _pivot_check(piv, Hp, ctx.Xfh if full else None, ctx.lam, ctx.Gram_p, full)
     D = piv.D
     eta_p = ctx.eta_p
     weighted = ctx.weighted
     E_p = E[:, ctx.order]
     lhs_data = ctx.lhs_sq
     L_eta = _fro(piv.L) * _norms(eta_p)
-    xh_norm = _fro(ctx.Xfh)
+    xh_norm = ctx.xfh_norm
 
     if run.algorithm in ("optq", "ldlq"):
         lhs = _row_dot(_linalg.dot(E_p, Hp), E_p) if run.algorithm == "ldlq" else lhs_data
@@ -467,7 +467,7 @@ def certify(
         rhs = r0_sq + first * first * D[0] + _linalg.dot(eta_p[:, 1:] ** 2, D[1:])
         ident, structure = "I5", none
     sides = np.sqrt(np.abs(np.asarray(lhs_data, float))) + np.sqrt(np.abs(np.asarray(rhs, float)))
-    atol = ((_fro(ctx.Xh) + xh_norm) * eps * (w_q + _norms(W_ls) + L_eta) + eps * ls_out) * sides
+    atol = ((ctx.xh_norm + xh_norm) * eps * (w_q + _norms(W_ls) + L_eta) + eps * ls_out) * sides
     return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs_data,
                        identity_rhs=rhs, identity_gap=relative_gap(lhs_data, rhs), identity_atol=atol,
                        pivots=pcheck, **structure, **common)
