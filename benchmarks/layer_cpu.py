@@ -65,7 +65,8 @@ DECIDES = {"Brevitas Qronos f32": "_Brevitas Qronos f64 buffers"}
 
 
 def contestants(W, X, bits: int, percdamp: float, block: int, brevitas: bool):
-    """The callables (each returns Q) and the shared grid as per-row ``(delta, zero)`` columns."""
+    """The callables (each returns Q; names starting with ``_`` are checked, not timed), the shared
+    grid, its per-row ``(delta, zero)`` columns and the quantized-model inputs ``Xt``."""
     f32, f64 = torch.float32, torch.float64
     W32, X32 = torch.tensor(W, dtype=f32), torch.tensor(X, dtype=f32)
     W64, X64 = torch.tensor(W, dtype=f64), torch.tensor(X, dtype=f64)
@@ -91,7 +92,6 @@ def contestants(W, X, bits: int, percdamp: float, block: int, brevitas: bool):
         "ours Qronos torch f32": lambda: pt.qronos(W32, X32, Xt32, lam=lam_t, grid=grid, variant="paper",
                                                    start="w", block_size=block).Q,
     }
-    runs["_grid"] = grid
     if brevitas:
         runs["Brevitas GPTQ f32"] = lambda: bp.gptq(layer, X32, percdamp, block)
         runs["Brevitas Qronos f32"] = lambda: bp.qronos(layer, X32, Xt32, percdamp=percdamp, block_size=block)
@@ -99,7 +99,7 @@ def contestants(W, X, bits: int, percdamp: float, block: int, brevitas: bool):
         # flip at float32 near-ties. The same algorithm with float64 buffers is the equality check.
         runs["_Brevitas Qronos f64 buffers"] = lambda: bp.qronos(layer, X32, Xt32, percdamp=percdamp,
                                                                  block_size=block, dtype=torch.float64)
-    return runs, delta, zero, Xt
+    return runs, grid, delta, zero, Xt
 
 
 def phases(W, X, grid, percdamp: float, block: int, delta, zero, bits: int) -> dict:
@@ -147,11 +147,9 @@ def profile(fn, top: int = 12) -> list[str]:
 def bench_size(size: int, m: int, bits: int, percdamp: float, block: int, repeats: int,
                brevitas: bool) -> dict:
     W, X = C.layer_data(size, size, m, seed=size)
-    runs, delta, zero, Xt = contestants(W, X, bits, percdamp, block, brevitas)
+    runs, grid, delta, zero, Xt = contestants(W, X, bits, percdamp, block, brevitas)
     results, times = {}, {}
     for name, fn in runs.items():
-        if name == "_grid":
-            continue
         print(f"  n = N = {size}: {name} ...", flush=True)
         if name.startswith("_"):  # checked, not timed
             results[name] = fn()
@@ -177,7 +175,7 @@ def bench_size(size: int, m: int, bits: int, percdamp: float, block: int, repeat
                           "ratio": ratio, "target": target,
                           "met": None if target is None else bool(ratio <= target)})
     # Per phase the minimum over `repeats` runs (one run's phases are as noisy as its total).
-    splits = [phases(W, X, runs["_grid"], percdamp, block, delta, zero, bits) for _ in range(repeats)]
+    splits = [phases(W, X, grid, percdamp, block, delta, zero, bits) for _ in range(repeats)]
     split = {who: {ph: min(sp[who][ph] for sp in splits) for ph in splits[0][who]} for who in splits[0]}
     profiles = {}
     for p in pairs:
