@@ -12,7 +12,9 @@ so that nothing large cancels:
   the same value as :math:`w^THw - w^TG^T\tilde H^{-1}Gw` without its cancellation).
 
 The right sides read the run's :math:`\eta` and the pivots :math:`D_t` of a float64 Cholesky
-factorization of :math:`H` (or :math:`\tilde H`) on the device. When data are given (a tensor, or an
+factorization of :math:`H` (or :math:`\tilde H`) on the device: the run's own (``Run.pivots``, with
+its statistics ``Run.stats``) when the data given are the data behind them, else one computed here.
+I1 checks it either way. When data are given (a tensor, or an
 iterable of batches streamed once, one batch at a time) the empirical errors
 :math:`\|Xw - \tilde Xq\|_2`, :math:`\|\cdot\|_\infty` and GPFQ's I6 are computed from them;
 with statistics only, ``err_inf`` is NaN and GPFQ cannot be certified.
