@@ -12,6 +12,7 @@ from . import _linalg
 from ._validate import as_matrix, is_exact
 from .calibration import gram
 from .factor import DataQR, Pivots, pivots, pivots_from_data
+from .orders import columns_in
 from .records import Run
 
 
@@ -73,7 +74,7 @@ class RunContext:
             Xta = Xa
         order = np.asarray(run.order)
         delta, zero, _, _ = run.grid.views(n, N)
-        Xf_p = _in_order(Xta, order)
+        Xf_p = columns_in(Xta, order)
         G0 = gram(Xf_p)
         Hf_p = _damped(G0, run.lam)
         qr = None
@@ -90,9 +91,9 @@ class RunContext:
                     piv = pivots_from_data(Xf_p, run.lam, what)
         return cls(
             run=run, exact=exact, order=order, lam=run.lam, X=Xa, Xt=Xta, uses_xt=uses_xt,
-            W=W, Q=np.atleast_2d(run.Q), eta_p=_in_order(np.atleast_2d(run.eta), order),
-            x_p=_in_order(np.atleast_2d(run.x), order), delta_p=_in_order(delta, order),
-            zero_p=_in_order(zero, order), clipped_p=_in_order(np.atleast_2d(run.clipped), order),
+            W=W, Q=np.atleast_2d(run.Q), eta_p=columns_in(np.atleast_2d(run.eta), order),
+            x_p=columns_in(np.atleast_2d(run.x), order), delta_p=columns_in(delta, order),
+            zero_p=columns_in(zero, order), clipped_p=columns_in(np.atleast_2d(run.clipped), order),
             Xf_p=Xf_p, Hf_p=Hf_p, Gram_p=G0, piv=piv, qr=qr,
         )
 
@@ -119,9 +120,9 @@ class RunContext:
         return cls(
             run=run, exact=False, order=order, lam=run.lam, X=None, Xt=None,
             uses_xt=run.algorithm in ("qronos", "gpfq"), W=W, Q=np.atleast_2d(run.Q),
-            eta_p=_in_order(np.atleast_2d(run.eta), order), x_p=_in_order(np.atleast_2d(run.x), order),
-            delta_p=_in_order(delta, order), zero_p=_in_order(zero, order),
-            clipped_p=_in_order(np.atleast_2d(run.clipped), order), Xf_p=None,
+            eta_p=columns_in(np.atleast_2d(run.eta), order), x_p=columns_in(np.atleast_2d(run.x), order),
+            delta_p=columns_in(delta, order), zero_p=columns_in(zero, order),
+            clipped_p=columns_in(np.atleast_2d(run.clipped), order), Xf_p=None,
             Hf_p=_damped(gram_p, float(run.lam)), Gram_p=gram_p, piv=piv, XtX_p=xtx_p,
             n_samples=int(m), given={k: v for k, v in given.items() if v is not None},
         )
@@ -285,14 +286,6 @@ class RunContext:
     @cached_property
     def clipped_rows(self) -> np.ndarray:
         return np.any(self.clipped_p, axis=1)
-
-
-def _in_order(a: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """The columns of ``a`` in processing order: ``a`` itself (no copy) for the natural order.
-
-    Context arrays are read, never written, so sharing the run's arrays is safe.
-    """
-    return a if np.array_equal(order, np.arange(a.shape[1])) else a[:, order]
 
 
 def _damped(G: np.ndarray, lam) -> np.ndarray:

@@ -83,3 +83,9 @@ def resolve_order(order, N: int, gram_diag=None, H=None, seed: SeedLike = None) 
             f"got {perm.dtype} array of shape {perm.shape}"
         )
     return perm.astype(np.int64)
+
+
+def columns_in(a: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The columns of ``a`` taken in ``order``: ``a`` itself, not a copy, when ``order`` is the
+    natural one (so read-only callers skip an ``O(nN)`` copy; writers must copy first)."""
+    return a if np.array_equal(order, np.arange(a.shape[1])) else a[:, order]

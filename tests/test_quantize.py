@@ -22,8 +22,6 @@ import torch
 from ptqtheory.cli import main
 from ptqtheory.models import Config, discover_groups, hf, quantize_sequential
 
-pytest.importorskip("transformers")
-
 
 def _save(model, folder: Path) -> Path:
     model.save_pretrained(folder, safe_serialization=True)

@@ -17,7 +17,7 @@ from .._validate import as_matrix, as_weights, check_positive_int, is_exact
 from ..calibration import Damping, gram, resolve_lam
 from ..factor import DataQR, Pivots, SingularHessianError, pivots, pivots_from_data
 from ..grids import Grid, round_nearest, round_stochastic
-from ..orders import resolve_order
+from ..orders import columns_in, resolve_order
 from ..random import uniforms
 from ..records import Run
 
@@ -38,11 +38,10 @@ class Rounder:
         delta, zero, lo, hi = grid.views(n, N)
         if exact:  # a binary float is a rational, so this conversion is exact
             delta, zero = _rational(delta), _rational(zero)
-        natural = _is_identity(order)
         # Column-major copies: the sweeps read and write one column of every row per step, and a
         # group refit writes delta and zero. lo and hi are only read: broadcast views suffice.
-        self.delta, self.zero = (np.array(a if natural else a[:, order], order="F") for a in (delta, zero))
-        self.lo, self.hi = (a if natural or a.strides[1] == 0 else a[:, order] for a in (lo, hi))
+        self.delta, self.zero = (np.array(columns_in(a, order), order="F") for a in (delta, zero))
+        self.lo, self.hi = (a if a.strides[1] == 0 else columns_in(a, order) for a in (lo, hi))
         self.group_size = grid.rule.group_size if grid.refits_groups else None
         self.rule = grid.rule
         self.rounding = rounding
@@ -69,11 +68,6 @@ class Rounder:
             q, clipped = round_stochastic(*args, self.u[:, t])
         self.clipped[:, t] = clipped
         return q
-
-
-def _is_identity(order: np.ndarray) -> bool:
-    """True for the natural order (then permuting is a copy that can be skipped)."""
-    return bool(np.array_equal(order, np.arange(len(order))))
 
 
 def _rational(a: np.ndarray) -> np.ndarray:
@@ -180,11 +174,11 @@ def setup(
     s = Setup(
         W=Wa, vector=vector, exact=exact, order=perm, lam=lam_abs,
         damping="absolute" if damping is None else damping.describe(), rounding=rounding,
-        seed=seed, grid=grid, Wp=np.array(Wa if _is_identity(perm) else Wa[:, perm], order="F"),
+        seed=seed, grid=grid, Wp=np.array(columns_in(Wa, perm), order="F"),
     )
     if Xa is not None:  # Xa and Xta are copies made by as_matrix: no copy for the natural order
-        s.Xp = Xa if _is_identity(perm) else Xa[:, perm]
-        s.Xtp = None if Xta is None else (Xta if _is_identity(perm) else Xta[:, perm])
+        s.Xp = columns_in(Xa, perm)
+        s.Xtp = None if Xta is None else columns_in(Xta, perm)
     if factor is not None:
         s.piv = _factor(s, damping, factor, keep_qr)
     return s
@@ -230,16 +224,15 @@ def check_method(method: str, block_size) -> int | None:
 def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: str, **extra) -> Run:
     """Undo the permutation and build the record."""
     inv = np.argsort(s.order)
-    natural = _is_identity(s.order)
 
     def back(a):
-        out = a if natural else a[:, inv]
+        out = columns_in(a, inv)
         return out[0] if s.vector else out
 
     # The grid keeps 2-D (n, N) arrays even for a single row w: a 1-D array would read as per-row.
     # lo and hi may be broadcast views: the record holds arrays of its own.
-    lo, hi = (np.array(a if natural else a[:, inv]) for a in (rounder.lo, rounder.hi))
-    grid = Grid.trusted(back2(rounder.delta, inv, natural), back2(rounder.zero, inv, natural), lo, hi,
+    lo, hi = (np.array(columns_in(a, inv)) for a in (rounder.lo, rounder.hi))
+    grid = Grid.trusted(columns_in(rounder.delta, inv), columns_in(rounder.zero, inv), lo, hi,
                         rule=s.grid.rule)
     for key in ("w_ls",):
         if extra.get(key) is not None:
@@ -251,11 +244,6 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
         damping=s.damping, precision="exact" if s.exact else "float64",
         notes=tuple(s.notes), pivots=s.piv, **extra,
     )
-
-
-def back2(a: np.ndarray, inv: np.ndarray, natural: bool) -> np.ndarray:
-    """``a`` with its columns back in the original order (``a`` itself for the natural order)."""
-    return a if natural else a[:, inv]
 
 
 # -- the two OPTQ engines ------------------------------------------------------------------------
