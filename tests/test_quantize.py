@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from ptqtheory.cli import main
-from ptqtheory.models import Config, discover_groups, hf, quantize_sequential
+from ptqtheory.models import Config, ModelBlocks, capture_block_inputs, discover_groups, hf, quantize_model
 
 
 def _save(model, folder: Path) -> Path:
@@ -226,7 +226,9 @@ def _batch(n_tokens: int = 64):
 def test_groups_follow_shared_inputs(llama_dir, opt_dir):
     model = hf.load_causal_lm(llama_dir)
     (prefix, block), _ = hf.decoder_blocks(model)
-    groups = discover_groups(model, block, prefix, hf.forward, _batch()[0])
+    cpu = torch.device("cpu")
+    inputs = capture_block_inputs(model, block, _batch()[:1], hf.forward, cpu)
+    groups = discover_groups(block, inputs, prefix=prefix)
     p = prefix + "."
     assert groups == [[p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"],
                       [p + "self_attn.o_proj"], [p + "mlp.gate_proj", p + "mlp.up_proj"],
@@ -235,7 +237,8 @@ def test_groups_follow_shared_inputs(llama_dir, opt_dir):
     blocks = hf.decoder_blocks(model)
     assert [n for n, _ in blocks] == ["model.decoder.layers.0", "model.decoder.layers.1"]
     prefix, block = blocks[0]
-    groups = discover_groups(model, block, prefix, hf.forward, _batch()[0])
+    inputs = capture_block_inputs(model, block, _batch()[:1], hf.forward, cpu)
+    groups = discover_groups(block, inputs, prefix=prefix)
     p = prefix + "."
     # out_proj and fc1 read different tensors (a freed activation's address must not merge them)
     assert [sorted(g) for g in groups] == [
@@ -256,9 +259,11 @@ def test_torch_float64_gives_the_reference_codes(llama_dir, method):
         return on_layer
 
     cfg = Config(method, 4)
-    _, ref = quantize_sequential(model, blocks, cal, hf.forward, cfg, on_layer=keep("numpy"))
-    _, res = quantize_sequential(model, blocks, cal, hf.forward, cfg, device="cpu", dtype=torch.float64,
-                                 on_layer=keep("torch"))
+    ref = quantize_model(ModelBlocks(model, blocks), cal, hf.forward, cfg, on_layer=keep("numpy")).layers
+    model = hf.load_causal_lm(llama_dir)
+    blocks = hf.decoder_blocks(model)
+    res = quantize_model(ModelBlocks(model, blocks), cal, hf.forward, cfg, device="cpu", dtype=torch.float64,
+                         on_layer=keep("torch")).layers
     assert codes["numpy"].keys() == codes["torch"].keys() == _block_linears(model)
     for name, k in codes["numpy"].items():
         np.testing.assert_array_equal(codes["torch"][name], k, err_msg=name)

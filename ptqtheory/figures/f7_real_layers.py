@@ -123,7 +123,7 @@ def quick_report(out_dir) -> Path:
     """Run a small ``ptqtheory validate`` (OPTQ and stochastic OPTQ at 4 bits, one calibration
     batch, 8 held-out paragraphs, one process) into ``out_dir``; return its ``report.json``.
     Its printed tables go to stderr."""
-    from ..models.sequential import Config
+    from ..models.pipeline import Config
     from ..models.validate import run_validate
 
     with contextlib.redirect_stdout(sys.stderr):

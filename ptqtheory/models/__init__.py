@@ -1,7 +1,18 @@
-"""Real models: input capture, sequential block-by-block quantization, the embedded MiniLM."""
+"""Real models: the block-by-block quantization pipeline, the embedded MiniLM, SmolLM2, text, perplexity."""
 
 from .capture import StopForward, capture_inputs
-from .sequential import METHODS, Config, LayerResult, discover_groups, quantize_sequential, summarize
+from .pipeline import (
+    METHODS,
+    BlockInputs,
+    BlockSource,
+    Config,
+    ModelBlocks,
+    PipelineResult,
+    capture_block_inputs,
+    discover_groups,
+    quantize_model,
+    run_setting,
+)
 
-__all__ = ["METHODS", "Config", "LayerResult", "StopForward", "capture_inputs", "discover_groups",
-           "quantize_sequential", "summarize"]
+__all__ = ["METHODS", "BlockInputs", "BlockSource", "Config", "ModelBlocks", "PipelineResult", "StopForward",
+           "capture_block_inputs", "capture_inputs", "discover_groups", "quantize_model", "run_setting"]

@@ -3,18 +3,18 @@
 A layer's input of shape ``(batch, tokens, N)`` becomes rows of ``X`` (tokens that the attention
 mask marks as padding are dropped). A capture can stop the forward pass as soon as the layers it
 watches have run (:class:`StopForward`), so that quantizing block ``b`` does not pay for blocks
-after it. :func:`layer_inputs` yields one layer's inputs batch by batch as tensors on the model's
-device (for statistics streamed on a GPU, where a layer's inputs should never be held at once).
+after it. (The quantization pipeline, :mod:`ptqtheory.models.pipeline`, does not rerun the model: it
+captures the inputs of the first block once and runs one block at a time.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 
-__all__ = ["StopForward", "capture_inputs", "layer_inputs"]
+__all__ = ["StopForward", "capture_inputs"]
 
 
 class StopForward(Exception):
@@ -72,41 +72,3 @@ def capture_inputs(
         for h in handles:
             h.remove()
     return {name: np.concatenate(chunks, axis=0) for name, chunks in store.items() if chunks}
-
-
-def layer_inputs(
-    model: torch.nn.Module,
-    name: str,
-    layer: torch.nn.Module,
-    batches: Iterable[dict],
-    forward: Callable[[torch.nn.Module, dict], object],
-) -> Iterator[torch.Tensor]:
-    """Yield the input rows ``(tokens, N)`` of one layer for each batch, one forward pass per batch.
-
-    The pass stops at the layer (:class:`StopForward`); rows are detached tensors on the model's
-    device in the model's dtype, padding tokens dropped as in :func:`capture_inputs`. The hook is
-    registered only while the batch's forward pass runs.
-    """
-    for batch in batches:
-        got: list[torch.Tensor] = []
-        mask = batch.get("attention_mask")
-
-        def hook(_module, args, got=got, mask=mask):
-            x = args[0].detach()
-            if x.dim() == 3 and mask is not None:
-                x = x[mask.bool()]
-            got.append(x.reshape(-1, x.shape[-1]))
-            raise StopForward
-
-        handle = layer.register_forward_pre_hook(hook)
-        try:
-            with torch.no_grad():
-                try:
-                    forward(model, batch)
-                except StopForward:
-                    pass
-        finally:
-            handle.remove()
-        if not got:
-            raise RuntimeError(f"the forward pass never called layer {name}")
-        yield got[0]

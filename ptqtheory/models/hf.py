@@ -5,10 +5,12 @@ with pickled checkpoints only (``pytorch_model.bin``, ``*.pt``) is refused befor
 and the hub is never contacted. Decoder blocks are found at ``model.model.layers`` (Llama, Qwen,
 Mistral) or ``model.model.decoder.layers`` (OPT).
 
-Calibration: the model's tokenizer on English prose (the docstrings of Python's standard library,
-:mod:`ptqtheory.models.text`, or a user file), concatenated and cut into sequences of equal length
-(no padding; each sequence starts with the BOS token when the tokenizer has one); or, for folders
-without a tokenizer (e.g. synthetic test models), seeded random token ids, labelled synthetic.
+Calibration: the model's tokenizer on English prose (the calibration text of
+:func:`ptqtheory.models.corpus.calibration_and_evaluation`: a Jane Austen novel, the first half of a
+user file, or standard-library docstrings when the corpus is not installed), cut into windows of equal
+length exactly as the perplexity evaluation cuts its text (:func:`ptqtheory.models.perplexity.token_windows`:
+no padding, BOS first when the model expects it); or, for folders without a tokenizer (e.g.
+synthetic test models), seeded random token ids, labelled synthetic.
 """
 
 from __future__ import annotations
@@ -106,8 +108,9 @@ def calibration_batches(tokenizer, *, tokens: int, seq_len: int = 512, batch_siz
     """``(batches, description)``: calibration batches of equal-length sequences.
 
     With ``random_tokens`` (synthetic): that many token ids drawn uniformly from
-    ``[0, vocab_size)`` by ``numpy.random.default_rng(seed)``. Otherwise ``tokens`` tokens of the
-    calibration half of ``text`` (a UTF-8 file) or of the standard library's docstrings.
+    ``[0, vocab_size)`` by ``numpy.random.default_rng(seed)``. Otherwise about ``tokens`` tokens
+    (whole windows of ``seq_len``, at least one) of the calibration text of ``text`` (a UTF-8 file),
+    or of the default corpus.
     """
     if seq_len < 1 or batch_size < 1:
         raise ValueError("seq_len and batch_size must be >= 1")
@@ -122,24 +125,17 @@ def calibration_batches(tokenizer, *, tokens: int, seq_len: int = 512, batch_siz
     else:
         if tokenizer is None:
             raise ValueError("no tokenizer: pass random_tokens")
-        from .text import file_paragraphs, split
+        from .corpus import calibration_and_evaluation
+        from .perplexity import expects_bos, token_windows
 
-        paragraphs = file_paragraphs(text)[0] if text else split()[0]
-        bos = getattr(tokenizer, "bos_token_id", None)
-        body = seq_len - (bos is not None)
-        if body < 1:
-            raise ValueError("seq_len must leave room for a token after BOS")
-        stream: list[int] = []
-        for para in paragraphs:
-            stream.extend(tokenizer(para + "\n\n", add_special_tokens=False)["input_ids"])
-            if len(stream) >= tokens:
-                break
-        stream = stream[:max(tokens - (bos is not None), 1)]
-        body = min(body, len(stream))
-        seqs = [([bos] if bos is not None else []) + stream[i:i + body]
-                for i in range(0, len(stream) - body + 1, body)]
-        desc = {"source": str(text) if text else "Python standard library docstrings (calibration half)",
-                "synthetic": False}
+        split = calibration_and_evaluation(text)
+        ids = tokenizer(split.calibration, add_special_tokens=False, verbose=False)["input_ids"]
+        # The same windows as the perplexity evaluation: BOS first when the model expects it.
+        length = min(seq_len, len(ids) + 1)
+        windows = token_windows(ids, length, expects_bos(tokenizer), max_windows=max(1, tokens // length))
+        seqs = windows.tolist()
+        desc = {"source": split.source + " (the calibration text)", "synthetic": False,
+                "fallback": split.fallback}
     top = max((max(q) for q in seqs if q), default=-1)
     if vocab_size is not None and top >= vocab_size:
         raise ValueError(f"the tokenizer produced token id {top} but the model's vocab_size is "

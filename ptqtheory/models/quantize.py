@@ -1,7 +1,7 @@
 """``ptqtheory quantize MODEL_DIR``: a Hugging Face causal LM, block by block, with certificates.
 
 The model (safetensors only, :mod:`ptqtheory.models.hf`) is quantized decoder block by decoder
-block with :func:`ptqtheory.models.sequential.quantize_sequential` on the torch backend (``--device``,
+block with :func:`ptqtheory.models.pipeline.quantize_model` on the torch backend (``--device``,
 working precision ``--dtype``): every ``nn.Linear`` of every block, inputs from the already quantized
 model, one run per group of layers that read the same input (q, k, v; gate, up), every row
 certified (identity I2-I6, I1, and every a-priori bound whose hypotheses held). On CUDA the layer
@@ -25,15 +25,15 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import report as rep
 from ..calibration import Damping
 from . import hf
-from .sequential import METHODS, Config, quantize_sequential
+from .pipeline import METHODS, Config, ModelBlocks, quantize_model
 
 __all__ = ["QuantizeError", "run_quantize"]
 
@@ -58,19 +58,6 @@ def resolve_device(name: str) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise QuantizeError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
     return dev
-
-
-def _write_atomic_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _save_model(qmodel, tokenizer, dest: Path) -> None:
@@ -102,71 +89,6 @@ def _compress(a: np.ndarray, group_size: int | None) -> np.ndarray:
     return np.ascontiguousarray(a[:, ::group_size] if group_size else a[:, :1])
 
 
-def _short(name: str, blocks: list[str]) -> tuple[int, str]:
-    for i, b in enumerate(blocks):
-        if name.startswith(b + "."):
-            return i, name[len(b) + 1:]
-    return -1, name
-
-
-def _bound_key(label: str):
-    head = label.split(".")[0]
-    return (head[0], int(head[1:]) if head[1:].isdigit() else 99, label)
-
-
-def _group_rows(layers: list[dict], group_of: dict, blocks: list[str]) -> list[dict]:
-    """Per group of layers (one run): shape, identity gap, violations, worst ratio per bound."""
-    rows: dict = {}
-    for lr in layers:
-        key = group_of.get(lr["layer"], (lr["layer"],))
-        s = lr["summary"]
-        r = rows.setdefault(key, {"layers": [], "n": 0, "N": lr["shape"][1], "gap": 0.0,
-                                  "resolved": 0, "violations": 0, "identity_failures": 0, "ratios": {}})
-        r["layers"].append(lr["layer"])
-        r["n"] += lr["shape"][0]
-        r["gap"] = max(r["gap"], s.get("identity_max_gap") or 0.0)
-        r["resolved"] += s.get("identity_rows_resolved", s["rows"]) if s.get("identity") else 0
-        if s.get("identity") is not None and not (s["identity_holds"] and s["pivots_hold"]):
-            r["identity_failures"] += 1
-        for label, b in s["bounds"].items():
-            r["violations"] += b["violations"]
-            if b["max_ratio"] is not None:
-                r["ratios"][label] = max(r["ratios"].get(label, 0.0), b["max_ratio"])
-    out = []
-    for key, r in rows.items():
-        idx, _ = _short(key[0], blocks)
-        names = "+".join(_short(n, blocks)[1].split(".")[-1] for n in key)
-        out.append({**r, "label": f"{idx}:{names}" if idx >= 0 else names})
-    return out
-
-
-def _table(groups: list[dict], summary: dict, skipped: list[str]) -> str:
-    labels = sorted({lab for g in groups for lab in g["ratios"]}, key=_bound_key)
-    width = max([len("group")] + [len(g["label"]) for g in groups]) + 2
-    head = f"{'group':<{width}}{'shape':>11}{'max I gap':>11}{'viol.':>7}" + \
-        "".join(f"{lab:>{max(9, len(lab) + 2)}}" for lab in labels)
-    lines = [head, "-" * len(head)]
-    for g in groups:
-        cells = "".join(
-            f"{g['ratios'][lab]:>{max(9, len(lab) + 2)}.4f}" if lab in g["ratios"]
-            else f"{'-':>{max(9, len(lab) + 2)}}" for lab in labels)
-        viol = g["violations"] + g["identity_failures"]
-        shape = f"{g['n']}x{g['N']}"
-        gap = f"{g['gap']:.2e}" if g["resolved"] else "-"
-        lines.append(f"{g['label']:<{width}}{shape:>11}{gap:>11}{viol:>7}{cells}")
-    lines.append("max I gap: largest relative identity gap over rows far above the rounding allowance "
-                 "('-': none; such rows are judged by the allowance)")
-    lines.append("bound columns: worst empirical/bound ratio over rows where the bound applied "
-                 "(<= 1: it held)")
-    if skipped:
-        lines.append("skipped bounds (need per-sample data; statistics were streamed): "
-                     + ", ".join(sorted(skipped, key=_bound_key)))
-    lines.append(f"{summary['layers_checked']} layers, {summary['rows_checked']} rows certified; "
-                 f"probabilistic bounds at p = {summary['p']:g}; identity failures: "
-                 f"{summary['identity_failures']}; violations: {summary['violations']}")
-    return "\n".join(lines)
-
-
 def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int | None = None,
                  device: str = "cpu", dtype: str | None = None, percdamp: float = 0.01,
                  tokens: int = 8192, text: str | None = None, out: str | Path = "ptqtheory-quantized",
@@ -194,6 +116,9 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     if dtype not in ("float32", "float64"):
         raise QuantizeError(f"--dtype must be float32 or float64; got {dtype!r}")
     work_dtype = getattr(torch, dtype)
+    outdir = Path(out)
+    if outdir.exists() and not outdir.is_dir():
+        raise QuantizeError(f"--out {outdir} is a file; pass a folder for the model and the report")
     try:
         folder = hf.check_folder(model_dir)
     except hf.ModelFolderError as exc:
@@ -256,23 +181,23 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
         log(f"group {done[0]}: {msg}")
 
     t0 = time.perf_counter()
-    qmodel, results = quantize_sequential(
-        model, blocks, batches, hf.forward, cfg, lam=Damping.percdamp(percdamp), p=p, seed=seed,
-        progress=progress, device=dev, dtype=work_dtype, stream=streaming, on_layer=on_layer)
+    # The model is quantized in place, block by block (never copied).
+    res = quantize_model(ModelBlocks(model, blocks), batches, hf.forward, cfg, lam=Damping.percdamp(percdamp),
+                         p=p, seed=seed, progress=progress, device=dev, dtype=work_dtype, stream=streaming,
+                         on_layer=on_layer)
     seconds = time.perf_counter() - t0
-
-    from .validate import _csv, _summary, _write_atomic
+    qmodel = model
 
     config = {"config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
-              "seconds": seconds, "layers": [asdict(r) for r in results]}
-    summary = _summary([config], p)
-    skipped = sorted({lab for r in results for lab in r.summary.get("skipped_bounds", [])})
-    outdir = Path(out)
+              "seconds": seconds, "block_forwards": res.block_forwards,
+              "layers": [r.to_dict() for r in res.layers]}
+    summary = rep.summarize([config], p)
+    skipped = sorted({lab for r in res.layers for lab in r.summary.get("skipped_bounds", [])})
     _save_model(qmodel, tokenizer, outdir / "model")
     if codes:
         from safetensors.numpy import save_file
 
-        _write_atomic_bytes(outdir / "codes.safetensors",
+        rep.write_bytes(outdir / "codes.safetensors",
                             lambda tmp: save_file(codes, tmp, metadata={"format": "ptqtheory-codes",
                                                                         "bits": str(bits)}))
     elif (outdir / "codes.safetensors").exists():  # a previous run's codes would not match this model
@@ -287,22 +212,15 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
         "notes": notes, "skipped_bounds": skipped,
         "seconds": time.perf_counter() - t_start, "summary": summary, "configs": [config],
     }
-    _write_atomic(outdir / "report.json", json.dumps(report, indent=1, default=float))
-    _write_atomic(outdir / "report.csv", _csv([config]))
-    groups = _group_rows(config["layers"], group_of, blocks_names)
-    print(_table(groups, summary, skipped))
+    rep.write_text(outdir / "report.json", json.dumps(report, indent=1, default=float))
+    rep.write_text(outdir / "report.csv", rep.csv_text([config]))
+    groups = rep.group_rows(config["layers"], group_of, blocks_names)
+    print(rep.groups_table(groups, summary, skipped))
     print(f"quantized model: {outdir / 'model'}; report: {outdir / 'report.json'} and "
           f"{outdir / 'report.csv'} ({report['seconds']:.0f} s in all)")
     if summary["violations"]:
         print("VIOLATIONS:")
-        for lr in config["layers"]:
-            s = lr["summary"]
-            if s.get("identity") is not None and not (s["identity_holds"] and s["pivots_hold"]):
-                print(f"  {lr['layer']}: identity {s['identity']} failed "
-                      f"(max gap {s['identity_max_gap']:.2e})")
-            for label, b in s["bounds"].items():
-                if b["violations"]:
-                    print(f"  {lr['layer']}: {label} on {b['violations']} rows "
-                          f"(worst ratio {b['max_ratio']:.6g})")
+        for line in rep.failures([config]):
+            print(f"  {line}")
         return 1
     return 0

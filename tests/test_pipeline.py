@@ -1,0 +1,204 @@
+"""The block-by-block pipeline: forward passes linear in depth, the same codes as a prefix rerun, one
+block at a time, in place."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ptqtheory as pt
+from ptqtheory.models import Config, ModelBlocks, capture_inputs, hf, quantize_model
+
+GROUPS = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("self_attn.o_proj",),
+          ("mlp.gate_proj", "mlp.up_proj"), ("mlp.down_proj",))
+
+
+def _llama(depth: int, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=depth, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=128, max_position_embeddings=512)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(cfg).eval()
+
+
+def _calibration(batches: int = 2):
+    cal, _ = hf.calibration_batches(None, tokens=64 * batches, random_tokens=64 * batches, vocab_size=128,
+                                    seq_len=32, batch_size=2)
+    return cal
+
+
+class _Calls:
+    """Counts calls of modules with forward pre-hooks, independently of the pipeline's own counter.
+
+    The hook is a plain closure, so a deep copy of a block (the pipeline's float copy) shares it and
+    its calls are counted too (a bound method would be deep-copied with its object).
+    """
+
+    def __init__(self, modules):
+        count = [0]
+
+        def hook(*_):
+            count[0] += 1
+
+        self._count = count
+        self.handles = [m.register_forward_pre_hook(hook) for m in modules]
+
+    @property
+    def n(self) -> int:
+        return self._count[0]
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+@pytest.mark.parametrize(("method", "device", "per_group"), [
+    ("optq", None, 1),             # captured inputs: one pass per group, one stream
+    ("qronos", None, 2),           # two streams (X and Xt)
+    ("optq", "cpu", 1),            # torch backend, captured
+])
+def test_block_forwards_are_linear_in_depth(method, device, per_group):
+    cal = _calibration(batches=3)
+    counts = {}
+    for depth in (2, 4):
+        model = _llama(depth)
+        blocks = hf.decoder_blocks(model)
+        calls = _Calls([b for _, b in blocks])
+        prefix = _Calls([model.model.embed_tokens])
+        kw = {} if device is None else {"device": device, "dtype": torch.float64, "stream": False}
+        res = quantize_model(ModelBlocks(model, blocks), cal, hf.forward, Config(method, 4), **kw)
+        calls.remove()
+        prefix.remove()
+        # The prefix pass reaches block 0's pre-hooks once per batch and stops there, before the block
+        # computes anything; every other call of a block is one the pipeline counts.
+        assert res.block_forwards == calls.n - len(cal)
+        assert prefix.n == len(cal)  # the model's prefix ran once per calibration batch
+        # Per block: one call to find the groups, then (G + 1) passes per stream over the batches.
+        assert res.block_forwards == depth * (1 + per_group * (len(GROUPS) + 1) * len(cal))
+        counts[depth] = res.block_forwards
+    assert counts[4] == 2 * counts[2]
+
+
+def test_streamed_statistics_cost_one_more_pass_per_group():
+    cal = _calibration(batches=2)
+    model = _llama(2)
+    res = quantize_model(ModelBlocks(model, hf.decoder_blocks(model)), cal, hf.forward, Config("optq", 4),
+                         device="cpu", dtype=torch.float64, stream=True)
+    assert res.block_forwards == 2 * (1 + (2 * len(GROUPS) + 1) * len(cal))
+
+
+def _reference(model, float_model, cfg: Config, cal, lam):
+    """The pipeline's mathematics written the slow, obvious way: for every group, rerun the WHOLE
+    partly quantized model on the calibration set to get the group's inputs (and the untouched float
+    model for X), run the public algorithm, write the weights back."""
+    qmods, fmods = dict(model.named_modules()), dict(float_model.named_modules())
+    for prefix, _ in hf.decoder_blocks(model):
+        for group in GROUPS:
+            names = [f"{prefix}.{g}" for g in group]
+            first = names[0]
+            Xt = capture_inputs(model, {first: qmods[first]}, cal, hf.forward, stop_after=first)[first]
+            X = capture_inputs(float_model, {first: fmods[first]}, cal, hf.forward, stop_after=first)[first]
+            W = np.concatenate([qmods[n].weight.detach().double().numpy() for n in names])
+            grid = pt.Grid.minmax(W, bits=cfg.bits, group_size=cfg.group_size)
+            if cfg.method == "optq":
+                Q = pt.optq(W, Xt, lam=lam, grid=grid).Q
+            elif cfg.method == "qronos":
+                Q = pt.qronos(W, X, Xt, lam=lam, grid=grid).Q
+            else:
+                Q = pt.gpfq(W, X, Xt, grid=grid).Q
+            start = 0
+            for n in names:
+                rows = qmods[n].weight.shape[0]
+                with torch.no_grad():
+                    qmods[n].weight.copy_(torch.from_numpy(Q[start:start + rows]))
+                start += rows
+
+
+@pytest.mark.parametrize("cfg", [Config("optq", 3, group_size=16), Config("qronos", 3), Config("gpfq", 4)])
+def test_same_codes_as_rerunning_the_prefix(cfg):
+    """Block inputs cached and handed on give bit for bit the weights of rerunning the model prefix."""
+    cal = _calibration(batches=2)
+    lam = pt.Damping.percdamp(0.01)
+    ours = _llama(2)
+    quantize_model(ModelBlocks(ours, hf.decoder_blocks(ours)), cal, hf.forward, cfg, lam=lam)
+    ref, untouched = _llama(2), _llama(2)
+    _reference(ref, untouched, cfg, cal, lam)
+    for (name, a), (_, b) in zip(ours.state_dict().items(), ref.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    # and the quantization did something
+    down = ours.model.layers[1].mlp.down_proj.weight
+    assert not torch.equal(down, untouched.model.layers[1].mlp.down_proj.weight)
+
+
+class _OneAtATime(ModelBlocks):
+    """A block source that records loads and releases and fails if two blocks are out at once."""
+
+    def __init__(self, model, blocks):
+        super().__init__(model, blocks)
+        self.log: list[tuple[str, int]] = []
+        self.out: set[int] = set()
+
+    def load(self, i, device):
+        assert not self.out, f"block {i} loaded while {self.out} are still out"
+        self.out.add(i)
+        self.log.append(("load", i))
+        return super().load(i, device)
+
+    def release(self, i, block):
+        self.out.discard(i)
+        self.log.append(("release", i))
+        super().release(i, block)
+
+
+@pytest.mark.parametrize("method", ["optq", "qronos"])
+def test_one_block_at_a_time_and_in_place(method):
+    model = _llama(3)
+    params = {n: p.data_ptr() for n, p in model.named_parameters()}
+    source = _OneAtATime(model, hf.decoder_blocks(model))
+    res = quantize_model(source, _calibration(1), hf.forward, Config(method, 4))
+    assert source.log == [(op, i) for i in range(3) for op in ("load", "release")]
+    # quantized in place: the same parameter storage, no copy of the model
+    assert {n: p.data_ptr() for n, p in model.named_parameters()} == params
+    assert len(res.layers) == 3 * 7 and res.blocks == 3
+    for r in res.layers:
+        assert r.summary["identity_holds"] and all(b["violations"] == 0 for b in r.summary["bounds"].values())
+
+
+def test_float32_streamed_run_matches_the_float64_reference_closely():
+    cal = _calibration(2)
+    codes: dict[str, dict] = {"f64": {}, "f32": {}}
+
+    def keep(which):
+        def on_layer(name, run, rows, group):
+            codes[which][name] = np.asarray(torch.as_tensor(np.atleast_2d(run.codes))[rows])
+        return on_layer
+
+    a, b = _llama(2), _llama(2)
+    quantize_model(ModelBlocks(a, hf.decoder_blocks(a)), cal, hf.forward, Config("optq", 4),
+                   on_layer=keep("f64"))
+    res = quantize_model(ModelBlocks(b, hf.decoder_blocks(b)), cal, hf.forward, Config("optq", 4), device="cpu",
+                         dtype=torch.float32, stream=True, on_layer=keep("f32"))
+    assert all(r.summary["identity_holds"] for r in res.layers)
+    assert codes["f64"].keys() == codes["f32"].keys() and len(codes["f64"]) == 14
+    for name, k in codes["f64"].items():
+        # float32 flips codes only where x_t / delta lies near a rounding tie; the flips then propagate
+        # through the later columns, so agreement is high but not total
+        assert np.mean(codes["f32"][name] == k) > 0.8, name
+
+
+def test_bad_arguments_are_refused_before_work():
+    model = _llama(1)
+    blocks = hf.decoder_blocks(model)
+    with pytest.raises(TypeError, match="BlockSource"):
+        quantize_model(blocks, _calibration(1), hf.forward, Config("optq", 4))
+    with pytest.raises(ValueError, match="calibration is empty"):
+        quantize_model(ModelBlocks(model, blocks), [], hf.forward, Config("optq", 4))
+    with pytest.raises(ValueError, match="stream=True needs the torch backend"):
+        quantize_model(ModelBlocks(model, blocks), _calibration(1), hf.forward, Config("optq", 4), stream=True)
+    with pytest.raises(ValueError, match="bits"):
+        Config("optq", 0)
+    with pytest.raises(ValueError, match="method"):
+        Config("gptq", 4)
