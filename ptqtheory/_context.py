@@ -10,10 +10,11 @@ import scipy.linalg
 
 from . import _linalg
 from ._validate import as_matrix, is_exact
-from .calibration import gram
+from .calibration import _gram
 from .factor import DataQR, Pivots, pivots, pivots_from_data
 from .orders import columns_in
 from .records import Run
+from .tolerances import allowance_unit
 
 
 @dataclass(eq=False)
@@ -75,7 +76,7 @@ class RunContext:
         order = np.asarray(run.order)
         delta, zero, _, _ = run.grid.views(n, N)
         Xf_p = columns_in(Xta, order)
-        G0 = gram(Xf_p)
+        G0 = _gram(Xf_p)
         Hf_p = _damped(G0, run.lam)
         qr = None
         if piv is None and factor and run.algorithm not in ("rtn", "gpfq"):
@@ -138,11 +139,18 @@ class RunContext:
 
     @property
     def eps(self) -> float:
-        """Rounding unit of the allowances: 16 eps of the run's working precision (float64 here)."""
-        try:
-            return 16.0 * float(np.finfo(np.dtype(self.run.precision)).eps)
-        except TypeError:
-            return 16.0 * float(np.finfo(float).eps)
+        """Unit of the allowances: ``GAMMA eps`` of the run's working precision
+        (:func:`ptqtheory.tolerances.allowance_unit`; float64 for the reference, 0 for exact runs)."""
+        return allowance_unit(self.run.precision)
+
+    @cached_property
+    def code_norm(self) -> np.ndarray:
+        r"""Per row :math:`\|\delta\odot(|k| + |z| + 1)\|`: the size of the codes used, which scales the
+        rounding slack of the grid (R2 of :mod:`ptqtheory.tolerances`)."""
+        d = np.asarray(self.delta_p, float)
+        z = np.asarray(self.zero_p, float)
+        k = np.asarray(self.Q[:, self.order], float) / d + z
+        return np.linalg.norm(d * (np.abs(k) + np.abs(z) + 1.0), axis=1)
 
     @property
     def m(self) -> int:

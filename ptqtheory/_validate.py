@@ -14,13 +14,22 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
+from .tolerances import check_magnitude, data_range, lam_range, precision_name, weight_range
+
 __all__ = [
     "as_matrix",
     "as_weights",
+    "check_bool",
+    "check_choice",
     "check_lam",
+    "check_nonnegative_real",
     "check_positive_int",
+    "check_probability",
+    "check_seed",
+    "check_weight_rows",
     "is_exact",
     "is_torch",
+    "largest",
 ]
 
 
@@ -49,7 +58,7 @@ def _to_rational(v, name: str):
         return v
     if isinstance(v, Fraction):
         return sympy.Rational(v.numerator, v.denominator)
-    if isinstance(v, numbers.Integral):
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
         return sympy.Integer(int(v))
     raise TypeError(
         f"{name} has object dtype, which selects exact arithmetic, but holds {type(v).__name__}; "
@@ -69,7 +78,12 @@ def _as_array(name: str, a) -> np.ndarray:
         out = np.empty(arr.shape, dtype=object)
         out.ravel()[:] = flat
         return out
-    if arr.dtype.kind not in "fiub":
+    if arr.dtype.kind == "b":
+        raise TypeError(
+            f"{name} has dtype bool; pass a real floating or integer array ({name}.astype(float) if "
+            "0/1 values are really meant): booleans are refused rather than read as 0 and 1"
+        )
+    if arr.dtype.kind not in "fiu":
         raise TypeError(
             f"{name} has dtype {arr.dtype}; pass a real floating or integer array "
             "(complex and string data have no meaning here)"
@@ -106,6 +120,24 @@ def as_weights(W) -> tuple[np.ndarray, bool]:
     return arr, vector
 
 
+def check_weight_rows(row_max, precision="float64") -> None:
+    """R1 for the weights, row by row (each row has its own certificate): the largest magnitude of
+    every row in the range of :func:`ptqtheory.tolerances.weight_range`, or the row all zero.
+
+    ``row_max`` holds ``max_j |W_ij|`` per row. A row whose weights are all tiny would have its
+    identity and bounds formed from subnormal numbers, where rounding is no longer relative.
+    """
+    row_max = np.asarray(row_max, dtype=float)
+    lo, hi = weight_range(precision)
+    bad = np.flatnonzero((row_max != 0) & ((row_max < lo) | (row_max > hi)))
+    if bad.size:
+        i = int(bad[0])
+        name = precision_name(precision)
+        fix = "scale W and the grid step by the same power of two, 2.0**k: Q scales by exactly 2.0**k"
+        check_magnitude("W", float(row_max[i]), (lo, hi), precision=name, what=f"max |W[{i}, :]| (row {i})",
+                        fix=fix + (" (or work in float64)" if name == "float32" else ""))
+
+
 def as_matrix(name: str, X, N: int, m: int | None = None) -> np.ndarray:
     """Return a 2-D float64 (or exact) array with ``N`` columns (and ``m`` rows if given)."""
     arr = _as_array(name, X)
@@ -123,11 +155,24 @@ def as_matrix(name: str, X, N: int, m: int | None = None) -> np.ndarray:
             f"{name} has {arr.shape[0]} rows but X has {m}: the quantized-model inputs must be the "
             "same samples as the float-model inputs, row for row"
         )
+    if not is_exact(arr):
+        check_magnitude(name, largest(arr), data_range(), fix=_data_fix(name))
     return arr
 
 
+def _data_fix(name: str) -> str:
+    return (f"scale {name} by a power of two, 2.0**k (X and Xt together): Q is unchanged when lam "
+            "is scaled by 4.0**k")
+
+
+def largest(a) -> float:
+    """Largest magnitude of a float array (0 for an empty one)."""
+    a = np.asarray(a)
+    return float(np.max(np.abs(a))) if a.size else 0.0
+
+
 def check_lam(lam, exact: bool = False):
-    """Validate an absolute damping ``lam >= 0``."""
+    """Validate an absolute damping ``lam >= 0`` (and, in float64, inside the range R1)."""
     if exact:
         lam = _to_rational(lam, "lam") if not isinstance(lam, sympy.Rational) else lam
         if lam < 0:
@@ -140,12 +185,67 @@ def check_lam(lam, exact: bool = False):
         raise ValueError(f"lam must be finite; got {lam}")
     if lam < 0:
         raise ValueError(f"lam must be >= 0 (it is added to the diagonal of X^T X); got {lam}")
+    check_magnitude("lam", lam, lam_range(), what="lam")
     return lam
 
 
-def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}")
+def check_positive_int(name: str, value, minimum: int = 1, maximum: int | None = None,
+                       why: str = "") -> int:
+    """An integer (not a bool) in ``[minimum, maximum]``; the message names ``name`` (and ``why``
+    explains the upper limit)."""
+    span = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer {span}; got {value!r} ({type(value).__name__})")
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
+        raise ValueError(f"{name} must be an integer {span}; got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an integer {span}; got {value}{why}")
     return int(value)
+
+
+def check_bool(name: str, value) -> bool:
+    """``True`` or ``False`` (numpy booleans too); anything else is refused, not read as truthy."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+
+
+def check_nonnegative_real(name: str, value) -> float:
+    """A finite real number >= 0 (not a bool, not a string)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number >= 0; got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not (np.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite real number >= 0; got {value!r}")
+    return v
+
+
+def check_probability(name: str, value) -> float:
+    """A failure probability in the open interval (0, 1)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number in (0, 1); got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not 0 < v < 1:
+        raise ValueError(f"{name} must be in (0, 1) (a failure probability); got {value!r}")
+    return v
+
+
+def check_choice(name: str, value, choices: tuple) -> str:
+    """One of ``choices`` (strings); the message lists them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+    return value
+
+
+def check_seed(seed) -> None:
+    """``None``, a non-negative int, a numpy ``SeedSequence`` or ``Generator``, checked up front
+    (also where the run draws nothing at random, so a wrong seed never passes silently)."""
+    if seed is None or isinstance(seed, np.random.SeedSequence | np.random.Generator):
+        return
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool | np.bool_):
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int; got {seed}")
+        return
+    raise TypeError(
+        f"seed must be None, a non-negative int, a numpy SeedSequence or a numpy Generator; got {seed!r}"
+    )

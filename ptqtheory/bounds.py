@@ -9,10 +9,15 @@ bound does not apply and nothing is claimed (``holds`` is ``None`` in :meth:`Bou
 Steps may differ per column (groups): every :math:`\delta^2 D_t` below is :math:`\delta_t^2 D_t`,
 with :math:`\delta_t` the step the run actually used at step :math:`t` (``run.grid``).
 
-Comparisons allow float64 rounding: ``empirical <= value * (1 + 1e-9) + atol``, with ``atol`` a
-first-order rounding allowance (``16 eps`` times the sizes involved, as for the identities); it only
-matters when both sides are at rounding level (``eps`` of the run's working precision: float64
-for the reference, float32 for float32 runs of the torch backend). Proofs: ``docs/theory.md``.
+Comparisons allow float64 rounding: ``empirical <= value * (1 + RTOL_BOUND) + atol``
+(``RTOL_BOUND = 1e-9``), with ``atol`` a first-order rounding allowance (``16 eps`` times the sizes
+involved, as for the identities; ``eps`` of the run's working precision: float64 for the reference,
+float32 for float32 runs of the torch backend). It has two parts, both from the error model of
+:mod:`ptqtheory.tolerances`: the rounding of the weights the bound reads, including the rounding
+slack of the grid (:func:`~ptqtheory.tolerances.weight_allowance`), and the rounding of the bound's
+own value when it is a difference of terms that may cancel
+(:func:`~ptqtheory.tolerances.evaluation_allowance`: B1 and B9 can be exactly 0, e.g. at a
+midpoint with :math:`X = 0`, and then compute to about :math:`\pm10^{-17}`). Proofs: ``docs/theory.md``.
 
 Statistics-only contexts (torch runs certified from a ``TorchAccumulator``,
 :meth:`RunContext.from_statistics`) evaluate every bound that needs only :math:`H`, :math:`D`,
@@ -29,7 +34,9 @@ import numpy as np
 import scipy.linalg
 
 from ._context import RunContext
+from ._validate import check_probability
 from .records import Run
+from .tolerances import RTOL_BOUND, evaluation_allowance, singular_threshold, weight_allowance
 
 __all__ = [
     "BoundCheck",
@@ -54,8 +61,7 @@ __all__ = [
     "unavailable",
 ]
 
-RTOL = 1e-9
-EPS = 16 * np.finfo(float).eps
+RTOL = RTOL_BOUND  # the name this module always had; the value lives in ptqtheory.tolerances
 REF = "Zhang, Zhang, Colbert & Saab, arXiv 2508.04853"
 
 
@@ -91,7 +97,7 @@ class BoundCheck:
         largest measured entry; ``ratio`` and ``holds`` are computed entry by entry.
     ratio : ndarray (n,)
         Tightness: ``(empirical - atol)_+ / value`` (the part of the measurement that rounding does not
-        explain), or the largest entrywise such ratio for pointwise bounds. ``ratio <= 1 + 1e-9``
+        explain), or the largest entrywise such ratio for pointwise bounds. ``ratio <= 1 + RTOL_BOUND``
         exactly when the bound held.
     hypotheses : tuple of Hypothesis
     reference : str
@@ -201,6 +207,14 @@ def _rounding(ctx: RunContext, wanted: str) -> Hypothesis:
     return Hypothesis(f"{wanted} rounding", ctx.run.rounding == wanted, rule)
 
 
+def _row_norms(A: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each row, scaled so that the squares neither overflow nor underflow."""
+    A = np.asarray(A, float)
+    top = np.max(np.abs(A), axis=1, initial=0.0)
+    safe = np.where(top > 0, top, 1.0)
+    return top * np.sqrt(np.sum((A / safe[:, None]) ** 2, axis=1))
+
+
 def _D(ctx: RunContext) -> np.ndarray:
     return np.asarray(ctx.piv.D, dtype=float)
 
@@ -211,10 +225,10 @@ def _sum_delta2_D(ctx: RunContext) -> np.ndarray:
 
 
 def _weight_noise(ctx: RunContext) -> np.ndarray:
-    """Rounding allowance of w - q per row (weight units)."""
-    L = np.asarray(ctx.piv.L, float) if ctx.piv is not None else 0.0
-    return ctx.eps * (np.linalg.norm(ctx.W, axis=1) + np.linalg.norm(ctx.Q, axis=1)
-                  + np.linalg.norm(L) * np.linalg.norm(ctx.eta_p, axis=1))
+    """Rounding allowance of w - q per row (weight units): :func:`ptqtheory.tolerances.weight_allowance`."""
+    L_fro = float(np.linalg.norm(np.asarray(ctx.piv.L, float))) if ctx.piv is not None else 1.0
+    return weight_allowance(ctx.eps, np.linalg.norm(ctx.W, axis=1), np.linalg.norm(ctx.Q, axis=1),
+                            L_fro, np.linalg.norm(ctx.eta_p, axis=1), ctx.code_norm)
 
 
 def _sq_atol(ctx: RunContext, emp_sq, val_sq) -> np.ndarray:
@@ -266,13 +280,15 @@ def b1(ctx: RunContext) -> list[BoundCheck]:
     """
     hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
     lam_term = float(ctx.lam) * np.sum(ctx.E**2, axis=1)
-    sharp = 0.25 * _sum_delta2_D(ctx) - lam_term
+    pivot_term = 0.25 * _sum_delta2_D(ctx)
+    sharp = pivot_term - lam_term  # the two terms cancel exactly when every x_t is a midpoint
     col = ctx.x_col_sq + float(ctx.lam)
     data = 0.25 * (ctx.delta_p**2) @ col
     emp = ctx.err_sq
     return [
         _check("B1", "||X(w-q)||_2^2", "deterministic", sharp, emp, hyps,
-               f"THEORY.md B1 (from I2); {REF}", _sq_atol(ctx, emp, sharp)),
+               f"THEORY.md B1 (from I2); {REF}",
+               _sq_atol(ctx, emp, sharp) + evaluation_allowance(ctx.eps, pivot_term + lam_term + emp)),
         _check("B1.data", "||X(w-q)||_2^2", "deterministic", data, emp, hyps,
                f"THEORY.md B1, data-only form (delta^2/4)(||X||_F^2 + N lam); {REF}",
                _sq_atol(ctx, emp, data)),
@@ -344,7 +360,7 @@ def _gram_rank(gram: np.ndarray) -> int:
     if gram.size == 0:
         return 0
     ev = np.linalg.eigvalsh(gram)
-    return int(np.count_nonzero(ev > gram.shape[0] * np.finfo(float).eps * max(float(ev[-1]), 0.0)))
+    return int(np.count_nonzero(ev > singular_threshold(gram.shape[0], max(float(ev[-1]), 0.0))))
 
 
 def _full_column_rank(gram: np.ndarray) -> bool:
@@ -355,7 +371,7 @@ def _full_column_rank(gram: np.ndarray) -> bool:
     except np.linalg.LinAlgError:
         return False
     d = np.diag(c) ** 2
-    return bool(N == 0 or d.min() > N * np.finfo(float).eps * np.max(np.diag(gram)))
+    return bool(N == 0 or d.min() > singular_threshold(N, float(np.max(np.diag(gram)))))
 
 
 def b7(ctx: RunContext) -> list[BoundCheck]:
@@ -476,8 +492,9 @@ def b4(ctx: RunContext, p: float) -> list[BoundCheck]:
     (\sum_t \delta_t^4 D_t^2)^{1/2}\sqrt{\log(1/p)/2}` (Azuma-Hoeffding on :math:`\eta_t^2 D_t`).
     """
     hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
-    D = _D(ctx)
-    dev = np.sqrt((ctx.delta_p**4) @ (D**2)) * math.sqrt(math.log(1 / p) / 2)
+    # (sum_t (delta_t^2 D_t)^2)^(1/2) as a scaled norm: the squares are of degree eight in the
+    # scales and would leave the range R1 of ptqtheory.tolerances.
+    dev = _row_norms(ctx.delta_p**2 * _D(ctx)[None, :]) * math.sqrt(math.log(1 / p) / 2)
     val = 0.25 * _sum_delta2_D(ctx) + dev
     return [_check("B4", "||X(w-q)||^2 + lam||w-q||^2", "probability", val, ctx.lhs_sq, hyps,
                    f"THEORY.md B4; {REF}", _sq_atol(ctx, ctx.lhs_sq, val), p)]
@@ -560,10 +577,12 @@ def b9(ctx: RunContext) -> list[BoundCheck]:
     a = np.abs(_qronos_first(ctx))
     d1 = ctx.delta_p[:, 0]
     terms = 0.25 * (ctx.delta_p[:, 1:] ** 2) @ D[1:] + (a + d1 / 2) ** 2 * D[0]
-    val = r0 + terms - float(ctx.lam) * np.sum(ctx.E**2, axis=1)
+    lam_term = float(ctx.lam) * np.sum(ctx.E**2, axis=1)
+    val = r0 + terms - lam_term  # may cancel exactly (a midpoint with r_0 = 0)
     return [_check("B9", "||Xw - Xt q||_2^2", "deterministic", val, ctx.err_sq, hyps,
                    "THEORY.md B9 (from I4/I5); Zhang, Colbert & Saab, Qronos, arXiv 2505.11695",
-                   _sq_atol(ctx, ctx.err_sq, val))]
+                   _sq_atol(ctx, ctx.err_sq, val)
+                   + evaluation_allowance(ctx.eps, r0 + terms + lam_term + ctx.err_sq))]
 
 
 def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
@@ -676,8 +695,7 @@ def evaluate(ctx: RunContext, p: float = 1e-3) -> list[BoundCheck]:
     that a report shows why nothing is claimed. Exact-arithmetic runs get no bounds (they involve
     square roots and logarithms).
     """
-    if not 0 < p < 1:
-        raise ValueError(f"p must be in (0, 1); got {p}")
+    p = check_probability("p", p)
     if ctx.exact:
         return []
     alg, stochastic = ctx.run.algorithm, ctx.run.rounding == "stochastic"

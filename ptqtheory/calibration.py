@@ -15,13 +15,19 @@ once (``Accumulator``).
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_matrix, check_lam, is_exact
+from ._validate import as_matrix, check_bool, check_lam, check_positive_int, is_exact
 
-__all__ = ["Accumulator", "Damping", "gram", "hessian", "resolve_lam"]
+__all__ = ["Accumulator", "Damping", "gram", "hessian", "resolve_lam"]  # _gram: the unchecked form
+
+
+KINDS = ("absolute", "percdamp", "lambda_max")
+_VALUE_NAME = {"absolute": "lam", "percdamp": "p", "lambda_max": "alpha"}
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,9 @@ class Damping:
     """A damping convention, converted to the absolute ``lam`` of THEORY.md by :meth:`resolve`.
 
     Build one with :meth:`absolute`, :meth:`percdamp` or :meth:`lambda_max`. With ``auto=True``
-    (GPTQ-style automatic damping, only when asked) an algorithm multiplies ``lam`` by 10 until
-    ``H`` is numerically positive definite, at most ``max_tries`` times, and records the value used.
+    (GPTQ-style automatic damping, only when asked) an algorithm raises ``lam`` (:meth:`raised`)
+    until ``H`` is numerically positive definite, at most ``max_tries`` times, and records the value
+    used. Every field is checked on construction (``TypeError``/``ValueError`` naming it).
     """
 
     kind: str
@@ -39,14 +46,24 @@ class Damping:
     max_tries: int = 8
 
     def __post_init__(self):
-        if self.kind not in ("absolute", "percdamp", "lambda_max"):
-            raise ValueError(f"Damping kind must be absolute, percdamp or lambda_max; got {self.kind!r}")
-        v = float(self.value)
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
+            raise ValueError(f"Damping kind must be one of {KINDS}; got {self.kind!r}")
+        name = f"Damping.{self.kind}: {_VALUE_NAME[self.kind]}"
+        v = self.value
+        if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{name} must be a real number >= 0; got {v!r} ({type(v).__name__})")
+        v = float(v)
         if not np.isfinite(v) or v < 0:
-            raise ValueError(f"Damping value must be finite and >= 0; got {self.value!r}")
+            raise ValueError(f"{name} must be finite and >= 0; got {self.value!r}")
+        object.__setattr__(self, "value", v)
+        object.__setattr__(self, "auto", check_bool("Damping auto", self.auto))
+        object.__setattr__(self, "max_tries", check_positive_int(
+            "Damping max_tries", self.max_tries, 1,
+            why=" (how many times auto=True may raise lam tenfold)"))
 
     @classmethod
     def absolute(cls, lam: float, auto: bool = False) -> Damping:
+        """``lam`` as given (absolute, THEORY.md's lambda)."""
         return cls("absolute", lam, auto)
 
     @classmethod
@@ -59,19 +76,38 @@ class Damping:
         """``lam = alpha * lambda_max(X^T X)``."""
         return cls("lambda_max", alpha, auto)
 
+    def resolve_with(self, mean_diag: Callable[[], float], max_eig: Callable[[], float]) -> float:
+        """The absolute ``lam`` from the statistic its convention reads, computed only if needed.
+
+        The one implementation of the conventions: the numpy reference passes functions of its
+        ``X^T X`` (:meth:`resolve`), the torch backend functions of the statistics on the device.
+        ``mean_diag()`` is ``mean(diag(X^T X))``, ``max_eig()`` is ``lambda_max(X^T X)``.
+        """
+        if self.kind == "absolute":
+            return self.value
+        if self.kind == "percdamp":
+            return self.value * float(mean_diag())
+        return self.value * float(max_eig())
+
     def resolve(self, XtX: np.ndarray) -> float:
         """The absolute ``lam`` for the (unnormalized, undamped) Gram matrix ``X^T X``.
 
         ``percdamp`` reads only the diagonal, so ``XtX`` may also be given as its diagonal (1-D).
         """
-        if self.kind == "absolute":
-            return float(self.value)
-        diag = XtX if np.ndim(XtX) == 1 else np.diag(XtX)
-        if self.kind == "percdamp":
-            return float(self.value) * float(np.mean(diag))
-        if np.ndim(XtX) == 1:
-            raise ValueError("Damping.lambda_max needs the whole Gram matrix X^T X, not its diagonal")
-        return float(self.value) * float(np.linalg.eigvalsh(np.asarray(XtX, float))[-1])
+        XtX = np.asarray(XtX)
+        diag = XtX if XtX.ndim == 1 else np.diag(XtX)
+
+        def max_eig() -> float:
+            if XtX.ndim == 1:
+                raise ValueError("Damping.lambda_max needs the whole Gram matrix X^T X, not its diagonal")
+            return float(np.linalg.eigvalsh(np.asarray(XtX, float))[-1])
+
+        return self.resolve_with(lambda: float(np.mean(np.asarray(diag, float))), max_eig)
+
+    def raised(self, lam: float, mean_diag: float) -> float:
+        """The next ``lam`` of ``auto=True``: ``max(10 lam, 1e-6 mean(diag(G)))`` (``1e-12`` if that is
+        0), ``G`` the Gram matrix being factored; the schedule of both backends."""
+        return max(10.0 * lam, 1e-6 * float(mean_diag) or 1e-12)
 
     @property
     def needs_gram(self) -> bool:
@@ -84,7 +120,10 @@ class Damping:
 
 
 def resolve_lam(lam, XtX: np.ndarray, exact: bool = False):
-    """Absolute ``lam`` from a number or a :class:`Damping`; returns ``(lam, Damping or None)``."""
+    """Absolute ``lam`` from a number or a :class:`Damping`; returns ``(lam, Damping or None)``.
+
+    ``XtX`` is the Gram matrix ``X^T X`` (or its diagonal when ``lam`` is not ``lambda_max``).
+    """
     if isinstance(lam, Damping):
         if exact:
             raise ValueError("exact arithmetic takes an exact lam (a Rational), not a Damping")
@@ -93,18 +132,36 @@ def resolve_lam(lam, XtX: np.ndarray, exact: bool = False):
 
 
 def gram(X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
-    r""":math:`X^T Y` (default :math:`X^T X`) in float64, or exactly for rational inputs."""
+    r""":math:`X^T Y` (default :math:`X^T X`) in float64, or exactly for rational inputs.
+
+    ``X`` and ``Y`` are checked as calibration data (2-D, finite, real, inside the range R1 of
+    :mod:`ptqtheory.tolerances`) unless they already are validated float64 or exact arrays.
+    """
+    X = _data("X", X)
+    return _gram(X, None if Y is None else _data("Y", Y, X.shape[1], rows=X.shape[0]))
+
+
+def _gram(X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
+    """:func:`gram` on arrays already validated (the algorithms' and certificates' path)."""
     Y = X if Y is None else Y
     if is_exact(X) or is_exact(Y):
         return np.dot(X.T, Y)
     return X.T @ Y
 
 
+def _data(name: str, A, N: int | None = None, rows: int | None = None) -> np.ndarray:
+    arr = np.asarray(A) if not (hasattr(A, "detach") and hasattr(A, "device")) else A
+    if N is None:
+        N = arr.shape[-1] if getattr(arr, "ndim", 0) == 2 else -1
+    if rows is not None and getattr(arr, "ndim", 0) == 2 and arr.shape[0] != rows:
+        raise ValueError(f"{name} has {arr.shape[0]} rows but X has {rows}: X^T Y needs the same samples")
+    return as_matrix(name, arr, N)
+
+
 def hessian(X, lam=0.0) -> np.ndarray:
     r""":math:`H = X^T X + \lambda I` (THEORY.md notation; unnormalized)."""
-    X = np.asarray(X)
-    Xa = as_matrix("X", X, X.shape[-1] if X.ndim == 2 else -1)
-    XtX = gram(Xa)
+    Xa = _data("X", X)
+    XtX = _gram(Xa)
     lam_abs, _ = resolve_lam(lam, XtX, is_exact(Xa))
     return XtX + lam_abs * np.eye(XtX.shape[0], dtype=XtX.dtype)
 
@@ -124,12 +181,12 @@ class Accumulator:
     """
 
     def __init__(self, N: int, with_mismatch: bool = False):
-        self.N = int(N)
+        self.N = check_positive_int("N", N)
         self.m = 0
-        self.XtX = np.zeros((N, N))
-        self.with_mismatch = with_mismatch
-        self.XttXt = np.zeros((N, N)) if with_mismatch else None
-        self.XttX = np.zeros((N, N)) if with_mismatch else None
+        self.XtX = np.zeros((self.N, self.N))
+        self.with_mismatch = check_bool("with_mismatch", with_mismatch)
+        self.XttXt = np.zeros((self.N, self.N)) if self.with_mismatch else None
+        self.XttX = np.zeros((self.N, self.N)) if self.with_mismatch else None
 
     def update(self, X_batch, Xt_batch=None) -> None:
         Xb = as_matrix("X_batch", X_batch, self.N)
@@ -144,7 +201,13 @@ class Accumulator:
             raise ValueError("Xt_batch given but the accumulator was built with with_mismatch=False")
         self.m += Xb.shape[0]
 
+    def _need_data(self) -> None:
+        if self.m == 0:
+            raise ValueError("the accumulator has seen no rows; call update(X_batch) first")
+
     def H(self, lam=0.0) -> np.ndarray:
+        r""":math:`H = X^TX + \lambda I` (``lam`` a number or a :class:`Damping`)."""
+        self._need_data()
         lam_abs, _ = resolve_lam(lam, self.XtX)
         return self.XtX + lam_abs * np.eye(self.N)
 
@@ -152,6 +215,7 @@ class Accumulator:
         r""":math:`(\tilde H, G) = (\tilde X^T\tilde X + \lambda I, \tilde X^T X + \lambda I)`."""
         if not self.with_mismatch:
             raise ValueError("this accumulator was built with with_mismatch=False")
+        self._need_data()
         lam_abs, _ = resolve_lam(lam, self.XtX)
         eye = lam_abs * np.eye(self.N)
         return self.XttXt + eye, self.XttX + eye

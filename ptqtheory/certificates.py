@@ -28,8 +28,22 @@ import scipy.linalg.lapack
 
 from . import _linalg
 from ._context import RunContext
-from ._validate import as_matrix, is_exact
+from ._validate import as_matrix, check_bool, check_nonnegative_real, check_probability, is_exact
 from .records import Run
+from .tolerances import (
+    RESOLVED,
+    RTOL_IDENTITY,
+    allowance_unit,
+    formed_quadratic_allowance,
+    gpfq_allowance,
+    h_tolerance,
+    identity_allowance,
+    least_squares_allowance,
+    pivot_bounds_slack,
+    qr_refit_allowance,
+    qronos_first_allowance,
+    structure_allowance,
+)
 
 __all__ = ["Certificate", "PivotCheck", "certify", "relative_gap"]
 
@@ -44,13 +58,17 @@ STATEMENT = {
 }
 
 
-
-C_ATOL = 16.0
-
-
 def relative_gap(lhs, rhs) -> np.ndarray:
     r""":math:`|lhs - rhs| / \max(|lhs|, |rhs|)`, and 0 where both are 0 (exact for rationals)."""
     lhs, rhs = np.asarray(lhs), np.asarray(rhs)
+    for name, a in (("lhs", lhs), ("rhs", rhs)):
+        if a.dtype != object and a.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
+    try:
+        np.broadcast_shapes(lhs.shape, rhs.shape)
+    except ValueError:
+        raise ValueError(
+            f"lhs and rhs must broadcast together; got shapes {lhs.shape} and {rhs.shape}") from None
     num = np.abs(lhs - rhs)
     den = np.maximum(np.abs(lhs), np.abs(rhs))
     if lhs.dtype == object or rhs.dtype == object:
@@ -81,8 +99,9 @@ class PivotCheck:
     gap_projection, gap_inverse : float or None
         Largest relative gap of each form against ``D`` (``None`` when not computed).
     bounds_hold : bool
-        :math:`\lambda \le D_t \le \|X_t\|^2 + \lambda` for all t (slack 1e-12 of the largest
-        diagonal entry in float64; none in exact arithmetic).
+        :math:`\lambda \le D_t \le \|X_t\|^2 + \lambda` for all t (slack
+        :func:`ptqtheory.tolerances.pivot_bounds_slack`, ``16 eps N max diag(H)``, in float64; none in
+        exact arithmetic).
     logdet_gap : float
         :math:`|\sum_t \log D_t - \log\det H|` (exact arithmetic: :math:`|\prod_t D_t - \det H|`).
     cond : float
@@ -98,13 +117,12 @@ class PivotCheck:
     logdet_gap: float
     cond: float
 
-    def h_tolerance(self, tol: float = 1e-10) -> float:
-        r"""``max(tol, 16 N eps kappa(H))``: what float64 can promise for forms evaluated through H."""
-        if not np.isfinite(self.cond):
-            return 0.0
-        return max(tol, C_ATOL * self.D.shape[0] * np.finfo(float).eps * self.cond)
+    def h_tolerance(self, tol: float = RTOL_IDENTITY) -> float:
+        r"""``max(tol, 16 N eps kappa(H))``: what float64 can promise for forms evaluated through H
+        (:func:`ptqtheory.tolerances.h_tolerance`)."""
+        return h_tolerance(check_nonnegative_real("tol", tol), self.D.shape[0], self.cond)
 
-    def holds(self, tol: float = 1e-10) -> bool:
+    def holds(self, tol: float = RTOL_IDENTITY) -> bool:
         """Every I1 statement holds: projection form to ``tol``, H-forms to :meth:`h_tolerance`."""
         h_tol = self.h_tolerance(tol)
         return bool(
@@ -177,8 +195,9 @@ class Certificate:
     transformed: bool = False
     skipped_bounds: tuple = ()
 
-    def identity_holds(self, rtol: float = 1e-10) -> np.ndarray:
+    def identity_holds(self, rtol: float = RTOL_IDENTITY) -> np.ndarray:
         r"""Per row: :math:`|lhs - rhs| \le rtol \max(|lhs|, |rhs|) + atol` (and the structure relation)."""
+        rtol = check_nonnegative_real("rtol", rtol)
         if self.identity is None:
             return np.ones(self.err_l2.shape, dtype=bool)
         lhs = np.asarray(self.identity_lhs, dtype=float)
@@ -194,8 +213,9 @@ class Certificate:
             ok &= res <= rtol * scale + np.asarray(self.structure_atol, float)
         return ok
 
-    def holds(self, rtol: float = 1e-10) -> bool:
+    def holds(self, rtol: float = RTOL_IDENTITY) -> bool:
         """Every row's identity, the structure relation and I1 hold at ``rtol`` (see class notes)."""
+        rtol = check_nonnegative_real("rtol", rtol)
         piv_ok = self.pivots is None or self.pivots.holds(rtol)
         return bool(np.all(self.identity_holds(rtol)) and piv_ok)
 
@@ -235,7 +255,7 @@ class Certificate:
 
     @property
     def resolved(self) -> np.ndarray:
-        """Rows whose identity sides are far above float64 rounding (allowance <= 1e-3 of them).
+        """Rows whose identity sides are far above float64 rounding (allowance <= RESOLVED = 1e-3 of them).
 
         On the other rows (a row already on the grid, say) both sides are rounding noise and the
         plain relative gap means nothing; :meth:`identity_holds` judges them by the allowance.
@@ -244,7 +264,7 @@ class Certificate:
             return np.ones(self.err_l2.shape, dtype=bool)
         size = np.maximum(np.abs(np.asarray(self.identity_lhs, float)),
                           np.abs(np.asarray(self.identity_rhs, float)))
-        return np.asarray(self.identity_atol, float) <= 1e-3 * size
+        return np.asarray(self.identity_atol, float) <= RESOLVED * size
 
     @property
     def max_gap(self) -> float:
@@ -296,7 +316,7 @@ def _pivot_check(piv, Hp, Xhp, lam, G0p, full: bool) -> PivotCheck:
         logdet_gap = float(abs(np.prod(D) - sympy.Matrix(Hp.tolist()).det()))
         cond = float("inf")
     else:
-        slack = 1e-12 * (np.max(col_sq) + lam)
+        slack = pivot_bounds_slack(N, float(np.max(col_sq)) + lam)
         bounds = bool(np.all(D >= lam - slack) and np.all(D <= col_sq + lam + slack))
         sign, logdet = np.linalg.slogdet(Hp)
         logdet_gap = float(abs(np.sum(np.log(D)) - logdet)) if sign > 0 else float("inf")
@@ -358,6 +378,9 @@ def certify(
     """
     if not isinstance(run, Run):
         raise TypeError(f"run must be a Run returned by an algorithm; got {type(run).__name__}")
+    p, full_pivot_check, bounds = _check_options(p, full_pivot_check, bounds)
+    if X is None:
+        raise ValueError("X is required: the calibration inputs the run was computed with, shape (m, N)")
     if run.backend == "torch":
         from .torch_backend import certify as _torch_certify
 
@@ -386,8 +409,9 @@ def certify(
     weight_err_inf = np.max(np.abs(np.asarray(E, dtype=float)), axis=1)
     n_clipped = np.count_nonzero(np.atleast_2d(run.clipped), axis=1)
     full = (N <= 128) if full_pivot_check is None else bool(full_pivot_check)
-    # First-order float64 rounding allowance (Certificate notes): C_ATOL eps times the sizes involved.
-    eps = 0.0 if exact else C_ATOL * np.finfo(float).eps
+    # First-order float64 rounding allowance (Certificate notes; ptqtheory.tolerances): 16 eps
+    # times the sizes involved, 0 in exact arithmetic.
+    eps = allowance_unit("exact" if exact else "float64")
     w_q = _norms(W) + _norms(Q)
     checks = _bounds.evaluate(ctx, p) if bounds else []
     common = dict(err_l2=err_l2, err_inf=err_inf, weight_err_inf=weight_err_inf,
@@ -405,8 +429,7 @@ def certify(
         gap_num = np.sqrt(np.asarray(_row_dot(diff, diff), dtype=float))
         den = np.maximum(lhs, err_l2)
         gap = np.where(den > 0, gap_num / np.where(den > 0, den, 1.0), 0.0)
-        # u_N sums N rank-one steps; each adds eps (|w_t| ||X_t|| + |q_t| ||Xt_t||) of rounding.
-        atol = eps * N * (_fro(ctx.X) * _norms(W) + _fro(ctx.Xt) * _norms(Q))
+        atol = gpfq_allowance(eps, N, _fro(ctx.X), _norms(W), _fro(ctx.Xt), _norms(Q))
         return Certificate(identity="I6", statement=STATEMENT["I6"], identity_lhs=lhs,
                            identity_rhs=err_l2, identity_gap=gap, identity_atol=atol,
                            pivots=None, **none, **common)
@@ -425,16 +448,16 @@ def certify(
     if run.algorithm in ("optq", "ldlq"):
         lhs = _row_dot(_linalg.dot(E_p, Hp), E_p) if run.algorithm == "ldlq" else lhs_data
         res, scale = _structure(E_p, piv.L, eta_p)
-        s_atol = eps * (w_q + L_eta)
-        # |lhs - rhs| <= ||X_hat nu|| (||X_hat e|| + ||X_hat L eta||), nu the rounding of e - L eta
-        atol = xh_norm * s_atol * (np.sqrt(np.abs(np.asarray(lhs, float)))
-                                   + np.sqrt(np.abs(np.asarray(weighted, float))))
-        if run.algorithm == "ldlq" and not exact:
-            # I3 reads the formed H: |fl(e^T H e) - e^T H e| <= eps (N |e|^T |H| |e| + m || |X| |e| ||^2)
-            aE = np.abs(E_p)
-            absX = np.abs(np.asarray(ctx.X, float)[:, ctx.order])
-            atol = atol + eps * (N * _row_dot(aE @ np.abs(Hp), aE)
-                                 + absX.shape[0] * np.sum((absX @ aE.T) ** 2, axis=0))
+        # The paper iteration solves a least-squares problem per step (E3 of ptqtheory.tolerances).
+        ls = least_squares_allowance(eps, pcheck.cond, _fro(piv.L), _norms(eta_p), N) \
+            if run.method == "iteration" and not exact else 0.0
+        s_atol = structure_allowance(eps, w_q, L_eta) + ls
+        # |lhs - rhs| <= ||X_hat nu|| (||X_hat e|| + ||X_hat L eta||), nu the rounding of e - L eta;
+        # the least-squares error lies along directions X_hat shrinks: the identity does not see it.
+        atol = identity_allowance(xh_norm, structure_allowance(eps, w_q, L_eta), lhs, weighted)
+        if run.algorithm == "ldlq" and not exact:  # I3 reads the formed H
+            atol = atol + formed_quadratic_allowance(eps, N, np.abs(E_p), np.abs(Hp),
+                                                     np.abs(np.asarray(ctx.X, float)[:, ctx.order]))
         ident = IDENTITY[run.algorithm]
         return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs,
                            identity_rhs=weighted, identity_gap=relative_gap(lhs, weighted),
@@ -451,11 +474,13 @@ def certify(
     # Xt_hat w_LS, which the identity reads, only by about eps kappa ||X_hat w||.
     ls_w = ls_out = 0.0
     if not exact:
-        kappa = np.sqrt(pcheck.cond)
-        a_norm = xh_norm / np.sqrt(N)  # ||Xt_hat||_2 >= ||Xt_hat||_F / sqrt(N)
-        ls_w = kappa * _norms(W_ls) + kappa**2 * np.sqrt(np.asarray(r0_sq, float)) / a_norm
-        ls_out = kappa * _norms(_linalg.dot(W[:, ctx.order], ctx.Xh.T))
-    s_atol = eps * (w_q + _norms(W_ls) + L_eta + ls_w)
+        ls_w, ls_out = qr_refit_allowance(
+            pcheck.cond, _norms(W_ls), np.sqrt(np.asarray(r0_sq, float)),
+            xh_norm / np.sqrt(N),  # ||Xt_hat||_2 >= ||Xt_hat||_F / sqrt(N)
+            _norms(_linalg.dot(W[:, ctx.order], ctx.Xh.T)))
+    ls_steps = least_squares_allowance(eps, pcheck.cond, _fro(piv.L), _norms(eta_p), N) \
+        if run.method == "iteration" and not exact else 0.0
+    s_atol = structure_allowance(eps, w_q, L_eta, _norms(W_ls) + ls_w) + ls_steps
     if run.variant == "ls":
         rhs = r0_sq + weighted
         res, scale = _structure(W_ls - Q[:, ctx.order], piv.L, eta_p)
@@ -467,10 +492,21 @@ def certify(
         rhs = r0_sq + first * first * D[0] + _linalg.dot(eta_p[:, 1:] ** 2, D[1:])
         ident, structure = "I5", none
     sides = np.sqrt(np.abs(np.asarray(lhs_data, float))) + np.sqrt(np.abs(np.asarray(rhs, float)))
-    atol = ((ctx.xh_norm + xh_norm) * eps * (w_q + _norms(W_ls) + L_eta) + eps * ls_out) * sides
+    atol = ((ctx.xh_norm + xh_norm) * structure_allowance(eps, w_q, L_eta, _norms(W_ls))
+            + eps * ls_out) * sides
+    if run.variant != "ls" and not exact:
+        atol = atol + qronos_first_allowance(eps, first, ls_w, float(D[0]))
     return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs_data,
                        identity_rhs=rhs, identity_gap=relative_gap(lhs_data, rhs), identity_atol=atol,
                        pivots=pcheck, **structure, **common)
+
+
+def _check_options(p, full_pivot_check, bounds):
+    """The options of :func:`certify` (both backends), checked before any work."""
+    p = check_probability("p", p)
+    if full_pivot_check is not None:
+        full_pivot_check = check_bool("full_pivot_check", full_pivot_check)
+    return p, full_pivot_check, check_bool("bounds", bounds)
 
 
 def _structure(E_p, L, eta_p):

@@ -20,6 +20,7 @@ import scipy.linalg
 
 from . import _linalg
 from ._validate import is_exact
+from .tolerances import singular_threshold
 
 __all__ = ["DataQR", "Pivots", "SingularHessianError", "pivots", "pivots_from_data"]
 
@@ -118,7 +119,7 @@ def _check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None) 
     N = D.shape[0]
     diag = H if np.ndim(H) == 1 else np.diag(H)
     scale = float(np.max(diag)) if N else 0.0
-    tiny = N * np.finfo(np.float64).eps * scale
+    tiny = singular_threshold(N, scale)
     t = int(np.argmin(D))
     if not D[t] > tiny:
         raise SingularHessianError(
@@ -220,6 +221,34 @@ def data_ul_factor(Xp: np.ndarray, lam=0.0) -> np.ndarray:
     return R.T[::-1, ::-1]
 
 
+def _checked_statistics(H, lam, what: str, columns):
+    """The checks of :func:`pivots`: a square, symmetric, finite real (or exact) ``H`` inside the
+    range R1 (it scales like ``X^T X``), ``lam >= 0``, ``what`` in ("H", "Ht"), ``columns`` a
+    permutation."""
+    from ._validate import _as_array, check_choice, check_lam, largest
+    from .tolerances import allowance_unit, check_magnitude, lam_range
+
+    Ha = _as_array("H", H)
+    if Ha.ndim != 2 or Ha.shape[0] != Ha.shape[1] or Ha.shape[0] == 0:
+        raise ValueError(f"H must be a square (N, N) matrix with N >= 1; got shape {Ha.shape}")
+    exact = is_exact(Ha)
+    if not exact:
+        check_magnitude("H", largest(Ha), lam_range(),
+                        fix="H scales like X^T X: rescale X by a power of two, 2.0**k (H by 4.0**k)")
+        # Cholesky reads one triangle only: an H that is not symmetric to rounding would be
+        # factored as a different matrix, silently.
+        if np.max(np.abs(Ha - Ha.T)) > allowance_unit() * largest(Ha):
+            raise ValueError("H must be symmetric (H = X^T X + lam I); got max |H - H^T| = "
+                             f"{float(np.max(np.abs(Ha - Ha.T))):.3g}. Symmetrize it: (H + H.T) / 2")
+    lam = check_lam(lam, exact)
+    check_choice("what", what, ("H", "Ht"))
+    if columns is not None:
+        from .orders import resolve_order
+
+        resolve_order(np.asarray(columns), Ha.shape[0])
+    return Ha, lam
+
+
 def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
     r"""Factor a positive definite ``H`` and return its pivots; raise if ``H`` is singular.
 
@@ -241,6 +270,7 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
         If the Cholesky factorization fails or a pivot is below ``N * eps * max(diag(H))``: the
         algorithms would then divide by rounding noise. The message says how to set ``lam``.
     """
+    H, lam = _checked_statistics(H, lam, what, columns)
     try:
         U1, D = _linalg.udu(H)
     except np.linalg.LinAlgError as exc:

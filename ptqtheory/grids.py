@@ -22,9 +22,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _linalg
-from ._validate import _as_array, check_positive_int, is_exact
+from ._validate import _as_array, check_bool, check_choice, check_positive_int, check_seed, is_exact
+from .tolerances import max_bits, max_code, precision_name, step_range
 
 __all__ = ["Grid", "MinMax", "round_nearest", "round_stochastic"]
+
+ROUNDINGS = ("nearest", "stochastic")
+
+
+def bits_limit_reason(precision="float64") -> str:
+    """Why ``bits`` is capped (R2 of :mod:`ptqtheory.tolerances`), for error messages."""
+    name = precision_name(precision)
+    return (f" ({name} rounds onto a grid exactly enough only while every code k and zero point z "
+            f"satisfy |k| + |z| + 1 <= {max_code(name):.0f}, so that the rounding error 5u(|k| + |z| + 1) "
+            "stays below 2**-10 of a step and the codes are exact integers; a min-max grid with b bits "
+            f"needs 2**(b+1) - 1 <= that, so b <= {max_bits(name)})")
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,12 @@ class MinMax:
     bits: int
     sym: bool
     group_size: int | None
+
+    def __post_init__(self):
+        check_positive_int("bits", self.bits, 1, max_bits(), why=bits_limit_reason())
+        object.__setattr__(self, "sym", check_bool("sym", self.sym))
+        if self.group_size is not None:
+            check_positive_int("group_size", self.group_size)
 
     def fit(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r"""Step and zero point for each row of ``block`` (GPTQ's ``find_params``).
@@ -73,10 +91,19 @@ class MinMax:
         return delta, zero
 
 
-def _param(name: str, value, allow_inf: bool) -> np.ndarray:
+def _param(name: str, value) -> np.ndarray:
+    """``lo`` or ``hi``: integers or +-inf (``None`` is unbounded); NaN and booleans are refused."""
     if value is None:
         return np.asarray(np.inf if name == "hi" else -np.inf)
-    arr = _as_array(name, value) if not (allow_inf and _has_inf(value)) else np.asarray(value, float)
+    if _has_inf(value):
+        arr = np.asarray(value)
+        if arr.dtype.kind == "b":
+            _as_array(name, arr)  # raises, naming the argument
+        arr = arr.astype(float)
+        if np.any(np.isnan(arr)):
+            raise ValueError(f"grid {name} contains NaN; pass integers, or -inf/inf for an unbounded end")
+    else:
+        arr = _as_array(name, value)
     if arr.ndim > 2:
         raise ValueError(f"grid {name} must be a scalar, per row (n,) or per entry (n, N)")
     return arr
@@ -87,6 +114,146 @@ def _has_inf(value) -> bool:
         return bool(np.any(np.isinf(np.asarray(value, dtype=float))))
     except (TypeError, ValueError):
         return False
+
+
+def _as2d(a) -> np.ndarray:
+    """A grid parameter as a 2-D array with the grid's broadcasting rule (1-D means per row)."""
+    a = np.asarray(a)
+    return a.reshape(1, 1) if a.ndim == 0 else (a[:, None] if a.ndim == 1 else a)
+
+
+def _broadcast(*arrays):
+    """The parameters broadcast together, or ``None`` when their shapes only fit a given ``W``
+    (then :meth:`Grid.views` reports the mismatch)."""
+    try:
+        return np.broadcast_arrays(*(_as2d(a) for a in arrays))
+    except ValueError:
+        return None
+
+
+def check_steps(delta, precision="float64", name: str = "grid delta") -> None:
+    """Steps inside the range R1 (normal numbers: a subnormal step makes ``x/delta`` overflow and
+    ``q = delta (k - z)`` lose its relative precision)."""
+    d = np.asarray(delta, dtype=float)
+    lo, hi = step_range(precision)
+    small, large = float(np.min(d)), float(np.max(d))
+    fix = "scale W and the grid step by the same power of two, 2.0**k: Q scales by exactly 2.0**k"
+    pname = precision_name(precision)
+    if small < lo:
+        sub = "; it is subnormal" if small < np.finfo(pname).tiny else ""
+        raise ValueError(
+            f"{name} is too small for {pname}: min delta = {small:.4g} is below 2**{np.log2(lo):.0f} ~ "
+            f"{lo:.3g} (R1 of ptqtheory.tolerances{sub}): x/delta would overflow and delta (k - z) "
+            f"lose its precision. Fix: {fix}"
+        )
+    if large > hi:
+        raise ValueError(
+            f"{name} is too large for {pname}: max delta = {large:.4g} exceeds 2**{np.log2(hi):.0f} ~ "
+            f"{hi:.3g} (R1 of ptqtheory.tolerances): delta (k - z) and delta^2 D_t would overflow. "
+            f"Fix: {fix}"
+        )
+
+
+def check_normal_steps(delta, precision="float64", name: str = "grid delta") -> None:
+    """What every grid needs, whatever the data: normal steps (a subnormal step has lost relative
+    precision and makes ``x/delta`` overflow) small enough that ``delta (k - z)`` stays finite for
+    every code float64 rounds exactly (R2)."""
+    d = np.asarray(delta, dtype=float)
+    pname = precision_name(precision)
+    small, large = float(np.min(d)), float(np.max(d))
+    if small < np.finfo(pname).tiny:
+        raise ValueError(
+            f"{name} must be a normal {pname} number (>= {np.finfo(pname).tiny:.3g}); got min delta = "
+            f"{small:.4g}, which is subnormal: x/delta overflows and delta (k - z) loses its relative "
+            "precision. Fix: scale W and the grid step by the same power of two, 2.0**k"
+        )
+    top = float(np.finfo(pname).max) / max_code(pname)
+    if large > top:
+        raise ValueError(
+            f"{name} is too large for {pname}: max delta = {large:.4g} exceeds {top:.3g}, beyond which "
+            "delta (k - z) overflows for codes float64 rounds exactly. Fix: scale W and the grid step "
+            "by the same power of two, 2.0**k"
+        )
+
+
+def check_code_range(lo, hi, zero, precision="float64", rule: MinMax | None = None) -> None:
+    """R2: every code the grid can use has ``|k| + |z| + 1 <= max_code(precision)``.
+
+    Finite ends bound the codes; an unbounded end is checked when rounding (:func:`check_codes`).
+    The message names ``bits`` for a min-max grid, else ``lo``/``hi``/``zero``.
+    """
+    arrays = _broadcast(lo, hi, zero)
+    if arrays is None:
+        return
+    lo2, hi2, z2 = (np.asarray(a, dtype=float) for a in arrays)
+    limit = max_code(precision)
+    az = np.abs(z2)
+    for name, end in (("lo", lo2), ("hi", hi2)):
+        size = np.where(np.isfinite(end), np.abs(end), 0.0) + az + 1.0
+        if np.all(size <= limit):
+            continue
+        if rule is not None:
+            raise ValueError(f"bits must be an integer >= 1 and <= {max_bits(precision)}; got {rule.bits}"
+                             + bits_limit_reason(precision))
+        worst = float(np.max(size))
+        raise ValueError(
+            f"grid {name} and zero need codes of size |k| + |zero| + 1 = {worst:.4g}, beyond "
+            f"{limit:.0f}{bits_limit_reason(precision)}. Fix: a coarser grid (fewer codes), "
+            "or a larger delta"
+        )
+
+
+def check_codes(q, delta, zero, precision="float64", what: str = "the run") -> None:
+    """R2 and R3 after rounding: ``q`` finite and every code used has ``|k| + |z| + 1 <= max_code``.
+
+    The codes are read back from ``q = delta (k - z)`` (to within rounding, which is all a range
+    check needs). Raises ``ValueError`` saying where the codes or the values left the range.
+    """
+    q = np.asarray(q, dtype=float)
+    with np.errstate(all="ignore"):
+        size = np.abs(q / delta + zero) + np.abs(zero) + 1.0
+    limit = max_code(precision)
+    ok = np.isfinite(q) & (size <= limit)
+    if ok.all():
+        return
+    bad = tuple(int(i) for i in np.argwhere(~ok)[0])
+    if not np.all(np.isfinite(q)):
+        raise ValueError(
+            f"{what} produced a non-finite quantized value at index {bad}: the values to round "
+            f"overflowed {precision_name(precision)} (x/delta or the error feedback). Fix: keep W within "
+            "its range and the grid step comparable to W (or use float64), and damp H (lam > 0) "
+            "so that the feedback L eta stays bounded"
+        )
+    with np.errstate(all="ignore"):
+        k = float(np.broadcast_to(q / delta + zero, q.shape)[bad])
+    raise ValueError(
+        f"{what} needed the code k = {k:.4g} at index {bad}, beyond what {precision_name(precision)} "
+        f"rounds exactly (|k| + |zero| + 1 <= {limit:.0f}, R2 of ptqtheory.tolerances): the values to "
+        "round grew too large for the grid step. Fix: a larger delta or a bounded grid (lo, hi), "
+        "or float64"
+    )
+
+
+def check_values(name: str, x, delta, zero, lo, hi, precision="float64") -> None:
+    """Before rounding ``x`` (e.g. the weights ``W``): the code each entry would get, after the
+    clip, must satisfy R2; an unbounded grid with ``x/delta`` beyond it is refused up front."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(all="ignore"):
+        k = np.clip(np.floor(x / delta + zero + 0.5), lo, hi)
+        size = np.abs(k) + np.abs(zero) + 1.0
+    limit = max_code(precision)
+    ok = size <= limit
+    if ok.all():
+        return
+    bad = tuple(int(i) for i in np.argwhere(~ok)[0])
+    with np.errstate(all="ignore"):
+        ratio = float(np.broadcast_to(x / delta, ok.shape)[bad])
+    raise ValueError(
+        f"{name} / grid delta reaches {ratio:.4g} at index {bad}: the code it rounds to would exceed "
+        f"{limit:.0f}, the largest that {precision_name(precision)} rounds exactly (|k| + |zero| + 1; "
+        "the rounding error 5u(|k| + |zero| + 1) must stay below 2**-10 of a step). Fix: a larger "
+        f"grid delta (comparable to {name}), or a bounded grid (lo, hi) that clips"
+    )
 
 
 class Grid:
@@ -109,24 +276,41 @@ class Grid:
     """
 
     def __init__(self, delta, zero=0.0, lo=None, hi=None, *, rule: MinMax | None = None):
+        if rule is not None and not isinstance(rule, MinMax):
+            raise TypeError(f"rule must be a pt.MinMax or None; got {type(rule).__name__}")
         d = _as_array("delta", delta)
         if d.ndim > 2:
             raise ValueError("grid delta must be a scalar, per row (n,) or per entry (n, N)")
         positive = all(v > 0 for v in d.ravel()) if d.dtype == object else bool(np.all(d > 0))
         if d.size == 0 or not positive:
-            raise ValueError(f"grid delta must be > 0 everywhere; got min {np.min(d)}")
+            raise ValueError(f"grid delta must be > 0 everywhere; got min {np.min(d) if d.size else None}")
         z = _as_array("zero", zero)
         if z.ndim > 2:
             raise ValueError("grid zero must be a scalar, per row (n,) or per entry (n, N)")
-        lo_a = _param("lo", lo, allow_inf=True)
-        hi_a = _param("hi", hi, allow_inf=True)
+        if z.size == 0:
+            raise ValueError("grid zero is empty; pass a scalar, one value per row or one per entry")
+        lo_a = _param("lo", lo)
+        hi_a = _param("hi", hi)
         for name, a in (("lo", lo_a), ("hi", hi_a)):
+            if a.size == 0:
+                raise ValueError(f"grid {name} is empty; pass an integer, -inf/inf, or None")
             fin = np.asarray(a, dtype=float)
             fin = fin[np.isfinite(fin)]
             if fin.size and np.any(fin != np.round(fin)):
                 raise ValueError(f"grid {name} must hold integers (the range of k); got {a}")
-        if np.any(np.asarray(lo_a, float) > np.asarray(hi_a, float)):
+        lof, hif = np.asarray(lo_a, float), np.asarray(hi_a, float)
+        if np.any(lof == np.inf) or np.any(hif == -np.inf):
+            raise ValueError(
+                "grid lo must be < inf and hi > -inf (lo = inf or hi = -inf leaves an empty alphabet, "
+                "which cannot be rounded onto); use None (or -inf/inf) for an unbounded end"
+            )
+        pair = _broadcast(lof, hif)
+        if pair is not None and np.any(pair[0] > pair[1]):
             raise ValueError("grid lo must be <= hi (an empty alphabet cannot be rounded onto)")
+        if d.dtype != object:
+            check_normal_steps(d)
+            if z.dtype != object:
+                check_code_range(lof, hif, z, rule=rule)
         self._delta, self._zero, self._lo, self._hi = d, z, lo_a, hi_a
         self.rule = rule
 
@@ -157,12 +341,13 @@ class Grid:
         every entry is stored in the run record (``run.grid``). Call :meth:`frozen` to keep the
         groups fitted here instead. RTN and GPFQ use the arrays fitted here.
         """
-        bits = check_positive_int("bits", bits)
-        W2, _ = _weights_2d(W)
-        n, N = W2.shape
+        bits = check_positive_int("bits", bits, 1, max_bits(), why=bits_limit_reason())
+        sym = check_bool("sym", sym)
         if group_size is not None:
             group_size = check_positive_int("group_size", group_size)
-        rule = MinMax(bits=bits, sym=bool(sym), group_size=group_size)
+        W2, _ = _weights_2d(W)
+        n, N = W2.shape
+        rule = MinMax(bits=bits, sym=sym, group_size=group_size)
         hi = 2**bits - 1
         if group_size is None:
             delta, zero = rule.fit(W2)
@@ -179,7 +364,9 @@ class Grid:
     @classmethod
     def alphabet(cls, delta, K: int) -> Grid:
         r"""The theory's symmetric alphabet :math:`\mathcal A_K = \delta\{-K, \dots, K\}` (B8)."""
-        K = check_positive_int("K", K, minimum=0)
+        limit = int(max_code()) - 1
+        K = check_positive_int("K", K, minimum=0, maximum=limit,
+                               why=f" (codes |k| <= K need K + 1 <= {limit + 1}, R2 of ptqtheory.tolerances)")
         return cls(delta, 0.0, lo=-K, hi=K)
 
     @classmethod
@@ -251,17 +438,22 @@ class Grid:
 
         ``rounding`` is ``"nearest"`` or ``"stochastic"`` (which needs ``seed``).
         """
+        check_choice("rounding", rounding, ROUNDINGS)
+        check_seed(seed)
         W2, vector = _weights_2d(W)
         n, N = W2.shape
         delta, zero, lo, hi = self.expand(n, N)
+        exact = is_exact(W2) or delta.dtype == object or zero.dtype == object
+        if not exact:
+            check_values("W", W2, delta, zero, lo, hi)
         if rounding == "nearest":
-            Q, clipped = round_nearest(W2, delta, zero, lo, hi)
-        elif rounding == "stochastic":
+            Q, clipped = _round_nearest(W2, delta, zero, lo, hi)
+        else:
             from .random import uniforms
 
-            Q, clipped = round_stochastic(W2, delta, zero, lo, hi, uniforms(seed, (n, N)))
-        else:
-            raise ValueError(f"rounding must be 'nearest' or 'stochastic'; got {rounding!r}")
+            Q, clipped = _round_stochastic(W2, delta, zero, lo, hi, uniforms(seed, (n, N)))
+        if not exact:
+            check_codes(Q, delta, zero, what="Grid.round")
         return (Q[0], clipped[0]) if vector else (Q, clipped)
 
     def __repr__(self) -> str:
@@ -285,23 +477,79 @@ def _clip(k, lo, hi):
     return kc, (k < lo) | (k > hi)
 
 
+def _rounding_args(x, delta, zero, lo, hi, u=None):
+    """The checks of the public rounding functions: real finite arrays that broadcast together,
+    steps > 0 inside the range R1, integer ends (or +-inf) with ``lo <= hi``, codes inside R2."""
+    xa = _as_array("x", x)
+    d = _as_array("delta", delta)
+    z = _as_array("zero", zero)
+    lo_a, hi_a = _param("lo", lo), _param("hi", hi)
+    try:
+        shape = np.broadcast_shapes(xa.shape, d.shape, z.shape, lo_a.shape, hi_a.shape,
+                                    *(() if u is None else (np.shape(u),)))
+    except ValueError as exc:
+        raise ValueError(f"x, delta, zero, lo, hi (and u) must broadcast together: {exc}") from None
+    exact = xa.dtype == object or d.dtype == object or z.dtype == object
+    positive = all(v > 0 for v in d.ravel()) if d.dtype == object else bool(np.all(d > 0))
+    if d.size == 0 or not positive:
+        raise ValueError("delta must be > 0 everywhere")
+    lof, hif = np.asarray(lo_a, float), np.asarray(hi_a, float)
+    for name, a in (("lo", lof), ("hi", hif)):
+        fin = a[np.isfinite(a)]
+        if fin.size and np.any(fin != np.round(fin)):
+            raise ValueError(f"{name} must hold integers (the range of k) or -inf/inf")
+    if np.any(np.broadcast_to(lof, shape) > np.broadcast_to(hif, shape)) or np.any(lof == np.inf) \
+            or np.any(hif == -np.inf):
+        raise ValueError("lo must be <= hi, lo < inf and hi > -inf (an empty alphabet cannot be rounded onto)")
+    if u is not None:
+        ua = _as_array("u", u)
+        if ua.size and not (np.min(ua) >= 0 and np.max(ua) < 1):
+            raise ValueError("u must hold uniforms in [0, 1)")
+    if not exact:
+        check_normal_steps(d, name="delta")
+        check_values("x", xa, d, z, lof, hif)
+    return xa, d, z, lo_a, hi_a, exact
+
+
 def round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
     r"""Nearest grid point, ties half up: :math:`k = \lfloor x/\delta + z + 1/2 \rfloor`, then clip.
 
-    All arguments broadcast together. Returns ``(q, clipped)``. Exact inputs stay exact.
+    All arguments broadcast together (numpy rules); ``lo``/``hi`` may be ``-inf``/``inf``.
+    Returns ``(q, clipped)``. Exact inputs stay exact. Every argument is checked first
+    (``ValueError``/``TypeError`` naming it), including the code range of float64 (R2 of
+    :mod:`ptqtheory.tolerances`).
     """
-    half = 0.5 if not is_exact(np.asarray(x)) else _half()
-    k = _linalg.floor(x / delta + zero + half)
-    kc, clipped = _clip(k, lo, hi)
-    return delta * (kc - zero), np.asarray(clipped, dtype=bool)
+    x, delta, zero, lo, hi, exact = _rounding_args(x, delta, zero, lo, hi)
+    q, clipped = _round_nearest(x, delta, zero, lo, hi)
+    if not exact:
+        check_codes(q, delta, zero, what="round_nearest")
+    return q, clipped
 
 
 def round_stochastic(x, delta, zero, lo, hi, u) -> tuple[np.ndarray, np.ndarray]:
     r"""Unbiased stochastic rounding with the uniforms ``u`` in [0, 1), then clip.
 
     :math:`k = \lfloor s\rfloor + [u < s - \lfloor s\rfloor]` with :math:`s = x/\delta + z`, so
-    :math:`E[\delta(k - z)] = x` before clipping (THEORY.md B3). Returns ``(q, clipped)``.
+    :math:`E[\delta(k - z)] = x` before clipping (THEORY.md B3). Returns ``(q, clipped)``. Arguments
+    are checked as for :func:`round_nearest`.
     """
+    x, delta, zero, lo, hi, exact = _rounding_args(x, delta, zero, lo, hi, u)
+    q, clipped = _round_stochastic(x, delta, zero, lo, hi, np.asarray(u, dtype=float))
+    if not exact:
+        check_codes(q, delta, zero, what="round_stochastic")
+    return q, clipped
+
+
+def _round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`round_nearest` without the checks (the algorithms' hot loop; inputs already checked)."""
+    half = 0.5 if not is_exact(np.asarray(x)) else _half()
+    k = _linalg.floor(x / delta + zero + half)
+    kc, clipped = _clip(k, lo, hi)
+    return delta * (kc - zero), np.asarray(clipped, dtype=bool)
+
+
+def _round_stochastic(x, delta, zero, lo, hi, u) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`round_stochastic` without the checks."""
     s = x / delta + zero
     f = _linalg.floor(s)
     k = f + (u < (s - f))

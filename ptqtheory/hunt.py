@@ -14,16 +14,20 @@ the expected number of failures, ``rows * p``).
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import algorithms as alg
+from ._validate import check_nonnegative_real, check_positive_int, check_probability
 from .certificates import certify
 from .factor import SingularHessianError
 from .grids import Grid
 from .instances import FAMILIES, make_instance
+from .tolerances import RTOL_IDENTITY
 
 __all__ = ["HuntReport", "hunt"]
 
@@ -58,6 +62,12 @@ class HuntReport:
     def violations(self) -> int:
         return sum(t.violations for t in self.tallies.values())
 
+    @property
+    def checked(self) -> bool:
+        """At least one instance was quantized and certified: a report that checked nothing
+        proves nothing and must not pass (``ptqtheory check`` exits non-zero on it)."""
+        return self.instances > 0
+
     def table(self) -> str:
         head = (f"{'check':<16}{'kind':<14}{'instances':>10}{'rows':>9}{'violations':>11}"
                 f"{'max ratio':>12}{'expected fails':>16}")
@@ -72,11 +82,15 @@ class HuntReport:
         lines.append(f"{self.instances} instances ({self.refused} refused: singular H at lam = 0) in "
                      f"{self.seconds:.0f} s, seed {self.seed}, p = {self.p:g}; "
                      f"violations: {self.violations}")
+        if not self.checked:
+            lines.append("NOTHING WAS CHECKED: no instance completed within the budget; "
+                         "this report is not evidence of anything")
         return "\n".join(lines)
 
     def to_json(self) -> str:
         return json.dumps({
             "seed": self.seed, "budget_s": self.budget, "p": self.p, "instances": self.instances,
+            "checked": self.checked,
             "refused": self.refused, "seconds": self.seconds, "violations": self.violations,
             "checks": {k: vars(v) for k, v in self.tallies.items()},
             "counterexamples": self.counterexamples,
@@ -137,7 +151,17 @@ def _run(spec: dict, inst, lam: float, grid: Grid, seed: int):
                     if spec["order"] != "min_pivot" else "natural"), inst.Xt
 
 
-def hunt(seed: int = 0, budget: float = 60.0, p: float = 1e-9, rtol: float = 1e-10,
+def check_budget(budget) -> float:
+    """A finite number of seconds > 0 (a hunt with no time checks nothing)."""
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Real):
+        raise TypeError(f"budget must be a number of seconds > 0; got {budget!r} ({type(budget).__name__})")
+    value = float(budget)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"budget must be a finite number of seconds > 0; got {budget!r}")
+    return value
+
+
+def hunt(seed: int = 0, budget: float = 60.0, p: float = 1e-9, rtol: float = RTOL_IDENTITY,
          progress=None, max_instances: int | None = None) -> HuntReport:
     """Search for counterexamples for ``budget`` seconds; see the module notes.
 
@@ -146,7 +170,8 @@ def hunt(seed: int = 0, budget: float = 60.0, p: float = 1e-9, rtol: float = 1e-
     seed : int
         Everything drawn derives from it: the same seed checks the same instances, in order.
     budget : float
-        Seconds to search (the instance running at the deadline is finished).
+        Seconds to search, finite and > 0 (the instance running at the deadline is finished).
+        A report with no instance completed has ``checked == False``.
     p : float
         Failure probability for the probabilistic bounds.
     rtol : float
@@ -157,6 +182,14 @@ def hunt(seed: int = 0, budget: float = 60.0, p: float = 1e-9, rtol: float = 1e-
         Stop after this many draws as well: the same seed and count replay the same instances
         whatever the machine's speed (each counterexample records its draw ``index``).
     """
+    seed = check_positive_int("seed", seed, 0)
+    budget = check_budget(budget)
+    p = check_probability("p", p)
+    rtol = check_nonnegative_real("rtol", rtol)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable (called with the report) or None; got {progress!r}")
+    if max_instances is not None:
+        max_instances = check_positive_int("max_instances", max_instances)
     rng = np.random.default_rng(seed)
     report = HuntReport(seed=seed, budget=budget, p=p)
     start = time.perf_counter()

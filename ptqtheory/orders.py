@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .random import SeedLike, generator
+from .tolerances import singular_threshold
 
 __all__ = ["ORDERS", "min_pivot_order", "resolve_order"]
 
@@ -23,6 +24,11 @@ def min_pivot_order(H: np.ndarray) -> np.ndarray:
     placed after it, :math:`D_t = H_{jj} - H_{jS} H_{SS}^{-1} H_{Sj}`, is smallest (THEORY.md B2).
     This is a Cholesky factorization with smallest-pivot selection, :math:`O(N^3)`.
     """
+    H = np.asarray(H)
+    if H.dtype.kind not in "fiu" or H.ndim != 2 or H.shape[0] != H.shape[1]:
+        raise ValueError(f"H must be a real square (N, N) matrix; got {H.dtype} array of shape {H.shape}")
+    if not np.all(np.isfinite(H)):
+        raise ValueError("H contains NaN or Inf; clean the data before ordering")
     N = H.shape[0]
     d = np.diag(H).astype(float).copy()
     Lcols = np.zeros((N, N))
@@ -32,7 +38,7 @@ def min_pivot_order(H: np.ndarray) -> np.ndarray:
     for k in range(N):
         cand = np.where(remaining, d, np.inf)
         j = int(np.argmin(cand))
-        if not d[j] > N * np.finfo(float).eps * scale:
+        if not d[j] > singular_threshold(N, scale):
             from .factor import SingularHessianError
 
             raise SingularHessianError(

@@ -64,6 +64,10 @@ class Run:
         Absolute damping used (THEORY.md :math:`\lambda`); ``damping`` says how it was specified.
     rounding : str
         ``"nearest"`` or ``"stochastic"``.
+    method : str or None
+        OPTQ and Qronos: ``"blocked"`` (steps apply the factor :math:`L`) or ``"iteration"`` (each
+        step solves a least-squares problem; its weight-space error grows with :math:`\kappa(H)`,
+        which the certificate's structure allowance accounts for); ``None`` for the others.
     device : str or None
         Torch backend only: the device the run was computed on (``"cpu"``, ``"cuda:0"``).
     tf32 : bool or None
@@ -97,6 +101,7 @@ class Run:
     seed: object = None
     damping: str = "absolute"
     block_size: int | None = None
+    method: str | None = None
     w_ls: np.ndarray | None = None
     start: str | None = None
     residual: np.ndarray | None = None

@@ -13,10 +13,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _linalg
-from .._validate import as_matrix, as_weights, check_positive_int, is_exact
-from ..calibration import Damping, gram, resolve_lam
+from .._validate import (
+    as_matrix,
+    as_weights,
+    check_choice,
+    check_lam,
+    check_positive_int,
+    check_seed,
+    check_weight_rows,
+    is_exact,
+)
+from ..calibration import Damping, _gram, resolve_lam
 from ..factor import DataQR, Pivots, SingularHessianError, pivots, pivots_from_data
-from ..grids import Grid, round_nearest, round_stochastic
+from ..grids import Grid, check_codes, check_steps, check_values
+from ..grids import _round_nearest as round_nearest
+from ..grids import _round_stochastic as round_stochastic
 from ..orders import columns_in, resolve_order
 from ..random import uniforms
 from ..records import Run
@@ -138,11 +149,16 @@ def setup(
             "grid must be a pt.Grid, e.g. pt.Grid(delta) for the unbounded grid delta*Z or "
             f"pt.Grid.minmax(W, bits=4); got {type(grid).__name__}"
         )
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding must be one of {ROUNDINGS}; got {rounding!r}")
+    check_choice("rounding", rounding, ROUNDINGS)
+    check_seed(seed)
     if exact and rounding != "nearest":
         raise ValueError("exact arithmetic supports rounding='nearest' only")
-    grid.expand(n, N)  # shape check, with a message naming the grid parameter
+    delta, zero, lo, hi = grid.views(n, N)  # shape check, with a message naming the grid parameter
+    if not exact and delta.dtype != object and zero.dtype != object:
+        # R1 and R2 before any work: the scales of W and the grid, and the codes of W itself.
+        check_weight_rows(np.max(np.abs(Wa), axis=1))
+        check_steps(grid.delta)
+        check_values("W", Wa, delta, zero, lo, hi)
     Xa = Xta = None
     XtX = None
     if X is not None:
@@ -156,20 +172,22 @@ def setup(
         # The float path factors from the data (QR), so X^T X itself is formed only when something
         # needs more than its diagonal: exact arithmetic, Damping.lambda_max, the min-pivot order.
         if exact or (isinstance(lam, Damping) and lam.needs_gram):
-            XtX = gram(Xa)
+            XtX = _gram(Xa)
     gram_diag = None
     if Xa is not None:
         gram_diag = np.diag(XtX) if XtX is not None else np.einsum("ij,ij->j", Xa, Xa)
-    lam_abs, damping = (0.0, None) if X is None else resolve_lam(lam, XtX if exact else gram_diag, exact)
+    # lambda_max reads the whole X^T X (formed above when it is needed); the others its diagonal.
+    lam_abs, damping = (0.0, None) if X is None else resolve_lam(
+        lam, XtX if XtX is not None else gram_diag, exact)
     gram_diag = None if gram_diag is None else np.asarray(gram_diag, float)
     H_for_order = None
     named = isinstance(order, str)
     if named and order == "min_pivot":
-        src = gram(Xta) if Xta is not None else (XtX if XtX is not None else gram(Xa))
+        src = _gram(Xta) if Xta is not None else (XtX if XtX is not None else _gram(Xa))
         H_for_order = np.asarray(src, float) + float(lam_abs) * np.eye(N)
         gram_diag = np.diag(np.asarray(src, float))
     elif Xta is not None and named and order.endswith("norm"):
-        gram_diag = np.diag(np.asarray(gram(Xta), float))
+        gram_diag = np.diag(np.asarray(_gram(Xta), float))
     perm = resolve_order(order, N, gram_diag=gram_diag, H=H_for_order, seed=seed)
     s = Setup(
         W=Wa, vector=vector, exact=exact, order=perm, lam=lam_abs,
@@ -192,10 +210,11 @@ def _factor(s: Setup, damping: Damping | None, what: str, keep_qr: bool = False)
     tries = damping.max_tries if (damping is not None and damping.auto) else 0
     src = s.Xtp if what == "Ht" else s.Xp
     N = src.shape[1]
-    G0 = gram(src) if s.exact else None
+    G0 = _gram(src) if s.exact else None
     if s.exact:
         s.Hp = G0 + s.lam * np.eye(N, dtype=G0.dtype)
-    for attempt in range(tries + 1):
+    attempt = 0
+    while True:
         try:
             if s.exact:
                 return pivots(s.Hp, s.lam, what, columns=s.order)
@@ -204,17 +223,17 @@ def _factor(s: Setup, damping: Damping | None, what: str, keep_qr: bool = False)
             s.qr = DataQR.of(_linalg.augment(src, s.lam))
             return Pivots.from_ul(s.qr.UH, np.sum(src * src, axis=0) + s.lam, s.lam, what, s.order)
         except SingularHessianError:
-            if attempt == tries:
+            if attempt >= tries:
                 raise
-            old = s.lam
-            s.lam = max(10.0 * old, 1e-6 * float(np.mean(np.einsum("ij,ij->j", src, src))) or 1e-12)
-            s.notes.append(f"automatic damping raised lam from {old:g} to {s.lam:g}")
-            s.damping += f" -> lam={s.lam:g}"
-    raise AssertionError("unreachable")
+        attempt += 1
+        old = s.lam
+        s.lam = check_lam(damping.raised(old, np.mean(np.einsum("ij,ij->j", src, src))))
+        s.notes.append(f"automatic damping raised lam from {old:g} to {s.lam:g}")
+        s.damping += f" -> lam={s.lam:g}"
 
 
 def check_method(method: str, block_size) -> int | None:
-    if method not in ("blocked", "iteration"):
+    if not isinstance(method, str) or method not in ("blocked", "iteration"):
         raise ValueError(f"method must be 'blocked' (A2') or 'iteration' (A2); got {method!r}")
     if method == "blocked":
         return check_positive_int("block_size", block_size)
@@ -237,6 +256,8 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
     for key in ("w_ls",):
         if extra.get(key) is not None:
             extra[key] = back(extra[key])
+    if not s.exact:
+        check_finite_run(trace.x, trace.q, trace.eta, rounder.delta, rounder.zero, s.order, algorithm)
     return Run(
         algorithm=algorithm, variant=variant, W=s.W[0] if s.vector else s.W,
         Q=back(trace.q), eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped),
@@ -244,6 +265,26 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
         damping=s.damping, precision="exact" if s.exact else "float64",
         notes=tuple(s.notes), pivots=s.piv, **extra,
     )
+
+
+def check_finite_run(x, q, eta, delta, zero, order, algorithm: str, precision="float64") -> None:
+    """R2/R3 of :mod:`ptqtheory.tolerances` on a finished run (processing order): every ``x_t``, ``q_t``
+    and ``eta_t`` finite, every code inside the range that ``precision`` rounds exactly, and every
+    (refitted) step inside R1. The inputs were checked before the run; this catches what the error
+    feedback did during it, so that no run returns a non-finite or inexactly rounded ``Q``."""
+    where = f"{algorithm} (values in processing order; column order[t] of W)"
+    for name, a in (("x", x), ("eta", eta)):
+        a = np.asarray(a, dtype=float)
+        if not np.all(np.isfinite(a)):
+            i, t = (int(v) for v in np.argwhere(~np.isfinite(a))[0])
+            raise ValueError(
+                f"{where}: the value {name} at row {i}, step {t} (column {int(order[t])}) overflowed "
+                f"{precision}: the error feedback w_>t -= eta_t L_>t,t grew without bound (clipped errors "
+                "on an ill-conditioned H feed back). Fix: damp H (lam > 0, e.g. "
+                "pt.Damping.percdamp(0.01)), widen the grid (more bits) so nothing clips, or use float64"
+            )
+    check_steps(delta, precision, name=f"{algorithm}: a refitted min-max grid step")
+    check_codes(q, delta, zero, precision, what=where)
 
 
 # -- the two OPTQ engines ------------------------------------------------------------------------

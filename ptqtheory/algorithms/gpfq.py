@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
-from .._validate import is_torch
+from .._validate import check_choice, is_torch
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -53,8 +53,7 @@ def gpfq(
         from ..torch_backend import gpfq as _torch_gpfq
 
         return _torch_gpfq(W, X, Xt, grid, rounding, seed, order, dead_columns)
-    if dead_columns not in ("raise", "round"):
-        raise ValueError(f"dead_columns must be 'raise' or 'round'; got {dead_columns!r}")
+    check_choice("dead_columns", dead_columns, ("raise", "round"))
     if Xt is None:
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
     s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None)

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.linalg
 import scipy.stats
 
-from .._validate import as_matrix, as_weights, is_exact
+from .._validate import _as_array, as_matrix, as_weights, check_choice, check_positive_int, is_exact
 from ..grids import Grid
 from ..random import SeedLike, generator
 from ..records import Run, Transform
@@ -36,6 +36,11 @@ def random_orthogonal(d: int, kind: str, rng: np.random.Generator) -> np.ndarray
     :math:`a` the largest divisor :math:`\le\sqrt d` (a single Haar factor when ``d`` is prime).
     ``"hadamard"``: :math:`\mathrm{Had}_d\,\operatorname{diag}(\pm 1)/\sqrt d`; needs ``d`` a power of 2.
     """
+    d = check_positive_int("d", d)
+    check_choice("incoherence", kind, TRANSFORMS)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy Generator (np.random.default_rng(seed)); "
+                        f"got {type(rng).__name__}")
     if kind == "hadamard":
         if d & (d - 1):
             raise ValueError(
@@ -53,7 +58,9 @@ def random_orthogonal(d: int, kind: str, rng: np.random.Generator) -> np.ndarray
 
 def incoherence(H) -> float:
     r""":math:`\mu(H) = \sqrt N \max_{ij} |Q_{ij}|` for the eigenvectors :math:`Q` of ``H``."""
-    H = np.asarray(H, dtype=float)
+    H = _as_array("H", H)
+    if H.dtype == object or H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
+        raise ValueError(f"H must be a real square (N, N) matrix with N >= 1; got shape {H.shape}")
     _, Qe = np.linalg.eigh(H)
     return float(np.sqrt(H.shape[0]) * np.max(np.abs(Qe)))
 
@@ -64,6 +71,7 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, **kwargs) -> 
     A min-max grid is refitted to the transformed weights (QuIP quantizes those); an explicit grid
     is used as given, in the transformed coordinates.
     """
+    check_choice("incoherence", kind, TRANSFORMS)
     Wa, vector = as_weights(W)
     if is_exact(Wa):
         raise ValueError("incoherence processing uses irrational transforms; exact mode is not supported")
@@ -88,6 +96,6 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, **kwargs) -> 
         algorithm=inner.algorithm, variant=inner.variant, W=shaped(Wa), Q=shaped(Q),
         eta=shaped(inner.eta), x=shaped(inner.x), clipped=shaped(inner.clipped),
         order=inner.order, grid=inner.grid, lam=inner.lam, rounding=inner.rounding, seed=seed,
-        damping=inner.damping, block_size=inner.block_size, inner=inner,
+        damping=inner.damping, block_size=inner.block_size, method=inner.method, inner=inner,
         transform=Transform(kind=kind, U=U, V=V), notes=inner.notes,
     )

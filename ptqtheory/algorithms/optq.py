@@ -84,7 +84,7 @@ def optq(
         optq_iteration(Wp, s.augmented(s.Xp), rounder, trace)
     else:
         optq_blocked(Wp, s.piv.Lt, rounder, trace, bs)
-    return finish(s, trace, rounder, "optq", method, block_size=bs)
+    return finish(s, trace, rounder, "optq", method, block_size=bs, method=method)
 
 
 __all__ = ["optq"]

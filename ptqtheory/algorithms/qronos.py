@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
-from .._validate import is_torch
+from .._validate import check_choice, is_torch
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -75,10 +75,8 @@ def qronos(
         from ..torch_backend import qronos as _torch_qronos
 
         return _torch_qronos(W, X, Xt, lam, grid, rounding, order, seed, variant, start, block_size, method)
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
-    if start not in STARTS:
-        raise ValueError(f"start must be one of {STARTS}; got {start!r}")
+    check_choice("variant", variant, VARIANTS)
+    check_choice("start", start, STARTS)
     if Xt is None:
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
     bs = check_method(method, block_size)
@@ -117,7 +115,7 @@ def qronos(
     else:
         optq_blocked(cur, s.piv.Lt, rounder, trace, bs, t0=t0)
     return finish(
-        s, trace, rounder, "qronos", variant, block_size=bs, w_ls=W_ls,
+        s, trace, rounder, "qronos", variant, block_size=bs, method=method, w_ls=W_ls,
         start=start if variant == "paper" else None,
     )
 

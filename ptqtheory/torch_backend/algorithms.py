@@ -16,12 +16,15 @@ results up to float rounding: ~1e-10 in float64) and adds three keyword-only opt
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from .._validate import check_choice
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from .device import tf32_guard, weights_device
+from ..tolerances import quadratic_range
+from .device import dtype_name, tf32_guard, weights_device
 from .engine import Trace, check_blocked, finish, optq_blocked, setup
 from .grids import column_major
 from .stats import sym_perm
@@ -147,10 +150,8 @@ def qronos(
 
     Other parameters are as for :func:`ptqtheory.qronos` and :func:`optq`.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
-    if start not in STARTS:
-        raise ValueError(f"start must be one of {STARTS}; got {start!r}")
+    check_choice("variant", variant, VARIANTS)
+    check_choice("start", start, STARTS)
     bs = check_blocked(method, block_size)
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, lam, grid, rounding, order, seed, Xt=Xt, factor="Ht", mismatch=True,
@@ -201,8 +202,7 @@ def gpfq(
     norms and :math:`X_t^T\tilde X_t` are computed in float64. Other parameters as for
     :func:`ptqtheory.gpfq`.
     """
-    if dead_columns not in ("raise", "round"):
-        raise ValueError(f"dead_columns must be 'raise' or 'round'; got {dead_columns!r}")
+    check_choice("dead_columns", dead_columns, ("raise", "round"))
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None, data=True, tf32=tf32,
                   algorithm="gpfq")
@@ -222,6 +222,8 @@ def gpfq(
             )
         if dead:
             s.notes.append(f"dead columns {dead} of Xt: their weights were rounded directly")
+        if s.dtype != F64:
+            _check_working_state(norms, (XT.to(F64) ** 2).sum(1), s.Wp, s.grid, dtype_name(s.dtype))
         XT, XtT = XT.to(s.dtype), XtT.to(s.dtype)
         norms, cross = norms.to(s.dtype), cross.to(s.dtype)
         rounder = s.rounder()
@@ -238,6 +240,28 @@ def gpfq(
         run = finish(s, trace, rounder, "gpfq", "reference", residual=u[0] if s.vector else u)
         run.grid.rule = grid.rule
         return run
+
+
+def _check_working_state(norms: torch.Tensor, x_norms: torch.Tensor, Wp: torch.Tensor, grid: Grid,
+                         precision: str) -> None:
+    r"""GPFQ keeps :math:`\|\tilde X_t\|^2`, :math:`X_t^T\tilde X_t` and its state
+    :math:`u = X_{\le t}w_{\le t} - \tilde X_{\le t}q_{\le t}` in the working dtype. In float32 the
+    degree-two quantities must stay in :func:`ptqtheory.tolerances.quadratic_range`: the column norms,
+    and :math:`|u^T\tilde X_t| \le 2N(\max|w| + \max\delta)\max_s\|X_s\|\,\|\tilde X_t\|`."""
+    lo, hi = quadratic_range(precision)
+    alive = norms[norms > 0]
+    small = float(alive.min()) if alive.numel() else lo
+    big = max(float(alive.max()) if alive.numel() else 0.0, float(x_norms.max()))
+    state = 2 * Wp.shape[1] * (float(Wp.abs().max()) + float(np.max(grid.delta))) * big
+    if small >= lo and max(big, state) <= hi:
+        return
+    which = "small" if small < lo else "large"
+    raise ValueError(
+        f"X and Xt are too {which} for GPFQ in {precision}: its column norms ||Xt_t||^2 (min "
+        f"{small:.3g}, max {big:.3g}) and its state products u^T Xt_t (up to {state:.3g}) are formed in "
+        f"{precision} and must stay within [{lo:.3g}, {hi:.3g}] (no overflow, no subnormals). Fix: pass W as "
+        "float64 (GPFQ then runs in float64), or rescale X and Xt by a power of two, 2.0**k"
+    )
 
 
 def rtn(W, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike = None, *,

@@ -36,9 +36,29 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from ..certificates import C_ATOL, IDENTITY, STATEMENT, Certificate, PivotCheck, _cond, _ratio, relative_gap
+from ..certificates import (
+    IDENTITY,
+    STATEMENT,
+    Certificate,
+    PivotCheck,
+    _check_options,
+    _cond,
+    _ratio,
+    relative_gap,
+)
 from ..factor import Pivots
 from ..records import Run
+from ..tolerances import (
+    STATS_MATCH_RTOL,
+    allowance_unit,
+    evaluation_allowance,
+    gpfq_allowance,
+    identity_allowance,
+    normal_equations_refit_allowance,
+    pivot_bounds_slack,
+    qronos_first_allowance,
+    structure_allowance,
+)
 from .device import as_data, mixed_error, tf32_guard
 from .factor import TorchPivots, pivots
 from .stats import TorchAccumulator, batches_of, sym_perm
@@ -83,6 +103,9 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
     """
     if not isinstance(run, Run) or run.backend != "torch":
         raise TypeError("run must be a Run of the torch backend (run.backend == 'torch')")
+    p, full_pivot_check, bounds = _check_options(p, full_pivot_check, bounds)
+    if X is None:
+        raise ValueError("X is required: the calibration data (a tensor, a TorchAccumulator or batches)")
     device = run.Q.device
     parts: dict = {}
     with tf32_guard(device, allow_tf32):
@@ -117,8 +140,6 @@ def _bounds(run: Run, X, Xt, p: float, parts: dict, V) -> tuple[list, list[str]]
     from .. import bounds as _b
     from .._context import RunContext
 
-    if not 0 < p < 1:
-        raise ValueError(f"p must be in (0, 1); got {p}")
     if run.algorithm == "gpfq":  # no a-priori bound for GPFQ (as in the numpy reference)
         return [], []
     tpiv = parts.get("piv")
@@ -202,9 +223,9 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
 
     Recomputing :math:`X^TX` costs as much as the quantization's own statistics; reusing them is safe
     when ``X`` (and ``Xt``) are the very tensors behind ``run.stats``. That is checked, cheaply, on
-    the squared column norms (:math:`O(mN)`, equal to ``diag(run.stats)`` to 1e-12 relative); data that
-    differ (e.g. float64 inputs certifying a run computed on their float32 copies) get their own
-    statistics, as do streamed batches, which can be read only once.
+    the squared column norms (:math:`O(mN)`, equal to ``diag(run.stats)`` to ``STATS_MATCH_RTOL``
+    relative); data that differ (e.g. float64 inputs certifying a run computed on their float32
+    copies) get their own statistics, as do streamed batches, which can be read only once.
     """
     stats = run.stats
     if stats is not None and X is stats and V is None:
@@ -221,7 +242,7 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
         col_sq = torch.zeros(data.shape[1], dtype=F64, device=data.device)
         for r0 in range(0, data.shape[0], 8192):
             col_sq += (data[r0 : r0 + 8192].to(F64) ** 2).sum(0)
-        if not torch.allclose(col_sq, torch.diagonal(S), rtol=1e-12, atol=0):
+        if not torch.allclose(col_sq, torch.diagonal(S), rtol=STATS_MATCH_RTOL, atol=0):
             return None
     return stats
 
@@ -298,7 +319,7 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None, parts: dict | None = Non
         err_inf = _host(stream.maxabs)
     parts.update(acc=acc, err_sq=err_sq, err_inf=err_inf)
     lam = float(run.lam)
-    eps = C_ATOL * torch.finfo(dtype).eps
+    eps = allowance_unit(dtype)  # 16 eps of the working dtype (ptqtheory.tolerances)
     w_q = _host(torch.linalg.vector_norm(W, dim=1) + torch.linalg.vector_norm(Q, dim=1))
     common = dict(
         err_l2=_host(err_sq.clamp(min=0).sqrt()), err_inf=err_inf,
@@ -318,9 +339,8 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None, parts: dict | None = Non
         gap = np.where(den > 0, gap_num / np.where(den > 0, den, 1.0), 0.0)
         fro_x = float(torch.trace(acc.XtX).sqrt())
         fro_xt = float(torch.trace(acc.XttXt).sqrt())
-        # u_N sums N rank-one steps; each adds eps (|w_t| ||X_t|| + |q_t| ||Xt_t||) of rounding.
-        atol = eps * N * (fro_x * _host(torch.linalg.vector_norm(W, dim=1))
-                          + fro_xt * _host(torch.linalg.vector_norm(Q, dim=1)))
+        atol = gpfq_allowance(eps, N, fro_x, _host(torch.linalg.vector_norm(W, dim=1)), fro_xt,
+                              _host(torch.linalg.vector_norm(Q, dim=1)))
         return Certificate(identity="I6", statement=STATEMENT["I6"], identity_lhs=lhs, identity_rhs=rhs,
                            identity_gap=gap, identity_atol=atol, pivots=None, **none, **common)
 
@@ -348,10 +368,10 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None, parts: dict | None = Non
     if algorithm in ("optq", "ldlq"):
         lhs = ((E_p @ Hp) * E_p).sum(1) if algorithm == "ldlq" else lhs_data
         res, scale = _structure(E_p, L, eta_p)
-        s_atol = eps * (w_q + _host(L_eta))
+        s_atol = structure_allowance(eps, w_q, _host(L_eta))  # the blocked form applies L itself
         lhs_h, rhs_h = _host(lhs), _host(weighted)
         # |lhs - rhs| <= ||X_hat nu|| (||X_hat e|| + ||X_hat L eta||), nu the rounding of e - L eta
-        atol = xh_norm * s_atol * (np.sqrt(np.abs(lhs_h)) + np.sqrt(np.abs(rhs_h)))
+        atol = identity_allowance(xh_norm, s_atol, lhs_h, rhs_h)
         ident = IDENTITY[algorithm]
         return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs_h, identity_rhs=rhs_h,
                            identity_gap=relative_gap(lhs_h, rhs_h), identity_atol=atol,
@@ -361,11 +381,29 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None, parts: dict | None = Non
     # Qronos: w_LS and r_0 from the statistics (not read from the run).
     Wp = W[:, order]
     b = sym_perm(acc.XttD, order) @ Wp.T  # Xt^T (X - Xt) w, processing order, (N, n)
-    W_ls = Wp + piv.solve(b).T
+    y = piv.solve(b).T
+    W_ls = Wp + y
     z = piv.whiten(b)
-    r0_sq = (((W @ acc.DtD) * W).sum(1) - (z * z).sum(0)).clamp(min=0)
+    dw_sq = ((W @ acc.DtD) * W).sum(1)  # ||Delta w||^2
+    r0_sq = (dw_sq - (z * z).sum(0)).clamp(min=0)
     parts.update(W_ls=W_ls, r0_sq=r0_sq)
-    s_atol = eps * (w_q + _host(torch.linalg.vector_norm(W_ls, dim=1) + L_eta))
+    # w_LS is refitted here by the normal equations, not read from the run: the two differ by its
+    # forward error (E3 of ptqtheory.tolerances); r_0^2 = ||Delta w||^2 - ||z||^2 also cancels.
+    w_norm = _host(torch.linalg.vector_norm(W, dim=1))
+    z_norm = _host(torch.linalg.vector_norm(z, dim=0))
+    y_norm = _host(torch.linalg.vector_norm(y, dim=1))
+    tr_H, tr_D = float(torch.trace(Hp)), float(torch.trace(acc.DtD))
+    # The statistic Xt^T Delta cancels: its rounding is relative to |Xt|^T |Delta|, whose Frobenius
+    # norm is at most sqrt(tr(Xt^T Xt) tr(Delta^T Delta)).
+    b_terms = np.sqrt(float(torch.trace(acc.XttXt)) * tr_D) * w_norm
+    ls_w, ls_out = normal_equations_refit_allowance(pcheck.cond, N, tr_H, b_terms, y_norm, z_norm)
+    # ||Delta w||^2 and ||z||^2 = y^T Ht y are read through statistics rounded relative to their
+    # traces, then subtracted.
+    r0_err = evaluation_allowance(eps, tr_D * w_norm**2 + z_norm**2 + tr_H * y_norm**2) \
+        + 2 * z_norm * eps * ls_out
+    wls_norm = _host(torch.linalg.vector_norm(W_ls, dim=1))
+    s_base = structure_allowance(eps, w_q, _host(L_eta), wls_norm)
+    s_atol = structure_allowance(eps, w_q, _host(L_eta), wls_norm + ls_w)
     Q_p = Q[:, order]
     if run.variant == "ls":
         rhs = r0_sq + weighted
@@ -379,7 +417,10 @@ def _certify(run: Run, X, Xt, full_pivot_check, V=None, parts: dict | None = Non
         ident, structure = "I5", none
     lhs_h, rhs_h = _host(lhs_data), _host(rhs)
     xh_x = float((torch.trace(acc.XtX) + N * lam).sqrt())
-    atol = (xh_x + xh_norm) * s_atol * (np.sqrt(np.abs(lhs_h)) + np.sqrt(np.abs(rhs_h)))
+    sides = np.sqrt(np.abs(lhs_h)) + np.sqrt(np.abs(rhs_h))
+    atol = identity_allowance(xh_x + xh_norm, s_base, lhs_h, rhs_h) + eps * ls_out * sides + r0_err
+    if run.variant != "ls":
+        atol = atol + qronos_first_allowance(eps, _host(first), ls_w, float(D[0]))
     return Certificate(identity=ident, statement=STATEMENT[ident], identity_lhs=lhs_h, identity_rhs=rhs_h,
                        identity_gap=relative_gap(lhs_h, rhs_h), identity_atol=atol, pivots=pcheck,
                        **structure, **common)
@@ -413,7 +454,7 @@ def _pivot_check(piv: TorchPivots, Hp, G0p, lam: float, full: bool) -> PivotChec
         D_inv = _host(vals)
         gap_inv = float(np.max(relative_gap(D_inv, _host(D))))
     col_sq = torch.diagonal(G0p)
-    slack = 1e-12 * (float(col_sq.max()) + lam)
+    slack = pivot_bounds_slack(N, float(col_sq.max()) + lam)
     bounds = bool((D >= lam - slack).all() and (D <= col_sq + lam + slack).all())
     sign, logdet = torch.linalg.slogdet(Hp)
     logdet_gap = float(abs(torch.log(D).sum() - logdet)) if float(sign) > 0 else float("inf")

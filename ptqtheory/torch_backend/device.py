@@ -10,11 +10,14 @@ one call, on CUDA only, and restores the caller's flags in ``finally``; global f
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+
+from ..tolerances import check_magnitude, data_range
 
 __all__ = [
     "as_data",
@@ -76,6 +79,9 @@ def check_finite(name: str, t: torch.Tensor) -> None:
 
 
 def _float_dtype(name: str, t: torch.Tensor) -> torch.dtype:
+    if t.dtype == torch.bool:
+        raise TypeError(f"{name} has dtype torch.bool; pass floating point values ({name}.float() if 0/1 "
+                        "values are really meant): booleans are refused rather than read as 0 and 1")
     if t.dtype in (torch.float32, torch.float64):
         return t.dtype
     if t.dtype in _WIDENED:
@@ -106,6 +112,21 @@ def as_weights(W) -> tuple[torch.Tensor, bool]:
     return W2, vector
 
 
+def check_weight_scale(W2: torch.Tensor) -> None:
+    """R1 for the weights in their working dtype, row by row (one reduction, one sync)."""
+    from .._validate import check_weight_rows
+
+    check_weight_rows(W2.abs().amax(1).to("cpu", torch.float64).numpy(), dtype_name(W2.dtype))
+
+
+def _check_range(name: str, t: torch.Tensor, bounds, fix: str, precision: str = "float64") -> None:
+    """Finite, and inside the range R1 of :mod:`ptqtheory.tolerances` (one reduction, one sync)."""
+    top = float(t.abs().amax()) if t.numel() else 0.0
+    if not math.isfinite(top):
+        check_finite(name, t)
+    check_magnitude(name, top, bounds, fix=fix, precision=precision)
+
+
 def as_data(name: str, X, N: int, device: torch.device, m: int | None = None) -> torch.Tensor:
     """A 2-D floating tensor with ``N`` columns (and ``m`` rows) on ``device``, checked finite."""
     if not isinstance(X, torch.Tensor):
@@ -127,7 +148,8 @@ def as_data(name: str, X, N: int, device: torch.device, m: int | None = None) ->
             f"{name} has {X.shape[0]} rows but X has {m}: the quantized-model inputs must be the "
             "same samples as the float-model inputs, row for row"
         )
-    check_finite(name, X)
+    _check_range(name, X.detach(), data_range(), "scale X (and Xt) by a power of two, 2.0**k: Q is "
+                 "unchanged when lam is scaled by 4.0**k")
     return X.detach()
 
 
@@ -140,6 +162,9 @@ def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
     ``finally``, so an exception inside leaves no trace. On other devices nothing is touched.
     Yields whether TF32 may be used inside the block.
     """
+    from .._validate import check_bool
+
+    allow_tf32 = check_bool("allow_tf32", allow_tf32)
     if torch.device(device).type != "cuda":
         yield False
         return

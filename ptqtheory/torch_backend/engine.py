@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._validate import check_positive_int
+from .._validate import check_choice, check_positive_int, check_seed
 from ..algorithms._engine import Trace as _Trace
 from ..algorithms._engine import pending_current
 from ..grids import Grid
 from ..orders import resolve_order
 from ..records import Run
-from .device import as_data, as_weights, dtype_name, weights_device
+from .device import as_data, as_weights, check_weight_scale, dtype_name, weights_device
 from .factor import TorchPivots, factor_damped
-from .grids import TorchRounder, check_grid_shapes, column_major
+from .grids import TorchRounder, check_grid, check_run, column_major
 from .stats import TorchAccumulator, is_identity, resolve_lam, statistics, sym_perm
 
 ROUNDINGS = ("nearest", "stochastic")
@@ -83,16 +83,17 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
     """
     device = weights_device(W, X=X, Xt=Xt)
     Wt, vector = as_weights(W)
-    n, N = Wt.shape
+    N = Wt.shape[1]
     if not isinstance(grid, Grid):
         raise TypeError(
             "grid must be a pt.Grid, e.g. pt.Grid(delta) for the unbounded grid delta*Z, "
             "pt.Grid.minmax(W.cpu().numpy(), bits=4) or ptqtheory.torch_backend.minmax_grid(W, bits=4); "
             f"got {type(grid).__name__}"
         )
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding must be one of {ROUNDINGS}; got {rounding!r}")
-    check_grid_shapes(grid, n, N)
+    check_choice("rounding", rounding, ROUNDINGS)
+    check_seed(seed)
+    check_weight_scale(Wt)
+    check_grid(grid, Wt, dtype_name(Wt.dtype))
     if factor_dtype not in (torch.float32, torch.float64):
         raise ValueError(f"factor_dtype must be torch.float64 or torch.float32; got {factor_dtype!r}")
     acc = Xd = Xtd = None
@@ -148,7 +149,7 @@ def _host(t: torch.Tensor) -> np.ndarray:
 
 
 def check_blocked(method: str, block_size) -> int:
-    if method != "blocked":
+    if not isinstance(method, str) or method != "blocked":
         raise ValueError(
             f"the torch backend runs the blocked fast form (A2', method='blocked'); got method={method!r}. "
             "The paper iteration (A2) is the numpy reference: pass numpy arrays for it"
@@ -168,6 +169,7 @@ def finish(s: Setup, trace: Trace, rounder: TorchRounder, algorithm: str, varian
     for key in ("w_ls",):
         if extra.get(key) is not None:
             extra[key] = back(extra[key])
+    check_run(trace, rounder, s.order, algorithm, dtype_name(s.dtype))
     notes = [*s.notes, f"factorization in {dtype_name(s.factor_dtype)}"] if s.piv is not None \
         else list(s.notes)
     return Run(
@@ -177,7 +179,8 @@ def finish(s: Setup, trace: Trace, rounder: TorchRounder, algorithm: str, varian
         seed=s.seed, damping=s.damping, precision=dtype_name(s.dtype), backend="torch",
         notes=tuple(notes), device=str(s.device), tf32=s.tf32,
         pivots=s.piv if s.factor_dtype == torch.float64 else None,
-        stats=s.acc if s.piv is not None else None, **extra,
+        stats=s.acc if s.piv is not None else None,
+        method="blocked" if algorithm in ("optq", "qronos") else None, **extra,
     )
 
 

@@ -20,8 +20,10 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from .._validate import check_lam
 from ..calibration import Damping
 from ..factor import SingularHessianError, _singular_message
+from ..tolerances import check_magnitude, quadratic_range, singular_threshold
 
 __all__ = ["TorchPivots", "factor_damped", "pivots"]
 
@@ -74,6 +76,14 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
     rounding noise. The message names ``lam`` and how to set it, and lists dead columns.
     """
     N = Hp.shape[0]
+    top = float(torch.diagonal(Hp).max())
+    if factor_dtype == torch.float32:
+        # R1 in float32: the cast must neither overflow nor fall among float32's subnormals, or
+        # the factorization would fail for a reason the "singular" message would hide.
+        check_magnitude(f"{what} (cast to factor_dtype=torch.float32)", top, quadratic_range(factor_dtype),
+                        fix="use factor_dtype=torch.float64 (the default), or rescale X by a power "
+                            "of two, 2.0**k (with lam scaled by 4.0**k)",
+                        what=f"max diag({what})")
     Hf = Hp.to(factor_dtype)
     Lr, info = torch.linalg.cholesky_ex(Hf.flip(0, 1))
     if int(info) != 0:
@@ -82,7 +92,7 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
         )
     UH = Lr.flip(0, 1)
     D = torch.diagonal(UH) ** 2
-    tiny = N * torch.finfo(factor_dtype).eps * float(torch.diagonal(Hp).max())
+    tiny = singular_threshold(N, top, factor_dtype)
     t = int(torch.argmin(D))
     Dt = float(D[t])
     if not Dt > tiny:
@@ -103,20 +113,21 @@ def factor_damped(G0p: torch.Tensor, lam: float, damping: Damping | None, what: 
                   factor_dtype: torch.dtype) -> tuple[TorchPivots, torch.Tensor, float, list[str]]:
     """Factor ``G0p + lam I``; with ``Damping(auto=True)`` raise ``lam`` tenfold until it works.
 
-    Returns ``(pivots, Hp, lam used, notes)``. The schedule is the numpy reference's: at most
-    ``damping.max_tries`` increases, each to ``max(10 lam, 1e-6 mean(diag(X^T X)))``.
+    Returns ``(pivots, Hp, lam used, notes)``. The schedule is the numpy reference's,
+    :meth:`ptqtheory.Damping.raised`: at most ``damping.max_tries`` increases.
     """
     tries = damping.max_tries if (damping is not None and damping.auto) else 0
     notes: list[str] = []
-    for attempt in range(tries + 1):
+    attempt = 0
+    while True:
         Hp = G0p.clone()
         Hp.diagonal().add_(lam)
         try:
             return pivots(Hp, lam, what, columns, factor_dtype), Hp, lam, notes
         except SingularHessianError:
-            if attempt == tries:
+            if attempt >= tries:
                 raise
-            old = lam
-            lam = max(10.0 * old, 1e-6 * float(torch.diagonal(G0p).mean()) or 1e-12)
-            notes.append(f"automatic damping raised lam from {old:g} to {lam:g}")
-    raise AssertionError("unreachable")
+        attempt += 1
+        old = lam
+        lam = check_lam(damping.raised(old, float(torch.diagonal(G0p).mean())))
+        notes.append(f"automatic damping raised lam from {old:g} to {lam:g}")

@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._validate import check_positive_int
-from ..grids import Grid, MinMax
+from .._validate import check_bool, check_positive_int
+from ..grids import Grid, MinMax, bits_limit_reason, check_code_range, check_steps, check_values
+from ..tolerances import max_bits, max_code
 from .rand import uniforms
 from .stats import is_identity
 
@@ -82,10 +83,17 @@ def minmax_grid(W: torch.Tensor, bits: int = 4, sym: bool = False, group_size: i
     The returned grid carries the min-max rule, so OPTQ, LDLQ and Qronos refit each group from the
     current weights as the numpy reference does.
     """
-    bits = check_positive_int("bits", bits)
+    from .device import as_weights, dtype_name
+
+    if not isinstance(W, torch.Tensor):
+        raise TypeError(f"W must be a torch tensor; got {type(W).__name__} (for numpy arrays use "
+                        "pt.Grid.minmax(W, bits))")
+    W2, _ = as_weights(W)  # a floating tensor (n, N), finite and inside the range R1
+    precision = dtype_name(W2.dtype)
+    bits = check_positive_int("bits", bits, 1, max_bits(precision), why=bits_limit_reason(precision))
+    sym = check_bool("sym", sym)
     if group_size is not None:
         group_size = check_positive_int("group_size", group_size)
-    W2 = W.detach()[None, :] if W.ndim == 1 else W.detach()
     rule = MinMax(bits=bits, sym=bool(sym), group_size=group_size)
     if group_size is None:
         delta, zero = fit_minmax(rule, W2)
@@ -123,6 +131,39 @@ def check_grid_shapes(grid: Grid, n: int, N: int) -> None:
     """The shape check of :meth:`Grid.expand`, without building ``(n, N)`` copies."""
     for name, a in (("delta", grid.delta), ("zero", grid.zero), ("lo", grid.lo), ("hi", grid.hi)):
         _shaped(name, a, n, N)
+
+
+def check_grid(grid: Grid, W: torch.Tensor, precision: str) -> None:
+    """Before any work: shapes, the steps and codes of ``grid`` in the working ``precision``
+    (R1/R2 of :mod:`ptqtheory.tolerances`: a grid that float64 rounds exactly may be too fine for
+    float32), and the codes the weights ``W`` themselves round to (on the device, one sync)."""
+    n, N = W.shape
+    check_grid_shapes(grid, n, N)
+    check_steps(grid.delta, precision)
+    check_code_range(grid.lo, grid.hi, grid.zero, precision, rule=grid.rule)
+    d, z, lo, hi = (_param(name, a, n, N, W.device, torch.float64) for name, a in
+                    (("delta", grid.delta), ("zero", grid.zero), ("lo", grid.lo), ("hi", grid.hi)))
+    k = torch.maximum(torch.minimum(torch.floor(W.to(torch.float64) / d + z + 0.5), hi), lo)
+    worst = float((k.abs() + z.abs() + 1.0).amax())
+    if not worst <= max_code(precision):  # the host check builds the message (and raises)
+        check_values("W", _host(W), *(np.broadcast_to(_host(a), (n, N)) for a in (d, z, lo, hi)),
+                     precision=precision)
+
+
+def check_run(trace, rounder: TorchRounder, order: torch.Tensor, algorithm: str, precision: str) -> None:
+    """R2/R3 on a finished torch run: one reduction on the device (one sync); on failure the numpy
+    check (:func:`ptqtheory.algorithms._engine.check_finite_run`) finds the place and raises."""
+    from ..algorithms._engine import check_finite_run
+    from ..tolerances import step_range
+
+    lo, hi = step_range(precision)
+    q, d, z = trace.q.to(torch.float64), rounder.delta.to(torch.float64), rounder.zero.to(torch.float64)
+    size = (q / d + z).abs() + z.abs() + 1.0
+    ok = (torch.isfinite(trace.x).all() & torch.isfinite(trace.eta).all() & torch.isfinite(q).all()
+          & (size <= max_code(precision)).all() & (d >= lo).all() & (d <= hi).all())
+    if not bool(ok):
+        check_finite_run(_host(trace.x), _host(trace.q), _host(trace.eta), _host(rounder.delta),
+                         _host(rounder.zero), order.tolist(), algorithm, precision)
 
 
 def _param(name: str, a, n: int, N: int, device, dtype) -> torch.Tensor:

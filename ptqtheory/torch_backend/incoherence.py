@@ -49,6 +49,12 @@ def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.
     largest divisor :math:`\le\sqrt d`. ``"hadamard"``: :math:`\mathrm{Had}_d\operatorname{diag}(\pm1)/\sqrt d`
     (Sylvester order, as ``scipy.linalg.hadamard``); needs ``d`` a power of 2.
     """
+    from .._validate import check_choice, check_positive_int
+
+    d = check_positive_int("d", d)
+    check_choice("incoherence", kind, TRANSFORMS)
+    if not isinstance(gen, torch.Generator):
+        raise TypeError(f"gen must be a torch.Generator; got {type(gen).__name__}")
     if kind == "hadamard":
         if d & (d - 1):
             raise ValueError(
@@ -97,7 +103,7 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, lam, rounding
         algorithm=inner.algorithm, variant=inner.variant, W=shaped(Wa), Q=shaped(Q),
         eta=shaped(inner.eta), x=shaped(inner.x), clipped=shaped(inner.clipped), order=inner.order,
         grid=inner.grid, lam=inner.lam, rounding=inner.rounding, seed=seed, damping=inner.damping,
-        block_size=inner.block_size, inner=inner, transform=Transform(kind=kind, U=U, V=V),
+        block_size=inner.block_size, method=inner.method, inner=inner, transform=Transform(kind=kind, U=U, V=V),
         notes=inner.notes, precision=inner.precision, backend="torch", device=inner.device,
         tf32=inner.tf32,
     )

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
-from .._validate import check_lam, check_positive_int
+from .._validate import check_bool, check_lam, check_positive_int
 from ..calibration import Damping
+from ..tolerances import check_magnitude, data_range
 from .device import check_finite, mixed_error
 
 __all__ = ["TorchAccumulator", "is_identity", "resolve_lam", "statistics", "sym_perm"]
@@ -58,8 +60,12 @@ class TorchAccumulator:
     def __init__(self, N: int, device="cpu", with_mismatch: bool = False):
         self.N = check_positive_int("N", N)
         # A concrete device ("cuda:0", not "cuda"), so that it compares equal to a tensor's device.
-        self.device = torch.empty(0, device=device).device
-        self.with_mismatch = bool(with_mismatch)
+        try:
+            self.device = torch.empty(0, device=device).device
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0'; got {device!r} "
+                             f"({exc})") from None
+        self.with_mismatch = check_bool("with_mismatch", with_mismatch)
         self.m = 0
         self.batches = 0
         zeros = lambda: torch.zeros(self.N, self.N, dtype=torch.float64, device=self.device)  # noqa: E731
@@ -83,7 +89,13 @@ class TorchAccumulator:
                 f"got {tuple(b.shape)}"
             )
         rows = b.detach().reshape(-1, self.N).to(device=self.device, dtype=torch.float64)
-        check_finite(f"{name} (batch {index} of this accumulator)", rows)
+        what = f"{name} (batch {index} of this accumulator)"
+        # One reduction (one device sync) serves both checks: NaN/Inf propagate into the maximum.
+        top = float(rows.abs().amax()) if rows.numel() else 0.0
+        if not np.isfinite(top):
+            check_finite(what, rows)
+        check_magnitude(what, top, data_range(), fix="scale X (and Xt) by a power of two, 2.0**k: "
+                        "Q is unchanged when lam is scaled by 4.0**k")
         return rows
 
     def update(self, X_batch, Xt_batch=None) -> None:
@@ -165,12 +177,14 @@ class TorchAccumulator:
 
     def H(self, lam=0.0) -> torch.Tensor:
         r""":math:`H = X^TX + \lambda I` (float64)."""
+        self._need_data()
         lam_abs, _ = resolve_lam(lam, self)
         return _damped(self.XtX, lam_abs)
 
     def Ht_G(self, lam=0.0) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(\tilde H, G) = (\tilde X^T\tilde X + \lambda I, \tilde X^T X + \lambda I)`."""
         self._need_mismatch()
+        self._need_data()
         lam_abs, _ = resolve_lam(lam, self)
         return _damped(self._XttXt, lam_abs), _damped(self.XttX, lam_abs)
 
@@ -231,16 +245,13 @@ def sym_perm(S: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
 def resolve_lam(lam, acc: TorchAccumulator) -> tuple[float, Damping | None]:
     """Absolute ``lam`` from a number or a :class:`~ptqtheory.Damping`, from the statistics on the device.
 
-    Same conventions as :meth:`ptqtheory.Damping.resolve` (``percdamp``: ``p * mean(diag(X^T X))``;
-    ``lambda_max``: ``alpha * lambda_max(X^T X)``), without copying ``X^T X`` to the host.
+    The conventions are :meth:`ptqtheory.Damping.resolve_with` (one implementation for both
+    backends), fed with ``mean(diag(X^T X))`` and ``lambda_max(X^T X)`` computed here, without
+    copying ``X^T X`` to the host.
     """
     if isinstance(lam, Damping):
-        if lam.kind == "absolute":
-            value = float(lam.value)
-        elif lam.kind == "percdamp":
-            value = float(lam.value) * float(torch.diagonal(acc.XtX).mean())
-        else:
-            value = float(lam.value) * float(torch.linalg.eigvalsh(acc.XtX)[-1])
+        value = lam.resolve_with(lambda: float(torch.diagonal(acc.XtX).mean()),
+                                 lambda: float(torch.linalg.eigvalsh(acc.XtX)[-1]))
         return check_lam(value), lam
     return check_lam(lam), None
 
