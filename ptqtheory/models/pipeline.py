@@ -35,17 +35,17 @@ inputs (every bound evaluated). ``device="cpu"`` or ``"cuda"`` runs the torch ba
 held at once, and certified from those statistics plus one more pass over the cached block inputs
 for the empirical errors.
 
-Memory (the formula is checked in ``benchmarks/llm_scale.py``): with :math:`m` calibration tokens,
-hidden size :math:`d`, activation element size :math:`a` bytes, one block of :math:`P_b` parameters
-and the widest group input :math:`N_{\max}` with :math:`n_{\max}` stacked rows, the work device holds
+Memory (``docs/pipeline.md``; measured against the formula in ``benchmarks/llm_scale.py``): with
+:math:`m` calibration tokens, hidden size :math:`d`, activation element size :math:`a` bytes,
+:math:`P_b` parameters per block of :math:`p` bytes, the widest group input :math:`N_{\max}` with
+:math:`n_{\max}` stacked rows and :math:`s` streams, the work device holds
 
 .. math::
-    s\,m\,d\,a \;(\text{cached block inputs}) + (s - 1 + 1) P_b\,a \;(\text{the block and, for two
-    streams, its float copy}) + \text{captured group inputs } 8\,s\,m N_{\max}
-    + \text{the run's } O(n_{\max} N_{\max} + N_{\max}^2) \text{ float64 state},
+    s\,m\,d\,a + s\,P_b\,p + 8\,s\,m\,N_{\max} + O\big(8(n_{\max}N_{\max} + N_{\max}^2)\big)
 
-where streaming replaces the captured inputs by :math:`8 c N_{\max}^2` (:math:`c \le 4` statistics
-matrices). None of it depends on the number of blocks: peak memory does not grow with depth.
+(cached block inputs; the block and, for two streams, its float copy; one group's inputs captured in
+float64, which streaming replaces by at most four :math:`N_{\max}\times N_{\max}` float64 statistics; the
+run's state). No term depends on the number of blocks: peak memory does not grow with depth.
 """
 
 from __future__ import annotations
@@ -404,12 +404,6 @@ class _Backend:
     dtype: torch.dtype
     stream: bool
 
-    @property
-    def rtol(self) -> float:
-        # Relative tolerance of the identity checks: float64 runs are exact to rounding; float32 runs
-        # are certified on float64 data with their own eta, so the gap is the run's float32 rounding.
-        return 1e-10 if self.device is None or self.dtype == torch.float64 else 1e-4
-
     def weights(self, mod: torch.nn.Linear):
         w = mod.weight.detach()
         if self.device is None:
@@ -588,7 +582,7 @@ def quantize_model(
                         layer=f"{name}.{layer}", shape=tuple(weights[i].shape), config=cfg.name,
                         method=cfg.method, bits=cfg.bits, group_size=cfg.group_size, lam=float(run.lam),
                         seconds=(time.perf_counter() - t0) / len(group),
-                        summary=summarize_certificate(cert, rows, rtol=backend.rtol)))
+                        summary=summarize_certificate(cert, rows)))
                     start += n
             if progress is not None:
                 progress(f"{cfg.name}: {name}: {', '.join(group)}")

@@ -32,6 +32,7 @@ import torch
 
 from .. import report as rep
 from ..calibration import Damping
+from ..grids import Grid
 from . import hf
 from .pipeline import METHODS, Config, ModelBlocks, quantize_model
 
@@ -103,12 +104,16 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     t_start = time.perf_counter()
     if method not in METHODS:
         raise QuantizeError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
-    if bits < 1 or (group_size is not None and group_size < 1):
-        raise QuantizeError("--bits and --group-size must be >= 1")
+    try:
+        Config(method, bits, group_size)
+        # The grid itself: refuses bit widths float64 cannot round exactly, before any work.
+        Grid.minmax(np.zeros((1, 1)), bits=bits)
+    except (ValueError, TypeError) as exc:
+        raise QuantizeError(f"--bits {bits} / --group-size {group_size}: {exc}") from exc
     if not 0 < p < 1:
         raise QuantizeError(f"--p must be in (0, 1); got {p}")
-    if percdamp < 0:
-        raise QuantizeError(f"--percdamp must be >= 0; got {percdamp}")
+    if not (np.isfinite(percdamp) and percdamp >= 0):
+        raise QuantizeError(f"--percdamp must be a finite number >= 0 (GPTQ uses 0.01); got {percdamp}")
     if tokens < 1 or seq_len < 1 or batch_size < 1:
         raise QuantizeError("--tokens, --seq-len and --batch-size must be >= 1")
     dev = resolve_device(device)
@@ -136,7 +141,12 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
-    model = hf.load_causal_lm(folder, torch.float32).to(dev)
+    try:
+        model = hf.load_causal_lm(folder, torch.float32).to(dev)
+    except Exception as exc:  # a corrupted or truncated file, a config transformers cannot build
+        raise QuantizeError(f"{folder}: the model could not be loaded ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); check the folder's "
+                            "config.json and safetensors files") from exc
     try:
         blocks = hf.decoder_blocks(model)
     except hf.ModelFolderError as exc:
