@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 
+from . import _linalg
 from ._context import RunContext
 from ._validate import check_probability
 from .records import Run
@@ -57,6 +58,7 @@ __all__ = [
     "conditional_variance",
     "context",
     "evaluate",
+    "per_sample",
     "rtn_bounds",
     "unavailable",
 ]
@@ -517,11 +519,7 @@ def b5(ctx: RunContext, p: float) -> list[BoundCheck]:
     uni = np.max(ctx.delta_p, axis=1) * math.sqrt(float(np.max(_D(ctx))) * math.log(2 * m / p) / 2)
     out = []
     if ctx.has_data:
-        XL = np.asarray(ctx.X[:, ctx.order], float) @ np.asarray(ctx.piv.L, float)
-        b = _sup_bound(XL, ctx.delta_p, m, p)  # (n, m)
-        e = np.abs(ctx.out)
-        out.append(_check_pointwise("B5", "|(X(w-q))_i| for every sample i", "probability", e, b, hyps,
-                                    f"THEORY.md B5 (Azuma-Hoeffding); {REF}", atol, p))
+        out.append(_per_sample_check(ctx, "B5", [(ctx.X, None)], p))
     if ctx.err_inf is not None:
         out.append(_check("B5.uniform", "||X(w-q)||_inf", "probability", uni, ctx.err_inf, hyps,
                           "THEORY.md B5 with S_i <= max_t D_t", atol[:, 0], p))
@@ -601,17 +599,88 @@ def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
     out = [_check("B10", "||r_0||^2 + a^2 Dt_1 + sum_t r_t(delta_t - r_t) Dt_t", "per-run", val, V,
                   hyps[:1], "THEORY.md B10 (mean, per-run conditional form)", ctx.eps * val,
                   extra={"lhs": ctx.lhs_sq})]
-    if not ctx.has_data:  # the per-sample form needs the samples (see unavailable())
-        return out
-    r0 = np.asarray(ctx.r0, float)
-    XL = np.asarray(ctx.Xf_p, float) @ np.asarray(ctx.piv.L, float)
-    m = XL.shape[0]
-    shift = np.abs(r0[:, :m] + a[:, None] * XL[:, 0][None, :])
-    b = shift + _sup_bound(XL, ctx.delta_p, m, p)
-    atol = ((ctx.xh_norm + ctx.xfh_norm) * _weight_noise(ctx))[:, None]
-    out.append(_check_pointwise("B10.sup", "|(Xw - Xt q)_i| for every sample i", "probability",
-                                np.abs(ctx.out), b, hyps, "THEORY.md B10 (per-sample form)", atol, p))
+    if ctx.has_data:  # the per-sample form needs the samples (see unavailable() and per_sample())
+        out.append(_per_sample_check(ctx, "B10.sup", [(ctx.X, ctx.Xt)], p))
     return out
+
+
+# -- The per-sample forms B5 and B10.sup, on the data at once or batch by batch ------------------
+
+
+def _b5_samples(ctx: RunContext, X_b: np.ndarray, Xt_b, p: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""B5 on samples ``X_b`` (rows, original column order): ``(|X_b(w - q)|, bound)``, each (n, b)."""
+    XL = X_b[:, ctx.order] @ np.asarray(ctx.piv.L, float)
+    return np.abs(_linalg.dot(ctx.E, X_b.T)), _sup_bound(XL, ctx.delta_p, ctx.m, p)
+
+
+def _b10_samples(ctx: RunContext, X_b: np.ndarray, Xt_b: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""B10.sup on samples: :math:`|(Xw - \tilde Xq)_i|` and
+    :math:`|(r_0)_i + a(\tilde X\tilde L)_{i1}| + (\sum_t(\tilde X\tilde L)_{it}^2\delta_t^2\log(2m/p)/2)^{1/2}`
+    with :math:`(r_0)_i = x_i^Tw - \tilde x_i^Tw_{LS}` (the sample rows of :math:`r_0`)."""
+    Xp, Xtp = X_b[:, ctx.order], Xt_b[:, ctx.order]
+    XL = Xtp @ np.asarray(ctx.piv.L, float)
+    a = _qronos_first(ctx)
+    r0 = _linalg.dot(ctx.W[:, ctx.order], Xp.T) - _linalg.dot(np.asarray(ctx.W_ls, float), Xtp.T)
+    shift = np.abs(r0 + a[:, None] * XL[:, 0][None, :])
+    # Xw - Xt q = X(w - q) + (X - Xt) q: no cancellation between two large products
+    e = np.abs(_linalg.dot(ctx.E, X_b.T) + _linalg.dot(ctx.Q, (X_b - Xt_b).T))
+    return e, shift + _sup_bound(XL, ctx.delta_p, ctx.m, p)
+
+
+# label -> (quantity, reference, samples function, scale of the data in the rounding allowance)
+_PER_SAMPLE = {
+    "B5": ("|(X(w-q))_i| for every sample i", f"THEORY.md B5 (Azuma-Hoeffding); {REF}", _b5_samples,
+           lambda ctx: ctx.xh_norm),
+    "B10.sup": ("|(Xw - Xt q)_i| for every sample i", "THEORY.md B10 (per-sample form)", _b10_samples,
+                lambda ctx: ctx.xh_norm + ctx.xfh_norm),
+}
+
+
+def _per_sample_check(ctx: RunContext, label: str, batches, p: float) -> BoundCheck:
+    """One pointwise check over samples given in batches ``(X_b, Xt_b)`` (one batch: the data at once).
+
+    Each batch's ratios and verdicts are formed as :func:`_check_pointwise` forms them over all
+    samples, and combined by maxima and conjunction, so the result does not depend on the batching.
+    """
+    quantity, reference, samples, scale = _PER_SAMPLE[label]
+    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
+    atol = (scale(ctx) * _weight_noise(ctx))[:, None]
+    n = ctx.shape[0]
+    value, empirical, ratio = np.zeros(n), np.zeros(n), np.zeros(n)
+    holds = np.ones(n, dtype=bool)
+    count = 0
+    for X_b, Xt_b in batches:
+        e, b = samples(ctx, np.asarray(X_b, float), None if Xt_b is None else np.asarray(Xt_b, float), p)
+        r, h = _pointwise(e, b, atol)
+        np.maximum(ratio, r, out=ratio)
+        np.maximum(value, np.max(b, axis=1, initial=0.0), out=value)
+        np.maximum(empirical, np.max(e, axis=1, initial=0.0), out=empirical)
+        holds &= h
+        count += e.shape[1]
+    if count != ctx.m:
+        raise ValueError(f"the samples for {label} hold {count} rows but the run's statistics have "
+                         f"m = {ctx.m}: pass the data the statistics were accumulated from")
+    return BoundCheck(label, quantity, "probability", value, empirical, ratio, hyps, reference, p, atol[:, 0],
+                      holds, {})
+
+
+def per_sample(ctx: RunContext, batches, p: float = 1e-3) -> list[BoundCheck]:
+    r"""The per-sample bounds that :func:`unavailable` lists for a statistics context, from the samples.
+
+    ``batches`` yields ``(X_b, Xt_b)`` host float64 arrays, rows of the same calibration data the
+    statistics hold, in the run's input basis (``Xt_b`` is ``None`` except for Qronos); each batch is
+    read once and dropped. B5 for stochastic OPTQ and LDLQ, B10.sup for stochastic Qronos (the
+    bounds are stated in :func:`b5` and :func:`b10`; the same functions evaluate them on data held
+    at once). ``B5.uniform`` needs :math:`\|X(w - q)\|_\infty`, which the certificate measures.
+    """
+    p = check_probability("p", p)
+    labels = [lab for lab in unavailable(ctx) if lab in _PER_SAMPLE]
+    if not labels:
+        for _ in batches:  # nothing to evaluate, but the pass is consumed as promised
+            pass
+        return []
+    (label,) = labels
+    return [_per_sample_check(ctx, label, batches, p)]
 
 
 # -- B12 and RTN ------------------------------------------------------------------------------

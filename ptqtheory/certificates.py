@@ -352,7 +352,7 @@ def _fro(A) -> float:
 
 def certify(
     run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None = None,
-    bounds: bool = True,
+    bounds: bool = True, *, samples=None,
 ) -> Certificate:
     r"""Certificate of ``run`` on the calibration data: identities I1-I6 and bounds B1-B12.
 
@@ -371,6 +371,10 @@ def certify(
         ``N <= 128``. The determinant and the bounds on :math:`D_t` are always checked.
     bounds : bool
         Also evaluate every a-priori bound that applies to the algorithm (:mod:`ptqtheory.bounds`).
+    samples : callable, optional
+        Torch runs certified from statistics or streamed batches only: ``samples()`` returns a fresh
+        pass over the same data, read batch by batch for the per-sample bounds B5 and B10.sup
+        (:func:`ptqtheory.torch_backend.certify`). Numpy runs always read the data whole.
 
     Returns
     -------
@@ -384,7 +388,10 @@ def certify(
     if run.backend == "torch":
         from .torch_backend import certify as _torch_certify
 
-        return _torch_certify(run, X, Xt, p, full_pivot_check, bounds)
+        return _torch_certify(run, X, Xt, p, full_pivot_check, bounds, samples=samples)
+    if samples is not None:
+        raise ValueError("samples is for torch runs certified from statistics; a numpy run's certificate "
+                         "reads the data X (and Xt) whole: leave samples out")
     if run.transform is not None:
         V = run.transform.V
         Xv = as_matrix("X", X, V.shape[0]) @ V.T

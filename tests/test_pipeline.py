@@ -202,3 +202,49 @@ def test_bad_arguments_are_refused_before_work():
         Config("optq", 0)
     with pytest.raises(ValueError, match="method"):
         Config("gptq", 4)
+
+
+def test_streamed_per_sample_bound_equals_the_bound_on_the_data():
+    """B5 from one more pass over the cached block inputs, batch by batch, is the bound the certificate
+    computes on the data held at once (the same function, maxima over batches)."""
+    cal = _calibration(3)
+    out = {}
+    for stream in (False, True):
+        model = _llama(1)
+        res = quantize_model(ModelBlocks(model, hf.decoder_blocks(model)), cal, hf.forward,
+                             Config("optq-stochastic", 4), device="cpu", dtype=torch.float64, stream=stream,
+                             seed=3)
+        out[stream] = res.layers
+    for a, b in zip(out[False], out[True], strict=True):
+        assert "B5" not in b.summary["skipped_bounds"]
+        ba, bb = a.summary["bounds"]["B5"], b.summary["bounds"]["B5"]
+        assert ba["rows_applied"] == bb["rows_applied"] > 0 and bb["violations"] == 0
+        np.testing.assert_allclose(bb["max_ratio"], ba["max_ratio"], rtol=1e-9)
+
+
+def test_b10_sup_from_batches_equals_b10_sup_on_the_data():
+    """Stochastic Qronos: B10.sup from statistics plus a batched pass equals B10.sup on the data."""
+    from ptqtheory import torch_backend as tb
+
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(96, 24, generator=g, dtype=torch.float64)
+    Xt = X + 0.05 * torch.randn(96, 24, generator=g, dtype=torch.float64)
+    W = torch.randn(10, 24, generator=g, dtype=torch.float64)
+    grid = tb.minmax_grid(W, bits=3)
+    acc = tb.TorchAccumulator(24, "cpu", with_mismatch=True)
+    for i in range(0, 96, 32):
+        acc.update(X[i:i + 32], Xt[i:i + 32])
+    run = pt.qronos(W, acc, None, lam=pt.Damping.percdamp(0.01), grid=grid, rounding="stochastic", seed=1)
+
+    def batches():
+        return ((X[i:i + 40], Xt[i:i + 40]) for i in range(0, 96, 40))
+
+    streamed = pt.certify(run, batches(), p=1e-3, samples=batches)
+    whole = pt.certify(run, X, Xt, p=1e-3)
+    assert "B10.sup" not in streamed.skipped_bounds
+    a, b = whole.bound("B10.sup"), streamed.bound("B10.sup")
+    np.testing.assert_allclose(b.value, a.value, rtol=1e-9)
+    np.testing.assert_allclose(b.empirical, a.empirical, rtol=1e-9)
+    assert np.array_equal(a.holds, b.holds)
+    # Without samples the bound is listed as skipped, not silently dropped.
+    assert "B10.sup" in pt.certify(run, batches(), p=1e-3).skipped_bounds

@@ -444,7 +444,9 @@ def _group_data(cfg: Config, backend: _Backend, qblock, fblock, first: str, q_in
                 acc.update(item)
         # Qronos reads the mismatch statistics as X; OPTQ, LDLQ and RTN read Xt's as their data.
         run_x, run_xt = (acc, None) if uses_x else (None, acc)
-        return run_x, run_xt, lambda run, p: certify(run, batches(), p=p)
+        # The certificate reads the statistics and one more pass for the errors; the per-sample bounds
+        # (B5, B10.sup) of stochastic runs read one more pass, batch by batch.
+        return run_x, run_xt, lambda run, p: certify(run, batches(), p=p, samples=batches)
     Xt = backend.gather(_layer_batches(qblock, qmod, q_in, counter))
     X = backend.gather(_layer_batches(fblock, fmod, f_in, counter)) if uses_x else None
 

@@ -69,7 +69,7 @@ F64 = torch.float64
 
 
 def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None = None,
-            bounds: bool = True, *, allow_tf32: bool = False) -> Certificate:
+            bounds: bool = True, *, allow_tf32: bool = False, samples=None) -> Certificate:
     r"""Certificate of a torch ``run`` (THEORY.md I1-I6), computed on the run's device.
 
     Parameters
@@ -93,6 +93,11 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
         is left to the numpy reference (``PivotCheck.D_projection`` is ``None``).
     allow_tf32 : bool
         Allow TF32 products on CUDA during this call (default off).
+    samples : callable, optional
+        With statistics or streamed batches: ``samples()`` returns a fresh iterable over the same
+        calibration data (batches as for ``X``), read once more, one batch at a time, for the
+        per-sample bounds (B5, B10.sup; :func:`ptqtheory.bounds.per_sample`) that statistics alone
+        cannot give. Without it those bounds are listed in ``skipped_bounds``.
 
     Returns
     -------
@@ -120,7 +125,7 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
             brun = run
         if not bounds:
             return cert
-        checks, skipped = _bounds(brun, X, Xt, p, parts, V)
+        checks, skipped = _bounds(brun, X, Xt, p, parts, V, samples)
     return Certificate(**{**cert.__dict__, "bounds": checks, "skipped_bounds": tuple(skipped)})
 
 
@@ -135,7 +140,7 @@ def _host_run(run: Run) -> Run:
                   "residual": h(run.residual)})
 
 
-def _bounds(run: Run, X, Xt, p: float, parts: dict, V) -> tuple[list, list[str]]:
+def _bounds(run: Run, X, Xt, p: float, parts: dict, V, samples=None) -> tuple[list, list[str]]:
     """``(bound checks, skipped labels)`` of a torch ``run`` (the inner run under incoherence)."""
     from .. import bounds as _b
     from .._context import RunContext
@@ -171,7 +176,30 @@ def _bounds(run: Run, X, Xt, p: float, parts: dict, V) -> tuple[list, list[str]]
             W_ls=None if parts.get("W_ls") is None else _host(parts["W_ls"]),
             r0_sq=None if parts.get("r0_sq") is None else _host(parts["r0_sq"]),
         )
-    return _b.evaluate(ctx, p), _b.unavailable(ctx)
+    checks, skipped = _b.evaluate(ctx, p), _b.unavailable(ctx)
+    if samples is not None and skipped:
+        if not callable(samples):
+            raise TypeError("samples must be a callable returning a fresh iterable of batches")
+        found = _b.per_sample(ctx, _host_pairs(samples(), V, uses_xt, run.algorithm), p)
+        checks += found
+        skipped = [lab for lab in skipped if lab not in {c.label for c in found}]
+    return checks, skipped
+
+
+def _host_pairs(batches, V, uses_xt: bool, algorithm: str):
+    """``(X_b, Xt_b)`` host float64 pairs of a stream of batches, in the run's input basis (``V``)."""
+    Vh = None if V is None else _host(V)
+    for item in batches:
+        if uses_xt:
+            if not (isinstance(item, tuple | list) and len(item) == 2):
+                raise ValueError(f"the per-sample bounds of a {algorithm} run need (X_b, Xt_b) pairs")
+            xb, xtb = _host(item[0]), _host(item[1])
+        else:
+            xb, xtb = _host(item[0] if isinstance(item, tuple | list) else item), None
+        if Vh is not None:
+            xb = xb @ Vh.T
+            xtb = None if xtb is None else xtb @ Vh.T
+        yield xb, xtb
 
 
 def _host(t: torch.Tensor) -> np.ndarray:
