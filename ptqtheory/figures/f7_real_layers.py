@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..report import bound_key
 from . import style
 from .common import Check, ReportMissing, failures, save
 
@@ -68,12 +69,6 @@ METHODS = {  # method -> (legend label, THEORY.md algorithm, colour)
     "rtn": ("RTN (A1)", "A1", "sky"),
     "gpfq": ("GPFQ (A5)", "A5", "black"),
 }
-
-
-def _bound_key(label: str):
-    """Sort as the validate tables do: B1, B1.data, B2, ..., B12, then RTN."""
-    head = label.split(".")[0]
-    return (head[0], int(head[1:]) if head[1:].isdigit() else 99, label)
 
 
 def _method_key(method: str):
@@ -140,7 +135,7 @@ def rows_from_report(data: dict) -> list[dict]:
         for lr in c["layers"]:
             s = lr["summary"]
             n, N = lr.get("shape") or (None, None)
-            for label, b in sorted(s["bounds"].items(), key=lambda kv: _bound_key(kv[0])):
+            for label, b in sorted(s["bounds"].items(), key=lambda kv: bound_key(kv[0])):
                 held = int(b["rows_applied"]) > 0 and b.get("max_ratio") is not None
                 rows.append({
                     "config": c["config"], "method": c["method"], "bits": c["bits"],
@@ -256,7 +251,7 @@ def _plot(rows: list[dict], data: dict):
                                            if _precision(r) == pr))
     marker = dict(zip(precisions, ("o", "s", "^", "D", "v", "P"), strict=False))
     shown = [r for r in rows if r["hypotheses_held"]]
-    labels = sorted({r["bound"] for r in shown}, key=_bound_key)
+    labels = sorted({r["bound"] for r in shown}, key=bound_key)
     kinds = {r["bound"]: r["kind"] for r in shown}
 
     n_lab = len(labels)
