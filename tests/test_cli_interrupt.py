@@ -21,7 +21,8 @@ def _alive(pgid: int) -> bool:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT are POSIX")
-def test_ctrl_c_stops_validate_and_its_workers(tmp_path: Path):
+@pytest.mark.parametrize("delay", [0.5, 4.0])  # while the workers start; while they quantize
+def test_ctrl_c_stops_validate_and_its_workers(tmp_path: Path, delay: float):
     out = tmp_path / "report"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # A new session: the child and its workers form their own process group, which receives the SIGINT
@@ -40,7 +41,7 @@ def test_ctrl_c_stops_validate_and_its_workers(tmp_path: Path):
                 break
             seen += line
         assert "validate:" in seen, seen
-        time.sleep(3)
+        time.sleep(delay)
         os.killpg(pgid, signal.SIGINT)
         t0 = time.monotonic()
         _, stderr = proc.communicate(timeout=60)

@@ -244,7 +244,14 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
     # Workers are new processes (spawn): one BLAS thread each, so two workers share two cores cleanly.
     env = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update({k: "1" for k in env})
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+    # Workers start with SIGINT ignored (an ignored signal stays ignored across exec, and Python then
+    # installs no KeyboardInterrupt handler), so a Ctrl-C while they are still starting cannot print
+    # their tracebacks; the parent restores its own handler at once and stops them all.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         out = []
         for res in pool.imap(_setting_job, jobs):
