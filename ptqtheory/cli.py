@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; Ctrl-C stops it with one line and exit status 130 (128 + SIGINT)."""
     try:
         return _main(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:
         print("ptqtheory: interrupted (Ctrl-C); nothing was written", file=sys.stderr)
         return 130
@@ -234,6 +236,11 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _usage_error(args, exc: Exception) -> int:
+    print(f"ptqtheory {args.command}: {exc}", file=sys.stderr)
+    return 2
 
 
 def _main(argv: list[str] | None) -> int:
@@ -288,6 +295,15 @@ def _main(argv: list[str] | None) -> int:
         return _quantize(args)
     if args.command == "validate":
         return _validate(args)
+    from .report import OutputPathError, check_out_dir, check_out_file
+
+    try:  # output paths are checked before any work
+        if args.command in ("certify", "figures") and args.out is not None:
+            check_out_dir(args.out)
+        if args.command == "check" and args.out is not None:
+            check_out_file(args.out)
+    except OutputPathError as exc:
+        return _usage_error(args, exc)
     if args.command == "certify":
         return _certify_table(args)
     if args.command == "check":

@@ -27,8 +27,11 @@ from .tolerances import RTOL_IDENTITY
 __all__ = [
     "CSV_COLUMNS",
     "LayerRecord",
+    "OutputPathError",
     "bound_key",
     "bounds_table",
+    "check_out_dir",
+    "check_out_file",
     "csv_text",
     "failures",
     "group_rows",
@@ -148,6 +151,39 @@ def csv_text(settings: Iterable[dict]) -> str:
             for label, b in s["bounds"].items():
                 w.writerow([*base, label, b["kind"], b["rows_applied"], b["violations"], b["max_ratio"]])
     return buf.getvalue()
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written (found before any work starts)."""
+
+
+def _writable_ancestor(path: Path, option: str) -> None:
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputPathError(f"{option} {path}: {probe} is a file, so nothing can be created under it; "
+                              "pass a path inside a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{option} {path}: {probe} is not writable; pass a folder you can write to")
+
+
+def check_out_dir(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as an output folder, after checking that it is (or can be made) a writable folder."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{option} {out} is a file; pass a folder (it is created if missing)")
+    _writable_ancestor(out, option)
+    return out
+
+
+def check_out_file(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as an output file, after checking that it is not a folder and its folder is writable."""
+    out = Path(path)
+    if out.is_dir():
+        raise OutputPathError(f"{option} {out} is a folder; pass a file name, e.g. {out / 'report.json'}")
+    _writable_ancestor(out.parent, option)
+    return out
 
 
 def write_bytes(path: str | Path, write: Callable[[str], None]) -> None:

@@ -1,6 +1,7 @@
 """Real models: the block-by-block quantization pipeline, the embedded MiniLM, SmolLM2, text, perplexity."""
 
 from .capture import StopForward, capture_inputs
+from .lazy import SafetensorsBlocks
 from .pipeline import (
     METHODS,
     BlockInputs,
@@ -14,5 +15,5 @@ from .pipeline import (
     run_setting,
 )
 
-__all__ = ["METHODS", "BlockInputs", "BlockSource", "Config", "ModelBlocks", "PipelineResult", "StopForward",
+__all__ = ["METHODS", "BlockInputs", "BlockSource", "Config", "ModelBlocks", "PipelineResult", "SafetensorsBlocks", "StopForward",
            "capture_block_inputs", "capture_inputs", "discover_groups", "quantize_model", "run_setting"]

@@ -121,9 +121,10 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     if dtype not in ("float32", "float64"):
         raise QuantizeError(f"--dtype must be float32 or float64; got {dtype!r}")
     work_dtype = getattr(torch, dtype)
-    outdir = Path(out)
-    if outdir.exists() and not outdir.is_dir():
-        raise QuantizeError(f"--out {outdir} is a file; pass a folder for the model and the report")
+    try:
+        outdir = rep.check_out_dir(out)
+    except rep.OutputPathError as exc:
+        raise QuantizeError(str(exc)) from exc
     try:
         folder = hf.check_folder(model_dir)
     except hf.ModelFolderError as exc:

@@ -281,19 +281,6 @@ def _bar(total: int):
 # --------------------------------------------------------------------------------------------------
 
 
-def check_out_dir(out_dir: str | Path) -> Path:
-    """The output folder, after checking that it can be created and written (before any work)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValidateError(f"--out {out} is a file; pass a folder for report.json and report.csv")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValidateError(f"--out {out}: {probe} is not writable; pass a folder you can write to")
-    return out
-
-
 def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm", text: str | None = None,
                  tokens: int | None = None, heldout: int = 128, p: float = 1e-6, seed: int = 0,
                  workers: int = 2, configs: Sequence[Config] | None = None, device: str = "cpu",
@@ -347,6 +334,8 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     if isinstance(eval_windows, bool) or not isinstance(eval_windows, int) or eval_windows < 1:
         raise ValidateError(f"--eval-windows must be an integer >= 1; got {eval_windows!r}")
     configs = tuple(configs) if configs is not None else (QUICK_CONFIGS if quick else DEFAULT_CONFIGS)[model]
+    if text is not None and not Path(text).expanduser().is_file():
+        raise ValidateError(f"--text {text}: no such file; pass a UTF-8 text file")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValidateError(f"--device must be cpu or cuda; got {device!r}")
     if device != "cpu":
@@ -356,7 +345,10 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
             raise ValidateError(f"--device {device}: no CUDA GPU is available on this machine; "
                                 "use --device cpu")
         workers = 1  # one GPU: settings run one after another on it
-    out = check_out_dir(out_dir)
+    try:
+        out = rep.check_out_dir(out_dir)
+    except rep.OutputPathError as exc:
+        raise ValidateError(str(exc)) from exc
     t0 = time.perf_counter()
     if model == "minilm":
         try:
