@@ -446,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
 
         old = json.loads(previous.read_text())
         payload["runs"], payload["calibration"] = old["runs"], old.get("calibration", {})
-        payload["resumed_from"] = {"command": old.get("command"), "seconds": old.get("seconds")}
+        # Every invocation that contributed runs, oldest first (a resumed run may ask for fewer settings).
+        payload["commands"] = [*old.get("commands", [old.get("command")]), payload["command"]]
         done = {(r["config"], r["damping"], r["order"], r["tokens_asked"]) for r in old["runs"]}
     jobs = []
     for b in bits:
