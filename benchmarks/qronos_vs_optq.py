@@ -47,7 +47,8 @@ Usage::
     python benchmarks/qronos_vs_optq.py --model minilm --quick --out /tmp/r   # a few minutes
 
 Settings run one after another in this process; the JSON is rewritten after each one, so an
-interrupted or capped run (``--max-minutes``) keeps what it measured.
+interrupted or capped run (``--max-minutes``) keeps what it measured, and ``--resume`` runs only the
+settings missing from it. Results and findings: ``benchmarks/README.md``, section 8.
 """
 
 from __future__ import annotations
@@ -345,6 +346,7 @@ COLUMNS = {
 
 
 def print_table(bench, rows: list[dict]) -> None:
+    """The summary table of every run (quality, the three error sums, seconds)."""
     cols = [("bits", "bits", "d"), ("damping", "damping", "s"), ("order", "order", "s"),
             ("calibration_tokens", "tokens", "d"), ("method", "method", "s"), *COLUMNS[bench.name],
             ("cert_sum", "sum cert err", ".2f"), ("cal_sum", "sum cal err", ".2f"),
@@ -353,6 +355,7 @@ def print_table(bench, rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the grid, write the JSON after every setting, print the table; 1 if a certificate failed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=("minilm", "smollm2"), default="minilm")
     ap.add_argument("--quick", action="store_true",
