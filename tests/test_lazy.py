@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from unittest import mock
 
+import accelerate  # noqa: F401  (the llm extra, installed by the README's test command: fail, never skip)
 import pytest
 import torch
+import transformers
 from safetensors import safe_open
 
 from ptqtheory.models import lazy
 from ptqtheory.models.hf import ModelFolderError, decoder_blocks, load_causal_lm
 from ptqtheory.models.lazy import SafetensorsBlocks
-
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("accelerate")
 
 
 class Stop(Exception):
