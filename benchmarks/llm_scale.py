@@ -289,26 +289,25 @@ def fit_memory(shape: Shape, runs: list[dict]) -> dict | None:
 # One depth, in its own process
 
 
-def _rss_now() -> int:
-    """Current resident set size in bytes (Linux ``/proc``; 0 elsewhere)."""
+def _status_bytes(field: str) -> int:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes; 0 where there is none."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def _rss_now() -> int:
+    """Current resident set size in bytes (Linux ``/proc``; 0 elsewhere)."""
+    return _status_bytes("VmRSS")
 
 
 def _hwm() -> int:
     """The resident-set high-water mark since the last :func:`_reset_hwm` (bytes; 0 if unknown)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _status_bytes("VmHWM")
 
 
 _FOLDED = [0]  # the highest VmHWM seen before a reset
