@@ -25,7 +25,8 @@ checked on :math:`\tilde X`); OPTQ, stochastic OPTQ (A2', A2s) and LDLQ (A3, A3i
 Block forward passes (one call of a block on one calibration batch; :attr:`PipelineResult.block_forwards`):
 with :math:`G` groups in a block and :math:`s` streams (1, or 2 for Qronos and GPFQ), a block costs at
 most :math:`s(G + 1)` passes over the calibration batches when the layer inputs are captured, and
-:math:`s(2G + 1)` when statistics are streamed (one more pass per group for the certificate), plus one
+:math:`s(2G + 1)` when statistics are streamed (one more pass per group for the certificate, and
+one more for the per-sample bounds of stochastic runs: :math:`s(3G + 1)`), plus one
 call to discover the groups; so the total grows linearly with depth (for Llama blocks, :math:`G = 4`).
 
 Backends. ``device=None`` runs the float64 numpy reference on float64 host copies of each group's

@@ -121,12 +121,27 @@ def _load(plan: Plan):
     return model, tok, hf.decoder_blocks(model), hf.forward
 
 
+def _tokenizer(model: str):
+    """The model's tokenizer alone (the data are prepared without loading the weights)."""
+    from transformers import AutoTokenizer
+
+    if model == "minilm":
+        from .minilm import embedded_model_dir
+
+        folder = embedded_model_dir()
+    else:
+        from .smollm2 import ensure_converted
+
+        folder = ensure_converted()
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
 def _minilm_data(text: str | None, tokens: int, heldout: int) -> tuple[list[str], list[str], int]:
     """Calibration paragraphs (whole batches of 8 until ``tokens`` real tokens) and held-out ones."""
     from . import minilm
     from .text import file_paragraphs, split
 
-    _, tok = minilm.load()
+    tok = _tokenizer("minilm")
     cal, held = file_paragraphs(text) if text else split()
     taken, total = [], 0
     for i in range(0, len(cal), 8):
@@ -140,26 +155,24 @@ def _minilm_data(text: str | None, tokens: int, heldout: int) -> tuple[list[str]
 
 def _smollm2_data(text: str | None, tokens: int, seq_len: int, eval_windows: int):
     """Calibration windows and evaluation windows (token ids) of the two disjoint texts."""
-    from . import smollm2
     from .corpus import calibration_and_evaluation
     from .perplexity import text_windows
 
     split = calibration_and_evaluation(text)
-    _, tok = smollm2.load()
+    tok = _tokenizer("smollm2")
     cal_windows = max(1, tokens // seq_len)
     cal = text_windows(tok, split.calibration, seq_len, max_windows=cal_windows)
     ev = text_windows(tok, split.evaluation, seq_len, max_windows=eval_windows)
     return cal.tolist(), ev.tolist(), split
 
 
-def _batches(plan: Plan, device):
-    """The calibration batches for the model's forward pass."""
+def _batches(plan: Plan, tok, device):
+    """The calibration batches for the model's forward pass (``tok``: the model's tokenizer)."""
     import torch
 
     if plan.model == "minilm":
         from . import minilm
 
-        _, tok = minilm.load()
         return minilm.batches(tok, plan.calibration, max_length=128, batch_size=8)
     ids = torch.tensor(plan.calibration, dtype=torch.long, device=device)
     step = plan.batch_size
@@ -208,7 +221,7 @@ def _setting_job(args: tuple[Plan, Config]) -> dict:
     torch.manual_seed(plan.seed)
     model, tok, blocks, forward = _load(plan)
     device = torch.device(plan.device)
-    cal = _batches(plan, "cpu")
+    cal = _batches(plan, tok, "cpu")
     kw = {} if device.type == "cpu" else {"device": device, "dtype": getattr(torch, plan.dtype)}
     if device.type != "cpu":
         model.to(device)
