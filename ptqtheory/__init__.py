@@ -14,6 +14,7 @@ from .calibration import Accumulator, Damping, gram, hessian
 from .certificates import Certificate, PivotCheck, certify, relative_gap
 from .factor import Pivots, SingularHessianError, pivots
 from .grids import Grid, MinMax, round_nearest, round_stochastic
+from .optimal import Optimum, optimal
 from .orders import ORDERS, min_pivot_order, resolve_order
 from .records import Run, Transform
 
@@ -26,6 +27,7 @@ __all__ = [
     "Damping",
     "Grid",
     "MinMax",
+    "Optimum",
     "PivotCheck",
     "Pivots",
     "Run",
@@ -38,6 +40,7 @@ __all__ = [
     "incoherence",
     "ldlq",
     "min_pivot_order",
+    "optimal",
     "optq",
     "pivots",
     "qronos",
