@@ -42,6 +42,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "qronos",
     "stochastic",
     "concentration",
+    "optimality",
 )
 
 

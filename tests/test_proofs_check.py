@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # proofs_check lives next to ptqtheory, at the repository root
     sys.path.insert(0, str(ROOT))
 
-from proofs_check import concentration, optq, stochastic  # noqa: E402
+from proofs_check import concentration, optimality, optq, stochastic  # noqa: E402
 from proofs_check.registry import Check, Verdict, all_checks  # noqa: E402
 
 CHECKS = all_checks()
@@ -80,6 +80,13 @@ def test_wrong_variance_statement_fails() -> None:
     assert result.line().startswith("FAIL  NEG.variance")
     assert "claimed" in result.detail
     assert stochastic.variance_claim(stochastic.R * (stochastic.DELTA - stochastic.R)).passed
+
+
+def test_wrong_ball_moment_formula_fails() -> None:
+    """With (N + 1) for (N + 2) the normalized second moment of the ball is wrong for every N."""
+    wrong = optimality.ball_moment_claim(
+        lambda N: sp.gamma(sp.Rational(N, 2) + 1) ** sp.Rational(2, N) / ((N + 1) * sp.pi))
+    assert not wrong.passed and "FAILED" in wrong.detail
 
 
 def test_wrong_fast_form_sign_fails() -> None:
