@@ -88,8 +88,8 @@ class RunContext:
         order = np.asarray(run.order)
         delta, zero, _, _ = run.grid.views(n, N)
         Xf_p = columns_in(Xta, order)
-        G0 = _gram(Xf_p)
-        Hf_p = _damped(G0, run.lam)
+        gram = _gram(Xf_p)
+        Hf_p = _damped(gram, run.lam)
         qr = None
         if piv is None and factor and row.factor is not None:
             what = row.factor
@@ -106,7 +106,7 @@ class RunContext:
             W=W, Q=np.atleast_2d(run.Q), eta_p=columns_in(np.atleast_2d(run.eta), order),
             x_p=columns_in(np.atleast_2d(run.x), order), delta_p=columns_in(delta, order),
             zero_p=columns_in(zero, order), clipped_p=columns_in(np.atleast_2d(run.clipped), order),
-            Xf_p=Xf_p, Hf_p=Hf_p, gram_p=G0, piv=piv, qr=qr,
+            Xf_p=Xf_p, Hf_p=Hf_p, gram_p=gram, piv=piv, qr=qr,
         )
 
     @classmethod
@@ -262,16 +262,20 @@ class RunContext:
 
     @cached_property
     def out(self) -> np.ndarray:
-        r"""Rows of :math:`Xw - \tilde Xq = X(w - q) + (X - \tilde X)q` (no cancellation).
+        r"""Rows of :math:`Xw - \tilde Xq`, formed without cancellation.
 
-        With ``Xt``: one product of ``[w - q, q]`` (n x 2N) with ``[X, X - Xt]^T`` rather than two
-        n x N products added afterwards (the same flops, one pass and no (n, m) temporary)."""
+        Without quantized inputs :math:`X(w - q)`. With them :math:`\tilde X(w - q) + (X - \tilde X)w`:
+        two small terms, and the second, :attr:`mismatch_w`, is also what Qronos' least-squares fit
+        reads (:attr:`_least_squares`), so the certificate forms it once."""
         self._need_data("Xw - Xt q per sample")
         if not self.uses_xt:
             return _linalg.dot(self.E, self.X.T)
-        if self.exact:
-            return _linalg.dot(self.E, self.X.T) + _linalg.dot(self.Q, self.mismatch.T)
-        return np.hstack([self.E, self.Q]) @ np.hstack([self.X, self.mismatch]).T
+        return _linalg.dot(self.E, self.Xt.T) + self.mismatch_w
+
+    @cached_property
+    def mismatch_w(self) -> np.ndarray:
+        r"""Rows of :math:`(X - \tilde X)w` (n x m): the part of the target that the quantized inputs miss."""
+        return _linalg.dot(self.W, self.mismatch.T)
 
     @cached_property
     def mismatch(self) -> np.ndarray:
@@ -302,22 +306,37 @@ class RunContext:
 
     @cached_property
     def _least_squares(self) -> dict:
-        r"""Qronos' least-squares fit from the data, each product formed once.
+        r"""Qronos' least-squares fit from the data (the certificate's own QR, not the run's).
 
-        ``targets`` :math:`= \hat Xw` (rows, n x (m + N), one product) feed the fit
-        :math:`w_{LS} = \hat{\tilde X}^+\hat Xw` (the certificate's own QR of the data, not the run's),
-        then become :math:`r_0 = \hat Xw - \hat{\tilde X}w_{LS}` in place (a second product);
-        :math:`\|\hat Xw\|` per row sizes the refit allowance.
+        Since :math:`\hat Xw = \hat{\tilde X}w + [(X - \tilde X)w; 0]` (the damping rows agree),
+        :math:`w_{LS} = w + y` with :math:`y = \arg\min_y\|\hat{\tilde X}y - [\Delta w; 0]\|` and
+        :math:`r_0 = [\Delta w - \tilde Xy;\ -\sqrt\lambda\,y]`, :math:`\Delta w = (X - \tilde X)w`
+        (:attr:`mismatch_w`, shared with :attr:`out`). This fits the small residual the quantized inputs
+        leave rather than :math:`\hat Xw` itself: no n x (m + N) target is formed, two products
+        (:math:`Q^T[\Delta w; 0]`, which reads only the first m rows of :math:`Q`, and :math:`\tilde Xy`)
+        instead of three, and nothing large cancels in :math:`r_0`.
+
+        ``fitted_norm`` bounds :math:`\|\hat Xw\| \le \|\hat{\tilde X}w\| + \|\Delta w\|`, with
+        :math:`\|\hat{\tilde X}w\|^2 = w^T\tilde Hw`: the size of the run's own fit, which sizes
+        the refit allowance (:attr:`ls_refit`).
         """
-        targets = _linalg.dot(self.W_p, self.Xh.T)
-        fitted_norm = np.linalg.norm(np.asarray(targets, dtype=float), axis=1)
+        m = self.m
+        dw = self.mismatch_w
+        Xf_p = self.Xf_p
         if self.qr is not None:
-            W_ls = self.qr.lstsq_trailing(targets.T, 0).T
+            # DataQR factors the reversed columns: solve with R, then undo the reversal.
+            rhs = self.qr.Q[:m].T @ dw.T
+            y = scipy.linalg.solve_triangular(self.qr.R, rhs, check_finite=False)[::-1].T
         else:
-            W_ls = _linalg.lstsq(self.Xfh, targets.T).T
-        targets -= _linalg.dot(W_ls, self.Xfh.T)  # now r_0, row by row
-        return {"W_ls": W_ls, "r0": targets, "r0_sq": _linalg.sq_norms(targets, 1),
-                "fitted_norm": fitted_norm}
+            zeros = _linalg.zeros_like(dw, (self.shape[1], self.shape[0]))
+            y = _linalg.lstsq(self.Xfh, np.concatenate([dw.T, zeros], axis=0)).T
+        top = dw - _linalg.dot(y, Xf_p.T)
+        r0_sq = _linalg.sq_norms(top, 1) + self.lam * _linalg.sq_norms(y, 1)
+        fitted = None
+        if not self.exact:  # only the float64 allowance reads it
+            wHw = np.sum((self.W_p @ self.Hf_p) * self.W_p, axis=1)
+            fitted = np.sqrt(np.maximum(wHw, 0.0)) + np.linalg.norm(dw, axis=1)
+        return {"W_ls": self.W_p + y, "y": y, "r0_top": top, "r0_sq": r0_sq, "fitted_norm": fitted}
 
     @cached_property
     def W_ls(self) -> np.ndarray:
@@ -329,7 +348,9 @@ class RunContext:
     @property
     def r0(self) -> np.ndarray:
         r"""Rows of :math:`r_0 = \hat Xw - \hat{\tilde X} w_{LS}` (length m + N)."""
-        return self._least_squares["r0"]
+        ls = self._least_squares
+        bottom = -_linalg.dot(ls["y"], self.Xfh[self.m:].T)  # the damping rows, sqrt(lam) I
+        return np.concatenate([ls["r0_top"], bottom], axis=1)
 
     @cached_property
     def ls_refit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -57,25 +57,30 @@ def certify(
 
     Notes
     -----
-    Cost, float64, ``n`` rows, ``N`` columns, ``m`` samples, leading terms in flops (one
-    multiply-add = 2 flops), without the bounds:
+    Cost of the float64 certificate, leading terms in flops (a multiply-add is 2), ``n`` rows,
+    ``N`` columns, ``m`` samples:
 
-    * every run: the empirical error :math:`Xw - \tilde Xq` per sample, :math:`2nNm` (:math:`4nNm`
-      with ``Xt``: one product of ``[w - q, q]`` with ``[X, X - Xt]``);
-    * a factored run: the Gram matrix of the feedback data :math:`X_f^TX_f`, :math:`mN^2` (one
-      triangle), :math:`\log\det H` :math:`N^3/3`, and the structure relation
-      :math:`(w - q) - L\eta`, :math:`nN^2`; OPTQ and LDLQ reuse the run's factorization (I1
-      checks it), which needs :math:`L = U_1^{-1}`, :math:`N^3/3`;
-    * LDLQ (I3): :math:`e^THe` and :math:`|e|^T|H||e|`, :math:`4nN^2`;
-    * Qronos: its own QR of :math:`\hat{\tilde X}` (independent of the run's),
-      :math:`2(m+N)N^2 - 2N^3/3` plus :math:`\log\det`; the targets :math:`\hat Xw`, :math:`2nN(m+N)`,
-      once; :math:`w_{LS}` from the QR, :math:`2nN(m+N) + nN^2`; :math:`r_0` in place,
-      :math:`2nN(m+N)`; the structure relation :math:`nN^2`.
+    ==============================================  ===============================  ================
+    quantity                                        runs                             flops
+    ==============================================  ===============================  ================
+    :math:`Xw - \tilde Xq` per sample (``out``)     every run; with ``Xt``:          :math:`2nNm`;
+                                                    :math:`\tilde X(w-q) + \Delta w` :math:`4nNm`
+    Gram matrix :math:`X_f^TX_f` (one triangle)     factored runs                    :math:`mN^2`
+    :math:`\log\det H` (I1)                         factored runs                    :math:`2N^3/3`
+    :math:`(w - q) - L\eta` (structure)             OPTQ, LDLQ, Qronos-LS            :math:`2nN^2`
+    :math:`e^THe`, :math:`|e|^T|H||e|` (I3)         LDLQ                             :math:`4nN^2`
+    QR of :math:`\hat{\tilde X}` with :math:`Q`     Qronos                           :math:`4(m+N)N^2`
+    :math:`Q^T[\Delta w; 0]`, :math:`\tilde Xy`     Qronos                           :math:`4nNm`
+    :math:`w^T\tilde Hw` (refit allowance)          Qronos                           :math:`2nN^2`
+    ==============================================  ===============================  ================
 
-    So at :math:`n = N = m` about :math:`3N^3` for OPTQ (:math:`2` for the error, :math:`1` for the
-    Gram matrix), :math:`7N^3` for LDLQ, and about :math:`4N^3 + 2\cdot 2N^3\cdot 2 + 4N^3 \approx
-    20N^3` for Qronos, against :math:`\approx 2nN^2 + mN^2` for the quantization itself (OPTQ). The
-    bounds add :math:`O(nN^2)` (B7's triangular product, B11's eigendecomposition :math:`9N^3`).
+    OPTQ and LDLQ reuse the run's factorization (I1 checks it against :math:`H` formed from the
+    data); :math:`L = U_1^{-1}` costs :math:`N^3/3` if the run did not form it. At
+    :math:`n = N = m` that is about :math:`5.7N^3` for OPTQ, :math:`9.7N^3` for LDLQ and
+    :math:`20N^3` for Qronos (of which the independent QR is :math:`8N^3`); the blocked OPTQ run
+    itself costs about :math:`mN^2 + N^3/3 + 2nN^2 \approx 3.3N^3`. The bounds add
+    :math:`O(nN^2)` (B6-B8), B2's Cholesky of the Gram matrix (:math:`N^3/3`) and, for nearest LDLQ,
+    B11's eigendecomposition of :math:`H` (about :math:`9N^3`).
     """
     if not isinstance(run, Run):
         raise TypeError(f"run must be a Run returned by an algorithm; got {type(run).__name__}")

@@ -61,6 +61,10 @@ __all__ = ["DeviceContext", "certify"]
 
 F64 = torch.float64
 
+# The accumulator's statistics (TorchAccumulator, its own names): acc.XtX = X^T X, acc.XttXt = Xt^T Xt,
+# acc.XttD = Xt^T (X - Xt) and acc.DtD = (X - Xt)^T (X - Xt). There "D" is the mismatch X - Xt; in this
+# module, as everywhere in the certificates, D is the pivots and the mismatch is called Delta.
+
 
 def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None = None,
             bounds: bool = True, *, allow_tf32: bool = False, samples=None) -> Certificate:
