@@ -182,3 +182,18 @@ def test_the_torch_certificate_does_not_import_the_numpy_certificate_module():
         imported = _imports(PKG / name)
         assert "ptqtheory.certificates" not in imported, name
         assert not any(m.startswith("ptqtheory.torch_backend") for m in imported), name
+
+
+def test_incoherence_wrapped_runs_are_certified_as_their_inner_row():
+    """``registry.unwrap``: a wrapped run gets its inner algorithm's identity and allowance terms in
+    the transformed coordinates, from either backend."""
+    inst = make_instance(6, "gaussian", m=40, N=8, n=4)
+    lam = 0.1 * float(np.mean(np.sum(inst.X**2, axis=0)))
+    kw = dict(lam=lam, grid=pt.Grid(0.05), incoherence="kron", seed=2)
+    pairs = ((pt.ldlq(inst.W, inst.X, **kw), inst.X), (pt.ldlq(_T(inst.W), _T(inst.X), **kw), _T(inst.X)))
+    for run, X in pairs:
+        inner, transform = registry.unwrap(run)
+        assert transform is not None and inner.algorithm == "ldlq"
+        c = pt.certify(run, X)
+        assert c.transformed and c.identity == "I3" and c.holds()
+        assert set(c.identity_check.allowance) == {"rounding", "formed_H"}
