@@ -1,4 +1,12 @@
-"""What certificates and bounds read from a run and its data, computed once, in processing order."""
+r"""What certificates and bounds read from a run and its data, computed once, in processing order.
+
+:class:`RunContext` is the one interface the identities (:mod:`ptqtheory.identities`) and the bounds
+(:mod:`ptqtheory.bounds`) read. Its quantities are cached properties computed here from the data held
+whole (the float64 / exact reference); the torch certificate subclasses it and computes the same
+quantities on its device from streamed float64 statistics
+(:class:`ptqtheory.torch_backend.certify.DeviceContext`). Only how a quantity is obtained differs
+between the two; what is done with it (the identities, their allowances, the bounds) is written once.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from functools import cached_property
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 
 from . import _linalg
 from ._validate import as_matrix, is_exact
@@ -14,17 +23,19 @@ from .calibration import _gram
 from .factor import DataQR, Pivots, pivots, pivots_from_data
 from .orders import columns_in
 from .records import Run
-from .tolerances import allowance_unit
+from .registry import Entry, entry
+from .tolerances import allowance_unit, qr_refit_allowance
 
 
 @dataclass(eq=False)
 class RunContext:
     r"""A run and its data in processing order.
 
-    ``Xf`` is the matrix whose pivots carry the error feedback: :math:`X` for OPTQ/LDLQ/RTN,
-    :math:`\tilde X` for Qronos and GPFQ. ``piv`` (its pivots :math:`D` and factor :math:`L`) is
-    computed from the data by QR (see :func:`ptqtheory.factor.pivots_from_data`), unless the caller
-    passes the factorization it already has (the torch backend's, converted to the host).
+    ``Xf`` is the matrix whose pivots carry the error feedback: :math:`X`, or :math:`\tilde X` when
+    the run reads both inputs (``uses_xt``; the registry's ``data`` column). ``piv`` (its pivots
+    :math:`D` and factor :math:`L`) is computed from the data by QR (see
+    :func:`ptqtheory.factor.pivots_from_data`), unless the caller passes the factorization it already
+    has (the run's own, or the torch backend's, converted to the host).
 
     A context built by :meth:`from_statistics` has no per-sample data (``X``, ``Xt`` and ``Xf_p``
     are ``None``): only the statistics, and the per-row quantities computed from them elsewhere
@@ -48,11 +59,11 @@ class RunContext:
     clipped_p: np.ndarray
     Xf_p: np.ndarray
     Hf_p: np.ndarray
-    Gram_p: np.ndarray
+    gram_p: np.ndarray  # Xf^T Xf, processing order (Hf_p without the damping)
     piv: Pivots | None
-    # Statistics-only contexts (from_statistics): X^T X in processing order, the number of samples,
-    # and per-row quantities computed from the statistics (err_sq, err_inf, W_ls, r0_sq).
-    XtX_p: np.ndarray | None = None
+    # Statistics-only contexts (from_statistics): X^T X of the float inputs in processing order, the
+    # number of samples, and per-row quantities computed from the statistics (err_sq, err_inf).
+    x_gram_p: np.ndarray | None = None
     n_samples: int | None = None
     given: dict = field(default_factory=dict)
     qr: DataQR | None = None  # the QR behind piv, kept when w_LS is needed (Qronos)
@@ -66,7 +77,8 @@ class RunContext:
         exact = is_exact(W)
         if is_exact(Xa) != exact:
             raise ValueError("X must be exact (rationals) exactly when the run was")
-        uses_xt = run.algorithm in ("qronos", "gpfq")
+        row = entry(run.algorithm)
+        uses_xt = row.uses_xt
         if uses_xt:
             if Xt is None:
                 raise ValueError(f"Xt is required to certify a {run.algorithm} run")
@@ -76,42 +88,44 @@ class RunContext:
         order = np.asarray(run.order)
         delta, zero, _, _ = run.grid.views(n, N)
         Xf_p = columns_in(Xta, order)
-        G0 = _gram(Xf_p)
-        Hf_p = _damped(G0, run.lam)
+        gram = _gram(Xf_p)
+        Hf_p = _damped(gram, run.lam)
         qr = None
-        if piv is None and factor and run.algorithm not in ("rtn", "gpfq"):
-            what = "Ht" if uses_xt else "H"
+        if piv is None and factor and row.factor is not None:
+            what = row.factor
             if exact:
                 piv = pivots(Hf_p, run.lam, what)
+            elif row.least_squares:
+                # w_LS is needed too: one QR of the data serves both (independent of the run's own).
+                qr = DataQR.of(_linalg.augment(Xf_p, run.lam))
+                piv = Pivots.from_ul(qr.UH, np.diag(Hf_p), run.lam, what)
             else:
-                if uses_xt:
-                    # Qronos also needs w_LS: one QR of the data serves both (the run used its own).
-                    qr = DataQR.of(_linalg.augment(Xf_p, run.lam))
-                    piv = Pivots.from_ul(qr.UH, np.diag(Hf_p), run.lam, what)
-                else:
-                    piv = pivots_from_data(Xf_p, run.lam, what)
+                piv = pivots_from_data(Xf_p, run.lam, what)
         return cls(
             run=run, exact=exact, order=order, lam=run.lam, X=Xa, Xt=Xta, uses_xt=uses_xt,
             W=W, Q=np.atleast_2d(run.Q), eta_p=columns_in(np.atleast_2d(run.eta), order),
             x_p=columns_in(np.atleast_2d(run.x), order), delta_p=columns_in(delta, order),
             zero_p=columns_in(zero, order), clipped_p=columns_in(np.atleast_2d(run.clipped), order),
-            Xf_p=Xf_p, Hf_p=Hf_p, Gram_p=G0, piv=piv, qr=qr,
+            Xf_p=Xf_p, Hf_p=Hf_p, gram_p=gram, piv=piv, qr=qr,
         )
 
     @classmethod
-    def from_statistics(cls, run: Run, *, gram_p: np.ndarray, xtx_p: np.ndarray, m: int,
+    def from_statistics(cls, run: Run, *, gram_p: np.ndarray, x_gram_p: np.ndarray, m: int,
                         piv: Pivots | None, err_sq: np.ndarray, err_inf: np.ndarray | None = None,
-                        W_ls: np.ndarray | None = None, r0_sq: np.ndarray | None = None) -> RunContext:
+                        W_ls: np.ndarray | None = None, r0_sq: np.ndarray | None = None,
+                        **fields) -> RunContext:
         r"""A context without per-sample data (a run certified from streamed statistics).
 
         Parameters (processing order, float64 host arrays)
         ----------
         gram_p : the feedback Gram matrix (:math:`X^TX`, or :math:`\tilde X^T\tilde X` for Qronos).
-        xtx_p : :math:`X^TX` of the float-model inputs.
+        x_gram_p : :math:`X^TX` of the float-model inputs.
         m : number of samples.
         piv : the factorization of ``gram_p + lam I`` (``None`` for RTN).
         err_sq : :math:`\|Xw - \tilde Xq\|^2` per row; ``err_inf`` its sup norm if it was measured.
-        W_ls, r0_sq : Qronos' :math:`w_{LS}` (processing order) and :math:`\|r_0\|^2` per row.
+        W_ls, r0_sq : Qronos' :math:`w_{LS}` (processing order) and :math:`\|r_0\|^2` per row, when
+            computed elsewhere (a subclass may compute them itself).
+        fields : further dataclass fields of a subclass (e.g. device tensors).
         """
         W = np.atleast_2d(np.asarray(run.W, dtype=float))
         n, N = W.shape
@@ -120,13 +134,18 @@ class RunContext:
         given = {"err_sq": np.asarray(err_sq, float), "err_inf": err_inf, "W_ls": W_ls, "r0_sq": r0_sq}
         return cls(
             run=run, exact=False, order=order, lam=run.lam, X=None, Xt=None,
-            uses_xt=run.algorithm in ("qronos", "gpfq"), W=W, Q=np.atleast_2d(run.Q),
+            uses_xt=entry(run.algorithm).uses_xt, W=W, Q=np.atleast_2d(np.asarray(run.Q, dtype=float)),
             eta_p=columns_in(np.atleast_2d(run.eta), order), x_p=columns_in(np.atleast_2d(run.x), order),
             delta_p=columns_in(delta, order), zero_p=columns_in(zero, order),
             clipped_p=columns_in(np.atleast_2d(run.clipped), order), Xf_p=None,
-            Hf_p=_damped(gram_p, float(run.lam)), Gram_p=gram_p, piv=piv, XtX_p=xtx_p,
-            n_samples=int(m), given={k: v for k, v in given.items() if v is not None},
+            Hf_p=_damped(gram_p, float(run.lam)), gram_p=gram_p, piv=piv, x_gram_p=x_gram_p,
+            n_samples=int(m), given={k: v for k, v in given.items() if v is not None}, **fields,
         )
+
+    @property
+    def entry(self) -> Entry:
+        """The run's row of the registry (:mod:`ptqtheory.registry`)."""
+        return entry(self.run.algorithm)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -187,7 +206,7 @@ class RunContext:
         if self.has_data:
             X = np.asarray(self.X, float)
             return np.einsum("ij,ij->j", X, X)[self.order]
-        return np.diag(self.XtX_p).copy()
+        return np.diag(self.x_gram_p).copy()
 
     @cached_property
     def xf_col_sq(self) -> np.ndarray:
@@ -195,7 +214,7 @@ class RunContext:
         if self.has_data:
             Xf = np.asarray(self.Xf_p, float)
             return np.einsum("ij,ij->j", Xf, Xf)
-        return np.diag(self.Gram_p).copy()
+        return np.diag(self.gram_p).copy()
 
     @cached_property
     def x_norm(self) -> float:
@@ -210,7 +229,7 @@ class RunContext:
         if self.has_data:
             X = np.asarray(self.X[:, self.order], float)
             return float(np.linalg.norm(X, 2)) ** 2 if X.size else 0.0
-        return max(float(np.linalg.eigvalsh(self.XtX_p)[-1]), 0.0)
+        return max(float(np.linalg.eigvalsh(self.x_gram_p)[-1]), 0.0)
 
     @cached_property
     def xh_norm(self) -> float:
@@ -234,7 +253,7 @@ class RunContext:
         r""":math:`\|r_0\|^2` per row (Qronos)."""
         if "r0_sq" in self.given:
             return self.given["r0_sq"]
-        return np.sum(np.asarray(self.r0, float) ** 2, axis=1)
+        return self._least_squares["r0_sq"]
 
     @cached_property
     def E(self) -> np.ndarray:
@@ -243,12 +262,26 @@ class RunContext:
 
     @cached_property
     def out(self) -> np.ndarray:
-        r"""Rows of :math:`Xw - \tilde Xq = X(w - q) + (X - \tilde X)q` (no cancellation)."""
+        r"""Rows of :math:`Xw - \tilde Xq`, formed without cancellation.
+
+        Without quantized inputs :math:`X(w - q)`. With them :math:`\tilde X(w - q) + (X - \tilde X)w`:
+        two small terms, and the second, :attr:`mismatch_w`, is also what Qronos' least-squares fit
+        reads (:attr:`_least_squares`), so the certificate forms it once."""
         self._need_data("Xw - Xt q per sample")
-        out = _linalg.dot(self.E, self.X.T)
-        if self.uses_xt:
-            out = out + _linalg.dot(self.Q, (self.X - self.Xt).T)
-        return out
+        if not self.uses_xt:
+            return _linalg.dot(self.E, self.X.T)
+        return _linalg.dot(self.E, self.Xt.T) + self.mismatch_w
+
+    @cached_property
+    def mismatch_w(self) -> np.ndarray:
+        r"""Rows of :math:`(X - \tilde X)w` (n x m): the part of the target that the quantized inputs miss."""
+        return _linalg.dot(self.W, self.mismatch.T)
+
+    @cached_property
+    def mismatch(self) -> np.ndarray:
+        r""":math:`X - \tilde X` (original column order; the zero matrix without quantized inputs)."""
+        self._need_data("X - Xt")
+        return self.X - self.Xt
 
     @cached_property
     def err_sq(self) -> np.ndarray:
@@ -272,19 +305,182 @@ class RunContext:
         return _linalg.augment(self.Xf_p, self.lam)
 
     @cached_property
+    def _least_squares(self) -> dict:
+        r"""Qronos' least-squares fit from the data (the certificate's own QR, not the run's).
+
+        Since :math:`\hat Xw = \hat{\tilde X}w + [(X - \tilde X)w; 0]` (the damping rows agree),
+        :math:`w_{LS} = w + y` with :math:`y = \arg\min_y\|\hat{\tilde X}y - [\Delta w; 0]\|` and
+        :math:`r_0 = [\Delta w - \tilde Xy;\ -\sqrt\lambda\,y]`, :math:`\Delta w = (X - \tilde X)w`
+        (:attr:`mismatch_w`, shared with :attr:`out`). This fits the small residual the quantized inputs
+        leave rather than :math:`\hat Xw` itself: no n x (m + N) target is formed, two products
+        (:math:`Q^T[\Delta w; 0]`, which reads only the first m rows of :math:`Q`, and :math:`\tilde Xy`)
+        instead of three, and nothing large cancels in :math:`r_0`.
+
+        ``fitted_norm`` bounds :math:`\|\hat Xw\| \le \|\hat{\tilde X}w\| + \|\Delta w\|`, with
+        :math:`\|\hat{\tilde X}w\|^2 = w^T\tilde Hw`: the size of the run's own fit, which sizes
+        the refit allowance (:attr:`ls_refit`).
+        """
+        m = self.m
+        dw = self.mismatch_w
+        Xf_p = self.Xf_p
+        if self.qr is not None:
+            # DataQR factors the reversed columns: solve with R, then undo the reversal.
+            rhs = self.qr.Q[:m].T @ dw.T
+            y = scipy.linalg.solve_triangular(self.qr.R, rhs, check_finite=False)[::-1].T
+        else:
+            zeros = _linalg.zeros_like(dw, (self.shape[1], self.shape[0]))
+            y = _linalg.lstsq(self.Xfh, np.concatenate([dw.T, zeros], axis=0)).T
+        top = dw - _linalg.dot(y, Xf_p.T)
+        r0_sq = _linalg.sq_norms(top, 1) + self.lam * _linalg.sq_norms(y, 1)
+        fitted = None
+        if not self.exact:  # only the float64 allowance reads it
+            wHw = np.sum((self.W_p @ self.Hf_p) * self.W_p, axis=1)
+            fitted = np.sqrt(np.maximum(wHw, 0.0)) + np.linalg.norm(dw, axis=1)
+        return {"W_ls": self.W_p + y, "y": y, "r0_top": top, "r0_sq": r0_sq, "fitted_norm": fitted}
+
+    @cached_property
     def W_ls(self) -> np.ndarray:
         r""":math:`w_{LS} = \hat{\tilde X}^+ \hat X w` per row (processing order), fitted from the data."""
         if "W_ls" in self.given:
             return self.given["W_ls"]
-        targets = _linalg.dot(self.W[:, self.order], self.Xh.T)
-        if self.qr is not None:
-            return self.qr.lstsq_trailing(targets.T, 0).T
-        return _linalg.lstsq(self.Xfh, targets.T).T
+        return self._least_squares["W_ls"]
 
-    @cached_property
+    @property
     def r0(self) -> np.ndarray:
         r"""Rows of :math:`r_0 = \hat Xw - \hat{\tilde X} w_{LS}` (length m + N)."""
-        return _linalg.dot(self.W[:, self.order], self.Xh.T) - _linalg.dot(self.W_ls, self.Xfh.T)
+        ls = self._least_squares
+        bottom = -_linalg.dot(ls["y"], self.Xfh[self.m:].T)  # the damping rows, sqrt(lam) I
+        return np.concatenate([ls["r0_top"], bottom], axis=1)
+
+    @cached_property
+    def ls_refit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r"""``(weights, fitted, r0)``: rounding sizes of the certificate's own :math:`w_{LS}` and
+        :math:`\|r_0\|^2` (Qronos), for :func:`ptqtheory.identities.i4` / ``i5``.
+
+        ``weights`` and ``fitted`` are in units of :attr:`eps` (:func:`ptqtheory.tolerances.qr_refit_allowance`:
+        the QR of the data); ``r0`` is an absolute allowance of :math:`\|r_0\|^2` beyond them (0
+        here: :math:`r_0` is formed as a difference of vectors, not of squared norms).
+        """
+        n = self.shape[0]
+        if self.exact:
+            return np.zeros(n), np.zeros(n), np.zeros(n)
+        w_ls = np.linalg.norm(np.asarray(self.W_ls, float), axis=1)
+        r0 = np.sqrt(np.abs(np.asarray(self.r0_sq, float)))
+        weights, fitted = qr_refit_allowance(self.cond_H, w_ls, r0, self.xfh_norm / np.sqrt(self.shape[1]),
+                                             self._least_squares["fitted_norm"])
+        return weights, fitted, np.zeros(n)
+
+    # -- what the identities read (processing order) ------------------------------------------------
+
+    @cached_property
+    def W_p(self) -> np.ndarray:
+        return self.W[:, self.order]
+
+    @cached_property
+    def Q_p(self) -> np.ndarray:
+        return self.Q[:, self.order]
+
+    @cached_property
+    def E_p(self) -> np.ndarray:
+        """:math:`w - q` per row, processing order."""
+        return self.E[:, self.order]
+
+    @cached_property
+    def w_q_norm(self) -> np.ndarray:
+        r""":math:`\|w\| + \|q\|` per row (the size of the rounding of :math:`w - q`)."""
+        return (np.linalg.norm(np.asarray(self.W, float), axis=1)
+                + np.linalg.norm(np.asarray(self.Q, float), axis=1))
+
+    @cached_property
+    def L_fro(self) -> float:
+        r""":math:`\|L\|_F` of the factorization."""
+        return float(np.linalg.norm(np.asarray(self.piv.L, float)))
+
+    @cached_property
+    def eta_norm(self) -> np.ndarray:
+        return np.linalg.norm(np.asarray(self.eta_p, float), axis=1)
+
+    def structure(self, which: str = "E") -> tuple[np.ndarray, np.ndarray]:
+        r"""Per row :math:`\|a - L\eta\|` and :math:`\|a\|` with :math:`a = w - q` (``"E"``) or
+        :math:`a = w_{LS} - q` (``"ls"``); squared for exact inputs (no square roots of rationals)."""
+        A = self.E_p if which == "E" else self.W_ls - self.Q_p
+        resid = A - _linalg.dot(self.eta_p, self.piv.L.T)  # rows: a - L eta
+        num = np.asarray(_linalg.sq_norms(resid, 1))
+        den = np.asarray(_linalg.sq_norms(A, 1))
+        if num.dtype == object:
+            return num, den
+        return np.sqrt(num), np.sqrt(den)
+
+    @cached_property
+    def h_quadratic(self) -> np.ndarray:
+        r""":math:`(w - q)^TH(w - q)` per row, through the formed :math:`H` (I3's left side)."""
+        E_p = self.E_p
+        return np.sum(_linalg.dot(E_p, self.Hf_p) * E_p, axis=1)
+
+    @cached_property
+    def abs_h_quadratic(self) -> np.ndarray:
+        r""":math:`|w - q|^T|H|\,|w - q|` per row (the size of I3's rounding)."""
+        A = np.abs(np.asarray(self.E_p, float))
+        return np.sum((A @ np.abs(np.asarray(self.Hf_p, float))) * A, axis=1)
+
+    @cached_property
+    def cond_H(self) -> float:
+        r""":math:`\kappa(H)` of the feedback matrix: exact 2-norm value (SVD) up to N = 128, else
+        LAPACK's 1-norm estimate from the factor in hand (within a small factor of :math:`\kappa_2`;
+        it only scales tolerances). Infinite for exact inputs, where no tolerance is needed."""
+        if self.exact:
+            return float("inf")
+        Hp = np.asarray(self.Hf_p, float)
+        N = Hp.shape[0]
+        if N <= 128:
+            return float(np.linalg.cond(Hp))
+        Lrev = (self.piv.U1 * np.sqrt(self.piv.D)[None, :])[::-1, ::-1]  # J H J = Lrev Lrev^T
+        rcond, info = scipy.linalg.lapack.dpocon(
+            np.asfortranarray(Lrev), float(np.abs(Hp).sum(0).max()), uplo="L"
+        )
+        return float("inf") if info != 0 or rcond == 0 else float(1.0 / rcond)
+
+    def pivot_forms(self, full: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        r"""I1's other forms of every pivot, ``(projection, inverse)`` (``O(N^4)``; ``None`` unless ``full``).
+
+        Projection: :math:`\|\hat X_t - \hat X_{>t}c^*\|^2` from the data; inverse:
+        :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` by solving with each trailing block of :math:`H`.
+        """
+        if not full:
+            return None, None
+        D = self.piv.D
+        N = D.shape[0]
+        Xhp, Hp = self.Xfh, self.Hf_p
+        D_proj = _linalg.zeros_like(D)
+        D_inv = _linalg.zeros_like(D)
+        for t in range(N):
+            c = _linalg.lstsq(Xhp[:, t + 1 :], Xhp[:, t])
+            r = Xhp[:, t] - (_linalg.dot(Xhp[:, t + 1 :], c) if t + 1 < N else 0)
+            D_proj[t] = np.sum(r * r)
+            e1 = _linalg.zeros_like(D, (N - t, 1))
+            e1[0, 0] = 1
+            sol = _linalg.lstsq(Hp[t:, t:], e1) if self.exact else np.linalg.solve(Hp[t:, t:], e1)
+            D_inv[t] = 1 / sol[0, 0]
+        return D_proj, D_inv
+
+    @cached_property
+    def logdet_gap(self) -> float:
+        r""":math:`|\sum_t\log D_t - \log\det H|` (exact: :math:`|\prod_t D_t - \det H|`)."""
+        D = self.piv.D
+        if self.exact:
+            import sympy
+
+            return float(abs(np.prod(D) - sympy.Matrix(self.Hf_p.tolist()).det()))
+        sign, logdet = np.linalg.slogdet(np.asarray(self.Hf_p, float))
+        return float(abs(np.sum(np.log(D)) - logdet)) if sign > 0 else float("inf")
+
+    @cached_property
+    def gpfq_sides(self) -> tuple[np.ndarray, np.ndarray]:
+        r"""``(||u_N||, ||u_N - (Xw - Xt q)||)`` per row: I6's state and its distance to the data's value."""
+        u = np.atleast_2d(self.run.residual)
+        diff = u - self.out
+        return (np.sqrt(np.asarray(_linalg.sq_norms(u, 1), float)),
+                np.sqrt(np.asarray(_linalg.sq_norms(diff, 1), float)))
 
     @cached_property
     def weighted(self) -> np.ndarray:

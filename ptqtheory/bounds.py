@@ -309,7 +309,7 @@ def b2(ctx: RunContext, max_k_evaluated: int = 8, max_bisection_N: int = 256) ->
     reported. Above ``max_bisection_N`` columns only ``k = N`` (always admissible) is evaluated.
     It bounds a property of the data and the order, so it has no run hypotheses.
     """
-    gram = np.asarray(ctx.Gram_p, float)
+    gram = np.asarray(ctx.gram_p, float)
     N = gram.shape[0]
     lam = float(ctx.lam)
     col = ctx.xf_col_sq
@@ -703,7 +703,7 @@ def b12(ctx: RunContext, S: np.ndarray) -> list[BoundCheck]:
     H = np.asarray(ctx.Hf_p, float)
     D = _D(ctx)
     mean_val = 0.25 * np.max(ctx.delta_p**2 * D[None, :], axis=1) * float(np.trace(np.linalg.solve(H, Sp)))
-    gap = float(np.linalg.norm(Sp - np.asarray(ctx.Gram_p, float) / m, 2))
+    gap = float(np.linalg.norm(Sp - np.asarray(ctx.gram_p, float) / m, 2))
     det_val = _sum_delta2_D(ctx) / (4 * m)
     lam_ok = float(ctx.lam) >= m * gap
     atol = np.linalg.norm(S) * _weight_noise(ctx) * (np.linalg.norm(E_p, axis=1) + _weight_noise(ctx))
@@ -744,21 +744,42 @@ def rtn_bounds(ctx: RunContext) -> list[BoundCheck]:
 def unavailable(ctx: RunContext) -> list[str]:
     r"""Labels that :func:`evaluate` leaves out because ``ctx`` holds statistics, not samples.
 
-    Empty for contexts with data. Otherwise the per-sample forms: B5 (and B5.uniform when
-    :math:`\|Xw - \tilde Xq\|_\infty` was not measured) for stochastic OPTQ/LDLQ, B10.sup for
-    stochastic Qronos.
+    Empty for contexts with data. Otherwise the per-sample forms of the bounds the registry names
+    for the run (``Entry.per_sample``): B5 (and B5.uniform when :math:`\|Xw - \tilde Xq\|_\infty`
+    was not measured) for stochastic OPTQ/LDLQ, B10.sup for stochastic Qronos.
     """
-    if ctx.has_data or ctx.exact or ctx.run.rounding != "stochastic":
+    if ctx.has_data or ctx.exact:
         return []
-    if ctx.run.algorithm in ("optq", "ldlq"):
-        return ["B5"] + ([] if ctx.err_inf is not None else ["B5.uniform"])
-    if ctx.run.algorithm == "qronos":
-        return ["B10.sup"]
-    return []
+    names = ctx.entry.bound_names(ctx.run.rounding)
+    out: list[str] = []
+    for name, labels in ctx.entry.per_sample:
+        if name in names:
+            out += list(labels)
+    if "b5" in names and ctx.err_inf is None:
+        out.append("B5.uniform")  # b5's uniform form reads the measured sup norm
+    return out
+
+
+# The bound functions by the registry's names (ptqtheory.registry.Entry.bounds), one signature.
+_BOUNDS = {
+    "b1": lambda ctx, p: b1(ctx),
+    "b2": lambda ctx, p: b2(ctx),
+    "b3": lambda ctx, p: b3(ctx),
+    "b4": b4,
+    "b5": b5,
+    "b6": b6,
+    "b7": lambda ctx, p: b7(ctx),
+    "b8": b8,  # reads the rounding itself; p is used for the stochastic form only
+    "b9": lambda ctx, p: b9(ctx),
+    "b10": b10,
+    "b11": lambda ctx, p: b11(ctx),
+    "rtn": lambda ctx, p: rtn_bounds(ctx),
+}
 
 
 def evaluate(ctx: RunContext, p: float = 1e-3) -> list[BoundCheck]:
-    """Every bound of THEORY.md that applies to the algorithm and rounding of ``ctx.run``.
+    """Every bound of THEORY.md that applies to the algorithm and rounding of ``ctx.run``: the
+    functions the run's registry row names (:mod:`ptqtheory.registry`), in its order.
 
     Bounds whose hypotheses fail on some rows are still returned (``applies`` is False there), so
     that a report shows why nothing is claimed. Exact-arithmetic runs get no bounds (they involve
@@ -767,16 +788,7 @@ def evaluate(ctx: RunContext, p: float = 1e-3) -> list[BoundCheck]:
     p = check_probability("p", p)
     if ctx.exact:
         return []
-    alg, stochastic = ctx.run.algorithm, ctx.run.rounding == "stochastic"
-    if alg == "rtn":
-        return rtn_bounds(ctx)
-    if alg == "gpfq":
-        return []
-    if alg == "qronos":
-        return b2(ctx) + (b10(ctx, p) if stochastic else b9(ctx))
-    out = b2(ctx) + b8(ctx, p if stochastic else None)
-    if stochastic:
-        out += b3(ctx) + b4(ctx, p) + b5(ctx, p) + b6(ctx, p)
-    else:
-        out += b1(ctx) + b7(ctx) + (b11(ctx) if alg == "ldlq" else [])
+    out: list[BoundCheck] = []
+    for name in ctx.entry.bound_names(ctx.run.rounding):
+        out += _BOUNDS[name](ctx, p)
     return out

@@ -245,13 +245,13 @@ def _tally_identity(report: HuntReport, c, spec: dict, rtol: float) -> None:
     if not ok.all():
         t.violations += int((~ok).sum())
         report.counterexamples.append({"check": c.identity, "spec": spec, "gap": gap})
-    if c.pivots is not None:
+    if c.pivot_check is not None:
         t1 = report.tallies.setdefault("I1", Tally("identity"))
         t1.instances += 1
-        t1.rows += len(c.pivots.D)
-        g = c.pivots.gap_projection or 0.0
+        t1.rows += len(c.pivot_check.D)
+        g = c.pivot_check.gap_projection or 0.0
         if g > t1.max_ratio:
             t1.max_ratio, t1.worst = g, spec
-        if not c.pivots.holds(rtol):
+        if not c.pivot_check.holds(rtol):
             t1.violations += 1
             report.counterexamples.append({"check": "I1", "spec": spec})

@@ -272,12 +272,15 @@ def gpfq_allowance(unit: float, N: int, x_fro: float, w_norm, xt_fro: float, q_n
     return unit * N * (x_fro * np.asarray(w_norm, float) + xt_fro * np.asarray(q_norm, float))
 
 
-def formed_quadratic_allowance(unit: float, N: int, abs_e, abs_H, abs_X):
-    r"""Extra allowance of I3, which reads the formed :math:`H`: computing :math:`e^THe` errs by
-    :math:`u(N|e|^T|H||e| + m\||X||e|\|^2)` (E2 for the product, plus the rounding of forming
-    :math:`X^TX` from ``m`` samples). Rows of ``abs_e`` are :math:`|e|` per row of weights."""
-    m = abs_X.shape[0]
-    return unit * (N * np.sum((abs_e @ abs_H) * abs_e, axis=1) + m * np.sum((abs_X @ abs_e.T) ** 2, axis=0))
+def formed_quadratic_allowance(unit: float, N: int, m: int, abs_quad, data_quad):
+    r"""Extra allowance of I3, which reads the formed :math:`H`, per row.
+
+    Computing :math:`e^THe` errs by :math:`u(N|e|^T|H||e| + m\||X||e|\|^2)`: (E2) for the two
+    products, plus the rounding of :math:`X^TX` formed from ``m`` samples, whose entries err by
+    :math:`mu(|X|^T|X|)_{st}`. ``abs_quad`` is :math:`|e|^T|H||e|`; ``data_quad`` is
+    :math:`\||X||e|\|^2` or an upper bound of it (the certificates use :math:`\|X\|_F^2\|e\|^2`,
+    by Cauchy-Schwarz on each row of :math:`|X|`, which the statistics give without the data)."""
+    return unit * (N * np.asarray(abs_quad, float) + m * np.asarray(data_quad, float))
 
 
 def evaluation_allowance(unit: float, abs_terms):

@@ -109,6 +109,6 @@ def check_certificate(c: pt.Certificate, rtol: float = 1e-10) -> None:
         if c.structure_residual is not None:
             detail += (c.structure_residual[i], c.structure_scale[i], c.structure_atol[i])
         raise AssertionError(f"row {i}: {detail}")
-    if c.pivots is not None:
-        p = c.pivots
+    if c.pivot_check is not None:
+        p = c.pivot_check
         assert p.holds(rtol), (p.gap_projection, p.gap_inverse, p.logdet_gap, p.cond, p.bounds_hold)

@@ -217,7 +217,7 @@ def test_B11_mean_over_uniform_weights(rounding, c):
     W = np.random.default_rng(0).uniform(-50 * delta, 50 * delta, size=(2000, 16))
     r = pt.ldlq(W, inst.X, lam=lam, grid=pt.Grid(delta), rounding=rounding, seed=1)
     cert = pt.certify(r, inst.X, full_pivot_check=False, bounds=False)
-    trD = float(np.sum(cert.pivots.D))
+    trD = float(np.sum(cert.pivot_check.D))
     loss = cert.identity_lhs
     se = loss.std(ddof=1) / np.sqrt(len(loss))
     assert abs(loss.mean() - delta**2 * trD / c) <= Z * se

@@ -48,7 +48,7 @@ def _assert_exactly_zero(c: pt.Certificate):
     assert all(a == 0 for a in c.identity_atol)
     if c.structure_residual is not None:
         assert all(r == 0 for r in c.structure_residual)
-    p = c.pivots
+    p = c.pivot_check
     assert p.gap_projection == 0 and p.gap_inverse == 0 and p.logdet_gap == 0 and p.bounds_hold
     assert p.holds(0.0)
 

@@ -137,7 +137,7 @@ def test_I1_pivots_every_form(case):
     r = _run_or_refusal(case, lambda: pt.optq(case.W, case.X, lam=case.lam, grid=case.grid,
                                               order=case.order, seed=case.seed))
     if r is not None:
-        p = pt.certify(r, case.X, full_pivot_check=True).pivots
+        p = pt.certify(r, case.X, full_pivot_check=True).pivot_check
         assert p.gap_projection is not None and p.gap_inverse is not None
         assert p.holds(1e-10), (p.gap_projection, p.gap_inverse, p.logdet_gap, p.cond)
 

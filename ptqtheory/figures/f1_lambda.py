@@ -93,7 +93,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                 "bound_B1_sharp": float(np.sqrt(np.sum(b1.value))),
                 "bound_B1_sharp_sq": float(np.sum(b1.value)),
                 "bound_B1_data": float(np.sqrt(np.sum(b1d.value))),
-                "empirical_trD": float(np.sum(cert.pivots.D)),
+                "empirical_trD": float(np.sum(cert.pivot_check.D)),
                 "bound_B8_K": K,
                 "alphabet_K": K_alphabet,
                 "B8_alphabet_suffices": bool(K <= K_alphabet),

@@ -74,7 +74,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
             rows.append({
                 "case": case, "m": m, "N": N, "n": n, "order": order, "lam": lam, "delta": delta,
                 "trH": trH,
-                "empirical_trD": float(np.sum(cert.pivots.D)),
+                "empirical_trD": float(np.sum(cert.pivot_check.D)),
                 "bound_B2_trD": float(b2.value[0]),
                 "B2_k": b2.hypotheses[0].name,
                 "empirical_err_scaled": scale * float(np.sum(b1.empirical)),

@@ -86,7 +86,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                 "empirical_mu_H": incoherence(hessian(Xv, lam)),
                 "empirical_proxy_loss": float(np.sum(b11.empirical)),
                 "bound_B11_proxy": float(np.sum(b11.value)),
-                "empirical_trD": float(np.sum(cert.pivots.D)),
+                "empirical_trD": float(np.sum(cert.pivot_check.D)),
                 "bound_B11_incoherence_trD": float(inc.value[0]),
                 "B11_applies": bool(np.all(b11.applies)),
                 "B11_incoherence_applies": bool(np.all(inc.applies)),
