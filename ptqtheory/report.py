@@ -186,7 +186,7 @@ def check_out_file(path: str | Path, option: str = "--out") -> Path:
     return out
 
 
-def write_bytes(path: str | Path, write: Callable[[str], None]) -> None:
+def write_bytes(path: str | Path, write: Callable[[str], object]) -> None:
     """``write(tmp)`` fills a temporary file next to ``path``, which then replaces ``path`` at once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

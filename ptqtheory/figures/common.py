@@ -88,7 +88,7 @@ def failures(rows: Sequence[dict], checks: Iterable[Check]) -> list[str]:
     out = []
     for chk in checks:
         n = k = 0
-        first = None
+        first: dict = {}
         for row in rows:
             if not _truthy(row[chk.applies]):
                 continue
@@ -106,7 +106,7 @@ def failures(rows: Sequence[dict], checks: Iterable[Check]) -> list[str]:
     return out
 
 
-def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp)`` on a temporary name in ``path``'s folder, then ``os.replace`` it onto
     ``path``: readers never see a half-written file."""
     path = Path(path)
@@ -164,10 +164,11 @@ def save(fig, out_dir: Path, stem: str, rows: Sequence[dict]) -> dict[str, Path]
     out_dir = Path(out_dir)
     paths = {}
     for ext in ("pdf", "png"):
-        paths[ext] = atomic_write(
-            out_dir / f"{stem}.{ext}",
-            lambda tmp, ext=ext: fig.savefig(tmp, format=ext, metadata=_METADATA[ext]),
-        )
+
+        def write(tmp: str, ext: str = ext) -> None:
+            fig.savefig(tmp, format=ext, metadata=_METADATA[ext])
+
+        paths[ext] = atomic_write(out_dir / f"{stem}.{ext}", write)
     paths["csv"] = write_csv(out_dir / f"{stem}.csv", rows)
     return paths
 

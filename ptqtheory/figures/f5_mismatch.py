@@ -14,6 +14,7 @@ with A4's first-step term), summed over rows.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,8 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     G = rng.standard_normal((m, N))
     grid = Grid(Grid.minmax(W, bits=BITS).delta)  # 4-bit steps per row, no clipping
     lam = PERCDAMP * float(np.mean(np.sum(X**2, axis=0)))
-    cases = [("noise", float(e), None, X + e * float(np.std(X)) * G) for e in sz["eps"]]
+    cases: list[tuple[str, float | None, int | None, np.ndarray]] = [
+        ("noise", float(e), None, X + e * float(np.std(X)) * G) for e in sz["eps"]]
     cases += [("act_quant", None, b, _act_quant(X, b)) for b in sz["act_bits"]]
     rows, findings = [], []
     for kind, eps, bits, Xt in cases:
@@ -128,7 +130,8 @@ def _plot(rows: list[dict]):
     fig, axes = style.new_figure(nrows=2, height=4.9)
     colors = dict(zip([k for k, _ in METHODS], [style.COLORS[c] for c in (
         "blue", "sky", "vermillion", "green", "purple")], strict=True))
-    styles = {"qronos_paper": dict(marker="o"), "qronos_ls": dict(marker="^", mfc="white", ls=(0, (1, 1))),
+    styles: dict[str, dict[str, Any]] = {
+              "qronos_paper": dict(marker="o"), "qronos_ls": dict(marker="^", mfc="white", ls=(0, (1, 1))),
               "optq_xt": dict(marker="s"), "gpfq": dict(marker="D", ms=3), "rtn": dict(marker="v")}
     for ax, kind in zip(axes, ("noise", "act_quant"), strict=True):
         sel = [r for r in rows if r["mismatch"] == kind]
@@ -148,7 +151,7 @@ def _plot(rows: list[dict]):
             ax.set_xlabel(r"noise level $\epsilon$:  $\tilde X = X + \epsilon\,\mathrm{std}(X)\,G$")
         else:
             ax.set_xlim(x.max() + 0.3, x.min() - 0.3)  # fewer bits (more mismatch) to the right
-            ax.xaxis.set_major_locator(FixedLocator(x))
+            ax.xaxis.set_major_locator(FixedLocator(x.tolist()))
             ax.set_xlabel(r"activation bits $b$:  $\tilde X = Q_b(X)$, per tensor")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncols=3, columnspacing=0.7,

@@ -79,7 +79,12 @@ def build(out_dir: Path, quick: bool = False) -> dict:
             where = (f"F6 seed={SEED} m={m} N={N} n={n} outliers={sz['outliers']} scale={s:.6g} "
                      f"lam={lam:.6g} delta={DELTA} incoherence={kind}")
             findings += certificate_findings(cert, where, ("B11", "B11.incoherence"))
-            Xv = X if kind is None else X @ run.transform.V.T
+            if kind is None:
+                Xv = X
+            else:
+                assert run.transform is not None  # an incoherent run records its rotation
+                Xv = X @ run.transform.V.T
+            assert cert.pivots is not None  # OPTQ and LDLQ certificates always carry the pivot check
             rows.append({
                 "outlier_scale": float(s), "incoherence": kind or "none", "m": m, "N": N, "n": n,
                 "lam": lam, "delta": DELTA, "trH": trH,

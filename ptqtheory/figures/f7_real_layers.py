@@ -292,7 +292,7 @@ def _plot(rows: list[dict], data: dict):
     ax.set_xscale("log")
     ax.set_xlim(XMIN / 1.3, xmax)
     ax.xaxis.set_major_locator(LogLocator(base=10, numticks=12))
-    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 1.0, numticks=12))
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(np.arange(2, 10) * 1.0).tolist(), numticks=12))
     ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(n_lab - 0.5, -0.5)

@@ -9,10 +9,13 @@ styles and markers are varied too, so a figure also reads in grey scale.
 from __future__ import annotations
 
 import contextlib
+from typing import cast
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.rcsetup import cycler
 
 __all__ = ["COLORS", "MARKERS", "PANEL", "RC", "context", "new_figure", "plain_log_ticks"]
 
@@ -48,7 +51,7 @@ RC = {
     "axes.grid.which": "major",
     "grid.linewidth": 0.4,
     "grid.alpha": 0.35,
-    "axes.prop_cycle": matplotlib.cycler(color=[COLORS[k] for k in (
+    "axes.prop_cycle": cycler(color=[COLORS[k] for k in (
         "blue", "vermillion", "green", "purple", "orange", "sky", "black")]),
     "axes.formatter.use_mathtext": True,
     "lines.linewidth": 1.1,
@@ -96,7 +99,8 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None,
     fig = Figure(figsize=(w, h), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, **subplot_kw)
-    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.04, hspace=0.04)
+    # layout="constrained" above: the engine is a ConstrainedLayoutEngine, whose set() takes the pads.
+    cast(ConstrainedLayoutEngine, fig.get_layout_engine()).set(w_pad=0.02, h_pad=0.02, wspace=0.04, hspace=0.04)
     return fig, axes
 
 

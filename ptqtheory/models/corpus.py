@@ -34,6 +34,7 @@ import re
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,8 +172,9 @@ def _decompress(blob: bytes, compressed, what: str) -> bytes:
             raw = zlib.decompress(blob[4:])
         elif compressed in (2, 3):
             kind, body = blob[4:5], blob[5:]
-            raw = {b"Z": zlib.decompress, b"2": bz2.decompress, b"X": lzma.decompress,
-                   b"0": bytes}[kind](body)
+            decoders: dict[bytes, Callable[[bytes], bytes]] = {
+                b"Z": zlib.decompress, b"2": bz2.decompress, b"X": lzma.decompress, b"0": bytes}
+            raw = decoders[kind](body)
         else:
             raise CorpusMissingError(f"{what}: unknown lazy-load compression {compressed!r}")
     except (zlib.error, OSError, lzma.LZMAError, KeyError) as exc:

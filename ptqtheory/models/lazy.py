@@ -26,6 +26,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from safetensors import safe_open
@@ -136,8 +137,8 @@ class SafetensorsBlocks:
             self._write(i, block)
         for slots in _param_slots(block).values():
             owner, name = slots[0]
-            empty = torch.nn.Parameter(torch.empty_like(owner._parameters[name], device="meta"),
-                                       requires_grad=False)
+            loaded = cast(torch.Tensor, owner._parameters[name])  # present: the block is loaded
+            empty = torch.nn.Parameter(torch.empty_like(loaded, device="meta"), requires_grad=False)
             for mod, attr in slots:  # the last reference to the loaded tensor goes here
                 mod._parameters[attr] = empty
         for mod, attr, buf in _buffers(block):
@@ -316,15 +317,18 @@ def _ties(model: torch.nn.Module) -> dict[str, str]:
     not a given config uses them, and an untied checkpoint that lacks ``lm_head`` is broken.
     """
     out: dict[str, str] = {}
-    config = getattr(model, "config", None)
+    config: Any = getattr(model, "config", None)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     if getattr(text, "tie_word_embeddings", False):
         declared = getattr(model, "_tied_weights_keys", None)
         if isinstance(declared, dict):  # transformers >= 5: {target: source}
             out.update({k: v for k, v in declared.items() if isinstance(k, str) and isinstance(v, str)})
         names = {id(m): n for n, m in model.named_modules()}
-        emb_in = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-        emb_out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        # getattr: torch types unknown Module attributes as Tensor | Module, not as these methods.
+        get_in = getattr(model, "get_input_embeddings", None)
+        get_out = getattr(model, "get_output_embeddings", None)
+        emb_in = get_in() if get_in is not None else None
+        emb_out = get_out() if get_out is not None else None
         if emb_in is not None and emb_out is not None and id(emb_in) in names and id(emb_out) in names:
             out.setdefault(f"{names[id(emb_out)]}.weight", f"{names[id(emb_in)]}.weight")
     return out

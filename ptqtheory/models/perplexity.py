@@ -203,7 +203,9 @@ def perplexity(model, windows: torch.Tensor, batch_size: int = 4, device: torch.
         raise ValueError("progress must be None or a callable progress(done, total)")
     if int(windows.min()) < 0:
         raise ValueError(f"windows hold a negative token id ({int(windows.min())})")
-    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    # getattr: torch types unknown Module attributes as Tensor | Module, not as the Hugging Face method.
+    get_embed = getattr(model, "get_input_embeddings", None)
+    embed = get_embed() if get_embed is not None else None
     vocab = getattr(embed, "num_embeddings", None)
     if vocab is not None and int(windows.max()) >= vocab:
         raise ValueError(f"windows hold token id {int(windows.max())} but the model's vocabulary has {vocab}; "

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -199,7 +200,8 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     seconds = time.perf_counter() - t0
     qmodel = model
 
-    config = {"config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
+    config: dict[str, Any] = {
+              "config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
               "seconds": seconds, "block_forwards": res.block_forwards,
               "layers": [r.to_dict() for r in res.layers]}
     summary = rep.summarize([config], p)

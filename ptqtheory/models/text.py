@@ -53,13 +53,13 @@ def stdlib_paragraphs(module_name: str) -> list[str]:
             mod = importlib.import_module(module_name)
         except ImportError:
             return []
-    docs = [mod.__doc__ or ""]
+    docs: list[str] = [mod.__doc__ or ""]
     for name in sorted(getattr(mod, "__all__", None) or dir(mod)):
         if name.startswith("_"):
             continue
         obj = getattr(mod, name, None)
         if getattr(obj, "__module__", None) == mod.__name__ and getattr(obj, "__doc__", None):
-            docs.append(obj.__doc__)
+            docs.append(str(obj.__doc__))
     out = []
     for d in docs:
         out.extend(_clean(d))
@@ -73,7 +73,8 @@ def _held_out(name: str) -> bool:
 def split(limit_calibration: int = 256, limit_heldout: int = 128) -> tuple[list[str], list[str]]:
     """``(calibration, held_out)`` paragraphs from :data:`STDLIB_MODULES` (about 1 in 4 modules is
     held out); the same on every machine with the same Python minor version."""
-    cal, held = [], []
+    cal: list[str] = []
+    held: list[str] = []
     for name in STDLIB_MODULES:
         target = held if _held_out(name) else cal
         target.extend(stdlib_paragraphs(name))
