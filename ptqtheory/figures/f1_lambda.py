@@ -85,7 +85,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                              full_pivot_check=False)
             b1m = cert_m.bound("B1")
             findings += certificate_findings(cert_m, where + " (midpoint weights)", ("B1",))
-            assert cert.pivots is not None  # OPTQ and LDLQ certificates always carry the pivot check
+            assert cert.pivot_check is not None  # OPTQ and LDLQ certificates always carry the pivot check
             rows.append({
                 "order": order, "lam": lam, "lam_over_mean_diag": float(rel), "delta": delta,
                 "m": sz["m"], "N": sz["N"], "n": sz["n"],

@@ -71,7 +71,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
             where = f"F2 seed={SEED} m={m} N={N} n={n} order={order} lam={lam:.6g} delta={delta:.6g}"
             findings += certificate_findings(cert, where, ("B1", "B2"))
             scale = 4.0 / (n * delta**2)
-            assert cert.pivots is not None  # OPTQ and LDLQ certificates always carry the pivot check
+            assert cert.pivot_check is not None  # OPTQ and LDLQ certificates always carry the pivot check
             rows.append({
                 "case": case, "m": m, "N": N, "n": n, "order": order, "lam": lam, "delta": delta,
                 "trH": trH,

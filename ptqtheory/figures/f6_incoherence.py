@@ -84,7 +84,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
             else:
                 assert run.transform is not None  # an incoherent run records its rotation
                 Xv = X @ run.transform.V.T
-            assert cert.pivots is not None  # OPTQ and LDLQ certificates always carry the pivot check
+            assert cert.pivot_check is not None  # OPTQ and LDLQ certificates always carry the pivot check
             rows.append({
                 "outlier_scale": float(s), "incoherence": kind or "none", "m": m, "N": N, "n": n,
                 "lam": lam, "delta": DELTA, "trH": trH,

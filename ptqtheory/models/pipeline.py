@@ -61,6 +61,7 @@ import numpy as np
 import torch
 
 from .. import algorithms as alg
+from .. import registry
 from .._validate import is_torch
 from ..calibration import Damping
 from ..certificates import certify
@@ -70,7 +71,6 @@ from .capture import StopForward
 
 __all__ = [
     "METHODS",
-    "USES_FLOAT_INPUTS",
     "BlockInputs",
     "BlockSource",
     "Config",
@@ -82,8 +82,7 @@ __all__ = [
     "run_setting",
 ]
 
-METHODS = ("rtn", "optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "gpfq")
-USES_FLOAT_INPUTS = ("qronos", "qronos-ls", "gpfq")
+METHODS = tuple(registry.METHODS)
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ class Config:
     @property
     def uses_float_inputs(self) -> bool:
         """Whether the method reads the float model's inputs :math:`X` besides :math:`\\tilde X`."""
-        return self.method in USES_FLOAT_INPUTS
+        return registry.method(self.method).uses_xt
 
 
 # --------------------------------------------------------------------------------------------------
@@ -383,18 +382,21 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
         grid = tb.minmax_grid(W, bits=cfg.bits, sym=cfg.sym, group_size=cfg.group_size)
     else:
         grid = Grid.minmax(W, bits=cfg.bits, sym=cfg.sym, group_size=cfg.group_size)
-    if cfg.method == "rtn":
-        return alg.rtn(W, grid=grid)
-    if cfg.method == "optq":
-        return alg.optq(W, Xt, lam=lam, grid=grid)
-    if cfg.method == "optq-stochastic":
-        return alg.optq(W, Xt, lam=lam, grid=grid, rounding="stochastic", seed=seed)
-    if cfg.method == "ldlq-incoherence":
-        return alg.ldlq(W, Xt, lam=lam, grid=grid, incoherence="kron", seed=seed)
-    if cfg.method == "gpfq":
-        return alg.gpfq(W, X, Xt, grid=grid)
-    variant = "ls" if cfg.method == "qronos-ls" else "paper"
-    return alg.qronos(W, X, Xt, lam=lam, grid=grid, variant=variant)
+    spec = registry.method(cfg.method)
+    row = spec.entry
+    # The registry row says what the algorithm reads: both streams, or the quantized model's inputs
+    # (as its X), or none (RTN); damping only where a matrix is factored.
+    data = (X, Xt) if row.uses_xt else ((Xt,) if row.factor else ())
+    kw: dict[str, Any] = {"grid": grid}
+    if row.factor:
+        kw["lam"] = lam
+    if spec.rounding != "nearest":
+        kw.update(rounding=spec.rounding, seed=seed)
+    if spec.incoherence:
+        kw.update(incoherence="kron", seed=seed)
+    if spec.variant is not None:
+        kw["variant"] = spec.variant
+    return getattr(alg, spec.algorithm)(W, *data, **kw)
 
 
 @dataclass
@@ -426,7 +428,8 @@ def _group_data(cfg: Config, backend: _Backend, qblock, fblock, first: str, q_in
     qmod = dict(qblock.named_modules())[first]
     fmod = dict(fblock.named_modules())[first] if f_in is not None else None
     uses_x = cfg.uses_float_inputs
-    if backend.stream and cfg.method != "gpfq":  # GPFQ needs the data and never streams
+    # A vector identity over the samples (GPFQ's I6) needs the data: such runs never stream.
+    if backend.stream and not registry.method(cfg.method).entry.identity_reads_samples:
         from ..torch_backend import TorchAccumulator
 
         def batches():  # one batch at a time: a group's inputs are never held at once
@@ -563,7 +566,7 @@ def quantize_model(
             X, Xt, cert_fn = _group_data(cfg, backend, qblock, fblock, group[0], q_in, f_in, counter)
             weights = [backend.weights(mods[g]) for g in group]
             # Incoherence mixes rows: quantize each layer on its own there, else stack the rows.
-            parts = [[i] for i in range(len(group))] if cfg.method == "ldlq-incoherence" else \
+            parts = [[i] for i in range(len(group))] if registry.method(cfg.method).incoherence else \
                 [list(range(len(group)))]
             for part in parts:
                 run = run_setting(cfg, backend.stack([weights[i] for i in part]), X, Xt, lam, seed)
