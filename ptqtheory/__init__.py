@@ -14,6 +14,7 @@ from .calibration import Accumulator, Damping, gram, hessian
 from .certificates import Certificate, PivotCheck, certify, relative_gap
 from .factor import Pivots, SingularHessianError, pivots
 from .grids import Grid, MinMax, round_nearest, round_stochastic
+from .magr import MagRResult, magr, magr_bound
 from .optimal import Optimum, optimal
 from .orders import ORDERS, min_pivot_order, resolve_order
 from .records import Run, Transform
@@ -26,6 +27,7 @@ __all__ = [
     "Certificate",
     "Damping",
     "Grid",
+    "MagRResult",
     "MinMax",
     "Optimum",
     "PivotCheck",
@@ -39,6 +41,8 @@ __all__ = [
     "hessian",
     "incoherence",
     "ldlq",
+    "magr",
+    "magr_bound",
     "min_pivot_order",
     "optimal",
     "optq",

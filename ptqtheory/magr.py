@@ -1,0 +1,228 @@
+r"""MagR: weight magnitude reduction before quantization, with a duality-gap certificate.
+
+Per output channel (row) :math:`w`, MagR replaces :math:`w` by
+
+.. math:: v^\star = \arg\min_v\ \tfrac12\,(v - w)^T\hat G\,(v - w) + \alpha\|v\|_\infty,
+   \qquad \hat G = X^TX / \lambda_{\max}(X^TX),
+
+a vector that the data cannot tell apart from :math:`w` (:math:`Xv \approx Xw`) but whose largest
+magnitude is smaller, so that a min-max grid fitted to :math:`v` has a smaller step. It is solved by
+proximal gradient descent with step 1 (the gradient :math:`\hat G(v - w)` is 1-Lipschitz after the
+normalization):
+
+.. math:: v^{(k+1)} = \operatorname{prox}_{\alpha\|\cdot\|_\infty}\big(v^{(k)} - \hat G(v^{(k)} - w)\big),
+   \qquad \operatorname{prox}_{\alpha\|\cdot\|_\infty}(x) = x - \alpha\,P_{\|\cdot\|_1\le 1}(x/\alpha),
+
+the prox by Moreau's identity (the conjugate of :math:`\alpha\|\cdot\|_\infty` is the indicator of the
+:math:`\ell_1` ball of radius :math:`\alpha`), the projection onto the :math:`\ell_1` ball by sorting
+(Duchi, Shalev-Shwartz, Singer & Chandra 2008). Then :math:`v` is quantized with OPTQ or RTN.
+
+**Certificate** (exact a-posteriori statement). For any :math:`v`, with :math:`e = v - w`,
+:math:`r = \hat Ge` and :math:`s = \min(1, \alpha/\|r\|_1)`, the point :math:`u = -sr` is feasible for
+the Fenchel dual :math:`\max_u -g^*(-u) - h^*(u)` (:math:`g = \frac12 e^T\hat Ge`,
+:math:`h = \alpha\|\cdot\|_\infty`, :math:`h^*` the indicator of :math:`\|u\|_1\le\alpha`, and
+:math:`-u = \hat G(se)` lies in the range of :math:`\hat G`), with value
+:math:`-s\,r^Tw - \frac{s^2}{2}e^T\hat Ge`. The duality gap
+
+.. math:: \mathrm{gap}(v) = \tfrac12 e^T\hat Ge + \alpha\|v\|_\infty + s\,r^Tw + \tfrac{s^2}2 e^T\hat Ge
+   \ \ge\ P(v) - P(v^\star) \ \ge 0
+
+bounds how far the returned :math:`v` is from solving its problem; it is 0 exactly at the optimum
+(there :math:`s = 1` and :math:`-r^Tv = \alpha\|v\|_\infty`). Proof and the end-to-end bound
+:math:`\|X(w - q)\| \le \|X(w - v)\| + \|X(v - q)\|` with B1 on :math:`v`: ``docs/methods.md``.
+
+Choices where the paper's text was not available, following the authors' code
+(``AozhongZhang/MagR``, read, not copied): the data are normalized by the largest eigenvalue of
+:math:`X^TX` (so ``alpha`` is relative to that scale), step 1, 200 iterations for per-channel grids
+(150 and ``alpha = 1e-4`` per group in their group-wise variant, which applies the prox group by group),
+no damping inside MagR.
+
+References
+----------
+Zhang, Zhang, Saab et al., "MagR: Weight Magnitude Reduction for Enhancing Post-Training Quantization",
+NeurIPS 2024 (arXiv 2406.00800); Duchi et al., "Efficient projections onto the l1-ball", ICML 2008.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validate import as_matrix, as_weights
+
+__all__ = ["MagRResult", "magr", "magr_bound", "project_l1_ball", "prox_linf"]
+
+
+@dataclass(frozen=True)
+class MagRResult:
+    r"""The preprocessed weights and their certificate (rows are output channels).
+
+    Attributes
+    ----------
+    V : ndarray, shape (n, N) or (N,)
+        The preprocessed weights :math:`v` (quantize these).
+    objective : ndarray, shape (n,)
+        :math:`P(v) = \frac12(v-w)^T\hat G(v-w) + \alpha\|v\|_\infty` per row.
+    gap : ndarray, shape (n,)
+        Duality gap per row: :math:`P(v) - P(v^\star) \le \mathrm{gap}`.
+    gap_allowance : ndarray, shape (n,)
+        Float64 rounding of the gap's evaluation (:mod:`ptqtheory.tolerances` E1-E2): a computed gap
+        down to ``-gap_allowance`` is consistent with an exact gap of 0.
+    output_change : ndarray, shape (n,)
+        :math:`\|X(v - w)\|` per row, unnormalized.
+    w_inf, v_inf : ndarray, shape (n,)
+        :math:`\|w\|_\infty` and :math:`\|v\|_\infty` per row.
+    alpha : float
+    iterations : int
+    scale : float
+        :math:`\lambda_{\max}(X^TX)`, the normalization.
+    """
+
+    V: np.ndarray
+    objective: np.ndarray
+    gap: np.ndarray
+    gap_allowance: np.ndarray
+    output_change: np.ndarray
+    w_inf: np.ndarray
+    v_inf: np.ndarray
+    alpha: float
+    iterations: int
+    scale: float
+
+    @property
+    def certified(self) -> np.ndarray:
+        """Rows whose duality gap is consistent with a nonnegative number (always, in exact arithmetic)."""
+        return self.gap >= -self.gap_allowance
+
+
+def project_l1_ball(Y: np.ndarray, radius: float = 1.0) -> np.ndarray:
+    r"""Euclidean projection of every row of ``Y`` onto :math:`\{u : \|u\|_1 \le \text{radius}\}`.
+
+    Rows inside the ball are returned unchanged; otherwise :math:`u = \operatorname{sign}(y)(|y| -
+    \theta)_+` with the threshold :math:`\theta > 0` that puts :math:`u` on the sphere, found by sorting
+    :math:`|y|` (Duchi et al. 2008).
+    """
+    Y = np.atleast_2d(np.asarray(Y, dtype=float))
+    A = np.abs(Y)
+    inside = np.sum(A, axis=1) <= radius
+    mu = -np.sort(-A, axis=1)  # descending
+    cums = np.cumsum(mu, axis=1)
+    j = np.arange(1, Y.shape[1] + 1)
+    # rho: the largest j with mu_j > (cumsum_j - radius) / j (mu_1 always qualifies when outside)
+    ok = mu * j > cums - radius
+    rho = Y.shape[1] - np.argmax(ok[:, ::-1], axis=1)
+    theta = (cums[np.arange(Y.shape[0]), rho - 1] - radius) / rho
+    out = np.sign(Y) * np.maximum(A - theta[:, None], 0.0)
+    return np.where(inside[:, None], Y, out)
+
+
+def prox_linf(Y: np.ndarray, alpha: float) -> np.ndarray:
+    r""":math:`\operatorname{prox}_{\alpha\|\cdot\|_\infty}` row by row, by Moreau's identity:
+    :math:`y - \alpha P_{\|\cdot\|_1\le1}(y/\alpha)`."""
+    return Y - alpha * project_l1_ball(Y / alpha, 1.0)
+
+
+def magr(W, X, *, alpha: float = 1e-3, iterations: int = 200) -> MagRResult:
+    r"""MagR preprocessing of every row of ``W`` on the calibration data ``X`` (see the module docstring).
+
+    Parameters
+    ----------
+    W : array_like, shape (n, N) or (N,)
+        Weights; rows are output channels.
+    X : array_like, shape (m, N)
+        Calibration inputs (the layer computes ``X @ W.T``).
+    alpha : float
+        Weight of :math:`\|v\|_\infty` against the normalized data term (> 0).
+    iterations : int
+        Proximal gradient steps (>= 1).
+
+    Returns
+    -------
+    MagRResult
+        ``V`` and its certificate. Quantize ``V`` with e.g. ``pt.optq(res.V, X, grid=pt.Grid.minmax(res.V,
+        bits=...))``; :func:`ptqtheory.magr_bound` gives the end-to-end bound.
+    """
+    Wa, vector = as_weights(W)
+    N = Wa.shape[1]
+    Xa = as_matrix("X", X, N)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating) or not (
+            np.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a finite number > 0 (the weight of ||v||_inf); got {alpha!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int | np.integer) or iterations < 1:
+        raise ValueError(f"iterations must be an integer >= 1; got {iterations!r}")
+    G = Xa.T @ Xa
+    scale = float(np.linalg.eigvalsh(G)[-1])
+    if not scale > 0:
+        raise ValueError("X is zero: MagR needs calibration data with X^T X != 0")
+    Gn = G / scale
+    V = Wa.copy()
+    for _ in range(int(iterations)):
+        V = prox_linf(V - (V - Wa) @ Gn, float(alpha))
+    return _certificate(Wa, V, Xa, Gn, float(alpha), int(iterations), scale, vector)
+
+
+def _certificate(W, V, X, Gn, alpha, iterations, scale, vector) -> MagRResult:
+    from .tolerances import unit_roundoff
+
+    E = V - W
+    R = E @ Gn  # rows r = G_hat e (G_hat symmetric)
+    quad = np.sum(R * E, axis=1)
+    v_inf = np.max(np.abs(V), axis=1)
+    r_l1 = np.sum(np.abs(R), axis=1)
+    with np.errstate(divide="ignore"):
+        s = np.where(r_l1 > alpha, alpha / r_l1, 1.0)
+    rw = np.sum(R * W, axis=1)
+    primal = 0.5 * quad + alpha * v_inf
+    gap = primal + s * rw + 0.5 * s * s * quad
+    # E1-E2: each term is a sum of N products (the quadratic forms of about N^2), rounded with unit u.
+    N = W.shape[1]
+    u = unit_roundoff("float64")
+    absG = np.abs(Gn)
+    abs_quad = np.sum((np.abs(E) @ absG) * np.abs(E), axis=1)
+    abs_rw = np.sum((np.abs(E) @ absG) * np.abs(W), axis=1)
+    allowance = 4 * N * u * (abs_quad * (1 + s * s) + s * abs_rw + alpha * v_inf)
+    out = np.sqrt(np.sum((E @ X.T) ** 2, axis=1))
+    return MagRResult(V=V[0] if vector else V, objective=primal, gap=gap, gap_allowance=allowance,
+                      output_change=out, w_inf=np.max(np.abs(W), axis=1), v_inf=v_inf, alpha=alpha,
+                      iterations=iterations, scale=scale)
+
+
+def magr_bound(result: MagRResult, W, run, X):
+    r"""End-to-end bound of MagR followed by OPTQ, per row (a :class:`~ptqtheory.bounds.BoundCheck`):
+
+    .. math:: \|X(w - q)\| \le \|X(w - v)\| + \|X(v - q)\|
+       \le \|X(w - v)\| + \Big(\tfrac14\sum_t\delta_t^2D_t - \lambda\|v - q\|^2\Big)^{1/2},
+
+    the triangle inequality and B1 for the OPTQ run on :math:`v` (``run = pt.optq(result.V, X, ...)``,
+    with the step :math:`\delta` of the grid fitted to :math:`v`). It holds where B1's hypotheses hold for
+    that run (nearest rounding, no clipping).
+    """
+    from .bounds import BoundCheck
+    from .certificates import certify
+    from .tolerances import evaluation_allowance, unit_roundoff
+
+    Wa = np.atleast_2d(np.asarray(W, dtype=float))
+    V = np.atleast_2d(np.asarray(result.V, dtype=float))
+    if Wa.shape != V.shape or np.atleast_2d(np.asarray(run.W)).shape != V.shape:
+        raise ValueError("W, result.V and run.W must have the same shape (run = pt.optq(result.V, X, ...))")
+    if not np.array_equal(np.atleast_2d(np.asarray(run.W, dtype=float)), V):
+        raise ValueError("run must quantize result.V (run = pt.optq(result.V, X, ...)), not other weights")
+    Xa = np.asarray(X, dtype=float)
+    b1 = certify(run, Xa).bound("B1")
+    step = np.sqrt(np.maximum(b1.value, 0.0))
+    change = np.sqrt(np.sum(((Wa - V) @ Xa.T) ** 2, axis=1))
+    Q = np.atleast_2d(np.asarray(run.Q, dtype=float))
+    empirical = np.sqrt(np.sum(((Wa - Q) @ Xa.T) ** 2, axis=1))
+    value = change + step
+    u = unit_roundoff("float64")
+    # B1's own allowance enters under the square root (sqrt(a + b) <= sqrt(a) + sqrt(b)); the three norms
+    # are each evaluated with a relative error of about m N u.
+    m, N = Xa.shape
+    atol = np.sqrt(np.maximum(np.asarray(b1.atol, float), 0.0)) + evaluation_allowance(
+        2 * m * N * u, change + step + empirical)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(value > 0, np.maximum(empirical - atol, 0.0) / value, 0.0)
+    return BoundCheck("MagR", "||X(w-q)||_2", "deterministic", value, empirical, ratio, b1.hypotheses,
+                      "MagR + OPTQ: triangle inequality and B1 on v (docs/methods.md)", atol=atol,
+                      extra={"output_change": change, "B1_sqrt": step})
