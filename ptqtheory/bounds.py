@@ -36,6 +36,7 @@ import scipy.linalg
 from . import _linalg
 from ._context import RunContext
 from ._validate import check_probability
+from .lower_bounds import RATIO_CONSTANT, ball_second_moment, l1_bound, mean_error
 from .records import Run
 from .tolerances import RTOL_BOUND, evaluation_allowance, singular_threshold, weight_allowance
 
@@ -738,6 +739,40 @@ def rtn_bounds(ctx: RunContext) -> list[BoundCheck]:
     ]
 
 
+# -- L1: how far from optimal (docs/optimality.md) -------------------------------------------
+
+
+def l1(ctx: RunContext) -> list[BoundCheck]:
+    r"""L1 and the optimality ratio of the run's factorization (OPTQ, LDLQ; Qronos on :math:`\tilde H`).
+
+    ``value`` is L1, :math:`N G_N\operatorname{GM}_t(\delta_t^2D_t)`: a lower bound on the mean error
+    :math:`E\|\hat X(w-q)\|^2` of *every* quantizer onto this grid when :math:`w` is uniform modulo the
+    grid. ``empirical`` is the algorithm's own mean on that model, :math:`\sum_t\delta_t^2D_t/c`
+    (:math:`c = 12` nearest, 6 stochastic; unbounded grid), so ``ratio`` is the optimality ratio
+    :math:`\rho = \operatorname{AM}/(c\,G_N\operatorname{GM})`: the algorithm's mean error is at most
+    :math:`\rho` times the best possible. A statement about means over the model, not about this row;
+    ``holds`` checks the consistency :math:`L1 \le` the algorithm's mean (AM >= GM, :math:`12G_N \le 1`).
+    For Qronos both are for the :math:`\tilde H` lattice part (the residual :math:`\|r_0\|^2` is common to
+    every quantizer and left out).
+    """
+    D = _D(ctx)
+    delta = np.asarray(ctx.delta_p, float)
+    value = l1_bound(D, delta)
+    mean = mean_error(D, delta, ctx.run.rounding)
+    N = D.shape[0]
+    # Both are sums of N positive terms (the GM through N logarithms): relative error about N u.
+    atol = evaluation_allowance(4 * N * ctx.eps, value + mean)
+    ratio = mean / value
+    model = Hypothesis("uniform model", True, "w uniform modulo the grid: a statement about means")
+    floor = 1 / (RATIO_CONSTANT[ctx.run.rounding] * ball_second_moment(N))
+    return [BoundCheck("L1", "E||Xh(w-q)||^2, any quantizer (lower bound) vs this algorithm's mean",
+                       "mean-lower", value, mean, ratio, (model,),
+                       "docs/optimality.md L1; Conway & Sloane ch. 21 (the ball's second moment)", None,
+                       atol, value <= mean * (1 + RTOL) + atol,
+                       # rho at equal pivots (AM = GM): no order can go below it
+                       {"ratio_floor": np.full(value.shape, floor)})]
+
+
 # -- which bounds apply to which run ------------------------------------------------------------
 
 
@@ -774,6 +809,7 @@ _BOUNDS = {
     "b10": b10,
     "b11": lambda ctx, p: b11(ctx),
     "rtn": lambda ctx, p: rtn_bounds(ctx),
+    "l1": lambda ctx, p: l1(ctx),
 }
 
 

@@ -7,9 +7,9 @@ and torch certificates) reads this table instead, so adding an algorithm is one 
 algorithm   data      factor  identity (variant)     bounds, nearest             bounds, stochastic
 ==========  ========  ======  =====================  ==========================  ===================
 rtn         X         --      none                   rtn                         rtn
-optq        X         H       i2                     b2 b8 b1 b7                 b2 b8 b3 b4 b5 b6
-ldlq        X         H       i3                     b2 b8 b1 b7 b11             b2 b8 b3 b4 b5 b6
-qronos      X, Xt     Ht      i5 (paper), i4 (ls)    b2 b9                       b2 b10
+optq        X         H       i2                     b2 b8 b1 b7 l1              b2 b8 b3 b4 b5 b6 l1
+ldlq        X         H       i3                     b2 b8 b1 b7 b11 l1          b2 b8 b3 b4 b5 b6 l1
+qronos      X, Xt     Ht      i5 (paper), i4 (ls)    b2 b9 l1                    b2 b10 l1
 gpfq        X, Xt     --      i6                     --                          --
 ==========  ========  ======  =====================  ==========================  ===================
 
@@ -95,19 +95,20 @@ class Entry:
         return ("X", "Xt") if self.uses_xt else ("X",)
 
 
-_OPTQ_STOCHASTIC = ("b2", "b8", "b3", "b4", "b5", "b6")
+_OPTQ_STOCHASTIC = ("b2", "b8", "b3", "b4", "b5", "b6", "l1")
 
 ALGORITHMS: dict[str, Entry] = {
     "rtn": Entry("rtn", uses_xt=False, factor=None, identities={},
                  bounds={"nearest": ("rtn",), "stochastic": ("rtn",)}),
     "optq": Entry("optq", uses_xt=False, factor="H", identities={"*": "i2"},
-                  bounds={"nearest": ("b2", "b8", "b1", "b7"), "stochastic": _OPTQ_STOCHASTIC},
+                  bounds={"nearest": ("b2", "b8", "b1", "b7", "l1"), "stochastic": _OPTQ_STOCHASTIC},
                   per_sample=(("b5", ("B5",)),)),
     "ldlq": Entry("ldlq", uses_xt=False, factor="H", identities={"*": "i3"},
-                  bounds={"nearest": ("b2", "b8", "b1", "b7", "b11"), "stochastic": _OPTQ_STOCHASTIC},
+                  bounds={"nearest": ("b2", "b8", "b1", "b7", "b11", "l1"), "stochastic": _OPTQ_STOCHASTIC},
                   per_sample=(("b5", ("B5",)),)),
     "qronos": Entry("qronos", uses_xt=True, factor="Ht", identities={"paper": "i5", "ls": "i4"},
-                    bounds={"nearest": ("b2", "b9"), "stochastic": ("b2", "b10")}, least_squares=True,
+                    bounds={"nearest": ("b2", "b9", "l1"), "stochastic": ("b2", "b10", "l1")},
+                    least_squares=True,
                     per_sample=(("b10", ("B10.sup",)),)),
     "gpfq": Entry("gpfq", uses_xt=True, factor=None, identities={"*": "i6"}, bounds={},
                   identity_reads_samples=True),

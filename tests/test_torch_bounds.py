@@ -128,7 +128,7 @@ def test_incoherence_bounds_are_those_of_the_inner_run():
     c = pt.certify(run, T(inst.X), p=1e-6)
     assert c.transformed and not c.violations
     assert [b.label for b in c.bounds] == ["B2", "B8", "B1", "B1.data", "B7.drift", "B7", "B7.lam",
-                                           "B11", "B11.incoherence"]
+                                           "B11", "B11.incoherence", "L1"]
     acc = TorchAccumulator(12)
     acc.update(T(inst.X))
     s = pt.certify(run, acc, p=1e-6)
