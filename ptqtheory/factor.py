@@ -88,7 +88,7 @@ class Pivots:
         return self.Lt.T.copy()
 
 
-def _singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -> str:
+def singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -> str:
     Hf = np.asarray(H, dtype=float)
     N = Hf.shape[0]
     # A 1-D H is its diagonal: the torch backend reports from diag(H) without copying H to the host.
@@ -123,7 +123,7 @@ def _check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None) 
     t = int(np.argmin(D))
     if not D[t] > tiny:
         raise SingularHessianError(
-            _singular_message(
+            singular_message(
                 H, lam, what,
                 f"pivot D_t = {D[t]:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}",
                 columns,
@@ -275,7 +275,7 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
         U1, D = _linalg.udu(H)
     except np.linalg.LinAlgError as exc:
         raise SingularHessianError(
-            _singular_message(H, lam, what, "Cholesky factorization failed", columns)
+            singular_message(H, lam, what, "Cholesky factorization failed", columns)
         ) from exc
     if not is_exact(H):
         _check_definite(D, H, lam, what, columns)

@@ -1,10 +1,9 @@
-r"""What the torch algorithms share: input checks, statistics, order, factorization, the blocked
-OPTQ sweep (A2') and the run record.
+r"""The torch backend of the engine: input checks, statistics, order, factorization, the run record.
 
 As in :mod:`ptqtheory.algorithms._engine`, everything runs in *processing order*: :func:`setup`
-permutes ``W`` and the statistics by the order, :func:`finish` undoes it. All rows are processed
-together; the column loop applies each step to the current block at once and the columns right of
-the block receive the block's updates in one matrix product (lazy updates of width ``block_size``).
+permutes ``W`` and the statistics by the order, :func:`finish` undoes it. The column sweep itself
+(A2', :func:`~ptqtheory.engine.optq_blocked`), the rounder and the trace are the shared engine of
+:mod:`ptqtheory.engine`, here on tensors.
 """
 
 from __future__ import annotations
@@ -14,27 +13,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._validate import check_choice, check_positive_int, check_seed
-from ..algorithms._engine import Trace as _Trace
-from ..algorithms._engine import pending_current
+from .._validate import check_choice, check_seed
+from ..engine import INNER, ROUNDINGS, Rounder, Trace, check_method, optq_blocked, pending_current
 from ..grids import Grid
 from ..orders import resolve_order
 from ..records import Run
 from .device import as_data, as_weights, check_weight_scale, dtype_name, weights_device
 from .factor import TorchPivots, factor_damped
-from .grids import TorchRounder, check_grid, check_run, column_major
+from .grids import check_grid, check_run, column_major, grid_record, torch_rounder
 from .stats import TorchAccumulator, is_identity, resolve_lam, statistics, sym_perm
 
-ROUNDINGS = ("nearest", "stochastic")
+__all__ = ["INNER", "Setup", "Trace", "check_blocked", "finish", "optq_blocked", "pending_current", "setup"]
+
 NORM_ORDERS = ("decreasing_norm", "increasing_norm")
-
-
-class Trace(_Trace):
-    """The numpy engine's step record, holding tensors on the device."""
-
-    @classmethod
-    def empty(cls, like: torch.Tensor) -> Trace:
-        return super().empty(like, torch.zeros_like)
 
 
 @dataclass
@@ -61,9 +52,9 @@ class Setup:
     factor_dtype: torch.dtype = torch.float64
     notes: list[str] = field(default_factory=list)
 
-    def rounder(self) -> TorchRounder:
+    def rounder(self) -> Rounder:
         n, N = self.W.shape
-        return TorchRounder(self.grid, n, N, self.order, self.rounding, self.seed, self.device,
+        return torch_rounder(self.grid, n, N, self.order, self.rounding, self.seed, self.device,
                             self.dtype)
 
     def Lt(self) -> torch.Tensor:
@@ -149,15 +140,11 @@ def _host(t: torch.Tensor) -> np.ndarray:
 
 
 def check_blocked(method: str, block_size) -> int:
-    if not isinstance(method, str) or method != "blocked":
-        raise ValueError(
-            f"the torch backend runs the blocked fast form (A2', method='blocked'); got method={method!r}. "
-            "The paper iteration (A2) is the numpy reference: pass numpy arrays for it"
-        )
-    return check_positive_int("block_size", block_size)
+    """The torch backend runs A2' only: ``block_size`` checked, ``method="iteration"`` refused."""
+    return check_method(method, block_size, ("blocked",))
 
 
-def finish(s: Setup, trace: Trace, rounder: TorchRounder, algorithm: str, variant: str, **extra) -> Run:
+def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: str, **extra) -> Run:
     """Undo the permutation and build the record (tensors on the device, grid on the host)."""
     inv = torch.argsort(s.order)
     natural = is_identity(s.order)
@@ -175,63 +162,10 @@ def finish(s: Setup, trace: Trace, rounder: TorchRounder, algorithm: str, varian
     return Run(
         algorithm=algorithm, variant=variant, W=s.W[0] if s.vector else s.W,
         Q=back(trace.q), eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped),
-        order=s.order, grid=rounder.record(inv), lam=s.lam, rounding=s.rounding,
+        order=s.order, grid=grid_record(rounder, s.grid, inv), lam=s.lam, rounding=s.rounding,
         seed=s.seed, damping=s.damping, precision=dtype_name(s.dtype), backend="torch",
         notes=tuple(notes), device=str(s.device), tf32=s.tf32,
         pivots=s.piv if s.factor_dtype == torch.float64 else None,
         stats=s.acc if s.piv is not None else None,
         method="blocked" if algorithm in ("optq", "qronos") else None, **extra,
     )
-
-
-def optq_blocked(Wp: torch.Tensor, Lt: torch.Tensor, rounder: TorchRounder, trace: Trace,
-                 block_size: int, t0: int = 0) -> None:
-    r"""A2', GPTQ's fast form with lazy block updates of width ``block_size``, from step ``t0``.
-
-    .. math:: x_t = w_t,\quad q_t = Q(x_t),\quad \eta_t = x_t - q_t,\quad
-              w_{>t} \mathrel{-}= \eta_t\, L_{>t,t}
-
-    for all rows at once (``Wp`` is the current iterate, updated in place). The updates are applied
-    lazily on two levels: inside a sub-block of :data:`INNER` columns each step updates the
-    sub-block's remaining columns (rank one); the rest of the block receives the sub-block's updates
-    in one product at its end, and the columns right of the block receive
-    :math:`E_{block} L^T_{block, >block}` at the block's end. Every column receives the same updates
-    as in the unblocked sweep, only summed in another order, so the result is A2' for every
-    ``block_size`` up to float rounding. A group that starts at step ``t`` is fitted from the
-    *current* weights: pending updates are applied to its columns first (:func:`_current`), exactly
-    as in the numpy ``optq_blocked``.
-
-    Column access is the hot path: pass ``Wp`` and the trace in column-major storage
-    (:func:`~ptqtheory.torch_backend.grids.column_major`) and ``Lt`` row-major.
-    """
-    n, N = Wp.shape
-    for i1 in range(t0, N, block_size):
-        i2 = min(i1 + block_size, N)
-        W1 = Wp[:, i1:i2].clone()  # clone keeps the column-major strides
-        E1 = column_major(torch.zeros(n, i2 - i1, dtype=Wp.dtype, device=Wp.device))
-        for j1 in range(i1, i2, INNER):
-            j2 = min(j1 + INNER, i2)
-            for t in range(j1, j2):
-                i = t - i1
-                if rounder.group_start(t):
-                    rounder.refit(t, _current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, rounder.group_end(t)))
-                x = W1[:, i]  # column i of W1 is final: later updates touch columns > i only
-                eta = trace.record(t, x, rounder(t, x))
-                E1[:, i] = eta
-                if t + 1 < j2:
-                    W1[:, i + 1 : j2 - i1].addr_(eta, Lt[t, t + 1 : j2], alpha=-1)
-            if j2 < i2:
-                W1[:, j2 - i1 :].addmm_(E1[:, j1 - i1 : j2 - i1], Lt[j1:j2, j2:i2], alpha=-1)
-        if i2 < N:
-            Wp[:, i2:].addmm_(E1, Lt[i1:i2, i2:], alpha=-1)
-
-
-INNER = 16
-"""Width of the innermost sub-block of :func:`optq_blocked` (rank-one updates touch at most this
-many columns; wider lazy updates are matrix products)."""
-
-
-def _current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, g1: int) -> torch.Tensor:
-    """:func:`ptqtheory.algorithms._engine.pending_current` on tensors."""
-    return pending_current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, g1, dot=torch.matmul,
-                           cat=lambda parts: torch.cat(parts, dim=1))

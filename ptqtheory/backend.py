@@ -1,0 +1,293 @@
+r"""The small set of array operations the engine is written against, one backend object per library.
+
+The column sweeps (:mod:`ptqtheory.engine`), the rounding rules and the min-max fit
+(:mod:`ptqtheory.grids`) are written once against :class:`Backend`; :func:`get_backend` picks the
+implementation from the arrays' type:
+
+* :class:`NumpyBackend`: float64 arrays (LAPACK/BLAS through numpy) *and* object arrays of
+  ``sympy.Rational`` (exact mode), where numpy's ``@`` does not work and ``floor`` must stay exact;
+* :class:`TorchBackend`: tensors on any device, with in-place BLAS updates (``addr_``, ``addmm_``).
+
+Each operation is written so that a backend reproduces the arithmetic the code did before it was
+shared, operation for operation: in float64, torch and numpy give the same bits.
+
+Operations
+----------
+``zeros_like(a, shape=None)``, ``copy(a)`` (same memory order), ``block(A, i1, i2)`` (a copy of
+columns ``i1:i2``), ``sub_outer_(A, u, v)`` (:math:`A \mathrel{-}= uv^T` in place),
+``sub_matmul_(A, B, C)`` (:math:`A \mathrel{-}= BC` in place), ``dot(A, B)``, ``hcat(parts)``,
+``floor(a)``, ``half(a)``, ``clip(k, lo, hi)`` (clipped values and the clip mask),
+``indicator(mask, like)``, ``row_min(a)``, ``row_max(a)``, ``minimum(a, s)``, ``maximum(a, b)``,
+``where(mask, a, s)``, ``full_like(a, s)``, ``take_columns(a, perm)``, ``inverse(perm)``,
+``to_host(a)``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+from ._validate import is_exact
+
+__all__ = ["Backend", "NumpyBackend", "TorchBackend", "get_backend"]
+
+
+class Backend:
+    """The operations interface (see the module docstring); subclasses implement every method."""
+
+    name = "abstract"
+
+    def zeros_like(self, a, shape=None):
+        raise NotImplementedError
+
+    def copy(self, a):
+        raise NotImplementedError
+
+    def block(self, A, i1: int, i2: int):
+        raise NotImplementedError
+
+    def sub_outer_(self, A, u, v) -> None:
+        raise NotImplementedError
+
+    def sub_matmul_(self, A, B, C) -> None:
+        raise NotImplementedError
+
+    def dot(self, A, B):
+        raise NotImplementedError
+
+    def hcat(self, parts):
+        raise NotImplementedError
+
+    def floor(self, a):
+        raise NotImplementedError
+
+    def half(self, a):
+        return 0.5
+
+    def clip(self, k, lo, hi):
+        raise NotImplementedError
+
+    def indicator(self, mask, like):
+        raise NotImplementedError
+
+    def row_min(self, a):
+        raise NotImplementedError
+
+    def row_max(self, a):
+        raise NotImplementedError
+
+    def minimum(self, a, s: float):
+        raise NotImplementedError
+
+    def maximum(self, a, b):
+        raise NotImplementedError
+
+    def where(self, mask, a, s: float):
+        raise NotImplementedError
+
+    def full_like(self, a, s: float):
+        raise NotImplementedError
+
+    def take_columns(self, a, perm):
+        raise NotImplementedError
+
+    def inverse(self, perm):
+        raise NotImplementedError
+
+    def to_host(self, a) -> np.ndarray:
+        raise NotImplementedError
+
+
+class NumpyBackend(Backend):
+    """numpy float64 and exact object arrays (``sympy.Rational``): LAPACK/BLAS or exact arithmetic."""
+
+    name = "numpy"
+
+    def zeros_like(self, a, shape=None):
+        # Exact or float64, and with shape=None in a's memory order (the sweeps read columns).
+        order = "F" if (shape is None and a.flags.f_contiguous and not a.flags.c_contiguous) else "C"
+        shape = a.shape if shape is None else shape
+        if is_exact(a):
+            import sympy
+
+            out = np.empty(shape, dtype=object, order=order)
+            out.fill(sympy.Integer(0))
+            return out
+        return np.zeros(shape, order=order)
+
+    def copy(self, a):
+        return a.copy(order="K")
+
+    def block(self, A, i1, i2):
+        return np.array(A[:, i1:i2], order="F")
+
+    def sub_outer_(self, A, u, v):
+        A -= np.outer(u, v)
+
+    def sub_matmul_(self, A, B, C):
+        A -= self.dot(B, C)
+
+    def dot(self, A, B):
+        # numpy's matmul refuses object arrays; np.dot multiplies rationals exactly.
+        return np.dot(A, B) if (is_exact(A) or is_exact(B)) else A @ B
+
+    def hcat(self, parts):
+        return np.hstack(parts)
+
+    def floor(self, a):
+        if is_exact(a):
+            import sympy
+
+            return np.vectorize(lambda v: sympy.Integer(math.floor(v)), otypes=[object])(a)
+        return np.floor(a)
+
+    def half(self, a):
+        if is_exact(np.asarray(a)):
+            import sympy
+
+            return sympy.Rational(1, 2)
+        return 0.5
+
+    def clip(self, k, lo, hi):
+        kc = np.where(k < lo, lo, k)
+        kc = np.where(kc > hi, hi, kc)
+        return kc, np.asarray((k < lo) | (k > hi), dtype=bool)
+
+    def indicator(self, mask, like):
+        return mask  # numpy adds booleans to floats (and to rationals) as 0 and 1
+
+    def row_min(self, a):
+        return np.asarray(a, dtype=float).min(axis=1)
+
+    def row_max(self, a):
+        return np.asarray(a, dtype=float).max(axis=1)
+
+    def minimum(self, a, s):
+        return np.minimum(a, s)
+
+    def maximum(self, a, b):
+        return np.maximum(a, b)
+
+    def where(self, mask, a, s):
+        return np.where(mask, s, a)
+
+    def full_like(self, a, s):
+        return np.full_like(a, s)
+
+    def take_columns(self, a, perm):
+        return a[..., perm]
+
+    def inverse(self, perm):
+        return np.argsort(perm)
+
+    def to_host(self, a):
+        return np.asarray(a)
+
+
+class TorchBackend(Backend):
+    """torch tensors on any device; torch is imported by this class only (on first use)."""
+
+    name = "torch"
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+
+    def zeros_like(self, a, shape=None):
+        if shape is None:
+            return self.torch.zeros_like(a)  # keeps a's strides (column-major stays column-major)
+        return self.torch.zeros(shape, dtype=a.dtype, device=a.device)
+
+    def copy(self, a):
+        return a.clone()  # keeps the strides
+
+    def block(self, A, i1, i2):
+        return A[:, i1:i2].clone()  # clone keeps the column-major strides
+
+    def sub_outer_(self, A, u, v):
+        A.addr_(u, v, alpha=-1)
+
+    def sub_matmul_(self, A, B, C):
+        A.addmm_(B, C, alpha=-1)
+
+    def dot(self, A, B):
+        return self.torch.matmul(A, B)
+
+    def hcat(self, parts):
+        return self.torch.cat(parts, dim=1)
+
+    def floor(self, a):
+        return self.torch.floor(a)
+
+    def clip(self, k, lo, hi):
+        kc = self.torch.clamp(k, lo, hi)  # lo <= hi (checked by Grid): min(max(k, lo), hi)
+        return kc, kc != k
+
+    def indicator(self, mask, like):
+        return mask.to(like.dtype)
+
+    def row_min(self, a):
+        return a.amin(dim=1)
+
+    def row_max(self, a):
+        return a.amax(dim=1)
+
+    def minimum(self, a, s):
+        return self.torch.clamp(a, max=s)
+
+    def maximum(self, a, b):
+        return self.torch.clamp(a, min=b) if isinstance(b, float) else self.torch.maximum(a, b)
+
+    def where(self, mask, a, s):
+        return self.torch.where(mask, self.torch.full_like(a, s), a)
+
+    def full_like(self, a, s):
+        return self.torch.full_like(a, s)
+
+    def take_columns(self, a, perm):
+        return a.index_select(a.dim() - 1, perm)
+
+    def inverse(self, perm):
+        return self.torch.argsort(perm)
+
+    def to_host(self, a):
+        return a.detach().to("cpu", self.torch.float64).numpy()
+
+
+NUMPY = NumpyBackend()
+_TORCH: list[TorchBackend] = []
+
+
+def _torch_backend() -> TorchBackend:
+    if not _TORCH:
+        _TORCH.append(TorchBackend())
+    return _TORCH[0]
+
+
+def _is_tensor(a) -> bool:
+    torch = sys.modules.get("torch")  # if torch was never imported, nothing is a tensor
+    return torch is not None and isinstance(a, torch.Tensor)
+
+
+def get_backend(*arrays) -> Backend:
+    """The backend of ``arrays`` (``None`` entries and Python scalars are ignored).
+
+    Raises
+    ------
+    TypeError
+        When numpy arrays and torch tensors are mixed: convert one side first (``torch.as_tensor``
+        or ``t.cpu().numpy()``), so that no copy between devices happens behind the caller's back.
+    """
+    if len(arrays) == 1:  # the hot loops ask about one array per step
+        return _torch_backend() if _is_tensor(arrays[0]) else NUMPY
+    kinds = {"torch" if _is_tensor(a) else "numpy" for a in arrays
+             if isinstance(a, np.ndarray) or _is_tensor(a)}
+    if len(kinds) > 1:
+        raise TypeError(
+            "numpy arrays and torch tensors cannot be mixed in one call; convert them to one kind first "
+            "(torch.as_tensor(a) or t.cpu().numpy())"
+        )
+    return _torch_backend() if kinds == {"torch"} else NUMPY

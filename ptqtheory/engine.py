@@ -1,0 +1,237 @@
+r"""The column-by-column engine, written once over :mod:`ptqtheory.backend` for numpy, exact and torch.
+
+Everything here runs in *processing order* (the columns already permuted by the order); the
+backends' ``setup`` permutes and factors, their ``finish`` undoes the permutation and builds the
+:class:`~ptqtheory.Run`. Shared by every backend:
+
+* :class:`Rounder`: nearest or stochastic rounding of one column (A1), clip record, and the refit
+  of a min-max group from the *current* weights (GPTQ's groups);
+* :class:`Trace`: :math:`x_t`, :math:`q_t`, :math:`\eta_t` per step;
+* :func:`optq_blocked`: A2', GPTQ's blocked fast form (also Qronos' steps :math:`t \ge 2` and LDLQ on
+  a device), with :func:`pending_current` for groups that start inside a block;
+* :func:`damped`: the retry loop of ``Damping(auto=True)``;
+* :func:`check_finite_run`: R2/R3 on a finished run.
+
+What stays per backend is what truly differs: the factorization (QR of the data in numpy, sympy in
+exact mode, Cholesky of :math:`H` on a device), statistics, random draws, device handling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ._validate import check_lam, check_positive_int
+from .backend import get_backend
+from .calibration import Damping
+from .factor import SingularHessianError
+from .grids import MinMax, check_codes, check_steps
+from .grids import quantize_nearest as round_nearest
+from .grids import quantize_stochastic as round_stochastic
+
+__all__ = [
+    "INNER", "ROUNDINGS", "Rounder", "Trace", "check_finite_run", "check_method", "damped",
+    "optq_blocked", "pending_current",
+]
+
+Rounding = Literal["nearest", "stochastic"]
+Method = Literal["blocked", "iteration"]
+Variant = Literal["paper", "ls"]
+Start = Literal["w", "ls"]
+OrderName = Literal["natural", "decreasing_norm", "increasing_norm", "min_pivot", "random"]
+DeadColumns = Literal["raise", "round"]
+Incoherence = Literal["kron", "hadamard"]
+
+ROUNDINGS: tuple[Rounding, ...] = ("nearest", "stochastic")
+
+
+class Rounder:
+    """Rounds column ``t`` (processing order) of every row; owns the grid and the clip record.
+
+    ``delta`` and ``zero`` are per entry, in processing order, column-major (the sweeps read one
+    column per step and a group refit writes them); ``lo`` and ``hi`` may be broadcast views. ``u``
+    holds the uniforms of stochastic rounding, drawn up front (entry ``[i, t]`` for row ``i`` at step
+    ``t``), so the result does not depend on the block size. When ``rule`` has groups, :meth:`refit`
+    replaces the step and zero point of a whole group from the current weights, as GPTQ does when it
+    reaches a group's first column.
+    """
+
+    def __init__(self, delta, zero, lo, hi, rule: MinMax | None, refits_groups: bool, rounding: str, u,
+                 clipped):
+        self.delta, self.zero, self.lo, self.hi = delta, zero, lo, hi
+        self.rule = rule
+        self.group_size = rule.group_size if refits_groups else None
+        self.rounding = rounding
+        self.u = u
+        self.clipped = clipped
+
+    def group_start(self, t: int) -> bool:
+        return self.group_size is not None and t % self.group_size == 0
+
+    def group_end(self, t: int) -> int:
+        return min(t + self.group_size, self.delta.shape[1])
+
+    def refit(self, t: int, values) -> None:
+        """Refit the group starting at ``t`` from ``values`` (its current weights, all rows)."""
+        d, z = self.rule.fit(values)
+        t1 = t + values.shape[1]
+        self.delta[:, t:t1] = d[:, None]
+        self.zero[:, t:t1] = z[:, None]
+
+    def __call__(self, t: int, x):
+        args = (x, self.delta[:, t], self.zero[:, t], self.lo[:, t], self.hi[:, t])
+        if self.rounding == "nearest":
+            q, clipped = round_nearest(*args)
+        else:
+            q, clipped = round_stochastic(*args, self.u[:, t])
+        self.clipped[:, t] = clipped
+        return q
+
+    def round_all(self, Wp):
+        """Every column at once (RTN: no feedback, so no column loop); the same values as column by
+        column, since rounding is elementwise."""
+        args = (Wp, self.delta, self.zero, self.lo, self.hi)
+        if self.rounding == "nearest":
+            q, clipped = round_nearest(*args)
+        else:
+            q, clipped = round_stochastic(*args, self.u)
+        self.clipped[...] = clipped
+        return q
+
+
+@dataclass
+class Trace:
+    """``x_t``, ``q_t`` and ``eta_t`` for every step, in processing order (arrays of any backend)."""
+
+    x: object
+    q: object
+    eta: object
+
+    @classmethod
+    def empty(cls, like) -> Trace:
+        nx = get_backend(like)
+        return cls(*(nx.zeros_like(like) for _ in range(3)))
+
+    def record(self, t: int, x, q):
+        eta = x - q
+        self.x[:, t], self.q[:, t], self.eta[:, t] = x, q, eta
+        return eta
+
+
+def check_method(method: str, block_size, methods: tuple[str, ...] = ("blocked", "iteration")) -> int | None:
+    """``block_size`` checked for ``method="blocked"`` (``None`` for the iteration)."""
+    if not isinstance(method, str) or method not in methods:
+        if methods == ("blocked",):
+            raise ValueError(
+                f"the torch backend runs the blocked fast form (A2', method='blocked'); got method={method!r}. "
+                "The paper iteration (A2) is the numpy reference: pass numpy arrays for it"
+            )
+        raise ValueError(f"method must be 'blocked' (A2') or 'iteration' (A2); got {method!r}")
+    if method == "blocked":
+        return check_positive_int("block_size", block_size)
+    return None
+
+
+def damped(attempt: Callable, lam, damping: Damping | None, mean_diag: Callable[[], float]):
+    """``attempt(lam)``; with ``Damping(auto=True)`` raise ``lam`` tenfold until it works.
+
+    The schedule is :meth:`ptqtheory.Damping.raised` from ``mean_diag()`` (the mean diagonal of the
+    undamped Gram matrix), at most ``damping.max_tries`` increases. Returns ``(attempt's result, lam
+    used, [(old, new) for every increase])``; the last :class:`SingularHessianError` propagates.
+    """
+    tries = damping.max_tries if (damping is not None and damping.auto) else 0
+    raised: list[tuple[float, float]] = []
+    while True:
+        try:
+            return attempt(lam), lam, raised
+        except SingularHessianError:
+            if len(raised) >= tries:
+                raise
+        old = lam
+        lam = check_lam(damping.raised(old, mean_diag()))
+        raised.append((old, lam))
+
+
+def check_finite_run(x, q, eta, delta, zero, order, algorithm: str, precision="float64") -> None:
+    """R2/R3 of :mod:`ptqtheory.tolerances` on a finished run (host arrays, processing order): every
+    ``x_t``, ``q_t`` and ``eta_t`` finite, every code inside the range that ``precision`` rounds exactly,
+    and every (refitted) step inside R1. The inputs were checked before the run; this catches what
+    the error feedback did during it, so that no run returns a non-finite or inexactly rounded ``Q``."""
+    where = f"{algorithm} (values in processing order; column order[t] of W)"
+    for name, a in (("x", x), ("eta", eta)):
+        a = np.asarray(a, dtype=float)
+        if not np.all(np.isfinite(a)):
+            i, t = (int(v) for v in np.argwhere(~np.isfinite(a))[0])
+            raise ValueError(
+                f"{where}: the value {name} at row {i}, step {t} (column {int(order[t])}) overflowed "
+                f"{precision}: the error feedback w_>t -= eta_t L_>t,t grew without bound (clipped errors "
+                "on an ill-conditioned H feed back). Fix: damp H (lam > 0, e.g. "
+                "pt.Damping.percdamp(0.01)), widen the grid (more bits) so nothing clips, or use float64"
+            )
+    check_steps(delta, precision, name=f"{algorithm}: a refitted min-max grid step")
+    check_codes(q, delta, zero, precision, what=where)
+
+
+# -- A2', the blocked OPTQ sweep ------------------------------------------------------------------
+
+
+def optq_blocked(Wp, Lt, rounder: Rounder, trace: Trace, block_size: int, t0: int = 0) -> None:
+    r"""A2', GPTQ's fast form with lazy block updates of width ``block_size``, from step ``t0``.
+
+    .. math:: x_t = w_t,\quad q_t = Q(x_t),\quad \eta_t = x_t - q_t,\quad
+              w_{>t} \mathrel{-}= \eta_t\, L_{>t,t} \quad (= (\eta_t/U_{tt})\, U_{t,>t},\ H^{-1}=U^TU)
+
+    for all rows at once (``Wp`` is the current iterate, updated in place). The updates are applied
+    lazily on two levels: inside a sub-block of :data:`INNER` columns each step updates the
+    sub-block's remaining columns (rank one); the rest of the block receives the sub-block's updates
+    in one product at its end, and the columns right of the block receive the block's updates
+    :math:`E_{block} L^T_{block, >block}` in one product at the block's end. Every column receives the
+    same updates as in the unblocked sweep, summed in another order, so the result is A2 for every
+    ``block_size`` up to float rounding. A group that starts inside a block is fitted from the
+    *current* weights: pending updates are applied to its columns first (:func:`pending_current`;
+    reading the stale weights there is the peer bug that makes results depend on ``block_size``).
+    Column access is the hot path: ``Wp`` and the trace are best column-major, ``Lt`` row-major.
+    """
+    nx = get_backend(Wp)
+    N = Wp.shape[1]
+    for i1 in range(t0, N, block_size):
+        i2 = min(i1 + block_size, N)
+        W1 = nx.block(Wp, i1, i2)
+        E1 = nx.zeros_like(W1)
+        for j1 in range(i1, i2, INNER):
+            j2 = min(j1 + INNER, i2)
+            for t in range(j1, j2):
+                i = t - i1
+                if rounder.group_start(t):
+                    rounder.refit(t, pending_current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, rounder.group_end(t)))
+                x = W1[:, i]  # column i of W1 is final: later updates touch columns > i only
+                eta = trace.record(t, x, rounder(t, x))
+                E1[:, i] = eta
+                if t + 1 < j2:
+                    nx.sub_outer_(W1[:, i + 1 : j2 - i1], eta, Lt[t, t + 1 : j2])
+            if j2 < i2:
+                nx.sub_matmul_(W1[:, j2 - i1 :], E1[:, j1 - i1 : j2 - i1], Lt[j1:j2, j2:i2])
+        if i2 < N:
+            nx.sub_matmul_(Wp[:, i2:], E1, Lt[i1:i2, i2:])
+
+
+INNER = 16
+"""Width of the innermost sub-block of :func:`optq_blocked` (rank-one updates touch at most this
+many columns; wider lazy updates are matrix products)."""
+
+
+def pending_current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, g1: int):
+    """The current weights of columns ``t..g1-1`` before step ``t`` of :func:`optq_blocked`: stored
+    values minus the updates still pending from the sub-block (columns ``j2..i2-1``) and from the
+    block (columns ``>= i2``)."""
+    nx = get_backend(Wp)
+    parts = [W1[:, t - i1 : min(g1, j2) - i1]]
+    if g1 > j2:
+        c1 = min(g1, i2)
+        parts.append(W1[:, j2 - i1 : c1 - i1] - nx.dot(E1[:, j1 - i1 : t - i1], Lt[j1:t, j2:c1]))
+    if g1 > i2:
+        parts.append(Wp[:, i2:g1] - nx.dot(E1[:, : t - i1], Lt[i1:t, i2:g1]))
+    return nx.hcat(parts)
