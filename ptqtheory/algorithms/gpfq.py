@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
-from .._validate import check_choice, is_torch
+from .._validate import check_choice
+from ..engine import DeadColumns, Rounding
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -13,46 +14,15 @@ from ._engine import Trace, finish, setup
 
 
 def gpfq(
-    W,
-    X,
-    Xt,
-    grid: Grid | None = None,
-    rounding: str = "nearest",
-    seed: SeedLike = None,
-    order="natural",
-    dead_columns: str = "raise",
+    W, X, Xt, *, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None,
+    order="natural", dead_columns: DeadColumns = "raise",
 ) -> Run:
-    r"""GPFQ (THEORY.md A5): follow the output path, one column at a time.
+    r"""GPFQ (THEORY.md A5) on numpy arrays, float64 or exact; see :func:`ptqtheory.gpfq`.
 
     .. math::
         u_0 = 0,\quad q_t = Q\Big(\frac{\tilde X_t^T(u_{t-1} + w_t X_t)}{\|\tilde X_t\|^2}\Big),\quad
-        u_t = u_{t-1} + w_t X_t - q_t \tilde X_t,
-
-    so that :math:`u_N = Xw - \tilde X q` (identity I6). All rows run together; the state
-    :math:`u` has shape ``(n, m)`` and is returned as ``run.residual``.
-
-    Parameters
-    ----------
-    X, Xt : array_like, shape (m, N)
-        Float-model and quantized-model inputs (pass ``Xt=X`` when they agree).
-    dead_columns : {"raise", "round"}
-        A column with :math:`\tilde X_t = 0` leaves the step undefined. ``"raise"`` refuses;
-        ``"round"`` rounds :math:`w_t` itself there and records the columns in ``run.notes``.
-
-    Notes
-    -----
-    There is no damping in GPFQ (``run.lam`` is 0). The grid is used as fitted: GPFQ moves no
-    weights, so min-max groups are not refitted.
-
-    References
-    ----------
-    Lybrand & Saab, "A greedy algorithm for quantizing neural networks", JMLR 2021;
-    Zhang & Saab, "SPFQ", arXiv 2309.10975.
+        u_t = u_{t-1} + w_t X_t - q_t \tilde X_t .
     """
-    if is_torch(W, X, Xt):
-        from ..torch_backend import gpfq as _torch_gpfq
-
-        return _torch_gpfq(W, X, Xt, grid, rounding, seed, order, dead_columns)
     check_choice("dead_columns", dead_columns, ("raise", "round"))
     if Xt is None:
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")

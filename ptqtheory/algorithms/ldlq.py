@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
-from .._validate import is_torch
+from ..engine import Incoherence, Rounding
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -13,43 +13,15 @@ from ._engine import Trace, finish, setup
 
 
 def ldlq(
-    W,
-    X,
-    lam=0.0,
-    grid: Grid | None = None,
-    rounding: str = "nearest",
-    order="natural",
-    seed: SeedLike = None,
-    incoherence: str | None = None,
+    W, X, *, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order="natural",
+    seed: SeedLike = None, incoherence: Incoherence | None = None,
 ) -> Run:
-    r"""LDLQ (THEORY.md A3): adaptive rounding with linear feedback from the LDL factor of ``H``.
+    r"""LDLQ (THEORY.md A3), the column recursion on numpy arrays, float64 or exact; see :func:`ptqtheory.ldlq`.
 
-    With :math:`H = (\mathring U + I) D (\mathring U + I)^T` (:math:`\mathring U` strictly upper),
-    column by column
-
-    .. math:: \hat W_k = Q\big(W_k + (W_{<k} - \hat W_{<k})\,\mathring U_{<k,k}\big).
-
-    Since :math:`\mathring U + I = L^{-T}` and :math:`D_t = C_{tt}^{-2}`, LDLQ is OPTQ (same order
-    and grid); identity I3: :math:`\operatorname{tr}((\hat W - W)H(\hat W - W)^T)
-    = \sum_{rows}\sum_t \eta_t^2 D_t`.
-
-    Parameters
-    ----------
-    incoherence : {None, "kron", "hadamard"}
-        Incoherence processing (A3i): quantize :math:`U W V^T` against :math:`V H V^T` with random
-        orthogonal :math:`U, V` (needs ``seed``) and map back; see
-        :func:`ptqtheory.algorithms.incoherence.incoherent`.
-
-    Other parameters are as for :func:`ptqtheory.optq`.
-
-    References
-    ----------
-    Chee, Cai, Kuleshov & De Sa, "QuIP", arXiv 2307.13304.
+    With :math:`H = (\mathring U + I) D (\mathring U + I)^T` (:math:`\mathring U` strictly upper):
+    :math:`\hat W_k = Q\big(W_k + (W_{<k} - \hat W_{<k})\,\mathring U_{<k,k}\big)`. ``incoherence``
+    runs A3i (:func:`ptqtheory.algorithms.incoherence.incoherent`).
     """
-    if is_torch(W, X):
-        from ..torch_backend import ldlq as _torch_ldlq
-
-        return _torch_ldlq(W, X, lam, grid, rounding, order, seed, incoherence)
     if incoherence is not None:
         from .incoherence import incoherent
 

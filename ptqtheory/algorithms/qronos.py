@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
-from .._validate import check_choice, is_torch
+from .._validate import check_choice
+from ..engine import Method, Rounding, Start, Variant
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -23,58 +24,18 @@ STARTS = ("w", "ls")
 
 
 def qronos(
-    W,
-    X,
-    Xt,
-    lam=0.0,
-    grid: Grid | None = None,
-    rounding: str = "nearest",
-    order="natural",
-    seed: SeedLike = None,
-    variant: str = "paper",
-    start: str = "w",
-    block_size: int = 128,
-    method: str = "blocked",
+    W, X, Xt=None, *, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order="natural",
+    seed: SeedLike = None, variant: Variant = "paper", start: Start = "w", block_size: int = 128,
+    method: Method = "blocked",
 ) -> Run:
-    r"""Qronos (THEORY.md A4 ``variant="paper"``, A4' ``variant="ls"``).
+    r"""Qronos (THEORY.md A4, A4') on numpy arrays, float64 or exact; :func:`ptqtheory.qronos` documents
+    the parameters.
 
-    A4 (paper iteration), step 1 from the start iterate :math:`w^{(0)}` (``start="w"``: the
-    weights; ``start="ls"``: :math:`w_{LS}`):
-
-    .. math::
-        y_1 = \frac{\hat{\tilde X}_1^T(\hat X w - \hat{\tilde X}_{>1} w^{(0)}_{>1})}
-                   {\|\hat{\tilde X}_1\|^2},\quad q_1 = Q(y_1),\quad
-        w^{(1)}_{>1} = \arg\min_v \|\hat X w - \hat{\tilde X}_1 q_1 - \hat{\tilde X}_{>1} v\|^2,
-
-    then OPTQ (A2) on :math:`\tilde H` for :math:`t \ge 2`. Identity I5:
-    :math:`\|Xw - \tilde Xq\|^2 + \lambda\|w-q\|^2 = \|r_0\|^2 + ((w_{LS})_1 - q_1)^2\tilde D_1
-    + \sum_{t\ge2}\eta_t^2\tilde D_t`, :math:`r_0 = \hat Xw - \hat{\tilde X}w_{LS}`.
-
-    A4' (least squares, then OPTQ): :math:`q = \mathrm{OPTQ}(w_{LS}; \tilde H)`; identity I4 with
-    :math:`\sum_t \eta_t^2 \tilde D_t`. A4 from :math:`w_{LS}` equals A4'; both equal OPTQ when
-    :math:`\tilde X = X`.
-
-    Parameters
-    ----------
-    Xt : array_like, shape (m, N)
-        Inputs of this layer in the partly quantized model, row for row the same samples as ``X``.
-    variant : {"paper", "ls"}
-    start : {"w", "ls"}
-        Start iterate of the paper iteration (ignored by ``"ls"``).
-    method : {"blocked", "iteration"}
-        ``"iteration"`` solves every step by least squares on :math:`\hat{\tilde X}` (readable, exact
-        in rationals); ``"blocked"`` uses the factor of :math:`\tilde H` and GPTQ's lazy updates.
-
-    Other parameters are as for :func:`ptqtheory.optq`.
-
-    References
-    ----------
-    Zhang, Colbert & Saab, "Qronos", arXiv 2505.11695; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
+    Step 1 of A4 from :math:`w^{(0)}`: :math:`y_1 = \hat{\tilde X}_1^T(\hat X w - \hat{\tilde X}_{>1}
+    w^{(0)}_{>1}) / \|\hat{\tilde X}_1\|^2`, :math:`q_1 = Q(y_1)`, :math:`w^{(1)}_{>1} = \arg\min_v
+    \|\hat X w - \hat{\tilde X}_1 q_1 - \hat{\tilde X}_{>1} v\|^2`; then OPTQ on :math:`\tilde H` for
+    :math:`t \ge 2`. A4' rounds :math:`w_{LS}` with OPTQ on :math:`\tilde H`.
     """
-    if is_torch(W, X, Xt):
-        from ..torch_backend import qronos as _torch_qronos
-
-        return _torch_qronos(W, X, Xt, lam, grid, rounding, order, seed, variant, start, block_size, method)
     check_choice("variant", variant, VARIANTS)
     check_choice("start", start, STARTS)
     if Xt is None:
