@@ -13,12 +13,11 @@ shared, operation for operation: in float64, torch and numpy give the same bits.
 
 Operations
 ----------
-``zeros_like(a, shape=None)``, ``copy(a)`` (same memory order), ``block(A, i1, i2)`` (a copy of
-columns ``i1:i2``), ``sub_outer_(A, u, v)`` (:math:`A \mathrel{-}= uv^T` in place),
-``sub_matmul_(A, B, C)`` (:math:`A \mathrel{-}= BC` in place), ``dot(A, B)``, ``hcat(parts)``,
-``floor(a)``, ``half(a)``, ``clip(k, lo, hi)`` (clipped values and the clip mask),
-``indicator(mask, like)``, ``row_min(a)``, ``row_max(a)``, ``minimum(a, s)``, ``maximum(a, b)``,
-``where(mask, a, s)``, ``full_like(a, s)``, ``take_columns(a, perm)``, ``inverse(perm)``,
+``zeros_like(a, shape=None)`` (same memory order), ``block(A, i1, i2)`` (a copy of columns
+``i1:i2``), ``sub_outer_(A, u, v)`` (:math:`A \mathrel{-}= uv^T` in place), ``sub_matmul_(A, B, C)``
+(:math:`A \mathrel{-}= BC` in place), ``dot(A, B)``, ``hcat(parts)``, ``floor(a)``, ``half(a)``,
+``clip(k, lo, hi)`` (clipped values and the clip mask), ``indicator(mask, like)``, ``row_min(a)``,
+``row_max(a)``, ``minimum(a, s)``, ``maximum(a, b)``, ``where(mask, a, s)``, ``full_like(a, s)``,
 ``to_host(a)``.
 """
 
@@ -28,6 +27,7 @@ import math
 import sys
 
 import numpy as np
+import sympy
 
 from ._validate import is_exact
 
@@ -35,90 +35,51 @@ __all__ = ["Backend", "NumpyBackend", "TorchBackend", "get_backend"]
 
 
 class Backend:
-    """The operations interface (see the module docstring); subclasses implement every method."""
+    """The operations interface; :class:`NumpyBackend` and :class:`TorchBackend` implement every one.
 
-    name = "abstract"
+    In-place operations end in ``_`` and update a view of their first argument. ``clip`` returns the
+    clipped values and the boolean mask of entries that were clipped; ``where(mask, a, s)`` is ``s``
+    where ``mask`` holds and ``a`` elsewhere; ``indicator(mask, like)`` is the mask as 0/1 numbers
+    that add to ``like``; ``row_min``/``row_max`` reduce over columns; ``to_host`` gives a numpy array.
+    """
 
-    def zeros_like(self, a, shape=None):
-        raise NotImplementedError
+    name: str
 
-    def copy(self, a):
-        raise NotImplementedError
-
-    def block(self, A, i1: int, i2: int):
-        raise NotImplementedError
-
-    def sub_outer_(self, A, u, v) -> None:
-        raise NotImplementedError
-
-    def sub_matmul_(self, A, B, C) -> None:
-        raise NotImplementedError
-
-    def dot(self, A, B):
-        raise NotImplementedError
-
-    def hcat(self, parts):
-        raise NotImplementedError
-
-    def floor(self, a):
-        raise NotImplementedError
-
-    def half(self, a):
-        return 0.5
-
-    def clip(self, k, lo, hi):
-        raise NotImplementedError
-
-    def indicator(self, mask, like):
-        raise NotImplementedError
-
-    def row_min(self, a):
-        raise NotImplementedError
-
-    def row_max(self, a):
-        raise NotImplementedError
-
-    def minimum(self, a, s: float):
-        raise NotImplementedError
-
-    def maximum(self, a, b):
-        raise NotImplementedError
-
-    def where(self, mask, a, s: float):
-        raise NotImplementedError
-
-    def full_like(self, a, s: float):
-        raise NotImplementedError
-
-    def take_columns(self, a, perm):
-        raise NotImplementedError
-
-    def inverse(self, perm):
-        raise NotImplementedError
-
-    def to_host(self, a) -> np.ndarray:
-        raise NotImplementedError
+    def zeros_like(self, a, shape=None): ...
+    def block(self, A, i1: int, i2: int): ...
+    def sub_outer_(self, A, u, v) -> None: ...
+    def sub_matmul_(self, A, B, C) -> None: ...
+    def dot(self, A, B): ...
+    def hcat(self, parts): ...
+    def floor(self, a): ...
+    def half(self, a): ...
+    def clip(self, k, lo, hi): ...
+    def indicator(self, mask, like): ...
+    def row_min(self, a): ...
+    def row_max(self, a): ...
+    def minimum(self, a, s: float): ...
+    def maximum(self, a, b): ...
+    def where(self, mask, a, s: float): ...
+    def full_like(self, a, s: float): ...
+    def to_host(self, a) -> np.ndarray: ...
 
 
 class NumpyBackend(Backend):
     """numpy float64 and exact object arrays (``sympy.Rational``): LAPACK/BLAS or exact arithmetic."""
 
     name = "numpy"
+    hcat, minimum, maximum = staticmethod(np.hstack), staticmethod(np.minimum), staticmethod(np.maximum)
+    full_like, to_host = staticmethod(np.full_like), staticmethod(np.asarray)
 
     def zeros_like(self, a, shape=None):
         # Exact or float64, and with shape=None in a's memory order (the sweeps read columns).
         order = "F" if (shape is None and a.flags.f_contiguous and not a.flags.c_contiguous) else "C"
         shape = a.shape if shape is None else shape
         if is_exact(a):
-            import sympy
-
             out = np.empty(shape, dtype=object, order=order)
             out.fill(sympy.Integer(0))
             return out
         return np.zeros(shape, order=order)
-
-    def copy(self, a):
-        return a.copy(order="K")
 
     def block(self, A, i1, i2):
         return np.array(A[:, i1:i2], order="F")
@@ -133,22 +94,13 @@ class NumpyBackend(Backend):
         # numpy's matmul refuses object arrays; np.dot multiplies rationals exactly.
         return np.dot(A, B) if (is_exact(A) or is_exact(B)) else A @ B
 
-    def hcat(self, parts):
-        return np.hstack(parts)
-
     def floor(self, a):
         if is_exact(a):
-            import sympy
-
             return np.vectorize(lambda v: sympy.Integer(math.floor(v)), otypes=[object])(a)
         return np.floor(a)
 
     def half(self, a):
-        if is_exact(np.asarray(a)):
-            import sympy
-
-            return sympy.Rational(1, 2)
-        return 0.5
+        return sympy.Rational(1, 2) if is_exact(np.asarray(a)) else 0.5
 
     def clip(self, k, lo, hi):
         kc = np.where(k < lo, lo, k)
@@ -164,26 +116,8 @@ class NumpyBackend(Backend):
     def row_max(self, a):
         return np.asarray(a, dtype=float).max(axis=1)
 
-    def minimum(self, a, s):
-        return np.minimum(a, s)
-
-    def maximum(self, a, b):
-        return np.maximum(a, b)
-
     def where(self, mask, a, s):
         return np.where(mask, s, a)
-
-    def full_like(self, a, s):
-        return np.full_like(a, s)
-
-    def take_columns(self, a, perm):
-        return a[..., perm]
-
-    def inverse(self, perm):
-        return np.argsort(perm)
-
-    def to_host(self, a):
-        return np.asarray(a)
 
 
 class TorchBackend(Backend):
@@ -195,14 +129,12 @@ class TorchBackend(Backend):
         import torch
 
         self.torch = torch
+        self.dot, self.floor, self.full_like = torch.matmul, torch.floor, torch.full_like
 
     def zeros_like(self, a, shape=None):
         if shape is None:
             return self.torch.zeros_like(a)  # keeps a's strides (column-major stays column-major)
         return self.torch.zeros(shape, dtype=a.dtype, device=a.device)
-
-    def copy(self, a):
-        return a.clone()  # keeps the strides
 
     def block(self, A, i1, i2):
         return A[:, i1:i2].clone()  # clone keeps the column-major strides
@@ -213,14 +145,11 @@ class TorchBackend(Backend):
     def sub_matmul_(self, A, B, C):
         A.addmm_(B, C, alpha=-1)
 
-    def dot(self, A, B):
-        return self.torch.matmul(A, B)
-
     def hcat(self, parts):
         return self.torch.cat(parts, dim=1)
 
-    def floor(self, a):
-        return self.torch.floor(a)
+    def half(self, a):
+        return 0.5
 
     def clip(self, k, lo, hi):
         kc = self.torch.clamp(k, lo, hi)  # lo <= hi (checked by Grid): min(max(k, lo), hi)
@@ -243,15 +172,6 @@ class TorchBackend(Backend):
 
     def where(self, mask, a, s):
         return self.torch.where(mask, self.torch.full_like(a, s), a)
-
-    def full_like(self, a, s):
-        return self.torch.full_like(a, s)
-
-    def take_columns(self, a, perm):
-        return a.index_select(a.dim() - 1, perm)
-
-    def inverse(self, perm):
-        return self.torch.argsort(perm)
 
     def to_host(self, a):
         return a.detach().to("cpu", self.torch.float64).numpy()

@@ -115,6 +115,21 @@ class Run:
     pivots: object = field(default=None, repr=False)
     stats: object = field(default=None, repr=False)
 
+    def mapped_back(self, W, Q, vector: bool, seed, transform: Transform) -> Run:
+        """The record of A3i: this run quantized ``U W V^T``; ``Q = U^T Q' V`` is the result for the
+        weights ``W`` (a single row when ``vector``). The processed run stays as ``inner``."""
+
+        def shaped(a):
+            return a[0] if vector else a
+
+        return Run(
+            algorithm=self.algorithm, variant=self.variant, W=shaped(W), Q=shaped(Q), eta=shaped(self.eta),
+            x=shaped(self.x), clipped=shaped(self.clipped), order=self.order, grid=self.grid, lam=self.lam,
+            rounding=self.rounding, seed=seed, damping=self.damping, block_size=self.block_size,
+            method=self.method, inner=self, transform=transform, notes=self.notes, precision=self.precision,
+            backend=self.backend, device=self.device, tf32=self.tf32,
+        )
+
     @property
     def codes(self) -> np.ndarray:
         r"""Integer grid index :math:`k` of every entry, :math:`q = \delta (k - z)` (in-grid runs only).

@@ -89,13 +89,4 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, **kwargs) -> 
     inner = fn(Wt, Xv, grid=grid, seed=seed, **kwargs)
     Q = U.T @ inner.Q @ V
 
-    def shaped(a):
-        return a[0] if vector else a
-
-    return Run(
-        algorithm=inner.algorithm, variant=inner.variant, W=shaped(Wa), Q=shaped(Q),
-        eta=shaped(inner.eta), x=shaped(inner.x), clipped=shaped(inner.clipped),
-        order=inner.order, grid=inner.grid, lam=inner.lam, rounding=inner.rounding, seed=seed,
-        damping=inner.damping, block_size=inner.block_size, method=inner.method, inner=inner,
-        transform=Transform(kind=kind, U=U, V=V), notes=inner.notes,
-    )
+    return inner.mapped_back(Wa, Q, vector, seed, Transform(kind=kind, U=U, V=V))

@@ -20,7 +20,7 @@ from ..orders import resolve_order
 from ..records import Run
 from .device import as_data, as_weights, check_weight_scale, dtype_name, weights_device
 from .factor import TorchPivots, factor_damped
-from .grids import check_grid, check_run, column_major, grid_record, torch_rounder
+from .grids import check_grid, check_run, column_major, grid_record, to_host, torch_rounder
 from .stats import TorchAccumulator, is_identity, resolve_lam, statistics, sym_perm
 
 __all__ = ["INNER", "Setup", "Trace", "check_blocked", "finish", "optq_blocked", "pending_current", "setup"]
@@ -110,11 +110,11 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
     if named and order in (*NORM_ORDERS, "min_pivot"):
         if acc is not None:
             src = acc.XttXt if mismatch else acc.XtX  # GPFQ's accumulator holds Xt alone
-            gram_diag = _host(torch.diagonal(src))
+            gram_diag = to_host(torch.diagonal(src))
             if order == "min_pivot":
-                H_order = _host(src) + float(lam_abs) * np.eye(N)
+                H_order = to_host(src) + float(lam_abs) * np.eye(N)
         elif Xtd is not None:
-            gram_diag = _host((Xtd.to(torch.float64) ** 2).sum(0))
+            gram_diag = to_host((Xtd.to(torch.float64) ** 2).sum(0))
     perm_np = resolve_order(order, N, gram_diag=gram_diag, H=H_order, seed=seed)
     perm = torch.as_tensor(perm_np, dtype=torch.int64, device=device)
     s = Setup(
@@ -133,10 +133,6 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
     if Wt.dtype != W.dtype:
         s.notes.append(f"W of dtype {dtype_name(W.dtype)} widened to {dtype_name(Wt.dtype)} (exact)")
     return s
-
-
-def _host(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float64).numpy()
 
 
 def check_blocked(method: str, block_size) -> int:

@@ -20,12 +20,15 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from ..backend import get_backend
 from ..calibration import Damping
 from ..engine import damped
 from ..factor import SingularHessianError, singular_message
 from ..tolerances import check_magnitude, quadratic_range, singular_threshold
 
 __all__ = ["TorchPivots", "factor_damped", "pivots"]
+
+to_host = get_backend(torch.empty(0)).to_host
 
 
 @dataclass(eq=False)
@@ -88,7 +91,7 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
     Lr, info = torch.linalg.cholesky_ex(Hf.flip(0, 1))
     if int(info) != 0:
         raise SingularHessianError(
-            singular_message(_host_diag(Hp), lam, what, "Cholesky factorization failed", columns)
+            singular_message(to_host(torch.diagonal(Hp)), lam, what, "Cholesky factorization failed", columns)
         )
     UH = Lr.flip(0, 1)
     D = torch.diagonal(UH) ** 2
@@ -98,15 +101,11 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
     if not Dt > tiny:
         raise SingularHessianError(
             singular_message(
-                _host_diag(Hp), lam, what,
+                to_host(torch.diagonal(Hp)), lam, what,
                 f"pivot D_t = {Dt:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}", columns,
             )
         )
     return TorchPivots(UH=UH, D=D)
-
-
-def _host_diag(Hp: torch.Tensor) -> np.ndarray:
-    return torch.diagonal(Hp).detach().to("cpu", torch.float64).numpy()
 
 
 def factor_damped(G0p: torch.Tensor, lam: float, damping: Damping | None, what: str, columns,

@@ -15,13 +15,17 @@ import numpy as np
 import torch
 
 from .._validate import check_bool, check_positive_int
+from ..backend import get_backend
 from ..engine import Rounder, check_finite_run
 from ..grids import Grid, MinMax, bits_limit_reason, check_code_range, check_steps, check_values
 from ..tolerances import max_bits, max_code, step_range
 from .rand import uniforms
 from .stats import is_identity
 
-__all__ = ["check_grid", "check_run", "column_major", "grid_record", "minmax_grid", "torch_rounder"]
+__all__ = ["check_grid", "check_run", "column_major", "grid_record", "minmax_grid", "to_host", "torch_rounder"]
+
+
+to_host = get_backend(torch.empty(0)).to_host  # float64 numpy copies on the host
 
 
 def column_major(a: torch.Tensor) -> torch.Tensor:
@@ -64,31 +68,7 @@ def minmax_grid(W: torch.Tensor, bits: int = 4, sym: bool = False, group_size: i
             d, z = rule.fit(W2[:, g0:g1])
             delta[:, g0:g1] = d[:, None]
             zero[:, g0:g1] = z[:, None]
-    return Grid(_host(delta), _host(zero), lo=0, hi=2**bits - 1, rule=rule)
-
-
-def _host(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float64).numpy()
-
-
-def _shaped(name: str, a, n: int, N: int) -> np.ndarray:
-    """A grid parameter as a 2-D array broadcastable to ``(n, N)``, with the numpy shape rules."""
-    a = np.asarray(a, dtype=float)
-    if a.ndim == 0:
-        a = a.reshape(1, 1)
-    elif a.ndim == 1:
-        if a.shape[0] != n:
-            raise ValueError(f"grid {name} has {a.shape[0]} values (one per row) but W has {n} rows")
-        a = a[:, None]
-    elif a.shape not in ((n, N), (n, 1), (1, N), (1, 1)):
-        raise ValueError(f"grid {name} has shape {a.shape}; W has shape ({n}, {N})")
-    return a
-
-
-def check_grid_shapes(grid: Grid, n: int, N: int) -> None:
-    """The shape check of :meth:`Grid.expand`, without building ``(n, N)`` copies."""
-    for name, a in (("delta", grid.delta), ("zero", grid.zero), ("lo", grid.lo), ("hi", grid.hi)):
-        _shaped(name, a, n, N)
+    return Grid(to_host(delta), to_host(zero), lo=0, hi=2**bits - 1, rule=rule)
 
 
 def check_grid(grid: Grid, W: torch.Tensor, precision: str) -> None:
@@ -96,34 +76,36 @@ def check_grid(grid: Grid, W: torch.Tensor, precision: str) -> None:
     (R1/R2 of :mod:`ptqtheory.tolerances`: a grid that float64 rounds exactly may be too fine for
     float32), and the codes the weights ``W`` themselves round to (on the device, one sync)."""
     n, N = W.shape
-    check_grid_shapes(grid, n, N)
+    grid.views(n, N)  # the shape check, with broadcast views (no copies)
     check_steps(grid.delta, precision)
     check_code_range(grid.lo, grid.hi, grid.zero, precision, rule=grid.rule)
-    d, z, lo, hi = (_param(name, a, n, N, W.device, torch.float64) for name, a in
-                    (("delta", grid.delta), ("zero", grid.zero), ("lo", grid.lo), ("hi", grid.hi)))
+    d, z, lo, hi = (_param(a, W.device, torch.float64) for a in (grid.delta, grid.zero, grid.lo, grid.hi))
     k = torch.maximum(torch.minimum(torch.floor(W.to(torch.float64) / d + z + 0.5), hi), lo)
     worst = float((k.abs() + z.abs() + 1.0).amax())
     if not worst <= max_code(precision):  # the host check builds the message (and raises)
-        check_values("W", _host(W), *(np.broadcast_to(_host(a), (n, N)) for a in (d, z, lo, hi)),
+        check_values("W", to_host(W), *(np.broadcast_to(to_host(a), (n, N)) for a in (d, z, lo, hi)),
                      precision=precision)
 
 
 def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, precision: str) -> None:
     """R2/R3 on a finished torch run: one reduction on the device (one sync); on failure the numpy
     check (:func:`ptqtheory.engine.check_finite_run`) finds the place and raises."""
-
     lo, hi = step_range(precision)
     q, d, z = trace.q.to(torch.float64), rounder.delta.to(torch.float64), rounder.zero.to(torch.float64)
     size = (q / d + z).abs() + z.abs() + 1.0
     ok = (torch.isfinite(trace.x).all() & torch.isfinite(trace.eta).all() & torch.isfinite(q).all()
           & (size <= max_code(precision)).all() & (d >= lo).all() & (d <= hi).all())
     if not bool(ok):
-        check_finite_run(_host(trace.x), _host(trace.q), _host(trace.eta), _host(rounder.delta),
-                         _host(rounder.zero), order.tolist(), algorithm, precision)
+        check_finite_run(to_host(trace.x), to_host(trace.q), to_host(trace.eta), to_host(rounder.delta),
+                         to_host(rounder.zero), order.tolist(), algorithm, precision)
 
 
-def _param(name: str, a, n: int, N: int, device, dtype) -> torch.Tensor:
-    return torch.as_tensor(_shaped(name, a, n, N), dtype=dtype, device=device)
+def _param(a, device, dtype) -> torch.Tensor:
+    """A grid parameter (shapes checked by :func:`check_grid`) as a 2-D tensor broadcastable to
+    ``(n, N)``: a 1-D array holds one value per row."""
+    a = np.asarray(a, dtype=float)
+    return torch.as_tensor(a.reshape(1, 1) if a.ndim == 0 else (a[:, None] if a.ndim == 1 else a),
+                           dtype=dtype, device=device)
 
 
 def torch_rounder(grid: Grid, n: int, N: int, order: torch.Tensor, rounding: str, seed, device,
@@ -135,7 +117,7 @@ def torch_rounder(grid: Grid, n: int, N: int, order: torch.Tensor, rounding: str
     """
     cols = {}
     for name, a in (("delta", grid.delta), ("zero", grid.zero), ("lo", grid.lo), ("hi", grid.hi)):
-        full = _param(name, a, n, N, device, dtype).expand(n, N)
+        full = _param(a, device, dtype).expand(n, N)
         if full.stride(1) == 0 and name in ("lo", "hi"):
             cols[name] = full
         else:
@@ -148,8 +130,8 @@ def torch_rounder(grid: Grid, n: int, N: int, order: torch.Tensor, rounding: str
 def grid_record(rounder: Rounder, grid: Grid, inv: torch.Tensor) -> Grid:
     """The grid actually used, per entry, in the original column order (host arrays)."""
     natural = is_identity(inv)
-    delta = _host(rounder.delta if natural else rounder.delta.index_select(1, inv))
-    zero = _host(rounder.zero if natural else rounder.zero.index_select(1, inv))
+    delta = to_host(rounder.delta if natural else rounder.delta.index_select(1, inv))
+    zero = to_host(rounder.zero if natural else rounder.zero.index_select(1, inv))
     lo, hi = np.asarray(grid.lo, float), np.asarray(grid.hi, float)
     # Like the numpy reference, a single row's grid stays 2-D, shape (1, N): a 1-D array
     # would read as one value per row.

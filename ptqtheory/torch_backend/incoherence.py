@@ -96,14 +96,4 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, lam, rounding
                    seed=seed, block_size=block_size, factor_dtype=factor_dtype, allow_tf32=allow_tf32)
         Q = (U.T @ inner.Q.to(F64) @ V).to(Wa.dtype)
 
-    def shaped(a):
-        return a[0] if vector else a
-
-    return Run(
-        algorithm=inner.algorithm, variant=inner.variant, W=shaped(Wa), Q=shaped(Q),
-        eta=shaped(inner.eta), x=shaped(inner.x), clipped=shaped(inner.clipped), order=inner.order,
-        grid=inner.grid, lam=inner.lam, rounding=inner.rounding, seed=seed, damping=inner.damping,
-        block_size=inner.block_size, method=inner.method, inner=inner, transform=Transform(kind=kind, U=U, V=V),
-        notes=inner.notes, precision=inner.precision, backend="torch", device=inner.device,
-        tf32=inner.tf32,
-    )
+    return inner.mapped_back(Wa, Q, vector, seed, Transform(kind=kind, U=U, V=V))
