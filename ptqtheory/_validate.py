@@ -23,6 +23,7 @@ __all__ = [
     "check_choice",
     "check_lam",
     "check_nonnegative_real",
+    "check_permutation",
     "check_positive_int",
     "check_probability",
     "check_seed",
@@ -235,6 +236,17 @@ def check_choice(name: str, value, choices: tuple) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {choices}; got {value!r}")
     return value
+
+
+def check_permutation(order, N: int) -> np.ndarray:
+    """An explicit column order: a permutation of ``0..N-1`` (int64), or ``ValueError``."""
+    perm = np.asarray(order)
+    if perm.dtype.kind not in "iu" or perm.shape != (N,) or not np.array_equal(np.sort(perm), np.arange(N)):
+        raise ValueError(
+            f"order must be a permutation of 0..{N - 1} (an integer array of length {N}); "
+            f"got {perm.dtype} array of shape {perm.shape}"
+        )
+    return perm.astype(np.int64)
 
 
 def check_seed(seed) -> None:

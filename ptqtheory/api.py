@@ -25,12 +25,26 @@ __all__ = ["gpfq", "incoherence", "ldlq", "optq", "qronos", "random_orthogonal",
 Order = OrderName | Any  # a name, or a permutation of range(N) (array_like)
 
 
-def _numpy_options(factor_dtype, allow_tf32) -> None:
-    if factor_dtype is not None or allow_tf32:
+def _forward(name: str, args: dict, inputs: tuple[str, ...], torch_only: tuple[str, ...]) -> Run:
+    """Call algorithm ``name`` of the backend of ``args[inputs]`` with ``args`` (the caller's
+    parameters, ``locals()``) by keyword; the ``torch_only`` options go to the torch backend alone."""
+    if is_torch(*(args[k] for k in inputs)):
+        from .torch_backend import algorithms as on_device
+
+        return getattr(on_device, name)(**args)
+    if args.get("factor_dtype") is not None or args.get("allow_tf32"):
         raise ValueError(
             "factor_dtype and allow_tf32 are options of the torch backend (torch tensor inputs); the "
             "numpy backend computes in float64 (or exactly, with rational inputs)"
         )
+    from .algorithms.gpfq import gpfq as a5
+    from .algorithms.ldlq import ldlq as a3
+    from .algorithms.optq import optq as a2
+    from .algorithms.qronos import qronos as a4
+    from .algorithms.rtn import rtn as a1
+
+    reference = {"rtn": a1, "optq": a2, "ldlq": a3, "qronos": a4, "gpfq": a5}[name]
+    return reference(**{k: v for k, v in args.items() if k not in torch_only})
 
 
 def optq(
@@ -94,16 +108,8 @@ def optq(
     ----------
     Frantar et al., "GPTQ", arXiv 2210.17323; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
     """
-    kw = dict(W=W, X=X, lam=lam, grid=grid, rounding=rounding, order=order, seed=seed, block_size=block_size,
-              method=method)
-    if is_torch(W, X):
-        from .torch_backend import algorithms as tb
+    return _forward("optq", locals(), ("W", "X"), ("factor_dtype", "allow_tf32"))
 
-        return tb.optq(**kw, factor_dtype=factor_dtype, allow_tf32=allow_tf32)
-    from .algorithms.optq import optq as reference
-
-    _numpy_options(factor_dtype, allow_tf32)
-    return reference(**kw)
 
 
 def ldlq(
@@ -137,15 +143,8 @@ def ldlq(
     ----------
     Chee, Cai, Kuleshov & De Sa, "QuIP", arXiv 2307.13304.
     """
-    kw = dict(W=W, X=X, lam=lam, grid=grid, rounding=rounding, order=order, seed=seed, incoherence=incoherence)
-    if is_torch(W, X):
-        from .torch_backend import algorithms as tb
+    return _forward("ldlq", locals(), ("W", "X"), ("block_size", "factor_dtype", "allow_tf32"))
 
-        return tb.ldlq(**kw, block_size=block_size, factor_dtype=factor_dtype, allow_tf32=allow_tf32)
-    from .algorithms.ldlq import ldlq as reference
-
-    _numpy_options(factor_dtype, allow_tf32)
-    return reference(**kw)
 
 
 def qronos(
@@ -196,16 +195,8 @@ def qronos(
     ----------
     Zhang, Colbert & Saab, "Qronos", arXiv 2505.11695; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
     """
-    kw = dict(W=W, X=X, Xt=Xt, lam=lam, grid=grid, rounding=rounding, order=order, seed=seed,
-              variant=variant, start=start, block_size=block_size, method=method)
-    if is_torch(W, X, Xt):
-        from .torch_backend import algorithms as tb
+    return _forward("qronos", locals(), ("W", "X", "Xt"), ("factor_dtype", "allow_tf32"))
 
-        return tb.qronos(**kw, factor_dtype=factor_dtype, allow_tf32=allow_tf32)
-    from .algorithms.qronos import qronos as reference
-
-    _numpy_options(factor_dtype, allow_tf32)
-    return reference(**kw)
 
 
 def gpfq(
@@ -242,15 +233,8 @@ def gpfq(
     Lybrand & Saab, "A greedy algorithm for quantizing neural networks", JMLR 2021;
     Zhang & Saab, "SPFQ", arXiv 2309.10975.
     """
-    kw = dict(W=W, X=X, Xt=Xt, grid=grid, rounding=rounding, seed=seed, order=order, dead_columns=dead_columns)
-    if is_torch(W, X, Xt):
-        from .torch_backend import algorithms as tb
+    return _forward("gpfq", locals(), ("W", "X", "Xt"), ("allow_tf32",))
 
-        return tb.gpfq(**kw, allow_tf32=allow_tf32)
-    from .algorithms.gpfq import gpfq as reference
-
-    _numpy_options(None, allow_tf32)
-    return reference(**kw)
 
 
 def rtn(W, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None, *,
@@ -277,14 +261,8 @@ def rtn(W, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedL
     Comparison bounds (THEORY.md): :math:`E\|X\eta\|^2 \le (\delta^2/4)\|X\|_F^2` (stochastic) and
     :math:`\|X\eta\|^2 \le \|X\|_{op}^2 N \delta^2/4` (nearest).
     """
-    if is_torch(W):
-        from .torch_backend import algorithms as tb
+    return _forward("rtn", locals(), ("W",), ("allow_tf32",))
 
-        return tb.rtn(W=W, grid=grid, rounding=rounding, seed=seed, allow_tf32=allow_tf32)
-    from .algorithms.rtn import rtn as reference
-
-    _numpy_options(None, allow_tf32)
-    return reference(W=W, grid=grid, rounding=rounding, seed=seed)
 
 
 def random_orthogonal(d: int, kind: Incoherence, rng):

@@ -225,7 +225,7 @@ def _checked_statistics(H, lam, what: str, columns):
     """The checks of :func:`pivots`: a square, symmetric, finite real (or exact) ``H`` inside the
     range R1 (it scales like ``X^T X``), ``lam >= 0``, ``what`` in ("H", "Ht"), ``columns`` a
     permutation."""
-    from ._validate import _as_array, check_choice, check_lam, largest
+    from ._validate import _as_array, check_choice, check_lam, check_permutation, largest
     from .tolerances import allowance_unit, check_magnitude, lam_range
 
     Ha = _as_array("H", H)
@@ -243,9 +243,7 @@ def _checked_statistics(H, lam, what: str, columns):
     lam = check_lam(lam, exact)
     check_choice("what", what, ("H", "Ht"))
     if columns is not None:
-        from .orders import resolve_order
-
-        resolve_order(np.asarray(columns), Ha.shape[0])
+        check_permutation(columns, Ha.shape[0])
     return Ha, lam
 
 
