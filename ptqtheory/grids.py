@@ -25,8 +25,7 @@ from ._validate import _as_array, check_bool, check_choice, check_positive_int, 
 from .backend import get_backend
 from .tolerances import max_bits, max_code, precision_name, step_range
 
-__all__ = ["Grid", "MinMax", "fit_minmax", "quantize_nearest", "quantize_stochastic", "round_nearest",
-           "round_stochastic"]
+__all__ = ["Grid", "MinMax", "quantize_nearest", "quantize_stochastic", "round_nearest", "round_stochastic"]
 
 ROUNDINGS = ("nearest", "stochastic")
 
@@ -73,29 +72,25 @@ class MinMax:
         :math:`\delta = 2m/maxq`, :math:`z = 2^{b-1}`. A row of zeros uses :math:`m_\pm = \pm 1`
         as GPTQ does. Unlike GPTQ, the symmetric grid always spans :math:`[-m, m]`: GPTQ keeps
         :math:`m_- = 0` for a row without negative entries and then clips half of that row.
-        ``block`` may be a numpy array or a torch tensor (the fit then stays on its device).
+        ``block`` may be a numpy array or a torch tensor (the fit then stays on its device): the
+        formulas are written once over :mod:`ptqtheory.backend`.
         """
-        return fit_minmax(self, block)
-
-
-def fit_minmax(rule: MinMax, block) -> tuple:
-    """:meth:`MinMax.fit`, written once for every backend (:mod:`ptqtheory.backend`)."""
-    nx = get_backend(block)
-    maxq = 2**rule.bits - 1
-    lo = nx.minimum(nx.row_min(block), 0.0)
-    hi = nx.maximum(nx.row_max(block), 0.0)
-    if rule.sym:
-        hi = nx.maximum(-lo, hi)
-        lo = -hi
-    empty = (lo == 0) & (hi == 0)
-    lo = nx.where(empty, lo, -1.0)
-    hi = nx.where(empty, hi, 1.0)
-    delta = (hi - lo) / maxq
-    if rule.sym:
-        zero = nx.full_like(delta, float(2 ** (rule.bits - 1)))
-    else:
-        zero = nx.floor(-lo / delta + 0.5)
-    return delta, zero
+        nx = get_backend(block)
+        maxq = 2**self.bits - 1
+        lo = nx.minimum(nx.row_min(block), 0.0)
+        hi = nx.maximum(nx.row_max(block), 0.0)
+        if self.sym:
+            hi = nx.maximum(-lo, hi)
+            lo = -hi
+        empty = (lo == 0) & (hi == 0)
+        lo = nx.where(empty, lo, -1.0)
+        hi = nx.where(empty, hi, 1.0)
+        delta = (hi - lo) / maxq
+        if self.sym:
+            zero = nx.full_like(delta, float(2 ** (self.bits - 1)))
+        else:
+            zero = nx.floor(-lo / delta + 0.5)
+        return delta, zero
 
 
 def _param(name: str, value) -> np.ndarray:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._validate import check_choice, check_positive_int
 from .grids import Grid
 
 __all__ = ["Run", "Transform"]
@@ -29,6 +31,22 @@ class Transform:
     kind: str
     U: np.ndarray
     V: np.ndarray
+
+    KINDS = ("kron", "hadamard")
+
+    @staticmethod
+    def factor_sizes(d: int, kind: str) -> tuple[int, ...]:
+        r"""Checks ``d`` and ``kind``; the sizes of the Haar factors of ``"kron"`` (:math:`a \cdot b = d`,
+        :math:`a` the largest divisor :math:`\le\sqrt d`), or ``(d,)`` for ``"hadamard"`` (a power of 2)."""
+        d = check_positive_int("d", d)
+        check_choice("incoherence", kind, Transform.KINDS)
+        if kind == "hadamard":
+            if d & (d - 1):
+                raise ValueError(f"incoherence='hadamard' needs dimensions that are powers of 2; got {d}. "
+                                 "Use incoherence='kron' for other sizes.")
+            return (d,)
+        a = max(k for k in range(1, math.isqrt(d) + 1) if d % k == 0)
+        return (a, d // a)
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,7 +22,7 @@ from .stats import statistics
 
 __all__ = ["TRANSFORMS", "incoherent", "random_orthogonal"]
 
-TRANSFORMS = ("kron", "hadamard")
+TRANSFORMS = Transform.KINDS
 F64 = torch.float64
 
 
@@ -49,24 +49,14 @@ def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.
     largest divisor :math:`\le\sqrt d`. ``"hadamard"``: :math:`\mathrm{Had}_d\operatorname{diag}(\pm1)/\sqrt d`
     (Sylvester order, as ``scipy.linalg.hadamard``); needs ``d`` a power of 2.
     """
-    from .._validate import check_choice, check_positive_int
-
-    d = check_positive_int("d", d)
-    check_choice("incoherence", kind, TRANSFORMS)
+    sizes = Transform.factor_sizes(d, kind)
     if not isinstance(gen, torch.Generator):
         raise TypeError(f"gen must be a torch.Generator; got {type(gen).__name__}")
     if kind == "hadamard":
-        if d & (d - 1):
-            raise ValueError(
-                f"incoherence='hadamard' needs dimensions that are powers of 2; got {d}. "
-                "Use incoherence='kron' for other sizes."
-            )
         signs = (torch.randint(0, 2, (d,), generator=gen, device=device) * 2 - 1).to(F64)
         return _sylvester(d, device) / math.sqrt(d) * signs[None, :]
-    if kind == "kron":
-        a = max(k for k in range(1, math.isqrt(d) + 1) if d % k == 0)
-        return torch.kron(_haar(a, gen, device), _haar(d // a, gen, device))
-    raise ValueError(f"incoherence must be one of {TRANSFORMS} or None; got {kind!r}")
+    A, B = (_haar(k, gen, device) for k in sizes)
+    return torch.kron(A, B)
 
 
 def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, lam, rounding, order, block_size,
