@@ -13,8 +13,9 @@ shared, operation for operation: in float64, torch and numpy give the same bits.
 
 Operations
 ----------
-``zeros_like(a, shape=None)`` (same memory order), ``block(A, i1, i2)`` (a copy of columns
-``i1:i2``), ``sub_outer_(A, u, v)`` (:math:`A \mathrel{-}= uv^T` in place), ``sub_matmul_(A, B, C)``
+``zeros_like(a, shape=None)`` (same memory order), ``copy(a)``, ``block(A, i1, i2)`` (a copy of
+columns ``i1:i2``), ``add_outer_(A, u, v)`` and ``sub_outer_(A, u, v)`` (:math:`A \mathrel{\pm}= uv^T`
+in place), ``sub_matmul_(A, B, C)``
 (:math:`A \mathrel{-}= BC` in place), ``dot(A, B)``, ``hcat(parts)``, ``floor(a)``, ``half(a)``,
 ``clip(k, lo, hi)`` (clipped values and the clip mask), ``indicator(mask, like)``, ``row_min(a)``,
 ``row_max(a)``, ``minimum(a, s)``, ``maximum(a, b)``, ``where(mask, a, s)``, ``full_like(a, s)``,
@@ -46,7 +47,9 @@ class Backend:
     name: str
 
     def zeros_like(self, a, shape=None): ...
+    def copy(self, a): ...
     def block(self, A, i1: int, i2: int): ...
+    def add_outer_(self, A, u, v) -> None: ...
     def sub_outer_(self, A, u, v) -> None: ...
     def sub_matmul_(self, A, B, C) -> None: ...
     def dot(self, A, B): ...
@@ -81,8 +84,14 @@ class NumpyBackend(Backend):
             return out
         return np.zeros(shape, order=order)
 
+    def copy(self, a):
+        return a.copy()
+
     def block(self, A, i1, i2):
         return np.array(A[:, i1:i2], order="F")
+
+    def add_outer_(self, A, u, v):
+        A += np.outer(u, v)
 
     def sub_outer_(self, A, u, v):
         A -= np.outer(u, v)
@@ -136,8 +145,14 @@ class TorchBackend(Backend):
             return self.torch.zeros_like(a)  # keeps a's strides (column-major stays column-major)
         return self.torch.zeros(shape, dtype=a.dtype, device=a.device)
 
+    def copy(self, a):
+        return a.clone()  # keeps the strides
+
     def block(self, A, i1, i2):
         return A[:, i1:i2].clone()  # clone keeps the column-major strides
+
+    def add_outer_(self, A, u, v):
+        A.addr_(u, v)
 
     def sub_outer_(self, A, u, v):
         A.addr_(u, v, alpha=-1)

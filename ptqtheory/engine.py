@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -33,8 +33,8 @@ from .grids import quantize_nearest as round_nearest
 from .grids import quantize_stochastic as round_stochastic
 
 __all__ = [
-    "INNER", "ROUNDINGS", "Rounder", "Trace", "check_finite_run", "check_method", "damped",
-    "optq_blocked", "pending_current",
+    "INNER", "ROUNDINGS", "STARTS", "VARIANTS", "Rounder", "Trace", "check_finite_run", "check_method",
+    "damped", "dead_columns", "gpfq_sweep", "optq_blocked", "pending_current", "rtn_run",
 ]
 
 Rounding = Literal["nearest", "stochastic"]
@@ -45,7 +45,7 @@ OrderName = Literal["natural", "decreasing_norm", "increasing_norm", "min_pivot"
 DeadColumns = Literal["raise", "round"]
 Incoherence = Literal["kron", "hadamard"]
 
-ROUNDINGS: tuple[Rounding, ...] = ("nearest", "stochastic")
+ROUNDINGS, VARIANTS, STARTS = get_args(Rounding), get_args(Variant), get_args(Start)
 
 
 class Rounder:
@@ -235,3 +235,50 @@ def pending_current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, 
     if g1 > i2:
         parts.append(Wp[:, i2:g1] - nx.dot(E1[:, : t - i1], Lt[i1:t, i2:g1]))
     return nx.hcat(parts)
+
+
+# -- A1 and A5: no feedback through H ----------------------------------------------------------
+
+
+def rtn_run(s, grid, finish):
+    """A1 on a backend's setup ``s``: every entry rounded at once on the grid as fitted (no refit)."""
+    s.grid = grid.frozen()
+    rounder = s.rounder()
+    q = rounder.round_all(s.Wp)
+    run = finish(s, Trace(x=get_backend(s.Wp).copy(s.Wp), q=q, eta=s.Wp - q), rounder, "rtn", "reference")
+    run.grid.rule = grid.rule
+    return run
+
+
+def dead_columns(alive, order, policy: str, notes: list[str]) -> None:
+    """GPFQ's step divides by :math:`\\|\tilde X_t\\|^2`: refuse dead columns (``policy="raise"``) or
+    record that their weights are rounded directly (``"round"``)."""
+    dead = [int(order[t]) for t, ok in enumerate(alive) if not ok]
+    if dead and policy == "raise":
+        raise ValueError(
+            f"Xt has zero columns {dead[:10]} (dead inputs): GPFQ's step divides by ||Xt_t||^2. "
+            "Pass dead_columns='round' to round those weights to nearest (recorded), or drop the columns."
+        )
+    if dead:
+        notes.append(f"dead columns {dead} of Xt: their weights were rounded directly")
+
+
+def gpfq_sweep(Wp, XT, XtT, norms, cross, alive, rounder: Rounder, trace: Trace):
+    r"""A5's column loop, all rows together; row ``t`` of ``XT``/``XtT`` is column ``t`` of
+    :math:`X`/:math:`\tilde X`, ``norms[t]`` is :math:`\|\tilde X_t\|^2` and ``cross[t]`` is
+    :math:`X_t^T\tilde X_t` (processing order). Returns :math:`u_N = Xw - \tilde Xq`:
+
+    .. math::
+        q_t = Q\Big(\frac{\tilde X_t^T(u_{t-1} + w_t X_t)}{\|\tilde X_t\|^2}\Big),\quad
+        u_t = u_{t-1} + w_t X_t - q_t \tilde X_t .
+    """
+    nx = get_backend(Wp)
+    u = nx.zeros_like(Wp, (Wp.shape[0], XT.shape[1]))
+    for t in range(Wp.shape[1]):
+        w_t = Wp[:, t]
+        x = (nx.dot(u, XtT[t]) + w_t * cross[t]) / norms[t] if alive[t] else nx.copy(w_t)
+        q = rounder(t, x)
+        trace.record(t, x, q)
+        nx.add_outer_(u, w_t, XT[t])
+        nx.sub_outer_(u, q, XtT[t])
+    return u

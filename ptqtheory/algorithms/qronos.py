@@ -13,14 +13,11 @@ import numpy as np
 
 from .. import _linalg
 from .._validate import check_choice
-from ..engine import Method, Rounding, Start, Variant
+from ..engine import STARTS, VARIANTS, Method, Rounding, Start, Variant
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
 from ._engine import Trace, check_method, finish, optq_blocked, optq_iteration, setup
-
-VARIANTS = ("paper", "ls")
-STARTS = ("w", "ls")
 
 
 def qronos(

@@ -19,7 +19,19 @@ import numpy as np
 import torch
 
 from .._validate import check_choice
-from ..engine import DeadColumns, Incoherence, Method, Rounding, Start, Variant
+from ..engine import (
+    STARTS,
+    VARIANTS,
+    DeadColumns,
+    Incoherence,
+    Method,
+    Rounding,
+    Start,
+    Variant,
+    gpfq_sweep,
+    rtn_run,
+)
+from ..engine import dead_columns as check_dead
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
@@ -75,10 +87,6 @@ def _optq_like(algorithm, W, X, lam, grid, rounding, order, seed, block_size, me
         trace = Trace.empty(s.Wp)
         optq_blocked(s.Wp.clone(), s.Lt(), rounder, trace, bs)
         return finish(s, trace, rounder, algorithm, "blocked", block_size=bs)
-
-
-VARIANTS = ("paper", "ls")
-STARTS = ("w", "ls")
 
 
 def qronos(
@@ -150,7 +158,7 @@ def gpfq(
 
     The column norms and :math:`X_t^T\tilde X_t` are computed in float64; the state in the working dtype.
     """
-    check_choice("dead_columns", dead_columns, ("raise", "round"))
+    policy = check_choice("dead_columns", dead_columns, ("raise", "round"))
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None, data=True, tf32=tf32,
                   algorithm="gpfq")
@@ -160,31 +168,14 @@ def gpfq(
         norms = (XtT.to(F64) ** 2).sum(1)
         cross = (XT.to(F64) * XtT.to(F64)).sum(1)
         alive = (norms > 0).tolist()
-        order_host = s.order.tolist()
-        dead = [order_host[t] for t, ok in enumerate(alive) if not ok]
-        if dead and dead_columns == "raise":
-            raise ValueError(
-                f"Xt has zero columns {dead[:10]} (dead inputs): GPFQ's step divides by ||Xt_t||^2. "
-                "Pass dead_columns='round' to round those weights to nearest (recorded), or drop the "
-                "columns."
-            )
-        if dead:
-            s.notes.append(f"dead columns {dead} of Xt: their weights were rounded directly")
+        check_dead(alive, s.order.tolist(), policy, s.notes)
         if s.dtype != F64:
             _check_working_state(norms, (XT.to(F64) ** 2).sum(1), s.Wp, s.grid, dtype_name(s.dtype))
         XT, XtT = XT.to(s.dtype), XtT.to(s.dtype)
         norms, cross = norms.to(s.dtype), cross.to(s.dtype)
         rounder = s.rounder()
         trace = Trace.empty(s.Wp)
-        n, m = s.Wp.shape[0], XT.shape[1]
-        u = torch.zeros(n, m, dtype=s.dtype, device=s.device)
-        for t in range(s.Wp.shape[1]):
-            w_t = s.Wp[:, t]
-            x = (u @ XtT[t] + w_t * cross[t]) / norms[t] if alive[t] else w_t.clone()
-            q = rounder(t, x)
-            trace.record(t, x, q)
-            u.addr_(w_t, XT[t])
-            u.addr_(q, XtT[t], alpha=-1)
+        u = gpfq_sweep(s.Wp, XT, XtT, norms, cross, alive, rounder, trace)
         run = finish(s, trace, rounder, "gpfq", "reference", residual=u[0] if s.vector else u)
         run.grid.rule = grid.rule
         return run
@@ -216,11 +207,5 @@ def rtn(W, *, grid: Grid | None = None, rounding: Rounding = "nearest", seed: Se
         allow_tf32: bool = False) -> Run:
     r"""RTN (THEORY.md A1), :math:`q = Q(w)`, all entries at once; see :func:`ptqtheory.rtn`."""
     with tf32_guard(weights_device(W), allow_tf32) as tf32:
-        s = setup(W, None, 0.0, grid, rounding, "natural", seed, factor=None, tf32=tf32,
-                  algorithm="rtn")
-        s.grid = grid.frozen()
-        rounder = s.rounder()
-        q = rounder.round_all(s.Wp)
-        run = finish(s, Trace(x=s.Wp.clone(), q=q, eta=s.Wp - q), rounder, "rtn", "reference")
-        run.grid.rule = grid.rule
-        return run
+        s = setup(W, None, 0.0, grid, rounding, "natural", seed, factor=None, tf32=tf32, algorithm="rtn")
+        return rtn_run(s, grid, finish)
