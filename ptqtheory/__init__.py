@@ -9,7 +9,7 @@ The public API (THEORY.md notation: ``W`` is ``(n, N)``, ``X`` is ``(m, N)``, th
     c = pt.certify(r, X)          # I2 per row: c.identity_lhs, c.identity_rhs, c.identity_gap
 """
 
-from .api import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal, rtn
+from .algorithms import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal, rtn
 from .calibration import Accumulator, Damping, gram, hessian
 from .certificates import Certificate, PivotCheck, certify, relative_gap
 from .factor import Pivots, SingularHessianError, pivots

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -44,6 +44,7 @@ Start = Literal["w", "ls"]
 OrderName = Literal["natural", "decreasing_norm", "increasing_norm", "min_pivot", "random"]
 DeadColumns = Literal["raise", "round"]
 Incoherence = Literal["kron", "hadamard"]
+Order = OrderName | Any  # a name, or a permutation of range(N) (array_like)
 
 ROUNDINGS, VARIANTS, STARTS = get_args(Rounding), get_args(Variant), get_args(Start)
 

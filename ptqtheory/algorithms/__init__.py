@@ -1,19 +1,22 @@
-"""The numpy and exact reference algorithms A1-A5 of THEORY.md, one module each.
+"""The algorithms A1-A5 of THEORY.md: numpy and exact references, one module each.
 
-The names exported here are the public functions of :mod:`ptqtheory.api` (they pick the backend from
-the inputs' types); the numpy references are the functions of the submodules
-(``ptqtheory.algorithms.optq.optq`` ...), which the API calls for numpy inputs.
+The names exported here are the public functions (:func:`ptqtheory.api.public`): the signature and
+docstring of the reference, the backend picked from the inputs' types. The references themselves
+are the functions of the submodules (``ptqtheory.algorithms.optq.optq`` ...).
 """
 
-# The submodules first: importing one later would rebind its name on this package to the module.
-from . import gpfq as _gpfq  # noqa: F401
-from . import incoherence as _incoherence  # noqa: F401
-from . import ldlq as _ldlq  # noqa: F401
-from . import optq as _optq  # noqa: F401
-from . import qronos as _qronos  # noqa: F401
-from . import rtn as _rtn  # noqa: F401
+from ..api import public
+from . import gpfq as _gpfq
+from . import ldlq as _ldlq
+from . import optq as _optq
+from . import qronos as _qronos
+from . import rtn as _rtn
+from .incoherence import incoherence, random_orthogonal
 
-# isort: split
-from ..api import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal, rtn
+gpfq = public(_gpfq.gpfq, ("W", "X", "Xt"))
+ldlq = public(_ldlq.ldlq, ("W", "X"))
+optq = public(_optq.optq, ("W", "X"))
+qronos = public(_qronos.qronos, ("W", "X", "Xt"))
+rtn = public(_rtn.rtn, ("W",))
 
 __all__ = ["gpfq", "incoherence", "ldlq", "optq", "qronos", "random_orthogonal", "rtn"]

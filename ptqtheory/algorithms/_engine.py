@@ -41,9 +41,28 @@ from ..random import uniforms
 from ..records import Run
 
 __all__ = [
-    "INNER", "Rounder", "Setup", "Trace", "check_finite_run", "check_method", "finish", "optq_blocked",
-    "optq_iteration", "pending_current", "setup",
+    "INNER",
+    "Rounder",
+    "Setup",
+    "Trace",
+    "check_finite_run",
+    "check_method",
+    "finish",
+    "numpy_options",
+    "optq_blocked",
+    "optq_iteration",
+    "pending_current",
+    "setup",
 ]
+
+
+def numpy_options(factor_dtype, allow_tf32) -> None:
+    """The numpy backend computes in float64 (or exactly): the torch-only options stay at their defaults."""
+    if factor_dtype is not None or allow_tf32:
+        raise ValueError(
+            "factor_dtype and allow_tf32 are options of the torch backend (torch tensor inputs); the "
+            "numpy backend computes in float64 (or exactly, with rational inputs)"
+        )
 
 
 def numpy_rounder(grid: Grid, n: int, N: int, order: np.ndarray, rounding: str, seed,

@@ -4,24 +4,49 @@ from __future__ import annotations
 
 from .. import _linalg
 from .._validate import check_choice
-from ..engine import DeadColumns, Rounding, gpfq_sweep
+from ..engine import DeadColumns, Order, Rounding, gpfq_sweep
 from ..engine import dead_columns as check_dead
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, finish, setup
+from ._engine import Trace, finish, numpy_options, setup
 
 
 def gpfq(
-    W, X, Xt, *, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None,
-    order="natural", dead_columns: DeadColumns = "raise",
+    W, X, Xt, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None,
+    order: Order = "natural", dead_columns: DeadColumns = "raise", *, allow_tf32: bool = False,
 ) -> Run:
-    r"""GPFQ (THEORY.md A5) on numpy arrays, float64 or exact; see :func:`ptqtheory.gpfq`.
+    r"""GPFQ (THEORY.md A5): follow the output path, one column at a time.
 
     .. math::
         u_0 = 0,\quad q_t = Q\Big(\frac{\tilde X_t^T(u_{t-1} + w_t X_t)}{\|\tilde X_t\|^2}\Big),\quad
-        u_t = u_{t-1} + w_t X_t - q_t \tilde X_t .
+        u_t = u_{t-1} + w_t X_t - q_t \tilde X_t,
+
+    so that :math:`u_N = Xw - \tilde X q` (identity I6). All rows run together; the state
+    :math:`u` has shape ``(n, m)`` and is returned as ``run.residual``.
+
+    Parameters
+    ----------
+    X, Xt : array_like or torch.Tensor, shape (m, N)
+        Float-model and quantized-model inputs (pass ``Xt=X`` when they agree). GPFQ's state lives in
+        :math:`\mathbb R^m`, so it needs the data (a ``TorchAccumulator`` is refused).
+    dead_columns : {"raise", "round"}
+        A column with :math:`\tilde X_t = 0` leaves the step undefined. ``"raise"`` refuses;
+        ``"round"`` rounds :math:`w_t` itself there and records the columns in ``run.notes``.
+
+    Other parameters are as for :func:`ptqtheory.optq`.
+
+    Notes
+    -----
+    There is no damping in GPFQ (``run.lam`` is 0). The grid is used as fitted: GPFQ moves no
+    weights, so min-max groups are not refitted.
+
+    References
+    ----------
+    Lybrand & Saab, "A greedy algorithm for quantizing neural networks", JMLR 2021;
+    Zhang & Saab, "SPFQ", arXiv 2309.10975.
     """
+    numpy_options(None, allow_tf32)
     policy = check_choice("dead_columns", dead_columns, ("raise", "round"))
     if Xt is None:
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")

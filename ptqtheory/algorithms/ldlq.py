@@ -5,23 +5,45 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
-from ..engine import Incoherence, Rounding
+from ..engine import Incoherence, Order, Rounding
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, finish, setup
+from ._engine import Trace, finish, numpy_options, setup
 
 
 def ldlq(
-    W, X, *, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order="natural",
-    seed: SeedLike = None, incoherence: Incoherence | None = None,
+    W, X, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order: Order = "natural",
+    seed: SeedLike = None, incoherence: Incoherence | None = None, *, block_size: int = 128,
+    factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
-    r"""LDLQ (THEORY.md A3), the column recursion on numpy arrays, float64 or exact; see :func:`ptqtheory.ldlq`.
+    r"""LDLQ (THEORY.md A3): adaptive rounding with linear feedback from the LDL factor of ``H``.
 
-    With :math:`H = (\mathring U + I) D (\mathring U + I)^T` (:math:`\mathring U` strictly upper):
-    :math:`\hat W_k = Q\big(W_k + (W_{<k} - \hat W_{<k})\,\mathring U_{<k,k}\big)`. ``incoherence``
-    runs A3i (:func:`ptqtheory.algorithms.incoherence.incoherent`).
+    With :math:`H = (\mathring U + I) D (\mathring U + I)^T` (:math:`\mathring U` strictly upper),
+    column by column
+
+    .. math:: \hat W_k = Q\big(W_k + (W_{<k} - \hat W_{<k})\,\mathring U_{<k,k}\big).
+
+    Since :math:`\mathring U + I = L^{-T}` and :math:`D_t = C_{tt}^{-2}`, LDLQ is OPTQ (same order
+    and grid); identity I3: :math:`\operatorname{tr}((\hat W - W)H(\hat W - W)^T)
+    = \sum_{rows}\sum_t \eta_t^2 D_t`. The numpy reference runs this recursion; the torch backend
+    runs it as the blocked OPTQ sweep A2' of width ``block_size`` (``variant="blocked"``).
+
+    Parameters
+    ----------
+    incoherence : {None, "kron", "hadamard"}
+        Incoherence processing (A3i): quantize :math:`U W V^T` against :math:`V H V^T` with random
+        orthogonal :math:`U, V` (needs ``seed``) and map back.
+    block_size : int
+        Torch only (the numpy reference has no blocks).
+
+    Other parameters are as for :func:`ptqtheory.optq`.
+
+    References
+    ----------
+    Chee, Cai, Kuleshov & De Sa, "QuIP", arXiv 2307.13304.
     """
+    numpy_options(factor_dtype, allow_tf32)
     if incoherence is not None:
         from .incoherence import incoherent
 

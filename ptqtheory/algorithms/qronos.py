@@ -13,26 +13,62 @@ import numpy as np
 
 from .. import _linalg
 from .._validate import check_choice
-from ..engine import STARTS, VARIANTS, Method, Rounding, Start, Variant
+from ..engine import STARTS, VARIANTS, Method, Order, Rounding, Start, Variant
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, check_method, finish, optq_blocked, optq_iteration, setup
+from ._engine import Trace, check_method, finish, numpy_options, optq_blocked, optq_iteration, setup
 
 
 def qronos(
-    W, X, Xt=None, *, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order="natural",
-    seed: SeedLike = None, variant: Variant = "paper", start: Start = "w", block_size: int = 128,
-    method: Method = "blocked",
+    W, X, Xt=None, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest",
+    order: Order = "natural", seed: SeedLike = None, variant: Variant = "paper", start: Start = "w",
+    block_size: int = 128, method: Method = "blocked", *, factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
-    r"""Qronos (THEORY.md A4, A4') on numpy arrays, float64 or exact; :func:`ptqtheory.qronos` documents
-    the parameters.
+    r"""Qronos (THEORY.md A4 ``variant="paper"``, A4' ``variant="ls"``), which also corrects the error
+    that comes from quantized inputs.
 
-    Step 1 of A4 from :math:`w^{(0)}`: :math:`y_1 = \hat{\tilde X}_1^T(\hat X w - \hat{\tilde X}_{>1}
-    w^{(0)}_{>1}) / \|\hat{\tilde X}_1\|^2`, :math:`q_1 = Q(y_1)`, :math:`w^{(1)}_{>1} = \arg\min_v
-    \|\hat X w - \hat{\tilde X}_1 q_1 - \hat{\tilde X}_{>1} v\|^2`; then OPTQ on :math:`\tilde H` for
-    :math:`t \ge 2`. A4' rounds :math:`w_{LS}` with OPTQ on :math:`\tilde H`.
+    With :math:`\hat X = [X; \sqrt\lambda I]`, :math:`\hat{\tilde X} = [\tilde X; \sqrt\lambda I]`,
+    :math:`\tilde H = \tilde X^T\tilde X + \lambda I`, :math:`G = \tilde X^T X + \lambda I` and
+    :math:`w_{LS} = \tilde H^{-1} G w` (the least-squares fit of :math:`\hat X w` by
+    :math:`\hat{\tilde X}`). A4 (paper iteration), step 1 from the start iterate :math:`w^{(0)}`
+    (``start="w"``: the weights; ``start="ls"``: :math:`w_{LS}`):
+
+    .. math::
+        y_1 = \frac{\hat{\tilde X}_1^T(\hat X w - \hat{\tilde X}_{>1} w^{(0)}_{>1})}
+                   {\|\hat{\tilde X}_1\|^2},\quad q_1 = Q(y_1),\quad
+        w^{(1)}_{>1} = \arg\min_v \|\hat X w - \hat{\tilde X}_1 q_1 - \hat{\tilde X}_{>1} v\|^2,
+
+    then OPTQ (A2) on :math:`\tilde H` for :math:`t \ge 2`. Identity I5:
+    :math:`\|Xw - \tilde Xq\|^2 + \lambda\|w-q\|^2 = \|r_0\|^2 + ((w_{LS})_1 - q_1)^2\tilde D_1
+    + \sum_{t\ge2}\eta_t^2\tilde D_t`, :math:`r_0 = \hat Xw - \hat{\tilde X}w_{LS}`.
+
+    A4' (least squares, then OPTQ): :math:`q = \mathrm{OPTQ}(w_{LS}; \tilde H)`; identity I4 with
+    :math:`\sum_t \eta_t^2 \tilde D_t`. A4 from :math:`w_{LS}` equals A4'; both equal OPTQ when
+    :math:`\tilde X = X`.
+
+    Parameters
+    ----------
+    Xt : array_like or torch.Tensor, shape (m, N), optional
+        Inputs of this layer in the partly quantized model, row for row the same samples as ``X``.
+        Required whenever ``X`` is data (pass ``Xt=X`` when the inputs are not quantized): ``None``
+        raises ``ValueError("Xt is required ...")`` on both backends. It is omitted only when ``X``
+        is a ``TorchAccumulator(..., with_mismatch=True)``, which holds the statistics of both.
+    variant : {"paper", "ls"}
+    start : {"w", "ls"}
+        Start iterate of the paper iteration (ignored by ``"ls"``).
+    method : {"blocked", "iteration"}
+        ``"iteration"`` solves every step by least squares on :math:`\hat{\tilde X}` (readable, exact
+        in rationals; numpy only); ``"blocked"`` uses the factor of :math:`\tilde H` and GPTQ's lazy
+        updates.
+
+    Other parameters are as for :func:`ptqtheory.optq`.
+
+    References
+    ----------
+    Zhang, Colbert & Saab, "Qronos", arXiv 2505.11695; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
     """
+    numpy_options(factor_dtype, allow_tf32)
     check_choice("variant", variant, VARIANTS)
     check_choice("start", start, STARTS)
     if Xt is None:

@@ -6,11 +6,34 @@ from ..engine import Rounding, rtn_run
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import finish, setup
+from ._engine import finish, numpy_options, setup
 
 
-def rtn(W, *, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None) -> Run:
-    r"""RTN (THEORY.md A1), :math:`q = Q(w)` entry by entry, on numpy arrays; see :func:`ptqtheory.rtn`."""
+def rtn(W, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None, *,
+        allow_tf32: bool = False) -> Run:
+    r"""Round every weight independently (THEORY.md A1): :math:`q = Q(w)`.
+
+    Parameters
+    ----------
+    W : array_like or torch.Tensor, shape (n, N) or (N,)
+        Weights (rows are output channels).
+    grid : Grid
+        Required. Groups are taken as fitted (RTN moves no weights, so nothing is refitted).
+    rounding : {"nearest", "stochastic"}
+        Stochastic rounding needs ``seed`` (the same per-entry uniforms as the other algorithms).
+    seed : int or numpy Generator, optional
+
+    Returns
+    -------
+    Run
+        With ``eta = w - q`` and ``x = w``.
+
+    Notes
+    -----
+    Comparison bounds (THEORY.md): :math:`E\|X\eta\|^2 \le (\delta^2/4)\|X\|_F^2` (stochastic) and
+    :math:`\|X\eta\|^2 \le \|X\|_{op}^2 N \delta^2/4` (nearest).
+    """
+    numpy_options(None, allow_tf32)
     return rtn_run(setup(W, None, 0.0, grid, rounding, "natural", seed, factor=None), grid, finish)
 
 
