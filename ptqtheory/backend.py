@@ -11,15 +11,7 @@ implementation from the arrays' type:
 Each operation is written so that a backend reproduces the arithmetic the code did before it was
 shared, operation for operation: in float64, torch and numpy give the same bits.
 
-Operations
-----------
-``zeros_like(a, shape=None)`` (same memory order), ``copy(a)``, ``block(A, i1, i2)`` (a copy of
-columns ``i1:i2``), ``add_outer_(A, u, v)`` and ``sub_outer_(A, u, v)`` (:math:`A \mathrel{\pm}= uv^T`
-in place), ``sub_matmul_(A, B, C)``
-(:math:`A \mathrel{-}= BC` in place), ``dot(A, B)``, ``hcat(parts)``, ``floor(a)``, ``half(a)``,
-``clip(k, lo, hi)`` (clipped values and the clip mask), ``indicator(mask, like)``, ``row_min(a)``,
-``row_max(a)``, ``minimum(a, s)``, ``maximum(a, b)``, ``where(mask, a, s)``, ``full_like(a, s)``,
-``to_host(a)``.
+The operations are listed on :class:`Backend`.
 """
 
 from __future__ import annotations
@@ -36,9 +28,11 @@ __all__ = ["Backend", "NumpyBackend", "TorchBackend", "get_backend"]
 
 
 class Backend:
-    """The operations interface; :class:`NumpyBackend` and :class:`TorchBackend` implement every one.
+    r"""The operations interface; :class:`NumpyBackend` and :class:`TorchBackend` implement every one.
 
-    In-place operations end in ``_`` and update a view of their first argument. ``clip`` returns the
+    In-place operations end in ``_`` and update a view of their first argument (``add_outer_`` and
+    ``sub_outer_``: :math:`A \mathrel{\pm}= uv^T`; ``sub_matmul_``: :math:`A \mathrel{-}= BC`);
+    ``block(A, i1, i2)`` copies columns ``i1:i2`` keeping the memory order. ``clip`` returns the
     clipped values and the boolean mask of entries that were clipped; ``where(mask, a, s)`` is ``s``
     where ``mask`` holds and ``a`` elsewhere; ``indicator(mask, like)`` is the mask as 0/1 numbers
     that add to ``like``; ``row_min``/``row_max`` reduce over columns; ``to_host`` gives a numpy array.

@@ -61,7 +61,7 @@ class Pivots:
         the diagonal of :math:`H`)."""
         d = np.diag(UH).copy()
         D = d * d
-        _check_definite(D, diag_H, lam, what, columns)
+        check_definite(D, diag_H, lam, what, columns)
         with np.errstate(divide="ignore", invalid="ignore"):
             U1 = UH / d[None, :]
         return cls(U1=np.ascontiguousarray(U1), D=D)
@@ -114,12 +114,13 @@ def singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -
     return " ".join(parts)
 
 
-def _check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None) -> None:
-    """Raise if a pivot is below N eps max(diag H); ``H`` may be given as its diagonal."""
+def check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None, precision="float64") -> None:
+    """Raise if a pivot is below ``N eps max(diag H)`` (``eps`` of the factorization's ``precision``),
+    where the algorithms would divide by rounding noise; ``H`` may be given as its diagonal."""
     N = D.shape[0]
     diag = H if np.ndim(H) == 1 else np.diag(H)
     scale = float(np.max(diag)) if N else 0.0
-    tiny = singular_threshold(N, scale)
+    tiny = singular_threshold(N, scale, precision)
     t = int(np.argmin(D))
     if not D[t] > tiny:
         raise SingularHessianError(
@@ -276,5 +277,5 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
             singular_message(H, lam, what, "Cholesky factorization failed", columns)
         ) from exc
     if not is_exact(H):
-        _check_definite(D, H, lam, what, columns)
+        check_definite(D, H, lam, what, columns)
     return Pivots(U1=U1, D=D)

@@ -1,11 +1,4 @@
-r"""A4 / A4': Qronos, which also corrects the error that comes from quantized inputs.
-
-Inputs ``X`` (float model) and ``Xt`` (the already-quantized model). With
-:math:`\hat X = [X; \sqrt\lambda I]`, :math:`\hat{\tilde X} = [\tilde X; \sqrt\lambda I]`,
-:math:`\tilde H = \tilde X^T\tilde X + \lambda I`, :math:`G = \tilde X^T X + \lambda I` and
-:math:`w_{LS} = \tilde H^{-1} G w` (the least-squares fit of :math:`\hat X w` by
-:math:`\hat{\tilde X}`).
-"""
+"""A4 / A4': Qronos, which also corrects the error that comes from quantized inputs."""
 
 from __future__ import annotations
 

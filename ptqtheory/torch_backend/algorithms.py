@@ -1,16 +1,12 @@
 r"""The algorithms of THEORY.md on torch tensors (CPU or CUDA): A1 RTN, A2'/A2s OPTQ, A3 LDLQ (+A3i),
 A4/A4' Qronos, A5 GPFQ.
 
-The public functions of :mod:`ptqtheory.api` call these by keyword, with their one signature and
-defaults (documented there); results equal the numpy reference up to float rounding (bit for bit in
-float64 for OPTQ). The torch-only options: ``block_size`` of LDLQ (which runs the blocked OPTQ engine
-here: LDLQ is OPTQ, THEORY.md A3); ``factor_dtype`` (``None``: float64), the precision of the
-factorization of :math:`H`, also for float32 weights (:math:`L^T` is then cast to the working dtype);
-``allow_tf32`` (default ``False``): TF32 products on CUDA during the call only
-(:func:`~ptqtheory.torch_backend.device.tf32_guard`); the run records what was used.
-
-``X`` may be a tensor ``(m, N)`` or a :class:`~ptqtheory.torch_backend.TorchAccumulator`
-(statistics only); GPFQ needs the tensors.
+The public functions (:func:`ptqtheory.api.public`) call these with every argument of the one
+signature, by keyword; the parameters are documented there. Results equal the numpy reference up to
+float rounding (bit for bit in float64 for OPTQ). ``X`` may be a tensor ``(m, N)`` or a
+:class:`~ptqtheory.torch_backend.TorchAccumulator` (statistics only); GPFQ needs the tensors.
+``factor_dtype`` (``None``: float64) is the precision of the factorization of :math:`H`, also for
+float32 weights (:math:`L^T` is then cast to the working dtype).
 """
 
 from __future__ import annotations
@@ -19,18 +15,7 @@ import numpy as np
 import torch
 
 from .._validate import check_choice
-from ..engine import (
-    STARTS,
-    VARIANTS,
-    DeadColumns,
-    Incoherence,
-    Method,
-    Rounding,
-    Start,
-    Variant,
-    gpfq_sweep,
-    rtn_run,
-)
+from ..engine import STARTS, VARIANTS, gpfq_sweep, rtn_run
 from ..engine import dead_columns as check_dead
 from ..grids import Grid
 from ..random import SeedLike
@@ -47,8 +32,8 @@ F64 = torch.float64
 
 
 def optq(
-    W, X, *, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order="natural",
-    seed: SeedLike = None, block_size: int = 128, method: Method = "blocked", factor_dtype=None,
+    W, X, *, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
+    seed: SeedLike = None, block_size: int = 128, method: str = "blocked", factor_dtype=None,
     allow_tf32: bool = False,
 ) -> Run:
     r"""OPTQ (THEORY.md A2', A2s) on tensors: :math:`H = X^TX + \lambda I = U_H U_H^T`,
@@ -59,8 +44,8 @@ def optq(
 
 
 def ldlq(
-    W, X, *, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order="natural",
-    seed: SeedLike = None, incoherence: Incoherence | None = None, block_size: int = 128,
+    W, X, *, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
+    seed: SeedLike = None, incoherence: str | None = None, block_size: int = 128,
     factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
     r"""LDLQ (THEORY.md A3, A3i) on tensors: since :math:`\mathring U + I = L^{-T}`, LDLQ is OPTQ with the
@@ -90,9 +75,9 @@ def _optq_like(algorithm, W, X, lam, grid, rounding, order, seed, block_size, me
 
 
 def qronos(
-    W, X, Xt=None, *, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order="natural",
-    seed: SeedLike = None, variant: Variant = "paper", start: Start = "w", block_size: int = 128,
-    method: Method = "blocked", factor_dtype=None, allow_tf32: bool = False,
+    W, X, Xt=None, *, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
+    seed: SeedLike = None, variant: str = "paper", start: str = "w", block_size: int = 128,
+    method: str = "blocked", factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
     r"""Qronos (THEORY.md A4, A4') from statistics; see :func:`ptqtheory.qronos`.
 
@@ -147,8 +132,8 @@ def qronos(
 
 
 def gpfq(
-    W, X, Xt, *, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None,
-    order="natural", dead_columns: DeadColumns = "raise", allow_tf32: bool = False,
+    W, X, Xt, *, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike = None,
+    order="natural", dead_columns: str = "raise", allow_tf32: bool = False,
 ) -> Run:
     r"""GPFQ (THEORY.md A5) on the device, all rows together; see :func:`ptqtheory.gpfq`.
 
@@ -203,7 +188,7 @@ def _check_working_state(norms: torch.Tensor, x_norms: torch.Tensor, Wp: torch.T
     )
 
 
-def rtn(W, *, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None,
+def rtn(W, *, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike = None,
         allow_tf32: bool = False) -> Run:
     r"""RTN (THEORY.md A1), :math:`q = Q(w)`, all entries at once; see :func:`ptqtheory.rtn`."""
     with tf32_guard(weights_device(W), allow_tf32) as tf32:

@@ -23,8 +23,8 @@ import torch
 from ..backend import get_backend
 from ..calibration import Damping
 from ..engine import damped
-from ..factor import SingularHessianError, singular_message
-from ..tolerances import check_magnitude, quadratic_range, singular_threshold
+from ..factor import SingularHessianError, check_definite, singular_message
+from ..tolerances import check_magnitude, quadratic_range
 
 __all__ = ["TorchPivots", "factor_damped", "pivots"]
 
@@ -78,7 +78,6 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
     ``N * eps * max(diag(H))`` (``eps`` of ``factor_dtype``), where the algorithms would divide by
     rounding noise. The message names ``lam`` and how to set it, and lists dead columns.
     """
-    N = Hp.shape[0]
     top = float(torch.diagonal(Hp).max())
     if factor_dtype == torch.float32:
         # R1 in float32: the cast must neither overflow nor fall among float32's subnormals, or
@@ -95,16 +94,7 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
         )
     UH = Lr.flip(0, 1)
     D = torch.diagonal(UH) ** 2
-    tiny = singular_threshold(N, top, factor_dtype)
-    t = int(torch.argmin(D))
-    Dt = float(D[t])
-    if not Dt > tiny:
-        raise SingularHessianError(
-            singular_message(
-                to_host(torch.diagonal(Hp)), lam, what,
-                f"pivot D_t = {Dt:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}", columns,
-            )
-        )
+    check_definite(to_host(D), to_host(torch.diagonal(Hp)), lam, what, columns, factor_dtype)
     return TorchPivots(UH=UH, D=D)
 
 
