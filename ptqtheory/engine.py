@@ -31,10 +31,11 @@ from .factor import SingularHessianError
 from .grids import MinMax, check_codes, check_steps
 from .grids import quantize_nearest as round_nearest
 from .grids import quantize_stochastic as round_stochastic
+from .records import Run
 
 __all__ = [
     "INNER", "ROUNDINGS", "STARTS", "VARIANTS", "Rounder", "Trace", "check_finite_run", "check_method",
-    "damped", "dead_columns", "gpfq_sweep", "optq_blocked", "pending_current", "rtn_run",
+    "damped", "dead_columns", "gpfq_sweep", "optq_blocked", "pending_current", "record", "rtn_run",
 ]
 
 Rounding = Literal["nearest", "stochastic"]
@@ -120,6 +121,18 @@ class Trace:
         eta = x - q
         self.x[:, t], self.q[:, t], self.eta[:, t] = x, q, eta
         return eta
+
+
+def record(s, trace: Trace, rounder: Rounder, back: Callable, algorithm: str, variant: str, **fields) -> Run:
+    """The :class:`~ptqtheory.Run` of a finished sweep on a backend's setup ``s``; ``back`` takes an
+    array in processing order back to the original column order (and a single row to 1-D)."""
+    if fields.get("w_ls") is not None:
+        fields["w_ls"] = back(fields["w_ls"])
+    return Run(
+        algorithm=algorithm, variant=variant, W=s.W[0] if s.vector else s.W, Q=back(trace.q),
+        eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped), order=s.order, lam=s.lam,
+        rounding=s.rounding, seed=s.seed, damping=s.damping, **fields,
+    )
 
 
 def check_method(method: str, block_size, methods: tuple[str, ...] = ("blocked", "iteration")) -> int | None:

@@ -63,6 +63,25 @@ class MinMax:
         if self.group_size is not None:
             check_positive_int("group_size", self.group_size)
 
+    @classmethod
+    def of(cls, bits, sym, group_size, precision="float64") -> MinMax:
+        """The rule with its arguments checked, ``bits`` against what ``precision`` rounds exactly (R2)."""
+        bits = check_positive_int("bits", bits, 1, max_bits(precision), why=bits_limit_reason(precision))
+        sym = check_bool("sym", sym)
+        return cls(bits, sym, None if group_size is None else check_positive_int("group_size", group_size))
+
+    def fit_all(self, W2):
+        """Step and zero point of every row, or of every entry when the rule has groups of columns
+        (each group fitted on its own; any backend)."""
+        if self.group_size is None:
+            return self.fit(W2)
+        delta, zero = (get_backend(W2).zeros_like(W2) for _ in range(2))
+        for g0 in range(0, W2.shape[1], self.group_size):
+            g1 = g0 + self.group_size
+            d, z = self.fit(W2[:, g0:g1])
+            delta[:, g0:g1], zero[:, g0:g1] = d[:, None], z[:, None]
+        return delta, zero
+
     def fit(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r"""Step and zero point for each row of ``block`` (GPTQ's ``find_params``).
 
@@ -343,25 +362,9 @@ class Grid:
         every entry is stored in the run record (``run.grid``). Call :meth:`frozen` to keep the
         groups fitted here instead. RTN and GPFQ use the arrays fitted here.
         """
-        bits = check_positive_int("bits", bits, 1, max_bits(), why=bits_limit_reason())
-        sym = check_bool("sym", sym)
-        if group_size is not None:
-            group_size = check_positive_int("group_size", group_size)
-        W2, _ = _weights_2d(W)
-        n, N = W2.shape
-        rule = MinMax(bits=bits, sym=sym, group_size=group_size)
-        hi = 2**bits - 1
-        if group_size is None:
-            delta, zero = rule.fit(W2)
-            return cls(delta, zero, lo=0, hi=hi, rule=rule)
-        delta = np.empty((n, N))
-        zero = np.empty((n, N))
-        for g0 in range(0, N, group_size):
-            g1 = min(g0 + group_size, N)
-            d, z = rule.fit(W2[:, g0:g1])
-            delta[:, g0:g1] = d[:, None]
-            zero[:, g0:g1] = z[:, None]
-        return cls(delta, zero, lo=0, hi=hi, rule=rule)
+        rule = MinMax.of(bits, sym, group_size)
+        delta, zero = rule.fit_all(np.asarray(_weights_2d(W)[0], dtype=float))
+        return cls(delta, zero, lo=0, hi=2**rule.bits - 1, rule=rule)
 
     @classmethod
     def alphabet(cls, delta, K: int) -> Grid:

@@ -33,6 +33,7 @@ from ..engine import (
     damped,
     optq_blocked,
     pending_current,
+    record,
 )
 from ..factor import DataQR, Pivots, pivots, pivots_from_data
 from ..grids import Grid, check_steps, check_values
@@ -222,18 +223,10 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
     lo, hi = (np.array(columns_in(a, inv)) for a in (rounder.lo, rounder.hi))
     grid = Grid.trusted(columns_in(rounder.delta, inv), columns_in(rounder.zero, inv), lo, hi,
                         rule=s.grid.rule)
-    for key in ("w_ls",):
-        if extra.get(key) is not None:
-            extra[key] = back(extra[key])
     if not s.exact:
         check_finite_run(trace.x, trace.q, trace.eta, rounder.delta, rounder.zero, s.order, algorithm)
-    return Run(
-        algorithm=algorithm, variant=variant, W=s.W[0] if s.vector else s.W,
-        Q=back(trace.q), eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped),
-        order=s.order, grid=grid, lam=s.lam, rounding=s.rounding, seed=s.seed,
-        damping=s.damping, precision="exact" if s.exact else "float64",
-        notes=tuple(s.notes), pivots=s.piv, **extra,
-    )
+    return record(s, trace, rounder, back, algorithm, variant, grid=grid, notes=tuple(s.notes), pivots=s.piv,
+                  precision="exact" if s.exact else "float64", **extra)
 
 
 # -- A2, the paper iteration ------------------------------------------------------------------------

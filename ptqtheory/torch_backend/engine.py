@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .._validate import check_choice, check_seed
-from ..engine import INNER, ROUNDINGS, Rounder, Trace, check_method, optq_blocked, pending_current
+from ..engine import INNER, ROUNDINGS, Rounder, Trace, check_method, optq_blocked, pending_current, record
 from ..grids import Grid
 from ..orders import resolve_order
 from ..records import Run
@@ -149,19 +149,12 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
         out = a.contiguous() if natural else a.index_select(1, inv)
         return out[0] if s.vector else out
 
-    for key in ("w_ls",):
-        if extra.get(key) is not None:
-            extra[key] = back(extra[key])
     check_run(trace, rounder, s.order, algorithm, dtype_name(s.dtype))
     notes = [*s.notes, f"factorization in {dtype_name(s.factor_dtype)}"] if s.piv is not None \
         else list(s.notes)
-    return Run(
-        algorithm=algorithm, variant=variant, W=s.W[0] if s.vector else s.W,
-        Q=back(trace.q), eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped),
-        order=s.order, grid=grid_record(rounder, s.grid, inv), lam=s.lam, rounding=s.rounding,
-        seed=s.seed, damping=s.damping, precision=dtype_name(s.dtype), backend="torch",
-        notes=tuple(notes), device=str(s.device), tf32=s.tf32,
-        pivots=s.piv if s.factor_dtype == torch.float64 else None,
-        stats=s.acc if s.piv is not None else None,
+    return record(
+        s, trace, rounder, back, algorithm, variant, grid=grid_record(rounder, s.grid, inv),
+        precision=dtype_name(s.dtype), backend="torch", notes=tuple(notes), device=str(s.device), tf32=s.tf32,
+        pivots=s.piv if s.factor_dtype == torch.float64 else None, stats=s.acc if s.piv is not None else None,
         method="blocked" if algorithm in ("optq", "qronos") else None, **extra,
     )

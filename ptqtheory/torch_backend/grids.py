@@ -14,11 +14,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._validate import check_bool, check_positive_int
 from ..backend import get_backend
 from ..engine import Rounder, check_finite_run
-from ..grids import Grid, MinMax, bits_limit_reason, check_code_range, check_steps, check_values
-from ..tolerances import max_bits, max_code, step_range
+from ..grids import Grid, MinMax, check_code_range, check_steps, check_values
+from ..tolerances import max_code, step_range
 from .rand import uniforms
 from .stats import is_identity
 
@@ -51,24 +50,9 @@ def minmax_grid(W: torch.Tensor, bits: int = 4, sym: bool = False, group_size: i
         raise TypeError(f"W must be a torch tensor; got {type(W).__name__} (for numpy arrays use "
                         "pt.Grid.minmax(W, bits))")
     W2, _ = as_weights(W)  # a floating tensor (n, N), finite and inside the range R1
-    precision = dtype_name(W2.dtype)
-    bits = check_positive_int("bits", bits, 1, max_bits(precision), why=bits_limit_reason(precision))
-    sym = check_bool("sym", sym)
-    if group_size is not None:
-        group_size = check_positive_int("group_size", group_size)
-    rule = MinMax(bits=bits, sym=bool(sym), group_size=group_size)
-    if group_size is None:
-        delta, zero = rule.fit(W2)
-    else:
-        n, N = W2.shape
-        delta = torch.empty(n, N, dtype=W2.dtype, device=W2.device)
-        zero = torch.empty_like(delta)
-        for g0 in range(0, N, group_size):
-            g1 = min(g0 + group_size, N)
-            d, z = rule.fit(W2[:, g0:g1])
-            delta[:, g0:g1] = d[:, None]
-            zero[:, g0:g1] = z[:, None]
-    return Grid(to_host(delta), to_host(zero), lo=0, hi=2**bits - 1, rule=rule)
+    rule = MinMax.of(bits, sym, group_size, dtype_name(W2.dtype))
+    delta, zero = rule.fit_all(W2)
+    return Grid(to_host(delta), to_host(zero), lo=0, hi=2**rule.bits - 1, rule=rule)
 
 
 def check_grid(grid: Grid, W: torch.Tensor, precision: str) -> None:
