@@ -19,7 +19,7 @@ exact mode, Cholesky of :math:`H` on a device), statistics, random draws, device
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -34,8 +34,22 @@ from .grids import quantize_stochastic as round_stochastic
 from .records import Run
 
 __all__ = [
-    "INNER", "ROUNDINGS", "STARTS", "VARIANTS", "Rounder", "Trace", "check_finite_run", "check_method",
-    "damped", "dead_columns", "gpfq_sweep", "optq_blocked", "pending_current", "record", "rtn_run",
+    "INNER",
+    "ROUNDINGS",
+    "STARTS",
+    "VARIANTS",
+    "Rounder",
+    "Setup",
+    "Trace",
+    "check_finite_run",
+    "check_method",
+    "damped",
+    "dead_columns",
+    "gpfq_sweep",
+    "optq_blocked",
+    "pending_current",
+    "record",
+    "rtn_run",
 ]
 
 Rounding = Literal["nearest", "stochastic"]
@@ -123,7 +137,26 @@ class Trace:
         return eta
 
 
-def record(s, trace: Trace, rounder: Rounder, back: Callable, algorithm: str, variant: str, **fields) -> Run:
+@dataclass(kw_only=True)
+class Setup:
+    """Validated inputs in processing order (a backend's ``setup`` fills a subclass of this)."""
+
+    W: Any
+    vector: bool
+    order: Any
+    lam: Any
+    damping: str
+    rounding: str
+    seed: Any
+    grid: Any
+    Wp: Any
+    Hp: Any = None
+    piv: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def record(s: Setup, trace: Trace, rounder: Rounder, back: Callable, algorithm: str, variant: str,
+           **fields) -> Run:
     """The :class:`~ptqtheory.Run` of a finished sweep on a backend's setup ``s``; ``back`` takes an
     array in processing order back to the original column order (and a single row to 1-D)."""
     if fields.get("w_ls") is not None:

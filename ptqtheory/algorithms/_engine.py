@@ -9,19 +9,12 @@ here as the readable numpy/exact reference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _linalg
-from .._validate import (
-    as_matrix,
-    as_weights,
-    check_choice,
-    check_seed,
-    check_weight_rows,
-    is_exact,
-)
+from .. import _linalg, engine
+from .._validate import as_matrix, as_weights, check_choice, check_seed, check_weight_rows, is_exact
 from ..calibration import Damping, _gram, resolve_lam
 from ..engine import (
     INNER,
@@ -89,26 +82,14 @@ def _rational(a: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass
-class Setup:
-    """Validated inputs in processing order."""
+@dataclass(kw_only=True)
+class Setup(engine.Setup):
+    """Validated numpy (or exact) inputs in processing order."""
 
-    W: np.ndarray
-    vector: bool
     exact: bool
-    order: np.ndarray
-    lam: object
-    damping: str
-    rounding: str
-    seed: object
-    grid: Grid
-    Wp: np.ndarray
     Xp: np.ndarray | None = None
     Xtp: np.ndarray | None = None
-    Hp: np.ndarray | None = None
-    piv: Pivots | None = None
     qr: DataQR | None = None  # kept when the caller needs least squares on the same data (Qronos)
-    notes: list[str] = field(default_factory=list)
 
     def rounder(self) -> Rounder:
         n, N = self.W.shape

@@ -8,18 +8,19 @@ permutes ``W`` and the statistics by the order, :func:`finish` undoes it. The co
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .. import engine
 from .._validate import check_choice, check_seed
 from ..engine import INNER, ROUNDINGS, Rounder, Trace, check_method, optq_blocked, pending_current, record
 from ..grids import Grid
 from ..orders import resolve_order
 from ..records import Run
 from .device import as_data, as_weights, check_weight_scale, dtype_name, weights_device
-from .factor import TorchPivots, factor_damped
+from .factor import factor_damped
 from .grids import check_grid, check_run, column_major, grid_record, to_host, torch_rounder
 from .stats import TorchAccumulator, is_identity, resolve_lam, statistics, sym_perm
 
@@ -28,29 +29,17 @@ __all__ = ["INNER", "Setup", "Trace", "check_blocked", "finish", "optq_blocked",
 NORM_ORDERS = ("decreasing_norm", "increasing_norm")
 
 
-@dataclass
-class Setup:
+@dataclass(kw_only=True)
+class Setup(engine.Setup):
     """Validated inputs in processing order, on the device."""
 
-    W: torch.Tensor
-    vector: bool
     device: torch.device
     dtype: torch.dtype
-    order: torch.Tensor
-    lam: float
-    damping: str
-    rounding: str
-    seed: object
-    grid: Grid
-    Wp: torch.Tensor
     tf32: bool
     acc: TorchAccumulator | None = None
     X: torch.Tensor | None = None
     Xt: torch.Tensor | None = None
-    Hp: torch.Tensor | None = None
-    piv: TorchPivots | None = None
     factor_dtype: torch.dtype = torch.float64
-    notes: list[str] = field(default_factory=list)
 
     def rounder(self) -> Rounder:
         n, N = self.W.shape
