@@ -24,11 +24,11 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ._validate import check_lam, check_positive_int
+from ._validate import check_choice, check_lam, check_positive_int, check_seed
 from .backend import get_backend
 from .calibration import Damping
 from .factor import SingularHessianError
-from .grids import MinMax, check_codes, check_steps
+from .grids import Grid, MinMax, check_codes, check_steps
 from .grids import quantize_nearest as round_nearest
 from .grids import quantize_stochastic as round_stochastic
 from .records import Run
@@ -56,10 +56,10 @@ Rounding = Literal["nearest", "stochastic"]
 Method = Literal["blocked", "iteration"]
 Variant = Literal["paper", "ls"]
 Start = Literal["w", "ls"]
-OrderName = Literal["natural", "decreasing_norm", "increasing_norm", "min_pivot", "random"]
 DeadColumns = Literal["raise", "round"]
 Incoherence = Literal["kron", "hadamard"]
-Order = OrderName | Any  # a name, or a permutation of range(N) (array_like)
+# An order is a name or a permutation of range(N) (array_like).
+Order = Literal["natural", "decreasing_norm", "increasing_norm", "min_pivot", "random"] | Any
 
 ROUNDINGS, VARIANTS, STARTS = get_args(Rounding), get_args(Variant), get_args(Start)
 
@@ -166,6 +166,16 @@ def record(s: Setup, trace: Trace, rounder: Rounder, back: Callable, algorithm: 
         eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped), order=s.order, lam=s.lam,
         rounding=s.rounding, seed=s.seed, damping=s.damping, **fields,
     )
+
+
+def check_options(grid, rounding, seed, examples: str) -> None:
+    """Before any work: ``grid`` a :class:`~ptqtheory.Grid` (the message suggests ``examples``), ``rounding``
+    one of :data:`ROUNDINGS`, ``seed`` usable."""
+    if not isinstance(grid, Grid):
+        raise TypeError("grid must be a pt.Grid, e.g. pt.Grid(delta) for the unbounded grid "
+                        f"delta*Z{examples}; got {type(grid).__name__}")
+    check_choice("rounding", rounding, ROUNDINGS)
+    check_seed(seed)
 
 
 def check_method(method: str, block_size, methods: tuple[str, ...] = ("blocked", "iteration")) -> int | None:

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _linalg, engine
-from .._validate import as_matrix, as_weights, check_choice, check_seed, check_weight_rows, is_exact
+from .._validate import as_matrix, as_weights, check_weight_rows, is_exact
 from ..calibration import Damping, _gram, resolve_lam
 from ..engine import (
     INNER,
-    ROUNDINGS,
     Rounder,
     Trace,
     check_finite_run,
@@ -107,13 +106,7 @@ def setup(
     Wa, vector = as_weights(W)
     n, N = Wa.shape
     exact = is_exact(Wa)
-    if not isinstance(grid, Grid):
-        raise TypeError(
-            "grid must be a pt.Grid, e.g. pt.Grid(delta) for the unbounded grid delta*Z or "
-            f"pt.Grid.minmax(W, bits=4); got {type(grid).__name__}"
-        )
-    check_choice("rounding", rounding, ROUNDINGS)
-    check_seed(seed)
+    engine.check_options(grid, rounding, seed, " or pt.Grid.minmax(W, bits=4)")
     if exact and rounding != "nearest":
         raise ValueError("exact arithmetic supports rounding='nearest' only")
     delta, zero, lo, hi = grid.views(n, N)  # shape check, with a message naming the grid parameter

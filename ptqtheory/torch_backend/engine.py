@@ -14,9 +14,7 @@ import numpy as np
 import torch
 
 from .. import engine
-from .._validate import check_choice, check_seed
-from ..engine import INNER, ROUNDINGS, Rounder, Trace, check_method, optq_blocked, pending_current, record
-from ..grids import Grid
+from ..engine import INNER, Rounder, Trace, check_method, optq_blocked, pending_current, record
 from ..orders import resolve_order
 from ..records import Run
 from .device import as_data, as_weights, check_weight_scale, dtype_name, weights_device
@@ -64,14 +62,8 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
     device = weights_device(W, X=X, Xt=Xt)
     Wt, vector = as_weights(W)
     N = Wt.shape[1]
-    if not isinstance(grid, Grid):
-        raise TypeError(
-            "grid must be a pt.Grid, e.g. pt.Grid(delta) for the unbounded grid delta*Z, "
-            "pt.Grid.minmax(W.cpu().numpy(), bits=4) or ptqtheory.torch_backend.minmax_grid(W, bits=4); "
-            f"got {type(grid).__name__}"
-        )
-    check_choice("rounding", rounding, ROUNDINGS)
-    check_seed(seed)
+    engine.check_options(grid, rounding, seed, ", pt.Grid.minmax(W.cpu().numpy(), bits=4) or "
+                         "ptqtheory.torch_backend.minmax_grid(W, bits=4)")
     check_weight_scale(Wt)
     check_grid(grid, Wt, dtype_name(Wt.dtype))
     if factor_dtype not in (torch.float32, torch.float64):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import scipy.linalg
 import torch
 
 from ..grids import Grid
@@ -35,13 +36,6 @@ def _haar(d: int, gen: torch.Generator, device) -> torch.Tensor:
     return Qm * torch.sign(torch.diagonal(R))[None, :]
 
 
-def _sylvester(d: int, device) -> torch.Tensor:
-    H = torch.ones(1, 1, dtype=F64, device=device)
-    while H.shape[0] < d:
-        H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)], 0)
-    return H
-
-
 def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.Tensor:
     r"""A random orthogonal ``d x d`` matrix in float64 on ``device``.
 
@@ -54,7 +48,8 @@ def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.
         raise TypeError(f"gen must be a torch.Generator; got {type(gen).__name__}")
     if kind == "hadamard":
         signs = (torch.randint(0, 2, (d,), generator=gen, device=device) * 2 - 1).to(F64)
-        return _sylvester(d, device) / math.sqrt(d) * signs[None, :]
+        Had = torch.as_tensor(scipy.linalg.hadamard(d), dtype=F64, device=device)  # Sylvester's order
+        return Had / math.sqrt(d) * signs[None, :]
     A, B = (_haar(k, gen, device) for k in sizes)
     return torch.kron(A, B)
 
