@@ -16,37 +16,14 @@ import numpy as np
 from .. import _linalg, engine
 from .._validate import as_matrix, as_weights, check_weight_rows, is_exact
 from ..calibration import Damping, _gram, resolve_lam
-from ..engine import (
-    INNER,
-    Rounder,
-    Trace,
-    check_finite_run,
-    check_method,
-    damped,
-    optq_blocked,
-    pending_current,
-    record,
-)
+from ..engine import Rounder, Trace, check_finite_run, damped, record
 from ..factor import DataQR, Pivots, pivots, pivots_from_data
 from ..grids import Grid, check_steps, check_values
 from ..orders import columns_in, resolve_order
 from ..random import uniforms
 from ..records import Run
 
-__all__ = [
-    "INNER",
-    "Rounder",
-    "Setup",
-    "Trace",
-    "check_finite_run",
-    "check_method",
-    "finish",
-    "numpy_options",
-    "optq_blocked",
-    "optq_iteration",
-    "pending_current",
-    "setup",
-]
+__all__ = ["Setup", "finish", "numpy_options", "numpy_rounder", "optq_iteration", "setup"]
 
 
 def numpy_options(factor_dtype, allow_tf32) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from .. import _linalg
 from .._validate import check_choice
-from ..engine import DeadColumns, Order, Rounding, gpfq_sweep
+from ..engine import DeadColumns, Order, Rounding, Trace, gpfq_sweep
 from ..engine import dead_columns as check_dead
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, finish, numpy_options, setup
+from ._engine import finish, numpy_options, setup
 
 
 def gpfq(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
-from ..engine import Incoherence, Order, Rounding
+from ..engine import Incoherence, Order, Rounding, Trace
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, finish, numpy_options, setup
+from ._engine import finish, numpy_options, setup
 
 
 def ldlq(

@@ -5,11 +5,11 @@ The numpy and exact reference of :func:`ptqtheory.optq` (which documents the par
 
 from __future__ import annotations
 
-from ..engine import Method, Order, Rounding
+from ..engine import Method, Order, Rounding, Trace, check_method, optq_blocked
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, check_method, finish, numpy_options, optq_blocked, optq_iteration, setup
+from ._engine import finish, numpy_options, optq_iteration, setup
 
 
 def optq(

@@ -6,11 +6,22 @@ import numpy as np
 
 from .. import _linalg
 from .._validate import check_choice
-from ..engine import STARTS, VARIANTS, Method, Order, Rounding, Start, Variant
+from ..engine import (
+    STARTS,
+    VARIANTS,
+    Method,
+    Order,
+    Rounding,
+    Start,
+    Trace,
+    Variant,
+    check_method,
+    optq_blocked,
+)
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, check_method, finish, numpy_options, optq_blocked, optq_iteration, setup
+from ._engine import finish, numpy_options, optq_iteration, setup
 
 
 def qronos(
