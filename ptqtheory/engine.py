@@ -1,19 +1,11 @@
 r"""The column-by-column engine, written once over :mod:`ptqtheory.backend` for numpy, exact and torch.
 
-Everything here runs in *processing order* (the columns already permuted by the order); the
-backends' ``setup`` permutes and factors, their ``finish`` undoes the permutation and builds the
-:class:`~ptqtheory.Run`. Shared by every backend:
-
-* :class:`Rounder`: nearest or stochastic rounding of one column (A1), clip record, and the refit
-  of a min-max group from the *current* weights (GPTQ's groups);
-* :class:`Trace`: :math:`x_t`, :math:`q_t`, :math:`\eta_t` per step;
-* :func:`optq_blocked`: A2', GPTQ's blocked fast form (also Qronos' steps :math:`t \ge 2` and LDLQ on
-  a device), with :func:`pending_current` for groups that start inside a block;
-* :func:`damped`: the retry loop of ``Damping(auto=True)``;
-* :func:`check_finite_run`: R2/R3 on a finished run.
-
-What stays per backend is what truly differs: the factorization (QR of the data in numpy, sympy in
-exact mode, Cholesky of :math:`H` on a device), statistics, random draws, device handling.
+Everything here runs in *processing order*: a backend's ``setup`` checks, permutes and factors, its
+``finish`` undoes the permutation; in between, every backend uses the same :class:`Rounder` (A1, with
+GPTQ's group refits), :class:`Trace`, sweeps (:func:`optq_blocked` A2', :func:`gpfq_sweep` A5,
+:func:`rtn_run` A1), damping loop (:func:`damped`), checks and record (:func:`record`). What stays per
+backend is what truly differs: the factorization (QR of the data in numpy, sympy in exact mode,
+Cholesky of :math:`H` on a device), statistics, random draws, device handling.
 """
 
 from __future__ import annotations
@@ -34,21 +26,8 @@ from .grids import quantize_stochastic as round_stochastic
 from .records import Run
 
 __all__ = [
-    "INNER",
-    "ROUNDINGS",
-    "STARTS",
-    "VARIANTS",
-    "Rounder",
-    "Setup",
-    "Trace",
-    "check_finite_run",
-    "check_method",
-    "damped",
-    "dead_columns",
-    "gpfq_sweep",
-    "optq_blocked",
-    "pending_current",
-    "record",
+    "INNER", "ROUNDINGS", "STARTS", "VARIANTS", "Rounder", "Setup", "Trace", "check_finite_run", "check_method",
+    "check_options", "damped", "dead_columns", "gpfq_sweep", "optq_blocked", "pending_current", "record",
     "rtn_run",
 ]
 
