@@ -38,6 +38,9 @@ def public(reference: Callable[P, Run], inputs: tuple[str, ...]) -> Callable[P, 
             from .torch_backend import algorithms as on_device
 
             return getattr(on_device, reference.__name__)(**call.arguments)
+        if call.arguments.get("factor_dtype") is not None or call.arguments.get("allow_tf32"):
+            raise ValueError("factor_dtype and allow_tf32 are options of the torch backend (torch tensor "
+                             "inputs); the numpy backend computes in float64 (or exactly, with rationals)")
         return reference(**call.arguments)
 
     return algorithm

@@ -23,16 +23,7 @@ from ..orders import columns_in, resolve_order
 from ..random import uniforms
 from ..records import Run
 
-__all__ = ["Setup", "finish", "numpy_options", "numpy_rounder", "optq_iteration", "setup"]
-
-
-def numpy_options(factor_dtype, allow_tf32) -> None:
-    """The numpy backend computes in float64 (or exactly): the torch-only options stay at their defaults."""
-    if factor_dtype is not None or allow_tf32:
-        raise ValueError(
-            "factor_dtype and allow_tf32 are options of the torch backend (torch tensor inputs); the "
-            "numpy backend computes in float64 (or exactly, with rational inputs)"
-        )
+__all__ = ["Setup", "finish", "numpy_rounder", "optq_iteration", "setup"]
 
 
 def numpy_rounder(grid: Grid, n: int, N: int, order: np.ndarray, rounding: str, seed,

@@ -9,7 +9,7 @@ from ..engine import dead_columns as check_dead
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import finish, numpy_options, setup
+from ._engine import finish, setup
 
 
 def gpfq(
@@ -46,7 +46,6 @@ def gpfq(
     Lybrand & Saab, "A greedy algorithm for quantizing neural networks", JMLR 2021;
     Zhang & Saab, "SPFQ", arXiv 2309.10975.
     """
-    numpy_options(None, allow_tf32)
     policy = check_choice("dead_columns", dead_columns, ("raise", "round"))
     if Xt is None:
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")

@@ -9,7 +9,7 @@ from ..engine import Incoherence, Order, Rounding, Trace
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import finish, numpy_options, setup
+from ._engine import finish, setup
 
 
 def ldlq(
@@ -43,7 +43,6 @@ def ldlq(
     ----------
     Chee, Cai, Kuleshov & De Sa, "QuIP", arXiv 2307.13304.
     """
-    numpy_options(factor_dtype, allow_tf32)
     if incoherence is not None:
         from .incoherence import incoherent
 

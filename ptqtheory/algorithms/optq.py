@@ -9,7 +9,7 @@ from ..engine import Method, Order, Rounding, Trace, check_method, optq_blocked
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import finish, numpy_options, optq_iteration, setup
+from ._engine import finish, optq_iteration, setup
 
 
 def optq(
@@ -73,7 +73,6 @@ def optq(
     ----------
     Frantar et al., "GPTQ", arXiv 2210.17323; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
     """
-    numpy_options(factor_dtype, allow_tf32)
     bs = check_method(method, block_size)
     s = setup(W, X, lam, grid, rounding, order, seed)
     rounder = s.rounder()

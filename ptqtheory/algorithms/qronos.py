@@ -21,7 +21,7 @@ from ..engine import (
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import finish, numpy_options, optq_iteration, setup
+from ._engine import finish, optq_iteration, setup
 
 
 def qronos(
@@ -72,7 +72,6 @@ def qronos(
     ----------
     Zhang, Colbert & Saab, "Qronos", arXiv 2505.11695; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
     """
-    numpy_options(factor_dtype, allow_tf32)
     check_choice("variant", variant, VARIANTS)
     check_choice("start", start, STARTS)
     if Xt is None:

@@ -6,7 +6,7 @@ from ..engine import Rounding, rtn_run
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import finish, numpy_options, setup
+from ._engine import finish, setup
 
 
 def rtn(W, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None, *,
@@ -33,7 +33,6 @@ def rtn(W, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedL
     Comparison bounds (THEORY.md): :math:`E\|X\eta\|^2 \le (\delta^2/4)\|X\|_F^2` (stochastic) and
     :math:`\|X\eta\|^2 \le \|X\|_{op}^2 N \delta^2/4` (nearest).
     """
-    numpy_options(None, allow_tf32)
     return rtn_run(setup(W, None, 0.0, grid, rounding, "natural", seed, factor=None), grid, finish)
 
 

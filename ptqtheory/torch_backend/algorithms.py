@@ -15,14 +15,14 @@ import numpy as np
 import torch
 
 from .._validate import check_choice
-from ..engine import STARTS, VARIANTS, gpfq_sweep, rtn_run
+from ..engine import STARTS, VARIANTS, check_method, gpfq_sweep, rtn_run
 from ..engine import dead_columns as check_dead
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
 from ..tolerances import quadratic_range
 from .device import dtype_name, tf32_guard, weights_device
-from .engine import Trace, check_blocked, finish, optq_blocked, setup
+from .engine import Trace, finish, optq_blocked, setup
 from .grids import column_major
 from .stats import sym_perm
 
@@ -64,7 +64,7 @@ def ldlq(
 
 def _optq_like(algorithm, W, X, lam, grid, rounding, order, seed, block_size, method, factor_dtype,
                allow_tf32) -> Run:
-    bs = check_blocked(method, block_size)
+    bs = check_method(method, block_size, ("blocked",))
     with tf32_guard(weights_device(W, X=X), allow_tf32) as tf32:
         s = setup(W, X, lam, grid, rounding, order, seed, factor="H", factor_dtype=factor_dtype or F64,
                   tf32=tf32, algorithm=algorithm)
@@ -97,7 +97,7 @@ def qronos(
     """
     check_choice("variant", variant, VARIANTS)
     check_choice("start", start, STARTS)
-    bs = check_blocked(method, block_size)
+    bs = check_method(method, block_size, ("blocked",))
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, lam, grid, rounding, order, seed, Xt=Xt, factor="Ht", mismatch=True,
                   factor_dtype=factor_dtype or F64, tf32=tf32, algorithm="qronos")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import engine
-from ..engine import INNER, Rounder, Trace, check_method, optq_blocked, pending_current, record
+from ..engine import Rounder, Trace, optq_blocked, record
 from ..orders import resolve_order
 from ..records import Run
 from .device import as_data, as_weights, check_weight_scale, dtype_name, weights_device
@@ -22,7 +22,7 @@ from .factor import factor_damped
 from .grids import check_grid, check_run, column_major, grid_record, to_host, torch_rounder
 from .stats import TorchAccumulator, is_identity, resolve_lam, statistics, sym_perm
 
-__all__ = ["INNER", "Setup", "Trace", "check_blocked", "finish", "optq_blocked", "pending_current", "setup"]
+__all__ = ["Setup", "Trace", "finish", "optq_blocked", "setup"]
 
 NORM_ORDERS = ("decreasing_norm", "increasing_norm")
 
@@ -114,11 +114,6 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
     if Wt.dtype != W.dtype:
         s.notes.append(f"W of dtype {dtype_name(W.dtype)} widened to {dtype_name(Wt.dtype)} (exact)")
     return s
-
-
-def check_blocked(method: str, block_size) -> int:
-    """The torch backend runs A2' only: ``block_size`` checked, ``method="iteration"`` refused."""
-    return check_method(method, block_size, ("blocked",))
 
 
 def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: str, **extra) -> Run:
