@@ -16,6 +16,7 @@ The operations are listed on :class:`Backend`.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 
@@ -187,13 +188,9 @@ class TorchBackend(Backend):
 
 
 NUMPY = NumpyBackend()
-_TORCH: list[TorchBackend] = []
-
-
+@functools.cache
 def _torch_backend() -> TorchBackend:
-    if not _TORCH:
-        _TORCH.append(TorchBackend())
-    return _TORCH[0]
+    return TorchBackend()
 
 
 def _is_tensor(a) -> bool:

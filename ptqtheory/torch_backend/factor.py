@@ -20,15 +20,13 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from ..backend import get_backend
 from ..calibration import Damping
 from ..engine import damped
 from ..factor import SingularHessianError, check_definite, singular_message
 from ..tolerances import check_magnitude, quadratic_range
+from .grids import to_host
 
 __all__ = ["TorchPivots", "factor_damped", "pivots"]
-
-to_host = get_backend(torch.empty(0)).to_host
 
 
 @dataclass(eq=False)

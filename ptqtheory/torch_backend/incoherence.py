@@ -21,9 +21,8 @@ from .grids import minmax_grid
 from .rand import torch_generator
 from .stats import statistics
 
-__all__ = ["TRANSFORMS", "incoherent", "random_orthogonal"]
+__all__ = ["incoherent", "random_orthogonal"]
 
-TRANSFORMS = Transform.KINDS
 F64 = torch.float64
 
 
@@ -54,8 +53,7 @@ def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.
     return torch.kron(A, B)
 
 
-def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, lam, rounding, order, block_size,
-               factor_dtype, allow_tf32) -> Run:
+def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, allow_tf32: bool, **options) -> Run:
     """Run ``fn`` (the torch ``ldlq``) on the incoherence-processed problem and map back.
 
     The transforms are applied in float64 (to ``W`` and to the float64 statistics) and the processed
@@ -66,8 +64,8 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, lam, rounding
     with tf32_guard(device, allow_tf32):
         Wa, vector = as_weights(W)
         n, N = Wa.shape
-        if kind not in TRANSFORMS:
-            raise ValueError(f"incoherence must be one of {TRANSFORMS} or None; got {kind!r}")
+        if kind not in Transform.KINDS:
+            raise ValueError(f"incoherence must be one of {Transform.KINDS} or None; got {kind!r}")
         if not isinstance(grid, Grid):
             raise TypeError(f"grid must be a pt.Grid; got {type(grid).__name__}")
         acc, _, _ = statistics(X, None, N, device, mismatch=False, algorithm="ldlq")
@@ -77,8 +75,7 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, lam, rounding
         Wt = (U @ Wa.to(F64) @ V.T).to(Wa.dtype)
         if grid.rule is not None:
             grid = minmax_grid(Wt, grid.rule.bits, grid.rule.sym, grid.rule.group_size)
-        inner = fn(Wt, acc.transformed(V), lam=lam, grid=grid, rounding=rounding, order=order,
-                   seed=seed, block_size=block_size, factor_dtype=factor_dtype, allow_tf32=allow_tf32)
+        inner = fn(Wt, acc.transformed(V), grid=grid, seed=seed, allow_tf32=allow_tf32, **options)
         Q = (U.T @ inner.Q.to(F64) @ V).to(Wa.dtype)
 
     return inner.mapped_back(Wa, Q, vector, seed, Transform(kind=kind, U=U, V=V))
