@@ -76,24 +76,14 @@ class Rounder:
         self.delta[:, t:t1] = d[:, None]
         self.zero[:, t:t1] = z[:, None]
 
-    def __call__(self, t: int, x):
+    def __call__(self, t: int | slice, x):
+        """Round column ``t`` of every row (``t=slice(None)``: all columns at once, for RTN)."""
         args = (x, self.delta[:, t], self.zero[:, t], self.lo[:, t], self.hi[:, t])
         if self.rounding == "nearest":
             q, clipped = round_nearest(*args)
         else:
             q, clipped = round_stochastic(*args, self.u[:, t])
         self.clipped[:, t] = clipped
-        return q
-
-    def round_all(self, Wp):
-        """Every column at once (RTN: no feedback, so no column loop); the same values as column by
-        column, since rounding is elementwise."""
-        args = (Wp, self.delta, self.zero, self.lo, self.hi)
-        if self.rounding == "nearest":
-            q, clipped = round_nearest(*args)
-        else:
-            q, clipped = round_stochastic(*args, self.u)
-        self.clipped[...] = clipped
         return q
 
 
@@ -280,7 +270,7 @@ def rtn_run(s, grid, finish):
     """A1 on a backend's setup ``s``: every entry rounded at once on the grid as fitted (no refit)."""
     s.grid = grid.frozen()
     rounder = s.rounder()
-    q = rounder.round_all(s.Wp)
+    q = rounder(slice(None), s.Wp)  # no feedback: every column at once
     run = finish(s, Trace(x=get_backend(s.Wp).copy(s.Wp), q=q, eta=s.Wp - q), rounder, "rtn", "reference")
     run.grid.rule = grid.rule
     return run
