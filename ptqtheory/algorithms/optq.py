@@ -1,7 +1,4 @@
-r"""A2 / A2' / A2s: OPTQ (= GPTQ), its paper iteration, its fast blocked form, stochastic variant.
-
-The numpy and exact reference of :func:`ptqtheory.optq` (which documents the parameters).
-"""
+r"""A2 / A2' / A2s: OPTQ (= GPTQ), its paper iteration, its fast blocked form, stochastic variant."""
 
 from __future__ import annotations
 

@@ -22,6 +22,8 @@ def rtn(W, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedL
     rounding : {"nearest", "stochastic"}
         Stochastic rounding needs ``seed`` (the same per-entry uniforms as the other algorithms).
     seed : int or numpy Generator, optional
+    allow_tf32 : bool
+        Torch only: TF32 products on CUDA during this call (default off).
 
     Returns
     -------
