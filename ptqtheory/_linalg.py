@@ -7,13 +7,12 @@ exact solvers, so that the THEORY.md T6 tests run *the same code* in exact arith
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.linalg
 import sympy
 
 from ._validate import is_exact
+from .backend import NUMPY
 
 __all__ = ["augment", "dot", "floor", "lstsq", "sq_norms", "udu", "zeros_like"]
 
@@ -30,29 +29,10 @@ def _from_sympy(M: sympy.Matrix, ndim: int) -> np.ndarray:
     return out if ndim == 2 else out[:, 0]
 
 
-def floor(a: np.ndarray) -> np.ndarray:
-    """Elementwise floor; exact for rationals."""
-    if is_exact(a):
-        return np.vectorize(lambda v: sympy.Integer(math.floor(v)), otypes=[object])(a)
-    return np.floor(a)
-
-
-def dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """``A @ B`` that also works on object arrays (numpy's matmul does not)."""
-    if is_exact(A) or is_exact(B):
-        return np.dot(A, B)
-    return A @ B
-
-
-def zeros_like(A: np.ndarray, shape=None) -> np.ndarray:
-    """Zeros of ``A``'s kind (exact or float64); with ``shape=None`` also in ``A``'s memory order."""
-    order = "F" if (shape is None and A.flags.f_contiguous and not A.flags.c_contiguous) else "C"
-    shape = A.shape if shape is None else shape
-    if is_exact(A):
-        out = np.empty(shape, dtype=object, order=order)
-        out.fill(sympy.Integer(0))
-        return out
-    return np.zeros(shape, order=order)
+# The elementwise and product operations are the numpy backend's (one implementation).
+floor = NUMPY.floor
+dot = NUMPY.dot
+zeros_like = NUMPY.zeros_like
 
 
 def sq_norms(A: np.ndarray, axis: int) -> np.ndarray:

@@ -21,12 +21,15 @@ __all__ = [
     "as_weights",
     "check_bool",
     "check_choice",
+    "check_data_shape",
     "check_lam",
     "check_nonnegative_real",
+    "check_permutation",
     "check_positive_int",
     "check_probability",
     "check_seed",
     "check_weight_rows",
+    "check_weight_shape",
     "is_exact",
     "is_torch",
     "largest",
@@ -108,16 +111,18 @@ def _as_array(name: str, a) -> np.ndarray:
 def as_weights(W) -> tuple[np.ndarray, bool]:
     """Return ``(W as a float64 (n, N) array, was_vector)``; a 1-D ``w`` becomes one row."""
     arr = _as_array("W", W)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-        vector = True
-    elif arr.ndim == 2:
-        vector = False
-    else:
-        raise ValueError(f"W must have shape (n, N) or (N,); got shape {arr.shape}")
-    if arr.shape[1] == 0 or arr.shape[0] == 0:
-        raise ValueError(f"W must have at least one row and one column; got shape {arr.shape}")
-    return arr, vector
+    vector = check_weight_shape(arr.shape)
+    return (arr[None, :] if vector else arr), vector
+
+
+def check_weight_shape(shape) -> bool:
+    """``W`` of shape ``(n, N)`` or ``(N,)`` with ``n, N >= 1`` (any backend); True for a single row."""
+    if len(shape) not in (1, 2):
+        raise ValueError(f"W must have shape (n, N) or (N,); got shape {tuple(shape)}")
+    if 0 in shape:
+        shape2 = (1, *shape) if len(shape) == 1 else tuple(shape)
+        raise ValueError(f"W must have at least one row and one column; got shape {shape2}")
+    return len(shape) == 1
 
 
 def check_weight_rows(row_max, precision="float64") -> None:
@@ -141,23 +146,29 @@ def check_weight_rows(row_max, precision="float64") -> None:
 def as_matrix(name: str, X, N: int, m: int | None = None) -> np.ndarray:
     """Return a 2-D float64 (or exact) array with ``N`` columns (and ``m`` rows if given)."""
     arr = _as_array(name, X)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape (m, N); got shape {arr.shape}")
-    if arr.shape[1] != N:
-        raise ValueError(
-            f"{name} has {arr.shape[1]} columns but W has {N}: {name} must have shape (m, N) "
-            f"with one column per input feature (the layer computes {name} @ W.T)"
-        )
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} has no rows; at least one calibration sample is needed")
-    if m is not None and arr.shape[0] != m:
-        raise ValueError(
-            f"{name} has {arr.shape[0]} rows but X has {m}: the quantized-model inputs must be the "
-            "same samples as the float-model inputs, row for row"
-        )
+    check_data_shape(name, arr.shape, N, m)
     if not is_exact(arr):
         check_magnitude(name, largest(arr), data_range(), fix=_data_fix(name))
     return arr
+
+
+def check_data_shape(name: str, shape, N: int, m: int | None = None) -> None:
+    """Calibration data ``(m, N)`` (any backend): one column per input feature, at least one row, and
+    the rows of ``X`` when ``m`` is given (``Xt``: the same samples, row for row)."""
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be a 2-D array of shape (m, N); got shape {tuple(shape)}")
+    if shape[1] != N:
+        raise ValueError(
+            f"{name} has {shape[1]} columns but W has {N}: {name} must have shape (m, N) "
+            f"with one column per input feature (the layer computes {name} @ W.T)"
+        )
+    if shape[0] == 0:
+        raise ValueError(f"{name} has no rows; at least one calibration sample is needed")
+    if m is not None and shape[0] != m:
+        raise ValueError(
+            f"{name} has {shape[0]} rows but X has {m}: the quantized-model inputs must be the "
+            "same samples as the float-model inputs, row for row"
+        )
 
 
 def _data_fix(name: str) -> str:
@@ -235,6 +246,17 @@ def check_choice(name: str, value, choices: tuple) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {choices}; got {value!r}")
     return value
+
+
+def check_permutation(order, N: int) -> np.ndarray:
+    """An explicit column order: a permutation of ``0..N-1`` (int64), or ``ValueError``."""
+    perm = np.asarray(order)
+    if perm.dtype.kind not in "iu" or perm.shape != (N,) or not np.array_equal(np.sort(perm), np.arange(N)):
+        raise ValueError(
+            f"order must be a permutation of 0..{N - 1} (an integer array of length {N}); "
+            f"got {perm.dtype} array of shape {perm.shape}"
+        )
+    return perm.astype(np.int64)
 
 
 def check_seed(seed) -> None:

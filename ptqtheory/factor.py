@@ -61,7 +61,7 @@ class Pivots:
         the diagonal of :math:`H`)."""
         d = np.diag(UH).copy()
         D = d * d
-        _check_definite(D, diag_H, lam, what, columns)
+        check_definite(D, diag_H, lam, what, columns)
         with np.errstate(divide="ignore", invalid="ignore"):
             U1 = UH / d[None, :]
         return cls(U1=np.ascontiguousarray(U1), D=D)
@@ -88,7 +88,7 @@ class Pivots:
         return self.Lt.T.copy()
 
 
-def _singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -> str:
+def singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -> str:
     Hf = np.asarray(H, dtype=float)
     N = Hf.shape[0]
     # A 1-D H is its diagonal: the torch backend reports from diag(H) without copying H to the host.
@@ -114,16 +114,17 @@ def _singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) 
     return " ".join(parts)
 
 
-def _check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None) -> None:
-    """Raise if a pivot is below N eps max(diag H); ``H`` may be given as its diagonal."""
+def check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None, precision="float64") -> None:
+    """Raise if a pivot is below ``N eps max(diag H)`` (``eps`` of the factorization's ``precision``),
+    where the algorithms would divide by rounding noise; ``H`` may be given as its diagonal."""
     N = D.shape[0]
     diag = H if np.ndim(H) == 1 else np.diag(H)
     scale = float(np.max(diag)) if N else 0.0
-    tiny = singular_threshold(N, scale)
+    tiny = singular_threshold(N, scale, precision)
     t = int(np.argmin(D))
     if not D[t] > tiny:
         raise SingularHessianError(
-            _singular_message(
+            singular_message(
                 H, lam, what,
                 f"pivot D_t = {D[t]:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}",
                 columns,
@@ -225,7 +226,7 @@ def _checked_statistics(H, lam, what: str, columns):
     """The checks of :func:`pivots`: a square, symmetric, finite real (or exact) ``H`` inside the
     range R1 (it scales like ``X^T X``), ``lam >= 0``, ``what`` in ("H", "Ht"), ``columns`` a
     permutation."""
-    from ._validate import _as_array, check_choice, check_lam, largest
+    from ._validate import _as_array, check_choice, check_lam, check_permutation, largest
     from .tolerances import allowance_unit, check_magnitude, lam_range
 
     Ha = _as_array("H", H)
@@ -243,9 +244,7 @@ def _checked_statistics(H, lam, what: str, columns):
     lam = check_lam(lam, exact)
     check_choice("what", what, ("H", "Ht"))
     if columns is not None:
-        from .orders import resolve_order
-
-        resolve_order(np.asarray(columns), Ha.shape[0])
+        check_permutation(columns, Ha.shape[0])
     return Ha, lam
 
 
@@ -275,8 +274,8 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
         U1, D = _linalg.udu(H)
     except np.linalg.LinAlgError as exc:
         raise SingularHessianError(
-            _singular_message(H, lam, what, "Cholesky factorization failed", columns)
+            singular_message(H, lam, what, "Cholesky factorization failed", columns)
         ) from exc
     if not is_exact(H):
-        _check_definite(D, H, lam, what, columns)
+        check_definite(D, H, lam, what, columns)
     return Pivots(U1=U1, D=D)

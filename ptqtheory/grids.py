@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _linalg
 from ._validate import _as_array, check_bool, check_choice, check_positive_int, check_seed, is_exact
+from .backend import get_backend
 from .tolerances import max_bits, max_code, precision_name, step_range
 
-__all__ = ["Grid", "MinMax", "round_nearest", "round_stochastic"]
+__all__ = ["Grid", "MinMax", "quantize_nearest", "quantize_stochastic", "round_nearest", "round_stochastic"]
 
 ROUNDINGS = ("nearest", "stochastic")
 
@@ -63,6 +63,25 @@ class MinMax:
         if self.group_size is not None:
             check_positive_int("group_size", self.group_size)
 
+    @classmethod
+    def of(cls, bits, sym, group_size, precision="float64") -> MinMax:
+        """The rule with its arguments checked, ``bits`` against what ``precision`` rounds exactly (R2)."""
+        bits = check_positive_int("bits", bits, 1, max_bits(precision), why=bits_limit_reason(precision))
+        sym = check_bool("sym", sym)
+        return cls(bits, sym, None if group_size is None else check_positive_int("group_size", group_size))
+
+    def fit_all(self, W2):
+        """Step and zero point of every row, or of every entry when the rule has groups of columns
+        (each group fitted on its own; any backend)."""
+        if self.group_size is None:
+            return self.fit(W2)
+        delta, zero = (get_backend(W2).zeros_like(W2) for _ in range(2))
+        for g0 in range(0, W2.shape[1], self.group_size):
+            g1 = g0 + self.group_size
+            d, z = self.fit(W2[:, g0:g1])
+            delta[:, g0:g1], zero[:, g0:g1] = d[:, None], z[:, None]
+        return delta, zero
+
     def fit(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r"""Step and zero point for each row of ``block`` (GPTQ's ``find_params``).
 
@@ -72,22 +91,24 @@ class MinMax:
         :math:`\delta = 2m/maxq`, :math:`z = 2^{b-1}`. A row of zeros uses :math:`m_\pm = \pm 1`
         as GPTQ does. Unlike GPTQ, the symmetric grid always spans :math:`[-m, m]`: GPTQ keeps
         :math:`m_- = 0` for a row without negative entries and then clips half of that row.
+        ``block`` may be a numpy array or a torch tensor (the fit then stays on its device): the
+        formulas are written once over :mod:`ptqtheory.backend`.
         """
+        nx = get_backend(block)
         maxq = 2**self.bits - 1
-        b = np.asarray(block, dtype=float)
-        lo = np.minimum(b.min(axis=1), 0.0)
-        hi = np.maximum(b.max(axis=1), 0.0)
+        lo = nx.minimum(nx.row_min(block), 0.0)
+        hi = nx.maximum(nx.row_max(block), 0.0)
         if self.sym:
-            hi = np.maximum(-lo, hi)
+            hi = nx.maximum(-lo, hi)
             lo = -hi
         empty = (lo == 0) & (hi == 0)
-        lo = np.where(empty, -1.0, lo)
-        hi = np.where(empty, 1.0, hi)
+        lo = nx.where(empty, lo, -1.0)
+        hi = nx.where(empty, hi, 1.0)
         delta = (hi - lo) / maxq
         if self.sym:
-            zero = np.full_like(delta, float(2 ** (self.bits - 1)))
+            zero = nx.full_like(delta, float(2 ** (self.bits - 1)))
         else:
-            zero = np.floor(-lo / delta + 0.5)
+            zero = nx.floor(-lo / delta + 0.5)
         return delta, zero
 
 
@@ -341,25 +362,9 @@ class Grid:
         every entry is stored in the run record (``run.grid``). Call :meth:`frozen` to keep the
         groups fitted here instead. RTN and GPFQ use the arrays fitted here.
         """
-        bits = check_positive_int("bits", bits, 1, max_bits(), why=bits_limit_reason())
-        sym = check_bool("sym", sym)
-        if group_size is not None:
-            group_size = check_positive_int("group_size", group_size)
-        W2, _ = _weights_2d(W)
-        n, N = W2.shape
-        rule = MinMax(bits=bits, sym=sym, group_size=group_size)
-        hi = 2**bits - 1
-        if group_size is None:
-            delta, zero = rule.fit(W2)
-            return cls(delta, zero, lo=0, hi=hi, rule=rule)
-        delta = np.empty((n, N))
-        zero = np.empty((n, N))
-        for g0 in range(0, N, group_size):
-            g1 = min(g0 + group_size, N)
-            d, z = rule.fit(W2[:, g0:g1])
-            delta[:, g0:g1] = d[:, None]
-            zero[:, g0:g1] = z[:, None]
-        return cls(delta, zero, lo=0, hi=hi, rule=rule)
+        rule = MinMax.of(bits, sym, group_size)
+        delta, zero = rule.fit_all(np.asarray(_weights_2d(W)[0], dtype=float))
+        return cls(delta, zero, lo=0, hi=2**rule.bits - 1, rule=rule)
 
     @classmethod
     def alphabet(cls, delta, K: int) -> Grid:
@@ -447,11 +452,11 @@ class Grid:
         if not exact:
             check_values("W", W2, delta, zero, lo, hi)
         if rounding == "nearest":
-            Q, clipped = _round_nearest(W2, delta, zero, lo, hi)
+            Q, clipped = quantize_nearest(W2, delta, zero, lo, hi)
         else:
             from .random import uniforms
 
-            Q, clipped = _round_stochastic(W2, delta, zero, lo, hi, uniforms(seed, (n, N)))
+            Q, clipped = quantize_stochastic(W2, delta, zero, lo, hi, uniforms(seed, (n, N)))
         if not exact:
             check_codes(Q, delta, zero, what="Grid.round")
         return (Q[0], clipped[0]) if vector else (Q, clipped)
@@ -469,12 +474,6 @@ def _weights_2d(W) -> tuple[np.ndarray, bool]:
     from ._validate import as_weights
 
     return as_weights(W)
-
-
-def _clip(k, lo, hi):
-    kc = np.where(k < lo, lo, k)
-    kc = np.where(kc > hi, hi, kc)
-    return kc, (k < lo) | (k > hi)
 
 
 def _rounding_args(x, delta, zero, lo, hi, u=None):
@@ -520,7 +519,7 @@ def round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
     :mod:`ptqtheory.tolerances`).
     """
     x, delta, zero, lo, hi, exact = _rounding_args(x, delta, zero, lo, hi)
-    q, clipped = _round_nearest(x, delta, zero, lo, hi)
+    q, clipped = quantize_nearest(x, delta, zero, lo, hi)
     if not exact:
         check_codes(q, delta, zero, what="round_nearest")
     return q, clipped
@@ -534,30 +533,26 @@ def round_stochastic(x, delta, zero, lo, hi, u) -> tuple[np.ndarray, np.ndarray]
     are checked as for :func:`round_nearest`.
     """
     x, delta, zero, lo, hi, exact = _rounding_args(x, delta, zero, lo, hi, u)
-    q, clipped = _round_stochastic(x, delta, zero, lo, hi, np.asarray(u, dtype=float))
+    q, clipped = quantize_stochastic(x, delta, zero, lo, hi, np.asarray(u, dtype=float))
     if not exact:
         check_codes(q, delta, zero, what="round_stochastic")
     return q, clipped
 
 
-def _round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`round_nearest` without the checks (the algorithms' hot loop; inputs already checked)."""
-    half = 0.5 if not is_exact(np.asarray(x)) else _half()
-    k = _linalg.floor(x / delta + zero + half)
-    kc, clipped = _clip(k, lo, hi)
-    return delta * (kc - zero), np.asarray(clipped, dtype=bool)
+def quantize_nearest(x, delta, zero, lo, hi):
+    """:func:`round_nearest` without the checks, for every backend (the algorithms' hot loop; inputs
+    already checked): ``(q, clipped)``. Exact inputs stay exact."""
+    nx = get_backend(x)
+    k = nx.floor(x / delta + zero + nx.half(x))
+    kc, clipped = nx.clip(k, lo, hi)
+    return delta * (kc - zero), clipped
 
 
-def _round_stochastic(x, delta, zero, lo, hi, u) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`round_stochastic` without the checks."""
+def quantize_stochastic(x, delta, zero, lo, hi, u):
+    """:func:`round_stochastic` without the checks, for every backend."""
+    nx = get_backend(x)
     s = x / delta + zero
-    f = _linalg.floor(s)
-    k = f + (u < (s - f))
-    kc, clipped = _clip(k, lo, hi)
-    return delta * (kc - zero), np.asarray(clipped, dtype=bool)
-
-
-def _half():
-    import sympy
-
-    return sympy.Rational(1, 2)
+    f = nx.floor(s)
+    k = f + nx.indicator(u < (s - f), s)
+    kc, clipped = nx.clip(k, lo, hi)
+    return delta * (kc - zero), clipped

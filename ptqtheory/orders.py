@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validate import check_permutation
+from .factor import SingularHessianError
 from .random import SeedLike, generator
 from .tolerances import singular_threshold
 
@@ -39,8 +41,6 @@ def min_pivot_order(H: np.ndarray) -> np.ndarray:
         cand = np.where(remaining, d, np.inf)
         j = int(np.argmin(cand))
         if not d[j] > singular_threshold(N, scale):
-            from .factor import SingularHessianError
-
             raise SingularHessianError(
                 "order='min_pivot' needs a positive definite H = X^T X + lam*I, but a pivot "
                 f"reached {d[j]:.3g}; set lam > 0 (e.g. lam=pt.Damping.percdamp(0.01))"
@@ -80,15 +80,7 @@ def resolve_order(order, N: int, gram_diag=None, H=None, seed: SeedLike = None) 
         if order == "random":
             return generator(seed, "order", "order='random'").permutation(N).astype(np.int64)
         raise ValueError(f"order must be one of {ORDERS} or a permutation array; got {order!r}")
-    perm = np.asarray(order)
-    if perm.dtype.kind not in "iu" or perm.shape != (N,) or not np.array_equal(
-        np.sort(perm), np.arange(N)
-    ):
-        raise ValueError(
-            f"order must be a permutation of 0..{N - 1} (an integer array of length {N}); "
-            f"got {perm.dtype} array of shape {perm.shape}"
-        )
-    return perm.astype(np.int64)
+    return check_permutation(order, N)
 
 
 def columns_in(a: np.ndarray, order: np.ndarray) -> np.ndarray:

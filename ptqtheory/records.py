@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._validate import check_choice, check_positive_int
 from .grids import Grid
 
 __all__ = ["Run", "Transform"]
@@ -29,6 +31,22 @@ class Transform:
     kind: str
     U: np.ndarray
     V: np.ndarray
+
+    KINDS = ("kron", "hadamard")
+
+    @staticmethod
+    def factor_sizes(d: int, kind: str) -> tuple[int, ...]:
+        r"""Checks ``d`` and ``kind``; the sizes of the Haar factors of ``"kron"`` (:math:`a \cdot b = d`,
+        :math:`a` the largest divisor :math:`\le\sqrt d`), or ``(d,)`` for ``"hadamard"`` (a power of 2)."""
+        d = check_positive_int("d", d)
+        check_choice("incoherence", kind, Transform.KINDS)
+        if kind == "hadamard":
+            if d & (d - 1):
+                raise ValueError(f"incoherence='hadamard' needs dimensions that are powers of 2; got {d}. "
+                                 "Use incoherence='kron' for other sizes.")
+            return (d,)
+        a = max(k for k in range(1, math.isqrt(d) + 1) if d % k == 0)
+        return (a, d // a)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,6 +132,21 @@ class Run:
     tf32: bool | None = None
     pivots: object = field(default=None, repr=False)
     stats: object = field(default=None, repr=False)
+
+    def mapped_back(self, W, Q, vector: bool, seed, transform: Transform) -> Run:
+        """The record of A3i: this run quantized ``U W V^T``; ``Q = U^T Q' V`` is the result for the
+        weights ``W`` (a single row when ``vector``). The processed run stays as ``inner``."""
+
+        def shaped(a):
+            return a[0] if vector else a
+
+        return Run(
+            algorithm=self.algorithm, variant=self.variant, W=shaped(W), Q=shaped(Q), eta=shaped(self.eta),
+            x=shaped(self.x), clipped=shaped(self.clipped), order=self.order, grid=self.grid, lam=self.lam,
+            rounding=self.rounding, seed=seed, damping=self.damping, block_size=self.block_size,
+            method=self.method, inner=self, transform=transform, notes=self.notes, precision=self.precision,
+            backend=self.backend, device=self.device, tf32=self.tf32,
+        )
 
     @property
     def codes(self) -> np.ndarray:

@@ -15,7 +15,7 @@ from peers import gptq_reference_loop
 from strategies import TIE_FREE_GRIDS, Case, cases
 
 import ptqtheory as pt
-from ptqtheory.algorithms import _engine
+from ptqtheory import engine as _engine
 from ptqtheory.bounds import alphabet_size
 
 DAMPED = (1e-4, 1e-2, 1.0)

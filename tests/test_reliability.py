@@ -342,8 +342,8 @@ def test_no_run_returns_a_non_finite_Q(seed, params, w_exp, backend, algorithm, 
 def test_a_non_finite_rounding_inside_a_run_is_caught(backend, algorithm, bad, monkeypatch):
     # The last line of defence (R3): whatever happens inside a run (here a rounding that returns a
     # non-finite value at step 2), the run raises instead of returning a non-finite Q.
-    import ptqtheory.algorithms._engine as engine
-    import ptqtheory.torch_backend.grids as tgrids
+    import ptqtheory.engine as engine
+    import ptqtheory.engine as tgrids
 
     module, name = (engine, "round_nearest") if backend == "numpy" else (tgrids, "round_nearest")
     original = getattr(module, name)

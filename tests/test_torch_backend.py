@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 from strategies import TIE_FREE_GRIDS, Case, cases, check_certificate, examples, make_grid
 
 import ptqtheory as pt
+from ptqtheory import engine
 from ptqtheory.instances import make_instance
-from ptqtheory.torch_backend import TorchAccumulator, engine, minmax_grid, random_orthogonal, tf32_guard
+from ptqtheory.torch_backend import TorchAccumulator, minmax_grid, random_orthogonal, tf32_guard
 from ptqtheory.torch_backend.rand import torch_generator, uniforms
 
 DAMPED = (1e-4, 1e-2, 1.0)

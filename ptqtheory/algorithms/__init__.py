@@ -1,10 +1,22 @@
-"""Float64 reference algorithms A1-A5 of THEORY.md (pure functions returning a :class:`Run`)."""
+"""The algorithms A1-A5 of THEORY.md: numpy and exact references, one module each.
 
-from .gpfq import gpfq
+The names exported here are the public functions (:func:`ptqtheory.api.public`): the signature and
+docstring of the reference, the backend picked from the inputs' types. The references themselves
+are the functions of the submodules (``ptqtheory.algorithms.optq.optq`` ...).
+"""
+
+from ..api import public
+from . import gpfq as _gpfq
+from . import ldlq as _ldlq
+from . import optq as _optq
+from . import qronos as _qronos
+from . import rtn as _rtn
 from .incoherence import incoherence, random_orthogonal
-from .ldlq import ldlq
-from .optq import optq
-from .qronos import qronos
-from .rtn import rtn
+
+gpfq = public(_gpfq.gpfq, ("W", "X", "Xt"))
+ldlq = public(_ldlq.ldlq, ("W", "X"))
+optq = public(_optq.optq, ("W", "X"))
+qronos = public(_qronos.qronos, ("W", "X", "Xt"))
+rtn = public(_rtn.rtn, ("W",))
 
 __all__ = ["gpfq", "incoherence", "ldlq", "optq", "qronos", "random_orthogonal", "rtn"]

@@ -1,84 +1,44 @@
-"""What every column-by-column algorithm shares: input checks, permutation, rounding, the record.
+"""The numpy and exact backend of the engine: input checks, permutation, factorization, the record.
 
-The algorithms run in *processing order*: ``_setup`` permutes the columns of ``W``, ``X`` (``Xt``)
-and the statistics by ``order``; ``_finish`` undoes it and builds the :class:`~ptqtheory.Run`.
-The two OPTQ engines (paper iteration A2, blocked fast form A2') live here because Qronos reuses
-them for its steps ``t >= 2``.
+The algorithms run in *processing order*: :func:`setup` permutes the columns of ``W``, ``X`` (``Xt``)
+and the statistics by ``order`` and factors ``H`` (QR of the data in float64, sympy in exact mode);
+:func:`finish` undoes it and builds the :class:`~ptqtheory.Run`. The column sweeps themselves are
+the shared engine (:mod:`ptqtheory.engine`); the paper iteration A2 (:func:`optq_iteration`) stays
+here as the readable numpy/exact reference.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _linalg
-from .._validate import (
-    as_matrix,
-    as_weights,
-    check_choice,
-    check_lam,
-    check_positive_int,
-    check_seed,
-    check_weight_rows,
-    is_exact,
-)
+from .. import _linalg, engine
+from .._validate import as_matrix, as_weights, check_weight_rows, is_exact
 from ..calibration import Damping, _gram, resolve_lam
-from ..factor import DataQR, Pivots, SingularHessianError, pivots, pivots_from_data
-from ..grids import Grid, check_codes, check_steps, check_values
-from ..grids import _round_nearest as round_nearest
-from ..grids import _round_stochastic as round_stochastic
+from ..engine import Rounder, Trace, check_finite_run, damped, record
+from ..factor import DataQR, Pivots, pivots, pivots_from_data
+from ..grids import Grid, check_steps, check_values
 from ..orders import columns_in, resolve_order
 from ..random import uniforms
 from ..records import Run
 
-ROUNDINGS = ("nearest", "stochastic")
+__all__ = ["Setup", "finish", "numpy_rounder", "optq_iteration", "setup"]
 
 
-class Rounder:
-    """Rounds column ``t`` (processing order) of every row; owns the grid and the clip record.
-
-    When the grid carries a min-max rule with groups, ``refit`` replaces the step and zero point
-    of a whole group from the current weights, as GPTQ does when it reaches a group's first column.
-    """
-
-    def __init__(
-        self, grid: Grid, n: int, N: int, order: np.ndarray, rounding: str, seed,
-        exact: bool = False,
-    ):
-        delta, zero, lo, hi = grid.views(n, N)
-        if exact:  # a binary float is a rational, so this conversion is exact
-            delta, zero = _rational(delta), _rational(zero)
-        # Column-major copies: the sweeps read and write one column of every row per step, and a
-        # group refit writes delta and zero. lo and hi are only read: broadcast views suffice.
-        self.delta, self.zero = (np.array(columns_in(a, order), order="F") for a in (delta, zero))
-        self.lo, self.hi = (a if a.strides[1] == 0 else columns_in(a, order) for a in (lo, hi))
-        self.group_size = grid.rule.group_size if grid.refits_groups else None
-        self.rule = grid.rule
-        self.rounding = rounding
-        self.u = uniforms(seed, (n, N)) if rounding == "stochastic" else None
-        self.clipped = np.zeros((n, N), dtype=bool, order="F")
-
-    def group_start(self, t: int) -> bool:
-        return self.group_size is not None and t % self.group_size == 0
-
-    def group_end(self, t: int) -> int:
-        return min(t + self.group_size, self.delta.shape[1])
-
-    def refit(self, t: int, values: np.ndarray) -> None:
-        d, z = self.rule.fit(values)
-        t1 = t + values.shape[1]
-        self.delta[:, t:t1] = d[:, None]
-        self.zero[:, t:t1] = z[:, None]
-
-    def __call__(self, t: int, x: np.ndarray) -> np.ndarray:
-        args = (x, self.delta[:, t], self.zero[:, t], self.lo[:, t], self.hi[:, t])
-        if self.rounding == "nearest":
-            q, clipped = round_nearest(*args)
-        else:
-            q, clipped = round_stochastic(*args, self.u[:, t])
-        self.clipped[:, t] = clipped
-        return q
+def numpy_rounder(grid: Grid, n: int, N: int, order: np.ndarray, rounding: str, seed,
+                  exact: bool = False) -> Rounder:
+    """The shared :class:`~ptqtheory.engine.Rounder` on numpy arrays (rationals when ``exact``)."""
+    delta, zero, lo, hi = grid.views(n, N)
+    if exact:  # a binary float is a rational, so this conversion is exact
+        delta, zero = _rational(delta), _rational(zero)
+    # Column-major copies: the sweeps read and write one column of every row per step, and a
+    # group refit writes delta and zero. lo and hi are only read: broadcast views suffice.
+    delta, zero = (np.array(columns_in(a, order), order="F") for a in (delta, zero))
+    lo, hi = (a if a.strides[1] == 0 else columns_in(a, order) for a in (lo, hi))
+    u = uniforms(seed, (n, N)) if rounding == "stochastic" else None
+    return Rounder(delta, zero, lo, hi, grid.rule, grid.refits_groups, rounding, u,
+                   np.zeros((n, N), dtype=bool, order="F"))
 
 
 def _rational(a: np.ndarray) -> np.ndarray:
@@ -89,48 +49,18 @@ def _rational(a: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass
-class Trace:
-    """``x_t``, ``q_t`` and ``eta_t`` for every step, in processing order (numpy or torch arrays)."""
+@dataclass(kw_only=True)
+class Setup(engine.Setup):
+    """Validated numpy (or exact) inputs in processing order."""
 
-    x: np.ndarray
-    q: np.ndarray
-    eta: np.ndarray
-
-    @classmethod
-    def empty(cls, like, zeros_like=_linalg.zeros_like) -> Trace:
-        return cls(*(zeros_like(like) for _ in range(3)))
-
-    def record(self, t: int, x: np.ndarray, q: np.ndarray) -> np.ndarray:
-        eta = x - q
-        self.x[:, t], self.q[:, t], self.eta[:, t] = x, q, eta
-        return eta
-
-
-@dataclass
-class Setup:
-    """Validated inputs in processing order."""
-
-    W: np.ndarray
-    vector: bool
     exact: bool
-    order: np.ndarray
-    lam: object
-    damping: str
-    rounding: str
-    seed: object
-    grid: Grid
-    Wp: np.ndarray
     Xp: np.ndarray | None = None
     Xtp: np.ndarray | None = None
-    Hp: np.ndarray | None = None
-    piv: Pivots | None = None
     qr: DataQR | None = None  # kept when the caller needs least squares on the same data (Qronos)
-    notes: list[str] = field(default_factory=list)
 
     def rounder(self) -> Rounder:
         n, N = self.W.shape
-        return Rounder(self.grid, n, N, self.order, self.rounding, self.seed, self.exact)
+        return numpy_rounder(self.grid, n, N, self.order, self.rounding, self.seed, self.exact)
 
     def augmented(self, Xp: np.ndarray) -> np.ndarray:
         r""":math:`\hat X = [X; \sqrt\lambda I]` in processing order."""
@@ -144,13 +74,7 @@ def setup(
     Wa, vector = as_weights(W)
     n, N = Wa.shape
     exact = is_exact(Wa)
-    if not isinstance(grid, Grid):
-        raise TypeError(
-            "grid must be a pt.Grid, e.g. pt.Grid(delta) for the unbounded grid delta*Z or "
-            f"pt.Grid.minmax(W, bits=4); got {type(grid).__name__}"
-        )
-    check_choice("rounding", rounding, ROUNDINGS)
-    check_seed(seed)
+    engine.check_options(grid, rounding, seed, " or pt.Grid.minmax(W, bits=4)")
     if exact and rounding != "nearest":
         raise ValueError("exact arithmetic supports rounding='nearest' only")
     delta, zero, lo, hi = grid.views(n, N)  # shape check, with a message naming the grid parameter
@@ -203,41 +127,29 @@ def setup(
 
 
 def _factor(s: Setup, damping: Damping | None, what: str, keep_qr: bool = False) -> Pivots:
-    """Factor ``H`` (or ``Ht``); with ``Damping(auto=True)`` raise ``lam`` tenfold until it works.
+    """Factor ``H`` (or ``Ht``), raising ``lam`` when ``Damping(auto=True)`` asks for it
+    (:func:`ptqtheory.engine.damped`).
 
     Exact runs factor the formed ``H`` (kept as ``s.Hp``); float runs factor from the data by QR.
     """
-    tries = damping.max_tries if (damping is not None and damping.auto) else 0
     src = s.Xtp if what == "Ht" else s.Xp
     N = src.shape[1]
     G0 = _gram(src) if s.exact else None
-    if s.exact:
-        s.Hp = G0 + s.lam * np.eye(N, dtype=G0.dtype)
-    attempt = 0
-    while True:
-        try:
-            if s.exact:
-                return pivots(s.Hp, s.lam, what, columns=s.order)
-            if not keep_qr:
-                return pivots_from_data(src, s.lam, what, columns=s.order)
-            s.qr = DataQR.of(_linalg.augment(src, s.lam))
-            return Pivots.from_ul(s.qr.UH, np.sum(src * src, axis=0) + s.lam, s.lam, what, s.order)
-        except SingularHessianError:
-            if attempt >= tries:
-                raise
-        attempt += 1
-        old = s.lam
-        s.lam = check_lam(damping.raised(old, np.mean(np.einsum("ij,ij->j", src, src))))
-        s.notes.append(f"automatic damping raised lam from {old:g} to {s.lam:g}")
-        s.damping += f" -> lam={s.lam:g}"
 
+    def attempt(lam):
+        if s.exact:
+            s.Hp = G0 + lam * np.eye(N, dtype=G0.dtype)
+            return pivots(s.Hp, lam, what, columns=s.order)
+        if not keep_qr:
+            return pivots_from_data(src, lam, what, columns=s.order)
+        s.qr = DataQR.of(_linalg.augment(src, lam))
+        return Pivots.from_ul(s.qr.UH, np.sum(src * src, axis=0) + lam, lam, what, s.order)
 
-def check_method(method: str, block_size) -> int | None:
-    if not isinstance(method, str) or method not in ("blocked", "iteration"):
-        raise ValueError(f"method must be 'blocked' (A2') or 'iteration' (A2); got {method!r}")
-    if method == "blocked":
-        return check_positive_int("block_size", block_size)
-    return None
+    piv, s.lam, raised = damped(attempt, s.lam, damping, lambda: np.mean(np.einsum("ij,ij->j", src, src)))
+    for old, new in raised:
+        s.notes.append(f"automatic damping raised lam from {old:g} to {new:g}")
+        s.damping += f" -> lam={new:g}"
+    return piv
 
 
 def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: str, **extra) -> Run:
@@ -253,41 +165,13 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
     lo, hi = (np.array(columns_in(a, inv)) for a in (rounder.lo, rounder.hi))
     grid = Grid.trusted(columns_in(rounder.delta, inv), columns_in(rounder.zero, inv), lo, hi,
                         rule=s.grid.rule)
-    for key in ("w_ls",):
-        if extra.get(key) is not None:
-            extra[key] = back(extra[key])
     if not s.exact:
         check_finite_run(trace.x, trace.q, trace.eta, rounder.delta, rounder.zero, s.order, algorithm)
-    return Run(
-        algorithm=algorithm, variant=variant, W=s.W[0] if s.vector else s.W,
-        Q=back(trace.q), eta=back(trace.eta), x=back(trace.x), clipped=back(rounder.clipped),
-        order=s.order, grid=grid, lam=s.lam, rounding=s.rounding, seed=s.seed,
-        damping=s.damping, precision="exact" if s.exact else "float64",
-        notes=tuple(s.notes), pivots=s.piv, **extra,
-    )
+    return record(s, trace, rounder, back, algorithm, variant, grid=grid, notes=tuple(s.notes), pivots=s.piv,
+                  precision="exact" if s.exact else "float64", **extra)
 
 
-def check_finite_run(x, q, eta, delta, zero, order, algorithm: str, precision="float64") -> None:
-    """R2/R3 of :mod:`ptqtheory.tolerances` on a finished run (processing order): every ``x_t``, ``q_t``
-    and ``eta_t`` finite, every code inside the range that ``precision`` rounds exactly, and every
-    (refitted) step inside R1. The inputs were checked before the run; this catches what the error
-    feedback did during it, so that no run returns a non-finite or inexactly rounded ``Q``."""
-    where = f"{algorithm} (values in processing order; column order[t] of W)"
-    for name, a in (("x", x), ("eta", eta)):
-        a = np.asarray(a, dtype=float)
-        if not np.all(np.isfinite(a)):
-            i, t = (int(v) for v in np.argwhere(~np.isfinite(a))[0])
-            raise ValueError(
-                f"{where}: the value {name} at row {i}, step {t} (column {int(order[t])}) overflowed "
-                f"{precision}: the error feedback w_>t -= eta_t L_>t,t grew without bound (clipped errors "
-                "on an ill-conditioned H feed back). Fix: damp H (lam > 0, e.g. "
-                "pt.Damping.percdamp(0.01)), widen the grid (more bits) so nothing clips, or use float64"
-            )
-    check_steps(delta, precision, name=f"{algorithm}: a refitted min-max grid step")
-    check_codes(q, delta, zero, precision, what=where)
-
-
-# -- the two OPTQ engines ------------------------------------------------------------------------
+# -- A2, the paper iteration ------------------------------------------------------------------------
 
 
 def optq_iteration(Wp: np.ndarray, Xhp: np.ndarray, rounder: Rounder, trace: Trace, t0: int = 0):
@@ -309,60 +193,3 @@ def optq_iteration(Wp: np.ndarray, Xhp: np.ndarray, rounder: Rounder, trace: Tra
         if t + 1 < N:
             c = _linalg.lstsq(Xhp[:, t + 1 :], Xhp[:, t])
             Wp[:, t + 1 :] += np.outer(eta, c)
-
-
-def optq_blocked(
-    Wp: np.ndarray, Lt: np.ndarray, rounder: Rounder, trace: Trace, block_size: int, t0: int = 0
-):
-    r"""A2', GPTQ's fast form with lazy block updates of width ``block_size``, from step ``t0``.
-
-    .. math:: w_{>t} \mathrel{-}= \eta_t\, L_{>t,t} \quad (= (\eta_t/U_{tt})\, U_{t,>t},\ H^{-1}=U^TU)
-
-    The updates are applied lazily on two levels: inside a sub-block of :data:`INNER` columns each
-    step updates the sub-block's remaining columns (rank one); the rest of the block receives the
-    sub-block's updates in one product at its end, and the columns right of the block receive the
-    block's updates in one product at the block's end. Every column receives the same updates as in
-    the unblocked sweep, summed in another order. A group that starts inside a block is fitted from
-    the *current* weights: pending updates are applied to its columns first (:func:`pending_current`;
-    reading the stale weights there is the peer bug that makes results depend on ``block_size``).
-    Column access is the hot path: ``Wp`` and the trace are best in column-major (Fortran) order.
-    """
-    N = Wp.shape[1]
-    for i1 in range(t0, N, block_size):
-        i2 = min(i1 + block_size, N)
-        W1 = np.array(Wp[:, i1:i2], order="F")
-        E1 = _linalg.zeros_like(W1)
-        for j1 in range(i1, i2, INNER):
-            j2 = min(j1 + INNER, i2)
-            for t in range(j1, j2):
-                i = t - i1
-                if rounder.group_start(t):
-                    rounder.refit(t, pending_current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, rounder.group_end(t)))
-                x = W1[:, i]  # column i of W1 is final: later updates touch columns > i only
-                eta = trace.record(t, x, rounder(t, x))
-                E1[:, i] = eta
-                if t + 1 < j2:
-                    W1[:, i + 1 : j2 - i1] -= np.outer(eta, Lt[t, t + 1 : j2])
-            if j2 < i2:
-                W1[:, j2 - i1 :] -= _linalg.dot(E1[:, j1 - i1 : j2 - i1], Lt[j1:j2, j2:i2])
-        if i2 < N:
-            Wp[:, i2:] -= _linalg.dot(E1, Lt[i1:i2, i2:])
-
-
-INNER = 16
-"""Width of the innermost sub-block of :func:`optq_blocked` (rank-one updates touch at most this
-many columns; wider lazy updates are matrix products)."""
-
-
-def pending_current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, g1: int,
-                    dot=_linalg.dot, cat=np.hstack):
-    """The current weights of columns ``t..g1-1`` before step ``t`` of :func:`optq_blocked`: stored
-    values minus the updates still pending from the sub-block (columns ``j2..i2-1``) and from the
-    block (columns ``>= i2``). ``dot`` and ``cat`` let the torch engine share this function."""
-    parts = [W1[:, t - i1 : min(g1, j2) - i1]]
-    if g1 > j2:
-        c1 = min(g1, i2)
-        parts.append(W1[:, j2 - i1 : c1 - i1] - dot(E1[:, j1 - i1 : t - i1], Lt[j1:t, j2:c1]))
-    if g1 > i2:
-        parts.append(Wp[:, i2:g1] - dot(E1[:, : t - i1], Lt[i1:t, i2:g1]))
-    return cat(parts)

@@ -13,14 +13,14 @@ import numpy as np
 import scipy.linalg
 import scipy.stats
 
-from .._validate import _as_array, as_matrix, as_weights, check_choice, check_positive_int, is_exact
+from .._validate import _as_array, as_matrix, as_weights, check_choice, is_exact
 from ..grids import Grid
 from ..random import SeedLike, generator
 from ..records import Run, Transform
 
 __all__ = ["TRANSFORMS", "incoherence", "incoherent", "random_orthogonal"]
 
-TRANSFORMS = ("kron", "hadamard")
+TRANSFORMS = Transform.KINDS
 
 
 def _haar(d: int, rng: np.random.Generator) -> np.ndarray:
@@ -36,24 +36,15 @@ def random_orthogonal(d: int, kind: str, rng: np.random.Generator) -> np.ndarray
     :math:`a` the largest divisor :math:`\le\sqrt d` (a single Haar factor when ``d`` is prime).
     ``"hadamard"``: :math:`\mathrm{Had}_d\,\operatorname{diag}(\pm 1)/\sqrt d`; needs ``d`` a power of 2.
     """
-    d = check_positive_int("d", d)
-    check_choice("incoherence", kind, TRANSFORMS)
+    sizes = Transform.factor_sizes(d, kind)
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a numpy Generator (np.random.default_rng(seed)); "
                         f"got {type(rng).__name__}")
     if kind == "hadamard":
-        if d & (d - 1):
-            raise ValueError(
-                f"incoherence='hadamard' needs dimensions that are powers of 2; got {d}. "
-                "Use incoherence='kron' for other sizes."
-            )
         signs = rng.choice([-1.0, 1.0], size=d)
         return scipy.linalg.hadamard(d).astype(float) / np.sqrt(d) * signs[None, :]
-    if kind == "kron":
-        a = max(k for k in range(1, int(np.sqrt(d)) + 1) if d % k == 0)
-        A, B = _haar(a, rng), _haar(d // a, rng)
-        return np.kron(A, B)
-    raise ValueError(f"incoherence must be one of {TRANSFORMS} or None; got {kind!r}")
+    A, B = (_haar(k, rng) for k in sizes)
+    return np.kron(A, B)
 
 
 def incoherence(H) -> float:
@@ -89,13 +80,4 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, **kwargs) -> 
     inner = fn(Wt, Xv, grid=grid, seed=seed, **kwargs)
     Q = U.T @ inner.Q @ V
 
-    def shaped(a):
-        return a[0] if vector else a
-
-    return Run(
-        algorithm=inner.algorithm, variant=inner.variant, W=shaped(Wa), Q=shaped(Q),
-        eta=shaped(inner.eta), x=shaped(inner.x), clipped=shaped(inner.clipped),
-        order=inner.order, grid=inner.grid, lam=inner.lam, rounding=inner.rounding, seed=seed,
-        damping=inner.damping, block_size=inner.block_size, method=inner.method, inner=inner,
-        transform=Transform(kind=kind, U=U, V=V), notes=inner.notes,
-    )
+    return inner.mapped_back(Wa, Q, vector, seed, Transform(kind=kind, U=U, V=V))

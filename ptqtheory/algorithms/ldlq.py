@@ -5,22 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
-from .._validate import is_torch
+from ..engine import Incoherence, Order, Rounding, Trace
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, finish, setup
+from ._engine import finish, setup
 
 
 def ldlq(
-    W,
-    X,
-    lam=0.0,
-    grid: Grid | None = None,
-    rounding: str = "nearest",
-    order="natural",
-    seed: SeedLike = None,
-    incoherence: str | None = None,
+    W, X, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order: Order = "natural",
+    seed: SeedLike = None, incoherence: Incoherence | None = None, *, block_size: int = 128,
+    factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
     r"""LDLQ (THEORY.md A3): adaptive rounding with linear feedback from the LDL factor of ``H``.
 
@@ -31,14 +26,16 @@ def ldlq(
 
     Since :math:`\mathring U + I = L^{-T}` and :math:`D_t = C_{tt}^{-2}`, LDLQ is OPTQ (same order
     and grid); identity I3: :math:`\operatorname{tr}((\hat W - W)H(\hat W - W)^T)
-    = \sum_{rows}\sum_t \eta_t^2 D_t`.
+    = \sum_{rows}\sum_t \eta_t^2 D_t`. The numpy reference runs this recursion; the torch backend
+    runs it as the blocked OPTQ sweep A2' of width ``block_size`` (``variant="blocked"``).
 
     Parameters
     ----------
     incoherence : {None, "kron", "hadamard"}
         Incoherence processing (A3i): quantize :math:`U W V^T` against :math:`V H V^T` with random
-        orthogonal :math:`U, V` (needs ``seed``) and map back; see
-        :func:`ptqtheory.algorithms.incoherence.incoherent`.
+        orthogonal :math:`U, V` (needs ``seed``) and map back.
+    block_size : int
+        Torch only (the numpy reference has no blocks).
 
     Other parameters are as for :func:`ptqtheory.optq`.
 
@@ -46,10 +43,6 @@ def ldlq(
     ----------
     Chee, Cai, Kuleshov & De Sa, "QuIP", arXiv 2307.13304.
     """
-    if is_torch(W, X):
-        from ..torch_backend import ldlq as _torch_ldlq
-
-        return _torch_ldlq(W, X, lam, grid, rounding, order, seed, incoherence)
     if incoherence is not None:
         from .incoherence import incoherent
 

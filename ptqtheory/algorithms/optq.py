@@ -2,23 +2,17 @@ r"""A2 / A2' / A2s: OPTQ (= GPTQ), its paper iteration, its fast blocked form, s
 
 from __future__ import annotations
 
-from .._validate import is_torch
+from ..engine import Method, Order, Rounding, Trace, check_method, optq_blocked
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, check_method, finish, optq_blocked, optq_iteration, setup
+from ._engine import finish, optq_iteration, setup
 
 
 def optq(
-    W,
-    X,
-    lam=0.0,
-    grid: Grid | None = None,
-    rounding: str = "nearest",
-    order="natural",
-    seed: SeedLike = None,
-    block_size: int = 128,
-    method: str = "blocked",
+    W, X, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order: Order = "natural",
+    seed: SeedLike = None, block_size: int = 128, method: Method = "blocked", *,
+    factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
     r"""OPTQ / GPTQ (THEORY.md A2, A2', A2s).
 
@@ -31,30 +25,35 @@ def optq(
         = w^{(t-1)}_{>t} + \eta_t \hat X_{>t}^{+}\hat X_t .
 
     ``method="iteration"`` runs exactly this (one least-squares solve per step: the readable
-    reference, also in exact rationals). ``method="blocked"`` runs GPTQ's form
+    reference, numpy only, also in exact rationals). ``method="blocked"`` runs GPTQ's form
     :math:`w_{>t} \mathrel{-}= \eta_t L_{>t,t}` with lazy updates of width ``block_size``; the two
     agree up to float rounding for every block size, with groups too (THEORY.md T4).
 
     Parameters
     ----------
-    W : array_like, shape (n, N) or (N,)
-        Weights; rows are output channels (``nn.Linear.weight`` layout).
-    X : array_like, shape (m, N)
-        Calibration inputs; the layer output is ``X @ W.T``.
+    W : array_like or torch.Tensor, shape (n, N) or (N,)
+        Weights; rows are output channels (``nn.Linear.weight`` layout). For tensors the dtype
+        (float32 or float64) is the working precision.
+    X : array_like (m, N), torch.Tensor (m, N) or TorchAccumulator
+        Calibration inputs (the layer output is ``X @ W.T``), or their statistics (torch).
     lam : float or Damping
         Damping :math:`\lambda \ge 0` (absolute), or a :class:`~ptqtheory.Damping` convention.
     grid : Grid
-        Alphabet. A min-max grid with groups is refitted from the current weights at the first
+        Required. A min-max grid with groups is refitted from the current weights at the first
         column of each group (groups contiguous in processing order); see :meth:`Grid.minmax`.
     rounding : {"nearest", "stochastic"}
         ``"stochastic"`` is A2s and needs ``seed``.
-    order : str or array_like
-        ``"natural"``, ``"decreasing_norm"``, ``"increasing_norm"``, ``"min_pivot"``,
-        ``"random"`` (needs ``seed``) or a permutation.
+    order : {"natural", "decreasing_norm", "increasing_norm", "min_pivot", "random"} or array_like
+        ``"random"`` needs ``seed``; or a permutation.
     seed : int or numpy Generator, optional
     block_size : int
         Lazy-update width of the blocked form (any value >= 1).
     method : {"blocked", "iteration"}
+        The torch backend runs ``"blocked"`` only.
+    factor_dtype : torch.dtype, optional
+        Torch only: precision of the Cholesky factorization of :math:`H` (default float64).
+    allow_tf32 : bool
+        Torch only: TF32 products on CUDA during this call (default off).
 
     Returns
     -------
@@ -71,10 +70,6 @@ def optq(
     ----------
     Frantar et al., "GPTQ", arXiv 2210.17323; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
     """
-    if is_torch(W, X):
-        from ..torch_backend import optq as _torch_optq
-
-        return _torch_optq(W, X, lam, grid, rounding, order, seed, block_size, method)
     bs = check_method(method, block_size)
     s = setup(W, X, lam, grid, rounding, order, seed)
     rounder = s.rounder()

@@ -1,45 +1,42 @@
-r"""A4 / A4': Qronos, which also corrects the error that comes from quantized inputs.
-
-Inputs ``X`` (float model) and ``Xt`` (the already-quantized model). With
-:math:`\hat X = [X; \sqrt\lambda I]`, :math:`\hat{\tilde X} = [\tilde X; \sqrt\lambda I]`,
-:math:`\tilde H = \tilde X^T\tilde X + \lambda I`, :math:`G = \tilde X^T X + \lambda I` and
-:math:`w_{LS} = \tilde H^{-1} G w` (the least-squares fit of :math:`\hat X w` by
-:math:`\hat{\tilde X}`).
-"""
+"""A4 / A4': Qronos, which also corrects the error that comes from quantized inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _linalg
-from .._validate import check_choice, is_torch
+from .._validate import check_choice
+from ..engine import (
+    STARTS,
+    VARIANTS,
+    Method,
+    Order,
+    Rounding,
+    Start,
+    Trace,
+    Variant,
+    check_method,
+    optq_blocked,
+)
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, check_method, finish, optq_blocked, optq_iteration, setup
-
-VARIANTS = ("paper", "ls")
-STARTS = ("w", "ls")
+from ._engine import finish, optq_iteration, setup
 
 
 def qronos(
-    W,
-    X,
-    Xt,
-    lam=0.0,
-    grid: Grid | None = None,
-    rounding: str = "nearest",
-    order="natural",
-    seed: SeedLike = None,
-    variant: str = "paper",
-    start: str = "w",
-    block_size: int = 128,
-    method: str = "blocked",
+    W, X, Xt=None, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest",
+    order: Order = "natural", seed: SeedLike = None, variant: Variant = "paper", start: Start = "w",
+    block_size: int = 128, method: Method = "blocked", *, factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
-    r"""Qronos (THEORY.md A4 ``variant="paper"``, A4' ``variant="ls"``).
+    r"""Qronos (THEORY.md A4 ``variant="paper"``, A4' ``variant="ls"``), which also corrects the error
+    that comes from quantized inputs.
 
-    A4 (paper iteration), step 1 from the start iterate :math:`w^{(0)}` (``start="w"``: the
-    weights; ``start="ls"``: :math:`w_{LS}`):
+    With :math:`\hat X = [X; \sqrt\lambda I]`, :math:`\hat{\tilde X} = [\tilde X; \sqrt\lambda I]`,
+    :math:`\tilde H = \tilde X^T\tilde X + \lambda I`, :math:`G = \tilde X^T X + \lambda I` and
+    :math:`w_{LS} = \tilde H^{-1} G w` (the least-squares fit of :math:`\hat X w` by
+    :math:`\hat{\tilde X}`). A4 (paper iteration), step 1 from the start iterate :math:`w^{(0)}`
+    (``start="w"``: the weights; ``start="ls"``: :math:`w_{LS}`):
 
     .. math::
         y_1 = \frac{\hat{\tilde X}_1^T(\hat X w - \hat{\tilde X}_{>1} w^{(0)}_{>1})}
@@ -56,14 +53,18 @@ def qronos(
 
     Parameters
     ----------
-    Xt : array_like, shape (m, N)
+    Xt : array_like or torch.Tensor, shape (m, N), optional
         Inputs of this layer in the partly quantized model, row for row the same samples as ``X``.
+        Required whenever ``X`` is data (pass ``Xt=X`` when the inputs are not quantized): ``None``
+        raises ``ValueError("Xt is required ...")`` on both backends. It is omitted only when ``X``
+        is a ``TorchAccumulator(..., with_mismatch=True)``, which holds the statistics of both.
     variant : {"paper", "ls"}
     start : {"w", "ls"}
         Start iterate of the paper iteration (ignored by ``"ls"``).
     method : {"blocked", "iteration"}
         ``"iteration"`` solves every step by least squares on :math:`\hat{\tilde X}` (readable, exact
-        in rationals); ``"blocked"`` uses the factor of :math:`\tilde H` and GPTQ's lazy updates.
+        in rationals; numpy only); ``"blocked"`` uses the factor of :math:`\tilde H` and GPTQ's lazy
+        updates.
 
     Other parameters are as for :func:`ptqtheory.optq`.
 
@@ -71,10 +72,6 @@ def qronos(
     ----------
     Zhang, Colbert & Saab, "Qronos", arXiv 2505.11695; Zhang, Zhang, Colbert & Saab, arXiv 2508.04853.
     """
-    if is_torch(W, X, Xt):
-        from ..torch_backend import qronos as _torch_qronos
-
-        return _torch_qronos(W, X, Xt, lam, grid, rounding, order, seed, variant, start, block_size, method)
     check_choice("variant", variant, VARIANTS)
     check_choice("start", start, STARTS)
     if Xt is None:

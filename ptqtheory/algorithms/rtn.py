@@ -2,25 +2,28 @@ r"""A1, round to nearest (or stochastic rounding) with no error feedback: :math:
 
 from __future__ import annotations
 
-from .._validate import is_torch
+from ..engine import Rounding, rtn_run
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
-from ._engine import Trace, finish, setup
+from ._engine import finish, setup
 
 
-def rtn(W, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike = None) -> Run:
-    r"""Round every weight independently (THEORY.md A1).
+def rtn(W, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None, *,
+        allow_tf32: bool = False) -> Run:
+    r"""Round every weight independently (THEORY.md A1): :math:`q = Q(w)`.
 
     Parameters
     ----------
-    W : array_like, shape (n, N) or (N,)
+    W : array_like or torch.Tensor, shape (n, N) or (N,)
         Weights (rows are output channels).
     grid : Grid
-        The alphabet; groups are taken as fitted (RTN moves no weights, so nothing is refitted).
+        Required. Groups are taken as fitted (RTN moves no weights, so nothing is refitted).
     rounding : {"nearest", "stochastic"}
-        Stochastic rounding needs ``seed``.
+        Stochastic rounding needs ``seed`` (the same per-entry uniforms as the other algorithms).
     seed : int or numpy Generator, optional
+    allow_tf32 : bool
+        Torch only: TF32 products on CUDA during this call (default off).
 
     Returns
     -------
@@ -32,19 +35,7 @@ def rtn(W, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike =
     Comparison bounds (THEORY.md): :math:`E\|X\eta\|^2 \le (\delta^2/4)\|X\|_F^2` (stochastic) and
     :math:`\|X\eta\|^2 \le \|X\|_{op}^2 N \delta^2/4` (nearest).
     """
-    if is_torch(W):
-        from ..torch_backend import rtn as _torch_rtn
-
-        return _torch_rtn(W, grid, rounding, seed)
-    s = setup(W, None, 0.0, grid, rounding, "natural", seed, factor=None)
-    s.grid = grid.frozen()
-    rounder = s.rounder()
-    trace = Trace.empty(s.Wp)
-    for t in range(s.Wp.shape[1]):
-        trace.record(t, s.Wp[:, t], rounder(t, s.Wp[:, t]))
-    run = finish(s, trace, rounder, "rtn", "reference")
-    run.grid.rule = grid.rule
-    return run
+    return rtn_run(setup(W, None, 0.0, grid, rounding, "natural", seed, factor=None), grid, finish)
 
 
 __all__ = ["rtn"]

@@ -2,8 +2,8 @@
 
 The public functions :func:`ptqtheory.optq`, :func:`~ptqtheory.ldlq`, :func:`~ptqtheory.qronos`,
 :func:`~ptqtheory.gpfq`, :func:`~ptqtheory.rtn` and :func:`~ptqtheory.certify` send torch inputs
-here; call these directly for the torch-only options (``block_size`` of LDLQ, ``factor_dtype``,
-``allow_tf32``)::
+here, with every argument by keyword (the torch-only options ``block_size`` of LDLQ, ``factor_dtype``
+and ``allow_tf32`` are keyword arguments of the public functions too)::
 
     import torch, ptqtheory as pt
     from ptqtheory.torch_backend import TorchAccumulator, minmax_grid

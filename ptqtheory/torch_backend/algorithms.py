@@ -1,17 +1,12 @@
 r"""The algorithms of THEORY.md on torch tensors (CPU or CUDA): A1 RTN, A2'/A2s OPTQ, A3 LDLQ (+A3i),
 A4/A4' Qronos, A5 GPFQ.
 
-Every function mirrors the numpy reference of the same name (same parameters, same record, same
-results up to float rounding: ~1e-10 in float64) and adds three keyword-only options:
-
-* ``block_size`` for LDLQ (which runs the blocked OPTQ engine here: LDLQ is OPTQ, THEORY.md A3);
-* ``factor_dtype`` (default ``torch.float64``): precision of the factorization of :math:`H`, also
-  for float32 weights; :math:`L^T` is then cast to the working dtype (the dtype of ``W``);
-* ``allow_tf32`` (default ``False``): TF32 matrix products on CUDA during the call only
-  (:func:`~ptqtheory.torch_backend.device.tf32_guard`); the run records what was used.
-
-``X`` may be a tensor ``(m, N)`` or a :class:`~ptqtheory.torch_backend.TorchAccumulator`
-(statistics only); GPFQ needs the tensors.
+The public functions (:func:`ptqtheory.api.public`) call these with every argument of the one
+signature, by keyword; the parameters are documented there. Results equal the numpy reference up to
+float rounding (bit for bit in float64 for OPTQ). ``X`` may be a tensor ``(m, N)`` or a
+:class:`~ptqtheory.torch_backend.TorchAccumulator` (statistics only); GPFQ needs the tensors.
+``factor_dtype`` (``None``: float64) is the precision of the factorization of :math:`H`, also for
+float32 weights (:math:`L^T` is then cast to the working dtype).
 """
 
 from __future__ import annotations
@@ -20,12 +15,14 @@ import numpy as np
 import torch
 
 from .._validate import check_choice
+from ..engine import STARTS, VARIANTS, check_method, gpfq_sweep, rtn_run
+from ..engine import dead_columns as check_dead
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
 from ..tolerances import quadratic_range
 from .device import dtype_name, tf32_guard, weights_device
-from .engine import Trace, check_blocked, finish, optq_blocked, setup
+from .engine import Trace, finish, optq_blocked, setup
 from .grids import column_major
 from .stats import sym_perm
 
@@ -35,63 +32,25 @@ F64 = torch.float64
 
 
 def optq(
-    W, X, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
-    seed: SeedLike = None, block_size: int = 128, method: str = "blocked", *,
-    factor_dtype: torch.dtype = F64, allow_tf32: bool = False,
+    W, X, *, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
+    seed: SeedLike = None, block_size: int = 128, method: str = "blocked", factor_dtype=None,
+    allow_tf32: bool = False,
 ) -> Run:
-    r"""OPTQ / GPTQ, fast blocked form (THEORY.md A2', A2s with ``rounding="stochastic"``).
-
-    With :math:`H = X^TX + \lambda I = U_H U_H^T` and :math:`L^T = U_1^{-1}`, for :math:`t = 1..N`
-    (columns in processing order, all rows at once):
-
-    .. math:: x_t = w_t,\quad q_t = Q(x_t),\quad \eta_t = x_t - q_t,\quad
-              w_{>t} \mathrel{-}= \eta_t L_{>t,t},
-
-    with lazy block updates of width ``block_size``; min-max groups are refitted from the current
-    weights at each group's first column. Equals the paper iteration A2 for every block size.
-
-    Parameters
-    ----------
-    W : torch.Tensor, shape (n, N) or (N,)
-        Weights (float32 or float64: the working precision).
-    X : torch.Tensor (m, N) or TorchAccumulator
-        Calibration inputs, or their statistics.
-    lam, grid, rounding, order, seed, block_size
-        As for :func:`ptqtheory.optq`.
-    method : {"blocked"}
-        The torch backend implements the blocked form only.
-    factor_dtype : torch.dtype
-        Precision of the Cholesky factorization of :math:`H` (default float64).
-    allow_tf32 : bool
-        Allow TF32 products on CUDA during this call (default off).
-
-    Returns
-    -------
-    Run
-        Tensors on the device; identity I2 :math:`\|X(w-q)\|^2 + \lambda\|w-q\|^2 = \sum_t\eta_t^2D_t`
-        via :func:`ptqtheory.certify`.
-    """
+    r"""OPTQ (THEORY.md A2', A2s) on tensors: :math:`H = X^TX + \lambda I = U_H U_H^T`,
+    :math:`L^T = U_1^{-1}`, then :math:`q_t = Q(x_t)`, :math:`w_{>t} \mathrel{-}= \eta_t L_{>t,t}` with lazy
+    block updates (:func:`~ptqtheory.engine.optq_blocked`); see :func:`ptqtheory.optq`."""
     return _optq_like("optq", W, X, lam, grid, rounding, order, seed, block_size, method,
                       factor_dtype, allow_tf32)
 
 
 def ldlq(
-    W, X, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
-    seed: SeedLike = None, incoherence: str | None = None, *, block_size: int = 128,
-    factor_dtype: torch.dtype = F64, allow_tf32: bool = False,
+    W, X, *, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
+    seed: SeedLike = None, incoherence: str | None = None, block_size: int = 128,
+    factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
-    r"""LDLQ (THEORY.md A3), optionally with incoherence processing (A3i).
-
-    :math:`\hat W_k = Q(W_k + (W_{<k} - \hat W_{<k})\mathring U_{<k,k})` with
-    :math:`H = (\mathring U + I)D(\mathring U + I)^T`. Since :math:`\mathring U + I = L^{-T}`, this
-    is OPTQ with the same order and grid, and runs on the blocked OPTQ engine (``variant="blocked"``,
-    ``algorithm="ldlq"``). Identity I3: :math:`\operatorname{tr}((\hat W - W)H(\hat W - W)^T)
-    = \sum_{rows}\sum_t \eta_t^2 D_t`.
-
-    ``incoherence`` (``"kron"`` or ``"hadamard"``, needs ``seed``): quantize :math:`UWV^T` against
-    :math:`VHV^T` with random orthogonal :math:`U, V` built on the device, then map back
-    (:func:`ptqtheory.torch_backend.incoherence.incoherent`). Other parameters as for :func:`optq`.
-    """
+    r"""LDLQ (THEORY.md A3, A3i) on tensors: since :math:`\mathring U + I = L^{-T}`, LDLQ is OPTQ with the
+    same order and grid, and runs the blocked OPTQ sweep (``variant="blocked"``); ``incoherence`` runs
+    :func:`ptqtheory.torch_backend.incoherence.incoherent`. See :func:`ptqtheory.ldlq`."""
     if incoherence is not None:
         from .incoherence import incoherent
 
@@ -105,9 +64,9 @@ def ldlq(
 
 def _optq_like(algorithm, W, X, lam, grid, rounding, order, seed, block_size, method, factor_dtype,
                allow_tf32) -> Run:
-    bs = check_blocked(method, block_size)
+    bs = check_method(method, block_size, ("blocked",))
     with tf32_guard(weights_device(W, X=X), allow_tf32) as tf32:
-        s = setup(W, X, lam, grid, rounding, order, seed, factor="H", factor_dtype=factor_dtype,
+        s = setup(W, X, lam, grid, rounding, order, seed, factor="H", factor_dtype=factor_dtype or F64,
                   tf32=tf32, algorithm=algorithm)
         rounder = s.rounder()
         trace = Trace.empty(s.Wp)
@@ -115,16 +74,12 @@ def _optq_like(algorithm, W, X, lam, grid, rounding, order, seed, block_size, me
         return finish(s, trace, rounder, algorithm, "blocked", block_size=bs)
 
 
-VARIANTS = ("paper", "ls")
-STARTS = ("w", "ls")
-
-
 def qronos(
-    W, X, Xt=None, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
+    W, X, Xt=None, *, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
     seed: SeedLike = None, variant: str = "paper", start: str = "w", block_size: int = 128,
-    method: str = "blocked", *, factor_dtype: torch.dtype = F64, allow_tf32: bool = False,
+    method: str = "blocked", factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
-    r"""Qronos (THEORY.md A4 ``variant="paper"``, A4' ``variant="ls"``) from statistics.
+    r"""Qronos (THEORY.md A4, A4') from statistics; see :func:`ptqtheory.qronos`.
 
     With :math:`\Delta = X - \tilde X`, :math:`\tilde H = \tilde X^T\tilde X + \lambda I` and
     :math:`G = \tilde X^TX + \lambda I = \tilde H + \tilde X^T\Delta`:
@@ -136,26 +91,16 @@ def qronos(
 
     :math:`q_1 = Q(y_1)`, then the least-squares step
     :math:`w^{(1)}_{>1} = (w_{LS})_{>1} - ((w_{LS})_1 - q_1)\tilde L_{>1,1}` and the blocked OPTQ
-    sweep on :math:`\tilde H` for :math:`t \ge 2` (A4; ``start`` picks :math:`w^{(0)} = w` or
-    :math:`w_{LS}`). A4' rounds :math:`w_{LS}` with OPTQ on :math:`\tilde H` (identity I4; I5 for A4).
-    :math:`w_{LS}` and :math:`y_1` are computed in float64 from :math:`\tilde X^T\Delta`, which is
-    small when :math:`\tilde X \approx X` (no cancellation of large terms).
-
-    Parameters
-    ----------
-    X : torch.Tensor (m, N) or TorchAccumulator
-        Float-model inputs, or statistics built with ``with_mismatch=True`` (then ``Xt=None``).
-    Xt : torch.Tensor (m, N), optional
-        Quantized-model inputs, row for row the same samples as ``X``.
-
-    Other parameters are as for :func:`ptqtheory.qronos` and :func:`optq`.
+    sweep on :math:`\tilde H` for :math:`t \ge 2`. :math:`w_{LS}` and :math:`y_1` are computed in
+    float64 from :math:`\tilde X^T\Delta`, which is small when :math:`\tilde X \approx X` (no
+    cancellation of large terms).
     """
     check_choice("variant", variant, VARIANTS)
     check_choice("start", start, STARTS)
-    bs = check_blocked(method, block_size)
+    bs = check_method(method, block_size, ("blocked",))
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, lam, grid, rounding, order, seed, Xt=Xt, factor="Ht", mismatch=True,
-                  factor_dtype=factor_dtype, tf32=tf32, algorithm="qronos")
+                  factor_dtype=factor_dtype or F64, tf32=tf32, algorithm="qronos")
         W64 = s.Wp.to(F64)
         XttD = sym_perm(s.acc.XttD, s.order)
         # w_LS - w = Ht^{-1} Xt^T (X - Xt) w: small when Xt ~ X, so it is solved for directly.
@@ -187,22 +132,18 @@ def qronos(
 
 
 def gpfq(
-    W, X, Xt, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike = None,
-    order="natural", dead_columns: str = "raise", *, allow_tf32: bool = False,
+    W, X, Xt, *, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike = None,
+    order="natural", dead_columns: str = "raise", allow_tf32: bool = False,
 ) -> Run:
-    r"""GPFQ (THEORY.md A5) on the device, all rows together.
+    r"""GPFQ (THEORY.md A5) on the device, all rows together; see :func:`ptqtheory.gpfq`.
 
     .. math::
         u_0 = 0,\quad q_t = Q\Big(\frac{\tilde X_t^T(u_{t-1} + w_t X_t)}{\|\tilde X_t\|^2}\Big),\quad
-        u_t = u_{t-1} + w_t X_t - q_t \tilde X_t,
+        u_t = u_{t-1} + w_t X_t - q_t \tilde X_t .
 
-    so :math:`u_N = Xw - \tilde Xq` (identity I6), returned as ``run.residual`` (shape ``(n, m)``).
-    GPFQ's state lives in :math:`\mathbb R^m`, so it needs the data tensors ``X`` and ``Xt``; a
-    :class:`~ptqtheory.torch_backend.TorchAccumulator` is refused with a ``ValueError``. The column
-    norms and :math:`X_t^T\tilde X_t` are computed in float64. Other parameters as for
-    :func:`ptqtheory.gpfq`.
+    The column norms and :math:`X_t^T\tilde X_t` are computed in float64; the state in the working dtype.
     """
-    check_choice("dead_columns", dead_columns, ("raise", "round"))
+    policy = check_choice("dead_columns", dead_columns, ("raise", "round"))
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None, data=True, tf32=tf32,
                   algorithm="gpfq")
@@ -212,31 +153,14 @@ def gpfq(
         norms = (XtT.to(F64) ** 2).sum(1)
         cross = (XT.to(F64) * XtT.to(F64)).sum(1)
         alive = (norms > 0).tolist()
-        order_host = s.order.tolist()
-        dead = [order_host[t] for t, ok in enumerate(alive) if not ok]
-        if dead and dead_columns == "raise":
-            raise ValueError(
-                f"Xt has zero columns {dead[:10]} (dead inputs): GPFQ's step divides by ||Xt_t||^2. "
-                "Pass dead_columns='round' to round those weights to nearest (recorded), or drop the "
-                "columns."
-            )
-        if dead:
-            s.notes.append(f"dead columns {dead} of Xt: their weights were rounded directly")
+        check_dead(alive, s.order.tolist(), policy, s.notes)
         if s.dtype != F64:
             _check_working_state(norms, (XT.to(F64) ** 2).sum(1), s.Wp, s.grid, dtype_name(s.dtype))
         XT, XtT = XT.to(s.dtype), XtT.to(s.dtype)
         norms, cross = norms.to(s.dtype), cross.to(s.dtype)
         rounder = s.rounder()
         trace = Trace.empty(s.Wp)
-        n, m = s.Wp.shape[0], XT.shape[1]
-        u = torch.zeros(n, m, dtype=s.dtype, device=s.device)
-        for t in range(s.Wp.shape[1]):
-            w_t = s.Wp[:, t]
-            x = (u @ XtT[t] + w_t * cross[t]) / norms[t] if alive[t] else w_t.clone()
-            q = rounder(t, x)
-            trace.record(t, x, q)
-            u.addr_(w_t, XT[t])
-            u.addr_(q, XtT[t], alpha=-1)
+        u = gpfq_sweep(s.Wp, XT, XtT, norms, cross, alive, rounder, trace)
         run = finish(s, trace, rounder, "gpfq", "reference", residual=u[0] if s.vector else u)
         run.grid.rule = grid.rule
         return run
@@ -264,20 +188,9 @@ def _check_working_state(norms: torch.Tensor, x_norms: torch.Tensor, Wp: torch.T
     )
 
 
-def rtn(W, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike = None, *,
+def rtn(W, *, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike = None,
         allow_tf32: bool = False) -> Run:
-    r"""Round every weight independently (THEORY.md A1): :math:`q = Q(w)`, all entries at once.
-
-    Stochastic rounding uses the same per-entry uniforms as the other algorithms (entry ``[i, t]``).
-    Groups are taken as fitted. Other parameters as for :func:`ptqtheory.rtn`.
-    """
+    r"""RTN (THEORY.md A1), :math:`q = Q(w)`, all entries at once; see :func:`ptqtheory.rtn`."""
     with tf32_guard(weights_device(W), allow_tf32) as tf32:
-        s = setup(W, None, 0.0, grid, rounding, "natural", seed, factor=None, tf32=tf32,
-                  algorithm="rtn")
-        s.grid = grid.frozen()
-        rounder = s.rounder()
-        q = rounder.round_all(s.Wp)
-        trace = Trace(x=s.Wp.clone(), q=q, eta=s.Wp - q)
-        run = finish(s, trace, rounder, "rtn", "reference")
-        run.grid.rule = grid.rule
-        return run
+        s = setup(W, None, 0.0, grid, rounding, "natural", seed, factor=None, tf32=tf32, algorithm="rtn")
+        return rtn_run(s, grid, finish)

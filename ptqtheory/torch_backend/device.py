@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
+from .._validate import check_data_shape, check_weight_shape
 from ..tolerances import check_magnitude, data_range
 
 __all__ = [
@@ -99,14 +100,8 @@ def as_weights(W) -> tuple[torch.Tensor, bool]:
     weights would then lose ``W``.
     """
     dtype = _float_dtype("W", W)
-    if W.ndim == 1:
-        W2, vector = W[None, :], True
-    elif W.ndim == 2:
-        W2, vector = W, False
-    else:
-        raise ValueError(f"W must have shape (n, N) or (N,); got shape {tuple(W.shape)}")
-    if W2.shape[0] == 0 or W2.shape[1] == 0:
-        raise ValueError(f"W must have at least one row and one column; got shape {tuple(W2.shape)}")
+    vector = check_weight_shape(tuple(W.shape))
+    W2 = W[None, :] if vector else W
     W2 = W2.detach().to(dtype=dtype, copy=True)
     check_finite("W", W2)
     return W2, vector
@@ -134,20 +129,7 @@ def as_data(name: str, X, N: int, device: torch.device, m: int | None = None) ->
     if X.device != device:
         raise ValueError(f"{name} is on {X.device} but W is on {device}; move it ({name}.to(W.device))")
     _float_dtype(name, X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D tensor of shape (m, N); got shape {tuple(X.shape)}")
-    if X.shape[1] != N:
-        raise ValueError(
-            f"{name} has {X.shape[1]} columns but W has {N}: {name} must have shape (m, N) "
-            f"with one column per input feature (the layer computes {name} @ W.T)"
-        )
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} has no rows; at least one calibration sample is needed")
-    if m is not None and X.shape[0] != m:
-        raise ValueError(
-            f"{name} has {X.shape[0]} rows but X has {m}: the quantized-model inputs must be the "
-            "same samples as the float-model inputs, row for row"
-        )
+    check_data_shape(name, tuple(X.shape), N, m)
     _check_range(name, X.detach(), data_range(), "scale X (and Xt) by a power of two, 2.0**k: Q is "
                  "unchanged when lam is scaled by 4.0**k")
     return X.detach()

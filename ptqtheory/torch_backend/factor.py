@@ -20,10 +20,11 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .._validate import check_lam
 from ..calibration import Damping
-from ..factor import SingularHessianError, _singular_message
-from ..tolerances import check_magnitude, quadratic_range, singular_threshold
+from ..engine import damped
+from ..factor import SingularHessianError, check_definite, singular_message
+from ..tolerances import check_magnitude, quadratic_range
+from .grids import to_host
 
 __all__ = ["TorchPivots", "factor_damped", "pivots"]
 
@@ -75,7 +76,6 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
     ``N * eps * max(diag(H))`` (``eps`` of ``factor_dtype``), where the algorithms would divide by
     rounding noise. The message names ``lam`` and how to set it, and lists dead columns.
     """
-    N = Hp.shape[0]
     top = float(torch.diagonal(Hp).max())
     if factor_dtype == torch.float32:
         # R1 in float32: the cast must neither overflow nor fall among float32's subnormals, or
@@ -88,46 +88,25 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
     Lr, info = torch.linalg.cholesky_ex(Hf.flip(0, 1))
     if int(info) != 0:
         raise SingularHessianError(
-            _singular_message(_host_diag(Hp), lam, what, "Cholesky factorization failed", columns)
+            singular_message(to_host(torch.diagonal(Hp)), lam, what, "Cholesky factorization failed", columns)
         )
     UH = Lr.flip(0, 1)
     D = torch.diagonal(UH) ** 2
-    tiny = singular_threshold(N, top, factor_dtype)
-    t = int(torch.argmin(D))
-    Dt = float(D[t])
-    if not Dt > tiny:
-        raise SingularHessianError(
-            _singular_message(
-                _host_diag(Hp), lam, what,
-                f"pivot D_t = {Dt:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}", columns,
-            )
-        )
+    check_definite(to_host(D), to_host(torch.diagonal(Hp)), lam, what, columns, factor_dtype)
     return TorchPivots(UH=UH, D=D)
-
-
-def _host_diag(Hp: torch.Tensor) -> np.ndarray:
-    return torch.diagonal(Hp).detach().to("cpu", torch.float64).numpy()
 
 
 def factor_damped(G0p: torch.Tensor, lam: float, damping: Damping | None, what: str, columns,
                   factor_dtype: torch.dtype) -> tuple[TorchPivots, torch.Tensor, float, list[str]]:
-    """Factor ``G0p + lam I``; with ``Damping(auto=True)`` raise ``lam`` tenfold until it works.
+    """Factor ``G0p + lam I``; with ``Damping(auto=True)`` raise ``lam`` tenfold until it works
+    (:func:`ptqtheory.engine.damped`, the numpy reference's schedule).
 
-    Returns ``(pivots, Hp, lam used, notes)``. The schedule is the numpy reference's,
-    :meth:`ptqtheory.Damping.raised`: at most ``damping.max_tries`` increases.
+    Returns ``(pivots, Hp, lam used, notes)``.
     """
-    tries = damping.max_tries if (damping is not None and damping.auto) else 0
-    notes: list[str] = []
-    attempt = 0
-    while True:
+    def attempt(lam):
         Hp = G0p.clone()
         Hp.diagonal().add_(lam)
-        try:
-            return pivots(Hp, lam, what, columns, factor_dtype), Hp, lam, notes
-        except SingularHessianError:
-            if attempt >= tries:
-                raise
-        attempt += 1
-        old = lam
-        lam = check_lam(damping.raised(old, float(torch.diagonal(G0p).mean())))
-        notes.append(f"automatic damping raised lam from {old:g} to {lam:g}")
+        return pivots(Hp, lam, what, columns, factor_dtype), Hp
+
+    (piv, Hp), lam, raised = damped(attempt, lam, damping, lambda: float(torch.diagonal(G0p).mean()))
+    return piv, Hp, lam, [f"automatic damping raised lam from {old:g} to {new:g}" for old, new in raised]

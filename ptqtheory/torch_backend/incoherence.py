@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import scipy.linalg
 import torch
 
 from ..grids import Grid
@@ -20,9 +21,8 @@ from .grids import minmax_grid
 from .rand import torch_generator
 from .stats import statistics
 
-__all__ = ["TRANSFORMS", "incoherent", "random_orthogonal"]
+__all__ = ["incoherent", "random_orthogonal"]
 
-TRANSFORMS = ("kron", "hadamard")
 F64 = torch.float64
 
 
@@ -35,13 +35,6 @@ def _haar(d: int, gen: torch.Generator, device) -> torch.Tensor:
     return Qm * torch.sign(torch.diagonal(R))[None, :]
 
 
-def _sylvester(d: int, device) -> torch.Tensor:
-    H = torch.ones(1, 1, dtype=F64, device=device)
-    while H.shape[0] < d:
-        H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)], 0)
-    return H
-
-
 def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.Tensor:
     r"""A random orthogonal ``d x d`` matrix in float64 on ``device``.
 
@@ -49,28 +42,18 @@ def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.
     largest divisor :math:`\le\sqrt d`. ``"hadamard"``: :math:`\mathrm{Had}_d\operatorname{diag}(\pm1)/\sqrt d`
     (Sylvester order, as ``scipy.linalg.hadamard``); needs ``d`` a power of 2.
     """
-    from .._validate import check_choice, check_positive_int
-
-    d = check_positive_int("d", d)
-    check_choice("incoherence", kind, TRANSFORMS)
+    sizes = Transform.factor_sizes(d, kind)
     if not isinstance(gen, torch.Generator):
         raise TypeError(f"gen must be a torch.Generator; got {type(gen).__name__}")
     if kind == "hadamard":
-        if d & (d - 1):
-            raise ValueError(
-                f"incoherence='hadamard' needs dimensions that are powers of 2; got {d}. "
-                "Use incoherence='kron' for other sizes."
-            )
         signs = (torch.randint(0, 2, (d,), generator=gen, device=device) * 2 - 1).to(F64)
-        return _sylvester(d, device) / math.sqrt(d) * signs[None, :]
-    if kind == "kron":
-        a = max(k for k in range(1, math.isqrt(d) + 1) if d % k == 0)
-        return torch.kron(_haar(a, gen, device), _haar(d // a, gen, device))
-    raise ValueError(f"incoherence must be one of {TRANSFORMS} or None; got {kind!r}")
+        Had = torch.as_tensor(scipy.linalg.hadamard(d), dtype=F64, device=device)  # Sylvester's order
+        return Had / math.sqrt(d) * signs[None, :]
+    A, B = (_haar(k, gen, device) for k in sizes)
+    return torch.kron(A, B)
 
 
-def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, lam, rounding, order, block_size,
-               factor_dtype, allow_tf32) -> Run:
+def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, allow_tf32: bool, **options) -> Run:
     """Run ``fn`` (the torch ``ldlq``) on the incoherence-processed problem and map back.
 
     The transforms are applied in float64 (to ``W`` and to the float64 statistics) and the processed
@@ -81,8 +64,8 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, lam, rounding
     with tf32_guard(device, allow_tf32):
         Wa, vector = as_weights(W)
         n, N = Wa.shape
-        if kind not in TRANSFORMS:
-            raise ValueError(f"incoherence must be one of {TRANSFORMS} or None; got {kind!r}")
+        if kind not in Transform.KINDS:
+            raise ValueError(f"incoherence must be one of {Transform.KINDS} or None; got {kind!r}")
         if not isinstance(grid, Grid):
             raise TypeError(f"grid must be a pt.Grid; got {type(grid).__name__}")
         acc, _, _ = statistics(X, None, N, device, mismatch=False, algorithm="ldlq")
@@ -92,18 +75,7 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, lam, rounding
         Wt = (U @ Wa.to(F64) @ V.T).to(Wa.dtype)
         if grid.rule is not None:
             grid = minmax_grid(Wt, grid.rule.bits, grid.rule.sym, grid.rule.group_size)
-        inner = fn(Wt, acc.transformed(V), lam=lam, grid=grid, rounding=rounding, order=order,
-                   seed=seed, block_size=block_size, factor_dtype=factor_dtype, allow_tf32=allow_tf32)
+        inner = fn(Wt, acc.transformed(V), grid=grid, seed=seed, allow_tf32=allow_tf32, **options)
         Q = (U.T @ inner.Q.to(F64) @ V).to(Wa.dtype)
 
-    def shaped(a):
-        return a[0] if vector else a
-
-    return Run(
-        algorithm=inner.algorithm, variant=inner.variant, W=shaped(Wa), Q=shaped(Q),
-        eta=shaped(inner.eta), x=shaped(inner.x), clipped=shaped(inner.clipped), order=inner.order,
-        grid=inner.grid, lam=inner.lam, rounding=inner.rounding, seed=seed, damping=inner.damping,
-        block_size=inner.block_size, method=inner.method, inner=inner, transform=Transform(kind=kind, U=U, V=V),
-        notes=inner.notes, precision=inner.precision, backend="torch", device=inner.device,
-        tf32=inner.tf32,
-    )
+    return inner.mapped_back(Wa, Q, vector, seed, Transform(kind=kind, U=U, V=V))

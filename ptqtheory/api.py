@@ -1,0 +1,46 @@
+"""The public algorithms: one signature each, the backend picked from the inputs' types.
+
+Each algorithm has one signature and one docstring, those of its numpy reference
+(:mod:`ptqtheory.algorithms`); :func:`public` wraps the reference so that torch tensors (or a
+:class:`~ptqtheory.torch_backend.TorchAccumulator`) go to :mod:`ptqtheory.torch_backend` instead,
+with every argument (defaults applied) forwarded by keyword. The defaults are therefore the same for
+both backends. numpy next to torch in one call is refused by the torch backend with a ``TypeError``
+naming the input. The torch-only options are keyword-only: ``factor_dtype`` (precision of the
+factorization of :math:`H`; ``None`` means float64) and ``allow_tf32`` (TF32 products on CUDA during
+the call); the numpy backend refuses any other value.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import ParamSpec
+
+from ._validate import is_torch
+from .records import Run
+
+__all__ = ["public"]
+
+P = ParamSpec("P")
+
+
+def public(reference: Callable[P, Run], inputs: tuple[str, ...]) -> Callable[P, Run]:
+    """The public form of the numpy ``reference``: same signature and docstring; the backend is the
+    one of the arguments named ``inputs`` (the data: ``W``, ``X``, ``Xt``)."""
+    signature = inspect.signature(reference)
+
+    @functools.wraps(reference)
+    def algorithm(*args: P.args, **kwargs: P.kwargs) -> Run:
+        call = signature.bind(*args, **kwargs)
+        call.apply_defaults()
+        if is_torch(*(call.arguments[k] for k in inputs)):
+            from .torch_backend import algorithms as on_device
+
+            return getattr(on_device, reference.__name__)(**call.arguments)
+        if call.arguments.get("factor_dtype") is not None or call.arguments.get("allow_tf32"):
+            raise ValueError("factor_dtype and allow_tf32 are options of the torch backend (torch tensor "
+                             "inputs); the numpy backend computes in float64 (or exactly, with rationals)")
+        return reference(**call.arguments)
+
+    return algorithm
