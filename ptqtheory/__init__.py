@@ -10,8 +10,9 @@ The public API (THEORY.md notation: ``W`` is ``(n, N)``, ``X`` is ``(m, N)``, th
 """
 
 from .algorithms import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal, rtn
+from .api import certify
 from .calibration import Accumulator, Damping, gram, hessian
-from .certificates import Certificate, PivotCheck, certify, relative_gap
+from .certificates import Certificate, PivotCheck, relative_gap
 from .factor import Pivots, SingularHessianError, pivots
 from .grids import Grid, MinMax, round_nearest, round_stochastic
 from .magr import MagRResult, magr, magr_bound

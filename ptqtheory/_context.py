@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Self, cast
 
 import numpy as np
 import scipy.linalg
@@ -46,9 +47,9 @@ class RunContext:
     run: Run
     exact: bool
     order: np.ndarray
-    lam: object
-    X: np.ndarray  # original column order
-    Xt: np.ndarray  # original column order (= X when the run used no quantized inputs)
+    lam: float
+    X: np.ndarray | None  # original column order
+    Xt: np.ndarray | None  # original column order (= X when the run used no quantized inputs)
     uses_xt: bool
     W: np.ndarray  # (n, N) original order
     Q: np.ndarray
@@ -57,7 +58,7 @@ class RunContext:
     delta_p: np.ndarray
     zero_p: np.ndarray
     clipped_p: np.ndarray
-    Xf_p: np.ndarray
+    Xf_p: np.ndarray | None
     Hf_p: np.ndarray
     gram_p: np.ndarray  # Xf^T Xf, processing order (Hf_p without the damping)
     piv: Pivots | None
@@ -69,7 +70,7 @@ class RunContext:
     qr: DataQR | None = None  # the QR behind piv, kept when w_LS is needed (Qronos)
 
     @classmethod
-    def build(cls, run: Run, X, Xt=None, factor: bool = True, piv: Pivots | None = None) -> RunContext:
+    def build(cls, run: Run, X, Xt=None, factor: bool = True, piv: Pivots | None = None) -> Self:
         """The context of ``run`` on its data; ``piv`` reuses a factorization already computed."""
         W = np.atleast_2d(run.W)
         n, N = W.shape
@@ -113,7 +114,7 @@ class RunContext:
     def from_statistics(cls, run: Run, *, gram_p: np.ndarray, x_gram_p: np.ndarray, m: int,
                         piv: Pivots | None, err_sq: np.ndarray, err_inf: np.ndarray | None = None,
                         W_ls: np.ndarray | None = None, r0_sq: np.ndarray | None = None,
-                        **fields) -> RunContext:
+                        **fields) -> Self:
         r"""A context without per-sample data (a run certified from streamed statistics).
 
         Parameters (processing order, float64 host arrays)
@@ -174,7 +175,11 @@ class RunContext:
     @property
     def m(self) -> int:
         """Number of samples (rows of ``X``)."""
-        return self.X.shape[0] if self.has_data else self.n_samples
+        if self.has_data:
+            assert self.X is not None  # has_data
+            return self.X.shape[0]
+        assert self.n_samples is not None  # from_statistics sets it
+        return self.n_samples
 
     def _need_data(self, what: str) -> None:
         if not self.has_data:
@@ -190,6 +195,7 @@ class RunContext:
         lower part of :math:`|L|`; the diagonal term :math:`\delta_j/2` (:math:`L_{jj} = 1`) is then
         added, never subtracted, so neither sum cancels.
         """
+        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
         A = np.abs(np.asarray(self.piv.L, float))
         np.fill_diagonal(A, 0.0)
         d = np.asfortranarray(np.asarray(self.delta_p, float))
@@ -206,6 +212,7 @@ class RunContext:
         if self.has_data:
             X = np.asarray(self.X, float)
             return np.einsum("ij,ij->j", X, X)[self.order]
+        assert self.x_gram_p is not None  # from_statistics sets it
         return np.diag(self.x_gram_p).copy()
 
     @cached_property
@@ -220,6 +227,7 @@ class RunContext:
     def x_norm(self) -> float:
         r""":math:`\|X\|_F`."""
         if self.has_data:
+            assert self.X is not None  # has_data
             return float(np.linalg.norm(np.asarray(self.X[:, self.order], float)))
         return float(np.sqrt(max(float(np.sum(self.x_col_sq)), 0.0)))
 
@@ -227,8 +235,10 @@ class RunContext:
     def x_op_sq(self) -> float:
         r""":math:`\|X\|_2^2` (0 for empty data)."""
         if self.has_data:
+            assert self.X is not None  # has_data
             X = np.asarray(self.X[:, self.order], float)
             return float(np.linalg.norm(X, 2)) ** 2 if X.size else 0.0
+        assert self.x_gram_p is not None  # from_statistics sets it
         return max(float(np.linalg.eigvalsh(self.x_gram_p)[-1]), 0.0)
 
     @cached_property
@@ -268,6 +278,7 @@ class RunContext:
         two small terms, and the second, :attr:`mismatch_w`, is also what Qronos' least-squares fit
         reads (:attr:`_least_squares`), so the certificate forms it once."""
         self._need_data("Xw - Xt q per sample")
+        assert self.X is not None and self.Xt is not None  # _need_data
         if not self.uses_xt:
             return _linalg.dot(self.E, self.X.T)
         return _linalg.dot(self.E, self.Xt.T) + self.mismatch_w
@@ -281,6 +292,7 @@ class RunContext:
     def mismatch(self) -> np.ndarray:
         r""":math:`X - \tilde X` (original column order; the zero matrix without quantized inputs)."""
         self._need_data("X - Xt")
+        assert self.X is not None and self.Xt is not None  # _need_data
         return self.X - self.Xt
 
     @cached_property
@@ -297,12 +309,14 @@ class RunContext:
     @cached_property
     def Xh(self) -> np.ndarray:
         """:math:`[X; \\sqrt\\lambda I]` in processing order."""
-        return _linalg.augment(self.X[:, self.order], self.lam)
+        # X is None only in statistics contexts, which do not read this (TypeError there, as before).
+        return _linalg.augment(cast(np.ndarray, self.X)[:, self.order], self.lam)
 
     @cached_property
     def Xfh(self) -> np.ndarray:
         """The feedback matrix, augmented, in processing order."""
-        return _linalg.augment(self.Xf_p, self.lam)
+        # Xf_p is None only in statistics contexts, which do not read this.
+        return _linalg.augment(cast(np.ndarray, self.Xf_p), self.lam)
 
     @cached_property
     def _least_squares(self) -> dict:
@@ -323,6 +337,7 @@ class RunContext:
         m = self.m
         dw = self.mismatch_w
         Xf_p = self.Xf_p
+        assert Xf_p is not None  # mismatch_w needed the data (_need_data); build sets Xf_p with them
         if self.qr is not None:
             # DataQR factors the reversed columns: solve with R, then undo the reversal.
             rhs = self.qr.Q[:m].T @ dw.T
@@ -394,6 +409,7 @@ class RunContext:
     @cached_property
     def L_fro(self) -> float:
         r""":math:`\|L\|_F` of the factorization."""
+        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
         return float(np.linalg.norm(np.asarray(self.piv.L, float)))
 
     @cached_property
@@ -404,6 +420,7 @@ class RunContext:
         r"""Per row :math:`\|a - L\eta\|` and :math:`\|a\|` with :math:`a = w - q` (``"E"``) or
         :math:`a = w_{LS} - q` (``"ls"``); squared for exact inputs (no square roots of rationals)."""
         A = self.E_p if which == "E" else self.W_ls - self.Q_p
+        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
         resid = A - _linalg.dot(self.eta_p, self.piv.L.T)  # rows: a - L eta
         num = np.asarray(_linalg.sq_norms(resid, 1))
         den = np.asarray(_linalg.sq_norms(A, 1))
@@ -434,6 +451,7 @@ class RunContext:
         N = Hp.shape[0]
         if N <= 128:
             return float(np.linalg.cond(Hp))
+        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
         Lrev = (self.piv.U1 * np.sqrt(self.piv.D)[None, :])[::-1, ::-1]  # J H J = Lrev Lrev^T
         rcond, info = scipy.linalg.lapack.dpocon(
             np.asfortranarray(Lrev), float(np.abs(Hp).sum(0).max()), uplo="L"
@@ -448,6 +466,7 @@ class RunContext:
         """
         if not full:
             return None, None
+        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
         D = self.piv.D
         N = D.shape[0]
         Xhp, Hp = self.Xfh, self.Hf_p
@@ -466,6 +485,7 @@ class RunContext:
     @cached_property
     def logdet_gap(self) -> float:
         r""":math:`|\sum_t\log D_t - \log\det H|` (exact: :math:`|\prod_t D_t - \det H|`)."""
+        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
         D = self.piv.D
         if self.exact:
             import sympy
@@ -477,7 +497,7 @@ class RunContext:
     @cached_property
     def gpfq_sides(self) -> tuple[np.ndarray, np.ndarray]:
         r"""``(||u_N||, ||u_N - (Xw - Xt q)||)`` per row: I6's state and its distance to the data's value."""
-        u = np.atleast_2d(self.run.residual)
+        u = np.atleast_2d(cast(np.ndarray, self.run.residual))  # GPFQ's runs record u_N
         diff = u - self.out
         return (np.sqrt(np.asarray(_linalg.sq_norms(u, 1), float)),
                 np.sqrt(np.asarray(_linalg.sq_norms(diff, 1), float)))
@@ -485,6 +505,7 @@ class RunContext:
     @cached_property
     def weighted(self) -> np.ndarray:
         r""":math:`\sum_t \eta_t^2 D_t` per row."""
+        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
         return _linalg.dot(self.eta_p * self.eta_p, self.piv.D)
 
     @cached_property

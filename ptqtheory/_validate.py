@@ -209,7 +209,7 @@ def check_positive_int(name: str, value, minimum: int = 1, maximum: int | None =
         raise TypeError(f"{name} must be an integer {span}; got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ValueError(f"{name} must be an integer {span}; got {value}")
-    if maximum is not None and value > maximum:
+    if maximum is not None and int(value) > maximum:  # int(): numbers.Integral's stubs declare no __gt__
         raise ValueError(f"{name} must be an integer {span}; got {value}{why}")
     return int(value)
 

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from typing import ParamSpec
 
 from ._validate import is_torch
+from .certificates import certify_numpy
+from .identities import Certificate
 from .records import Run
 
-__all__ = ["public"]
+__all__ = ["certify", "public"]
 
 P = ParamSpec("P")
 
@@ -29,6 +31,7 @@ def public(reference: Callable[P, Run], inputs: tuple[str, ...]) -> Callable[P, 
     """The public form of the numpy ``reference``: same signature and docstring; the backend is the
     one of the arguments named ``inputs`` (the data: ``W``, ``X``, ``Xt``)."""
     signature = inspect.signature(reference)
+    by_name: Callable[..., Run] = reference  # called below with the bound arguments, all by name
 
     @functools.wraps(reference)
     def algorithm(*args: P.args, **kwargs: P.kwargs) -> Run:
@@ -41,6 +44,18 @@ def public(reference: Callable[P, Run], inputs: tuple[str, ...]) -> Callable[P, 
         if call.arguments.get("factor_dtype") is not None or call.arguments.get("allow_tf32"):
             raise ValueError("factor_dtype and allow_tf32 are options of the torch backend (torch tensor "
                              "inputs); the numpy backend computes in float64 (or exactly, with rationals)")
-        return reference(**call.arguments)
+        return by_name(**call.arguments)
 
     return algorithm
+
+
+@functools.wraps(certify_numpy)
+def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None = None,
+            bounds: bool = True, *, samples=None) -> Certificate:
+    # The backend of the certificate is the run's: a torch run is certified on its device from float64
+    # statistics (ptqtheory.torch_backend.certify), a numpy run from the data held whole.
+    if isinstance(run, Run) and run.backend == "torch":
+        from .torch_backend.certify import certify as on_device
+
+        return on_device(run, X, Xt, p, full_pivot_check, bounds, samples=samples)
+    return certify_numpy(run, X, Xt, p, full_pivot_check, bounds, samples=samples)

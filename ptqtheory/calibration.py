@@ -18,6 +18,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import SupportsFloat
 
 import numpy as np
 
@@ -89,22 +90,22 @@ class Damping:
             return self.value * float(mean_diag())
         return self.value * float(max_eig())
 
-    def resolve(self, XtX: np.ndarray) -> float:
+    def resolve(self, gram_X: np.ndarray) -> float:
         """The absolute ``lam`` for the (unnormalized, undamped) Gram matrix ``X^T X``.
 
-        ``percdamp`` reads only the diagonal, so ``XtX`` may also be given as its diagonal (1-D).
+        ``percdamp`` reads only the diagonal, so ``gram_X`` may also be given as its diagonal (1-D).
         """
-        XtX = np.asarray(XtX)
-        diag = XtX if XtX.ndim == 1 else np.diag(XtX)
+        gram_X = np.asarray(gram_X)
+        diag = gram_X if gram_X.ndim == 1 else np.diag(gram_X)
 
         def max_eig() -> float:
-            if XtX.ndim == 1:
+            if gram_X.ndim == 1:
                 raise ValueError("Damping.lambda_max needs the whole Gram matrix X^T X, not its diagonal")
-            return float(np.linalg.eigvalsh(np.asarray(XtX, float))[-1])
+            return float(np.linalg.eigvalsh(np.asarray(gram_X, float))[-1])
 
         return self.resolve_with(lambda: float(np.mean(np.asarray(diag, float))), max_eig)
 
-    def raised(self, lam: float, mean_diag: float) -> float:
+    def raised(self, lam: float, mean_diag: SupportsFloat) -> float:
         """The next ``lam`` of ``auto=True``: ``max(10 lam, 1e-6 mean(diag(G)))`` (``1e-12`` if that is
         0), ``G`` the Gram matrix being factored; the schedule of both backends."""
         return max(10.0 * lam, 1e-6 * float(mean_diag) or 1e-12)
@@ -119,15 +120,15 @@ class Damping:
         return f"{self.kind}={self.value:g}{tail}"
 
 
-def resolve_lam(lam, XtX: np.ndarray, exact: bool = False):
+def resolve_lam(lam, gram_X: np.ndarray, exact: bool = False):
     """Absolute ``lam`` from a number or a :class:`Damping`; returns ``(lam, Damping or None)``.
 
-    ``XtX`` is the Gram matrix ``X^T X`` (or its diagonal when ``lam`` is not ``lambda_max``).
+    ``gram_X`` is the Gram matrix ``X^T X`` (or its diagonal when ``lam`` is not ``lambda_max``).
     """
     if isinstance(lam, Damping):
         if exact:
             raise ValueError("exact arithmetic takes an exact lam (a Rational), not a Damping")
-        return check_lam(lam.resolve(XtX)), lam
+        return check_lam(lam.resolve(gram_X)), lam
     return check_lam(lam, exact), None
 
 
@@ -161,9 +162,9 @@ def _data(name: str, A, N: int | None = None, rows: int | None = None) -> np.nda
 def hessian(X, lam=0.0) -> np.ndarray:
     r""":math:`H = X^T X + \lambda I` (THEORY.md notation; unnormalized)."""
     Xa = _data("X", X)
-    XtX = _gram(Xa)
-    lam_abs, _ = resolve_lam(lam, XtX, is_exact(Xa))
-    return XtX + lam_abs * np.eye(XtX.shape[0], dtype=XtX.dtype)
+    gram_X = _gram(Xa)
+    lam_abs, _ = resolve_lam(lam, gram_X, is_exact(Xa))
+    return gram_X + lam_abs * np.eye(gram_X.shape[0], dtype=gram_X.dtype)
 
 
 class Accumulator:
@@ -183,20 +184,20 @@ class Accumulator:
     def __init__(self, N: int, with_mismatch: bool = False):
         self.N = check_positive_int("N", N)
         self.m = 0
-        self.XtX = np.zeros((self.N, self.N))
+        self.gram_X = np.zeros((self.N, self.N))
         self.with_mismatch = check_bool("with_mismatch", with_mismatch)
-        self.XttXt = np.zeros((self.N, self.N)) if self.with_mismatch else None
-        self.XttX = np.zeros((self.N, self.N)) if self.with_mismatch else None
+        self.gram_Xt = np.zeros((self.N, self.N)) if self.with_mismatch else None
+        self.cross_Xt_X = np.zeros((self.N, self.N)) if self.with_mismatch else None
 
     def update(self, X_batch, Xt_batch=None) -> None:
         Xb = as_matrix("X_batch", X_batch, self.N)
-        self.XtX += Xb.T @ Xb
+        self.gram_X += Xb.T @ Xb
         if self.with_mismatch:
             if Xt_batch is None:
                 raise ValueError("Xt_batch is required: this accumulator tracks the mismatch (Qronos)")
             Xtb = as_matrix("Xt_batch", Xt_batch, self.N, m=Xb.shape[0])
-            self.XttXt += Xtb.T @ Xtb
-            self.XttX += Xtb.T @ Xb
+            self.gram_Xt += Xtb.T @ Xtb
+            self.cross_Xt_X += Xtb.T @ Xb
         elif Xt_batch is not None:
             raise ValueError("Xt_batch given but the accumulator was built with with_mismatch=False")
         self.m += Xb.shape[0]
@@ -208,14 +209,14 @@ class Accumulator:
     def H(self, lam=0.0) -> np.ndarray:
         r""":math:`H = X^TX + \lambda I` (``lam`` a number or a :class:`Damping`)."""
         self._need_data()
-        lam_abs, _ = resolve_lam(lam, self.XtX)
-        return self.XtX + lam_abs * np.eye(self.N)
+        lam_abs, _ = resolve_lam(lam, self.gram_X)
+        return self.gram_X + lam_abs * np.eye(self.N)
 
     def Ht_G(self, lam=0.0) -> tuple[np.ndarray, np.ndarray]:
         r""":math:`(\tilde H, G) = (\tilde X^T\tilde X + \lambda I, \tilde X^T X + \lambda I)`."""
         if not self.with_mismatch:
             raise ValueError("this accumulator was built with with_mismatch=False")
         self._need_data()
-        lam_abs, _ = resolve_lam(lam, self.XtX)
+        lam_abs, _ = resolve_lam(lam, self.gram_X)
         eye = lam_abs * np.eye(self.N)
-        return self.XttXt + eye, self.XttX + eye
+        return self.gram_Xt + eye, self.cross_Xt_X + eye

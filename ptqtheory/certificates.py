@@ -9,7 +9,7 @@ The identities are the functions :func:`ptqtheory.identities.i1` .. ``i6``; whic
 and which bounds, is the registry's (:mod:`ptqtheory.registry`). :func:`certify` builds the run's
 context from the data held whole and hands it to :func:`ptqtheory.identities.assemble`, the one
 assembly that the torch certificate (:func:`ptqtheory.torch_backend.certify`, statistics on a
-device) shares.
+device) shares. ``pt.certify`` (:func:`ptqtheory.api.certify`) picks one of the two from the run.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from .identities import Certificate, PivotCheck, assemble, check_options, relati
 from .records import Run
 from .registry import entry, unwrap
 
-__all__ = ["Certificate", "PivotCheck", "certify", "relative_gap"]
+__all__ = ["Certificate", "PivotCheck", "certify_numpy", "relative_gap"]
 
 
-def certify(
+def certify_numpy(
     run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None = None,
     bounds: bool = True, *, samples=None,
 ) -> Certificate:
@@ -88,10 +88,8 @@ def certify(
     if X is None:
         raise ValueError("X is required: the calibration inputs the run was computed with, shape (m, N)")
     if run.backend == "torch":
-        # The torch certifier never imports this module: no cycle, and numpy-only users never import torch.
-        from .torch_backend.certify import certify as _torch_certify
-
-        return _torch_certify(run, X, Xt, p, full_pivot_check, bounds, samples=samples)
+        raise TypeError("this is the numpy certificate; a torch run is certified by pt.certify "
+                        "(ptqtheory.api.certify picks the backend from the run)")
     if samples is not None:
         raise ValueError("samples is for torch runs certified from statistics; a numpy run's certificate "
                          "reads the data X (and Xt) whole: leave samples out")
@@ -100,7 +98,7 @@ def certify(
         V = transform.V
         Xv = as_matrix("X", X, V.shape[0]) @ V.T
         Xtv = None if Xt is None else as_matrix("Xt", Xt, V.shape[0]) @ V.T
-        cert = certify(inner, Xv, Xtv, p, full_pivot_check, bounds)
+        cert = certify_numpy(inner, Xv, Xtv, p, full_pivot_check, bounds)
         return Certificate(**{**cert.__dict__, "transformed": True})
 
     # The run's own factorization is reused when the identity needs only the pivots: I1 below checks

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import algorithms as alg
+from .api import certify
 from .calibration import Damping
-from .certificates import certify
 from .grids import Grid
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, SupportsFloat, get_args
 
 import numpy as np
 
@@ -58,7 +58,10 @@ class Rounder:
                  clipped):
         self.delta, self.zero, self.lo, self.hi = delta, zero, lo, hi
         self.rule = rule
-        self.group_size = rule.group_size if refits_groups else None
+        self.group_size: int | None = None
+        if refits_groups:
+            assert rule is not None  # Grid.refits_groups holds only with a rule that has a group size
+            self.group_size = rule.group_size
         self.rounding = rounding
         self.u = u
         self.clipped = clipped
@@ -67,10 +70,12 @@ class Rounder:
         return self.group_size is not None and t % self.group_size == 0
 
     def group_end(self, t: int) -> int:
+        assert self.group_size is not None  # called at a group's start (group_start(t) held)
         return min(t + self.group_size, self.delta.shape[1])
 
     def refit(self, t: int, values) -> None:
         """Refit the group starting at ``t`` from ``values`` (its current weights, all rows)."""
+        assert self.rule is not None  # refits happen only when the rule has groups
         d, z = self.rule.fit(values)
         t1 = t + values.shape[1]
         self.delta[:, t:t1] = d[:, None]
@@ -91,9 +96,9 @@ class Rounder:
 class Trace:
     """``x_t``, ``q_t`` and ``eta_t`` for every step, in processing order (arrays of any backend)."""
 
-    x: object
-    q: object
-    eta: object
+    x: Any
+    q: Any
+    eta: Any
 
     @classmethod
     def empty(cls, like) -> Trace:
@@ -115,7 +120,7 @@ class Setup:
     order: Any
     lam: Any
     damping: str
-    rounding: str
+    rounding: Rounding
     seed: Any
     grid: Any
     Wp: Any
@@ -161,7 +166,7 @@ def check_method(method: str, block_size, methods: tuple[str, ...] = ("blocked",
     return None
 
 
-def damped(attempt: Callable, lam, damping: Damping | None, mean_diag: Callable[[], float]):
+def damped(attempt: Callable, lam, damping: Damping | None, mean_diag: Callable[[], SupportsFloat]):
     """``attempt(lam)``; with ``Damping(auto=True)`` raise ``lam`` tenfold until it works.
 
     The schedule is :meth:`ptqtheory.Damping.raised` from ``mean_diag()`` (the mean diagonal of the
@@ -177,6 +182,7 @@ def damped(attempt: Callable, lam, damping: Damping | None, mean_diag: Callable[
             if len(raised) >= tries:
                 raise
         old = lam
+        assert damping is not None  # tries > 0 only with a Damping
         lam = check_lam(damping.raised(old, mean_diag()))
         raised.append((old, lam))
 
@@ -204,7 +210,7 @@ def check_finite_run(x, q, eta, delta, zero, order, algorithm: str, precision="f
 # -- A2', the blocked OPTQ sweep ------------------------------------------------------------------
 
 
-def optq_blocked(Wp, Lt, rounder: Rounder, trace: Trace, block_size: int, t0: int = 0) -> None:
+def optq_blocked(Wp, L_T, rounder: Rounder, trace: Trace, block_size: int, t0: int = 0) -> None:
     r"""A2', GPTQ's fast form with lazy block updates of width ``block_size``, from step ``t0``.
 
     .. math:: x_t = w_t,\quad q_t = Q(x_t),\quad \eta_t = x_t - q_t,\quad
@@ -219,7 +225,7 @@ def optq_blocked(Wp, Lt, rounder: Rounder, trace: Trace, block_size: int, t0: in
     ``block_size`` up to float rounding. A group that starts inside a block is fitted from the
     *current* weights: pending updates are applied to its columns first (:func:`pending_current`;
     reading the stale weights there is the peer bug that makes results depend on ``block_size``).
-    Column access is the hot path: ``Wp`` and the trace are best column-major, ``Lt`` row-major.
+    Column access is the hot path: ``Wp`` and the trace are best column-major, ``L_T`` row-major.
     """
     nx = get_backend(Wp)
     N = Wp.shape[1]
@@ -232,16 +238,16 @@ def optq_blocked(Wp, Lt, rounder: Rounder, trace: Trace, block_size: int, t0: in
             for t in range(j1, j2):
                 i = t - i1
                 if rounder.group_start(t):
-                    rounder.refit(t, pending_current(Wp, W1, E1, Lt, i1, i2, j1, j2, t, rounder.group_end(t)))
+                    rounder.refit(t, pending_current(Wp, W1, E1, L_T, i1, i2, j1, j2, t, rounder.group_end(t)))
                 x = W1[:, i]  # column i of W1 is final: later updates touch columns > i only
                 eta = trace.record(t, x, rounder(t, x))
                 E1[:, i] = eta
                 if t + 1 < j2:
-                    nx.sub_outer_(W1[:, i + 1 : j2 - i1], eta, Lt[t, t + 1 : j2])
+                    nx.sub_outer_(W1[:, i + 1 : j2 - i1], eta, L_T[t, t + 1 : j2])
             if j2 < i2:
-                nx.sub_matmul_(W1[:, j2 - i1 :], E1[:, j1 - i1 : j2 - i1], Lt[j1:j2, j2:i2])
+                nx.sub_matmul_(W1[:, j2 - i1 :], E1[:, j1 - i1 : j2 - i1], L_T[j1:j2, j2:i2])
         if i2 < N:
-            nx.sub_matmul_(Wp[:, i2:], E1, Lt[i1:i2, i2:])
+            nx.sub_matmul_(Wp[:, i2:], E1, L_T[i1:i2, i2:])
 
 
 INNER = 16
@@ -249,7 +255,7 @@ INNER = 16
 many columns; wider lazy updates are matrix products)."""
 
 
-def pending_current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, g1: int):
+def pending_current(Wp, W1, E1, L_T, i1: int, i2: int, j1: int, j2: int, t: int, g1: int):
     """The current weights of columns ``t..g1-1`` before step ``t`` of :func:`optq_blocked`: stored
     values minus the updates still pending from the sub-block (columns ``j2..i2-1``) and from the
     block (columns ``>= i2``)."""
@@ -257,9 +263,9 @@ def pending_current(Wp, W1, E1, Lt, i1: int, i2: int, j1: int, j2: int, t: int, 
     parts = [W1[:, t - i1 : min(g1, j2) - i1]]
     if g1 > j2:
         c1 = min(g1, i2)
-        parts.append(W1[:, j2 - i1 : c1 - i1] - nx.dot(E1[:, j1 - i1 : t - i1], Lt[j1:t, j2:c1]))
+        parts.append(W1[:, j2 - i1 : c1 - i1] - nx.dot(E1[:, j1 - i1 : t - i1], L_T[j1:t, j2:c1]))
     if g1 > i2:
-        parts.append(Wp[:, i2:g1] - nx.dot(E1[:, : t - i1], Lt[i1:t, i2:g1]))
+        parts.append(Wp[:, i2:g1] - nx.dot(E1[:, : t - i1], L_T[i1:t, i2:g1]))
     return nx.hcat(parts)
 
 

@@ -45,11 +45,11 @@ class Pivots:
     D: np.ndarray
 
     @classmethod
-    def from_factors(cls, U1: np.ndarray, D: np.ndarray, Lt: np.ndarray) -> Pivots:
+    def from_factors(cls, U1: np.ndarray, D: np.ndarray, L_T: np.ndarray) -> Pivots:
         r"""Pivots whose :math:`L^T = U_1^{-1}` was already computed (e.g. on a device): no second
         inversion on the host."""
         piv = cls(U1=U1, D=D)
-        piv.__dict__["Lt"] = Lt  # the cached_property's slot (frozen dataclass: no setattr)
+        piv.__dict__["L_T"] = L_T  # the cached_property's slot (frozen dataclass: no setattr)
         return piv
 
     @classmethod
@@ -67,7 +67,7 @@ class Pivots:
         return cls(U1=np.ascontiguousarray(U1), D=D)
 
     @cached_property
-    def Lt(self) -> np.ndarray:
+    def L_T(self) -> np.ndarray:
         r""":math:`L^T = U_1^{-1}` (unit upper); row ``t`` right of the diagonal is OPTQ's update."""
         if is_exact(self.U1):
             import sympy
@@ -85,7 +85,7 @@ class Pivots:
     @cached_property
     def L(self) -> np.ndarray:
         """The unit lower triangular :math:`L` of THEORY.md I2 (``w - q = L eta``)."""
-        return self.Lt.T.copy()
+        return self.L_T.T.copy()
 
 
 def singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -> str:

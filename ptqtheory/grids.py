@@ -436,7 +436,8 @@ class Grid:
 
     def expand(self, n: int, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(delta, zero, lo, hi)`` broadcast to full ``(n, N)`` arrays (copies)."""
-        return tuple(v.copy() for v in self.views(n, N))
+        delta, zero, lo, hi = self.views(n, N)
+        return delta.copy(), zero.copy(), lo.copy(), hi.copy()
 
     def round(self, W, rounding: str = "nearest", seed=None) -> tuple[np.ndarray, np.ndarray]:
         """Round every entry of ``W`` onto this grid; return ``(Q, clipped)``.

@@ -23,7 +23,8 @@ import numpy as np
 
 from . import algorithms as alg
 from ._validate import check_nonnegative_real, check_positive_int, check_probability
-from .certificates import certify
+from .api import certify
+from .engine import Variant
 from .factor import SingularHessianError
 from .grids import Grid
 from .instances import FAMILIES, make_instance
@@ -142,7 +143,7 @@ def _run(spec: dict, inst, lam: float, grid: Grid, seed: int):
     if a.startswith("ldlq"):
         return alg.ldlq(inst.W, inst.X, lam=lam, **kw), None
     if a.startswith("qronos"):
-        variant = "ls" if a == "qronos-ls" else ("paper" if seed % 2 else "ls")
+        variant: Variant = "ls" if a == "qronos-ls" else ("paper" if seed % 2 else "ls")
         return alg.qronos(inst.W, inst.X, inst.Xt, lam=lam, variant=variant, **kw), inst.Xt
     if a == "rtn":
         return alg.rtn(inst.W, grid=grid, rounding="stochastic" if seed % 2 else "nearest",

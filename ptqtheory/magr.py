@@ -198,8 +198,8 @@ def magr_bound(result: MagRResult, W, run, X):
     with the step :math:`\delta` of the grid fitted to :math:`v`). It holds where B1's hypotheses hold for
     that run (nearest rounding, no clipping).
     """
+    from .api import certify
     from .bounds import BoundCheck
-    from .certificates import certify
     from .tolerances import evaluation_allowance, unit_roundoff
 
     Wa = np.atleast_2d(np.asarray(W, dtype=float))

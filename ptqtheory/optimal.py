@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -168,7 +168,8 @@ def lower_factor(Xp: np.ndarray, lam: float) -> np.ndarray:
     :math:`\hat X J = QR`, gives :math:`T = JRJ` (:math:`H = JR^TRJ = T^TT`)."""
     N = Xp.shape[1]
     Xh = np.vstack([Xp, math.sqrt(lam) * np.eye(N)])
-    R = np.linalg.qr(Xh[:, ::-1], mode="r")
+    # mode="r" returns R alone; numpy's stubs type every mode as the (Q, R) QRResult.
+    R = cast(np.ndarray, np.linalg.qr(Xh[:, ::-1], mode="r"))
     return R[::-1, ::-1]
 
 

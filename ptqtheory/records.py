@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 from ._validate import check_choice, check_positive_int
 from .grids import Grid
 
+if TYPE_CHECKING:
+    from .engine import Rounding
+
 __all__ = ["Run", "Transform"]
+
+# A per-entry array of a run: np.ndarray for the numpy backend, torch.Tensor on the run's device for
+# the torch backend (see Run's Notes). Any, because each consumer reads the arrays of one backend.
+Array: TypeAlias = Any
 
 
 def _numpy(a):
@@ -29,8 +37,8 @@ class Transform:
     """
 
     kind: str
-    U: np.ndarray
-    V: np.ndarray
+    U: Array
+    V: Array
 
     KINDS = ("kron", "hadamard")
 
@@ -107,22 +115,22 @@ class Run:
 
     algorithm: str
     variant: str
-    W: np.ndarray
-    Q: np.ndarray
-    eta: np.ndarray
-    x: np.ndarray
-    clipped: np.ndarray
-    order: np.ndarray
+    W: Array
+    Q: Array
+    eta: Array
+    x: Array
+    clipped: Array
+    order: Array
     grid: Grid
     lam: float
-    rounding: str
+    rounding: Rounding
     seed: object = None
     damping: str = "absolute"
     block_size: int | None = None
     method: str | None = None
-    w_ls: np.ndarray | None = None
+    w_ls: Array | None = None
     start: str | None = None
-    residual: np.ndarray | None = None
+    residual: Array | None = None
     inner: Run | None = None
     transform: Transform | None = None
     precision: str = "float64"
@@ -130,8 +138,10 @@ class Run:
     notes: tuple[str, ...] = field(default_factory=tuple)
     device: str | None = None
     tf32: bool | None = None
-    pivots: object = field(default=None, repr=False)
-    stats: object = field(default=None, repr=False)
+    # Pivots (numpy runs) or TorchPivots (torch runs), each read by its own backend's certificate.
+    pivots: Any = field(default=None, repr=False)
+    # The torch backend's TorchAccumulator (the core does not know the torch backend, so Any here).
+    stats: Any = field(default=None, repr=False)
 
     def mapped_back(self, W, Q, vector: bool, seed, transform: Transform) -> Run:
         """The record of A3i: this run quantized ``U W V^T``; ``Q = U^T Q' V`` is the result for the
@@ -156,6 +166,7 @@ class Run:
         same grid points; compare ``codes`` (and ``grid.delta`` to rounding) to see that.
         """
         if self.transform is not None:
+            assert self.inner is not None  # mapped_back sets inner together with transform
             return self.inner.codes
         Q = _numpy(self.Q)
         n, N = np.atleast_2d(Q).shape

@@ -36,6 +36,7 @@ __all__ = [
     "failures",
     "group_rows",
     "groups_table",
+    "optimality_ratios",
     "settings_table",
     "summarize",
     "summarize_certificate",
@@ -98,10 +99,27 @@ def summarize_certificate(c, rows: slice, rtol: float = RTOL_IDENTITY) -> dict:
             "kind": b.kind, "rows_applied": int(applies.sum()),
             "violations": int(np.count_nonzero(applies & ~holds)),
             "max_ratio": float(np.max(ratio[applies])) if applies.any() else None,
+            "median_ratio": float(np.median(ratio[applies])) if applies.any() else None,
         }
     out["bounds"] = bounds
     out["skipped_bounds"] = list(getattr(c, "skipped_bounds", ()))
     return out
+
+
+def optimality_ratios(setting: dict) -> tuple[float | None, float | None]:
+    """``(median, worst)`` of the optimality ratio (bound ``L1``, docs/optimality.md) of one setting:
+    the median over its layers of each layer's median row, and the largest row; ``(None, None)`` for
+    methods without one (RTN, GPFQ). With one step per row the ratio is the same for every row of a
+    layer (the step cancels); with groups it varies by row."""
+    meds, worst = [], []
+    for lr in setting["layers"]:
+        b = lr["summary"]["bounds"].get("L1")
+        if b is not None and b["max_ratio"] is not None:
+            meds.append(b.get("median_ratio", b["max_ratio"]))
+            worst.append(b["max_ratio"])
+    if not meds:
+        return None, None
+    return float(np.median(meds)), float(max(worst))
 
 
 def _identity_failed(s: dict) -> bool:
@@ -134,7 +152,7 @@ def summarize(settings: Iterable[dict], p: float) -> dict:
 
 CSV_COLUMNS = ("config", "method", "bits", "group_size", "layer", "n", "N", "lam", "seconds", "identity",
                "identity_max_gap", "identity_holds", "clipped_rows", "check", "kind", "rows_applied",
-               "violations", "max_ratio")
+               "violations", "max_ratio", "median_ratio")
 
 
 def csv_text(settings: Iterable[dict]) -> str:
@@ -149,7 +167,8 @@ def csv_text(settings: Iterable[dict]) -> str:
                     lr["lam"], round(lr["seconds"], 4), s.get("identity"), s.get("identity_max_gap"),
                     s.get("identity_holds"), s.get("clipped_rows")]
             for label, b in s["bounds"].items():
-                w.writerow([*base, label, b["kind"], b["rows_applied"], b["violations"], b["max_ratio"]])
+                w.writerow([*base, label, b["kind"], b["rows_applied"], b["violations"], b["max_ratio"],
+                            b.get("median_ratio")])
     return buf.getvalue()
 
 
@@ -316,7 +335,9 @@ def groups_table(groups: list[dict], summary: dict, skipped: list[str]) -> str:
     lines.append("max I gap: largest relative identity gap over rows far above the rounding allowance "
                  "('-': none; such rows are judged by the allowance)")
     lines.append("bound columns: worst empirical/bound ratio over rows where the bound applied "
-                 "(<= 1: it held)")
+                 "(<= 1: it held)" + ("; L1: the worst optimality ratio AM(D)/(12 G_N GM(D)), >= 1, the "
+                                       "mean error over the best possible (docs/optimality.md)"
+                                       if "L1" in labels else ""))
     if skipped:
         lines.append("skipped bounds (need per-sample data; statistics were streamed): "
                      + ", ".join(sorted(skipped, key=bound_key)))

@@ -91,9 +91,9 @@ def test_accumulator_matches_full_statistics(batch_sizes):
         acc.update(X[start : start + b], Xt[start : start + b])
         start += b
     assert acc.m == 37
-    assert _rel(acc.XtX, X.T @ X) < 1e-12
-    assert _rel(acc.XttXt, Xt.T @ Xt) < 1e-12
-    assert _rel(acc.XttX, Xt.T @ X) < 1e-12
+    assert _rel(acc.gram_X, X.T @ X) < 1e-12
+    assert _rel(acc.gram_Xt, Xt.T @ Xt) < 1e-12
+    assert _rel(acc.cross_Xt_X, Xt.T @ X) < 1e-12
     assert _rel(acc.H(0.3), X.T @ X + 0.3 * np.eye(5)) < 1e-12
     Ht, G = acc.Ht_G(0.3)
     assert _rel(Ht, Xt.T @ Xt + 0.3 * np.eye(5)) < 1e-12
@@ -111,11 +111,11 @@ def test_accumulator_float32_batches_accumulate_in_float64():
     for s in range(0, 500, 64):
         acc.update(X32[s : s + 64], Xt32[s : s + 64])
     X64, Xt64 = X32.astype(np.float64), Xt32.astype(np.float64)
-    assert acc.XtX.dtype == np.float64
+    assert acc.gram_X.dtype == np.float64
     # float32 accumulation would be off by ~1e-7 relative here
-    assert _rel(acc.XtX, X64.T @ X64) < 1e-12
-    assert _rel(acc.XttXt, Xt64.T @ Xt64) < 1e-12
-    assert _rel(acc.XttX, Xt64.T @ X64) < 1e-12
+    assert _rel(acc.gram_X, X64.T @ X64) < 1e-12
+    assert _rel(acc.gram_Xt, Xt64.T @ Xt64) < 1e-12
+    assert _rel(acc.cross_Xt_X, Xt64.T @ X64) < 1e-12
 
 
 def test_accumulator_misuse_raises():

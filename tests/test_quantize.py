@@ -130,7 +130,7 @@ def test_opt_qronos_with_groups(opt_dir, tmp_path):
                  "--random-tokens", "256", "--seed", "2", "--out", str(out)])
     assert code == 0
     report = _check_output(out, opt_dir, 3, group_size=16)
-    assert set(report["summary"]["bounds"]) == {"B2", "B9"}
+    assert set(report["summary"]["bounds"]) == {"B2", "B9", "L1"}
     assert report["summary"]["bounds"]["B9"]["rows_applied"] > 0
 
 

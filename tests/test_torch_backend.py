@@ -322,8 +322,9 @@ def test_accumulator_streaming_equals_full_statistics():
     for r0, r1 in ((0, 10), (10, 11), (11, 64), (64, 90)):
         acc.update(X[r0:r1], Xt[r0:r1])
     assert acc.m == 90 and acc.batches == 4
-    for got, want in ((acc.XtX, inst.X.T @ inst.X), (acc.XttXt, inst.Xt.T @ inst.Xt),
-                      (acc.XttX, inst.Xt.T @ inst.X), (acc.DtD, (inst.X - inst.Xt).T @ (inst.X - inst.Xt))):
+    for got, want in ((acc.gram_X, inst.X.T @ inst.X), (acc.gram_Xt, inst.Xt.T @ inst.Xt),
+                      (acc.cross_Xt_X, inst.Xt.T @ inst.X),
+                      (acc.gram_mismatch, (inst.X - inst.Xt).T @ (inst.X - inst.Xt))):
         np.testing.assert_allclose(N_(got), want, rtol=1e-12, atol=1e-12 * np.max(np.abs(want)))
     Ht, G = acc.Ht_G(0.5)
     np.testing.assert_allclose(N_(G), inst.Xt.T @ inst.X + 0.5 * np.eye(16), rtol=1e-12, atol=1e-10)
@@ -332,7 +333,7 @@ def test_accumulator_streaming_equals_full_statistics():
     acc32 = TorchAccumulator(16)
     acc32.update(X.float().reshape(3, 30, 16))
     X32 = inst.X.astype(np.float32).astype(np.float64)
-    np.testing.assert_allclose(N_(acc32.XtX), X32.T @ X32, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(N_(acc32.gram_X), X32.T @ X32, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(N_(acc32.H(pt.Damping.percdamp(0.1))),
                                pt.hessian(X32, pt.Damping.percdamp(0.1)), rtol=1e-12, atol=1e-10)
 

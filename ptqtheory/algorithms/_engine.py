@@ -10,6 +10,7 @@ here as the readable numpy/exact reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def setup(
         check_steps(grid.delta)
         check_values("W", Wa, delta, zero, lo, hi)
     Xa = Xta = None
-    XtX = None
+    gram_X = None
     if X is not None:
         Xa = as_matrix("X", X, N)
         if is_exact(Xa) != exact:
@@ -96,18 +97,22 @@ def setup(
         # The float path factors from the data (QR), so X^T X itself is formed only when something
         # needs more than its diagonal: exact arithmetic, Damping.lambda_max, the min-pivot order.
         if exact or (isinstance(lam, Damping) and lam.needs_gram):
-            XtX = _gram(Xa)
+            gram_X = _gram(Xa)
     gram_diag = None
     if Xa is not None:
-        gram_diag = np.diag(XtX) if XtX is not None else np.einsum("ij,ij->j", Xa, Xa)
+        gram_diag = np.diag(gram_X) if gram_X is not None else np.einsum("ij,ij->j", Xa, Xa)
     # lambda_max reads the whole X^T X (formed above when it is needed); the others its diagonal.
-    lam_abs, damping = (0.0, None) if X is None else resolve_lam(
-        lam, XtX if XtX is not None else gram_diag, exact)
+    if X is None:
+        lam_abs, damping = 0.0, None
+    else:
+        assert gram_diag is not None  # set above from Xa (X was given)
+        lam_abs, damping = resolve_lam(lam, gram_X if gram_X is not None else gram_diag, exact)
     gram_diag = None if gram_diag is None else np.asarray(gram_diag, float)
     H_for_order = None
     named = isinstance(order, str)
     if named and order == "min_pivot":
-        src = _gram(Xta) if Xta is not None else (XtX if XtX is not None else _gram(Xa))
+        # Xa is None only if X was not given, which nothing checks here (RTN uses the natural order).
+        src = _gram(Xta) if Xta is not None else (gram_X if gram_X is not None else _gram(cast(np.ndarray, Xa)))
         H_for_order = np.asarray(src, float) + float(lam_abs) * np.eye(N)
         gram_diag = np.diag(np.asarray(src, float))
     elif Xta is not None and named and order.endswith("norm"):
@@ -132,7 +137,8 @@ def _factor(s: Setup, damping: Damping | None, what: str, keep_qr: bool = False)
 
     Exact runs factor the formed ``H`` (kept as ``s.Hp``); float runs factor from the data by QR.
     """
-    src = s.Xtp if what == "Ht" else s.Xp
+    # None only if X was not given, which nothing checks before this (src.shape then fails as before).
+    src = cast(np.ndarray, s.Xtp if what == "Ht" else s.Xp)
     N = src.shape[1]
     G0 = _gram(src) if s.exact else None
 

@@ -2,6 +2,10 @@ r"""A5, GPFQ (greedy path-following quantization, Lybrand & Saab)."""
 
 from __future__ import annotations
 
+from typing import cast
+
+import numpy as np
+
 from .. import _linalg
 from .._validate import check_choice
 from ..engine import DeadColumns, Order, Rounding, Trace, gpfq_sweep
@@ -50,8 +54,10 @@ def gpfq(
     if Xt is None:
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
     s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None)
+    assert grid is not None  # setup refused anything but a Grid
     s.grid = grid.frozen()
-    X_, Xt_ = s.Xp, s.Xtp
+    # None only if X was not given, which nothing checks before this (sq_norms then fails as before).
+    X_, Xt_ = cast(np.ndarray, s.Xp), cast(np.ndarray, s.Xtp)
     norms = _linalg.sq_norms(Xt_, axis=0)
     alive = [bool(v > 0) for v in norms]
     check_dead(alive, s.order, policy, s.notes)

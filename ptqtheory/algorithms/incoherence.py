@@ -56,7 +56,7 @@ def incoherence(H) -> float:
     return float(np.sqrt(H.shape[0]) * np.max(np.abs(Qe)))
 
 
-def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, **kwargs) -> Run:
+def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | None, **kwargs) -> Run:
     """Run ``fn`` (``ldlq`` or ``optq``) on the incoherence-processed problem and map back.
 
     A min-max grid is refitted to the transformed weights (QuIP quantizes those); an explicit grid

@@ -76,9 +76,11 @@ def optq(
     trace = Trace.empty(s.Wp)
     Wp = s.Wp.copy()
     if method == "iteration":
+        assert s.Xp is not None  # setup factored H from it (it fails without X)
         optq_iteration(Wp, s.augmented(s.Xp), rounder, trace)
     else:
-        optq_blocked(Wp, s.piv.Lt, rounder, trace, bs)
+        assert bs is not None  # check_method gives the block size for method="blocked"
+        optq_blocked(Wp, s.piv.L_T, rounder, trace, bs)
     return finish(s, trace, rounder, "optq", method, block_size=bs, method=method)
 
 

@@ -78,6 +78,7 @@ def qronos(
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
     bs = check_method(method, block_size)
     s = setup(W, X, lam, grid, rounding, order, seed, Xt=Xt, factor="Ht", keep_qr=method == "blocked")
+    assert s.Xp is not None and s.Xtp is not None  # setup factored Ht from them (it fails without X)
     Xh, Xth = s.augmented(s.Xp), s.augmented(s.Xtp)
     targets = _linalg.dot(s.Wp, Xh.T)  # row i: (X_hat w_i)^T
 
@@ -110,7 +111,8 @@ def qronos(
     if method == "iteration":
         optq_iteration(cur, Xth, rounder, trace, t0=t0)
     else:
-        optq_blocked(cur, s.piv.Lt, rounder, trace, bs, t0=t0)
+        assert bs is not None  # check_method gives the block size for method="blocked"
+        optq_blocked(cur, s.piv.L_T, rounder, trace, bs, t0=t0)
     return finish(
         s, trace, rounder, "qronos", variant, block_size=bs, method=method, w_ls=W_ls,
         start=start if variant == "paper" else None,

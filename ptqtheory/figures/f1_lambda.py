@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import algorithms as alg
-from ..certificates import certify
+from ..api import certify
 from ..grids import Grid
 from ..tightness import midpoint_weights
 from . import style

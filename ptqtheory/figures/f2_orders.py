@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import algorithms as alg
-from ..certificates import certify
+from ..api import certify
 from ..grids import Grid
 from . import style
 from .common import Check, certificate_findings, failures, heterogeneous_layer, save

@@ -17,8 +17,8 @@ import numpy as np
 
 from .. import algorithms as alg
 from .. import bounds
+from ..api import certify
 from ..calibration import Damping
-from ..certificates import certify
 from ..grids import Grid
 from ..instances import make_X
 from ..random import generator

@@ -20,6 +20,7 @@ import numpy as np
 from .. import algorithms as alg
 from .. import bounds
 from ..calibration import Damping
+from ..engine import Rounding
 from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
@@ -29,7 +30,7 @@ from .common import Check, bound_findings, failures, save
 NAME = "f4_alphabet"
 TITLE = "Alphabet size: max |x_t| and the K of B8, deterministic against stochastic"
 P = 0.01
-ROUNDINGS = ("nearest", "stochastic")
+ROUNDINGS: tuple[Rounding, ...] = ("nearest", "stochastic")
 CHECKS = [
     Check("bound_B8_K_nearest", "empirical_max_q_over_delta_nearest", "B8_applies_nearest"),
     Check("bound_B8_K_nearest", "empirical_max_x_over_delta_nearest", "B8_applies_nearest"),

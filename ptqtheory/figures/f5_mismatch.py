@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import algorithms as alg
-from ..certificates import certify
+from ..api import certify
 from ..grids import Grid
 from ..instances import make_X
 from ..random import generator

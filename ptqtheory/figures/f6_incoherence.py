@@ -19,8 +19,9 @@ import numpy as np
 
 from .. import algorithms as alg
 from ..algorithms.incoherence import incoherence
+from ..api import certify
 from ..calibration import hessian
-from ..certificates import certify
+from ..engine import Incoherence
 from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
@@ -37,7 +38,8 @@ CHECKS = [
 SEED = 6
 PERCDAMP = 0.01
 DELTA = 0.25
-METHODS = ((None, "none"), ("kron", "Kronecker (Haar)"), ("hadamard", "randomized Hadamard"))
+METHODS: tuple[tuple[Incoherence | None, str], ...] = (
+    (None, "none"), ("kron", "Kronecker (Haar)"), ("hadamard", "randomized Hadamard"))
 
 
 def _sizes(quick: bool) -> dict:

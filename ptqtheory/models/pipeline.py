@@ -63,8 +63,8 @@ import torch
 from .. import algorithms as alg
 from .. import registry
 from .._validate import is_torch
+from ..api import certify
 from ..calibration import Damping
-from ..certificates import certify
 from ..grids import Grid
 from ..report import LayerRecord, summarize_certificate
 from .capture import StopForward
@@ -452,7 +452,10 @@ def _group_data(cfg: Config, backend: _Backend, qblock, fblock, first: str, q_in
         # (B5, B10.sup) of stochastic runs read one more pass, batch by batch.
         return run_x, run_xt, lambda run, p: certify(run, batches(), p=p, samples=batches)
     Xt = backend.gather(_layer_batches(qblock, qmod, q_in, counter))
-    X = backend.gather(_layer_batches(fblock, fmod, f_in, counter)) if uses_x else None
+    X = None
+    if uses_x:
+        assert fmod is not None and f_in is not None  # the float stream is kept when the config reads it
+        X = backend.gather(_layer_batches(fblock, fmod, f_in, counter))
 
     def cert(run, p):  # certified on the float64 inputs, also for float32 runs
         return certify(run, X, Xt, p=p) if uses_x else certify(run, Xt, p=p)
@@ -596,6 +599,7 @@ def quantize_model(
         # stream through the float copy.
         q_in = q_in.with_hidden(_block_outputs(qblock, q_in, counter))
         if two_streams:
+            assert f_in is not None  # set above with two_streams
             f_in = f_in.with_hidden(_block_outputs(fblock, f_in, counter))
         del fblock
         source.release(b, qblock)

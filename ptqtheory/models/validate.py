@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -259,6 +260,7 @@ def _relative_cost(cfg) -> float:
 
 
 def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
+    out: list
     if workers <= 1 or len(jobs) == 1:
         out = []
         for job in jobs:
@@ -280,7 +282,7 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
         # Longest jobs first (a greedy longest-processing-time schedule): with the jobs in the given
         # order, a Qronos job started last would leave one worker idle for minutes at the end.
         ranked = sorted(range(len(jobs)), key=lambda i: -_relative_cost(jobs[i][1]))
-        out: list = [None] * len(jobs)
+        out = [None] * len(jobs)
         for i, res in zip(ranked, pool.imap(_setting_job, [jobs[i] for i in ranked]), strict=True):
             out[i] = res
             on_result(res)
@@ -397,7 +399,8 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
         if not cal or not held:
             raise ValidateError("the text gave no calibration or no held-out paragraph; pass a longer --text")
         source = text or "Python standard library docstrings"
-        data = {"calibration": {"source": source, "tokens": n_tokens}, "heldout_paragraphs": len(held)}
+        data: dict[str, Any] = {"calibration": {"source": source, "tokens": n_tokens},
+                                "heldout_paragraphs": len(held)}
         fallback_note = None
     else:
         from . import smollm2
@@ -454,6 +457,8 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
         for r in results:
             cos = np.sum(ref * r.pop("embeddings"), axis=1)
             r["cosine_mean"], r["cosine_min"] = float(cos.mean()), float(cos.min())
+    for r in results:  # how far from optimal the pivots allow (L1, docs/optimality.md)
+        r["optimality_ratio_median"], r["optimality_ratio_worst"] = rep.optimality_ratios(r)
     summary = rep.summarize(results, p)
     report = {"model": what, "device": device, "backend": backend, "precision": precision,
               **data, "damping": f"percdamp={percdamp} (GPTQ)", "p": p, "seed": seed,
@@ -466,8 +471,11 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     rep.write_text(out / "report.csv", rep.csv_text(results))
     columns = ({"cosine_mean": ("cos mean", ".4f"), "cosine_min": ("cos min", ".4f")} if model == "minilm"
                else {"perplexity": ("perplexity", ".3f")})
+    columns.update({"optimality_ratio_median": ("L1 ratio med", ".3f"),
+                    "optimality_ratio_worst": ("L1 ratio max", ".3f")})
     print(rep.settings_table(results, columns))
     if model == "smollm2":
+        assert float_res is not None  # the float job runs for SmolLM2
         print(f"float model perplexity: {float_ppl:.3f} ({float_res['eval_tokens']} predicted tokens, "
               f"{len(held)} windows of {seq_len})")
     print()

@@ -70,7 +70,8 @@ def _optq_like(algorithm, W, X, lam, grid, rounding, order, seed, block_size, me
                   tf32=tf32, algorithm=algorithm)
         rounder = s.rounder()
         trace = Trace.empty(s.Wp)
-        optq_blocked(s.Wp.clone(), s.Lt(), rounder, trace, bs)
+        assert bs is not None  # check_method gives the block size for method="blocked"
+        optq_blocked(s.Wp.clone(), s.L_T(), rounder, trace, bs)
         return finish(s, trace, rounder, algorithm, "blocked", block_size=bs)
 
 
@@ -102,9 +103,10 @@ def qronos(
         s = setup(W, X, lam, grid, rounding, order, seed, Xt=Xt, factor="Ht", mismatch=True,
                   factor_dtype=factor_dtype or F64, tf32=tf32, algorithm="qronos")
         W64 = s.Wp.to(F64)
-        XttD = sym_perm(s.acc.XttD, s.order)
+        assert s.acc is not None  # setup factored Ht from it (it fails without X)
+        cross_Xt_mismatch = sym_perm(s.acc.cross_Xt_mismatch, s.order)
         # w_LS - w = Ht^{-1} Xt^T (X - Xt) w: small when Xt ~ X, so it is solved for directly.
-        corr = s.piv.solve((XttD @ W64.T).to(s.factor_dtype)).to(F64).T
+        corr = s.piv.solve((cross_Xt_mismatch @ W64.T).to(s.factor_dtype)).to(F64).T
         W_ls = W64 + corr
         rounder = s.rounder()
         trace = Trace.empty(s.Wp)
@@ -113,7 +115,7 @@ def qronos(
         else:
             Ht = s.Hp
             W0 = W64 if start == "w" else W_ls
-            y1 = W64[:, 0] + (W64 @ XttD[0] + (W64 - W0)[:, 1:] @ Ht[0, 1:]) / Ht[0, 0]
+            y1 = W64[:, 0] + (W64 @ cross_Xt_mismatch[0] + (W64 - W0)[:, 1:] @ Ht[0, 1:]) / Ht[0, 0]
             y1 = y1.to(s.dtype)
             if rounder.group_start(0):
                 first = W0[:, : rounder.group_end(0)].to(s.dtype, copy=True)
@@ -121,12 +123,13 @@ def qronos(
                 rounder.refit(0, first)
             q1 = rounder(0, y1)
             trace.record(0, y1, q1)
-            Lt64 = s.piv.Lt.to(F64)
+            L_T64 = s.piv.L_T.to(F64)
             cur64 = W_ls.clone()
             cur64[:, 0] = q1.to(F64)
-            cur64[:, 1:].addr_(W_ls[:, 0] - q1.to(F64), Lt64[0, 1:], alpha=-1)
+            cur64[:, 1:].addr_(W_ls[:, 0] - q1.to(F64), L_T64[0, 1:], alpha=-1)
             cur, t0 = column_major(cur64.to(s.dtype)), 1
-        optq_blocked(cur, s.Lt(), rounder, trace, bs, t0=t0)
+        assert bs is not None  # check_method gives the block size for method="blocked"
+        optq_blocked(cur, s.L_T(), rounder, trace, bs, t0=t0)
         return finish(s, trace, rounder, "qronos", variant, block_size=bs, w_ls=W_ls.to(s.dtype),
                       start=start if variant == "paper" else None)
 
@@ -147,6 +150,8 @@ def gpfq(
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None, data=True, tf32=tf32,
                   algorithm="gpfq")
+        # setup refused anything but a Grid, and with data=True it required X and Xt.
+        assert grid is not None and s.X is not None and s.Xt is not None
         s.grid = grid.frozen()
         XT = s.X.index_select(1, s.order).T.contiguous()  # row t is column t: contiguous per step
         XtT = s.Xt.index_select(1, s.order).T.contiguous()

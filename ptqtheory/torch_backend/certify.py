@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import cast
 
 import numpy as np
 import torch
@@ -61,9 +62,9 @@ __all__ = ["DeviceContext", "certify"]
 
 F64 = torch.float64
 
-# The accumulator's statistics (TorchAccumulator, its own names): acc.XtX = X^T X, acc.XttXt = Xt^T Xt,
-# acc.XttD = Xt^T (X - Xt) and acc.DtD = (X - Xt)^T (X - Xt). There "D" is the mismatch X - Xt; in this
-# module, as everywhere in the certificates, D is the pivots and the mismatch is called Delta.
+# The accumulator's statistics (TorchAccumulator): acc.gram_X = X^T X, acc.gram_Xt = Xt^T Xt,
+# acc.cross_Xt_mismatch = Xt^T (X - Xt) and acc.gram_mismatch = (X - Xt)^T (X - Xt). As everywhere in the
+# certificates, D is the pivots and the mismatch X - Xt is called Delta.
 
 
 def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None = None,
@@ -154,10 +155,11 @@ class DeviceContext(RunContext):
         :math:`\|r_0\|^2 = \|\Delta w\|^2 - \|z\|^2`, :math:`z = U_{\tilde H}^{-1}b` (normal equations)."""
         d = self.dev
         acc, piv, W = d["acc"], d["piv"], d["W"]
-        b = sym_perm(acc.XttD, d["order"]) @ d["W_p"].T  # Xt^T (X - Xt) w, processing order, (N, n)
+        # Xt^T (X - Xt) w in processing order, (N, n)
+        b = sym_perm(acc.cross_Xt_mismatch, d["order"]) @ d["W_p"].T
         y = piv.solve(b).T
         z = piv.whiten(b)
-        dw_sq = ((W @ acc.DtD) * W).sum(1)  # ||Delta w||^2
+        dw_sq = ((W @ acc.gram_mismatch) * W).sum(1)  # ||Delta w||^2
         return {"W_ls": d["W_p"] + y, "y": y, "z": z, "r0_sq": (dw_sq - (z * z).sum(0)).clamp(min=0)}
 
     @cached_property
@@ -181,10 +183,10 @@ class DeviceContext(RunContext):
         w_norm = _host(torch.linalg.vector_norm(d["W"], dim=1))
         z_norm = _host(torch.linalg.vector_norm(ls["z"], dim=0))
         y_norm = _host(torch.linalg.vector_norm(ls["y"], dim=1))
-        tr_H, tr_D = float(torch.trace(d["Hp"])), float(torch.trace(acc.DtD))
+        tr_H, tr_D = float(torch.trace(d["Hp"])), float(torch.trace(acc.gram_mismatch))
         # The statistic Xt^T Delta cancels: its rounding is relative to |Xt|^T |Delta|, whose Frobenius
         # norm is at most sqrt(tr(Xt^T Xt) tr(Delta^T Delta)).
-        b_terms = np.sqrt(float(torch.trace(acc.XttXt)) * tr_D) * w_norm
+        b_terms = np.sqrt(float(torch.trace(acc.gram_Xt)) * tr_D) * w_norm
         weights, fitted = normal_equations_refit_allowance(self.cond_H, N, tr_H, b_terms, y_norm, z_norm)
         r0 = evaluation_allowance(self.eps, tr_D * w_norm**2 + z_norm**2 + tr_H * y_norm**2) \
             + 2 * z_norm * self.eps * fitted
@@ -224,7 +226,8 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
     uses_xt = row.uses_xt
     acc, items = _items(X, Xt, N, device, uses_xt, run.algorithm)
     E = W - Q  # exact in float64 for float32 runs
-    u = _rows2(run.residual) if row.identity_reads_samples else None
+    # GPFQ's runs record their residual u_N (a hand-made Run without one fails in _rows2, as before).
+    u = _rows2(cast(torch.Tensor, run.residual)) if row.identity_reads_samples else None
     reuse = _reusable_stats(run, X, Xt, V, uses_xt)
     diffsq = None
     if items is None:
@@ -242,8 +245,8 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
         stream.run(items, E, Q, V, u)
         acc, err_sq, err_inf, diffsq = stream.acc, stream.sumsq, _host(stream.maxabs), stream.diffsq
     order = run.order
-    x_gram = sym_perm(acc.XtX, order)
-    gram = sym_perm(acc.XttXt, order) if uses_xt else x_gram
+    x_gram = sym_perm(acc.gram_X, order)
+    gram = sym_perm(acc.gram_Xt, order) if uses_xt else x_gram
     lam = float(run.lam)
     Hp = piv = host_piv = None
     if row.factor is not None:
@@ -254,7 +257,7 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
         else:
             piv = pivots(Hp, lam, row.factor, columns=order.tolist(), factor_dtype=F64)
         d = torch.diagonal(piv.UH)
-        host_piv = Pivots.from_factors(_host(piv.UH / d[None, :]), _host(piv.D), _host(piv.Lt))
+        host_piv = Pivots.from_factors(_host(piv.UH / d[None, :]), _host(piv.D), _host(piv.L_T))
     dev = {"W": W, "Q": Q, "E": E, "W_p": W[:, order], "Q_p": Q[:, order], "E_p": E[:, order],
            "eta_p": eta[:, order], "order": order, "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq}
     return DeviceContext.from_statistics(
@@ -380,7 +383,7 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     Xd = X.reshape(-1, X.shape[-1])
     if Xd.shape[0] != stats.m or Xd.device != stats.device:
         return None
-    pairs = [(Xd, stats.XtX)] + ([(Xt.reshape(-1, Xt.shape[-1]), stats.XttXt)] if uses_xt else [])
+    pairs = [(Xd, stats.gram_X)] + ([(Xt.reshape(-1, Xt.shape[-1]), stats.gram_Xt)] if uses_xt else [])
     for data, S in pairs:
         col_sq = torch.zeros(data.shape[1], dtype=F64, device=data.device)
         for r0 in range(0, data.shape[0], 8192):
@@ -395,7 +398,7 @@ class _Stream:
 
     def __init__(self, n: int, N: int, device, uses_xt: bool, stats: TorchAccumulator | None = None):
         self.given = stats is not None
-        self.acc = stats if self.given else TorchAccumulator(N, device, with_mismatch=uses_xt)
+        self.acc = stats if stats is not None else TorchAccumulator(N, device, with_mismatch=uses_xt)
         self.sumsq = torch.zeros(n, dtype=F64, device=device)
         self.maxabs = torch.zeros(n, dtype=F64, device=device)
         self.diffsq = torch.zeros(n, dtype=F64, device=device)
@@ -433,6 +436,6 @@ class _Stream:
 def _err_sq_from_stats(acc: TorchAccumulator, W, E, uses_xt: bool) -> torch.Tensor:
     r""":math:`\|Xe\|^2`, or :math:`\|\tilde Xe + \Delta w\|^2 = \|Xw - \tilde Xq\|^2`, per row."""
     if not uses_xt:
-        return ((E @ acc.XtX) * E).sum(1)
-    return (((E @ acc.XttXt) * E).sum(1) + 2 * ((E @ acc.XttD) * W).sum(1)
-            + ((W @ acc.DtD) * W).sum(1))
+        return ((E @ acc.gram_X) * E).sum(1)
+    return (((E @ acc.gram_Xt) * E).sum(1) + 2 * ((E @ acc.cross_Xt_mismatch) * W).sum(1)
+            + ((W @ acc.gram_mismatch) * W).sum(1))

@@ -9,6 +9,7 @@ permutes ``W`` and the statistics by the order, :func:`finish` undoes it. The co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -44,10 +45,10 @@ class Setup(engine.Setup):
         return torch_rounder(self.grid, n, N, self.order, self.rounding, self.seed, self.device,
                             self.dtype)
 
-    def Lt(self) -> torch.Tensor:
+    def L_T(self) -> torch.Tensor:
         r""":math:`L^T` in the working dtype (the factorization itself stays in ``factor_dtype``),
         row-major: the sweep reads its rows."""
-        return self.piv.Lt.to(self.dtype).contiguous()
+        return self.piv.L_T.to(self.dtype).contiguous()
 
 
 def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None = "H",
@@ -90,7 +91,7 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
     gram_diag = H_order = None
     if named and order in (*NORM_ORDERS, "min_pivot"):
         if acc is not None:
-            src = acc.XttXt if mismatch else acc.XtX  # GPFQ's accumulator holds Xt alone
+            src = acc.gram_Xt if mismatch else acc.gram_X  # GPFQ's accumulator holds Xt alone
             gram_diag = to_host(torch.diagonal(src))
             if order == "min_pivot":
                 H_order = to_host(src) + float(lam_abs) * np.eye(N)
@@ -106,7 +107,9 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
         factor_dtype=factor_dtype,
     )
     if factor is not None:
-        G0p = sym_perm(acc.XttXt if factor == "Ht" else acc.XtX, perm)
+        # acc is None only if X was not given, which nothing checks before this (fails here as before).
+        acc = cast(TorchAccumulator, acc)
+        G0p = sym_perm(acc.gram_Xt if factor == "Ht" else acc.gram_X, perm)
         s.piv, s.Hp, s.lam, notes = factor_damped(G0p, lam_abs, damping, factor, perm_np, factor_dtype)
         if notes:
             s.notes.extend(notes)

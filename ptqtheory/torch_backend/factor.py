@@ -37,7 +37,7 @@ class TorchPivots:
     D: torch.Tensor
 
     @cached_property
-    def Lt(self) -> torch.Tensor:
+    def L_T(self) -> torch.Tensor:
         r""":math:`L^T = U_1^{-1}` (unit upper triangular)."""
         d = torch.diagonal(self.UH)
         U1 = self.UH / d[None, :]
@@ -56,7 +56,7 @@ class TorchPivots:
     @property
     def L(self) -> torch.Tensor:
         """The unit lower triangular :math:`L` of THEORY.md I2 (``w - q = L eta``)."""
-        return self.Lt.T
+        return self.L_T.T
 
     def solve(self, B: torch.Tensor) -> torch.Tensor:
         r""":math:`H^{-1}B` by two triangular solves (:math:`H^{-1} = U_H^{-T}U_H^{-1}`)."""

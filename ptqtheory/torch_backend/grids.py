@@ -67,8 +67,8 @@ def check_grid(grid: Grid, W: torch.Tensor, precision: str) -> None:
     k = torch.maximum(torch.minimum(torch.floor(W.to(torch.float64) / d + z + 0.5), hi), lo)
     worst = float((k.abs() + z.abs() + 1.0).amax())
     if not worst <= max_code(precision):  # the host check builds the message (and raises)
-        check_values("W", to_host(W), *(np.broadcast_to(to_host(a), (n, N)) for a in (d, z, lo, hi)),
-                     precision=precision)
+        dh, zh, loh, hih = (np.broadcast_to(to_host(a), (n, N)) for a in (d, z, lo, hi))
+        check_values("W", to_host(W), dh, zh, loh, hih, precision=precision)
 
 
 def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, precision: str) -> None:

@@ -53,7 +53,8 @@ def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.
     return torch.kron(A, B)
 
 
-def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid, allow_tf32: bool, **options) -> Run:
+def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | None, allow_tf32: bool,
+               **options) -> Run:
     """Run ``fn`` (the torch ``ldlq``) on the incoherence-processed problem and map back.
 
     The transforms are applied in float64 (to ``W`` and to the float64 statistics) and the processed

@@ -43,9 +43,9 @@ class TorchAccumulator:
     ----------
     m : int
         Rows (tokens) seen so far.
-    XtX, XttXt, XttX : torch.Tensor
+    gram_X, gram_Xt, cross_Xt_X : torch.Tensor
         :math:`X^TX`, :math:`\tilde X^T\tilde X`, :math:`\tilde X^TX` (float64, ``N x N``).
-    XttD, DtD : torch.Tensor
+    cross_Xt_mismatch, gram_mismatch : torch.Tensor
         :math:`\tilde X^T(X - \tilde X)` and :math:`(X - \tilde X)^T(X - \tilde X)` (mismatch only).
 
     Notes
@@ -69,12 +69,17 @@ class TorchAccumulator:
         self.m = 0
         self.batches = 0
         zeros = lambda: torch.zeros(self.N, self.N, dtype=torch.float64, device=self.device)  # noqa: E731
+        # with_mismatch=True holds the last three, with_mismatch=False X^T X alone.
+        self._gram_X: torch.Tensor | None
+        self._gram_Xt: torch.Tensor | None
+        self._cross_Xt_mismatch: torch.Tensor | None
+        self._gram_mismatch: torch.Tensor | None
         if self.with_mismatch:
-            self._XttXt, self._XttD, self._DtD = zeros(), zeros(), zeros()
-            self._XtX = None
+            self._gram_Xt, self._cross_Xt_mismatch, self._gram_mismatch = zeros(), zeros(), zeros()
+            self._gram_X = None
         else:
-            self._XtX = zeros()
-            self._XttXt = self._XttD = self._DtD = None
+            self._gram_X = zeros()
+            self._gram_Xt = self._cross_Xt_mismatch = self._gram_mismatch = None
 
     # -- accumulation ------------------------------------------------------------------------
     def rows(self, name: str, b, index: int) -> torch.Tensor:
@@ -114,17 +119,23 @@ class TorchAccumulator:
     def add_rows(self, Xb: torch.Tensor, Xtb: torch.Tensor | None = None) -> None:
         """Add float64 rows already on the device and checked (what :meth:`update` does after checking)."""
         if self.with_mismatch:
+            if Xtb is None:  # (Xtb.shape below failed before this check)
+                raise ValueError("Xtb is required: this accumulator tracks the mismatch (Qronos)")
+            # with_mismatch: all three are allocated
+            assert (self._gram_Xt is not None and self._cross_Xt_mismatch is not None
+                    and self._gram_mismatch is not None)
             if Xtb.shape[0] != Xb.shape[0]:
                 raise ValueError(
                     f"Xt_batch has {Xtb.shape[0]} rows but X_batch has {Xb.shape[0]}: the quantized-model "
                     "inputs must be the same samples as the float-model inputs, row for row"
                 )
-            Db = Xb - Xtb
-            add_gram_(self._XttXt, Xtb)
-            self._XttD.addmm_(Xtb.T, Db)
-            add_gram_(self._DtD, Db)
+            mismatch_b = Xb - Xtb
+            add_gram_(self._gram_Xt, Xtb)
+            self._cross_Xt_mismatch.addmm_(Xtb.T, mismatch_b)
+            add_gram_(self._gram_mismatch, mismatch_b)
         else:
-            add_gram_(self._XtX, Xb)
+            assert self._gram_X is not None  # set without the mismatch
+            add_gram_(self._gram_X, Xb)
         self.m += Xb.shape[0]
         self.batches += 1
 
@@ -150,50 +161,58 @@ class TorchAccumulator:
             )
 
     @property
-    def XtX(self) -> torch.Tensor:
+    def gram_X(self) -> torch.Tensor:
         if not self.with_mismatch:
-            return self._XtX
-        return self._DtD + self._XttD + self._XttD.T + self._XttXt
+            assert self._gram_X is not None  # set without the mismatch
+            return self._gram_X
+        assert (self._gram_mismatch is not None and self._cross_Xt_mismatch is not None
+                and self._gram_Xt is not None)  # with_mismatch
+        return self._gram_mismatch + self._cross_Xt_mismatch + self._cross_Xt_mismatch.T + self._gram_Xt
 
     @property
-    def XttXt(self) -> torch.Tensor:
+    def gram_Xt(self) -> torch.Tensor:
         self._need_mismatch()
-        return self._XttXt
+        assert self._gram_Xt is not None  # set with the mismatch
+        return self._gram_Xt
 
     @property
-    def XttD(self) -> torch.Tensor:
+    def cross_Xt_mismatch(self) -> torch.Tensor:
         self._need_mismatch()
-        return self._XttD
+        assert self._cross_Xt_mismatch is not None  # set with the mismatch
+        return self._cross_Xt_mismatch
 
     @property
-    def DtD(self) -> torch.Tensor:
+    def gram_mismatch(self) -> torch.Tensor:
         self._need_mismatch()
-        return self._DtD
+        assert self._gram_mismatch is not None  # set with the mismatch
+        return self._gram_mismatch
 
     @property
-    def XttX(self) -> torch.Tensor:
+    def cross_Xt_X(self) -> torch.Tensor:
         self._need_mismatch()
-        return self._XttXt + self._XttD
+        assert self._gram_Xt is not None and self._cross_Xt_mismatch is not None  # set with the mismatch
+        return self._gram_Xt + self._cross_Xt_mismatch
 
     def H(self, lam=0.0) -> torch.Tensor:
         r""":math:`H = X^TX + \lambda I` (float64)."""
         self._need_data()
         lam_abs, _ = resolve_lam(lam, self)
-        return _damped(self.XtX, lam_abs)
+        return _damped(self.gram_X, lam_abs)
 
     def Ht_G(self, lam=0.0) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(\tilde H, G) = (\tilde X^T\tilde X + \lambda I, \tilde X^T X + \lambda I)`."""
         self._need_mismatch()
         self._need_data()
         lam_abs, _ = resolve_lam(lam, self)
-        return _damped(self._XttXt, lam_abs), _damped(self.XttX, lam_abs)
+        assert self._gram_Xt is not None  # set with the mismatch
+        return _damped(self._gram_Xt, lam_abs), _damped(self.cross_Xt_X, lam_abs)
 
     def transformed(self, V: torch.Tensor) -> TorchAccumulator:
         r"""The statistics of :math:`XV^T` (and :math:`\tilde XV^T`): each matrix :math:`S \to VSV^T`."""
         out = TorchAccumulator(self.N, self.device, self.with_mismatch)
         out.m = self.m
         V = V.to(device=self.device, dtype=torch.float64)
-        for name in ("_XtX", "_XttXt", "_XttD", "_DtD"):
+        for name in ("_gram_X", "_gram_Xt", "_cross_Xt_mismatch", "_gram_mismatch"):
             S = getattr(self, name)
             if S is not None:
                 setattr(out, name, V @ S @ V.T)
@@ -250,8 +269,8 @@ def resolve_lam(lam, acc: TorchAccumulator) -> tuple[float, Damping | None]:
     copying ``X^T X`` to the host.
     """
     if isinstance(lam, Damping):
-        value = lam.resolve_with(lambda: float(torch.diagonal(acc.XtX).mean()),
-                                 lambda: float(torch.linalg.eigvalsh(acc.XtX)[-1]))
+        value = lam.resolve_with(lambda: float(torch.diagonal(acc.gram_X).mean()),
+                                 lambda: float(torch.linalg.eigvalsh(acc.gram_X)[-1]))
         return check_lam(value), lam
     return check_lam(lam), None
 
