@@ -280,7 +280,7 @@ def _main(argv: list[str] | None) -> int:
                    "2048 SmolLM2; a quarter with --quick)")
     v.add_argument("--seq-len", type=int, default=512, help="SmolLM2: tokens per calibration/evaluation window")
     v.add_argument("--eval-windows", type=int, default=None,
-                   help="SmolLM2: evaluation windows for perplexity (default 16, 4 with --quick)")
+                   help="SmolLM2: evaluation windows for perplexity (default 4)")
     v.add_argument("--settings", default=None, help="comma-separated settings, e.g. optq-4b,rtn-3b-g128 "
                    "(default: every method at the model's default settings)")
     v.add_argument("--percdamp", type=float, default=0.01,
