@@ -27,9 +27,13 @@ def test_ctrl_c_stops_validate_and_its_workers(tmp_path: Path, delay: float):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # A new session: the child and its workers form their own process group, which receives the SIGINT
     # as a terminal's Ctrl-C would deliver it (to the whole foreground group).
+    # SIGINT back to its default in the child, as for a command typed at a terminal: a shell starts
+    # background jobs with SIGINT ignored, and a test run launched that way would otherwise hand the
+    # child an ignored Ctrl-C (Python then installs no KeyboardInterrupt handler).
     proc = subprocess.Popen([sys.executable, "-m", "ptqtheory.cli", "validate", "--quick", "--workers", "2",
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pgid = proc.pid
     try:
         # Wait until the workers are running (the progress bar has started), then interrupt.
