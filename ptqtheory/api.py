@@ -59,3 +59,6 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
 
         return on_device(run, X, Xt, p, full_pivot_check, bounds, samples=samples)
     return certify_numpy(run, X, Xt, p, full_pivot_check, bounds, samples=samples)
+
+
+certify.__name__ = certify.__qualname__ = "certify"  # functools.wraps copied the numpy function's name
