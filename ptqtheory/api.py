@@ -49,7 +49,6 @@ def public(reference: Callable[P, Run], inputs: tuple[str, ...]) -> Callable[P, 
     return algorithm
 
 
-@functools.wraps(certify_numpy)
 def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None = None,
             bounds: bool = True, *, samples=None) -> Certificate:
     # The backend of the certificate is the run's: a torch run is certified on its device from float64
@@ -61,4 +60,4 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
     return certify_numpy(run, X, Xt, p, full_pivot_check, bounds, samples=samples)
 
 
-certify.__name__ = certify.__qualname__ = "certify"  # functools.wraps copied the numpy function's name
+certify.__doc__ = certify_numpy.__doc__  # one docstring: the parameters and the cost table are the same

@@ -36,7 +36,7 @@ import scipy.linalg
 from . import _linalg
 from ._context import RunContext
 from ._validate import check_probability
-from .lower_bounds import RATIO_CONSTANT, ball_second_moment, l1_bound, mean_error
+from .lower_bounds import l1_bound, mean_error, optimality_ratio, ratio_floor
 from .records import Run
 from .tolerances import RTOL_BOUND, evaluation_allowance, singular_threshold, weight_allowance
 
@@ -780,9 +780,9 @@ def l1(ctx: RunContext) -> list[BoundCheck]:
     N = D.shape[0]
     # Both are sums of N positive terms (the GM through N logarithms): relative error about N u.
     atol = evaluation_allowance(4 * N * ctx.eps, value + mean)
-    ratio = mean / value
+    ratio = optimality_ratio(D, delta, ctx.run.rounding)
     model = Hypothesis("uniform model", True, "w uniform modulo the grid: a statement about means")
-    floor = 1 / (RATIO_CONSTANT[ctx.run.rounding] * ball_second_moment(N))
+    floor = ratio_floor(N, ctx.run.rounding)
     return [BoundCheck("L1", "E||Xh(w-q)||^2, any quantizer (lower bound) vs this algorithm's mean",
                        "mean-lower", value, mean, ratio, (model,),
                        "docs/optimality.md L1; Conway & Sloane ch. 21 (the ball's second moment)", None,

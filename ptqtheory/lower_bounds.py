@@ -40,7 +40,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["ball_second_moment", "l1_bound", "mean_error", "optimality_ratio", "scaled_pivots"]
+__all__ = ["ball_second_moment", "l1_bound", "mean_error", "optimality_ratio", "ratio_floor", "scaled_pivots"]
 
 RATIO_CONSTANT = {"nearest": 12.0, "stochastic": 6.0}
 """``c`` in the ratio: :math:`E\\,\\eta^2 = \\delta^2/c` for :math:`x` uniform modulo :math:`\\delta`
@@ -92,6 +92,14 @@ def mean_error(D, delta, rounding: Literal["nearest", "stochastic"] = "nearest")
     if rounding not in RATIO_CONSTANT:
         raise ValueError(f"rounding must be 'nearest' or 'stochastic'; got {rounding!r}")
     return np.sum(scaled_pivots(D, delta), axis=1) / RATIO_CONSTANT[rounding]
+
+
+def ratio_floor(N: int, rounding: Literal["nearest", "stochastic"] = "nearest") -> float:
+    r""":math:`1/(c\,G_N)`: the optimality ratio when all :math:`\delta_t^2D_t` are equal (AM = GM), the
+    least any order can reach (the scalar quantizer's space-filling loss for nearest rounding)."""
+    if rounding not in RATIO_CONSTANT:
+        raise ValueError(f"rounding must be 'nearest' or 'stochastic'; got {rounding!r}")
+    return 1.0 / (RATIO_CONSTANT[rounding] * ball_second_moment(N))
 
 
 def optimality_ratio(D, delta, rounding: Literal["nearest", "stochastic"] = "nearest") -> np.ndarray:

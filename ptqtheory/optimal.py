@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 import numpy as np
 
@@ -137,11 +137,10 @@ def optimal(
     n, N = Wa.shape
     perm = np.asarray(run.order)
     lam_abs = float(run.lam)
-    Xp = np.asarray(X, dtype=float)[:, perm]
-    T = lower_factor(Xp, lam_abs)
-    diag = np.diag(T)
-    D = diag * diag
-    Ts = T / diag[:, None]  # row t: T_ts / T_tt; the diagonal (1) is never read
+    # OPTQ's own factorization H = U_1 diag(D) U_1^T (from the data by QR) is the search's: the lower
+    # factor is T = U_H^T, so T_ts / T_tt = (U_1)_st and D_t = T_tt^2 (docs/optimality.md, section 1).
+    D = np.asarray(run.pivots.D, dtype=float)
+    Ts = np.asarray(run.pivots.U1, dtype=float).T  # row t: T_ts / T_tt; the diagonal (1) is never read
     delta, zero, lo, hi = (np.asarray(a, dtype=float)[:, perm] for a in grid.views(n, N))
     Qp = np.empty((n, N))
     proven = np.zeros(n, dtype=bool)
@@ -160,17 +159,6 @@ def optimal(
     vector = np.ndim(run.W) == 1
     return Optimum(Q=Q[0] if vector else Q, cost=cost(Q), start_cost=cost(Q0), proven=proven, nodes=nodes,
                    order=perm, lam=lam_abs)
-
-
-def lower_factor(Xp: np.ndarray, lam: float) -> np.ndarray:
-    r"""Lower triangular :math:`T` with :math:`T^TT = X_p^TX_p + \lambda I` (processing order), from the
-    data: the QR factorization of :math:`[X_p; \sqrt\lambda I]` with its columns reversed,
-    :math:`\hat X J = QR`, gives :math:`T = JRJ` (:math:`H = JR^TRJ = T^TT`)."""
-    N = Xp.shape[1]
-    Xh = np.vstack([Xp, math.sqrt(lam) * np.eye(N)])
-    # mode="r" returns R alone; numpy's stubs type every mode as the (Q, R) QRResult.
-    R = cast(np.ndarray, np.linalg.qr(Xh[:, ::-1], mode="r"))
-    return R[::-1, ::-1]
 
 
 def _search_row(w, Ts, D, delta, zero, lo, hi, q_start, budget: int):

@@ -53,7 +53,7 @@ import numpy as np
 from .. import algorithms as alg
 from ..calibration import Damping
 from ..grids import Grid
-from ..lower_bounds import ball_second_moment, optimality_ratio
+from ..lower_bounds import ball_second_moment, optimality_ratio, ratio_floor
 from ..optimal import optimal
 from . import style
 from .common import Check, failures, save
@@ -127,7 +127,7 @@ def _layer_rows(names, W, X) -> list[dict]:
                 "panel": "layers", "layer": name, "layer_index": index, "block": int(name.split(".")[2]),
                 "kind": SHORT[name.split(".", 3)[3]], "n": n, "N": N, "m": Xl.shape[0], "bits": BITS,
                 "percdamp": PERCDAMP, "lam": float(run.lam), "order": order, "G_N": g,
-                "ratio_floor": 1.0 / (12.0 * g),
+                "ratio_floor": ratio_floor(N),
                 "ratio_bound_median": float(np.median(rho)), "ratio_bound_worst": float(np.max(rho)),
                 "ratio_bound_best": float(np.min(rho)),
             })
@@ -150,7 +150,7 @@ def _sub_rows(sz, W, X) -> tuple[list[dict], list[dict]]:
             ratio = opt.ratio
             base = {"layer": name, "N": N, "m": Xs.shape[0], "bits": SUB_BITS, "percdamp": PERCDAMP,
                     "lam": float(opt.lam), "order": "natural", "G_N": ball_second_moment(N),
-                    "ratio_floor": 1.0 / (12.0 * ball_second_moment(N))}
+                    "ratio_floor": ratio_floor(N)}
             for j, i in enumerate(pick):
                 per_row.append({
                     "panel": "subproblem_rows", **base, "row": int(i), "delta": float(steps[j, 0]),
