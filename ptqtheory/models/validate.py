@@ -251,8 +251,10 @@ def _worker_init() -> None:
 
 RELATIVE_COST = {"qronos": 3.4, "qronos-ls": 3.4, "gpfq": 3.0, "ldlq-incoherence": 2.0,
                  "optq-stochastic": 1.1, "optq": 1.0, "rtn": 0.8}
-"""CPU time of one setting relative to OPTQ's, measured on SmolLM2 (single thread, 2048 tokens; see
-benchmarks/README.md): only the order in which the workers take the jobs depends on it."""
+"""CPU time of one setting relative to OPTQ's, rounded from single-thread profiles of the numpy reference
+on SmolLM2 (2,048 tokens: Qronos 3.3x, LDLQ with incoherence 2.1x, stochastic OPTQ 1.4x). Only the order
+in which the workers take the jobs depends on it; with the torch backend the measured ratios are smaller
+(Qronos 1.7x, LDLQ 2.1x: the per-setting ``seconds`` in benchmarks/results/validate_smollm2.json)."""
 
 
 def _relative_cost(cfg) -> float:
