@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -247,6 +248,13 @@ def _worker_init() -> None:
     # The parent handles Ctrl-C for everyone: it terminates the pool. A worker that also raised
     # KeyboardInterrupt would print its own traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm (transformers' "Loading weights" bar) would otherwise create a multiprocessing lock: in a
+    # spawned worker that is a named POSIX semaphore registered with the resource tracker, and a worker
+    # stopped by pool.terminate() never unregisters it, so a Ctrl-C ended with a "leaked semaphore"
+    # warning. A thread lock is all a single-threaded worker needs.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
 
 RELATIVE_COST = {"qronos": 3.4, "qronos-ls": 3.4, "gpfq": 3.0, "ldlq-incoherence": 2.0,
