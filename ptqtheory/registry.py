@@ -141,6 +141,9 @@ class Method:
     variant: str | None = None
     rounding: str = "nearest"
     incoherence: bool = False
+    preprocess: Literal["magr"] | None = None
+    """Weights replaced before quantization: ``"magr"`` runs :func:`ptqtheory.magr` on the run's data and
+    quantizes its ``V`` (grid fitted to ``V``)."""
 
     @property
     def entry(self) -> Entry:
@@ -160,6 +163,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("qronos-ls", "qronos", variant="ls"),
     Method("ldlq-incoherence", "ldlq", incoherence=True),
     Method("gpfq", "gpfq"),
+    Method("magr-optq", "optq", preprocess="magr"),
 )}
 """The pipeline's method names (``ptqtheory.models.METHODS``), each resolved to a registry row."""
 

@@ -39,6 +39,7 @@ __all__ = [
     "optimality_ratios",
     "settings_table",
     "summarize",
+    "summarize_bound",
     "summarize_certificate",
     "totals_line",
     "write_bytes",
@@ -90,20 +91,23 @@ def summarize_certificate(c, rows: slice, rtol: float = RTOL_IDENTITY) -> dict:
     out["err_l2_mean"] = float(np.mean(c.err_l2[rows]))
     err_inf = np.asarray(c.err_inf, float)[rows]
     out["err_inf_max"] = float(np.max(err_inf)) if np.all(np.isfinite(err_inf)) else None
-    bounds = {}
-    for b in c.bounds:
-        applies = b.applies[rows]
-        holds = b.holds[rows]
-        ratio = b.ratio[rows]
-        bounds[b.label] = {
-            "kind": b.kind, "rows_applied": int(applies.sum()),
-            "violations": int(np.count_nonzero(applies & ~holds)),
-            "max_ratio": float(np.max(ratio[applies])) if applies.any() else None,
-            "median_ratio": float(np.median(ratio[applies])) if applies.any() else None,
-        }
-    out["bounds"] = bounds
+    out["bounds"] = {b.label: summarize_bound(b, rows) for b in c.bounds}
     out["skipped_bounds"] = list(getattr(c, "skipped_bounds", ()))
     return out
+
+
+def summarize_bound(b, rows: slice) -> dict:
+    """One bound check (a :class:`ptqtheory.bounds.BoundCheck`) over ``rows``: rows where its hypotheses
+    held, violations among them, and the largest and median tightness ratio."""
+    applies = b.applies[rows]
+    holds = b.holds[rows]
+    ratio = b.ratio[rows]
+    return {
+        "kind": b.kind, "rows_applied": int(applies.sum()),
+        "violations": int(np.count_nonzero(applies & ~holds)),
+        "max_ratio": float(np.max(ratio[applies])) if applies.any() else None,
+        "median_ratio": float(np.median(ratio[applies])) if applies.any() else None,
+    }
 
 
 def optimality_ratios(setting: dict) -> tuple[float | None, float | None]:
@@ -123,7 +127,10 @@ def optimality_ratios(setting: dict) -> tuple[float | None, float | None]:
 
 
 def _identity_failed(s: dict) -> bool:
-    return s.get("identity") is not None and not (s["identity_holds"] and s["pivots_hold"])
+    """The layer's exact certificate failed: its identity or pivots, or MagR's duality gap (a computed gap
+    below its rounding allowance contradicts weak duality)."""
+    magr_failed = s.get("magr", {}).get("rows_uncertified", 0) > 0
+    return magr_failed or (s.get("identity") is not None and not (s["identity_holds"] and s["pivots_hold"]))
 
 
 def summarize(settings: Iterable[dict], p: float) -> dict:
@@ -231,7 +238,10 @@ def failures(settings: Iterable[dict]) -> list[str]:
     for c in settings:
         for lr in c["layers"]:
             s = lr["summary"]
-            if _identity_failed(s):
+            if s.get("magr", {}).get("rows_uncertified", 0) > 0:
+                lines.append(f"{c['config']} {lr['layer']}: MagR duality gap below its allowance on "
+                             f"{s['magr']['rows_uncertified']} rows")
+            if s.get("identity") is not None and not (s["identity_holds"] and s["pivots_hold"]):
                 lines.append(f"{c['config']} {lr['layer']}: identity {s['identity']} failed "
                              f"(max gap {s['identity_max_gap']:.2e})")
             for label, b in s["bounds"].items():

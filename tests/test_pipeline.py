@@ -102,8 +102,10 @@ def _reference(model, float_model, cfg: Config, cal, lam):
             Xt = capture_inputs(model, {first: qmods[first]}, cal, hf.forward, stop_after=first)[first]
             X = capture_inputs(float_model, {first: fmods[first]}, cal, hf.forward, stop_after=first)[first]
             W = np.concatenate([qmods[n].weight.detach().double().numpy() for n in names])
+            if cfg.method == "magr-optq":
+                W = pt.magr(W, Xt, group_size=cfg.group_size).V
             grid = pt.Grid.minmax(W, bits=cfg.bits, group_size=cfg.group_size)
-            if cfg.method == "optq":
+            if cfg.method in ("optq", "magr-optq"):
                 Q = pt.optq(W, Xt, lam=lam, grid=grid).Q
             elif cfg.method == "qronos":
                 Q = pt.qronos(W, X, Xt, lam=lam, grid=grid).Q
@@ -117,7 +119,8 @@ def _reference(model, float_model, cfg: Config, cal, lam):
                 start += rows
 
 
-@pytest.mark.parametrize("cfg", [Config("optq", 3, group_size=16), Config("qronos", 3), Config("gpfq", 4)])
+@pytest.mark.parametrize("cfg", [Config("optq", 3, group_size=16), Config("qronos", 3), Config("gpfq", 4),
+                                 Config("magr-optq", 3), Config("magr-optq", 3, group_size=16)])
 def test_same_codes_as_rerunning_the_prefix(cfg):
     """Block inputs cached and handed on give bit for bit the weights of rerunning the model prefix."""
     cal = _calibration(batches=2)
@@ -248,3 +251,41 @@ def test_b10_sup_from_batches_equals_b10_sup_on_the_data():
     assert np.array_equal(a.holds, b.holds)
     # Without samples the bound is listed as skipped, not silently dropped.
     assert "B10.sup" in pt.certify(run, batches(), p=1e-3).skipped_bounds
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_magr_records_its_certificate_and_the_end_to_end_bound(device):
+    """MagR + OPTQ in the pipeline (numpy reference; torch with streamed statistics): every layer
+    reports MagR's duality gap and the end-to-end bound, and ``err_l2_mean`` is the error against the
+    float weights, recomputed here from the captured inputs."""
+    cal = _calibration(batches=2)
+    model, untouched = _llama(1), _llama(1)
+    kw = {} if device is None else {"device": device, "dtype": torch.float64, "stream": True}
+    res = quantize_model(ModelBlocks(model, hf.decoder_blocks(model)), cal, hf.forward,
+                         Config("magr-optq", 4), **kw)
+    for r in res.layers:
+        s = r.summary
+        assert s["magr"]["rows_uncertified"] == 0 and s["magr"]["iterations"] == 200
+        assert s["magr"]["inf_ratio_median"] < 1  # MagR shrank the rows' largest magnitudes
+        assert s["bounds"]["MagR"]["violations"] == 0 and s["bounds"]["MagR"]["rows_applied"] > 0
+    # The first group reads the block's inputs, which MagR does not change: recompute its error.
+    first = "model.layers.0.self_attn.q_proj"
+    X = capture_inputs(untouched, {first: dict(untouched.named_modules())[first]}, cal, hf.forward,
+                       stop_after=first)[first]
+    w = dict(untouched.named_modules())[first].weight.detach().double().numpy()
+    q = dict(model.named_modules())[first].weight.detach().double().numpy()
+    want = np.mean(np.linalg.norm((w - q) @ X.T, axis=1))
+    rec = next(r for r in res.layers if r.layer == first)
+    # The model stores the codes in float32 (q here), the summary reads the run's float64 codes: they
+    # differ by at most 2^-24 |q| entrywise, so the norms by at most ||X||_F 2^-24 ||q|| per row.
+    storage = np.mean(np.linalg.norm(X) * 2.0**-24 * 1.001 * np.linalg.norm(q, axis=1))
+    if device is not None:
+        # From the statistics, d^T (X^T X) d: its float64 error is at most about (m + N) u |d|^T |X^T X| |d|
+        # per row (m products for each entry, N^2 for the form), relative to ||X d||^2.
+        D = w - q
+        worst = np.max(np.sum((np.abs(D) @ np.abs(X.T @ X)) * np.abs(D), axis=1)
+                       / np.sum((D @ X.T) ** 2, axis=1))
+        storage += want * (X.shape[0] + X.shape[1]) * 2.0**-53 * worst
+    assert rec.summary["err_l2_mean"] == pytest.approx(want, abs=storage)
+    assert storage < 1e-5 * want  # the check is far finer than the effect of MagR below
+    assert rec.summary["magr"]["err_l2_mean_vs_v"] != pytest.approx(want, rel=1e-6)

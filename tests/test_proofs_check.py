@@ -89,6 +89,14 @@ def test_wrong_ball_moment_formula_fails() -> None:
     assert not wrong.passed and "FAILED" in wrong.detail
 
 
+def test_wrong_magr_gap_fails() -> None:
+    """MagR's gap with s in place of s^2 in its last term is not the primal-dual gap."""
+    from proofs_check import magr
+
+    wrong = magr.gap_formula_claim(1)
+    assert not wrong.passed and "FAILED" in wrong.detail
+
+
 def test_wrong_fast_form_sign_fails() -> None:
     assert not optq.fast_form_sign("generic", 3, sign=+1).passed
     assert not optq.fast_equals_paper("generic", 3, sign=+1).passed

@@ -66,7 +66,7 @@ from .._validate import is_torch
 from ..api import certify
 from ..calibration import Damping
 from ..grids import Grid
-from ..report import LayerRecord, summarize_certificate
+from ..report import LayerRecord, summarize_bound, summarize_certificate
 from .capture import StopForward
 
 __all__ = [
@@ -466,6 +466,81 @@ def _group_data(cfg: Config, backend: _Backend, qblock, fblock, first: str, q_in
 
 
 @dataclass
+class _MagR:
+    """MagR on one group: its result, the float64 weights and Gram it read, and ``V`` in the run's type."""
+
+    result: Any
+    W: np.ndarray
+    gram: np.ndarray
+    V: Any
+    samples: np.ndarray | None  # the data as float64 rows, when the run read samples (not statistics)
+
+
+def _samples64(data) -> np.ndarray | None:
+    """A run's data as float64 numpy rows, or ``None`` for streamed statistics (a torch accumulator)."""
+    if isinstance(data, np.ndarray):
+        return np.asarray(data, dtype=np.float64)
+    if isinstance(data, torch.Tensor):
+        return data.to(torch.float64).cpu().numpy()
+    return None
+
+
+def _magr_preprocess(cfg: Config, W, data) -> _MagR:
+    """MagR (``pt.magr``, the authors' per-channel or group-wise settings by ``cfg.group_size``) on the
+    data the run reads; the run then quantizes ``V`` with a grid fitted to ``V``."""
+    from ..magr import magr_gram
+
+    torch_in = isinstance(W, torch.Tensor)
+    W64 = W.to(torch.float64).cpu().numpy() if torch_in else np.asarray(W, dtype=np.float64)
+    samples = _samples64(data)
+    gram = samples.T @ samples if samples is not None else data.gram_X.to(torch.float64).cpu().numpy()
+    res = magr_gram(W64, gram, group_size=cfg.group_size)
+    V = torch.as_tensor(res.V).to(device=W.device, dtype=W.dtype) if torch_in else res.V
+    return _MagR(res, W64, gram, V, samples)
+
+
+def _add_magr_summary(summary: dict, pre: _MagR, run, cert, rows: slice) -> None:
+    r"""MagR's certificate and the end-to-end bound (``MagR``) for one layer's ``rows``.
+
+    ``err_l2_mean`` becomes :math:`\|X(w - q)\|` against the float weights :math:`w` (what the other
+    settings report), and the certificate's :math:`\|X(v - q)\|` moves to ``magr.err_l2_mean_vs_v``.
+    """
+    from ..magr import end_to_end_check
+
+    res = pre.result
+    V = np.atleast_2d(np.asarray(run.W.cpu() if isinstance(run.W, torch.Tensor) else run.W, dtype=float))
+    Q = np.atleast_2d(np.asarray(run.Q.cpu() if isinstance(run.Q, torch.Tensor) else run.Q, dtype=float))
+
+    def norms(D):  # ||X d|| per row: from the samples where the run read them, else d^T (X^T X) d
+        if pre.samples is not None:
+            return np.linalg.norm(D @ pre.samples.T, axis=1)
+        return np.sqrt(np.maximum(np.sum((D @ pre.gram) * D, axis=1), 0.0))
+
+    change, empirical, reference = norms(pre.W - V), norms(pre.W - Q), norms(pre.W)
+    N = pre.W.shape[1]
+    terms = N * pre.samples.shape[0] if pre.samples is not None else N * N
+    labels = [b.label for b in cert.bounds]
+    mine = slice(rows.start, rows.stop)
+    if "B1" in labels:
+        summary["bounds"]["MagR"] = summarize_bound(end_to_end_check(cert.bound("B1"), change, empirical,
+                                                                     terms=terms), mine)
+    ok = res.certified[mine]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_change = np.where(reference > 0, change / reference, 0.0)[mine]
+    summary["magr"] = {
+        "alpha": res.alpha, "iterations": res.iterations, "group_size": res.group_size,
+        "rows_uncertified": int(np.count_nonzero(~ok)),
+        "max_gap": float(np.max(res.gap[mine])),
+        "max_gap_relative": float(np.max(res.gap[mine] / np.maximum(res.objective[mine], 1e-300))),
+        "w_inf_median": float(np.median(res.w_inf[mine])), "v_inf_median": float(np.median(res.v_inf[mine])),
+        "inf_ratio_median": float(np.median(res.v_inf[mine] / np.maximum(res.w_inf[mine], 1e-300))),
+        "output_change_relative_median": float(np.median(rel_change)),
+        "err_l2_mean_vs_v": summary["err_l2_mean"],
+    }
+    summary["err_l2_mean"] = float(np.mean(empirical[mine]))
+
+
+@dataclass
 class PipelineResult:
     """What :func:`quantize_model` did: per-layer records and what it cost."""
 
@@ -564,6 +639,7 @@ def quantize_model(
         fblock = copy.deepcopy(qblock) if two_streams else qblock
         groups = discover_groups(qblock, q_in, counter)
         mods = dict(qblock.named_modules())
+        spec = registry.method(cfg.method)
         for group in groups:
             t0 = time.perf_counter()
             X, Xt, cert_fn = _group_data(cfg, backend, qblock, fblock, group[0], q_in, f_in, counter)
@@ -572,7 +648,9 @@ def quantize_model(
             parts = [[i] for i in range(len(group))] if registry.method(cfg.method).incoherence else \
                 [list(range(len(group)))]
             for part in parts:
-                run = run_setting(cfg, backend.stack([weights[i] for i in part]), X, Xt, lam, seed)
+                W_part = backend.stack([weights[i] for i in part])
+                pre = _magr_preprocess(cfg, W_part, Xt) if spec.preprocess == "magr" else None
+                run = run_setting(cfg, W_part if pre is None else pre.V, X, Xt, lam, seed)
                 cert = cert_fn(run, p)
                 Q = run.Q if isinstance(run.Q, torch.Tensor) else torch.from_numpy(np.asarray(run.Q))
                 Q = torch.atleast_2d(Q)
@@ -587,11 +665,13 @@ def quantize_model(
                     rows = slice(start, start + n)
                     if on_layer is not None:
                         on_layer(f"{name}.{layer}", run, rows, [f"{name}.{g}" for g in group])
+                    summary = summarize_certificate(cert, rows)
+                    if pre is not None:
+                        _add_magr_summary(summary, pre, run, cert, rows)
                     result.layers.append(LayerRecord(
                         layer=f"{name}.{layer}", shape=tuple(weights[i].shape), config=cfg.name,
                         method=cfg.method, bits=cfg.bits, group_size=cfg.group_size, lam=float(run.lam),
-                        seconds=(time.perf_counter() - t0) / len(group),
-                        summary=summarize_certificate(cert, rows)))
+                        seconds=(time.perf_counter() - t0) / len(group), summary=summary))
                     start += n
             if progress is not None:
                 progress(f"{cfg.name}: {name}: {', '.join(group)}")
