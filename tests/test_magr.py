@@ -194,3 +194,28 @@ def test_gram_route_and_defaults():
         magr_gram(W, np.eye(7))
     with pytest.raises(ValueError, match="group_size"):
         magr(W, X, group_size=0)
+
+
+@pytest.mark.parametrize("case", ["random", "ties", "inside", "tiny_alpha", "one_column"])
+def test_prox_top_k_route_equals_the_moreau_route(case):
+    """prox_linf sorts only the k largest magnitudes; Moreau's identity with the whole-row l1 projection
+    (and the bisection projection) is the independent route."""
+    rng = np.random.default_rng(8)
+    Y = rng.standard_normal((7, 13))
+    alpha = 0.4
+    if case == "ties":
+        Y[:, :5] = np.sign(Y[:, :5]) * 2.0  # five equal largest magnitudes per row
+    elif case == "inside":
+        Y[:3] *= 1e-3  # ||y||_1 <= alpha: the prox is 0
+    elif case == "tiny_alpha":
+        alpha = 1e-9
+    elif case == "one_column":
+        Y = Y[:, :1]
+    got = prox_linf(Y, alpha)
+    moreau = Y - alpha * project_l1_ball(Y / alpha, 1.0)
+    bisect = np.array([y - alpha * _project_by_bisection(y / alpha, 1.0) for y in Y])
+    scale = np.max(np.abs(Y))
+    np.testing.assert_allclose(got, moreau, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_allclose(got, bisect, rtol=0, atol=1e-9 * scale)
+    if case == "inside":
+        assert np.all(got[:3] == 0)
