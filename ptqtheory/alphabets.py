@@ -164,7 +164,7 @@ class Alphabet:
         :math:`[\min_j w_{ij}, \max_j w_{ij}] \subseteq [s_i v_0, s_i v_{m-1}]`, so no weight of ``W``
         itself clips (absmax scaling for a symmetric alphabet: :math:`s_i = \max_j|w_{ij}|/v_{m-1}`).
 
-        A row of zeros gets scale 1. ``W`` is a numpy array or a torch tensor ``(n, N)`` (or one row
+        The alphabet's range must contain 0 (INT, dINT). A row of zeros gets scale 1. ``W`` is a numpy array or a torch tensor ``(n, N)`` (or one row
         ``(N,)``); the scales are computed in float64 on the host. Raises ``ValueError`` when a row has
         entries of a sign the alphabet cannot represent (e.g. negative weights, all values >= 0).
         """
@@ -175,6 +175,9 @@ class Alphabet:
         W2, _ = as_weights(W)
         W2 = np.asarray(W2, dtype=float)
         v0, v1 = float(self._values[0]), float(self._values[-1])
+        if not v0 <= 0 <= v1:
+            raise ValueError(f"Alphabet.fit needs an alphabet whose range [{v0:g}, {v1:g}] contains 0 (as INT "
+                             "and dINT do), so that a scale can cover every row; set scale= yourself otherwise")
         hi = np.max(W2, axis=1, initial=0.0)
         lo = np.min(W2, axis=1, initial=0.0)
         if np.any(hi > 0) and v1 <= 0:
@@ -185,9 +188,11 @@ class Alphabet:
         s_hi = hi / v1 if v1 > 0 else np.zeros_like(hi)
         s_lo = lo / v0 if v0 < 0 else np.zeros_like(lo)
         s = np.maximum(s_hi, s_lo)
-        # s * v1 may round below max w by one ulp: nudge up until the range covers the row exactly.
-        for _ in range(4):
-            short = (s > 0) & (((v1 > 0) & (s * v1 < hi)) | ((v0 < 0) & (s * v0 > lo)))
+        # max w / s (what rounding compares with v1) may round above v1 by an ulp: nudge s up until no
+        # entry of W clips in float64.
+        for _ in range(8):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                short = (s > 0) & ((hi / s > v1) | (lo / s < v0))
             if not np.any(short):
                 break
             s = np.where(short, np.nextafter(s, np.inf), s)

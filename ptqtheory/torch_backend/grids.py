@@ -114,7 +114,7 @@ def torch_rounder(grid: Grid | Alphabet, n: int, N: int, order: torch.Tensor, ro
     """
     if isinstance(grid, Alphabet):
         scale = torch.as_tensor(grid.row_scale(n)[:, None], dtype=dtype, device=device)
-        values = torch.as_tensor(np.asarray(grid.values), dtype=dtype, device=device)
+        values = torch.as_tensor(np.array(grid.values), dtype=dtype, device=device)
         u = column_major(uniforms(seed, (n, N), device, dtype)) if rounding == "stochastic" else None
         return AlphabetRounder(scale, values, rounding, u,
                                column_major(torch.zeros(n, N, dtype=torch.bool, device=device)))
