@@ -4,6 +4,10 @@ validation, determinism and torch parity. Each check compares with an independen
 
 from __future__ import annotations
 
+import itertools
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -40,7 +44,7 @@ def brute_nearest(y: float, values: np.ndarray) -> float:
 
 def brute_neighbours(y: float, values: np.ndarray) -> tuple[float, float]:
     """The interval [a, b] of consecutive levels holding y, by a linear scan (inside the range)."""
-    for a, b in zip(values[:-1], values[1:], strict=True):
+    for a, b in itertools.pairwise(values):
         if a <= y <= b:
             return float(a), float(b)
     raise AssertionError("y outside the range")
@@ -67,7 +71,7 @@ def test_dint_values_match_hand_table():
 
 
 def test_validation_errors():
-    with pytest.raises(ValueError, match="strictly increasing.*index 2"):
+    with pytest.raises(ValueError, match=r"strictly increasing.*index 2"):
         pt.Alphabet([0.0, 2.0, 1.0])
     with pytest.raises(ValueError, match="repeats"):
         pt.Alphabet([0.0, 1.0, 1.0])
@@ -90,11 +94,11 @@ def test_validation_errors():
     with pytest.raises(ValueError, match="bits"):
         pt.Alphabet.dint(17)
     W = np.ones((3, 4))
-    with pytest.raises(ValueError, match="2 values .one per row. but W has 3 rows"):
+    with pytest.raises(ValueError, match=r"2 values \(one per row\) but W has 3 rows"):
         pt.rtn(W, grid=pt.Alphabet.dint(4, scale=[1.0, 2.0]))
     with pytest.raises(ValueError, match="negative entries"):
         pt.Alphabet([0.0, 1.0]).fit(-W)
-    with pytest.raises(TypeError, match="pt.Alphabet"):
+    with pytest.raises(TypeError, match=r"pt\.Alphabet"):
         pt.rtn(W, grid=[0.0, 1.0])
     import sympy
 
@@ -376,3 +380,23 @@ def test_torch_rounding_and_runs_match_numpy():
         np.testing.assert_allclose(b.Q.numpy(), a.Q, rtol=0, atol=1e-9 * float(np.max(A.scale)))
         c = pt.certify(b, torch.as_tensor(X), *Xt)
         assert c.holds() and all(bc.violations == 0 for bc in c.bounds), alg
+
+
+# -- the sympy check of the proofs --------------------------------------------------------------
+
+
+def test_proofs_check_alphabet_rejects_wrong_claims():
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import sympy as sp
+
+    from proofs_check import alphabet
+
+    assert alphabet.nearest_claim(alphabet.G / 2).passed
+    assert not alphabet.nearest_claim(alphabet.G / 4).passed
+    a, g, th = alphabet.A, alphabet.G, alphabet.TH
+    assert alphabet.variance_claim(th * (1 - th) * g**2).passed
+    assert not alphabet.variance_claim(g**2 / 4).passed
+    assert not alphabet.variance_claim(th * g**2 + 0 * a).passed
+    assert sp.Symbol("g", positive=True) == g
