@@ -164,9 +164,10 @@ class Alphabet:
         :math:`[\min_j w_{ij}, \max_j w_{ij}] \subseteq [s_i v_0, s_i v_{m-1}]`, so no weight of ``W``
         itself clips (absmax scaling for a symmetric alphabet: :math:`s_i = \max_j|w_{ij}|/v_{m-1}`).
 
-        The alphabet's range must contain 0 (INT, dINT). A row of zeros gets scale 1. ``W`` is a numpy array or a torch tensor ``(n, N)`` (or one row
-        ``(N,)``); the scales are computed in float64 on the host. Raises ``ValueError`` when a row has
-        entries of a sign the alphabet cannot represent (e.g. negative weights, all values >= 0).
+        The alphabet's range must contain 0 (INT, dINT). A row of zeros gets scale 1. ``W`` is a
+        numpy array or a torch tensor ``(n, N)`` (or one row ``(N,)``); the scales are computed in
+        float64 on the host, then nudged up by ulps until no entry of ``W`` clips in float64. Raises
+        ``ValueError`` when a row has entries of a sign the alphabet cannot represent.
         """
         if hasattr(W, "detach") and hasattr(W, "device"):
             W = W.detach().to("cpu").double().numpy()
