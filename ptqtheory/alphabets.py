@@ -188,7 +188,14 @@ class Alphabet:
                              "use an alphabet with negative values")
         s_hi = hi / v1 if v1 > 0 else np.zeros_like(hi)
         s_lo = lo / v0 if v0 < 0 else np.zeros_like(lo)
-        s = np.maximum(s_hi, s_lo)
+        with np.errstate(over="ignore"):
+            s = np.maximum(s_hi, s_lo)
+        if not np.all(np.isfinite(s)):
+            raise ValueError(
+                f"Alphabet.fit: the scale max|w| / |v| overflows float64 (extreme levels {v0:.4g}, {v1:.4g} "
+                "too close to 0 for these weights); pass an alphabet whose extreme levels are comparable "
+                "to its gaps, or set scale= yourself"
+            )
         # max w / s (what rounding compares with v1) may round above v1 by an ulp: nudge s up until no
         # entry of W clips in float64.
         for _ in range(8):
@@ -236,10 +243,15 @@ class Alphabet:
         """The same alphabet with its scale stored per row, shape ``(n,)`` (a run's record)."""
         return Alphabet(self._values, self.row_scale(n))
 
+    def largest_steps(self, n: int) -> np.ndarray:
+        """Per row ``(n,)``: :math:`s_i G`, the largest gap of each row (``inf`` where it overflows)."""
+        with np.errstate(over="ignore"):
+            return self.row_scale(n) * self.max_gap
+
     def step_bound(self, n: int, N: int) -> np.ndarray:
         r"""Per entry ``(n, N)``: :math:`s_i G`, the row's largest gap, the step every bound reads for
         an alphabet run (|eta| <= it / 2 for nearest, <= it for stochastic rounding, inside the range)."""
-        return np.broadcast_to((self.row_scale(n) * self.max_gap)[:, None], (n, N))
+        return np.broadcast_to(self.largest_steps(n)[:, None], (n, N))
 
     def neighbours(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r"""For values ``x`` ``(n, N)`` (float64): ``(r, g)`` with :math:`g = s_i(b - a)` the local gap

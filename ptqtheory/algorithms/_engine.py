@@ -87,7 +87,8 @@ def setup(
         if exact:
             raise ValueError("exact arithmetic (sympy rationals) supports pt.Grid only; an Alphabet rounds in "
                              "float64: pass float arrays, or a pt.Grid")
-        grid.row_scale(n)  # shape check, with a message naming the scale
+        # shape check (naming the scale), then R1 on the step every bound reads, s_i G
+        check_steps(grid.largest_steps(n), name="alphabet scale times its largest gap, s_i G")
         check_weight_rows(np.max(np.abs(Wa), axis=1))
     else:
         delta, zero, lo, hi = grid.views(n, N)  # shape check, with a message naming the grid parameter

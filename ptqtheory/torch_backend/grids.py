@@ -64,6 +64,8 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
     n, N = W.shape
     if isinstance(grid, Alphabet):
         check_normal_steps(grid.row_scale(n), precision, name="alphabet scale")
+        check_steps(grid.largest_steps(n), precision,
+                    name="alphabet scale times its largest gap, s_i G")
         return
     grid.views(n, N)  # the shape check, with broadcast views (no copies)
     check_steps(grid.delta, precision)
