@@ -149,8 +149,9 @@ class RunContext:
 
     @cached_property
     def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
-        r"""Per entry (processing order) ``(r, g)``: :math:`g_t` the length of the interval of the
-        rounding points that holds :math:`x_t`, :math:`r_t = x_t - ` its lower end. A grid:
+        r"""Per entry (processing order) ``(r, g)``: :math:`g_t` the length of the interval between
+        consecutive rounding points that holds :math:`x_t`, and :math:`r_t` the distance from its lower
+        end up to :math:`x_t`. A grid:
         :math:`g_t = \delta_t`, :math:`r_t = \delta_t(s_t - \lfloor s_t\rfloor)`,
         :math:`s_t = x_t/\delta_t + z_t` (the unbounded grid's interval); an alphabet: the local gap of
         :meth:`ptqtheory.Alphabet.neighbours`. Unbiased stochastic rounding inside the range has
