@@ -445,3 +445,14 @@ def test_stochastic_mean_error_equals_mean_conditional_variance():
     assert np.all(np.abs(M.mean(axis=0)) <= 5 * sd / np.sqrt(len(M))), (M.mean(axis=0), sd)
     # and the estimate is not degenerate: the errors really vary between seeds
     assert np.all(M.std(axis=0) > 0)
+
+
+def test_incoherence_processing_uses_the_alphabet_as_given():
+    """LDLQ with incoherence: the inner run rounds the transformed weights onto the alphabet (its Q
+    lies on s_i V), and the certificate of the mapped-back run holds."""
+    inst = make_instance(3, "gaussian", m=30, N=8, n=4)
+    A = pt.Alphabet.dint(4, scale=0.3)
+    r = pt.ldlq(inst.W, inst.X, lam=1.0, grid=A, incoherence="kron", seed=0)
+    assert isinstance(r.inner.grid, pt.Alphabet)
+    assert np.array_equal(r.inner.Q, 0.3 * A.values[r.codes])
+    assert pt.certify(r, inst.X).holds()
