@@ -44,6 +44,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "concentration",
     "optimality",
     "magr",
+    "alphabet",
 )
 
 

@@ -10,6 +10,7 @@ The public API (THEORY.md notation: ``W`` is ``(n, N)``, ``X`` is ``(m, N)``, th
 """
 
 from .algorithms import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal, rtn
+from .alphabets import Alphabet
 from .api import certify
 from .calibration import Accumulator, Damping, gram, hessian
 from .certificates import Certificate, PivotCheck, relative_gap
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ORDERS",
     "Accumulator",
+    "Alphabet",
     "Certificate",
     "Damping",
     "Grid",

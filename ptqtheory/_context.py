@@ -20,6 +20,7 @@ import scipy.linalg.lapack
 
 from . import _linalg
 from ._validate import as_matrix, is_exact
+from .alphabets import Alphabet
 from .calibration import _gram
 from .factor import DataQR, Pivots, pivots, pivots_from_data
 from .orders import columns_in
@@ -68,6 +69,8 @@ class RunContext:
     n_samples: int | None = None
     given: dict = field(default_factory=dict)
     qr: DataQR | None = None  # the QR behind piv, kept when w_LS is needed (Qronos)
+    # An alphabet run: delta_p is then each row's largest gap (the step the bounds read), zero_p 0.
+    alphabet: Alphabet | None = None
 
     @classmethod
     def build(cls, run: Run, X, Xt=None, factor: bool = True, piv: Pivots | None = None) -> Self:
@@ -87,7 +90,7 @@ class RunContext:
         else:
             Xta = Xa
         order = np.asarray(run.order)
-        delta, zero, _, _ = run.grid.views(n, N)
+        delta, zero, alphabet = _steps(run, n, N)
         Xf_p = columns_in(Xta, order)
         gram = _gram(Xf_p)
         Hf_p = _damped(gram, run.lam)
@@ -107,7 +110,7 @@ class RunContext:
             W=W, Q=np.atleast_2d(run.Q), eta_p=columns_in(np.atleast_2d(run.eta), order),
             x_p=columns_in(np.atleast_2d(run.x), order), delta_p=columns_in(delta, order),
             zero_p=columns_in(zero, order), clipped_p=columns_in(np.atleast_2d(run.clipped), order),
-            Xf_p=Xf_p, Hf_p=Hf_p, gram_p=gram, piv=piv, qr=qr,
+            Xf_p=Xf_p, Hf_p=Hf_p, gram_p=gram, piv=piv, qr=qr, alphabet=alphabet,
         )
 
     @classmethod
@@ -131,7 +134,7 @@ class RunContext:
         W = np.atleast_2d(np.asarray(run.W, dtype=float))
         n, N = W.shape
         order = np.asarray(run.order)
-        delta, zero, _, _ = run.grid.views(n, N)
+        delta, zero, alphabet = _steps(run, n, N)
         given = {"err_sq": np.asarray(err_sq, float), "err_inf": err_inf, "W_ls": W_ls, "r0_sq": r0_sq}
         return cls(
             run=run, exact=False, order=order, lam=run.lam, X=None, Xt=None,
@@ -140,8 +143,23 @@ class RunContext:
             delta_p=columns_in(delta, order), zero_p=columns_in(zero, order),
             clipped_p=columns_in(np.atleast_2d(run.clipped), order), Xf_p=None,
             Hf_p=_damped(gram_p, float(run.lam)), gram_p=gram_p, piv=piv, x_gram_p=x_gram_p,
-            n_samples=int(m), given={k: v for k, v in given.items() if v is not None}, **fields,
+            n_samples=int(m), given={k: v for k, v in given.items() if v is not None}, alphabet=alphabet,
+            **fields,
         )
+
+    @cached_property
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        r"""Per entry (processing order) ``(r, g)``: :math:`g_t` the length of the interval between
+        consecutive rounding points that holds :math:`x_t`, and :math:`r_t` the distance from its lower
+        end up to :math:`x_t`. A grid:
+        :math:`g_t = \delta_t`, :math:`r_t = \delta_t(s_t - \lfloor s_t\rfloor)`,
+        :math:`s_t = x_t/\delta_t + z_t` (the unbounded grid's interval); an alphabet: the local gap of
+        :meth:`ptqtheory.Alphabet.neighbours`. Unbiased stochastic rounding inside the range has
+        :math:`E[\eta_t^2\mid\text{past}] = r_t(g_t - r_t) \le g_t^2/4` (B3's per-run form)."""
+        if self.alphabet is not None:
+            return self.alphabet.neighbours(np.asarray(self.x_p, float))
+        s = self.x_p / self.delta_p + self.zero_p
+        return self.delta_p * (s - np.floor(s)), self.delta_p
 
     @property
     def entry(self) -> Entry:
@@ -511,6 +529,15 @@ class RunContext:
     @cached_property
     def clipped_rows(self) -> np.ndarray:
         return np.any(self.clipped_p, axis=1)
+
+
+def _steps(run: Run, n: int, N: int) -> tuple[np.ndarray, np.ndarray, Alphabet | None]:
+    """``(delta, zero, alphabet)`` per entry, original order: the grid's step and zero point, or for an
+    alphabet run its largest gap per row (every bound that reads a step holds with it) and zero 0."""
+    if isinstance(run.grid, Alphabet):
+        return run.grid.step_bound(n, N), np.zeros((n, N)), run.grid
+    delta, zero, _, _ = run.grid.views(n, N)
+    return delta, zero, None
 
 
 def _damped(G: np.ndarray, lam) -> np.ndarray:

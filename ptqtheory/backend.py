@@ -60,6 +60,8 @@ class Backend:
     def where(self, mask, a, s: float): ...
     def full_like(self, a, s: float, /): ...
     def to_host(self, a) -> np.ndarray: ...  # type: ignore[empty-body]  # interface only: both backends define it
+    def interval(self, values, y): ...  # index i in [0, m-2] of the alphabet interval [v_i, v_i+1] holding y
+    def select(self, mask, a, b): ...  # b where mask else a (exact: no arithmetic on the values)
 
 
 class NumpyBackend(Backend):
@@ -123,6 +125,13 @@ class NumpyBackend(Backend):
     def where(self, mask, a, s):
         return np.where(mask, s, a)
 
+    def interval(self, values, y):
+        # searchsorted(side="right") - 1 is the last v_i <= y; clamped so that [v_i, v_{i+1}] exists.
+        return np.clip(np.searchsorted(values, y, side="right") - 1, 0, values.shape[0] - 2)
+
+    def select(self, mask, a, b):
+        return np.where(mask, b, a)
+
 
 class TorchBackend(Backend):
     """torch tensors on any device; torch is imported by this class only (on first use)."""
@@ -185,6 +194,13 @@ class TorchBackend(Backend):
 
     def to_host(self, a):
         return a.detach().to("cpu", self.torch.float64).numpy()
+
+    def interval(self, values, y):
+        i = self.torch.searchsorted(values, y.contiguous(), right=True) - 1
+        return i.clamp_(0, values.shape[0] - 2)
+
+    def select(self, mask, a, b):
+        return self.torch.where(mask, b, a)
 
 
 NUMPY = NumpyBackend()

@@ -7,7 +7,10 @@ record lists the hypotheses the bound needs and whether each held *per row*; whe
 bound does not apply and nothing is claimed (``holds`` is ``None`` in :meth:`BoundCheck.records`).
 
 Steps may differ per column (groups): every :math:`\delta^2 D_t` below is :math:`\delta_t^2 D_t`,
-with :math:`\delta_t` the step the run actually used at step :math:`t` (``run.grid``).
+with :math:`\delta_t` the step the run actually used at step :math:`t` (``run.grid``). For a run on a
+:class:`~ptqtheory.Alphabet`, :math:`\delta_t` is the row's largest gap :math:`s_iG` (every bound
+holds with it, docs/theory.md section 7); ``B1.local`` reads the local gap of each :math:`x_t`, and
+B8 and L1 (statements about a uniform grid) fail their hypothesis "uniform grid".
 
 Comparisons allow float64 rounding: ``empirical <= value * (1 + RTOL_BOUND) + atol``
 (``RTOL_BOUND = 1e-9``), with ``atol`` a first-order rounding allowance (``16 eps`` times the sizes
@@ -207,7 +210,18 @@ def _no_clip_stochastic(ctx: RunContext) -> Hypothesis:
 def _rounding(ctx: RunContext, wanted: str) -> Hypothesis:
     rule = {"nearest": "nearest rounding: |eta_t| <= delta_t / 2",
             "stochastic": "unbiased stochastic rounding: E[eta_t | past] = 0"}[wanted]
+    if ctx.alphabet is not None:
+        rule += " (alphabet: delta_t is the row's largest gap s_i G, docs/theory.md section 7)"
     return Hypothesis(f"{wanted} rounding", ctx.run.rounding == wanted, rule)
+
+
+def _uniform_grid(ctx: RunContext) -> tuple[Hypothesis, ...]:
+    """B8 and L1 are statements about a uniform grid: on an alphabet run they carry this failed
+    hypothesis (nothing is claimed); grid runs carry nothing extra."""
+    if ctx.alphabet is None:
+        return ()
+    return (Hypothesis("uniform grid", False,
+                       "the rounding points are a uniform grid delta (k - z), not a general pt.Alphabet"),)
 
 
 def _row_norms(A: np.ndarray) -> np.ndarray:
@@ -255,21 +269,16 @@ def _check_pointwise(label, quantity, kind, e, b, hyps, reference, atol, p=None,
                       np.max(np.broadcast_to(atol, e.shape), axis=1, initial=0.0), holds, extra or {})
 
 
-def _r(ctx: RunContext) -> np.ndarray:
-    r""":math:`r_t = \delta_t (s_t - \lfloor s_t \rfloor)`, :math:`s_t = x_t/\delta_t + z_t` (B3)."""
-    s = ctx.x_p / ctx.delta_p + ctx.zero_p
-    return ctx.delta_p * (s - np.floor(s))
-
-
 def conditional_variance(ctx: RunContext) -> np.ndarray:
     r"""B3's per-run form :math:`V = \sum_t r_t(\delta_t - r_t) D_t` per row.
 
     For unbiased, unclipped stochastic rounding :math:`E[\eta_t^2 \mid \text{past}] = r_t(\delta_t -
-    r_t)`, so :math:`\|\hat X(w-q)\|^2 - V` is a martingale with mean 0 and
+    r_t)` (an alphabet run: :math:`r_t(g_t - r_t)` with :math:`g_t` the local gap of :math:`x_t`,
+    :attr:`RunContext.neighbours`), so :math:`\|\hat X(w-q)\|^2 - V` is a martingale with mean 0 and
     :math:`E\|\hat X(w-q)\|^2 = E[V]`.
     """
-    r = _r(ctx)
-    return (r * (ctx.delta_p - r)) @ _D(ctx)
+    r, g = ctx.neighbours  # grid: g = delta; alphabet: the local gap of x_t
+    return (r * (g - r)) @ _D(ctx)
 
 
 # -- B1, B2, B7, B8, B11: deterministic OPTQ / LDLQ ------------------------------------------
@@ -296,7 +305,19 @@ def b1(ctx: RunContext) -> list[BoundCheck]:
         _check("B1.data", "||X(w-q)||_2^2", "deterministic", data, emp, hyps,
                f"THEORY.md B1, data-only form (delta^2/4)(||X||_F^2 + N lam); {REF}",
                _sq_atol(ctx, emp, data)),
-    ]
+    ] + (_b1_local(ctx, hyps, lam_term, emp) if ctx.alphabet is not None else [])
+
+
+def _b1_local(ctx: RunContext, hyps, lam_term, emp) -> list[BoundCheck]:
+    r"""B1.local (alphabet runs): :math:`\|X(w-q)\|^2 \le \frac14\sum_t g_t^2 D_t - \lambda\|w-q\|^2`,
+    :math:`g_t` the local gap of :math:`x_t` (a-posteriori: the gaps depend on the run). From I2 with
+    :math:`|\eta_t| \le g_t/2` (nearest, inside the range); at most B1, which reads the largest gap."""
+    g = ctx.neighbours[1]
+    pivot_term = 0.25 * (g**2) @ _D(ctx)
+    val = pivot_term - lam_term
+    return [_check("B1.local", "||X(w-q)||_2^2", "deterministic", val, emp, hyps,
+                   "docs/theory.md section 7 (alphabets): B1 with the local gap g(x_t) of each x_t",
+                   _sq_atol(ctx, emp, val) + evaluation_allowance(ctx.eps, pivot_term + lam_term + emp))]
 
 
 def b2(ctx: RunContext, max_k_evaluated: int = 8, max_bisection_N: int = 256) -> list[BoundCheck]:
@@ -438,14 +459,15 @@ def b8(ctx: RunContext, p: float | None = None) -> list[BoundCheck]:
     """
     if ctx.run.rounding == "nearest":
         B = np.max(ctx.half_delta_absL[1], axis=1, initial=0.0)
-        return [_alphabet_check(ctx, B, (_rounding(ctx, "nearest"), _no_clip(ctx)), "B8",
+        return [_alphabet_check(ctx, B, (_rounding(ctx, "nearest"), _no_clip(ctx), *_uniform_grid(ctx)), "B8",
                                 "THEORY.md B8 with B from B7")]
     p = 1e-3 if p is None else p
     N = ctx.shape[1]
     assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
     L = np.asarray(ctx.piv.L, float)
     B = np.max(np.sqrt((ctx.delta_p**2) @ (L**2).T * math.log(2 * N / p) / 2), axis=1)
-    return [_alphabet_check(ctx, B, (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx)),
+    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx), *_uniform_grid(ctx))
+    return [_alphabet_check(ctx, B, hyps,
                             "B8.stochastic",
                             "THEORY.md B8 with B from B6", p)]
 
@@ -744,8 +766,8 @@ def rtn_bounds(ctx: RunContext) -> list[BoundCheck]:
     """
     col = ctx.x_col_sq
     val = ctx.x_op_sq * 0.25 * np.sum(ctx.delta_p**2, axis=1)
-    r = _r(ctx)
-    V = (r * (ctx.delta_p - r)) @ col
+    r, g = ctx.neighbours
+    V = (r * (g - r)) @ col
     mean_val = 0.25 * (ctx.delta_p**2) @ col
     atol = ctx.x_norm * _weight_noise(ctx) * (np.sqrt(np.abs(ctx.err_sq)) + np.sqrt(val))
     return [
@@ -784,7 +806,7 @@ def l1(ctx: RunContext) -> list[BoundCheck]:
     model = Hypothesis("uniform model", True, "w uniform modulo the grid: a statement about means")
     floor = ratio_floor(N, ctx.run.rounding)
     return [BoundCheck("L1", "E||Xh(w-q)||^2, any quantizer (lower bound) vs this algorithm's mean",
-                       "mean-lower", value, mean, ratio, (model,),
+                       "mean-lower", value, mean, ratio, (model, *_uniform_grid(ctx)),
                        "docs/optimality.md L1; Conway & Sloane ch. 21 (the ball's second moment)", None,
                        atol, value <= mean * (1 + RTOL) + atol,
                        # rho at equal pivots (AM = GM): no order can go below it

@@ -17,6 +17,7 @@ from typing import Any, Literal, SupportsFloat, get_args
 import numpy as np
 
 from ._validate import check_choice, check_lam, check_positive_int, check_seed
+from .alphabets import Alphabet, quantize_alphabet
 from .backend import get_backend
 from .calibration import Damping
 from .factor import SingularHessianError
@@ -26,9 +27,9 @@ from .grids import quantize_stochastic as round_stochastic
 from .records import Run
 
 __all__ = [
-    "INNER", "ROUNDINGS", "STARTS", "VARIANTS", "Rounder", "Setup", "Trace", "check_finite_run", "check_method",
-    "check_options", "damped", "dead_columns", "gpfq_sweep", "optq_blocked", "pending_current", "record",
-    "rtn_run",
+    "INNER", "ROUNDINGS", "STARTS", "VARIANTS", "AlphabetRounder", "Rounder", "Setup", "Trace",
+    "check_finite_run", "check_method", "check_options", "damped", "dead_columns", "gpfq_sweep", "optq_blocked",
+    "pending_current", "record", "rtn_run",
 ]
 
 Rounding = Literal["nearest", "stochastic"]
@@ -92,6 +93,26 @@ class Rounder:
         return q
 
 
+class AlphabetRounder(Rounder):
+    """The :class:`Rounder` of a finite :class:`~ptqtheory.Alphabet`: same interface, no groups.
+
+    ``scale`` holds one scale per row as a column ``(n, 1)``; ``values`` is the sorted 1-D alphabet,
+    both of the run's backend and dtype. ``delta`` and ``zero`` are ``None`` (an alphabet has no step
+    or zero point). Rounds by :func:`ptqtheory.alphabets.quantize_alphabet`.
+    """
+
+    def __init__(self, scale, values, rounding: str, u, clipped):
+        super().__init__(None, None, None, None, None, False, rounding, u, clipped)
+        self.scale, self.values = scale, values
+
+    def __call__(self, t: int | slice, x):
+        s = self.scale if isinstance(t, slice) else self.scale[:, 0]
+        u = None if self.u is None else self.u[:, t]
+        q, clipped = quantize_alphabet(x, s, self.values, self.rounding, u)
+        self.clipped[:, t] = clipped
+        return q
+
+
 @dataclass
 class Trace:
     """``x_t``, ``q_t`` and ``eta_t`` for every step, in processing order (arrays of any backend)."""
@@ -143,11 +164,12 @@ def record(s: Setup, trace: Trace, rounder: Rounder, back: Callable, algorithm: 
 
 
 def check_options(grid, rounding, seed, examples: str) -> None:
-    """Before any work: ``grid`` a :class:`~ptqtheory.Grid` (the message suggests ``examples``), ``rounding``
-    one of :data:`ROUNDINGS`, ``seed`` usable."""
-    if not isinstance(grid, Grid):
+    """Before any work: ``grid`` a :class:`~ptqtheory.Grid` or :class:`~ptqtheory.Alphabet` (the message
+    suggests ``examples``), ``rounding`` one of :data:`ROUNDINGS`, ``seed`` usable."""
+    if not isinstance(grid, Grid | Alphabet):
         raise TypeError("grid must be a pt.Grid, e.g. pt.Grid(delta) for the unbounded grid "
-                        f"delta*Z{examples}; got {type(grid).__name__}")
+                        f"delta*Z{examples}, or a pt.Alphabet (e.g. pt.Alphabet.dint(4).fit(W)); "
+                        f"got {type(grid).__name__}")
     check_choice("rounding", rounding, ROUNDINGS)
     check_seed(seed)
 
@@ -191,9 +213,10 @@ def check_finite_run(x, q, eta, delta, zero, order, algorithm: str, precision="f
     """R2/R3 of :mod:`ptqtheory.tolerances` on a finished run (host arrays, processing order): every
     ``x_t``, ``q_t`` and ``eta_t`` finite, every code inside the range that ``precision`` rounds exactly,
     and every (refitted) step inside R1. The inputs were checked before the run; this catches what
-    the error feedback did during it, so that no run returns a non-finite or inexactly rounded ``Q``."""
+    the error feedback did during it, so that no run returns a non-finite or inexactly rounded ``Q``.
+    ``delta=None`` marks an alphabet run: ``x``, ``q`` and ``eta`` finite is then all that is checked."""
     where = f"{algorithm} (values in processing order; column order[t] of W)"
-    for name, a in (("x", x), ("eta", eta)):
+    for name, a in (("x", x), ("eta", eta)) + ((("q", q),) if delta is None else ()):
         a = np.asarray(a, dtype=float)
         if not np.all(np.isfinite(a)):
             i, t = (int(v) for v in np.argwhere(~np.isfinite(a))[0])
@@ -203,6 +226,8 @@ def check_finite_run(x, q, eta, delta, zero, order, algorithm: str, precision="f
                 "on an ill-conditioned H feed back). Fix: damp H (lam > 0, e.g. "
                 "pt.Damping.percdamp(0.01)), widen the grid (more bits) so nothing clips, or use float64"
             )
+    if delta is None:  # an alphabet: no step, no codes; x, q and eta finite is all there is to check
+        return
     check_steps(delta, precision, name=f"{algorithm}: a refitted min-max grid step")
     check_codes(q, delta, zero, precision, what=where)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 
 from ._validate import check_choice, check_positive_int
+from .alphabets import Alphabet
 from .grids import Grid
 
 if TYPE_CHECKING:
@@ -84,8 +85,9 @@ class Run:
         Entries whose unbounded rounding fell outside ``[lo, hi]`` and were clipped.
     order : ndarray of int
         ``order[t]`` is the column rounded at step ``t``.
-    grid : Grid
-        The grid actually used, per entry (groups refitted during the run are resolved here).
+    grid : Grid or Alphabet
+        The grid actually used, per entry (groups refitted during the run are resolved here); for an
+        alphabet run the :class:`~ptqtheory.Alphabet` with one scale per row.
     lam : float
         Absolute damping used (THEORY.md :math:`\lambda`); ``damping`` says how it was specified.
     rounding : str
@@ -121,7 +123,7 @@ class Run:
     x: Array
     clipped: Array
     order: Array
-    grid: Grid
+    grid: Grid | Alphabet
     lam: float
     rounding: Rounding
     seed: object = None
@@ -160,7 +162,8 @@ class Run:
 
     @property
     def codes(self) -> np.ndarray:
-        r"""Integer grid index :math:`k` of every entry, :math:`q = \delta (k - z)` (in-grid runs only).
+        r"""Integer grid index :math:`k` of every entry, :math:`q = \delta (k - z)` (in-grid runs only);
+        for an :class:`~ptqtheory.Alphabet` run the index :math:`k` of :math:`q = s_i v_k`.
 
         Two runs with refitted groups can differ in the last bit of :math:`\delta` yet pick the
         same grid points; compare ``codes`` (and ``grid.delta`` to rounding) to see that.
@@ -169,6 +172,8 @@ class Run:
             assert self.inner is not None  # mapped_back sets inner together with transform
             return self.inner.codes
         Q = _numpy(self.Q)
+        if isinstance(self.grid, Alphabet):  # the index of each value in the alphabet
+            return self.grid.index(Q).reshape(np.shape(Q))
         n, N = np.atleast_2d(Q).shape
         delta, zero, _, _ = self.grid.expand(n, N)
         k = np.atleast_2d(Q) / delta + zero

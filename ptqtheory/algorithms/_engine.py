@@ -16,8 +16,9 @@ import numpy as np
 
 from .. import _linalg, engine
 from .._validate import as_matrix, as_weights, check_weight_rows, is_exact
+from ..alphabets import Alphabet
 from ..calibration import Damping, _gram, resolve_lam
-from ..engine import Rounder, Trace, check_finite_run, damped, record
+from ..engine import AlphabetRounder, Rounder, Trace, check_finite_run, damped, record
 from ..factor import DataQR, Pivots, pivots, pivots_from_data
 from ..grids import Grid, check_steps, check_values
 from ..orders import columns_in, resolve_order
@@ -27,9 +28,13 @@ from ..records import Run
 __all__ = ["Setup", "finish", "numpy_rounder", "optq_iteration", "setup"]
 
 
-def numpy_rounder(grid: Grid, n: int, N: int, order: np.ndarray, rounding: str, seed,
+def numpy_rounder(grid: Grid | Alphabet, n: int, N: int, order: np.ndarray, rounding: str, seed,
                   exact: bool = False) -> Rounder:
     """The shared :class:`~ptqtheory.engine.Rounder` on numpy arrays (rationals when ``exact``)."""
+    if isinstance(grid, Alphabet):  # one scale per row: the column order does not touch it
+        u = uniforms(seed, (n, N)) if rounding == "stochastic" else None
+        return AlphabetRounder(grid.row_scale(n)[:, None], np.asarray(grid.values), rounding, u,
+                               np.zeros((n, N), dtype=bool, order="F"))
     delta, zero, lo, hi = grid.views(n, N)
     if exact:  # a binary float is a rational, so this conversion is exact
         delta, zero = _rational(delta), _rational(zero)
@@ -78,12 +83,20 @@ def setup(
     engine.check_options(grid, rounding, seed, " or pt.Grid.minmax(W, bits=4)")
     if exact and rounding != "nearest":
         raise ValueError("exact arithmetic supports rounding='nearest' only")
-    delta, zero, lo, hi = grid.views(n, N)  # shape check, with a message naming the grid parameter
-    if not exact and delta.dtype != object and zero.dtype != object:
-        # R1 and R2 before any work: the scales of W and the grid, and the codes of W itself.
+    if isinstance(grid, Alphabet):
+        if exact:
+            raise ValueError("exact arithmetic (sympy rationals) supports pt.Grid only; an Alphabet rounds in "
+                             "float64: pass float arrays, or a pt.Grid")
+        # shape check (naming the scale), then R1 on the step every bound reads, s_i G
+        check_steps(grid.largest_steps(n), name="alphabet scale times its largest gap, s_i G")
         check_weight_rows(np.max(np.abs(Wa), axis=1))
-        check_steps(grid.delta)
-        check_values("W", Wa, delta, zero, lo, hi)
+    else:
+        delta, zero, lo, hi = grid.views(n, N)  # shape check, with a message naming the grid parameter
+        if not exact and delta.dtype != object and zero.dtype != object:
+            # R1 and R2 before any work: the scales of W and the grid, and the codes of W itself.
+            check_weight_rows(np.max(np.abs(Wa), axis=1))
+            check_steps(grid.delta)
+            check_values("W", Wa, delta, zero, lo, hi)
     Xa = Xta = None
     gram_X = None
     if X is not None:
@@ -166,11 +179,15 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
         out = columns_in(a, inv)
         return out[0] if s.vector else out
 
-    # The grid keeps 2-D (n, N) arrays even for a single row w: a 1-D array would read as per-row.
-    # lo and hi may be broadcast views: the record holds arrays of its own.
-    lo, hi = (np.array(columns_in(a, inv)) for a in (rounder.lo, rounder.hi))
-    grid = Grid.trusted(columns_in(rounder.delta, inv), columns_in(rounder.zero, inv), lo, hi,
-                        rule=s.grid.rule)
+    grid: Grid | Alphabet
+    if isinstance(s.grid, Alphabet):
+        grid = s.grid.per_row(s.W.shape[0])
+    else:
+        # The grid keeps 2-D (n, N) arrays even for a single row w: a 1-D array would read as per-row.
+        # lo and hi may be broadcast views: the record holds arrays of its own.
+        lo, hi = (np.array(columns_in(a, inv)) for a in (rounder.lo, rounder.hi))
+        grid = Grid.trusted(columns_in(rounder.delta, inv), columns_in(rounder.zero, inv), lo, hi,
+                            rule=s.grid.rule)
     if not s.exact:
         check_finite_run(trace.x, trace.q, trace.eta, rounder.delta, rounder.zero, s.order, algorithm)
     return record(s, trace, rounder, back, algorithm, variant, grid=grid, notes=tuple(s.notes), pivots=s.piv,

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _linalg
 from .._validate import check_choice
+from ..alphabets import Alphabet
 from ..engine import DeadColumns, Order, Rounding, Trace, gpfq_sweep
 from ..engine import dead_columns as check_dead
 from ..grids import Grid
@@ -17,7 +18,7 @@ from ._engine import finish, setup
 
 
 def gpfq(
-    W, X, Xt, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None,
+    W, X, Xt, grid: Grid | Alphabet | None = None, rounding: Rounding = "nearest", seed: SeedLike = None,
     order: Order = "natural", dead_columns: DeadColumns = "raise", *, allow_tf32: bool = False,
 ) -> Run:
     r"""GPFQ (THEORY.md A5): follow the output path, one column at a time.

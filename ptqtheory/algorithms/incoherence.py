@@ -14,6 +14,7 @@ import scipy.linalg
 import scipy.stats
 
 from .._validate import _as_array, as_matrix, as_weights, check_choice, is_exact
+from ..alphabets import Alphabet
 from ..grids import Grid
 from ..random import SeedLike, generator
 from ..records import Run, Transform
@@ -56,7 +57,7 @@ def incoherence(H) -> float:
     return float(np.sqrt(H.shape[0]) * np.max(np.abs(Qe)))
 
 
-def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | None, **kwargs) -> Run:
+def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | Alphabet | None, **kwargs) -> Run:
     """Run ``fn`` (``ldlq`` or ``optq``) on the incoherence-processed problem and map back.
 
     A min-max grid is refitted to the transformed weights (QuIP quantizes those); an explicit grid
@@ -73,9 +74,9 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | None, **kwar
     V = random_orthogonal(N, kind, rng)
     Wt = U @ Wa @ V.T
     Xv = Xa @ V.T
-    if not isinstance(grid, Grid):
-        raise TypeError(f"grid must be a pt.Grid; got {type(grid).__name__}")
-    if grid.rule is not None:
+    if not isinstance(grid, Grid | Alphabet):
+        raise TypeError(f"grid must be a pt.Grid or a pt.Alphabet; got {type(grid).__name__}")
+    if isinstance(grid, Grid) and grid.rule is not None:
         grid = Grid.minmax(Wt, grid.rule.bits, grid.rule.sym, grid.rule.group_size)
     inner = fn(Wt, Xv, grid=grid, seed=seed, **kwargs)
     Q = U.T @ inner.Q @ V

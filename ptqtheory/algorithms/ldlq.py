@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _linalg
+from ..alphabets import Alphabet
 from ..engine import Incoherence, Order, Rounding, Trace
 from ..grids import Grid
 from ..random import SeedLike
@@ -13,7 +14,8 @@ from ._engine import finish, setup
 
 
 def ldlq(
-    W, X, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order: Order = "natural",
+    W, X, lam=0.0, grid: Grid | Alphabet | None = None, rounding: Rounding = "nearest",
+    order: Order = "natural",
     seed: SeedLike = None, incoherence: Incoherence | None = None, *, block_size: int = 128,
     factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:

@@ -2,6 +2,7 @@ r"""A2 / A2' / A2s: OPTQ (= GPTQ), its paper iteration, its fast blocked form, s
 
 from __future__ import annotations
 
+from ..alphabets import Alphabet
 from ..engine import Method, Order, Rounding, Trace, check_method, optq_blocked
 from ..grids import Grid
 from ..random import SeedLike
@@ -10,7 +11,8 @@ from ._engine import finish, optq_iteration, setup
 
 
 def optq(
-    W, X, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest", order: Order = "natural",
+    W, X, lam=0.0, grid: Grid | Alphabet | None = None, rounding: Rounding = "nearest",
+    order: Order = "natural",
     seed: SeedLike = None, block_size: int = 128, method: Method = "blocked", *,
     factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:

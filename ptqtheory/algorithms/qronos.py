@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import _linalg
 from .._validate import check_choice
+from ..alphabets import Alphabet
 from ..engine import (
     STARTS,
     VARIANTS,
@@ -25,7 +26,7 @@ from ._engine import finish, optq_iteration, setup
 
 
 def qronos(
-    W, X, Xt=None, lam=0.0, grid: Grid | None = None, rounding: Rounding = "nearest",
+    W, X, Xt=None, lam=0.0, grid: Grid | Alphabet | None = None, rounding: Rounding = "nearest",
     order: Order = "natural", seed: SeedLike = None, variant: Variant = "paper", start: Start = "w",
     block_size: int = 128, method: Method = "blocked", *, factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:

@@ -2,6 +2,7 @@ r"""A1, round to nearest (or stochastic rounding) with no error feedback: :math:
 
 from __future__ import annotations
 
+from ..alphabets import Alphabet
 from ..engine import Rounding, rtn_run
 from ..grids import Grid
 from ..random import SeedLike
@@ -9,7 +10,7 @@ from ..records import Run
 from ._engine import finish, setup
 
 
-def rtn(W, grid: Grid | None = None, rounding: Rounding = "nearest", seed: SeedLike = None, *,
+def rtn(W, grid: Grid | Alphabet | None = None, rounding: Rounding = "nearest", seed: SeedLike = None, *,
         allow_tf32: bool = False) -> Run:
     r"""Round every weight independently (THEORY.md A1): :math:`q = Q(w)`.
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .._validate import check_choice
+from ..alphabets import Alphabet
 from ..engine import STARTS, VARIANTS, check_method, gpfq_sweep, rtn_run
 from ..engine import dead_columns as check_dead
 from ..grids import Grid
@@ -32,7 +33,7 @@ F64 = torch.float64
 
 
 def optq(
-    W, X, *, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
+    W, X, *, lam=0.0, grid: Grid | Alphabet | None = None, rounding: str = "nearest", order="natural",
     seed: SeedLike = None, block_size: int = 128, method: str = "blocked", factor_dtype=None,
     allow_tf32: bool = False,
 ) -> Run:
@@ -44,7 +45,7 @@ def optq(
 
 
 def ldlq(
-    W, X, *, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
+    W, X, *, lam=0.0, grid: Grid | Alphabet | None = None, rounding: str = "nearest", order="natural",
     seed: SeedLike = None, incoherence: str | None = None, block_size: int = 128,
     factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
@@ -76,7 +77,7 @@ def _optq_like(algorithm, W, X, lam, grid, rounding, order, seed, block_size, me
 
 
 def qronos(
-    W, X, Xt=None, *, lam=0.0, grid: Grid | None = None, rounding: str = "nearest", order="natural",
+    W, X, Xt=None, *, lam=0.0, grid: Grid | Alphabet | None = None, rounding: str = "nearest", order="natural",
     seed: SeedLike = None, variant: str = "paper", start: str = "w", block_size: int = 128,
     method: str = "blocked", factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
@@ -135,7 +136,7 @@ def qronos(
 
 
 def gpfq(
-    W, X, Xt, *, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike = None,
+    W, X, Xt, *, grid: Grid | Alphabet | None = None, rounding: str = "nearest", seed: SeedLike = None,
     order="natural", dead_columns: str = "raise", allow_tf32: bool = False,
 ) -> Run:
     r"""GPFQ (THEORY.md A5) on the device, all rows together; see :func:`ptqtheory.gpfq`.
@@ -171,7 +172,7 @@ def gpfq(
         return run
 
 
-def _check_working_state(norms: torch.Tensor, x_norms: torch.Tensor, Wp: torch.Tensor, grid: Grid,
+def _check_working_state(norms: torch.Tensor, x_norms: torch.Tensor, Wp: torch.Tensor, grid: Grid | Alphabet,
                          precision: str) -> None:
     r"""GPFQ keeps :math:`\|\tilde X_t\|^2`, :math:`X_t^T\tilde X_t` and its state
     :math:`u = X_{\le t}w_{\le t} - \tilde X_{\le t}q_{\le t}` in the working dtype. In float32 the
@@ -181,7 +182,8 @@ def _check_working_state(norms: torch.Tensor, x_norms: torch.Tensor, Wp: torch.T
     alive = norms[norms > 0]
     small = float(alive.min()) if alive.numel() else lo
     big = max(float(alive.max()) if alive.numel() else 0.0, float(x_norms.max()))
-    state = 2 * Wp.shape[1] * (float(Wp.abs().max()) + float(np.max(grid.delta))) * big
+    step = float(np.max(grid.delta)) if isinstance(grid, Grid) else float(np.max(grid.scale)) * grid.max_gap
+    state = 2 * Wp.shape[1] * (float(Wp.abs().max()) + step) * big
     if small >= lo and max(big, state) <= hi:
         return
     which = "small" if small < lo else "large"
@@ -193,7 +195,7 @@ def _check_working_state(norms: torch.Tensor, x_norms: torch.Tensor, Wp: torch.T
     )
 
 
-def rtn(W, *, grid: Grid | None = None, rounding: str = "nearest", seed: SeedLike = None,
+def rtn(W, *, grid: Grid | Alphabet | None = None, rounding: str = "nearest", seed: SeedLike = None,
         allow_tf32: bool = False) -> Run:
     r"""RTN (THEORY.md A1), :math:`q = Q(w)`, all entries at once; see :func:`ptqtheory.rtn`."""
     with tf32_guard(weights_device(W), allow_tf32) as tf32:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..alphabets import Alphabet
 from ..backend import get_backend
-from ..engine import Rounder, check_finite_run
-from ..grids import Grid, MinMax, check_code_range, check_steps, check_values
+from ..engine import AlphabetRounder, Rounder, check_finite_run
+from ..grids import Grid, MinMax, check_code_range, check_normal_steps, check_steps, check_values
 from ..tolerances import max_code, step_range
 from .rand import uniforms
 from .stats import is_identity
@@ -55,11 +56,17 @@ def minmax_grid(W: torch.Tensor, bits: int = 4, sym: bool = False, group_size: i
     return Grid(to_host(delta), to_host(zero), lo=0, hi=2**rule.bits - 1, rule=rule)
 
 
-def check_grid(grid: Grid, W: torch.Tensor, precision: str) -> None:
+def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
     """Before any work: shapes, the steps and codes of ``grid`` in the working ``precision``
     (R1/R2 of :mod:`ptqtheory.tolerances`: a grid that float64 rounds exactly may be too fine for
-    float32), and the codes the weights ``W`` themselves round to (on the device, one sync)."""
+    float32), and the codes the weights ``W`` themselves round to (on the device, one sync).
+    An :class:`~ptqtheory.Alphabet` needs one scale per row, normal in ``precision``."""
     n, N = W.shape
+    if isinstance(grid, Alphabet):
+        check_normal_steps(grid.row_scale(n), precision, name="alphabet scale")
+        check_steps(grid.largest_steps(n), precision,
+                    name="alphabet scale times its largest gap, s_i G")
+        return
     grid.views(n, N)  # the shape check, with broadcast views (no copies)
     check_steps(grid.delta, precision)
     check_code_range(grid.lo, grid.hi, grid.zero, precision, rule=grid.rule)
@@ -74,6 +81,12 @@ def check_grid(grid: Grid, W: torch.Tensor, precision: str) -> None:
 def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, precision: str) -> None:
     """R2/R3 on a finished torch run: one reduction on the device (one sync); on failure the numpy
     check (:func:`ptqtheory.engine.check_finite_run`) finds the place and raises."""
+    if isinstance(rounder, AlphabetRounder):  # no codes: x, q and eta finite
+        finite = torch.isfinite(trace.x).all() & torch.isfinite(trace.eta).all() & torch.isfinite(trace.q).all()
+        if not bool(finite):
+            check_finite_run(to_host(trace.x), to_host(trace.q), to_host(trace.eta), None, None,
+                             order.tolist(), algorithm, precision)
+        return
     lo, hi = step_range(precision)
     q, d, z = trace.q.to(torch.float64), rounder.delta.to(torch.float64), rounder.zero.to(torch.float64)
     size = (q / d + z).abs() + z.abs() + 1.0
@@ -92,13 +105,21 @@ def _param(a, device, dtype) -> torch.Tensor:
                            dtype=dtype, device=device)
 
 
-def torch_rounder(grid: Grid, n: int, N: int, order: torch.Tensor, rounding: str, seed, device,
+def torch_rounder(grid: Grid | Alphabet, n: int, N: int, order: torch.Tensor, rounding: str, seed, device,
                   dtype) -> Rounder:
     """The shared :class:`~ptqtheory.engine.Rounder` on the device, in the working ``dtype``.
 
     ``delta`` and ``zero`` are materialized per entry in processing order (a min-max rule with
     groups refits them); ``lo`` and ``hi`` stay broadcast views when they do not depend on the column.
+    An :class:`~ptqtheory.Alphabet` gets an :class:`~ptqtheory.engine.AlphabetRounder` (its values and
+    per-row scales on the device).
     """
+    if isinstance(grid, Alphabet):
+        scale = torch.as_tensor(grid.row_scale(n)[:, None], dtype=dtype, device=device)
+        values = torch.as_tensor(np.array(grid.values), dtype=dtype, device=device)
+        u = column_major(uniforms(seed, (n, N), device, dtype)) if rounding == "stochastic" else None
+        return AlphabetRounder(scale, values, rounding, u,
+                               column_major(torch.zeros(n, N, dtype=torch.bool, device=device)))
     cols = {}
     for name, a in (("delta", grid.delta), ("zero", grid.zero), ("lo", grid.lo), ("hi", grid.hi)):
         full = _param(a, device, dtype).expand(n, N)
@@ -111,8 +132,14 @@ def torch_rounder(grid: Grid, n: int, N: int, order: torch.Tensor, rounding: str
                    rounding, u, column_major(torch.zeros(n, N, dtype=torch.bool, device=device)))
 
 
-def grid_record(rounder: Rounder, grid: Grid, inv: torch.Tensor) -> Grid:
-    """The grid actually used, per entry, in the original column order (host arrays)."""
+def grid_record(rounder: Rounder, grid: Grid | Alphabet, inv: torch.Tensor) -> Grid | Alphabet:
+    """The grid actually used, per entry, in the original column order (host arrays); an alphabet
+    with its scale per row."""
+    if isinstance(rounder, AlphabetRounder):
+        assert isinstance(grid, Alphabet)  # torch_rounder builds an AlphabetRounder for alphabets only
+        # the scales the run used, in its working dtype (float32 runs round them), as float64
+        return Alphabet(grid.values, to_host(rounder.scale[:, 0]))
+    assert isinstance(grid, Grid)  # torch_rounder builds a plain Rounder for grids only
     natural = is_identity(inv)
     delta = to_host(rounder.delta if natural else rounder.delta.index_select(1, inv))
     zero = to_host(rounder.zero if natural else rounder.zero.index_select(1, inv))

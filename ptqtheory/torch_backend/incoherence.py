@@ -13,6 +13,7 @@ import math
 import scipy.linalg
 import torch
 
+from ..alphabets import Alphabet
 from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run, Transform
@@ -53,7 +54,7 @@ def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.
     return torch.kron(A, B)
 
 
-def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | None, allow_tf32: bool,
+def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | Alphabet | None, allow_tf32: bool,
                **options) -> Run:
     """Run ``fn`` (the torch ``ldlq``) on the incoherence-processed problem and map back.
 
@@ -67,14 +68,14 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | None, allow_
         n, N = Wa.shape
         if kind not in Transform.KINDS:
             raise ValueError(f"incoherence must be one of {Transform.KINDS} or None; got {kind!r}")
-        if not isinstance(grid, Grid):
-            raise TypeError(f"grid must be a pt.Grid; got {type(grid).__name__}")
+        if not isinstance(grid, Grid | Alphabet):
+            raise TypeError(f"grid must be a pt.Grid or a pt.Alphabet; got {type(grid).__name__}")
         acc, _, _ = statistics(X, None, N, device, mismatch=False, algorithm="ldlq")
         gen = torch_generator(seed, "transform", f"incoherence={kind!r}", device)
         U = random_orthogonal(n, kind, gen, device)
         V = random_orthogonal(N, kind, gen, device)
         Wt = (U @ Wa.to(F64) @ V.T).to(Wa.dtype)
-        if grid.rule is not None:
+        if isinstance(grid, Grid) and grid.rule is not None:
             grid = minmax_grid(Wt, grid.rule.bits, grid.rule.sym, grid.rule.group_size)
         inner = fn(Wt, acc.transformed(V), grid=grid, seed=seed, allow_tf32=allow_tf32, **options)
         Q = (U.T @ inner.Q.to(F64) @ V).to(Wa.dtype)
