@@ -57,10 +57,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import as_matrix, check_choice
+from ._validate import as_matrix, as_weights, check_choice
 from .algorithms._engine import setup
 from .calibration import Damping, _gram, resolve_lam
-from .engine import Rounder, Trace, check_finite_run, check_method, optq_blocked
+from .engine import Rounder, Trace, check_finite_run, check_method, check_options, optq_blocked
 from .factor import pivots_from_data
 from .grids import Grid
 from .orders import columns_in, resolve_order
@@ -204,54 +204,95 @@ def boa(W, X_in, X_out=None, lam_in=0.0, lam_out=0.0, grid: Grid | None = None, 
     SingularHessianError
         If a factor is singular for its damping.
     """
+    return _boa_heads([W], X_in, [X_out], lam_in, [lam_out], [grid], order_in, order_out, block_size)[0]
+
+
+def _row_factor(X_out, lam_out, order_out, n: int):
+    """``(order, L_out, D_out, lam_out)`` of one row factor (``X_out`` None: the identity)."""
+    if X_out is None:
+        if isinstance(lam_out, Damping) or lam_out != 0:
+            raise ValueError("lam_out must be 0 when X_out is None (H_out = I); pass X_out to damp a row "
+                             "factor")
+        return _row_order(order_out, n, np.ones(n)), np.eye(n), np.ones(n), 0.0
+    Xo = as_matrix("X_out", X_out, n)
+    diag_o = np.einsum("ij,ij->j", Xo, Xo)
+    gram_o = _gram(Xo) if isinstance(lam_out, Damping) and lam_out.needs_gram else diag_o
+    lam_o, _ = resolve_lam(lam_out, gram_o)
+    perm = _row_order(order_out, n, diag_o)
+    piv = pivots_from_data(np.ascontiguousarray(Xo[:, perm]), lam_o, "H_out", perm)
+    return perm, piv.L, np.asarray(piv.D, float), float(lam_o)
+
+
+def _boa_heads(Ws: list, X_in, X_outs: list, lam_in, lam_outs: list, grids: list, order_in, order_out,
+               block_size: int) -> list[BoARun]:
+    r"""BoA on ``G`` weight matrices (heads) that share the column factor :math:`H_{in}` (the query's or
+    key's heads share :math:`X^TX`), each with its own row factor. The heads are independent; they are
+    swept together, step ``r`` of every head at once (as the authors' code does across heads), with the
+    rows laid out as ``r * G + g`` so that the rows of one step are contiguous."""
     bs = check_method("blocked", block_size)
     assert bs is not None
     if isinstance(order_in, str) and order_in == "random":
         raise ValueError("order_in='random' is not offered by boa (no seed); pass a permutation instead")
     if X_in is None:
         raise ValueError("X_in is required: the data of the column factor H_in = X_in^T X_in + lam_in I")
-    s = setup(W, X_in, lam_in, grid, "nearest", order_in, None)
+    G = len(Ws)
+    Wa = [as_weights(W)[0] for W in Ws]
+    n, N = Wa[0].shape
+    if any(W.shape != (n, N) for W in Wa):
+        raise ValueError("the heads' weight matrices must have the same shape")
+    rows = []
+    for g in grids:
+        check_options(g, "nearest", None, " or pt.Grid.minmax(W, bits=4)")
+        rows.append(g.views(n, N))
+    rules = {repr(g.rule) for g in grids}
+    if len(rules) != 1:
+        raise ValueError("the heads' grids must share one refit rule (e.g. all pt.Grid.minmax(..., bits=b))")
+    factors = [_row_factor(Xo, lo, order_out, n) for Xo, lo in zip(X_outs, lam_outs, strict=True)]
+    # row r * G + g of the stacked problem is row perm_g[r] of head g
+    src = np.array([[g, int(factors[g][0][r])] for r in range(n) for g in range(G)])
+    W_st = np.stack([Wa[g][i] for g, i in src])
+    parts = [np.stack([np.broadcast_to(rows[g][k], (n, N))[i] for g, i in src]) for k in range(4)]
+    grid_st = Grid.trusted(parts[0], parts[1], parts[2], parts[3], rule=grids[0].rule)
+    s = setup(W_st, X_in, lam_in, grid_st, "nearest", order_in, None)
     if s.exact:
         raise ValueError("boa runs in float64; exact (rational) inputs are not supported")
-    n = s.W.shape[0]
-    if X_out is None:
-        if isinstance(lam_out, Damping) or lam_out != 0:
-            raise ValueError("lam_out must be 0 when X_out is None (H_out = I); pass X_out to damp a row "
-                             "factor")
-        perm_out = _row_order(order_out, n, np.ones(n))
-        L_out, D_out, lam_o = np.eye(n), np.ones(n), 0.0
-    else:
-        Xo = as_matrix("X_out", X_out, n)
-        diag_o = np.einsum("ij,ij->j", Xo, Xo)
-        gram_o = _gram(Xo) if isinstance(lam_out, Damping) and lam_out.needs_gram else diag_o
-        lam_o, _ = resolve_lam(lam_out, gram_o)
-        perm_out = _row_order(order_out, n, diag_o)
-        piv_out = pivots_from_data(np.ascontiguousarray(Xo[:, perm_out]), lam_o, "H_out", perm_out)
-        L_out, D_out = piv_out.L, piv_out.D
     rounder = s.rounder()
     trace = Trace.empty(s.Wp)
     Wp = s.Wp.copy(order="F")
     L_T = s.piv.L_T
-    for rp, i in enumerate(perm_out):
-        row = slice(int(i), int(i) + 1)
-        # One row's views of the grid and the clip record (writes, e.g. group refits, reach the whole).
-        one = Rounder(rounder.delta[row], rounder.zero[row], rounder.lo[row], rounder.hi[row], rounder.rule,
-                      rounder.group_size is not None, "nearest", None, rounder.clipped[row])
-        optq_blocked(Wp[row], L_T, one, Trace(trace.x[row], trace.q[row], trace.eta[row]), bs)
-        if rp + 1 < n:
-            e = trace.eta[i] @ L_T  # the row's whole error w_r^start - q_r = L_in eta_r (authors: Err U_col)
-            later = perm_out[rp + 1:]
-            Wp[later] -= np.outer(L_out[rp + 1:, rp], e)
+    if all(Xo is None for Xo in X_outs):  # H_out = I everywhere: the rows are independent, one OPTQ sweep
+        optq_blocked(Wp, L_T, rounder, trace, bs)
+    else:
+        for r in range(n):
+            step = slice(r * G, (r + 1) * G)
+            # This step's views of the grid and the clip record (writes, e.g. group refits, reach the whole).
+            one = Rounder(rounder.delta[step], rounder.zero[step], rounder.lo[step], rounder.hi[step],
+                          rounder.rule, rounder.group_size is not None, "nearest", None, rounder.clipped[step])
+            optq_blocked(Wp[step], L_T, one, Trace(trace.x[step], trace.q[step], trace.eta[step]), bs)
+            if r + 1 < n:
+                # each row's whole error w_r^start - q_r = L_in eta_r (the authors' Err @ U_col) ...
+                E = trace.eta[step] @ L_T
+                for g in range(G):  # ... fed to the head's later rows: w_s -= L_out[s, r] e_r
+                    Wp[(r + 1) * G + g::G] -= np.outer(factors[g][1][r + 1:, r], E[g])
     check_finite_run(trace.x, trace.q, trace.eta, rounder.delta, rounder.zero, s.order, "boa")
     inv = np.argsort(s.order)
-    lo_g, hi_g = (np.array(columns_in(a, inv)) for a in (rounder.lo, rounder.hi))
-    final = Grid.trusted(columns_in(rounder.delta, inv), columns_in(rounder.zero, inv), lo_g, hi_g,
-                         rule=s.grid.rule)
-    return BoARun(W=s.W, Q=columns_in(trace.q, inv), eta=columns_in(trace.eta, inv),
-                  x=columns_in(trace.x, inv), clipped=columns_in(rounder.clipped, inv), order_in=s.order,
-                  order_out=np.asarray(perm_out, dtype=np.int64), lam_in=float(s.lam), lam_out=float(lam_o),
-                  L_in=s.piv.L, D_in=np.asarray(s.piv.D, float), L_out=L_out, D_out=np.asarray(D_out, float),
-                  identity_out=X_out is None, grid=final, notes=tuple(s.notes))
+    out = []
+    for g in range(G):
+        perm, L_out, D_out, lam_o = factors[g]
+        take = np.empty(n, dtype=np.int64)
+        take[perm] = np.arange(n) * G + g  # original row i of head g <- stacked row
+
+        def back(a, take=take):
+            return np.array(columns_in(np.asarray(a)[take], inv))
+
+        final = Grid.trusted(back(rounder.delta), back(rounder.zero), back(rounder.lo), back(rounder.hi),
+                             rule=s.grid.rule)
+        out.append(BoARun(W=Wa[g], Q=back(trace.q), eta=back(trace.eta), x=back(trace.x),
+                          clipped=back(rounder.clipped), order_in=s.order, order_out=np.asarray(perm, np.int64),
+                          lam_in=float(s.lam), lam_out=lam_o, L_in=s.piv.L, D_in=np.asarray(s.piv.D, float),
+                          L_out=L_out, D_out=D_out, identity_out=X_outs[g] is None, grid=final,
+                          notes=tuple(s.notes)))
+    return out
 
 
 def certify_boa(run: BoARun, X_in, X_out=None) -> BoACertificate:
@@ -446,16 +487,22 @@ def boa_attention(X, W_q, W_k, W_v, n_heads: int, *, bits: int = 4, sym: bool = 
     out = {k: np.empty_like(M) for k, M in (("q", Wq), ("k", Wk), ("v", Wv))}
     runs: dict = {"q": [], "k": [], "v": []}
     certs: dict = {"q": [], "k": [], "v": []}
-    for h in range(int(n_heads)):
-        c = slice(h * dh, (h + 1) * dh)
+    heads = [slice(h * dh, (h + 1) * dh) for h in range(int(n_heads))]
+    grids = {k: [Grid.minmax(M[c], bits=bits, sym=sym) for c in heads]
+             for k, M in (("q", Wq), ("k", Wk), ("v", Wv))}
+    # query and key: the heads share H_in = X^T X and are swept together; value: H_in per head, H_out = I
+    for name, M, other in (("q", Wq, Ka), ("k", Wk, Qa)):
+        runs[name] = _boa_heads([M[c] for c in heads], Xa, [other[:, c] for c in heads], lam,
+                                [lam] * len(heads), grids[name], order_in, order_out, 128)
+        if certify:
+            certs[name] = [certify_boa(r, Xa, other[:, c]) for r, c in zip(runs[name], heads, strict=True)]
+    for h, c in enumerate(heads):
         AX = np.concatenate([A[h][b] @ Xa[starts[b]:starts[b + 1]] for b in range(len(L))])
-        jobs = (("q", Wq, Xa, Ka[:, c]), ("k", Wk, Xa, Qa[:, c]), ("v", Wv, AX, None))
-        for name, M, X_in, X_out in jobs:
-            Wh = M[c]
-            run = boa(Wh, X_in, X_out, lam_in=lam, lam_out=0.0 if X_out is None else lam,
-                      grid=Grid.minmax(Wh, bits=bits, sym=sym), order_in=order_in, order_out=order_out)
-            out[name][c] = run.Q
-            runs[name].append(run)
-            if certify:
-                certs[name].append(certify_boa(run, X_in, X_out))
+        run = boa(Wv[c], AX, None, lam_in=lam, grid=grids["v"][h], order_in=order_in, order_out=order_out)
+        runs["v"].append(run)
+        if certify:
+            certs["v"].append(certify_boa(run, AX, None))
+    for name in ("q", "k", "v"):
+        for r, c in zip(runs[name], heads, strict=True):
+            out[name][c] = r.Q
     return AttentionBoA(Q=out, runs=runs, certificates=certs)

@@ -140,6 +140,25 @@ def test_value_objective_is_the_attention_output_error():
     assert res.holds()
 
 
+def test_heads_swept_together_equal_heads_swept_alone():
+    """boa_attention sweeps the query heads together (shared H_in): each head's result is pt.boa on that
+    head alone, with its own row factor K_h."""
+    rng = np.random.default_rng(4)
+    d, heads, dh, T = 7, 3, 4, 16
+    X = rng.standard_normal((T, d))
+    Wq, Wk, Wv = (rng.standard_normal((heads * dh, d)) for _ in range(3))
+    damp = pt.Damping.percdamp(0.01)
+    res = boa_attention(X, Wq, Wk, Wv, heads, bits=2, lam=damp, order_out="decreasing_norm")
+    K = X @ Wk.T
+    for h in range(heads):
+        c = slice(h * dh, (h + 1) * dh)
+        alone = boa(Wq[c], X, K[:, c], lam_in=damp, lam_out=damp, grid=pt.Grid.minmax(Wq[c], bits=2),
+                    order_out="decreasing_norm")
+        np.testing.assert_allclose(res.Q["q"][c], alone.Q, atol=1e-12)
+        np.testing.assert_array_equal(res.runs["q"][h].order_out, alone.order_out)
+        assert res.certificates["q"][h].holds()
+
+
 def test_query_objective_is_the_logit_error():
     """For the query, ||K_h (W - Q) X^T||_F is the error of the head's logits Q_h K_h^T (with K fixed)."""
     rng = np.random.default_rng(1)
