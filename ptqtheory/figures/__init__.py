@@ -30,6 +30,7 @@ from . import (
     f6_incoherence,
     f7_real_layers,
     f8_optimality,
+    f10_boa,
 )
 from .common import ReportMissing
 
@@ -44,6 +45,7 @@ FIGURES = {
     "F6": f6_incoherence,
     "F7": f7_real_layers,
     "F8": f8_optimality,
+    "F10": f10_boa,
 }
 """Figure label -> module, in paper order."""
 
