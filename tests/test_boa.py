@@ -233,3 +233,24 @@ def test_front_end_validation():
         boa_attention(X, W, W[:, :3], W, 2)
     with pytest.raises(TypeError, match="BoARun"):
         certify_boa("not a run", X)
+
+
+def test_benchmark_runs_and_reproduces_the_models_attention(tmp_path):
+    """benchmarks/boa_vs_optq.py end to end on a few tokens of MiniLM's block 0: its reference forward
+    pass (attention_heads) reproduces the model's own attention context (captured from transformers),
+    every I7 certificate holds, and the JSON has one row per block and bit width."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "boa_vs_optq.py"
+    spec = importlib.util.spec_from_file_location("bench_boa_vs_optq", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--tokens", "60", "--heldout-tokens", "40", "--bits", "3", "--blocks", "1",
+                     "--out", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "boa_vs_optq_minilm.json").read_text())
+    assert out["complete"] and out["forward_check_rel"] < 1e-5
+    (row,) = out["rows"]
+    assert row["I7_holds"] and row["I7_heads_certified"] == 36
+    assert row["logit_q_boa"] > 0 and row["logit_q_optq"] > 0
