@@ -194,6 +194,9 @@ def boa(W, X_in, X_out=None, lam_in=0.0, lam_out=0.0, grid: Grid | None = None, 
         Lazy-update width of each row's sweep (as :func:`ptqtheory.optq`; any value gives A2 up to
         rounding, T4).
 
+    Rounding is to the nearest grid point (the authors'); I7 holds for any rounding, so stochastic
+    rounding would only need a seeded :class:`~ptqtheory.engine.Rounder`.
+
     Returns
     -------
     BoARun
