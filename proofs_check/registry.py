@@ -45,6 +45,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "optimality",
     "magr",
     "alphabet",
+    "boa",
 )
 
 

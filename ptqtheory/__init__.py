@@ -12,6 +12,7 @@ The public API (THEORY.md notation: ``W`` is ``(n, N)``, ``X`` is ``(m, N)``, th
 from .algorithms import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal, rtn
 from .alphabets import Alphabet
 from .api import certify
+from .boa import AttentionBoA, BoACertificate, BoARun, attention_heads, boa, boa_attention, certify_boa
 from .calibration import Accumulator, Damping, gram, hessian
 from .certificates import Certificate, PivotCheck, relative_gap
 from .factor import Pivots, SingularHessianError, pivots
@@ -27,6 +28,9 @@ __all__ = [
     "ORDERS",
     "Accumulator",
     "Alphabet",
+    "AttentionBoA",
+    "BoACertificate",
+    "BoARun",
     "Certificate",
     "Damping",
     "Grid",
@@ -38,7 +42,11 @@ __all__ = [
     "Run",
     "SingularHessianError",
     "Transform",
+    "attention_heads",
+    "boa",
+    "boa_attention",
     "certify",
+    "certify_boa",
     "gpfq",
     "gram",
     "hessian",

@@ -1,6 +1,6 @@
 """The paper figures: one module per figure, one style, and a registry that builds them all.
 
-Each module (``f1_lambda`` .. ``f8_optimality``, ``f10_dint``) has ``NAME`` (file stem), ``TITLE``, ``CHECKS``
+Each module (``f1_lambda`` .. ``f13_boa``) has ``NAME`` (file stem), ``TITLE``, ``CHECKS``
 (the ``bound_*`` >= ``empirical_*`` inequalities its CSV satisfies where the hypotheses held) and
 ``build(out_dir, quick) -> dict`` with ``paths`` (PDF, PNG, CSV), ``rows`` (every plotted number)
 and ``findings`` (bounds seen failing where they applied; empty when all is well). Every random
@@ -30,8 +30,9 @@ from . import (
     f6_incoherence,
     f7_real_layers,
     f8_optimality,
-    f12_magr,
     f10_dint,
+    f12_magr,
+    f13_boa,
 )
 from .common import ReportMissing
 
@@ -46,8 +47,9 @@ FIGURES = {
     "F6": f6_incoherence,
     "F7": f7_real_layers,
     "F8": f8_optimality,
-    "F12": f12_magr,
     "F10": f10_dint,
+    "F12": f12_magr,
+    "F13": f13_boa,
 }
 """Figure label -> module, in paper order."""
 
