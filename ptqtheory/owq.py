@@ -52,7 +52,15 @@ from .orders import resolve_order
 from .random import SeedLike
 from .records import Run
 
-__all__ = ["OWQRun", "effective_bits", "keep_for_bits", "owq", "owq_sensitivity"]
+__all__ = ["DEFAULT_EXTRA_BITS", "OWQRun", "default_keep", "effective_bits", "keep_for_bits", "owq",
+           "owq_sensitivity"]
+
+DEFAULT_EXTRA_BITS = 0.1
+"""Extra bits per weight the pipeline's ``owq`` method spends on kept columns (:func:`default_keep`).
+
+The paper's setting is 0.01 (``--target_bit 3.01`` / ``4.01``) on LLaMA and OPT layers with
+:math:`N \ge 4096`, a handful of columns per layer; on MiniLM (:math:`N = 384`) 0.01 keeps none, so the
+default here is 0.1 (at 4 bits 4 of 384 columns, 14 of 1536)."""
 
 Sensitivity = Literal["owq", "diag"]
 SENSITIVITIES: tuple[str, ...] = ("owq", "diag")
@@ -146,6 +154,12 @@ def keep_for_bits(N: int, bits: int, target_bits: float, *, fp_bits: int = 16, e
     if even and k % 2 == 1:
         k += 1
     return min(k, N)
+
+
+def default_keep(N: int, bits: int) -> int:
+    """The pipeline's kept columns for a layer with ``N`` inputs: :func:`keep_for_bits` at
+    ``bits + DEFAULT_EXTRA_BITS``."""
+    return keep_for_bits(N, bits, bits + DEFAULT_EXTRA_BITS)
 
 
 def _host(a) -> np.ndarray:

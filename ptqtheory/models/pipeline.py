@@ -396,6 +396,10 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
         kw.update(incoherence="kron", seed=seed)
     if spec.variant is not None:
         kw["variant"] = spec.variant
+    if spec.algorithm == "owq":  # kept columns: the default effective-bit target (ptqtheory.owq)
+        from ..owq import default_keep, owq
+
+        return owq(W, *data, keep=default_keep(int(W.shape[-1]), cfg.bits), **kw)
     return getattr(alg, spec.algorithm)(W, *data, **kw)
 
 
@@ -585,13 +589,16 @@ def quantize_model(
                         mod.weight.copy_(Q[start:start + n].to(device=mod.weight.device,
                                                                dtype=mod.weight.dtype))
                     rows = slice(start, start + n)
+                    summary = summarize_certificate(cert, rows)
+                    if getattr(run, "kept", None) is not None:  # OWQ: kept columns, bits per weight
+                        summary.update(kept_columns=run.keep, effective_bits=run.effective_bits)
                     if on_layer is not None:
                         on_layer(f"{name}.{layer}", run, rows, [f"{name}.{g}" for g in group])
                     result.layers.append(LayerRecord(
                         layer=f"{name}.{layer}", shape=tuple(weights[i].shape), config=cfg.name,
                         method=cfg.method, bits=cfg.bits, group_size=cfg.group_size, lam=float(run.lam),
                         seconds=(time.perf_counter() - t0) / len(group),
-                        summary=summarize_certificate(cert, rows)))
+                        summary=summary))
                     start += n
             if progress is not None:
                 progress(f"{cfg.name}: {name}: {', '.join(group)}")
