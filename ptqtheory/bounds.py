@@ -820,8 +820,9 @@ class _QuantizedColumns:
 
 
 class _LeadingColumns:
-    """A view of a context restricted to its first ``s`` columns in processing order (for B2 on
-    :math:`X_S`, whose pivots are the first ``s`` pivots of the run's :math:`H`)."""
+    """A view of a context restricted to its first ``s`` columns in processing order (B2 on :math:`X_S`)
+    whose ``D`` are the run's own first ``s`` pivots: each is at most the pivot of :math:`H_{SS}` that B2
+    on :math:`X_S` bounds (docs/theory.md section 7, OWQ: the kept columns only enlarge the span)."""
 
     def __init__(self, ctx: RunContext, s: int):
         self._ctx = ctx
@@ -857,9 +858,9 @@ def owq_bounds(ctx: RunContext) -> list[BoundCheck]:
     .. math:: \|X(w-q)\|^2 \le \tfrac14\sum_{t\in S}\delta_t^2D_t - \lambda\|w-q\|^2
               \le \tfrac14\sum_{t\in S}\delta_t^2(\|X_t\|^2 + \lambda),
 
-    B2 for :math:`\sum_{t\in S}D_t = \operatorname{tr}D(H_{SS})` on :math:`X_S` (the quantized columns
-    come first, so their pivots are those of :math:`H_{SS}`), and B7 with :math:`\delta_s = 0` on the kept
-    columns. Hypotheses as for B1/B7 (nearest rounding, no clip; kept columns never clip).
+    B2 for :math:`\sum_{t\in S}D_t \le \operatorname{tr}D(H_{SS})` evaluated on :math:`X_S` (a pivot
+    projects out the span of the later columns, which the kept columns only enlarge), and B7 with
+    :math:`\delta_s = 0` on the kept columns. Hypotheses as for B1/B7 (nearest rounding, no clip; kept columns never clip).
     """
     kept_p = owq_kept(ctx)
     s = int(np.count_nonzero(~kept_p))

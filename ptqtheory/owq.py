@@ -13,8 +13,9 @@ so :math:`\eta_t = 0` on the kept set :math:`K` and the kept weights are the *up
 :math:`x_t = w_t - \sum_{s \notin K} \eta_s L_{ts}`, not the original ones. I2 then reads
 :math:`\|X(w-q)\|^2 + \lambda\|w-q\|^2 = \sum_{t\notin K}\eta_t^2 D_t` and B1 becomes
 :math:`\|X(w-q)\|^2 \le \frac14\sum_{t\notin K}\delta_t^2D_t - \lambda\|w-q\|^2`, where the pivots
-:math:`D_t` of the quantized columns are those of :math:`H_{SS}` (:math:`S` the quantized columns):
-docs/theory.md section 7 (OWQ), checked by ``proofs_check/owq.py``.
+:math:`D_t` of the quantized columns are at most those of :math:`H_{SS}` (:math:`S` the quantized
+columns): the kept columns, placed after them, enlarge the span each pivot projects out. Statements
+and proofs: docs/theory.md section 7 (OWQ), algebra checked by ``proofs_check/owq.py``.
 
 **Sensitivity** (the authors' code, ``xvyaward/owq``, read, not copied): column :math:`j` scores
 
