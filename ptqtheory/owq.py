@@ -60,7 +60,7 @@ DEFAULT_EXTRA_BITS = 0.1
 """Extra bits per weight the pipeline's ``owq`` method spends on kept columns (:func:`default_keep`).
 
 The paper's setting is 0.01 (``--target_bit 3.01`` / ``4.01``) on LLaMA and OPT layers with
-:math:`N \ge 4096`, a handful of columns per layer; on MiniLM (:math:`N = 384`) 0.01 keeps none, so the
+:math:`N \\ge 4096`, a handful of columns per layer; on MiniLM (:math:`N = 384`) 0.01 keeps none, so the
 default here is 0.1 (at 4 bits 4 of 384 columns, 14 of 1536)."""
 
 Sensitivity = Literal["owq", "diag"]
