@@ -1,6 +1,6 @@
 """The paper figures: one module per figure, one style, and a registry that builds them all.
 
-Each module (``f1_lambda`` .. ``f8_optimality``) has ``NAME`` (file stem), ``TITLE``, ``CHECKS``
+Each module (``f1_lambda`` .. ``f9_owq``) has ``NAME`` (file stem), ``TITLE``, ``CHECKS``
 (the ``bound_*`` >= ``empirical_*`` inequalities its CSV satisfies where the hypotheses held) and
 ``build(out_dir, quick) -> dict`` with ``paths`` (PDF, PNG, CSV), ``rows`` (every plotted number)
 and ``findings`` (bounds seen failing where they applied; empty when all is well). Every random
@@ -30,6 +30,7 @@ from . import (
     f6_incoherence,
     f7_real_layers,
     f8_optimality,
+    f9_owq,
 )
 from .common import ReportMissing
 
@@ -44,6 +45,7 @@ FIGURES = {
     "F6": f6_incoherence,
     "F7": f7_real_layers,
     "F8": f8_optimality,
+    "F9": f9_owq,
 }
 """Figure label -> module, in paper order."""
 
