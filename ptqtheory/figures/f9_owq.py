@@ -149,7 +149,7 @@ def _plot(summary: list[dict]):
     fig, (ax, ax_b) = style.new_figure(ncols=2)
     optq_rows = [r for r in summary if r["method"] == "optq"]
     ax.plot([r["effective_bits"] for r in optq_rows], [r["rel_err"] for r in optq_rows],
-            color=style.COLORS["blue"], marker="o", label="OPTQ (2, 3, 4 bits)")
+            color=style.COLORS["blue"], marker="o", label="OPTQ (integer bits)")
     colors = [style.COLORS[c] for c in ("vermillion", "green", "purple")]
     owq_bits = sorted({r["bits"] for r in summary if r["method"] == "owq"})
     for b, color, marker in zip(owq_bits, colors, style.MARKERS[1:], strict=False):
