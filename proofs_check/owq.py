@@ -114,7 +114,10 @@ def pivot_gain_claim() -> Verdict:
     return verdict(bad, "D_t(H_SS) - D_t = a square over a positive number (t = 1, 2)")
 
 
-def midpoint_claim(scale: sp.Expr = sp.Rational(1, 4)) -> Verdict:
+QUARTER = sp.Rational(1, 4)
+
+
+def midpoint_claim(scale: sp.Expr = QUARTER) -> Verdict:
     r"""With :math:`\eta_t = -\delta_t/2` (t = 1, 2) the identity's right side is ``scale`` times
     :math:`\sum_{t\le2}\delta_t^2D_t` (true for ``scale = 1/4``)."""
     q = _sweep(-DELTA[0] / 2, -DELTA[1] / 2, "updated")

@@ -813,6 +813,7 @@ class _QuantizedColumns:
 
     @property
     def half_delta_absL(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self._ctx.piv is not None  # OWQ runs are factored (the registry's factor H)
         A = np.abs(np.asarray(self._ctx.piv.L, float))
         np.fill_diagonal(A, 0.0)
         drift = 0.5 * (self.delta_p @ np.tril(A, -1).T)
@@ -860,7 +861,8 @@ def owq_bounds(ctx: RunContext) -> list[BoundCheck]:
 
     B2 for :math:`\sum_{t\in S}D_t \le \operatorname{tr}D(H_{SS})` evaluated on :math:`X_S` (a pivot
     projects out the span of the later columns, which the kept columns only enlarge), and B7 with
-    :math:`\delta_s = 0` on the kept columns. Hypotheses as for B1/B7 (nearest rounding, no clip; kept columns never clip).
+    :math:`\delta_s = 0` on the kept columns. Hypotheses as for B1/B7 (nearest rounding, no clip; kept
+    columns never clip).
     """
     kept_p = owq_kept(ctx)
     s = int(np.count_nonzero(~kept_p))

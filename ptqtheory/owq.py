@@ -130,10 +130,10 @@ def effective_bits(N: int, keep: int, bits: int, *, fp_bits: int = 16, index_bit
     keep = _check_int("keep", keep, 0, N)
     bits = _check_int("bits", bits, 1)
     fp_bits = _check_int("fp_bits", fp_bits, bits)
-    index_bits = _check_bits_value("index_bits", index_bits)
-    if index_bits < 0:
-        raise ValueError(f"index_bits must be >= 0; got {index_bits}")
-    return bits + keep * (fp_bits - bits + index_bits) / N
+    idx = _check_bits_value("index_bits", index_bits)
+    if idx < 0:
+        raise ValueError(f"index_bits must be >= 0; got {idx}")
+    return bits + keep * (fp_bits - bits + idx) / N
 
 
 def keep_for_bits(N: int, bits: int, target_bits: float, *, fp_bits: int = 16, even: bool = True) -> int:
@@ -348,16 +348,16 @@ def owq(
     if torch_w:
         from .torch_backend.device import as_weights as device_weights
 
-        Wv, _ = device_weights(W)
-        N = int(Wv.shape[1])
+        Wt, _ = device_weights(W)
+        N = int(Wt.shape[1])
     else:
         if factor_dtype is not None or allow_tf32:
             raise ValueError("factor_dtype and allow_tf32 are options of the torch backend (torch tensor "
                              "inputs); the numpy backend computes in float64")
-        Wv, _ = as_weights(W)
-        if is_exact(Wv):
+        Wn, _ = as_weights(W)
+        if is_exact(Wn):
             raise ValueError("OWQ runs in floating point: pass float arrays, not rationals")
-        N = Wv.shape[1]
+        N = Wn.shape[1]
     keep = int(keep)
     if not 0 <= keep <= N:
         raise ValueError(f"keep must satisfy 0 <= keep <= N = {N} (the number of input columns); got {keep}")

@@ -56,7 +56,8 @@ def test_summaries_match_the_layer_rows(built):
     _, rows = built
     layers = [r for r in rows if r["panel"] == "layers"]
     for s in (r for r in rows if r["panel"] == "summary"):
-        sel = [r for r in layers if (r["method"], r["bits"], r["extra"]) == (s["method"], s["bits"], s["extra"])]
+        key = (s["method"], s["bits"], s["extra"])
+        sel = [r for r in layers if (r["method"], r["bits"], r["extra"]) == key]
         assert int(s["layers"]) == len(sel) == 2
         err = sum(float(r["err_sq"]) for r in sel)
         ref = sum(float(r["ref_sq"]) for r in sel)

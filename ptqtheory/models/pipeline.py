@@ -399,7 +399,8 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
     if spec.algorithm == "owq":  # kept columns: the default effective-bit target (ptqtheory.owq)
         from ..owq import default_keep, owq
 
-        return owq(W, *data, keep=default_keep(int(W.shape[-1]), cfg.bits), **kw)
+        kw["keep"] = default_keep(int(W.shape[-1]), cfg.bits)
+        return owq(W, *data, **kw)
     return getattr(alg, spec.algorithm)(W, *data, **kw)
 
 
