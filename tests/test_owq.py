@@ -97,6 +97,12 @@ def test_restricted_b1_value_and_hypotheses():
     assert np.all(0.25 * (delta**2) @ D - lam * np.sum((W - r.Q) ** 2, axis=1) > b1.value)
     for label in ("B1.data", "B2", "B7", "B7.drift", "B7.lam"):
         assert not c.bound(label).violations, label
+    # B2 restricted: the quantized pivots summed, against B2 on X_S (full column rank: k = |S|, the
+    # data form sum_S (||X_t||^2 + lam))
+    b2 = c.bound("B2")
+    Xs = X[:, perm[q]]
+    np.testing.assert_allclose(b2.empirical, np.sum(D[q]), rtol=1e-10)
+    np.testing.assert_allclose(b2.value, np.sum(Xs**2) + lam * Xs.shape[1], rtol=1e-10)
 
 
 def test_restricted_b1_is_attained_at_midpoints():
@@ -238,6 +244,23 @@ def test_torch_matches_numpy_and_certifies():
     assert c.holds() and not c.violations
     with pytest.raises(ValueError, match="method"):
         pt.owq(torch.tensor(W), torch.tensor(X), lam=0.2, grid=g, keep=3, method="iteration")
+
+
+def test_torch_statistics_input():
+    """A TorchAccumulator (the pipeline's streamed path): the score reads the diagonal of X^T X."""
+    torch = pytest.importorskip("torch")
+    from ptqtheory.torch_backend import TorchAccumulator
+
+    W, X = _problem(13)
+    acc = TorchAccumulator(X.shape[1], torch.device("cpu"))
+    for part in np.array_split(X, 3):
+        acc.update(torch.tensor(part))
+    g = pt.Grid.minmax(W, bits=3)
+    a = pt.owq(W, X, lam=0.2, grid=g, keep=2)
+    b = pt.owq(torch.tensor(W), acc, lam=0.2, grid=g, keep=2)
+    assert np.array_equal(b.kept, a.kept)
+    np.testing.assert_allclose(b.Q.numpy(), a.Q, rtol=0, atol=1e-12)
+    assert pt.certify(b, [torch.tensor(X)]).holds()
 
 
 def test_pipeline_method_keeps_the_default_columns():
