@@ -274,7 +274,12 @@ def test_pipeline_method_keeps_the_default_columns():
 
 
 def test_proof_negative_control():
-    """The wrong variant (kept weights stored as the original w, not the updated x) fails the check."""
+    """The wrong variants fail the checks: kept weights stored as the original w (not the updated x), the
+    identity with the pivots of H_SS, the midpoint sum with 1/2 for 1/4."""
+    import sympy as sp
+
     from proofs_check import owq as check
 
     assert not check.identity_claim(kept="original").passed
+    assert not check.pivot_claim(restricted=True).passed
+    assert not check.midpoint_claim(sp.Rational(1, 2)).passed
