@@ -20,6 +20,7 @@ from .grids import Grid, MinMax, round_nearest, round_stochastic
 from .magr import MagRResult, magr, magr_bound
 from .optimal import Optimum, optimal
 from .orders import ORDERS, min_pivot_order, resolve_order
+from .owq import OWQRun, effective_bits, keep_for_bits, owq, owq_sensitivity
 from .records import Run, Transform
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "Grid",
     "MagRResult",
     "MinMax",
+    "OWQRun",
     "Optimum",
     "PivotCheck",
     "Pivots",
@@ -47,16 +49,20 @@ __all__ = [
     "boa_attention",
     "certify",
     "certify_boa",
+    "effective_bits",
     "gpfq",
     "gram",
     "hessian",
     "incoherence",
+    "keep_for_bits",
     "ldlq",
     "magr",
     "magr_bound",
     "min_pivot_order",
     "optimal",
     "optq",
+    "owq",
+    "owq_sensitivity",
     "pivots",
     "qronos",
     "random_orthogonal",

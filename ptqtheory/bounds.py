@@ -30,8 +30,10 @@ Statistics-only contexts (torch runs certified from a ``TorchAccumulator``,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import scipy.linalg
@@ -62,6 +64,8 @@ __all__ = [
     "conditional_variance",
     "context",
     "evaluate",
+    "owq_bounds",
+    "owq_kept",
     "per_sample",
     "rtn_bounds",
     "unavailable",
@@ -813,6 +817,87 @@ def l1(ctx: RunContext) -> list[BoundCheck]:
                        {"ratio_floor": np.full(value.shape, floor)})]
 
 
+# -- OWQ: B1, B2, B7 restricted to the quantized columns (docs/theory.md section 7, OWQ) -------------
+
+
+class _QuantizedColumns:
+    r"""A view of an OWQ run's context in which the kept columns (last in processing order, with
+    :math:`\eta_t = 0`) carry the step :math:`\delta_t = 0`: every sum :math:`\sum_t \delta_t^2 D_t` and
+    :math:`\sum_s |L_{js}|\delta_s` of B1 and B7 then runs over the quantized columns only. Everything
+    else (the errors, the pivots, the rounding allowances of the real grid) is read from ``ctx``."""
+
+    def __init__(self, ctx: RunContext, quantized: np.ndarray):
+        self._ctx = ctx
+        self.delta_p = np.asarray(ctx.delta_p, float) * quantized[None, :]
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+    @property
+    def half_delta_absL(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self._ctx.piv is not None  # OWQ runs are factored (the registry's factor H)
+        A = np.abs(np.asarray(self._ctx.piv.L, float))
+        np.fill_diagonal(A, 0.0)
+        drift = 0.5 * (self.delta_p @ np.tril(A, -1).T)
+        return drift, drift + 0.5 * self.delta_p
+
+
+class _LeadingColumns:
+    """A view of a context restricted to its first ``s`` columns in processing order (B2 on :math:`X_S`)
+    whose ``D`` are the run's own first ``s`` pivots: each is at most the pivot of :math:`H_{SS}` that B2
+    on :math:`X_S` bounds (docs/theory.md section 7, OWQ: the kept columns only enlarge the span)."""
+
+    def __init__(self, ctx: RunContext, s: int):
+        self._ctx = ctx
+        self.gram_p = np.asarray(ctx.gram_p, float)[:s, :s]
+        self.xf_col_sq = np.asarray(ctx.xf_col_sq, float)[:s]
+        self.Xf_p = None if ctx.Xf_p is None else np.asarray(ctx.Xf_p, float)[:, :s]
+        self.piv = _Pivots(np.asarray(_D(ctx), float)[:s])
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+
+@dataclass(frozen=True)
+class _Pivots:
+    D: np.ndarray
+
+
+def owq_kept(ctx: RunContext) -> np.ndarray:
+    """An OWQ run's kept columns in processing order (bool), checked to be the last ones."""
+    kept = getattr(ctx.run, "kept", None)
+    if kept is None:
+        raise ValueError("an 'owq' run must carry its kept columns (run.kept): use pt.owq")
+    kept_p = np.asarray(kept, dtype=bool)[np.asarray(ctx.order)]
+    k = int(np.count_nonzero(kept_p))
+    if not np.all(kept_p[kept_p.shape[0] - k:]):
+        raise ValueError("the kept columns of an OWQ run must be last in its processing order (run.order)")
+    return kept_p
+
+
+def owq_bounds(ctx: RunContext) -> list[BoundCheck]:
+    r"""B1, B2 and B7 for an OWQ run, restricted to the quantized columns :math:`S` (docs/theory.md 7, OWQ):
+
+    .. math:: \|X(w-q)\|^2 \le \tfrac14\sum_{t\in S}\delta_t^2D_t - \lambda\|w-q\|^2
+              \le \tfrac14\sum_{t\in S}\delta_t^2(\|X_t\|^2 + \lambda),
+
+    B2 for :math:`\sum_{t\in S}D_t \le \operatorname{tr}D(H_{SS})` evaluated on :math:`X_S` (a pivot
+    projects out the span of the later columns, which the kept columns only enlarge), and B7 with
+    :math:`\delta_s = 0` on the kept columns. Hypotheses as for B1/B7 (nearest rounding, no clip; kept
+    columns never clip).
+    """
+    kept_p = owq_kept(ctx)
+    s = int(np.count_nonzero(~kept_p))
+    note = "; restricted to the quantized columns (OWQ, docs/theory.md section 7)"
+    view = cast(RunContext, _QuantizedColumns(ctx, (~kept_p).astype(float)))
+    out = [dataclasses.replace(b, reference=b.reference + note) for b in b1(view) + b7(view)]
+    if s > 0:
+        lead = cast(RunContext, _LeadingColumns(ctx, s))
+        out += [dataclasses.replace(b, quantity="sum_{t quantized} D_t", reference=b.reference + note)
+                for b in b2(lead)]
+    return out
+
+
 # -- which bounds apply to which run ------------------------------------------------------------
 
 
@@ -850,6 +935,7 @@ _BOUNDS = {
     "b11": lambda ctx, p: b11(ctx),
     "rtn": lambda ctx, p: rtn_bounds(ctx),
     "l1": lambda ctx, p: l1(ctx),
+    "owq": lambda ctx, p: owq_bounds(ctx),
 }
 
 

@@ -11,7 +11,12 @@ optq        X         H       i2                     b2 b8 b1 b7 l1             
 ldlq        X         H       i3                     b2 b8 b1 b7 b11 l1          b2 b8 b3 b4 b5 b6 l1
 qronos      X, Xt     Ht      i5 (paper), i4 (ls)    b2 b9 l1                    b2 b10 l1
 gpfq        X, Xt     --      i6                     --                          --
+owq         X         H       i2                     owq (B1 B2 B7 restricted)   --
 ==========  ========  ======  =====================  ==========================  ===================
+
+OWQ runs (:func:`ptqtheory.owq`) are OPTQ runs with :math:`\eta_t = 0` on the kept columns: I2 holds as
+it is, and the bound function ``owq`` evaluates B1, B2 and B7 restricted to the quantized columns
+(docs/theory.md section 7, OWQ). OWQ rounds to nearest only.
 
 Incoherence-wrapped runs (``run.transform`` set, :func:`unwrap`) are certified as their inner run on
 the transformed data :math:`XV^T` (and :math:`\tilde XV^T`): the inner run's row applies.
@@ -112,6 +117,8 @@ ALGORITHMS: dict[str, Entry] = {
                     per_sample=(("b10", ("B10.sup",)),)),
     "gpfq": Entry("gpfq", uses_xt=True, factor=None, identities={"*": "i6"}, bounds={},
                   identity_reads_samples=True),
+    "owq": Entry("owq", uses_xt=False, factor="H", identities={"*": "i2"},
+                 bounds={"nearest": ("owq",), "stochastic": ()}),
 }
 """The registry, keyed by ``Run.algorithm``."""
 
@@ -164,6 +171,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ldlq-incoherence", "ldlq", incoherence=True),
     Method("gpfq", "gpfq"),
     Method("magr-optq", "optq", preprocess="magr"),
+    Method("owq", "owq"),
 )}
 """The pipeline's method names (``ptqtheory.models.METHODS``), each resolved to a registry row."""
 

@@ -396,6 +396,11 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
         kw.update(incoherence="kron", seed=seed)
     if spec.variant is not None:
         kw["variant"] = spec.variant
+    if spec.algorithm == "owq":  # kept columns: the default effective-bit target (ptqtheory.owq)
+        from ..owq import default_keep, owq
+
+        kw["keep"] = default_keep(int(W.shape[-1]), cfg.bits)
+        return owq(W, *data, **kw)
     return getattr(alg, spec.algorithm)(W, *data, **kw)
 
 
@@ -666,6 +671,8 @@ def quantize_model(
                     if on_layer is not None:
                         on_layer(f"{name}.{layer}", run, rows, [f"{name}.{g}" for g in group])
                     summary = summarize_certificate(cert, rows)
+                    if getattr(run, "kept", None) is not None:  # OWQ: kept columns, bits per weight
+                        summary.update(kept_columns=run.keep, effective_bits=run.effective_bits)
                     if pre is not None:
                         _add_magr_summary(summary, pre, run, cert, rows)
                     result.layers.append(LayerRecord(

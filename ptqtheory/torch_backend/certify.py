@@ -298,7 +298,8 @@ def _host_run(run: Run) -> Run:
     def h(a):
         return None if a is None else _host(a)
 
-    return Run(**{**run.__dict__, "W": h(run.W), "Q": h(run.Q), "eta": h(run.eta), "x": h(run.x),
+    # type(run): a subclass's fields (pt.owq's kept columns) travel with the record
+    return type(run)(**{**run.__dict__, "W": h(run.W), "Q": h(run.Q), "eta": h(run.eta), "x": h(run.x),
                   "clipped": run.clipped.detach().cpu().numpy(),
                   "order": run.order.detach().cpu().numpy(), "w_ls": h(run.w_ls),
                   "residual": h(run.residual)})
