@@ -9,6 +9,7 @@ The public API (THEORY.md notation: ``W`` is ``(n, N)``, ``X`` is ``(m, N)``, th
     c = pt.certify(r, X)          # I2 per row: c.identity_lhs, c.identity_rhs, c.identity_gap
 """
 
+from .activations import ActivationInfo, ActivationQuantizer, quantize_activations
 from .algorithms import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal, rtn
 from .api import certify
 from .calibration import Accumulator, Damping, gram, hessian
@@ -25,6 +26,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ORDERS",
     "Accumulator",
+    "ActivationInfo",
+    "ActivationQuantizer",
     "Certificate",
     "Damping",
     "Grid",
@@ -49,6 +52,7 @@ __all__ = [
     "optq",
     "pivots",
     "qronos",
+    "quantize_activations",
     "random_orthogonal",
     "relative_gap",
     "resolve_order",
