@@ -138,3 +138,99 @@ def test_bad_input_is_refused_before_work():
         pt.ActivationQuantizer(mode="static")(X)
     with pytest.raises(ValueError, match="calibrate"):
         pt.ActivationQuantizer(mode="dynamic").calibrate(X)
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline with activation quantization (Config.act_bits): against rerunning the whole model
+
+GROUPS = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("self_attn.o_proj",),
+          ("mlp.gate_proj", "mlp.up_proj"), ("mlp.down_proj",))
+
+
+def _llama(depth: int, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=depth, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=128, max_position_embeddings=512)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(cfg).eval()
+
+
+def _token_hook(bits: int):
+    """An independent per-token quantizer in the model's dtype, written out: step max|x|/K, rint, times step."""
+    K = 2 ** (bits - 1) - 1
+
+    def hook(_m, args):
+        x = args[0]
+        step = x.abs().amax(dim=-1, keepdim=True) / K
+        q = torch.where(step > 0, torch.round(x / torch.where(step > 0, step, 1.0)) * step, 0.0)
+        return (q.to(x.dtype), *args[1:])
+    return hook
+
+
+@pytest.mark.parametrize("method", ["optq", "qronos"])
+def test_pipeline_quantizes_the_quantized_streams_inputs(method):
+    from ptqtheory.models import ModelBlocks, capture_inputs, hf, quantize_model
+    from ptqtheory.models.pipeline import Config
+
+    cal, _ = hf.calibration_batches(None, tokens=128, random_tokens=128, vocab_size=128, seq_len=32,
+                                    batch_size=2)
+    lam = pt.Damping.percdamp(0.01)
+    cfg = Config(method, 4, act_bits=4)
+    assert cfg.name == f"{method}-4b-a4"
+    ours = _llama(2)
+    res = quantize_model(ModelBlocks(ours, hf.decoder_blocks(ours)), cal, hf.forward, cfg, lam=lam)
+    assert len(res.activation_hooks) == 2 * 7
+    # The reference: rerun the whole partly quantized model for every group, with an independent
+    # activation quantizer on every layer of the quantized model (X from the untouched float model).
+    ref, untouched = _llama(2), _llama(2)
+    qmods, fmods = dict(ref.named_modules()), dict(untouched.named_modules())
+    for prefix, _ in hf.decoder_blocks(ref):
+        for group in GROUPS:
+            names = [f"{prefix}.{g}" for g in group]
+            for n in names:
+                qmods[n].register_forward_pre_hook(_token_hook(4))
+            Xt = capture_inputs(ref, {names[0]: qmods[names[0]]}, cal, hf.forward, stop_after=names[0])[names[0]]
+            X = capture_inputs(untouched, {names[0]: fmods[names[0]]}, cal, hf.forward,
+                               stop_after=names[0])[names[0]]
+            # Xt lies on the per-token 4-bit grid: at most 15 distinct values per row
+            assert all(len(np.unique(r)) <= 15 for r in Xt)
+            W = np.concatenate([qmods[n].weight.detach().double().numpy() for n in names])
+            grid = pt.Grid.minmax(W, bits=4)
+            Q = pt.optq(W, Xt, lam=lam, grid=grid).Q if method == "optq" else pt.qronos(W, X, Xt, lam=lam,
+                                                                                      grid=grid).Q
+            start = 0
+            for n in names:
+                rows = qmods[n].weight.shape[0]
+                with torch.no_grad():
+                    qmods[n].weight.copy_(torch.from_numpy(Q[start:start + rows]))
+                start += rows
+    for (name, a), (_, b) in zip(ours.state_dict().items(), ref.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    # Evaluation runs with activations quantized: the same logits as the reference with its hooks,
+    # different ones once the pipeline's hooks are removed.
+    ids = cal[0]["input_ids"]
+    with torch.no_grad():
+        a = ours(input_ids=ids).logits
+        b = ref(input_ids=ids).logits
+        for h in res.activation_hooks:
+            h.remove()
+        c = ours(input_ids=ids).logits
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_config_and_settings_names():
+    from ptqtheory.models.pipeline import Config
+    from ptqtheory.models.validate import ValidateError, parse_settings
+
+    assert [c.name for c in parse_settings("optq-4b-a8,qronos-3b-g128-a8t,rtn-4b")] == \
+        ["optq-4b-a8", "qronos-3b-g128-a8t", "rtn-4b"]
+    assert parse_settings("qronos-4b-a8")[0] == Config("qronos", 4, act_bits=8)
+    with pytest.raises(ValueError, match="bits"):
+        Config("optq", 4, act_bits=1)
+    with pytest.raises(ValueError, match="act_granularity"):
+        Config("optq", 4, act_bits=8, act_granularity="channel")
+    with pytest.raises(ValidateError, match="bits"):
+        parse_settings("optq-4b-a1")

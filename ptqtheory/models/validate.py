@@ -38,7 +38,8 @@ import numpy as np
 from .. import report as rep
 from .pipeline import METHODS, Config
 
-__all__ = ["DEFAULT_CONFIGS", "MODELS", "QUICK_CONFIGS", "ValidateError", "parse_settings", "run_validate"]
+__all__ = ["DEFAULT_CONFIGS", "MODELS", "QUICK_CONFIGS", "W4A8_CONFIGS", "ValidateError", "parse_settings",
+           "run_validate"]
 
 MODELS = ("minilm", "smollm2")
 
@@ -48,6 +49,10 @@ DEFAULT_CONFIGS: dict[str, tuple[Config, ...]] = {
           for bits in (4, 3)
           for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "rtn")),
         Config("optq", 3, group_size=128),
+        # W4A8 (Lee et al. 2023): 8-bit per-token activations in the quantized stream; OPTQ sees only
+        # the quantized inputs Xt, Qronos both X and Xt (docs/methods.md, W4A8).
+        Config("optq", 4, act_bits=8),
+        Config("qronos", 4, act_bits=8),
     ),
     # Per-channel 4-bit and 3-bit with groups of 128: the GGUF's own 4-bit groups of 32 would make
     # rounding lossless (see the module notes).
@@ -56,6 +61,11 @@ DEFAULT_CONFIGS: dict[str, tuple[Config, ...]] = {
                      for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence",
                                     "rtn")),
 }
+W4A8_CONFIGS: dict[str, tuple[Config, ...]] = {
+    model: (Config("optq", 4, act_bits=8), Config("qronos", 4, act_bits=8)) for model in ("minilm", "smollm2")
+}
+"""The W4A8 settings. SmolLM2's are not in its default run (which must stay under 15 minutes on two
+cores); run them with ``ptqtheory validate --model smollm2 --settings optq-4b-a8,qronos-4b-a8``."""
 QUICK_CONFIGS: dict[str, tuple[Config, ...]] = {
     "minilm": (Config("optq", 4), Config("qronos", 3), Config("optq-stochastic", 4, group_size=128)),
     "smollm2": (Config("optq", 4), Config("rtn", 4)),
@@ -84,21 +94,33 @@ class Plan:
 
 
 def parse_settings(text: str) -> tuple[Config, ...]:
-    """``"optq-4b,rtn-3b-g128"`` -> configs; the names the summary table prints."""
+    """``"optq-4b,rtn-3b-g128,qronos-4b-a8"`` -> configs; the names the summary table prints.
+
+    A trailing ``-aA`` quantizes activations to ``A`` bits per token, ``-aAt`` per tensor (W4A8).
+    """
     out = []
     for raw in text.split(","):
         name = raw.strip()
         if not name:
             continue
         head, _, tail = name.rpartition("-")
+        act_bits, act_gran = None, "token"
+        if tail.startswith("a") and tail[1:].rstrip("t").isdigit() and tail.count("t") <= 1:
+            act_gran = "tensor" if tail.endswith("t") else "token"
+            act_bits = int(tail[1:].rstrip("t"))
+            head, _, tail = head.rpartition("-")
         group = None
         if tail.startswith("g") and tail[1:].isdigit():
             group = int(tail[1:])
             head, _, tail = head.rpartition("-")
         if not (tail.endswith("b") and tail[:-1].isdigit()) or head not in METHODS:
-            raise ValidateError(f"--settings: {name!r} is not a setting name; use METHOD-BITSb[-gGROUP] with "
-                                f"METHOD one of {', '.join(METHODS)}, e.g. optq-4b or optq-3b-g128")
-        out.append(Config(head, int(tail[:-1]), group))
+            raise ValidateError(f"--settings: {name!r} is not a setting name; use METHOD-BITSb[-gGROUP][-aABITS[t]] "
+                                f"with METHOD one of {', '.join(METHODS)}, e.g. optq-4b, optq-3b-g128 or "
+                                "qronos-4b-a8 (8-bit activations per token; -a8t per tensor)")
+        try:
+            out.append(Config(head, int(tail[:-1]), group, act_bits=act_bits, act_granularity=act_gran))
+        except ValueError as exc:
+            raise ValidateError(f"--settings: {name!r}: {exc}") from exc
     if not out:
         raise ValidateError("--settings is empty; name at least one setting, e.g. optq-4b")
     return tuple(out)
@@ -237,6 +259,7 @@ def _setting_job(args: tuple[Plan, Config]) -> dict:
     seconds = time.perf_counter() - t0
     q = _quality(plan, model, tok, device)
     return {"config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
+            "act_bits": cfg.act_bits, "act_granularity": cfg.act_granularity if cfg.act_bits else None,
             "seconds": seconds, "block_forwards": res.block_forwards,
             "calibration_tokens": res.calibration_tokens, **q,
             "layers": [lr.to_dict() for lr in res.layers]}
