@@ -12,6 +12,7 @@ The public API (THEORY.md notation: ``W`` is ``(n, N)``, ``X`` is ``(m, N)``, th
 from .activations import ActivationInfo, ActivationQuantizer, quantize_activations
 from .algorithms import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal, rtn
 from .api import certify
+from .aqas import AQASResult, aqas
 from .calibration import Accumulator, Damping, gram, hessian
 from .certificates import Certificate, PivotCheck, relative_gap
 from .factor import Pivots, SingularHessianError, pivots
@@ -24,6 +25,7 @@ from .records import Run, Transform
 __version__ = "0.1.0"
 
 __all__ = [
+    "AQASResult",
     "ORDERS",
     "Accumulator",
     "ActivationInfo",
@@ -39,6 +41,7 @@ __all__ = [
     "Run",
     "SingularHessianError",
     "Transform",
+    "aqas",
     "certify",
     "gpfq",
     "gram",
