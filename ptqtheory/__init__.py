@@ -25,8 +25,8 @@ from .records import Run, Transform
 __version__ = "0.1.0"
 
 __all__ = [
-    "AQASResult",
     "ORDERS",
+    "AQASResult",
     "Accumulator",
     "ActivationInfo",
     "ActivationQuantizer",

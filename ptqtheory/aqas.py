@@ -35,7 +35,7 @@ objective is never worse than the unscaled one. Ties go to the earlier candidate
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -81,7 +81,8 @@ def _check_problem(W, X):
 
 
 def aqas_scales(W, X, alpha: float, family: Family = "smoothquant") -> np.ndarray:
-    r"""The candidate scales :math:`s(\alpha)` of ``family``, normalized to :math:`\sqrt{\max s\,\min s} = 1`."""
+    r"""The candidate scales :math:`s(\alpha)` of ``family``, normalized to
+    :math:`\sqrt{\max s\,\min s} = 1`."""
     W2, X2 = _check_problem(W, X)
     check_choice("family", family, FAMILIES)
     a = float(alpha)
@@ -143,8 +144,8 @@ def aqas(W, X, w_bits: int = 4, a_bits: int | None = 8, *, n_grid: int = 20, fam
     check_positive_int("n_grid", n_grid, maximum=1000)
     check_choice("family", family, FAMILIES)
     check_choice("a_granularity", a_granularity, GRANULARITIES)
-    kw = {"w_bits": w_bits, "a_bits": a_bits, "sym": sym, "group_size": group_size,
-          "a_granularity": a_granularity}
+    kw: dict[str, Any] = {"w_bits": w_bits, "a_bits": a_bits, "sym": sym, "group_size": group_size,
+                          "a_granularity": a_granularity}
     base = aqas_objective(W2, X2, np.ones(W2.shape[1]), **kw)
     alphas = np.arange(n_grid + 1) / n_grid
     objs = np.array([aqas_objective(W2, X2, aqas_scales(W2, X2, a, family), **kw) for a in alphas])

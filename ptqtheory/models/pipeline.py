@@ -125,7 +125,8 @@ class Config:
 
             act_levels(self.act_bits)  # an integer in [2, 16], or a ValueError naming bits
         if self.act_granularity not in ACT_GRANULARITIES:
-            raise ValueError(f"act_granularity must be one of {ACT_GRANULARITIES}; got {self.act_granularity!r}")
+            raise ValueError(f"act_granularity must be one of {ACT_GRANULARITIES}; "
+                             f"got {self.act_granularity!r}")
 
     @property
     def name(self) -> str:

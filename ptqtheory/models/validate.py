@@ -114,8 +114,9 @@ def parse_settings(text: str) -> tuple[Config, ...]:
             group = int(tail[1:])
             head, _, tail = head.rpartition("-")
         if not (tail.endswith("b") and tail[:-1].isdigit()) or head not in METHODS:
-            raise ValidateError(f"--settings: {name!r} is not a setting name; use METHOD-BITSb[-gGROUP][-aABITS[t]] "
-                                f"with METHOD one of {', '.join(METHODS)}, e.g. optq-4b, optq-3b-g128 or "
+            raise ValidateError(f"--settings: {name!r} is not a setting name; use "
+                                f"METHOD-BITSb[-gGROUP][-aABITS[t]] with METHOD one of {', '.join(METHODS)}, "
+                                "e.g. optq-4b, optq-3b-g128 or "
                                 "qronos-4b-a8 (8-bit activations per token; -a8t per tensor)")
         try:
             out.append(Config(head, int(tail[:-1]), group, act_bits=act_bits, act_granularity=act_gran))
