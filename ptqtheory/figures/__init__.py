@@ -30,6 +30,7 @@ from . import (
     f6_incoherence,
     f7_real_layers,
     f8_optimality,
+    f11_w4a8,
 )
 from .common import ReportMissing
 
@@ -44,6 +45,7 @@ FIGURES = {
     "F6": f6_incoherence,
     "F7": f7_real_layers,
     "F8": f8_optimality,
+    "F11": f11_w4a8,
 }
 """Figure label -> module, in paper order."""
 
