@@ -43,6 +43,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "stochastic",
     "concentration",
     "optimality",
+    "w4a8",
 )
 
 
