@@ -17,7 +17,7 @@ returned in the input's floating type, as the values :math:`k\Delta`.
 given, so nothing is clipped (:math:`|x|/\Delta \le K`). A tensor or token that is all zeros gets
 :math:`\Delta = 0` and is returned as zeros (exactly). ``mode="static"``: :math:`\Delta` is given
 (``scale=``; calibrated once, e.g. by :class:`ActivationQuantizer`), per tensor only; entries with
-:math:`|x| > K\Delta` (more than half a step beyond the last level) are **clipped by definition** and
+:math:`|x| > (K+\frac12)\Delta` (more than half a step beyond the last level) are **clipped by definition** and
 their fraction is reported (:class:`ActivationInfo`, :attr:`ActivationQuantizer.clipped_fraction`).
 
 **Error bound** (theory.md §7, "Activation quantization"): for every entry that is not clipped,
@@ -62,7 +62,7 @@ class ActivationInfo:
     """What one call of :func:`quantize_activations` did.
 
     ``scale``: the step :math:`\\Delta` (a float per tensor, or a float64 array of one per token);
-    ``clipped``: entries with :math:`|x| > K\\Delta` (0 for dynamic scales); ``total``: entries.
+    ``clipped``: entries with :math:`|x| > (K + 1/2)\\Delta` (0 for dynamic scales); ``total``: entries.
     """
 
     scale: Any
@@ -127,7 +127,7 @@ def quantize_activations(X, bits: int = 8, granularity: Granularity = "tensor", 
         One step for the whole array, or one per token (row of the ``(tokens, N)`` view).
     mode : {"dynamic", "static"}
         ``dynamic``: :math:`\Delta = \max|x|/K` from ``X`` (never clips). ``static``: :math:`\Delta` =
-        ``scale`` (per tensor); entries beyond :math:`K\Delta` are clipped and counted.
+        ``scale`` (per tensor); entries beyond :math:`(K+\frac12)\Delta` are clipped and counted.
     scale : float, optional
         The static step (required with ``mode="static"``, refused with ``"dynamic"``).
     return_info : bool
@@ -163,8 +163,9 @@ def quantize_activations(X, bits: int = 8, granularity: Granularity = "tensor", 
         else:
             d = rows.abs().amax(dim=1, keepdim=True) / K
         safe = torch.where(d > 0, d, torch.ones_like(d))
-        codes = torch.round(rows / safe)
-        clipped = int((codes.abs() > K).sum())
+        ratio = rows / safe
+        codes = torch.round(ratio)
+        clipped = int((ratio.abs() > K + 0.5).sum())  # beyond half a step past the last level
         Xq = (torch.clamp(codes, -K, K) * d).reshape(X.shape)
         d_out: Any = float(d) if d.numel() == 1 and granularity == "tensor" else \
             d.reshape(-1).double().cpu().numpy()
@@ -177,8 +178,9 @@ def quantize_activations(X, bits: int = 8, granularity: Granularity = "tensor", 
         else:
             dn = (np.abs(rows).max(axis=1, keepdims=True) / K).astype(X.dtype)
         safe_n = np.where(dn > 0, dn, np.ones_like(dn))
-        codes_n = np.rint(rows / safe_n)
-        clipped = int(np.count_nonzero(np.abs(codes_n) > K))
+        ratio_n = rows / safe_n
+        codes_n = np.rint(ratio_n)
+        clipped = int(np.count_nonzero(np.abs(ratio_n) > K + 0.5))  # beyond half a step past the last level
         Xq = (np.clip(codes_n, -K, K) * dn).reshape(X.shape).astype(X.dtype, copy=False)
         d_out = float(dn[0, 0]) if granularity == "tensor" else dn.reshape(-1).astype(np.float64)
     if return_info:

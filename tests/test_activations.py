@@ -236,3 +236,15 @@ def test_config_and_settings_names():
         Config("optq", 4, act_bits=8, act_granularity="channel")
     with pytest.raises(ValidateError, match="bits"):
         parse_settings("optq-4b-a1")
+
+
+def test_activation_term_of_the_error_split_is_bounded():
+    """W4A8.2: ||(X - Q_a(X)) w|| <= ||w||_1 / 2 * sqrt(sum_i Delta_i^2), per-token dynamic steps."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((40, 9)) * np.array([1, 30, 1, 1, 0.1, 1, 1, 5, 1])
+    w = rng.standard_normal(9)
+    for bits in (3, 4, 8):
+        Xq, info = pt.quantize_activations(X, bits=bits, granularity="token", return_info=True)
+        lhs = np.linalg.norm((X - Xq) @ w)
+        assert lhs <= 0.5 * np.abs(w).sum() * np.sqrt(np.sum(info.scale ** 2)) * (1 + 1e-12)
+        np.testing.assert_allclose(info.scale, np.abs(X).max(axis=1) / (2 ** (bits - 1) - 1), rtol=1e-15)
