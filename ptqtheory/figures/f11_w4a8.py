@@ -141,7 +141,8 @@ def _plot(summary: list[dict]):
         x = np.array([r["layer_index"] for r in sel])
         for key, method, marker, dx in (("rel_err_optq_xt", "optq", "o", -0.1),
                                         ("rel_err_qronos", "qronos", "s", 0.1)):
-            ax.plot(x + dx, [r[key] for r in sel], ls="none", marker=marker, color=colors[method],
+            ax.plot(x + dx + (0 if fill else 0.04), [r[key] for r in sel], ls="none", marker=marker,
+                    color=colors[method],
                     mfc=colors[method] if fill else "white")
         ax_b.vlines(x + (-0.08 if fill else 0.08), [r["b9_ratio_median"] for r in sel],
                     [r["b9_ratio_max"] for r in sel], color="0.3", lw=0.8)
