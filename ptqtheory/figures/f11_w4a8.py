@@ -97,7 +97,7 @@ def layer_rows(names: list[str], W: dict, X: dict) -> tuple[list[dict], list[dic
             })
             for i in range(Wl.shape[0]):
                 per_row.append({"panel": "rows", **base, "row": i, "hypotheses_held": bool(held[i]),
-                                "bound_b9": float(value[i] + atol[i]), "bound_b9_value": float(value[i]),
+                                "bound_b9": float(value[i] + atol[i]), "b9_value": float(value[i]),
                                 "empirical_b9": float(emp[i]), "err_optq_xt": float(err_optq[i]),
                                 "err_qronos": float(err_qr[i])})
     return summary, per_row
