@@ -248,3 +248,14 @@ def test_activation_term_of_the_error_split_is_bounded():
         lhs = np.linalg.norm((X - Xq) @ w)
         assert lhs <= 0.5 * np.abs(w).sum() * np.sqrt(np.sum(info.scale ** 2)) * (1 + 1e-12)
         np.testing.assert_allclose(info.scale, np.abs(X).max(axis=1) / (2 ** (bits - 1) - 1), rtol=1e-15)
+
+
+def test_eval_seq_len_is_checked_before_work(tmp_path):
+    """SLAC: --eval-seq-len (evaluation windows, apart from the calibration --seq-len) is checked first."""
+    from ptqtheory.models.validate import ValidateError, run_validate
+
+    with pytest.raises(ValidateError, match="eval-seq-len"):
+        run_validate(tmp_path / "r", model="minilm", eval_seq_len=128)
+    with pytest.raises(ValidateError, match="eval-seq-len"):
+        run_validate(tmp_path / "r", model="smollm2", eval_seq_len=1)
+    assert not (tmp_path / "r").exists()
