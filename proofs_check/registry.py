@@ -47,6 +47,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "alphabet",
     "boa",
     "owq",
+    "w4a8",
 )
 
 

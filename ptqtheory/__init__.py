@@ -9,9 +9,11 @@ The public API (THEORY.md notation: ``W`` is ``(n, N)``, ``X`` is ``(m, N)``, th
     c = pt.certify(r, X)          # I2 per row: c.identity_lhs, c.identity_rhs, c.identity_gap
 """
 
+from .activations import ActivationInfo, ActivationQuantizer, quantize_activations
 from .algorithms import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal, rtn
 from .alphabets import Alphabet
 from .api import certify
+from .aqas import AQASResult, aqas
 from .boa import AttentionBoA, BoACertificate, BoARun, attention_heads, boa, boa_attention, certify_boa
 from .calibration import Accumulator, Damping, gram, hessian
 from .certificates import Certificate, PivotCheck, relative_gap
@@ -27,7 +29,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ORDERS",
+    "AQASResult",
     "Accumulator",
+    "ActivationInfo",
+    "ActivationQuantizer",
     "Alphabet",
     "AttentionBoA",
     "BoACertificate",
@@ -44,6 +49,7 @@ __all__ = [
     "Run",
     "SingularHessianError",
     "Transform",
+    "aqas",
     "attention_heads",
     "boa",
     "boa_attention",
@@ -65,6 +71,7 @@ __all__ = [
     "owq_sensitivity",
     "pivots",
     "qronos",
+    "quantize_activations",
     "random_orthogonal",
     "relative_gap",
     "resolve_order",

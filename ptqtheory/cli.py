@@ -215,7 +215,7 @@ def _validate(args) -> int:
                             heldout=32 if args.quick else 128, p=args.p, seed=args.seed,
                             workers=args.workers, configs=configs, device=args.device, quick=args.quick,
                             seq_len=args.seq_len, eval_windows=args.eval_windows, percdamp=args.percdamp,
-                            backend=args.backend)
+                            backend=args.backend, eval_seq_len=args.eval_seq_len)
     except ValidateError as exc:
         print(f"ptqtheory validate: {exc}", file=sys.stderr)
         return 2
@@ -278,11 +278,18 @@ def _main(argv: list[str] | None) -> int:
                    "(default: MiniLM stdlib docstrings; SmolLM2 two Jane Austen novels)")
     v.add_argument("--tokens", type=int, default=None, help="calibration tokens (default 1024 MiniLM, "
                    "2048 SmolLM2; a quarter with --quick)")
-    v.add_argument("--seq-len", type=int, default=512, help="SmolLM2: tokens per calibration/evaluation window")
+    v.add_argument("--seq-len", type=int, default=512, help="SmolLM2: tokens per calibration window (the "
+                   "calibration sequence length, recorded in the report; also the evaluation window unless "
+                   "--eval-seq-len)")
+    v.add_argument("--eval-seq-len", type=int, default=None,
+                   help="SmolLM2: tokens per evaluation window (default --seq-len); fix it to compare "
+                   "calibration sequence lengths (SLAC)")
     v.add_argument("--eval-windows", type=int, default=None,
                    help="SmolLM2: evaluation windows for perplexity (default 4)")
-    v.add_argument("--settings", default=None, help="comma-separated settings, e.g. optq-4b,rtn-3b-g128 "
-                   "(default: every method at the model's default settings)")
+    v.add_argument("--settings", default=None, help="comma-separated settings, e.g. optq-4b,rtn-3b-g128; "
+                   "a suffix -a8 quantizes every quantized layer's input to 8 bits per token (-a8t per "
+                   "tensor), e.g. optq-4b-a8,qronos-4b-a8 (W4A8) (default: every method at the model's "
+                   "default settings)")
     v.add_argument("--percdamp", type=float, default=0.01,
                    help="GPTQ damping: lam = percdamp * mean diag(X^T X)")
     v.add_argument("--p", type=float, default=1e-6, help="failure probability of the probabilistic bounds")

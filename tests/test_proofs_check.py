@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # proofs_check lives next to ptqtheory, at the repository root
     sys.path.insert(0, str(ROOT))
 
-from proofs_check import concentration, optimality, optq, stochastic  # noqa: E402
+from proofs_check import concentration, optimality, optq, stochastic, w4a8  # noqa: E402
 from proofs_check.registry import Check, Verdict, all_checks  # noqa: E402
 
 CHECKS = all_checks()
@@ -144,3 +144,11 @@ def test_command_line_exits_nonzero_on_failure() -> None:
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL  NEG.cli" in proc.stdout
+
+
+def test_wrong_w4a8_statements_fail() -> None:
+    """Pivots scaling as D_t / s_t (not s_t^2), a rounding error of Delta/4, and the wrong sign of the
+    activation term are all reported as failures."""
+    assert not w4a8.scaled_pivots_claim(1).passed
+    assert not w4a8.act_rounding_claim(sp.Rational(1, 4)).passed
+    assert not w4a8.error_split_claim(-1).passed

@@ -32,6 +32,7 @@ from . import (
     f8_optimality,
     f9_owq,
     f10_dint,
+    f11_w4a8,
     f12_magr,
     f13_boa,
 )
@@ -50,6 +51,7 @@ FIGURES = {
     "F8": f8_optimality,
     "F9": f9_owq,
     "F10": f10_dint,
+    "F11": f11_w4a8,
     "F12": f12_magr,
     "F13": f13_boa,
 }

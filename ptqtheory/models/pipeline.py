@@ -22,6 +22,13 @@ Which data each method reads (THEORY.md notation): RTN (A1) none (its comparison
 checked on :math:`\tilde X`); OPTQ, stochastic OPTQ (A2', A2s) and LDLQ (A3, A3i)
 :math:`\tilde X` (GPTQ's convention); Qronos (A4, A4') and GPFQ (A5) both.
 
+Activation quantization (W4A8, ``Config.act_bits``): a forward pre-hook on every quantized
+``nn.Linear`` of the quantized block replaces the layer's input by :math:`Q_a(\cdot)`
+(:func:`add_activation_quantization`), registered after the float copy and the grouping, so that
+:math:`\tilde X` is the quantized model's *quantized* input (OPTQ sees only it; Qronos sees it and the
+float :math:`X`, which the float copy computes without hooks), the block's outputs handed on are
+computed with quantized activations, and the hooks stay on the model for its evaluation.
+
 Block forward passes (one call of a block on one calibration batch; :attr:`PipelineResult.block_forwards`):
 with :math:`G` groups in a block and :math:`s` streams (1, or 2 for Qronos and GPFQ), a block costs at
 most :math:`s(G + 1)` passes over the calibration batches when the layer inputs are captured, and
@@ -76,6 +83,7 @@ __all__ = [
     "Config",
     "ModelBlocks",
     "PipelineResult",
+    "add_activation_quantization",
     "capture_block_inputs",
     "discover_groups",
     "quantize_model",
@@ -83,16 +91,26 @@ __all__ = [
 ]
 
 METHODS = tuple(registry.METHODS)
+ACT_GRANULARITIES = ("token", "tensor")
 
 
 @dataclass(frozen=True)
 class Config:
-    """One quantization setting: method, bit width, optional group size (min-max grid)."""
+    """One quantization setting: method, bit width, optional group size (min-max grid), and optionally
+    activation quantization (W4A8, :mod:`ptqtheory.activations`).
+
+    ``act_bits``: when set, every quantized ``nn.Linear``'s input in the quantized stream is
+    fake-quantized to ``act_bits`` bits (symmetric INT, dynamic steps, one per token with
+    ``act_granularity="token"`` or one per tensor with ``"tensor"``), both when its :math:`\tilde X`
+    is captured for calibration and when the quantized model is evaluated (see :func:`quantize_model`).
+    """
 
     method: str
     bits: int
     group_size: int | None = None
     sym: bool = False
+    act_bits: int | None = None
+    act_granularity: str = "token"
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -102,11 +120,21 @@ class Config:
         if self.group_size is not None and (isinstance(self.group_size, bool)
                                             or not isinstance(self.group_size, int) or self.group_size < 1):
             raise ValueError(f"group_size must be None or an integer >= 1; got {self.group_size!r}")
+        if self.act_bits is not None:
+            from ..activations import act_levels
+
+            act_levels(self.act_bits)  # an integer in [2, 16], or a ValueError naming bits
+        if self.act_granularity not in ACT_GRANULARITIES:
+            raise ValueError(f"act_granularity must be one of {ACT_GRANULARITIES}; "
+                             f"got {self.act_granularity!r}")
 
     @property
     def name(self) -> str:
-        """The setting's name in tables and reports, e.g. ``optq-4b`` or ``optq-3b-g128``."""
+        """The setting's name in tables and reports, e.g. ``optq-4b``, ``optq-3b-g128``, ``qronos-4b-a8``
+        (activations quantized to 8 bits per token) or ``qronos-4b-a8t`` (per tensor)."""
         tail = f"-g{self.group_size}" if self.group_size else ""
+        if self.act_bits is not None:
+            tail += f"-a{self.act_bits}" + ("t" if self.act_granularity == "tensor" else "")
         return f"{self.method}-{self.bits}b{tail}"
 
     @property
@@ -365,6 +393,45 @@ def discover_groups(block: torch.nn.Module, inputs: BlockInputs, counter: _Count
 
 
 # --------------------------------------------------------------------------------------------------
+# Activation quantization (W4A8): a forward pre-hook on each quantized linear layer
+
+
+class _ActivationHook:
+    """Forward pre-hook: the layer's first argument replaced by its fake-quantized copy."""
+
+    def __init__(self, bits: int, granularity: str):
+        self.bits = bits
+        self.granularity = granularity
+
+    def __call__(self, _module, args):
+        from ..activations import quantize_activations
+
+        x = quantize_activations(args[0], bits=self.bits, granularity=self.granularity)  # type: ignore[arg-type]
+        return (x, *args[1:])
+
+
+def add_activation_quantization(block: torch.nn.Module, names: Sequence[str], bits: int,
+                                granularity: str = "token") -> list:
+    """Fake-quantize the inputs of the ``nn.Linear`` layers ``names`` of ``block`` from now on.
+
+    A forward pre-hook on each layer (:func:`ptqtheory.activations.quantize_activations`, dynamic
+    steps); returns the hook handles (``handle.remove()`` undoes it). :func:`quantize_model` calls it
+    for every quantized layer when ``cfg.act_bits`` is set, so the quantized model keeps quantizing
+    its activations when it is evaluated afterwards.
+    """
+    from ..activations import act_levels
+
+    act_levels(bits)
+    if granularity not in ACT_GRANULARITIES:
+        raise ValueError(f"granularity must be one of {ACT_GRANULARITIES}; got {granularity!r}")
+    mods = dict(block.named_modules())
+    missing = [n for n in names if not isinstance(mods.get(n), torch.nn.Linear)]
+    if missing:
+        raise ValueError(f"names: {missing} are not nn.Linear layers of the block")
+    return [mods[n].register_forward_pre_hook(_ActivationHook(bits, granularity)) for n in names]
+
+
+# --------------------------------------------------------------------------------------------------
 # One setting on one group: the same code for both backends
 
 
@@ -556,6 +623,9 @@ class PipelineResult:
     seconds: float = 0.0
     peak_device_bytes: int | None = None
     cached_input_bytes: int = 0
+    activation_hooks: list = field(default_factory=list)
+    """With ``cfg.act_bits``: the activation-quantization hooks left on the quantized layers (the model
+    is evaluated with them; ``h.remove()`` for each restores float activations)."""
 
 
 def quantize_model(
@@ -643,6 +713,12 @@ def quantize_model(
         # The float version of this one block, kept only while it is processed (Qronos, GPFQ).
         fblock = copy.deepcopy(qblock) if two_streams else qblock
         groups = discover_groups(qblock, q_in, counter)
+        if cfg.act_bits is not None:
+            # After the float copy and the grouping (a hook per layer would give q/k/v distinct input
+            # tensors): from here on the quantized stream reads Q_a(input) in every quantized layer,
+            # its captured Xt included, and so does the model when it is evaluated.
+            result.activation_hooks += add_activation_quantization(
+                qblock, [g for group in groups for g in group], cfg.act_bits, cfg.act_granularity)
         mods = dict(qblock.named_modules())
         spec = registry.method(cfg.method)
         for group in groups:

@@ -38,7 +38,8 @@ import numpy as np
 from .. import report as rep
 from .pipeline import METHODS, Config
 
-__all__ = ["DEFAULT_CONFIGS", "MODELS", "QUICK_CONFIGS", "ValidateError", "parse_settings", "run_validate"]
+__all__ = ["DEFAULT_CONFIGS", "MODELS", "QUICK_CONFIGS", "W4A8_CONFIGS", "ValidateError", "parse_settings",
+           "run_validate"]
 
 MODELS = ("minilm", "smollm2")
 
@@ -48,6 +49,10 @@ DEFAULT_CONFIGS: dict[str, tuple[Config, ...]] = {
           for bits in (4, 3)
           for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "rtn")),
         Config("optq", 3, group_size=128),
+        # W4A8 (Lee et al. 2023): 8-bit per-token activations in the quantized stream; OPTQ sees only
+        # the quantized inputs Xt, Qronos both X and Xt (docs/methods.md, W4A8).
+        Config("optq", 4, act_bits=8),
+        Config("qronos", 4, act_bits=8),
     ),
     # Per-channel 4-bit and 3-bit with groups of 128: the GGUF's own 4-bit groups of 32 would make
     # rounding lossless (see the module notes).
@@ -56,6 +61,11 @@ DEFAULT_CONFIGS: dict[str, tuple[Config, ...]] = {
                      for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence",
                                     "rtn")),
 }
+W4A8_CONFIGS: dict[str, tuple[Config, ...]] = {
+    model: (Config("optq", 4, act_bits=8), Config("qronos", 4, act_bits=8)) for model in ("minilm", "smollm2")
+}
+"""The W4A8 settings. SmolLM2's are not in its default run (which must stay under 15 minutes on two
+cores); run them with ``ptqtheory validate --model smollm2 --settings optq-4b-a8,qronos-4b-a8``."""
 QUICK_CONFIGS: dict[str, tuple[Config, ...]] = {
     "minilm": (Config("optq", 4), Config("qronos", 3), Config("optq-stochastic", 4, group_size=128)),
     "smollm2": (Config("optq", 4), Config("rtn", 4)),
@@ -84,21 +94,34 @@ class Plan:
 
 
 def parse_settings(text: str) -> tuple[Config, ...]:
-    """``"optq-4b,rtn-3b-g128"`` -> configs; the names the summary table prints."""
+    """``"optq-4b,rtn-3b-g128,qronos-4b-a8"`` -> configs; the names the summary table prints.
+
+    A trailing ``-aA`` quantizes activations to ``A`` bits per token, ``-aAt`` per tensor (W4A8).
+    """
     out = []
     for raw in text.split(","):
         name = raw.strip()
         if not name:
             continue
         head, _, tail = name.rpartition("-")
+        act_bits, act_gran = None, "token"
+        if tail.startswith("a") and tail[1:].rstrip("t").isdigit() and tail.count("t") <= 1:
+            act_gran = "tensor" if tail.endswith("t") else "token"
+            act_bits = int(tail[1:].rstrip("t"))
+            head, _, tail = head.rpartition("-")
         group = None
         if tail.startswith("g") and tail[1:].isdigit():
             group = int(tail[1:])
             head, _, tail = head.rpartition("-")
         if not (tail.endswith("b") and tail[:-1].isdigit()) or head not in METHODS:
-            raise ValidateError(f"--settings: {name!r} is not a setting name; use METHOD-BITSb[-gGROUP] with "
-                                f"METHOD one of {', '.join(METHODS)}, e.g. optq-4b or optq-3b-g128")
-        out.append(Config(head, int(tail[:-1]), group))
+            raise ValidateError(f"--settings: {name!r} is not a setting name; use "
+                                f"METHOD-BITSb[-gGROUP][-aABITS[t]] with METHOD one of {', '.join(METHODS)}, "
+                                "e.g. optq-4b, optq-3b-g128 or "
+                                "qronos-4b-a8 (8-bit activations per token; -a8t per tensor)")
+        try:
+            out.append(Config(head, int(tail[:-1]), group, act_bits=act_bits, act_granularity=act_gran))
+        except ValueError as exc:
+            raise ValidateError(f"--settings: {name!r}: {exc}") from exc
     if not out:
         raise ValidateError("--settings is empty; name at least one setting, e.g. optq-4b")
     return tuple(out)
@@ -156,8 +179,10 @@ def _minilm_data(text: str | None, tokens: int, heldout: int) -> tuple[list[str]
     return taken, held[:heldout], total
 
 
-def _smollm2_data(text: str | None, tokens: int, seq_len: int, eval_windows: int):
-    """Calibration windows and evaluation windows (token ids) of the two disjoint texts."""
+def _smollm2_data(text: str | None, tokens: int, seq_len: int, eval_windows: int,
+                  eval_seq_len: int | None = None):
+    """Calibration windows of ``seq_len`` and evaluation windows of ``eval_seq_len`` (default ``seq_len``)
+    tokens (token ids) of the two disjoint texts."""
     from .corpus import calibration_and_evaluation
     from .perplexity import text_windows
 
@@ -165,7 +190,7 @@ def _smollm2_data(text: str | None, tokens: int, seq_len: int, eval_windows: int
     tok = _tokenizer("smollm2")
     cal_windows = max(1, tokens // seq_len)
     cal = text_windows(tok, split.calibration, seq_len, max_windows=cal_windows)
-    ev = text_windows(tok, split.evaluation, seq_len, max_windows=eval_windows)
+    ev = text_windows(tok, split.evaluation, eval_seq_len or seq_len, max_windows=eval_windows)
     return cal.tolist(), ev.tolist(), split
 
 
@@ -235,6 +260,7 @@ def _setting_job(args: tuple[Plan, Config]) -> dict:
     seconds = time.perf_counter() - t0
     q = _quality(plan, model, tok, device)
     return {"config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
+            "act_bits": cfg.act_bits, "act_granularity": cfg.act_granularity if cfg.act_bits else None,
             "seconds": seconds, "block_forwards": res.block_forwards,
             "calibration_tokens": res.calibration_tokens, **q,
             "layers": [lr.to_dict() for lr in res.layers]}
@@ -324,7 +350,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
                  tokens: int | None = None, heldout: int = 128, p: float = 1e-6, seed: int = 0,
                  workers: int = 2, configs: Sequence[Config] | None = None, device: str = "cpu",
                  quick: bool = False, seq_len: int = 512, eval_windows: int | None = None,
-                 percdamp: float = 0.01, backend: str | None = None) -> int:
+                 percdamp: float = 0.01, backend: str | None = None, eval_seq_len: int | None = None) -> int:
     """Run the validation, print the tables, write the report; return the exit code (1 = a violation).
 
     Parameters
@@ -353,8 +379,12 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
         scale; about 2x faster for Qronos). Default: numpy for MiniLM, torch for SmolLM2 (which keeps
         its default run under 15 minutes on two cores). CUDA always uses torch.
     seq_len, eval_windows : int
-        SmolLM2: tokens per window, and evaluation windows (default 4, also with ``quick``; more give a
-        steadier perplexity at about 2 s of CPU per window and setting).
+        SmolLM2: tokens per calibration window (the calibration sequence length, recorded in the report
+        as ``calibration.seq_len``: SLAC, docs/methods.md), and evaluation windows (default 4, also with
+        ``quick``; more give a steadier perplexity at about 2 s of CPU per window and setting).
+    eval_seq_len : int, optional
+        SmolLM2: tokens per evaluation window (default ``seq_len``; recorded as ``evaluation.seq_len``).
+        Set it to compare calibration sequence lengths on one fixed evaluation (SLAC).
     percdamp : float
         GPTQ's damping, ``lam = percdamp * mean diag(X^T X)``.
     """
@@ -369,6 +399,13 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
             raise ValidateError(f"{name} must be an integer >= 1; got {v!r}")
     if seq_len < 2:
         raise ValidateError(f"--seq-len must be >= 2 (a window needs a token to predict); got {seq_len}")
+    if eval_seq_len is not None and (isinstance(eval_seq_len, bool) or not isinstance(eval_seq_len, int)
+                                     or eval_seq_len < 2):
+        raise ValidateError(f"--eval-seq-len must be an integer >= 2 (a window needs a token to predict); "
+                            f"got {eval_seq_len!r}")
+    if eval_seq_len is not None and model != "smollm2":
+        raise ValidateError("--eval-seq-len applies to --model smollm2 only (MiniLM is evaluated on "
+                            "paragraphs); drop it")
     tokens = tokens if tokens is not None else (1024 if model == "minilm" else 2048) // (4 if quick else 1)
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
         raise ValidateError(f"--tokens must be an integer >= 1; got {tokens!r}")
@@ -421,12 +458,12 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
         except smollm2.ModelMissingError as exc:
             raise ValidateError(str(exc)) from exc
         try:
-            cal, held, split = _smollm2_data(text, tokens, seq_len, eval_windows)
+            cal, held, split = _smollm2_data(text, tokens, seq_len, eval_windows, eval_seq_len)
         except ValueError as exc:
             raise ValidateError(str(exc)) from exc
         data = {"text": split.source, "text_fallback": split.fallback,
                 "calibration": {"tokens": sum(map(len, cal)), "windows": len(cal), "seq_len": seq_len},
-                "evaluation": {"windows": len(held), "seq_len": seq_len}}
+                "evaluation": {"windows": len(held), "seq_len": eval_seq_len or seq_len}}
         fallback_note = split.source if split.fallback else None
     dtype = "float64" if device == "cpu" else "float32"
     precision = ("float64 numpy reference" if backend == "numpy"
@@ -488,7 +525,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     if model == "smollm2":
         assert float_res is not None  # the float job runs for SmolLM2
         print(f"float model perplexity: {float_ppl:.3f} ({float_res['eval_tokens']} predicted tokens, "
-              f"{len(held)} windows of {seq_len})")
+              f"{len(held)} windows of {eval_seq_len or seq_len})")
     print()
     print(rep.bounds_table(summary))
     print(f"report: {out / 'report.json'} and {out / 'report.csv'} ({report['seconds']:.0f} s in all)")
