@@ -98,7 +98,10 @@ def parse_settings(text: str) -> tuple[Config, ...]:
         if not (tail.endswith("b") and tail[:-1].isdigit()) or head not in METHODS:
             raise ValidateError(f"--settings: {name!r} is not a setting name; use METHOD-BITSb[-gGROUP] with "
                                 f"METHOD one of {', '.join(METHODS)}, e.g. optq-4b or optq-3b-g128")
-        out.append(Config(head, int(tail[:-1]), group))
+        try:
+            out.append(Config(head, int(tail[:-1]), group))
+        except ValueError as exc:  # e.g. a group size for a method without groups (boa)
+            raise ValidateError(f"--settings: {name!r}: {exc}") from exc
     if not out:
         raise ValidateError("--settings is empty; name at least one setting, e.g. optq-4b")
     return tuple(out)
@@ -258,7 +261,7 @@ def _worker_init() -> None:
 
 
 RELATIVE_COST = {"qronos": 3.4, "qronos-ls": 3.4, "gpfq": 3.0, "ldlq-incoherence": 2.0,
-                 "optq-stochastic": 1.1, "optq": 1.0, "rtn": 0.8}
+                 "optq-stochastic": 1.1, "boa": 1.1, "optq": 1.0, "rtn": 0.8}
 """CPU time of one setting relative to OPTQ's, rounded from single-thread profiles of the numpy reference
 on SmolLM2 (2,048 tokens: Qronos 3.3x, LDLQ with incoherence 2.1x, stochastic OPTQ 1.4x). Only the order
 in which the workers take the jobs depends on it; with the torch backend the measured ratios are smaller
@@ -379,6 +382,11 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     if isinstance(eval_windows, bool) or not isinstance(eval_windows, int) or eval_windows < 1:
         raise ValidateError(f"--eval-windows must be an integer >= 1; got {eval_windows!r}")
     configs = tuple(configs) if configs is not None else (QUICK_CONFIGS if quick else DEFAULT_CONFIGS)[model]
+    if model == "smollm2" and any(c.method == "boa" for c in configs):
+        raise ValidateError("--model smollm2 --settings boa-*: BoA (pt.boa_attention) supports multi-head "
+                            "encoder self-attention without rotary embeddings (MiniLM), not SmolLM2's "
+                            "grouped-query attention with RoPE; use boa with --model minilm, or optq / "
+                            "magr-optq on smollm2")
     if text is not None and not Path(text).expanduser().is_file():
         raise ValidateError(f"--text {text}: no such file; pass a UTF-8 text file")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
