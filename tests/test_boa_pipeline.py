@@ -64,7 +64,8 @@ def test_block0_qkv_equal_boa_attention_on_the_captured_inputs():
     W = {k: getattr(att, k).weight.detach().double().numpy() for k in ("query", "key", "value")}
     ref = pt.boa_attention(X, W["query"], W["key"], W["value"], HEADS, bits=3,
                            lengths=[n for lens in LENGTHS for n in lens],
-                           b_q=att.query.bias.detach().double().numpy(), b_k=att.key.bias.detach().double().numpy(),
+                           b_q=att.query.bias.detach().double().numpy(),
+                           b_k=att.key.bias.detach().double().numpy(),
                            lam=pt.Damping.percdamp(0.01))
     got = ours.encoder.layer[0].attention.self
     for k, key in zip(("query", "key", "value"), "qkv", strict=True):
@@ -90,7 +91,8 @@ def test_block0_qkv_equal_boa_attention_on_the_captured_inputs():
     # err_l2_mean of block 0's value: ||X (w - q)|| per row, by hand
     E = W["value"] - got.value.weight.detach().double().numpy()
     want = np.mean(np.linalg.norm(X @ E.T, axis=0))
-    assert by_layer["encoder.layer.0.attention.self.value"].summary["err_l2_mean"] == pytest.approx(want, rel=1e-6)
+    got_err = by_layer["encoder.layer.0.attention.self.value"].summary["err_l2_mean"]
+    assert got_err == pytest.approx(want, rel=1e-6)
     setting = {"config": "boa-3b", "method": "boa", "bits": 3, "group_size": None, "seconds": 0.0,
                "layers": [lr.to_dict() for lr in res.layers]}
     assert rep.summarize([setting], 1e-6)["violations"] == 0
@@ -142,3 +144,11 @@ def test_validate_refuses_smollm2_and_groups(tmp_path):
         parse_settings("boa-4b-g128")
     with pytest.raises(ValueError, match="group_size=16: method 'boa'"):
         Config("boa", 4, group_size=16)
+
+
+def test_quantize_command_refuses_boa(tmp_path):
+    from ptqtheory.models.quantize import QuantizeError, run_quantize
+
+    with pytest.raises(QuantizeError, match="--method boa"):
+        run_quantize(tmp_path / "no-model", "boa", 4, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

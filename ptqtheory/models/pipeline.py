@@ -588,6 +588,7 @@ def boa_attention_module(block: torch.nn.Module, where: str = "the block") -> tu
     if problem is not None:
         raise ValueError(f"method 'boa': the attention {where}.{name} ({type(mod).__name__}) is not supported: "
                          f"{problem}; {_BOA_ADVICE}")
+    assert isinstance(heads, int)  # checked above
     return name, heads
 
 
@@ -659,8 +660,8 @@ def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: str, n_
     if sorted(group) != sorted(names.values()):
         raise RuntimeError(f"method 'boa': the query/key/value projections do not read one input "
                            f"(group {group})")
-    X = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, mods[names["query"]], q_in, counter)])
-    X = X.cpu().numpy()
+    X = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, mods[names["query"]], q_in, counter)]
+                  ).cpu().numpy()
     lengths = _sequence_lengths(q_in)
     if sum(lengths) != X.shape[0]:
         raise RuntimeError(f"method 'boa': {sum(lengths)} real tokens in the masks, {X.shape[0]} rows captured")
