@@ -20,7 +20,11 @@ package and to certificates:
 
 Which data each method reads (THEORY.md notation): RTN (A1) none (its comparison bounds are
 checked on :math:`\tilde X`); OPTQ, stochastic OPTQ (A2', A2s) and LDLQ (A3, A3i)
-:math:`\tilde X` (GPTQ's convention); Qronos (A4, A4') and GPFQ (A5) both.
+:math:`\tilde X` (GPTQ's convention); Qronos (A4, A4') and GPFQ (A5) both. BoA (method ``boa``,
+A7) quantizes a BERT-style block's query/key/value group with :func:`ptqtheory.boa_attention` on
+:math:`\tilde X` (its attention probabilities per calibration sequence, padding dropped), certified by
+I7 per head, in float64 numpy on either backend, and the block's other groups with OPTQ
+(docs/methods.md, "BoA").
 
 Block forward passes (one call of a block on one calibration batch; :attr:`PipelineResult.block_forwards`):
 with :math:`G` groups in a block and :math:`s` streams (1, or 2 for Qronos and GPFQ), a block costs at
