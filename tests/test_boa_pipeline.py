@@ -152,3 +152,28 @@ def test_quantize_command_refuses_boa(tmp_path):
     with pytest.raises(QuantizeError, match="--method boa"):
         run_quantize(tmp_path / "no-model", "boa", 4, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_lengths_and_biases_give_the_models_own_attention():
+    """What the pipeline hands boa_attention (the captured rows, the per-sequence lengths from the masks,
+    q/k/v biases, the head count) reproduces the BERT block's own attention on the real tokens: the
+    factors BoA builds are the model's."""
+    cal = _calibration()
+    model = _bert()
+    att = model.encoder.layer[0].attention.self
+    first = "encoder.layer.0.attention.self.query"
+    X = capture_inputs(model, {first: att.query}, cal, _forward, stop_after=first)[first]
+    outs = []
+    handle = att.register_forward_hook(
+        lambda _m, _a, out: outs.append(out[0] if isinstance(out, tuple) else out))
+    with torch.no_grad():
+        for batch in cal:
+            model(**batch)
+    handle.remove()
+    ctx = np.concatenate([o[b["attention_mask"].bool()].double().numpy()
+                          for o, b in zip(outs, cal, strict=True)])
+    W = [getattr(att, k).weight.detach().double().numpy() for k in ("query", "key", "value")]
+    bias = [getattr(att, k).bias.detach().double().numpy() for k in ("query", "key", "value")]
+    O, _ = pt.attention_heads(X, *W, HEADS, lengths=[n for lens in LENGTHS for n in lens], b_q=bias[0],
+                              b_k=bias[1], b_v=bias[2])
+    np.testing.assert_allclose(O, ctx, rtol=1e-4, atol=1e-5)
