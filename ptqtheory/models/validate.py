@@ -261,11 +261,12 @@ def _worker_init() -> None:
 
 
 RELATIVE_COST = {"qronos": 3.4, "qronos-ls": 3.4, "gpfq": 3.0, "ldlq-incoherence": 2.0,
-                 "optq-stochastic": 1.1, "boa": 1.1, "optq": 1.0, "rtn": 0.8}
+                 "boa": 2.5, "optq-stochastic": 1.1, "optq": 1.0, "rtn": 0.8}
 """CPU time of one setting relative to OPTQ's, rounded from single-thread profiles of the numpy reference
 on SmolLM2 (2,048 tokens: Qronos 3.3x, LDLQ with incoherence 2.1x, stochastic OPTQ 1.4x). Only the order
 in which the workers take the jobs depends on it; with the torch backend the measured ratios are smaller
-(Qronos 1.7x, LDLQ 2.1x: the per-setting ``seconds`` in benchmarks/results/validate_smollm2.json)."""
+(Qronos 1.7x, LDLQ 2.1x: the per-setting ``seconds`` in benchmarks/results/validate_smollm2.json).
+BoA: 2.5x on MiniLM (69 s against 27 s, docs/methods.md "BoA")."""
 
 
 def _relative_cost(cfg) -> float:
