@@ -186,7 +186,7 @@ def _options(alpha, iterations, group_size, N: int) -> tuple[float, int, int | N
         raise ValueError(f"alpha must be a finite number > 0 (the weight of ||v||_inf); got {alpha!r}")
     if isinstance(iterations, bool) or not isinstance(iterations, int | np.integer) or iterations < 1:
         raise ValueError(f"iterations must be an integer >= 1; got {iterations!r}")
-    return float(alpha), int(iterations), (int(group_size) if grouped else None)
+    return float(alpha), int(iterations), (int(group_size) if grouped and group_size is not None else None)
 
 
 def magr(W, X, *, alpha: float | None = None, iterations: int | None = None,

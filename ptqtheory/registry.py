@@ -151,6 +151,10 @@ class Method:
     preprocess: Literal["magr"] | None = None
     """Weights replaced before quantization: ``"magr"`` runs :func:`ptqtheory.magr` on the run's data and
     quantizes its ``V`` (grid fitted to ``V``)."""
+    attention: Literal["boa"] | None = None
+    """The block's query/key/value group is quantized otherwise: ``"boa"`` runs
+    :func:`ptqtheory.boa_attention` on it (BoA, certified by I7); the block's other groups run the row's
+    algorithm (OPTQ)."""
 
     @property
     def entry(self) -> Entry:
@@ -172,6 +176,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gpfq", "gpfq"),
     Method("magr-optq", "optq", preprocess="magr"),
     Method("owq", "owq"),
+    Method("boa", "optq", attention="boa"),
 )}
 """The pipeline's method names (``ptqtheory.models.METHODS``), each resolved to a registry row."""
 

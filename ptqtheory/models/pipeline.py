@@ -20,7 +20,11 @@ package and to certificates:
 
 Which data each method reads (THEORY.md notation): RTN (A1) none (its comparison bounds are
 checked on :math:`\tilde X`); OPTQ, stochastic OPTQ (A2', A2s) and LDLQ (A3, A3i)
-:math:`\tilde X` (GPTQ's convention); Qronos (A4, A4') and GPFQ (A5) both.
+:math:`\tilde X` (GPTQ's convention); Qronos (A4, A4') and GPFQ (A5) both. BoA (method ``boa``,
+A7) quantizes a BERT-style block's query/key/value group with :func:`ptqtheory.boa_attention` on
+:math:`\tilde X` (its attention probabilities per calibration sequence, padding dropped), certified by
+I7 per head, in float64 numpy on either backend, and the block's other groups with OPTQ
+(docs/methods.md, "BoA").
 
 Activation quantization (W4A8, ``Config.act_bits``): a forward pre-hook on every quantized
 ``nn.Linear`` of the quantized block replaces the layer's input by :math:`Q_a(\cdot)`
@@ -84,6 +88,7 @@ __all__ = [
     "ModelBlocks",
     "PipelineResult",
     "add_activation_quantization",
+    "boa_attention_module",
     "capture_block_inputs",
     "discover_groups",
     "quantize_model",
@@ -127,6 +132,14 @@ class Config:
         if self.act_granularity not in ACT_GRANULARITIES:
             raise ValueError(f"act_granularity must be one of {ACT_GRANULARITIES}; "
                              f"got {self.act_granularity!r}")
+        if self.act_bits is not None and registry.method(self.method).attention == "boa":
+            raise ValueError(f"act_bits={self.act_bits}: method 'boa' is not combined with activation "
+                             "quantization (the combination is not implemented and tested); use boa without "
+                             "-aN, or optq/qronos with -aN")
+        if self.group_size is not None and registry.method(self.method).attention == "boa":
+            raise ValueError(f"group_size={self.group_size}: method 'boa' quantizes q/k/v with "
+                             "pt.boa_attention, which fits one min-max grid per output channel (no groups); "
+                             "drop group_size (e.g. boa-4b), or use optq with groups")
 
     @property
     def name(self) -> str:
@@ -612,6 +625,145 @@ def _add_magr_summary(summary: dict, pre: _MagR, run, cert, rows: slice) -> None
     summary["err_l2_mean"] = float(np.mean(empirical[mine]))
 
 
+# --------------------------------------------------------------------------------------------------
+# BoA on the block's query/key/value group
+
+
+_BOA_PROJECTIONS = ("query", "key", "value")
+_BOA_ADVICE = ("pt.boa_attention supports multi-head encoder self-attention without rotary position "
+               "embeddings and with as many key/value heads as query heads (BERT, MiniLM); it does not "
+               "support grouped-query attention or RoPE (Llama, SmolLM2): use optq or magr-optq for this model")
+
+
+def boa_attention_module(block: torch.nn.Module, where: str = "the block") -> tuple[str, int]:
+    """``(name of the self-attention module in the block, n_heads)`` for method ``boa``, or ``ValueError``.
+
+    The attention must be BERT-style: one module with ``nn.Linear`` attributes ``query``, ``key``,
+    ``value`` of equal shape, ``num_attention_heads`` heads, not a decoder (no causal or cross
+    attention) and absolute position embeddings only (no relative position terms in the logits).
+    """
+    found = [(name, mod) for name, mod in block.named_modules()
+             if all(isinstance(getattr(mod, a, None), torch.nn.Linear) for a in _BOA_PROJECTIONS)]
+    if len(found) != 1:
+        kinds = sorted({type(m).__name__ for _, m in block.named_modules()
+                        if "attention" in type(m).__name__.lower()})
+        has = f"{len(found)} such modules" if found else f"attention {', '.join(kinds) or 'none found'}"
+        raise ValueError(f"method 'boa': {where} has no single BERT-style self-attention (query/key/value "
+                         f"linears; it has {has}); {_BOA_ADVICE}")
+    name, mod = found[0]
+    heads = getattr(mod, "num_attention_heads", None)
+    q, k, v = (getattr(mod, a) for a in _BOA_PROJECTIONS)
+    cfg = getattr(mod, "config", None)
+    position = getattr(cfg, "position_embedding_type", "absolute")
+    problem = None
+    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+        problem = "no integer num_attention_heads"
+    elif not (q.weight.shape == k.weight.shape == v.weight.shape) or q.out_features % heads:
+        problem = f"query/key/value shapes {tuple(q.weight.shape)}, {tuple(k.weight.shape)}, " \
+                  f"{tuple(v.weight.shape)} (grouped-query attention, or not {heads} heads)"
+    elif getattr(mod, "is_decoder", False) or getattr(mod, "is_causal", False):
+        problem = "it is a decoder attention (causal or cross attention)"
+    elif position not in (None, "absolute"):
+        problem = f"position_embedding_type={position!r} (relative position terms in the logits)"
+    if problem is not None:
+        raise ValueError(f"method 'boa': the attention {where}.{name} ({type(mod).__name__}) is not supported: "
+                         f"{problem}; {_BOA_ADVICE}")
+    assert isinstance(heads, int)  # checked above
+    return name, heads
+
+
+def _sequence_lengths(inputs: BlockInputs) -> list[int]:
+    """Real tokens per calibration sequence, in the order :func:`_rows` stacks them (sequences with no
+    real token contribute no rows and are left out)."""
+    out: list[int] = []
+    for h, mk in zip(inputs.hidden, inputs.masks, strict=True):
+        if h.dim() != 3:
+            raise ValueError(f"method 'boa' needs block inputs of shape (batch, tokens, features); got "
+                             f"{tuple(h.shape)}")
+        if mk is None:
+            out.extend([int(h.shape[1])] * int(h.shape[0]))
+        else:
+            out.extend(int(c) for c in mk.reshape(h.shape[0], -1).sum(dim=1).tolist() if c > 0)
+    return out
+
+
+def _boa_summary(att: Any, key: str, X: np.ndarray, W: np.ndarray, rtol: float) -> dict:
+    r"""One projection's record summary, with the keys of :func:`~ptqtheory.report.summarize_certificate`.
+
+    I7 is one identity per head (``d_h`` rows): ``identity_holds`` is every head's
+    :meth:`~ptqtheory.BoACertificate.holds`; ``identity_max_gap`` the largest relative gap
+    :math:`|lhs - rhs|/\max(|lhs|, |rhs|)` over the heads whose sides lie far above their allowance
+    (``identity_rows_resolved`` counts those heads' rows); ``pivots_hold`` that every pivot of both
+    factors is positive and finite. ``err_l2_mean`` is the mean over rows of :math:`\|X(w - q)\|` on the
+    group's inputs (OPTQ's err_l2), ``err_inf_max`` the largest :math:`\|X(w - q)\|_\infty`. I7 has no
+    a-priori bound, so ``bounds`` is empty. ``boa`` holds the heads' objectives and dampings.
+    """
+    from ..tolerances import RESOLVED
+
+    runs, certs = att.runs[key], att.certificates[key]
+    dh = runs[0].W.shape[0]
+    size = [max(abs(c.lhs), abs(c.rhs)) for c in certs]
+    resolved = [c.atol <= RESOLVED * s for c, s in zip(certs, size, strict=True)]
+    gaps = [abs(c.gap) / s if s > 0 else 0.0 for c, s in zip(certs, size, strict=True)]
+    XE = X @ (W - np.asarray(att.Q[key], dtype=float)).T
+    clipped = np.concatenate([np.asarray(r.clipped, bool) for r in runs]).any(axis=1)
+    pivots = all(np.all(np.isfinite(d)) and np.all(d > 0) for r in runs for d in (r.D_in, r.D_out))
+    objective = {"q": "attention logits, keys fixed", "k": "attention logits, queries fixed",
+                 "v": "attention output"}[key]
+    return {
+        "identity": "I7", "rows": int(W.shape[0]),
+        "identity_holds": all(c.holds(rtol) for c in certs),
+        "identity_max_gap": float(max((g for g, r in zip(gaps, resolved, strict=True) if r), default=0.0)),
+        "identity_rows_resolved": int(dh * sum(resolved)),
+        "pivots_hold": bool(pivots),
+        "clipped_rows": int(np.count_nonzero(clipped)),
+        "err_l2_mean": float(np.mean(np.linalg.norm(XE, axis=0))),
+        "err_inf_max": float(np.max(np.abs(XE))),
+        "bounds": {}, "skipped_bounds": [],
+        "boa": {"heads": len(runs), "objective": objective,
+                "err_out_per_head": [c.err_out for c in certs],
+                "lam_in_per_head": [r.lam_in for r in runs], "lam_out_per_head": [r.lam_out for r in runs],
+                "structure_residual_max": float(max(c.structure_residual for c in certs))},
+    }
+
+
+def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: str, n_heads: int, group: list[str],
+                        q_in: BlockInputs, lam, counter: _Counter) -> dict[str, tuple[dict, float]]:
+    """BoA on the block's q/k/v group, on its captured quantized-stream inputs (float64 numpy, also
+    for the torch backend); writes the quantized weights back. Returns ``{layer: (summary, lam)}``,
+    ``lam`` the column factor's damping (q, k: shared by the heads; v: the mean over the heads)."""
+    from ..boa import boa_attention
+    from ..tolerances import RTOL_IDENTITY
+
+    mods = dict(qblock.named_modules())
+    names = {a: f"{attention}.{a}" if attention else a for a in _BOA_PROJECTIONS}
+    if sorted(group) != sorted(names.values()):
+        raise RuntimeError(f"method 'boa': the query/key/value projections do not read one input "
+                           f"(group {group})")
+    X = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, mods[names["query"]], q_in, counter)]
+                  ).cpu().numpy()
+    lengths = _sequence_lengths(q_in)
+    if sum(lengths) != X.shape[0]:
+        raise RuntimeError(f"method 'boa': {sum(lengths)} real tokens in the masks, {X.shape[0]} rows captured")
+    W = {a: mods[n].weight.detach().to(torch.float64).cpu().numpy() for a, n in names.items()}
+
+    def bias(a):
+        b = mods[names[a]].bias
+        return None if b is None else b.detach().to(torch.float64).cpu().numpy()
+
+    att = boa_attention(X, W["query"], W["key"], W["value"], n_heads, bits=cfg.bits, sym=cfg.sym,
+                        lengths=lengths, b_q=bias("query"), b_k=bias("key"), causal=False, lam=lam)
+    out = {}
+    for a, key in zip(_BOA_PROJECTIONS, ("q", "k", "v"), strict=True):
+        mod = mods[names[a]]
+        with torch.no_grad():
+            mod.weight.copy_(torch.from_numpy(np.asarray(att.Q[key])).to(device=mod.weight.device,
+                                                                          dtype=mod.weight.dtype))
+        lam_in = [r.lam_in for r in att.runs[key]]
+        out[names[a]] = (_boa_summary(att, key, X, W[a], RTOL_IDENTITY), float(np.mean(lam_in)))
+    return out
+
+
 @dataclass
 class PipelineResult:
     """What :func:`quantize_model` did: per-layer records and what it cost."""
@@ -673,7 +825,8 @@ def quantize_model(
         ``progress(message)`` after each group.
     on_layer : callable, optional
         ``on_layer(name, run, rows, group)`` after each layer: its run (rows ``rows`` of the run belong
-        to the layer; the layers of a group share one run) and the layer names of its group.
+        to the layer; the layers of a group share one run) and the layer names of its group. Not
+        called for the q/k/v layers of method ``boa`` (their runs are per head, :class:`~ptqtheory.BoARun`).
 
     Returns
     -------
@@ -702,6 +855,9 @@ def quantize_model(
     counter = _Counter()
     model = source.model
     first = source.load(0, work)
+    boa = registry.method(cfg.method).attention == "boa"
+    if boa:  # refused before any work when the model's attention is not one boa_attention supports
+        boa_attention_module(first, source.names[0])
     q_in = capture_block_inputs(model, first, calibration, forward, work)
     two_streams = cfg.uses_float_inputs
     f_in = q_in.with_hidden(list(q_in.hidden)) if two_streams else None
@@ -721,8 +877,21 @@ def quantize_model(
                 qblock, [g for group in groups for g in group], cfg.act_bits, cfg.act_granularity)
         mods = dict(qblock.named_modules())
         spec = registry.method(cfg.method)
+        attention, n_heads = boa_attention_module(qblock, name) if boa else ("", 0)
+        qkv = {f"{attention}.{a}" if attention else a for a in _BOA_PROJECTIONS}
         for group in groups:
             t0 = time.perf_counter()
+            if boa and qkv & set(group):
+                done = _quantize_boa_group(cfg, qblock, attention, n_heads, group, q_in, lam, counter)
+                for layer in group:
+                    summary, layer_lam = done[layer]
+                    result.layers.append(LayerRecord(
+                        layer=f"{name}.{layer}", shape=tuple(mods[layer].weight.shape), config=cfg.name,
+                        method=cfg.method, bits=cfg.bits, group_size=cfg.group_size, lam=layer_lam,
+                        seconds=(time.perf_counter() - t0) / len(group), summary=summary))
+                if progress is not None:
+                    progress(f"{cfg.name}: {name}: {', '.join(group)} (BoA)")
+                continue
             X, Xt, cert_fn = _group_data(cfg, backend, qblock, fblock, group[0], q_in, f_in, counter)
             weights = [backend.weights(mods[g]) for g in group]
             # Incoherence mixes rows: quantize each layer on its own there, else stack the rows.

@@ -105,6 +105,11 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     t_start = time.perf_counter()
     if method not in METHODS:
         raise QuantizeError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
+    if method == "boa":
+        raise QuantizeError("--method boa: ptqtheory quantize loads decoders (causal attention, most with "
+                            "RoPE and grouped-query attention), which pt.boa_attention does not support; "
+                            "BoA runs on encoders in `ptqtheory validate --model minilm --settings boa-4b`, "
+                            "or use --method optq / magr-optq here")
     try:
         Config(method, bits, group_size)
         # The grid itself: refuses bit widths float64 cannot round exactly, before any work.

@@ -13,7 +13,7 @@ Two real models, both offline:
   per-channel grids and groups of 128, where that structure does not make rounding lossless.
 
 Each setting quantizes the model block by block (:func:`ptqtheory.models.pipeline.quantize_model`),
-certifies every row of every layer (I1-I6 and every bound whose hypotheses held), and is evaluated.
+certifies every row of every layer (I1-I7 and every bound whose hypotheses held), and is evaluated.
 Settings run in parallel worker processes (one BLAS thread each); Ctrl-C stops them all and writes
 nothing. The report (``report.json``, ``report.csv``) is written atomically at the end
 (:mod:`ptqtheory.report`).
@@ -284,11 +284,12 @@ def _worker_init() -> None:
 
 
 RELATIVE_COST = {"qronos": 3.4, "qronos-ls": 3.4, "gpfq": 3.0, "ldlq-incoherence": 2.0,
-                 "optq-stochastic": 1.1, "optq": 1.0, "rtn": 0.8}
+                 "boa": 2.5, "optq-stochastic": 1.1, "optq": 1.0, "rtn": 0.8}
 """CPU time of one setting relative to OPTQ's, rounded from single-thread profiles of the numpy reference
 on SmolLM2 (2,048 tokens: Qronos 3.3x, LDLQ with incoherence 2.1x, stochastic OPTQ 1.4x). Only the order
 in which the workers take the jobs depends on it; with the torch backend the measured ratios are smaller
-(Qronos 1.7x, LDLQ 2.1x: the per-setting ``seconds`` in benchmarks/results/validate_smollm2.json)."""
+(Qronos 1.7x, LDLQ 2.1x: the per-setting ``seconds`` in benchmarks/results/validate_smollm2.json).
+BoA: 2.5x on MiniLM (69 s against 27 s, docs/methods.md "BoA")."""
 
 
 def _relative_cost(cfg) -> float:
@@ -416,6 +417,11 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     if isinstance(eval_windows, bool) or not isinstance(eval_windows, int) or eval_windows < 1:
         raise ValidateError(f"--eval-windows must be an integer >= 1; got {eval_windows!r}")
     configs = tuple(configs) if configs is not None else (QUICK_CONFIGS if quick else DEFAULT_CONFIGS)[model]
+    if model == "smollm2" and any(c.method == "boa" for c in configs):
+        raise ValidateError("--model smollm2 --settings boa-*: BoA (pt.boa_attention) supports multi-head "
+                            "encoder self-attention without rotary embeddings (MiniLM), not SmolLM2's "
+                            "grouped-query attention with RoPE; use boa with --model minilm, or optq / "
+                            "magr-optq on smollm2")
     if text is not None and not Path(text).expanduser().is_file():
         raise ValidateError(f"--text {text}: no such file; pass a UTF-8 text file")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):

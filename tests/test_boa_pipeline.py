@@ -1,0 +1,186 @@
+"""Method ``boa`` in the block pipeline: q/k/v by ``pt.boa_attention`` (I7), the rest by OPTQ; refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ptqtheory as pt
+from ptqtheory import report as rep
+from ptqtheory.models import Config, ModelBlocks, capture_inputs, hf, quantize_model
+from ptqtheory.models.validate import ValidateError, parse_settings, run_validate
+
+HEADS = 4
+
+
+def _bert(seed: int = 0):
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=HEADS, intermediate_size=64,
+                     vocab_size=128, max_position_embeddings=64)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return BertModel(cfg).eval()
+
+
+def _forward(model, batch):
+    return model(**batch)
+
+
+# Real tokens per sequence: padding at the end of some sequences, whose rows the pipeline drops.
+LENGTHS = ((10, 7, 4), (10, 10))
+
+
+def _calibration():
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for lens in LENGTHS:
+        ids = torch.randint(0, 128, (len(lens), 10), generator=g)
+        mask = torch.zeros(len(lens), 10, dtype=torch.long)
+        for i, n in enumerate(lens):
+            mask[i, :n] = 1
+        out.append({"input_ids": ids, "attention_mask": mask})
+    return out
+
+
+def _blocks(model):
+    return [(f"encoder.layer.{i}", layer) for i, layer in enumerate(model.encoder.layer)]
+
+
+QKV = ("attention.self.query", "attention.self.key", "attention.self.value")
+
+
+def test_block0_qkv_equal_boa_attention_on_the_captured_inputs():
+    cal = _calibration()
+    ours, untouched = _bert(), _bert()
+    res = quantize_model(ModelBlocks(ours, _blocks(ours)), cal, _forward, Config("boa", 3))
+    # Independently: block 0's inputs from the float model (quantization cannot change them), the
+    # sequence lengths from the masks, and the public boa_attention.
+    att = untouched.encoder.layer[0].attention.self
+    first = "encoder.layer.0.attention.self.query"
+    X = capture_inputs(untouched, {first: att.query}, cal, _forward, stop_after=first)[first]
+    assert X.shape[0] == sum(map(sum, LENGTHS))
+    W = {k: getattr(att, k).weight.detach().double().numpy() for k in ("query", "key", "value")}
+    ref = pt.boa_attention(X, W["query"], W["key"], W["value"], HEADS, bits=3,
+                           lengths=[n for lens in LENGTHS for n in lens],
+                           b_q=att.query.bias.detach().double().numpy(),
+                           b_k=att.key.bias.detach().double().numpy(),
+                           lam=pt.Damping.percdamp(0.01))
+    got = ours.encoder.layer[0].attention.self
+    for k, key in zip(("query", "key", "value"), "qkv", strict=True):
+        np.testing.assert_array_equal(getattr(got, k).weight.detach().double().numpy(),
+                                      ref.Q[key].astype(np.float32).astype(np.float64))
+    # and BoA did not give OPTQ's codes on the stacked group
+    optq = pt.optq(np.concatenate(list(W.values())), X, lam=pt.Damping.percdamp(0.01),
+                   grid=pt.Grid.minmax(np.concatenate(list(W.values())), bits=3)).Q
+    assert not np.array_equal(np.asarray(ref.Q["q"]), optq[:32])
+    # The records: I7 held on every q/k/v layer, I2 on the others, with the report's keys.
+    by_layer = {lr.layer: lr for lr in res.layers}
+    assert len(by_layer) == 12
+    keys = {
+        "identity", "rows", "identity_holds", "identity_max_gap", "identity_rows_resolved", "pivots_hold",
+        "clipped_rows", "err_l2_mean", "err_inf_max", "bounds", "skipped_bounds"}
+    for b in range(2):
+        for name in QKV:
+            s = by_layer[f"encoder.layer.{b}.{name}"].summary
+            assert keys <= set(s)
+            assert s["identity"] == "I7" and s["identity_holds"] and s["pivots_hold"]
+            assert s["rows"] == 32 and s["bounds"] == {}
+        assert by_layer[f"encoder.layer.{b}.intermediate.dense"].summary["identity"] == "I2"
+    # err_l2_mean of block 0's value: ||X (w - q)|| per row, by hand
+    E = W["value"] - got.value.weight.detach().double().numpy()
+    want = np.mean(np.linalg.norm(X @ E.T, axis=0))
+    got_err = by_layer["encoder.layer.0.attention.self.value"].summary["err_l2_mean"]
+    assert got_err == pytest.approx(want, rel=1e-6)
+    setting = {"config": "boa-3b", "method": "boa", "bits": 3, "group_size": None, "seconds": 0.0,
+               "layers": [lr.to_dict() for lr in res.layers]}
+    assert rep.summarize([setting], 1e-6)["violations"] == 0
+    assert rep.failures([setting]) == []
+
+
+def test_an_i7_failure_counts_as_an_identity_failure():
+    cal = _calibration()
+    model = _bert()
+    res = quantize_model(ModelBlocks(model, _blocks(model)), cal, _forward, Config("boa", 4))
+    layers = [lr.to_dict() for lr in res.layers]
+    layers[0]["summary"]["identity_holds"] = False
+    setting = {"config": "boa-4b", "method": "boa", "bits": 4, "group_size": None, "seconds": 0.0,
+               "layers": layers}
+    assert rep.summarize([setting], 1e-6)["identity_failures"] == 1
+    assert any("identity I7 failed" in line for line in rep.failures([setting]))
+
+
+def test_torch_backend_gives_the_numpy_qkv():
+    cal = _calibration()
+    a, b = _bert(), _bert()
+    quantize_model(ModelBlocks(a, _blocks(a)), cal, _forward, Config("boa", 4))
+    quantize_model(ModelBlocks(b, _blocks(b)), cal, _forward, Config("boa", 4), device="cpu",
+                   dtype=torch.float64, stream=True)
+    for name in QKV:
+        assert torch.equal(a.encoder.layer[0].get_submodule(name).weight,
+                           b.encoder.layer[0].get_submodule(name).weight), name
+
+
+def test_llama_is_refused_before_any_work():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=128, max_position_embeddings=64)
+    model = LlamaForCausalLM(cfg).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cal, _ = hf.calibration_batches(None, tokens=32, random_tokens=32, vocab_size=128, seq_len=16, batch_size=2)
+    with pytest.raises(ValueError, match="grouped-query attention or RoPE"):
+        quantize_model(ModelBlocks(model, hf.decoder_blocks(model)), cal, hf.forward, Config("boa", 4))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_validate_refuses_smollm2_and_groups(tmp_path):
+    with pytest.raises(ValidateError, match="grouped-query attention with RoPE"):
+        run_validate(tmp_path / "out", model="smollm2", configs=parse_settings("boa-4b"))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValidateError, match="no groups"):
+        parse_settings("boa-4b-g128")
+    with pytest.raises(ValueError, match="group_size=16: method 'boa'"):
+        Config("boa", 4, group_size=16)
+
+
+def test_quantize_command_refuses_boa(tmp_path):
+    from ptqtheory.models.quantize import QuantizeError, run_quantize
+
+    with pytest.raises(QuantizeError, match="--method boa"):
+        run_quantize(tmp_path / "no-model", "boa", 4, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_lengths_and_biases_give_the_models_own_attention():
+    """What the pipeline hands boa_attention (the captured rows, the per-sequence lengths from the masks,
+    q/k/v biases, the head count) reproduces the BERT block's own attention on the real tokens: the
+    factors BoA builds are the model's."""
+    cal = _calibration()
+    model = _bert()
+    att = model.encoder.layer[0].attention.self
+    first = "encoder.layer.0.attention.self.query"
+    X = capture_inputs(model, {first: att.query}, cal, _forward, stop_after=first)[first]
+    outs = []
+    handle = att.register_forward_hook(
+        lambda _m, _a, out: outs.append(out[0] if isinstance(out, tuple) else out))
+    with torch.no_grad():
+        for batch in cal:
+            model(**batch)
+    handle.remove()
+    ctx = np.concatenate([o[b["attention_mask"].bool()].double().numpy()
+                          for o, b in zip(outs, cal, strict=True)])
+    W = [getattr(att, k).weight.detach().double().numpy() for k in ("query", "key", "value")]
+    bias = [getattr(att, k).bias.detach().double().numpy() for k in ("query", "key", "value")]
+    O, _ = pt.attention_heads(X, *W, HEADS, lengths=[n for lens in LENGTHS for n in lens], b_q=bias[0],
+                              b_k=bias[1], b_v=bias[2])
+    np.testing.assert_allclose(O, ctx, rtol=1e-4, atol=1e-5)
+
+
+def test_boa_with_activation_quantization_is_refused():
+    from ptqtheory.models import Config
+
+    with pytest.raises(ValueError, match="act_bits"):
+        Config("boa", 4, act_bits=8)
