@@ -289,3 +289,40 @@ def test_magr_records_its_certificate_and_the_end_to_end_bound(device):
     assert rec.summary["err_l2_mean"] == pytest.approx(want, abs=storage)
     assert storage < 1e-5 * want  # the check is far finer than the effect of MagR below
     assert rec.summary["magr"]["err_l2_mean_vs_v"] != pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("alphabet", ["int", "dint"])
+def test_alphabet_settings_quantize_onto_the_alphabet(alphabet):
+    """``optq-4b-dint``: every quantized weight lies on its row's scaled alphabet (pt.Alphabet), the
+    certificates hold, and the codes equal the public pt.optq with that alphabet on independently
+    captured inputs (block 0's first group)."""
+    from ptqtheory.models.validate import parse_settings
+
+    (cfg,) = parse_settings(f"optq-4b-{alphabet}")
+    assert cfg.alphabet == alphabet and cfg.name == f"optq-4b-{alphabet}"
+    cal = _calibration(batches=1)
+    model, untouched = _llama(1), _llama(1)
+    res = quantize_model(ModelBlocks(model, hf.decoder_blocks(model)), cal, hf.forward, cfg)
+    assert all(r.summary["identity_holds"] for r in res.layers)
+    assert all(b["violations"] == 0 for r in res.layers for b in r.summary["bounds"].values())
+    levels = pt.Alphabet.dint(4) if alphabet == "dint" else pt.Alphabet.integer(4)
+    names = [f"model.layers.0.{g}" for g in GROUPS[0]]
+    mods, fmods = dict(model.named_modules()), dict(untouched.named_modules())
+    X = capture_inputs(untouched, {names[0]: fmods[names[0]]}, cal, hf.forward, stop_after=names[0])[names[0]]
+    W = np.concatenate([fmods[n].weight.detach().double().numpy() for n in names])
+    want = pt.optq(W, X, lam=pt.Damping.percdamp(0.01), grid=levels.fit(W)).Q
+    got = np.concatenate([mods[n].weight.detach().double().numpy() for n in names])
+    np.testing.assert_array_equal(got, want.astype(np.float32).astype(np.float64))
+    # every row on its own scaled alphabet: q / s_i is one of the levels
+    scales = np.asarray(levels.fit(W).scale, float).reshape(-1, 1)
+    ratios = want / scales
+    values = np.asarray(levels.values)
+    assert np.all(np.min(np.abs(ratios[..., None] - values), axis=-1) <= 1e-12 * np.max(np.abs(values)))
+
+
+def test_alphabet_settings_refused_where_unsupported():
+    from ptqtheory.models.validate import ValidateError, parse_settings
+
+    for bad in ("optq-4b-g16-dint", "owq-4b-dint", "boa-4b-int"):
+        with pytest.raises(ValidateError, match="alphabet"):
+            parse_settings(bad)

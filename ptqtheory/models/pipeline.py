@@ -97,12 +97,21 @@ __all__ = [
 
 METHODS = tuple(registry.METHODS)
 ACT_GRANULARITIES = ("token", "tensor")
+ALPHABETS = ("int", "dint")
+"""Weight formats besides the min-max grid (``Config.alphabet``): the symmetric INT alphabet and dINT
+(:class:`ptqtheory.Alphabet`), absmax-scaled per output channel."""
+_ALPHABET_METHODS = ("rtn", "optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "gpfq",
+                     "magr-optq")
 
 
 @dataclass(frozen=True)
 class Config:
     """One quantization setting: method, bit width, optional group size (min-max grid), and optionally
     activation quantization (W4A8, :mod:`ptqtheory.activations`).
+
+    ``alphabet``: ``None`` for the min-max grid, or ``"int"`` / ``"dint"`` for the symmetric INT or
+    dINT alphabet of ``bits`` bits with one absmax scale per output channel
+    (``pt.Alphabet.dint(bits).fit(W)``; no groups).
 
     ``act_bits``: when set, every quantized ``nn.Linear``'s input in the quantized stream is
     fake-quantized to ``act_bits`` bits (symmetric INT, dynamic steps, one per token with
@@ -116,6 +125,7 @@ class Config:
     sym: bool = False
     act_bits: int | None = None
     act_granularity: str = "token"
+    alphabet: str | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -132,6 +142,18 @@ class Config:
         if self.act_granularity not in ACT_GRANULARITIES:
             raise ValueError(f"act_granularity must be one of {ACT_GRANULARITIES}; "
                              f"got {self.act_granularity!r}")
+        if self.alphabet is not None:
+            if self.alphabet not in ALPHABETS:
+                raise ValueError(f"alphabet must be None (min-max grid) or one of {ALPHABETS}; got "
+                                 f"{self.alphabet!r}")
+            if self.group_size is not None:
+                raise ValueError(f"alphabet={self.alphabet!r} has one scale per output channel, no groups; "
+                                 f"drop group_size={self.group_size}")
+            if self.method not in _ALPHABET_METHODS:
+                raise ValueError(f"alphabet={self.alphabet!r} is supported for the methods "
+                                 f"{_ALPHABET_METHODS}; got {self.method!r}")
+            if not 2 <= self.bits <= 16:
+                raise ValueError(f"bits={self.bits}: the INT and dINT alphabets have 2 to 16 bits")
         if self.act_bits is not None and registry.method(self.method).attention == "boa":
             raise ValueError(f"act_bits={self.act_bits}: method 'boa' is not combined with activation "
                              "quantization (the combination is not implemented and tested); use boa without "
@@ -146,6 +168,8 @@ class Config:
         """The setting's name in tables and reports, e.g. ``optq-4b``, ``optq-3b-g128``, ``qronos-4b-a8``
         (activations quantized to 8 bits per token) or ``qronos-4b-a8t`` (per tensor)."""
         tail = f"-g{self.group_size}" if self.group_size else ""
+        if self.alphabet is not None:
+            tail += f"-{self.alphabet}"
         if self.act_bits is not None:
             tail += f"-a{self.act_bits}" + ("t" if self.act_granularity == "tensor" else "")
         return f"{self.method}-{self.bits}b{tail}"
@@ -456,7 +480,13 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
     both. OPTQ, LDLQ and RTN read ``Xt`` (``X`` is not used); Qronos and GPFQ read both; with streamed
     statistics Qronos reads the mismatch accumulator as ``X`` and ``Xt`` is ``None``.
     """
-    if is_torch(W):
+    grid: Any
+    if cfg.alphabet is not None:
+        from ..alphabets import Alphabet
+
+        levels = Alphabet.dint(cfg.bits) if cfg.alphabet == "dint" else Alphabet.integer(cfg.bits)
+        grid = levels.fit(W)
+    elif is_torch(W):
         from .. import torch_backend as tb
 
         grid = tb.minmax_grid(W, bits=cfg.bits, sym=cfg.sym, group_size=cfg.group_size)

@@ -53,6 +53,12 @@ DEFAULT_CONFIGS: dict[str, tuple[Config, ...]] = {
         # the quantized inputs Xt, Qronos both X and Xt (docs/methods.md, W4A8).
         Config("optq", 4, act_bits=8),
         Config("qronos", 4, act_bits=8),
+        # The field's other methods at 4 bits (docs/methods.md): OWQ's kept columns (0.1 extra bits per
+        # weight), BoA on q/k/v, OPTQ onto the dINT alphabet. MagR is left to --settings magr-optq-4b:
+        # its 200 proximal steps cost about 100 OPTQ runs' worth of products.
+        Config("owq", 4),
+        Config("boa", 4),
+        Config("optq", 4, alphabet="dint"),
     ),
     # Per-channel 4-bit and 3-bit with groups of 128: the GGUF's own 4-bit groups of 32 would make
     # rounding lossless (see the module notes).
@@ -94,9 +100,11 @@ class Plan:
 
 
 def parse_settings(text: str) -> tuple[Config, ...]:
-    """``"optq-4b,rtn-3b-g128,qronos-4b-a8"`` -> configs; the names the summary table prints.
+    """``"optq-4b,rtn-3b-g128,optq-4b-dint,qronos-4b-a8"`` -> configs; the names the summary table prints.
 
-    A trailing ``-aA`` quantizes activations to ``A`` bits per token, ``-aAt`` per tensor (W4A8).
+    ``-int`` / ``-dint`` after the bits: the symmetric INT or dINT alphabet, one absmax scale per output
+    channel, instead of the min-max grid. A trailing ``-aA`` quantizes activations to ``A`` bits per
+    token, ``-aAt`` per tensor (W4A8).
     """
     out = []
     for raw in text.split(","):
@@ -109,17 +117,22 @@ def parse_settings(text: str) -> tuple[Config, ...]:
             act_gran = "tensor" if tail.endswith("t") else "token"
             act_bits = int(tail[1:].rstrip("t"))
             head, _, tail = head.rpartition("-")
+        alphabet = None
+        if tail in ("int", "dint"):
+            alphabet = tail
+            head, _, tail = head.rpartition("-")
         group = None
         if tail.startswith("g") and tail[1:].isdigit():
             group = int(tail[1:])
             head, _, tail = head.rpartition("-")
         if not (tail.endswith("b") and tail[:-1].isdigit()) or head not in METHODS:
             raise ValidateError(f"--settings: {name!r} is not a setting name; use "
-                                f"METHOD-BITSb[-gGROUP][-aABITS[t]] with METHOD one of {', '.join(METHODS)}, "
-                                "e.g. optq-4b, optq-3b-g128 or "
-                                "qronos-4b-a8 (8-bit activations per token; -a8t per tensor)")
+                                f"METHOD-BITSb[-gGROUP][-int|-dint][-aABITS[t]] with METHOD one of "
+                                f"{', '.join(METHODS)}, e.g. optq-4b, optq-3b-g128, optq-4b-dint (dINT "
+                                "weights) or qronos-4b-a8 (8-bit activations per token; -a8t per tensor)")
         try:
-            out.append(Config(head, int(tail[:-1]), group, act_bits=act_bits, act_granularity=act_gran))
+            out.append(Config(head, int(tail[:-1]), group, act_bits=act_bits, act_granularity=act_gran,
+                              alphabet=alphabet))
         except ValueError as exc:
             raise ValidateError(f"--settings: {name!r}: {exc}") from exc
     if not out:
@@ -283,13 +296,14 @@ def _worker_init() -> None:
     tqdm.set_lock(threading.RLock())
 
 
-RELATIVE_COST = {"qronos": 3.4, "qronos-ls": 3.4, "gpfq": 3.0, "ldlq-incoherence": 2.0,
-                 "boa": 2.5, "optq-stochastic": 1.1, "optq": 1.0, "rtn": 0.8}
+RELATIVE_COST = {"magr-optq": 20.0, "qronos": 3.4, "qronos-ls": 3.4, "gpfq": 3.0, "ldlq-incoherence": 2.0,
+                 "boa": 2.5, "optq-stochastic": 1.1, "optq": 1.0, "owq": 1.0, "rtn": 0.8}
 """CPU time of one setting relative to OPTQ's, rounded from single-thread profiles of the numpy reference
 on SmolLM2 (2,048 tokens: Qronos 3.3x, LDLQ with incoherence 2.1x, stochastic OPTQ 1.4x). Only the order
 in which the workers take the jobs depends on it; with the torch backend the measured ratios are smaller
 (Qronos 1.7x, LDLQ 2.1x: the per-setting ``seconds`` in benchmarks/results/validate_smollm2.json).
-BoA: 2.5x on MiniLM (69 s against 27 s, docs/methods.md "BoA")."""
+BoA: 2.5x on MiniLM (69 s against 27 s, docs/methods.md "BoA"). MagR + OPTQ: about 20x on MiniLM
+(1058 s against 49 s on a shared machine, benchmarks/results/validate_minilm_magr.json)."""
 
 
 def _relative_cost(cfg) -> float:
