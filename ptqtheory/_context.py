@@ -153,6 +153,13 @@ class RunContext:
         return self.W.shape
 
     @property
+    def gram_rounding(self) -> tuple[float, float] | None:
+        r"""``(rel, abs)`` of the statistics the run's pivots were computed from, when they were formed
+        with float32 chunk products (:func:`ptqtheory.tolerances.gram_rounding`); ``None`` here: the
+        reference factors the data by QR and forms :math:`X^TX` in float64."""
+        return None
+
+    @property
     def has_data(self) -> bool:
         """The per-sample data are at hand (False for :meth:`from_statistics` contexts)."""
         return self.X is not None

@@ -133,6 +133,11 @@ class DeviceContext(RunContext):
 
     dev: dict = field(default_factory=dict)
 
+    @property
+    def gram_rounding(self) -> tuple[float, float] | None:
+        """The run's statistics' float32-chunk error (E4), or ``None`` (float64 statistics)."""
+        return self.dev.get("gram_rounding")
+
     def structure(self, which: str = "E") -> tuple[np.ndarray, np.ndarray]:
         d = self.dev
         A = d["E_p"] if which == "E" else self._device_ls["W_ls"] - d["Q_p"]
@@ -258,8 +263,13 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
             piv = pivots(Hp, lam, row.factor, columns=order.tolist(), factor_dtype=F64)
         d = torch.diagonal(piv.UH)
         host_piv = Pivots.from_factors(_host(piv.UH / d[None, :]), _host(piv.D), _host(piv.L_T))
+    # E4: float32-chunk statistics, the run's own (its eta and pivots read them) or the ones used here.
+    stats_err = acc.gram_rounding if isinstance(acc, TorchAccumulator) else None
+    if stats_err is None and isinstance(run.stats, TorchAccumulator):
+        stats_err = run.stats.gram_rounding
     dev = {"W": W, "Q": Q, "E": E, "W_p": W[:, order], "Q_p": Q[:, order], "E_p": E[:, order],
-           "eta_p": eta[:, order], "order": order, "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq}
+           "eta_p": eta[:, order], "order": order, "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq,
+           "gram_rounding": stats_err}
     return DeviceContext.from_statistics(
         _host_run(run), gram_p=_host(gram), x_gram_p=_host(x_gram), m=acc.m, piv=host_piv,
         err_sq=_host(err_sq), err_inf=err_inf, dev=dev,
@@ -372,6 +382,8 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     the squared column norms (:math:`O(mN)`, equal to ``diag(run.stats)`` to ``STATS_MATCH_RTOL``
     relative); data that differ (e.g. float64 inputs certifying a run computed on their float32
     copies) get their own statistics, as do streamed batches, which can be read only once.
+    Statistics formed with float32 chunk products are matched to their own error bound
+    (:func:`ptqtheory.tolerances.gram_rounding`) on top of ``STATS_MATCH_RTOL``.
     """
     stats = run.stats
     if stats is not None and X is stats and V is None:
@@ -384,11 +396,14 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     if Xd.shape[0] != stats.m or Xd.device != stats.device:
         return None
     pairs = [(Xd, stats.gram_X)] + ([(Xt.reshape(-1, Xt.shape[-1]), stats.gram_Xt)] if uses_xt else [])
+    # Statistics from float32 chunk products (E4) match to their own error bound: the diagonal of
+    # |X|^T|X| is the squared column norms themselves.
+    rel, abs_ = stats.gram_rounding or (0.0, 0.0)
     for data, S in pairs:
         col_sq = torch.zeros(data.shape[1], dtype=F64, device=data.device)
         for r0 in range(0, data.shape[0], 8192):
             col_sq += (data[r0 : r0 + 8192].to(F64) ** 2).sum(0)
-        if not torch.allclose(col_sq, torch.diagonal(S), rtol=STATS_MATCH_RTOL, atol=0):
+        if not torch.allclose(col_sq, torch.diagonal(S), rtol=STATS_MATCH_RTOL + rel, atol=abs_):
             return None
     return stats
 
