@@ -56,7 +56,7 @@ from ..registry import entry, unwrap
 from ..tolerances import STATS_MATCH_RTOL, evaluation_allowance, normal_equations_refit_allowance
 from .device import as_data, mixed_error, tf32_guard
 from .factor import pivots
-from .stats import TorchAccumulator, batches_of, sym_perm
+from .stats import TorchAccumulator, batches_of, is_identity, sym_perm
 
 __all__ = ["DeviceContext", "certify"]
 
@@ -272,9 +272,12 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
     stats_err = acc.gram_rounding if isinstance(acc, TorchAccumulator) else None
     if stats_err is None and isinstance(run.stats, TorchAccumulator):
         stats_err = run.stats.gram_rounding
-    dev = {"W": W, "Q": Q, "E": E, "W_p": W[:, order], "Q_p": Q[:, order], "E_p": E[:, order],
-           "eta_p": eta[:, order], "order": order, "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq,
-           "gram_rounding": stats_err}
+    def p(a: torch.Tensor) -> torch.Tensor:  # processing order (no copy for the natural order)
+        return a if natural else a[:, order]
+
+    natural = is_identity(order)
+    dev = {"W": W, "Q": Q, "E": E, "W_p": p(W), "Q_p": p(Q), "E_p": p(E), "eta_p": p(eta), "order": order,
+           "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq, "gram_rounding": stats_err}
     gram_h = _host(gram)  # one host copy when the feedback Gram matrix is X^T X itself
     x_gram_h = gram_h if x_gram is gram else _host(x_gram)
     return DeviceContext.from_statistics(
