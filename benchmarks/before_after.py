@@ -57,12 +57,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--name", default="certify_cost")
     ap.add_argument("--work", type=Path, default=Path("/tmp/before_after"))
+    ap.add_argument("--into", type=Path, default=None,
+                    help="also store the medians under 'before_after' in this results JSON (e.g. "
+                         "benchmarks/results/certify_cost.json), keyed by the script's arguments")
+    ap.add_argument("--collect", action="store_true",
+                    help="run nothing: summarize the rounds already in --work (each side's complete rounds)")
     ap.add_argument("script", nargs=argparse.REMAINDER, help="-- the benchmark script and its arguments")
     args = ap.parse_args(argv)
     script = [a for a in args.script if a != "--"]
     sides: dict[str, list[dict]] = {"before": [], "after": []}
     trees = {"before": args.before.resolve(), "after": ROOT}
-    for r in range(args.rounds):
+    if args.collect:
+        for side in sides:
+            for r in range(args.rounds):
+                found = sorted((args.work / f"{side}_{r}").glob("*.json"))
+                if found:
+                    sides[side].append(json.loads(found[0].read_text()))
+        done = min(len(sides["before"]), len(sides["after"]))
+        sides = {k: v[:done] for k, v in sides.items()}
+        args.rounds = done
+    for r in range(0 if args.collect else args.rounds):
         order = ("before", "after") if r % 2 == 0 else ("after", "before")
         for side in order:
             out = args.work / f"{side}_{r}"
@@ -89,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
                "script": script, "before_tree": str(args.before), "rounds": args.rounds,
                "medians": rows, "runs": sides}
     print(f"\nwritten: {C.write(args.name + '_before_after', payload)}")
+    if args.into is not None:
+        target = json.loads(args.into.read_text()) if args.into.exists() else {}
+        target.setdefault("before_after", {})[" ".join(script)] = {
+            k: payload[k] for k in ("command", "machine", "before_tree", "rounds", "medians")}
+        args.into.write_text(json.dumps(target, indent=1) + "\n")
+        print(f"stored in: {args.into}")
     return 0
 
 
