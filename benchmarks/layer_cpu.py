@@ -42,19 +42,23 @@ import brevitas_peer as bp
 from gptq_loop import gptq_loop
 
 import ptqtheory as pt
+from ptqtheory.torch_backend import TorchAccumulator
 
 TARGETS = {  # pair -> the ratio it must not exceed (issue 6)
     ("ours torch f32", "GPTQ loop f32"): 1.0,
+    ("ours torch f32 f32-Gram", "GPTQ loop f32"): 1.0,
     ("ours torch f32", "Brevitas GPTQ f32"): 1.0,
     ("ours numpy f64", "ours torch f64"): 2.0,
 }
 PAIRS = [
     *TARGETS,
     ("ours torch f32", "ours torch f64"),
+    ("ours torch f32 f32-Gram", "ours torch f32"),
     ("ours Qronos torch f32", "Brevitas Qronos f32"),
 ]
 REFERENCE = {  # what each contestant's result is checked against before timing
     "ours torch f64": "ours numpy f64", "ours torch f32": "ours numpy f64",
+    "ours torch f32 f32-Gram": "ours numpy f64",
     "GPTQ loop f32": "ours numpy f64", "Brevitas GPTQ f32": "ours numpy f64",
     "Brevitas Qronos f32": "ours Qronos torch f32",
     "_Brevitas Qronos f64 buffers": "ours Qronos torch f32",
@@ -88,6 +92,9 @@ def contestants(W, X, bits: int, percdamp: float, block: int, brevitas: bool):
         "ours numpy f64": lambda: pt.optq(W, X, lam=damp, grid=grid, block_size=block).Q,
         "ours torch f64": lambda: pt.optq(W64, X64, lam=damp, grid=grid, block_size=block).Q,
         "ours torch f32": lambda: pt.optq(W32, X32, lam=damp, grid=grid, block_size=block).Q,
+        # X^T X from float32 products of 1024-row chunks added in float64 (tolerances.gram_rounding)
+        "ours torch f32 f32-Gram": lambda: pt.optq(W32, TorchAccumulator.from_data(X32, gram="float32"),
+                                                   lam=damp, grid=grid, block_size=block).Q,
         "GPTQ loop f32": lambda: gptq_loop(W32, X32, d32, z32, lo, hi, percdamp, block),
         "ours Qronos torch f32": lambda: pt.qronos(W32, X32, Xt32, lam=lam_t, grid=grid, variant="paper",
                                                    start="w", block_size=block).Q,
@@ -103,11 +110,20 @@ def contestants(W, X, bits: int, percdamp: float, block: int, brevitas: bool):
 
 
 def phases(W, X, grid, percdamp: float, block: int, delta, zero, bits: int) -> dict:
-    """Seconds per phase of ours (torch float32) and of the GPTQ loop on the same layer (one run each)."""
-    from ptqtheory.torch_backend import TorchAccumulator
+    """Seconds per phase of ours (torch float32, with float64 and with float32-chunk statistics) and
+    of the GPTQ loop on the same layer (one run each)."""
+    W32, X32 = torch.tensor(W, dtype=torch.float32), torch.tensor(X, dtype=torch.float32)
+    out = {"ours torch f32": _our_phases(W32, X32, grid, percdamp, block, "float64"),
+           "ours torch f32 f32-Gram": _our_phases(W32, X32, grid, percdamp, block, "float32")}
+    loop: dict = {}
+    d32, z32 = (torch.tensor(a[:, 0], dtype=torch.float32) for a in (delta, zero))
+    gptq_loop(W32, X32, d32, z32, 0.0, float(2**bits - 1), percdamp, block, phases=loop)
+    return out | {"GPTQ loop f32": loop}
+
+
+def _our_phases(W32, X32, grid, percdamp: float, block: int, gram: str) -> dict:
     from ptqtheory.torch_backend import engine as te
 
-    W32, X32 = torch.tensor(W, dtype=torch.float32), torch.tensor(X, dtype=torch.float32)
     ours, t = {}, time.perf_counter()
 
     def lap(name):
@@ -115,7 +131,7 @@ def phases(W, X, grid, percdamp: float, block: int, delta, zero, bits: int) -> d
         now = time.perf_counter()
         ours[name], t = now - t, now
 
-    acc = TorchAccumulator.from_data(X32)
+    acc = TorchAccumulator.from_data(X32, gram=gram)
     lap("statistics")
     s = te.setup(W32, acc, pt.Damping.percdamp(percdamp), grid, "nearest", "natural", None)
     L_T = s.L_T()
@@ -125,10 +141,7 @@ def phases(W, X, grid, percdamp: float, block: int, delta, zero, bits: int) -> d
     lap("sweep")
     te.finish(s, trace, rounder, "optq", "blocked", block_size=block)
     lap("record")
-    loop: dict = {}
-    d32, z32 = (torch.tensor(a[:, 0], dtype=torch.float32) for a in (delta, zero))
-    gptq_loop(W32, X32, d32, z32, 0.0, float(2**bits - 1), percdamp, block, phases=loop)
-    return {"ours torch f32": ours, "GPTQ loop f32": loop}
+    return ours
 
 
 def profile(fn, top: int = 12) -> list[str]:
@@ -145,13 +158,16 @@ def profile(fn, top: int = 12) -> list[str]:
 
 
 def bench_size(size: int, m: int, bits: int, percdamp: float, block: int, repeats: int,
-               brevitas: bool) -> dict:
+               brevitas: bool, only: list[str] | None = None) -> dict:
     W, X = C.layer_data(size, size, m, seed=size)
     runs, grid, delta, zero, Xt = contestants(W, X, bits, percdamp, block, brevitas)
+    if only is not None:  # the chosen contestants, and (run once, untimed) their references
+        refs = {REFERENCE[k] for k in only if k in REFERENCE} - set(only)
+        runs = {k: v for k, v in runs.items() if k in only or k in refs}
     results, times = {}, {}
     for name, fn in runs.items():
         print(f"  n = N = {size}: {name} ...", flush=True)
-        if name.startswith("_"):  # checked, not timed
+        if name.startswith("_") or (only is not None and name not in only):  # checked, not timed
             results[name] = fn()
             continue
         results[name], times[name] = C.timed(fn, repeats)
@@ -197,11 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-brevitas", action="store_true", help="leave Brevitas out even if installed")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                    help="time only these contestants (their references run once, untimed)")
+    ap.add_argument("--tag", default=None, help="write layer_cpu_<tag>.json instead of layer_cpu.json")
     args = ap.parse_args(argv)
     brevitas = bp.available() and not args.no_brevitas
     if not brevitas and not args.no_brevitas:
         print("Brevitas is not installed (pip install -e '.[bench]'): its rows are left out", flush=True)
-    sizes = [bench_size(s, args.m, args.bits, args.percdamp, args.block, args.repeats, brevitas)
+    sizes = [bench_size(s, args.m, args.bits, args.percdamp, args.block, args.repeats, brevitas, args.only)
              for s in args.sizes]
     rows = [{"size": s["size"], "name": k, "best": s["best"].get(k), "median": float(np.median(s["times"][k]))
              if k in s["times"] else None, "codes": c.get("codes"), "loss_rel": c.get("loss_rel")}
@@ -227,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"benchmark": "layer_cpu", "command": C.command(), "machine": C.machine(),
                "settings": vars(args) | {"out": str(args.out), "brevitas": brevitas}, "sizes": sizes,
                "pairs": pairs, "unequal": unequal}
-    path = C.write("layer_cpu", payload, args.out)
+    path = C.write("layer_cpu" + (f"_{args.tag}" if args.tag else ""), payload, args.out)
     print(f"\nwritten: {path}")
     for size, k, ref in unequal:
         print(f"NOT EQUAL at n = N = {size}: {k} against {ref}; its times are not comparable")

@@ -171,6 +171,13 @@ class RunContext:
         return self.W.shape
 
     @property
+    def gram_rounding(self) -> tuple[float, float] | None:
+        r"""``(rel, abs)`` of the statistics the run's pivots were computed from, when they were formed
+        with float32 chunk products (:func:`ptqtheory.tolerances.gram_rounding`); ``None`` here: the
+        reference factors the data by QR and forms :math:`X^TX` in float64."""
+        return None
+
+    @property
     def has_data(self) -> bool:
         """The per-sample data are at hand (False for :meth:`from_statistics` contexts)."""
         return self.X is not None
@@ -439,7 +446,14 @@ class RunContext:
         :math:`a = w_{LS} - q` (``"ls"``); squared for exact inputs (no square roots of rationals)."""
         A = self.E_p if which == "E" else self.W_ls - self.Q_p
         assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        resid = A - _linalg.dot(self.eta_p, self.piv.L.T)  # rows: a - L eta
+        if self.exact or self.eta_p.size == 0:
+            resid = A - _linalg.dot(self.eta_p, self.piv.L.T)  # rows: a - L eta
+        else:
+            # L eta^T by BLAS trmm (L lower triangular: half the flops of a full product). The
+            # row-major eta read column-major is eta^T, and the result read row-major is eta L^T.
+            L = np.asarray(self.piv.L, float)
+            eta = np.ascontiguousarray(self.eta_p, dtype=float)
+            resid = A - scipy.linalg.blas.dtrmm(1.0, np.asfortranarray(L), eta.T, side=0, lower=1).T
         num = np.asarray(_linalg.sq_norms(resid, 1))
         den = np.asarray(_linalg.sq_norms(A, 1))
         if num.dtype == object:
@@ -509,8 +523,16 @@ class RunContext:
             import sympy
 
             return float(abs(np.prod(D) - sympy.Matrix(self.Hf_p.tolist()).det()))
-        sign, logdet = np.linalg.slogdet(np.asarray(self.Hf_p, float))
-        return float(abs(np.sum(np.log(D)) - logdet)) if sign > 0 else float("inf")
+        # log det H from an independent Cholesky factorization of the formed H (LAPACK potrf, N^3/3
+        # flops, half of slogdet's LU); H not numerically positive definite: infinite gap.
+        Hp = np.asarray(self.Hf_p, float)
+        if Hp.size == 0:
+            return float(abs(np.sum(np.log(D))))
+        C, info = scipy.linalg.lapack.dpotrf(Hp, lower=1, clean=0)
+        if info != 0:
+            return float("inf")
+        logdet = 2.0 * float(np.sum(np.log(np.diag(C))))
+        return float(abs(np.sum(np.log(D)) - logdet))
 
     @cached_property
     def gpfq_sides(self) -> tuple[np.ndarray, np.ndarray]:

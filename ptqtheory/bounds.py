@@ -248,7 +248,7 @@ def _sum_delta2_D(ctx: RunContext) -> np.ndarray:
 
 def _weight_noise(ctx: RunContext) -> np.ndarray:
     """Rounding allowance of w - q per row (weight units): :func:`ptqtheory.tolerances.weight_allowance`."""
-    L_fro = float(np.linalg.norm(np.asarray(ctx.piv.L, float))) if ctx.piv is not None else 1.0
+    L_fro = ctx.L_fro if ctx.piv is not None else 1.0
     return weight_allowance(ctx.eps, np.linalg.norm(ctx.W, axis=1), np.linalg.norm(ctx.Q, axis=1),
                             L_fro, np.linalg.norm(ctx.eta_p, axis=1), ctx.code_norm)
 
@@ -482,8 +482,7 @@ def b11(ctx: RunContext) -> list[BoundCheck]:
     :math:`\operatorname{tr}(D) \le (\mu^2/N)(\operatorname{tr}H^{1/2})^2` (QuIP, a property of H).
     """
     hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
-    E_p = ctx.E[:, ctx.order]
-    proxy = np.sum((E_p @ np.asarray(ctx.Hf_p, float)) * E_p, axis=1)
+    proxy = np.asarray(ctx.h_quadratic, float)  # I3's left side, computed once per context
     val = 0.25 * _sum_delta2_D(ctx)
     H = np.asarray(ctx.Hf_p, float)
     N = H.shape[0]

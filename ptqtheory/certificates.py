@@ -66,8 +66,8 @@ def certify_numpy(
     :math:`Xw - \tilde Xq` per sample (``out``)     every run; with ``Xt``:          :math:`2nNm`;
                                                     :math:`\tilde X(w-q) + \Delta w` :math:`4nNm`
     Gram matrix :math:`X_f^TX_f` (one triangle)     factored runs                    :math:`mN^2`
-    :math:`\log\det H` (I1)                         factored runs                    :math:`2N^3/3`
-    :math:`(w - q) - L\eta` (structure)             OPTQ, LDLQ, Qronos-LS            :math:`2nN^2`
+    :math:`\log\det H` (I1, Cholesky)               factored runs                    :math:`N^3/3`
+    :math:`(w - q) - L\eta` (structure, ``trmm``)   OPTQ, LDLQ, Qronos-LS            :math:`nN^2`
     :math:`e^THe`, :math:`|e|^T|H||e|` (I3)         LDLQ                             :math:`4nN^2`
     QR of :math:`\hat{\tilde X}` with :math:`Q`     Qronos                           :math:`4(m+N)N^2`
     :math:`Q^T[\Delta w; 0]`, :math:`\tilde Xy`     Qronos                           :math:`4nNm`
@@ -76,8 +76,8 @@ def certify_numpy(
 
     OPTQ and LDLQ reuse the run's factorization (I1 checks it against :math:`H` formed from the
     data); :math:`L = U_1^{-1}` costs :math:`N^3/3` if the run did not form it. At
-    :math:`n = N = m` that is about :math:`5.7N^3` for OPTQ, :math:`9.7N^3` for LDLQ and
-    :math:`20N^3` for Qronos (of which the independent QR is :math:`8N^3`); the blocked OPTQ run
+    :math:`n = N = m` that is about :math:`4.3N^3` for OPTQ, :math:`8.3N^3` for LDLQ and
+    :math:`19N^3` for Qronos (of which the independent QR is :math:`8N^3`); the blocked OPTQ run
     itself costs about :math:`mN^2 + N^3/3 + 2nN^2 \approx 3.3N^3`. The bounds add
     :math:`O(nN^2)` (B6-B8), B2's Cholesky of the Gram matrix (:math:`N^3/3`) and, for nearest LDLQ,
     B11's eigendecomposition of :math:`H` (about :math:`9N^3`).

@@ -37,6 +37,7 @@ from .tolerances import (
     RTOL_IDENTITY,
     formed_quadratic_allowance,
     gpfq_allowance,
+    gram_statistics_allowance,
     h_tolerance,
     identity_allowance,
     least_squares_allowance,
@@ -277,9 +278,22 @@ def _feedback_allowances(ctx: RunContext, lhs, rhs) -> tuple[dict, np.ndarray]:
     :math:`\|\hat X\|_2 \le \|\hat X\|_F` (:func:`~ptqtheory.tolerances.identity_allowance`). The
     paper iteration adds its least-squares error to the structure relation only: it lies along
     directions :math:`\hat X` shrinks, which the identity does not see.
+
+    When the pivots come from statistics formed with float32 chunk products (the torch accumulator's
+    ``gram="float32"``), a ``"statistics"`` term adds their error (E4):
+    :math:`|e^T(\hat G - G)e| \le \mathrm{rel}\,\|X\|_F^2\|e\|^2 + \mathrm{abs}\,N\|e\|^2`
+    (:func:`~ptqtheory.tolerances.gram_statistics_allowance`); float64 statistics' own rounding,
+    :math:`\gamma_m(u_{64})`, is left to ``rtol`` as before.
     """
     base = structure_allowance(ctx.eps, ctx.w_q_norm, ctx.L_fro * ctx.eta_norm)
     terms = {"rounding": identity_allowance(ctx.xfh_norm, base, lhs, rhs)}
+    stats = ctx.gram_rounding
+    if stats is not None and not ctx.exact:
+        # Statistics formed with float32 chunk products (E4): the pivots and e^T H e read X^T X with
+        # an entrywise error rel |X|^T|X| + abs, which is first order in the identity's gap.
+        e_sq = np.asarray(_linalg.sq_norms(ctx.E_p, 1), float)
+        terms["statistics"] = gram_statistics_allowance(*stats, float(np.sum(ctx.xf_col_sq)), e_sq,
+                                                        ctx.shape[1])
     return terms, base + _iteration_allowance(ctx)
 
 
@@ -289,7 +303,8 @@ def i2(ctx: RunContext) -> IdentityCheck:
 
     Sides: the left from the data (:math:`\|Xw - Xq\|^2` measured, plus :math:`\lambda\|w-q\|^2`), the
     right from the run's :math:`\eta` and the context's pivots. Structure: :math:`\|(w-q) - L\eta\|`.
-    Allowance: :func:`_feedback_allowances` (E1-E2; E3 for the paper iteration's structure relation).
+    Allowance: :func:`_feedback_allowances` (E1-E2; E3 for the paper iteration's structure relation;
+    E4 when the run's statistics were formed with float32 chunk products).
     """
     lhs, rhs = ctx.lhs_sq, ctx.weighted
     terms, s_atol = _feedback_allowances(ctx, lhs, rhs)

@@ -26,6 +26,13 @@ and Stability*, Thm. 20.1), :math:`\kappa = \kappa_2(A)`, :math:`r` the residual
 the data carry :math:`\epsilon\sqrt{\kappa(H)}`, forms evaluated through the formed :math:`H` carry
 :math:`\epsilon\,\kappa(H)` (docs/theory.md, Numerics).
 
+(E4) **Statistics.** A Gram matrix accumulated from ``m`` rows errs entrywise by at most
+:math:`\mathrm{rel}\,(|X|^T|X|)_{kl} + \mathrm{abs}` (:func:`gram_rounding`): :math:`\gamma_m(u)` in
+float64, and :math:`\gamma_c(u_{32}) + \gamma_T(u_{64})(1+\gamma_c(u_{32}))` when float32 products of
+:math:`c`-row chunks are added in float64 (the torch accumulator's ``gram="float32"``). This is a
+worst-case (not probabilistic) bound; the certificates read it through
+:func:`gram_statistics_allowance` and :func:`formed_quadratic_allowance`.
+
 Representable range
 -------------------
 (R1) Data ``X``, ``Xt`` and weights ``W``: largest magnitude in :math:`[2^{-E}, 2^{E}]` (or all zero),
@@ -56,7 +63,9 @@ import math
 import numpy as np
 
 __all__ = [
+    "FLOAT32_GRAM_EXP",
     "GAMMA",
+    "GRAM_CHUNK_ROWS",
     "RESOLVED",
     "ROUNDING_SLACK",
     "RTOL_BOUND",
@@ -69,7 +78,10 @@ __all__ = [
     "data_range",
     "evaluation_allowance",
     "formed_quadratic_allowance",
+    "gamma",
     "gpfq_allowance",
+    "gram_rounding",
+    "gram_statistics_allowance",
     "h_tolerance",
     "identity_allowance",
     "lam_range",
@@ -79,6 +91,7 @@ __all__ = [
     "normal_equations_refit_allowance",
     "pivot_bounds_slack",
     "precision_name",
+    "product_underflow",
     "qr_refit_allowance",
     "qronos_first_allowance",
     "quadratic_range",
@@ -300,6 +313,84 @@ def weight_allowance(unit: float, w_norm, q_norm, L_fro: float, eta_norm, code_n
     ``code_norm`` is :math:`\|\delta\odot(|k| + |z| + 1)\|` per row.
     """
     return unit * (w_norm + q_norm + L_fro * (np.asarray(eta_norm, float) + np.asarray(code_norm, float)))
+
+
+# -- statistics: the rounding of X^T X (E4) -------------------------------------------------------------
+
+GRAM_CHUNK_ROWS = 1024
+r"""Rows per float32 product of a chunked Gram matrix (:func:`gram_rounding`): each chunk's
+:math:`X_c^TX_c` errs by at most :math:`\gamma_{1024}(u_{32})\approx 6.1\cdot 10^{-5}` of
+:math:`|X_c|^T|X_c|` entrywise. Smaller chunks tighten the bound but cost one float64 addition of an
+``N x N`` matrix each."""
+
+FLOAT32_GRAM_EXP = 40
+r"""A batch enters a float32 chunked Gram matrix only when its largest magnitude lies in
+:math:`[2^{-40}, 2^{40}]` (or it is all zero); other batches are accumulated in float64. Then every
+product is at most :math:`2^{80}` and every chunk sum at most :math:`2^{80}\cdot` :data:`GRAM_CHUNK_ROWS`
+:math:`< 2^{127}`: no overflow; underflow is carried by :func:`product_underflow`."""
+
+
+def gamma(k: int, u: float) -> float:
+    r""":math:`\gamma_k(u) = ku/(1 - ku)` (Higham, *Accuracy and Stability*, Lemma 3.1): the worst-case
+    relative error of ``k`` rounded operations in any order (requires :math:`ku < 1`)."""
+    k = int(k)
+    if k < 0:
+        raise ValueError(f"k must be a nonnegative count; got {k}")
+    if k * u >= 1.0:
+        raise ValueError(f"gamma_k(u) needs k u < 1; got k = {k}, u = {u:.3g}: use fewer terms per sum")
+    return k * u / (1.0 - k * u)
+
+
+def product_underflow(precision="float32") -> float:
+    r"""Largest absolute error of one product whose result underflows (gradual underflow:
+    :math:`\mathrm{fl}(xy) = xy(1 + \delta) + \zeta`, :math:`|\zeta| \le` half the smallest subnormal,
+    :math:`2^{-150}` in float32, :math:`2^{-1075}` in float64). Sums are exact where they underflow."""
+    return 2.0**-150 if precision_name(precision) == "float32" else 2.0**-1075
+
+
+def gram_rounding(chunk_rows: int, chunks32: int, rows32: int, rows64: int) -> tuple[float, float]:
+    r"""(E4) Entrywise error of a Gram matrix :math:`\hat G \approx G = X^TX` accumulated in float64
+    from float32 chunk products and float64 row products: ``(rel, abs)`` with
+
+    .. math:: |\hat G_{kl} - G_{kl}| \le \mathrm{rel}\,(|X|^T|X|)_{kl} + \mathrm{abs}.
+
+    Derivation. Entry :math:`(k, l)` is a sum of ``chunks32`` chunk products
+    :math:`s_j = \sum_{i\in j}x_{ik}x_{il}` (at most ``chunk_rows`` = :math:`c` rows each, float32
+    inputs, computed by a float32 GEMM) and of ``rows64`` float64 products :math:`x_{ik}x_{il}`.
+    A float32 inner product of :math:`c` terms, in any order and with or without FMA, errs by at most
+    :math:`\gamma_c(u_{32})\sum_{i\in j}|x_{ik}x_{il}|` (Higham, Thm. 3.5 / eq. (3.5)), plus
+    :math:`(1 + \gamma_c(u_{32}))\,c\,` :func:`product_underflow` for products that underflow.
+    Widening :math:`\hat s_j` to float64 is exact. The float64 sum of the
+    :math:`T` = ``chunks32 + rows64`` terms (a float64 product has relative error :math:`u_{64}`), in any
+    order, errs by at most :math:`\gamma_T(u_{64})` times the sum of their absolute values, each of which
+    is at most :math:`(1 + \gamma_c(u_{32}))` times its exact absolute sum. Altogether
+
+    .. math:: \mathrm{rel} = \gamma_c(u_{32}) + \gamma_T(u_{64})(1 + \gamma_c(u_{32})),\qquad
+       \mathrm{abs} = (1 + \gamma_c(u_{32}))(1 + \gamma_T(u_{64}))\,m_{32}\,2^{-150},
+
+    :math:`m_{32}` = ``rows32``. With no float32 chunks this is :math:`\gamma_m(u_{64})`, the plain
+    float64 bound. Mirroring the upper triangle into the lower one is exact. The data must be exact in
+    float32 (float32, float16 or bfloat16 activations): float64 batches are never rounded to float32,
+    they take the float64 route (``rows64``), so the bound never has to include input rounding.
+    An orthogonal change of basis :math:`S\to VSV^T` (incoherence) keeps the contracted form
+    :func:`gram_statistics_allowance` (it reads :math:`\|X\|_F` and :math:`\|e\|`, both invariant).
+    """
+    u32, u64 = unit_roundoff("float32"), unit_roundoff("float64")
+    g32 = gamma(chunk_rows, u32) if chunks32 else 0.0
+    g64 = gamma(chunks32 + rows64, u64)
+    rel = g32 + g64 * (1.0 + g32)
+    abs_ = (1.0 + g32) * (1.0 + g64) * rows32 * product_underflow("float32")
+    return rel, abs_
+
+
+def gram_statistics_allowance(rel: float, abs_: float, data_sq: float, e_sq, N: int):
+    r"""Allowance of a quadratic form :math:`e^T\hat Ge` read through statistics with the error of
+    :func:`gram_rounding`, per row: :math:`|e^T(\hat G - G)e| \le \mathrm{rel}\,\||X||e|\|^2 +
+    \mathrm{abs}\,(\sum_k|e_k|)^2 \le \mathrm{rel}\,\|X\|_F^2\|e\|^2 + \mathrm{abs}\,N\|e\|^2`
+    (Cauchy-Schwarz on each row of :math:`|X|`, and on :math:`\sum_k|e_k|`). ``data_sq`` is
+    :math:`\|X\|_F^2`, ``e_sq`` is :math:`\|e\|^2` per row."""
+    e_sq = np.asarray(e_sq, float)
+    return (rel * float(data_sq) + abs_ * N) * e_sq
 
 
 # -- rounding onto a grid (R2) -------------------------------------------------------------------

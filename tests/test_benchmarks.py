@@ -85,6 +85,16 @@ def test_certify_cost_runs_and_certificates_hold(tmp_path):
     assert all(r["identities_hold"] and r["bounds_hold"] and "B1" in r["bounds"] for r in rows)
 
 
+def test_certify_cost_ldlq_and_qronos(tmp_path):
+    mod = _load("certify_cost")
+    assert mod.main(["--sizes", "48", "--m", "192", "--repeats", "1", "--algorithms", "ldlq", "qronos",
+                     "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "certify_cost.json").read_text())["rows"]
+    assert {(r["algorithm"], r["path"]) for r in rows} == {
+        (a, p) for a in ("ldlq", "qronos") for p in ("numpy f64", "torch f32")}
+    assert all(r["identities_hold"] and r["bounds_hold"] for r in rows)
+
+
 def test_layer_floor_runs_on_cpu(tmp_path):
     mod = _load("layer_floor")
     assert mod.main(["--device", "cpu", "--shapes", "48x64", "--m", "256", "--repeats", "1",

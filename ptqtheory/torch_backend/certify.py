@@ -56,7 +56,7 @@ from ..registry import entry, unwrap
 from ..tolerances import STATS_MATCH_RTOL, evaluation_allowance, normal_equations_refit_allowance
 from .device import as_data, mixed_error, tf32_guard
 from .factor import pivots
-from .stats import TorchAccumulator, batches_of, sym_perm
+from .stats import TorchAccumulator, batches_of, is_identity, sym_perm
 
 __all__ = ["DeviceContext", "certify"]
 
@@ -133,10 +133,15 @@ class DeviceContext(RunContext):
 
     dev: dict = field(default_factory=dict)
 
+    @property
+    def gram_rounding(self) -> tuple[float, float] | None:
+        """The run's statistics' float32-chunk error (E4), or ``None`` (float64 statistics)."""
+        return self.dev.get("gram_rounding")
+
     def structure(self, which: str = "E") -> tuple[np.ndarray, np.ndarray]:
         d = self.dev
         A = d["E_p"] if which == "E" else self._device_ls["W_ls"] - d["Q_p"]
-        resid = A - d["eta_p"] @ d["piv"].L.T
+        resid = A - lower_matmul_t(d["eta_p"], d["piv"].L)
         return _host(torch.linalg.vector_norm(resid, dim=1)), _host(torch.linalg.vector_norm(A, dim=1))
 
     @cached_property
@@ -207,9 +212,14 @@ class DeviceContext(RunContext):
 
     @cached_property
     def logdet_gap(self) -> float:
+        # log det H from an independent Cholesky factorization (N^3/3 flops, half of slogdet's LU);
+        # H not numerically positive definite: infinite gap.
         D = self.dev["piv"].D
-        sign, logdet = torch.linalg.slogdet(self.dev["Hp"])
-        return float(abs(torch.log(D).sum() - logdet)) if float(sign) > 0 else float("inf")
+        C, info = torch.linalg.cholesky_ex(self.dev["Hp"])
+        if int(info) != 0:
+            return float("inf")
+        logdet = 2.0 * torch.log(torch.diagonal(C)).sum()
+        return float(abs(torch.log(D).sum() - logdet))
 
     @cached_property
     def gpfq_sides(self) -> tuple[np.ndarray, np.ndarray]:
@@ -258,10 +268,20 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
             piv = pivots(Hp, lam, row.factor, columns=order.tolist(), factor_dtype=F64)
         d = torch.diagonal(piv.UH)
         host_piv = Pivots.from_factors(_host(piv.UH / d[None, :]), _host(piv.D), _host(piv.L_T))
-    dev = {"W": W, "Q": Q, "E": E, "W_p": W[:, order], "Q_p": Q[:, order], "E_p": E[:, order],
-           "eta_p": eta[:, order], "order": order, "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq}
+    # E4: float32-chunk statistics, the run's own (its eta and pivots read them) or the ones used here.
+    stats_err = acc.gram_rounding if isinstance(acc, TorchAccumulator) else None
+    if stats_err is None and isinstance(run.stats, TorchAccumulator):
+        stats_err = run.stats.gram_rounding
+    def p(a: torch.Tensor) -> torch.Tensor:  # processing order (no copy for the natural order)
+        return a if natural else a[:, order]
+
+    natural = is_identity(order)
+    dev = {"W": W, "Q": Q, "E": E, "W_p": p(W), "Q_p": p(Q), "E_p": p(E), "eta_p": p(eta), "order": order,
+           "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq, "gram_rounding": stats_err}
+    gram_h = _host(gram)  # one host copy when the feedback Gram matrix is X^T X itself
+    x_gram_h = gram_h if x_gram is gram else _host(x_gram)
     return DeviceContext.from_statistics(
-        _host_run(run), gram_p=_host(gram), x_gram_p=_host(x_gram), m=acc.m, piv=host_piv,
+        _host_run(run), gram_p=gram_h, x_gram_p=x_gram_h, m=acc.m, piv=host_piv,
         err_sq=_host(err_sq), err_inf=err_inf, dev=dev,
     )
 
@@ -321,6 +341,22 @@ def _host_pairs(batches, V, uses_xt: bool, algorithm: str):
         yield xb, xtb
 
 
+def lower_matmul_t(A: torch.Tensor, L: torch.Tensor, panels: int = 8) -> torch.Tensor:
+    r""":math:`AL^T` for lower triangular ``L``, skipping its zero upper triangle: column panel
+    :math:`[j_0, j_1)` of the result is :math:`A_{:, <j_1}L_{j_0:j_1, <j_1}^T` (``panels`` of them:
+    a fraction :math:`(k+1)/2k` of a full product's flops; torch has no BLAS ``trmm``). The same
+    sums as the full product less its zero terms."""
+    N = L.shape[0]
+    width = max(256, -(-N // panels))
+    if width >= N:
+        return A @ L.T
+    out = torch.empty(A.shape[0], N, dtype=A.dtype, device=A.device)
+    for j0 in range(0, N, width):
+        j1 = min(j0 + width, N)
+        out[:, j0:j1] = A[:, :j1] @ L[j0:j1, :j1].T
+    return out
+
+
 def _host(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", F64).numpy()
 
@@ -373,6 +409,8 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     the squared column norms (:math:`O(mN)`, equal to ``diag(run.stats)`` to ``STATS_MATCH_RTOL``
     relative); data that differ (e.g. float64 inputs certifying a run computed on their float32
     copies) get their own statistics, as do streamed batches, which can be read only once.
+    Statistics formed with float32 chunk products are matched to their own error bound
+    (:func:`ptqtheory.tolerances.gram_rounding`) on top of ``STATS_MATCH_RTOL``.
     """
     stats = run.stats
     if stats is not None and X is stats and V is None:
@@ -385,11 +423,14 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     if Xd.shape[0] != stats.m or Xd.device != stats.device:
         return None
     pairs = [(Xd, stats.gram_X)] + ([(Xt.reshape(-1, Xt.shape[-1]), stats.gram_Xt)] if uses_xt else [])
+    # Statistics from float32 chunk products (E4) match to their own error bound: the diagonal of
+    # |X|^T|X| is the squared column norms themselves.
+    rel, abs_ = stats.gram_rounding or (0.0, 0.0)
     for data, S in pairs:
         col_sq = torch.zeros(data.shape[1], dtype=F64, device=data.device)
         for r0 in range(0, data.shape[0], 8192):
             col_sq += (data[r0 : r0 + 8192].to(F64) ** 2).sum(0)
-        if not torch.allclose(col_sq, torch.diagonal(S), rtol=STATS_MATCH_RTOL, atol=0):
+        if not torch.allclose(col_sq, torch.diagonal(S), rtol=STATS_MATCH_RTOL + rel, atol=abs_):
             return None
     return stats
 
