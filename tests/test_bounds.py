@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 import scipy.stats
-from hypothesis import event, given
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 from strategies import TIE_FREE_GRIDS, Case, cases, examples
 
@@ -98,22 +98,31 @@ def test_rtn_comparison_bounds(case: Case, rounding):
 @given(cases(lam_factors=(1e-4, 1e-2, 1.0), families=("gaussian", "outliers", "heavy_tailed"),
              grid_kinds=("scalar", "per_row", "per_entry")))
 def test_B1_attained_by_midpoint_construction(case: Case):
-    """Every x_t a hair below a midpoint: |eta_t| = (1/2 - 1e-12) delta_t, so B1 is attained.
+    """Every x_t a hair below a midpoint: |eta_t| = (1/2 - eps) delta_t, so B1 is attained.
 
-    In the form ||X(w-q)||^2 + lam||w-q||^2 <= A = (1/4) sum_t delta_t^2 D_t the ratio is >= 1 - 1e-9.
-    B1 as stated subtracts lam||w-q||^2 = B from both sides: its ratio is 1 - (1 - ratio) A/(A - B),
-    so the same attainment reads 1 - 1e-9 A/(A - B) there (A/(A - B) is large only when m << N).
+    The hair ``eps`` must exceed the sweep's own rounding, or an x_t lands on the other side of its
+    midpoint, rounds the other way and moves every later x_s by a non-integer number of steps. That
+    rounding is about N u max|w| / delta (the weights the construction needs grow like the factor L, so
+    like 1/lam when m << N): ``eps`` is 64 times that, and at least 1e-12. Then
+    ||X(w-q)||^2 + lam||w-q||^2 = (1 - 2 eps)^2 A with A = (1/4) sum_t delta_t^2 D_t, up to 1e-9.
+    B1 as stated subtracts lam||w-q||^2 = B from both sides: its ratio is 1 - (1 - ratio) A/(A - B).
     """
     delta = case.grid.expand(*case.W.shape)[0]
-    W = midpoint_weights(case.X, case.lam, delta, n=case.W.shape[0], order=case.order, seed=case.seed)
+    n = case.W.shape[0]
+    W0 = midpoint_weights(case.X, case.lam, delta, n=n, order=case.order, seed=case.seed, offset=0.0)
+    eps = max(1e-12, 64 * case.W.shape[1] * 2.0**-53 * float(np.max(np.abs(W0) / delta)))
+    assume(eps < 1e-4)  # else the midpoints cannot be hit in float64 and there is nothing to attain
+    event(f"midpoint hair eps {'<= 1e-9' if eps <= 1e-9 else '> 1e-9'}")
+    W = midpoint_weights(case.X, case.lam, delta, n=n, order=case.order, seed=case.seed, offset=eps)
     r = pt.optq(W, case.X, lam=case.lam, grid=pt.Grid(delta), order=case.order, seed=case.seed)
     c = pt.certify(r, case.X, full_pivot_check=False)
     b1 = c.bound("B1")
     assert np.all(b1.applies) and b1.violations == 0
     A = 0.25 * (delta[:, r.order] ** 2) @ c.pivots.D
     full = c.identity_lhs / A  # (||X(w-q)||^2 + lam||w-q||^2) / A
-    assert np.all(full >= 1 - 1e-9) and np.all(full <= 1 + 1e-9), full
-    assert np.all(b1.ratio >= 1 - 1e-9 * A / b1.value), (b1.ratio, A / b1.value)
+    floor = (1 - 2 * eps) ** 2 - 1e-9
+    assert np.all(full >= floor) and np.all(full <= 1 + 1e-9), (full, eps)
+    assert np.all(b1.ratio >= 1 - (1 - floor) * A / b1.value), (b1.ratio, A / b1.value, eps)
 
 
 def test_the_bound_check_can_fail():
