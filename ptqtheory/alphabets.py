@@ -60,8 +60,8 @@ def _check_values(values) -> np.ndarray:
         what = "repeats" if d[k] == 0 else "decreases"
         raise ValueError(
             f"Alphabet values must be strictly increasing; the sequence {what} at index {k + 1} "
-            f"({v[k]!r} then {v[k + 1]!r}). Pass np.unique(values) (sorted, duplicates removed) if a set "
-            "of levels is meant"
+            f"({float(v[k]):g} then {float(v[k + 1]):g}). Pass np.unique(values) (sorted, duplicates removed) "
+            "if a set of levels is meant"
         )
     if not np.all(np.isfinite(d)):
         raise ValueError("Alphabet values are too far apart: a gap overflows float64")
