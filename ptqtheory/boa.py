@@ -385,6 +385,16 @@ def _check_heads(W_q, W_k, W_v, d: int, n_heads) -> tuple[np.ndarray, np.ndarray
     return mats[0], mats[1], mats[2], mats[0].shape[0] // n_heads
 
 
+def _check_attention(X, W_q, W_k, W_v, n_heads, lengths):
+    """``(X, W_q, W_k, W_v, head_dim, lengths)`` checked and as float64 arrays, or ``ValueError``."""
+    Xa = np.asarray(X, dtype=float)
+    if Xa.ndim != 2 or not np.all(np.isfinite(Xa)):
+        raise ValueError("X must be a finite (tokens, features) matrix")
+    T, d = Xa.shape
+    Wq, Wk, Wv, dh = _check_heads(W_q, W_k, W_v, d, n_heads)
+    return Xa, Wq, Wk, Wv, dh, _check_lengths(lengths, T)
+
+
 def attention_heads(X, W_q, W_k, W_v, n_heads: int, lengths=None, b_q=None, b_k=None, b_v=None,
                     causal: bool = False) -> tuple[np.ndarray, list[list[np.ndarray]]]:
     r"""Multi-head attention outputs before the output projection, per head.
@@ -394,12 +404,7 @@ def attention_heads(X, W_q, W_k, W_v, n_heads: int, lengths=None, b_q=None, b_k=
     the probabilities :math:`\operatorname{softmax}(Q_hK_h^T/\sqrt{d_h})` of sequence ``b``
     (``causal``: each token sees itself and earlier tokens).
     """
-    Xa = np.asarray(X, dtype=float)
-    if Xa.ndim != 2 or not np.all(np.isfinite(Xa)):
-        raise ValueError("X must be a finite (tokens, features) matrix")
-    T, d = Xa.shape
-    Wq, Wk, Wv, dh = _check_heads(W_q, W_k, W_v, d, n_heads)
-    L = _check_lengths(lengths, T)
+    Xa, Wq, Wk, Wv, dh, L = _check_attention(X, W_q, W_k, W_v, n_heads, lengths)
     bq, bk, bv = (_bias(nm, b, Wq.shape[0]) for nm, b in (("b_q", b_q), ("b_k", b_k), ("b_v", b_v)))
     Qa, Ka, Va = Xa @ Wq.T + bq, Xa @ Wk.T + bk, Xa @ Wv.T + bv
     O = np.empty_like(Va)
@@ -477,12 +482,7 @@ def boa_attention(X, W_q, W_k, W_v, n_heads: int, *, bits: int = 4, sym: bool = 
     """
     if lam is None:
         lam = Damping.percdamp(0.01)
-    Xa = np.asarray(X, dtype=float)
-    if Xa.ndim != 2 or not np.all(np.isfinite(Xa)):
-        raise ValueError("X must be a finite (tokens, features) matrix")
-    T, d = Xa.shape
-    Wq, Wk, Wv, dh = _check_heads(W_q, W_k, W_v, d, n_heads)
-    L = _check_lengths(lengths, T)
+    Xa, Wq, Wk, Wv, dh, L = _check_attention(X, W_q, W_k, W_v, n_heads, lengths)
     bq, bk = _bias("b_q", b_q, Wq.shape[0]), _bias("b_k", b_k, Wk.shape[0])
     _, A = attention_heads(Xa, Wq, Wk, Wv, n_heads, L, bq, bk, None, causal)
     Qa, Ka = Xa @ Wq.T + bq, Xa @ Wk.T + bk

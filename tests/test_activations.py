@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import GROUPS
+from tiny_models import llama as _llama
 
 import ptqtheory as pt
 
@@ -143,20 +145,6 @@ def test_bad_input_is_refused_before_work():
 
 # --------------------------------------------------------------------------------------------------
 # The pipeline with activation quantization (Config.act_bits): against rerunning the whole model
-
-GROUPS = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("self_attn.o_proj",),
-          ("mlp.gate_proj", "mlp.up_proj"), ("mlp.down_proj",))
-
-
-def _llama(depth: int, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=depth, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=128, max_position_embeddings=512)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return LlamaForCausalLM(cfg).eval()
-
 
 def _token_hook(bits: int):
     """An independent per-token quantizer in the model's dtype, written out: step max|x|/K, rint, times step."""

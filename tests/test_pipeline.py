@@ -6,28 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import GROUPS
+from tiny_models import calibration as _calibration
+from tiny_models import llama as _llama
 
 import ptqtheory as pt
 from ptqtheory.models import Config, ModelBlocks, capture_inputs, hf, quantize_model
-
-GROUPS = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("self_attn.o_proj",),
-          ("mlp.gate_proj", "mlp.up_proj"), ("mlp.down_proj",))
-
-
-def _llama(depth: int, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=depth, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=128, max_position_embeddings=512)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return LlamaForCausalLM(cfg).eval()
-
-
-def _calibration(batches: int = 2):
-    cal, _ = hf.calibration_batches(None, tokens=64 * batches, random_tokens=64 * batches, vocab_size=128,
-                                    seq_len=32, batch_size=2)
-    return cal
 
 
 class _Calls:
