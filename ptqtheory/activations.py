@@ -83,8 +83,9 @@ def _check_input(X) -> tuple[Any, bool]:
             raise TypeError(f"X must be a numpy array or a torch tensor; got {type(X).__name__}")
         if not X.is_floating_point():
             raise TypeError(f"X must be a floating-point tensor; got dtype {X.dtype} (cast it with .float())")
-        if X.dim() < 1 or X.shape[-1] < 1:
-            raise ValueError(f"X must have a non-empty last (feature) axis; got shape {tuple(X.shape)}")
+        if X.dim() < 1 or X.numel() == 0:
+            raise ValueError(f"X must hold at least one token with at least one feature (shape (..., N)); "
+                             f"got shape {tuple(X.shape)}")
         if not bool(torch.isfinite(X).all()):
             raise ValueError("X contains NaN or Inf; activation quantization needs finite inputs")
         return X, True
@@ -94,8 +95,9 @@ def _check_input(X) -> tuple[Any, bool]:
             a = a.astype(np.float64)
         if a.dtype.kind != "f":
             raise TypeError(f"X must hold real numbers; got dtype {a.dtype}")
-        if a.ndim < 1 or a.shape[-1] < 1:
-            raise ValueError(f"X must have a non-empty last (feature) axis; got shape {a.shape}")
+        if a.ndim < 1 or a.size == 0:
+            raise ValueError(f"X must hold at least one token with at least one feature (shape (..., N)); "
+                             f"got shape {a.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError("X contains NaN or Inf; activation quantization needs finite inputs")
         return a, False

@@ -135,6 +135,9 @@ def test_bad_input_is_refused_before_work():
         pt.quantize_activations(torch.tensor([[1.0, float("inf")]]))
     with pytest.raises(TypeError, match="X"):
         pt.quantize_activations("abc")
+    for empty in (np.zeros((0, 4)), torch.zeros(0, 4), np.zeros((3, 0))):  # no token to take a step from
+        with pytest.raises(ValueError, match="at least one token"):
+            pt.quantize_activations(empty, granularity="tensor")
     with pytest.raises(TypeError, match="floating"):
         pt.quantize_activations(torch.ones(2, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match="calibrate"):
