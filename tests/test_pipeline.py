@@ -310,3 +310,22 @@ def test_alphabet_settings_refused_where_unsupported():
     for bad in ("optq-4b-g16-dint", "owq-4b-dint", "boa-4b-int"):
         with pytest.raises(ValidateError, match="alphabet"):
             parse_settings(bad)
+
+
+def test_gpfq_setting_rounds_dead_quantized_inputs_and_says_so():
+    """An 8-bit activation grid can round a whole small channel of Xt to 0 (it happened on MiniLM's
+    FFN output with gpfq-4b-a8t). The pipeline's GPFQ rounds those weights to nearest, the run's notes
+    name the column, and the certificate still holds (I6 on the remaining sweep)."""
+    from ptqtheory.models.pipeline import run_setting
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 6))
+    Xt = X.copy()
+    Xt[:, 2] = 0.0  # a dead quantized input
+    W = rng.standard_normal((5, 6))
+    cfg = Config(method="gpfq", bits=4, act_bits=8)
+    run = run_setting(cfg, W, X, Xt, 0.0, seed=0)
+    assert any("dead columns [2]" in note for note in run.notes)
+    grid = pt.Grid.minmax(W, bits=4)
+    np.testing.assert_array_equal(run.Q[:, 2], pt.rtn(W, grid=grid).Q[:, 2])  # rounded to nearest
+    assert pt.certify(run, X, Xt).identity_holds

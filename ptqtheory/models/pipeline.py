@@ -506,6 +506,11 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
         kw.update(incoherence="kron", seed=seed)
     if spec.variant is not None:
         kw["variant"] = spec.variant
+    if spec.algorithm == "gpfq":
+        # A column of Xt can be all zero in a real model (an 8-bit activation grid rounds a small channel
+        # to 0): GPFQ's step is undefined there, so those weights are rounded to nearest and the run's
+        # notes say which (recorded in the layer's summary).
+        kw["dead_columns"] = "round"
     if spec.algorithm == "owq":  # kept columns: the default effective-bit target (ptqtheory.owq)
         from ..owq import default_keep, owq
 
@@ -950,6 +955,8 @@ def quantize_model(
                         summary.update(kept_columns=run.keep, effective_bits=run.effective_bits)
                     if pre is not None:
                         _add_magr_summary(summary, pre, run, cert, rows)
+                    if run.notes:
+                        summary["notes"] = list(run.notes)
                     result.layers.append(LayerRecord(
                         layer=f"{name}.{layer}", shape=tuple(weights[i].shape), config=cfg.name,
                         method=cfg.method, bits=cfg.bits, group_size=cfg.group_size, lam=float(run.lam),
