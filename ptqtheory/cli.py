@@ -20,6 +20,7 @@ import numpy as np
 from . import algorithms as alg
 from .api import certify
 from .calibration import Damping
+from .factor import SingularHessianError
 from .grids import Grid
 
 
@@ -204,6 +205,15 @@ def _quantize(args) -> int:
     except QuantizeError as exc:
         print(f"ptqtheory quantize: {exc}", file=sys.stderr)
         return 2
+    except SingularHessianError as exc:  # found only once a layer's data are seen
+        print(f"ptqtheory quantize: {_singular_advice(exc)}", file=sys.stderr)
+        return 2
+
+
+def _singular_advice(exc: Exception) -> str:
+    """The library's message (it names ``lam``) with the command line's fix."""
+    first = str(exc).split(" Set lam > 0")[0].rstrip(". ")
+    return f"{first}; pass --percdamp > 0 (e.g. --percdamp 0.01, GPTQ's damping) or more --tokens"
 
 
 def _validate(args) -> int:
@@ -218,6 +228,9 @@ def _validate(args) -> int:
                             backend=args.backend, eval_seq_len=args.eval_seq_len)
     except ValidateError as exc:
         print(f"ptqtheory validate: {exc}", file=sys.stderr)
+        return 2
+    except SingularHessianError as exc:  # found only once a layer's data are seen
+        print(f"ptqtheory validate: {_singular_advice(exc)}", file=sys.stderr)
         return 2
 
 

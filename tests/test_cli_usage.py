@@ -48,3 +48,15 @@ def test_usage_errors_are_one_line_and_exit_2(argv, names, a_file, tmp_path, cap
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert names in lines[0], lines[0]
+
+
+def test_singular_data_without_damping_is_one_line(tmp_path, capsys):
+    """--percdamp 0 with fewer tokens than features: H = X^T X is singular on the first layer. That is
+    found only once the data are seen, and still ends as one line with the option that fixes it."""
+    code = main(["validate", "--settings", "optq-4b", "--percdamp", "0", "--tokens", "16", "--workers", "1",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]  # progress bars may precede it
+    assert "Traceback" not in err, err
+    assert last.startswith("ptqtheory validate: H = X^T X + lam*I is singular") and "--percdamp" in last, last
