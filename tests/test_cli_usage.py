@@ -60,3 +60,21 @@ def test_singular_data_without_damping_is_one_line(tmp_path, capsys):
     last = err.strip().splitlines()[-1]  # progress bars may precede it
     assert "Traceback" not in err, err
     assert last.startswith("ptqtheory validate: H = X^T X + lam*I is singular") and "--percdamp" in last, last
+
+
+@pytest.mark.parametrize("model", ["minilm", "smollm2"])
+@pytest.mark.parametrize(("content", "says"), [
+    (b"", "the file is empty"),
+    (b"\n \n\t\n", "the file is empty"),
+    (b"abc\x00def\n\nmore words here", "a binary file"),
+    ("caf\u00e9 au lait, s'il vous pla\u00eet\n\nencore".encode("latin-1"), "not UTF-8"),
+])
+def test_bad_text_files_are_one_line_for_both_models(model, content, says, tmp_path, capsys):
+    """Both models read --text through one reader: the same one-line message, no codec traceback."""
+    f = tmp_path / "text.txt"
+    f.write_bytes(content)
+    code = main(["validate", "--model", model, "--text", str(f), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ptqtheory validate: --text {f}: {says}"), err

@@ -84,9 +84,12 @@ def split(limit_calibration: int = 256, limit_heldout: int = 128) -> tuple[list[
 def file_paragraphs(path: str | Path, limit_calibration: int = 256,
                     limit_heldout: int = 128) -> tuple[list[str], list[str]]:
     """``(calibration, held_out)`` from a UTF-8 text file: paragraphs alternate between the two."""
-    text = Path(path).read_text(encoding="utf-8")
+    from .corpus import TEXT_FIX, read_text_file
+
+    text = read_text_file(path)
     paras = [" ".join(b.split()) for b in re.split(r"\n\s*\n", text) if len(b.split()) >= 3]
     if len(paras) < 4:
-        raise ValueError(f"--text {path}: need at least 4 paragraphs (blank-line separated); "
-                         f"found {len(paras)}")
+        raise ValueError(f"--text {path}: need at least 4 paragraphs of 3 or more words (blank-line "
+                         f"separated: they alternate between calibration and held-out); found {len(paras)}; "
+                         f"{TEXT_FIX}")
     return paras[0::2][:limit_calibration], paras[1::2][:limit_heldout]

@@ -462,8 +462,8 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     if model == "minilm":
         try:
             cal, held, n_tokens = _minilm_data(text, tokens, heldout)
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ValidateError(f"--text {text}: {exc}") from exc
+        except (OSError, ValueError) as exc:  # the text's own checks already name --text
+            raise ValidateError(str(exc) if str(exc).startswith("--text") else f"--text {text}: {exc}") from exc
         if not cal or not held:
             raise ValidateError("the text gave no calibration or no held-out paragraph; pass a longer --text")
         source = text or "Python standard library docstrings"
