@@ -750,7 +750,7 @@ def boa_attention_module(block: torch.nn.Module, where: str = "the block") -> Bo
         problem = "not causal (is_causal is not True): a bidirectional or cross attention"
     elif getattr(mod, "sliding_window", None) is not None or (
             getattr(cfg, "sliding_window", None) is not None and getattr(cfg, "use_sliding_window", True)):
-        problem = "a sliding-window attention (the window is not modelled)"
+        problem = "a sliding window (the window is not modelled)"
     elif any(hasattr(mod, a) for a in ("q_norm", "k_norm", "q_layernorm", "k_layernorm")):
         problem = "query/key normalization before the logits (not modelled)"
     elif getattr(cfg, "attn_logit_softcapping", None) is not None or hasattr(mod, "sinks"):
