@@ -84,7 +84,7 @@ def test_reference_forward_matches_hf_llama_attention():
     X = seen["x"][keep].numpy()
     cos, sin = (t.expand(3, 12, -1)[keep].numpy() for t in seen["pe"])
     W = [getattr(att, n).weight.detach().numpy() for n in ("q_proj", "k_proj", "v_proj")]
-    O, A = attention_heads(X, *W, 4, lengths=[12, 8, 9], causal=True, n_kv_heads=2, cos=cos, sin=sin)
+    O, _ = attention_heads(X, *W, 4, lengths=[12, 8, 9], causal=True, n_kv_heads=2, cos=cos, sin=sin)
     ref = seen["o"][keep].numpy()
     np.testing.assert_allclose(O, ref, rtol=1e-12, atol=1e-12)
     # negative controls: without RoPE, or with every query head reading key/value head 0, it differs
@@ -131,7 +131,8 @@ def test_gqa_factors_give_the_exact_sum_of_the_per_query_head_objectives():
         assert res.certificates["q"][h].err_out ** 2 == pytest.approx(np.sum(dS ** 2), rel=1e-10)
     for j in range(2):
         kc = slice(4 * j, 4 * j + 4)
-        total = sum(np.sum((Qf[:, 4 * h:4 * h + 4] @ (Kf[:, kc] - Kq[:, kc]).T) ** 2) for h in (g * j, g * j + 1))
+        dK = Kf[:, kc] - Kq[:, kc]
+        total = sum(np.sum((Qf[:, 4 * h:4 * h + 4] @ dK.T) ** 2) for h in (g * j, g * j + 1))
         assert res.certificates["k"][j].err_out ** 2 == pytest.approx(total, rel=1e-10)
         # one query head alone is not the objective (the sum is)
         one = np.sum((Qf[:, 4 * g * j:4 * g * j + 4] @ (Kf[:, kc] - Kq[:, kc]).T) ** 2)
@@ -189,7 +190,8 @@ def test_identity_i7_with_gqa_and_rope_from_the_formula(seed):
             assert cert.lhs == pytest.approx(want, rel=1e-9)
             assert cert.rhs == pytest.approx(want, rel=1e-9)
             # the run's row damping is 1% of the mean diagonal of the rotary-averaged Gram
-            assert run.lam_out == pytest.approx(0.01 * np.mean(np.diag(H_out - run.lam_out * np.eye(4))), rel=1e-9)
+            gram_out = H_out - run.lam_out * np.eye(4)
+            assert run.lam_out == pytest.approx(0.01 * np.mean(np.diag(gram_out)), rel=1e-9)
 
 
 def test_rope_changes_the_row_factors():

@@ -9,7 +9,7 @@ import torch
 import ptqtheory as pt
 from ptqtheory import report as rep
 from ptqtheory.models import Config, ModelBlocks, capture_inputs, hf, quantize_model
-from ptqtheory.models.validate import ValidateError, parse_settings, run_validate
+from ptqtheory.models.validate import ValidateError, parse_settings
 
 HEADS = 4
 
@@ -190,8 +190,14 @@ def test_llama_gqa_rope_block0_equals_boa_attention_and_every_row_is_certified()
 
 
 def _refused_model(kind):
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen3Config, \
-        Qwen3ForCausalLM
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
 
     small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=128, max_position_embeddings=64)
