@@ -23,8 +23,8 @@ checked on :math:`\tilde X`); OPTQ, stochastic OPTQ (A2', A2s) and LDLQ (A3, A3i
 :math:`\tilde X` (GPTQ's convention); Qronos (A4, A4') and GPFQ (A5) both. BoA (method ``boa``,
 A7) quantizes a BERT- or Llama-style block's query/key/value group with :func:`ptqtheory.boa_attention`
 on :math:`\tilde X` (its attention probabilities per calibration sequence, padding dropped; grouped-query
-heads, rotary embeddings from the block's ``position_embeddings``, causal masks), certified by I7 per head, in float64 numpy on either backend, and the block's other groups with OPTQ
-(docs/methods.md, "BoA").
+heads, rotary embeddings from the block's ``position_embeddings``, causal masks), certified by I7 per
+head, in float64 numpy on either backend, and the block's other groups with OPTQ (docs/methods.md, "BoA").
 
 Activation quantization (W4A8, ``Config.act_bits``): a forward pre-hook on every quantized
 ``nn.Linear`` of the quantized block replaces the layer's input by :math:`Q_a(\cdot)`
