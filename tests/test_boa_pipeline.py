@@ -222,6 +222,23 @@ def test_unsupported_decoder_attention_is_refused_before_any_work(kind):
         assert torch.equal(v, before[k]), k
 
 
+def test_an_attention_the_reference_does_not_reproduce_is_refused(monkeypatch):
+    """The safety net: a Llama whose attention rotates with the other sign (sin -> -sin, a layout the
+    static checks cannot see) passes boa_attention_module, but the reference forward no longer
+    reproduces its attention output, and block 0's q/k/v group is refused with one line."""
+    from tiny_models import llama
+    from transformers.models.llama import modeling_llama as ml
+
+    real = ml.apply_rotary_pos_emb
+    monkeypatch.setattr(ml, "apply_rotary_pos_emb",
+                        lambda q, k, cos, sin, *a, **kw: real(q, k, cos, -sin, *a, **kw))
+    model = llama(1)
+    with pytest.raises(ValueError, match=r"does not reproduce the attention .*relative error") as info:
+        quantize_model(ModelBlocks(model, hf.decoder_blocks(model)), _llama_calibration(), hf.forward,
+                       Config("boa", 4))
+    assert "\n" not in str(info.value)
+
+
 def test_validate_refuses_groups():
     with pytest.raises(ValidateError, match="no groups"):
         parse_settings("boa-4b-g128")

@@ -842,6 +842,38 @@ def _boa_summary(att: Any, key: str, X: np.ndarray, W: np.ndarray, rtol: float) 
     }
 
 
+def _check_reference_forward(qblock: torch.nn.Module, attention: BoAAttention, where: str, q_in: BlockInputs,
+                             X: np.ndarray, cos, sin, W: dict, bias: Callable, counter: _Counter) -> None:
+    """``ValueError`` unless :func:`ptqtheory.attention_heads` on the first calibration batch (captured
+    rows, lengths, rotary rows, GQA, causal) reproduces the block's own attention output, the input of
+    its ``o_proj``, to :func:`~ptqtheory.tolerances.reference_forward_rtol` of the block's precision:
+    a safety net for what the static checks of :func:`boa_attention_module` cannot see (another rotary
+    layout, positions without rotation, a window)."""
+    from ..boa import attention_heads
+    from ..tolerances import reference_forward_rtol
+
+    mods = dict(qblock.named_modules())
+    out_proj = getattr(mods[attention.name], "o_proj", None)
+    if not isinstance(out_proj, torch.nn.Linear):
+        raise ValueError(f"method 'boa': the attention {where}.{attention.name} has no o_proj linear, so its "
+                         f"output cannot be checked against pt.attention_heads; {_BOA_ADVICE}")
+    first = BlockInputs(q_in.hidden[:1], q_in.args[:1], q_in.kwargs[:1], q_in.masks[:1], q_in.keyword_hidden)
+    L0 = _sequence_lengths(first)
+    n0 = sum(L0)
+    got = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, out_proj, first, counter)])
+    got = got.cpu().numpy()
+    ref, _ = attention_heads(X[:n0], W["query"], W["key"], W["value"], attention.n_heads, L0, bias("query"),
+                             bias("key"), bias("value"), attention.causal, n_kv_heads=attention.n_kv_heads,
+                             cos=cos[:n0], sin=sin[:n0])
+    rel = float(np.linalg.norm(ref - got) / max(np.linalg.norm(got), np.finfo(float).tiny))
+    tol = reference_forward_rtol(float(torch.finfo(out_proj.weight.dtype).eps) / 2)
+    if not rel <= tol:
+        raise ValueError(f"method 'boa': pt.attention_heads does not reproduce the attention {where}."
+                         f"{attention.name} ({type(mods[attention.name]).__name__}) on the calibration tokens "
+                         f"(relative error {rel:.2g} > {tol:.2g}): it has a position scheme or mask that "
+                         f"pt.boa_attention does not model; {_BOA_ADVICE}")
+
+
 def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: BoAAttention, where: str,
                         group: list[str], q_in: BlockInputs, lam,
                         counter: _Counter) -> dict[str, tuple[dict, float]]:
@@ -869,6 +901,9 @@ def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: BoAAtte
     def bias(a):
         b = mods[names[a]].bias
         return None if b is None else b.detach().to(torch.float64).cpu().numpy()
+
+    if attention.rope:  # the factors must be the model's: the reference forward reproduces its attention
+        _check_reference_forward(qblock, attention, where, q_in, X, cos, sin, W, bias, counter)
 
     att = boa_attention(X, W["query"], W["key"], W["value"], attention.n_heads, bits=cfg.bits, sym=cfg.sym,
                         lengths=lengths, b_q=bias("query"), b_k=bias("key"), causal=attention.causal, lam=lam,
