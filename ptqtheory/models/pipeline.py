@@ -802,7 +802,7 @@ def _rotary_rows(inputs: BlockInputs, head_dim: int, where: str) -> tuple[np.nda
     return (torch.cat(cos_rows).cpu().numpy(), torch.cat(sin_rows).cpu().numpy())
 
 
-def _boa_summary(att: Any, key: str, X: np.ndarray, W: np.ndarray, rtol: float) -> dict:
+def _boa_summary(att: Any, key: str, X: np.ndarray, W: np.ndarray, rtol: float, rope: bool = False) -> dict:
     r"""One projection's record summary, with the keys of :func:`~ptqtheory.report.summarize_certificate`.
 
     I7 is one identity per head (``d_h`` rows): ``identity_holds`` is every head's
@@ -823,8 +823,8 @@ def _boa_summary(att: Any, key: str, X: np.ndarray, W: np.ndarray, rtol: float) 
     XE = X @ (W - np.asarray(att.Q[key], dtype=float)).T
     clipped = np.concatenate([np.asarray(r.clipped, bool) for r in runs]).any(axis=1)
     pivots = all(np.all(np.isfinite(d)) and np.all(d > 0) for r in runs for d in (r.D_in, r.D_out))
-    objective = {"q": "attention logits, keys fixed", "k": "attention logits, queries fixed",
-                 "v": "attention output"}[key]
+    logits = "attention logits (rotary, averaged over positions)" if rope else "attention logits"
+    objective = {"q": f"{logits}, keys fixed", "k": f"{logits}, queries fixed", "v": "attention output"}[key]
     return {
         "identity": "I7", "rows": int(W.shape[0]),
         "identity_holds": all(c.holds(rtol) for c in certs),
@@ -915,7 +915,7 @@ def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: BoAAtte
             mod.weight.copy_(torch.from_numpy(np.asarray(att.Q[key])).to(device=mod.weight.device,
                                                                           dtype=mod.weight.dtype))
         lam_in = [r.lam_in for r in att.runs[key]]
-        out[names[a]] = (_boa_summary(att, key, X, W[a], RTOL_IDENTITY), float(np.mean(lam_in)))
+        out[names[a]] = (_boa_summary(att, key, X, W[a], RTOL_IDENTITY, attention.rope), float(np.mean(lam_in)))
     return out
 
 
