@@ -18,6 +18,12 @@ attention block with input :math:`X` (tokens by features), head :math:`h`, proba
 * query: the error of the logits :math:`X E^T K_h^T` gives :math:`X_{in} = X`, :math:`X_{out} = K_h`;
 * key: symmetrically :math:`X_{in} = X`, :math:`X_{out} = Q_h`.
 
+Decoders (:func:`boa_attention` with ``n_kv_heads``, ``cos``, ``sin``, ``causal``): a key/value head
+serving several query heads (grouped-query attention) sums their objectives (stacked :math:`Q_h`,
+stacked :math:`A_hX`); with rotary embeddings the row factor is the Gram matrix of the rotated
+keys/queries averaged over the positions, :math:`\frac1T\sum_tR_t^TGR_t` (:func:`rope_average`), a
+Kronecker surrogate of the position-dependent logit error (docs/theory.md section 7, I7, "Decoders").
+
 **Sweep.** Rows in the order ``order_out``; each row is swept as OPTQ does, column by column with
 :math:`H_{in}` (error fed forward to the row's remaining columns, :math:`w_{>t} \mathrel{-}=
 \eta_t L^{in}_{>t,t}`); when row :math:`r` is done, its whole error :math:`e_r = \eta_r L_{in}^T`
