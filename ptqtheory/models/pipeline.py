@@ -860,8 +860,8 @@ def _check_reference_forward(qblock: torch.nn.Module, attention: BoAAttention, w
     first = BlockInputs(q_in.hidden[:1], q_in.args[:1], q_in.kwargs[:1], q_in.masks[:1], q_in.keyword_hidden)
     L0 = _sequence_lengths(first)
     n0 = sum(L0)
-    got = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, out_proj, first, counter)])
-    got = got.cpu().numpy()
+    rows = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, out_proj, first, counter)])
+    got = rows.cpu().numpy()
     ref, _ = attention_heads(X[:n0], W["query"], W["key"], W["value"], attention.n_heads, L0, bias("query"),
                              bias("key"), bias("value"), attention.causal, n_kv_heads=attention.n_kv_heads,
                              cos=cos[:n0], sin=sin[:n0])
