@@ -46,6 +46,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "magr",
     "alphabet",
     "boa",
+    "boa_decoder",
     "owq",
     "w4a8",
 )

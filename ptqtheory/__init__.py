@@ -14,7 +14,17 @@ from .algorithms import gpfq, incoherence, ldlq, optq, qronos, random_orthogonal
 from .alphabets import Alphabet
 from .api import certify
 from .aqas import AQASResult, aqas
-from .boa import AttentionBoA, BoACertificate, BoARun, attention_heads, boa, boa_attention, certify_boa
+from .boa import (
+    AttentionBoA,
+    BoACertificate,
+    BoARun,
+    apply_rope,
+    attention_heads,
+    boa,
+    boa_attention,
+    certify_boa,
+    rope_average,
+)
 from .calibration import Accumulator, Damping, gram, hessian
 from .certificates import Certificate, PivotCheck, relative_gap
 from .factor import Pivots, SingularHessianError, pivots
@@ -49,6 +59,7 @@ __all__ = [
     "Run",
     "SingularHessianError",
     "Transform",
+    "apply_rope",
     "aqas",
     "attention_heads",
     "boa",
@@ -75,6 +86,7 @@ __all__ = [
     "random_orthogonal",
     "relative_gap",
     "resolve_order",
+    "rope_average",
     "round_nearest",
     "round_stochastic",
     "rtn",

@@ -18,6 +18,12 @@ attention block with input :math:`X` (tokens by features), head :math:`h`, proba
 * query: the error of the logits :math:`X E^T K_h^T` gives :math:`X_{in} = X`, :math:`X_{out} = K_h`;
 * key: symmetrically :math:`X_{in} = X`, :math:`X_{out} = Q_h`.
 
+Decoders (:func:`boa_attention` with ``n_kv_heads``, ``cos``, ``sin``, ``causal``): a key/value head
+serving several query heads (grouped-query attention) sums their objectives (stacked :math:`Q_h`,
+stacked :math:`A_hX`); with rotary embeddings the row factor is the Gram matrix of the rotated
+keys/queries averaged over the positions, :math:`\frac1T\sum_tR_t^TGR_t` (:func:`rope_average`), a
+Kronecker surrogate of the position-dependent logit error (docs/theory.md section 7, I7, "Decoders").
+
 **Sweep.** Rows in the order ``order_out``; each row is swept as OPTQ does, column by column with
 :math:`H_{in}` (error fed forward to the row's remaining columns, :math:`w_{>t} \mathrel{-}=
 \eta_t L^{in}_{>t,t}`); when row :math:`r` is done, its whole error :math:`e_r = \eta_r L_{in}^T`
@@ -61,13 +67,13 @@ from ._validate import as_matrix, as_weights, check_choice
 from .algorithms._engine import setup
 from .calibration import Damping, _gram, resolve_lam
 from .engine import Rounder, Trace, check_finite_run, check_method, check_options, optq_blocked
-from .factor import pivots_from_data
+from .factor import SingularHessianError, pivots_from_data
 from .grids import Grid
 from .orders import columns_in, resolve_order
 from .tolerances import RTOL_IDENTITY, allowance_unit, evaluation_allowance, identity_allowance
 
-__all__ = ["AttentionBoA", "BoACertificate", "BoARun", "attention_heads", "boa", "boa_attention",
-           "certify_boa"]
+__all__ = ["AttentionBoA", "BoACertificate", "BoARun", "apply_rope", "attention_heads", "boa", "boa_attention",
+           "certify_boa", "rope_average"]
 
 ROW_ORDERS = ("natural", "decreasing_norm")
 
@@ -366,62 +372,169 @@ def _bias(name: str, b, d: int) -> np.ndarray:
     return arr
 
 
-def _check_heads(W_q, W_k, W_v, d: int, n_heads) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    if isinstance(n_heads, bool) or not isinstance(n_heads, int | np.integer) or n_heads < 1:
-        raise ValueError(f"n_heads must be an integer >= 1; got {n_heads!r}")
+def _check_int(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+    return int(v)
+
+
+def _check_heads(W_q, W_k, W_v, d: int, n_heads,
+                 n_kv_heads=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """``(W_q, W_k, W_v, head_dim, n_kv_heads)`` checked (grouped-query layout: ``W_k``, ``W_v`` have
+    ``n_kv_heads * head_dim`` rows), or ``ValueError``."""
+    n_heads = _check_int("n_heads", n_heads)
+    n_kv = n_heads if n_kv_heads is None else _check_int("n_kv_heads", n_kv_heads)
+    if n_heads % n_kv:
+        raise ValueError(f"n_kv_heads={n_kv} must divide n_heads={n_heads} (each key/value head serves "
+                         "n_heads // n_kv_heads query heads)")
     mats = []
-    for name, M in (("W_q", W_q), ("W_k", W_k), ("W_v", W_v)):
+    for name, M, heads in (("W_q", W_q, n_heads), ("W_k", W_k, n_kv), ("W_v", W_v, n_kv)):
         Ma = np.asarray(M, dtype=float)
+        rows = "n_heads" if name == "W_q" else "n_kv_heads"
         if Ma.ndim != 2 or Ma.shape[1] != d:
-            raise ValueError(f"{name} must have shape (n_heads * head_dim, {d}) (nn.Linear.weight layout); "
+            raise ValueError(f"{name} must have shape ({rows} * head_dim, {d}) (nn.Linear.weight layout); "
                              f"got {Ma.shape}")
-        if Ma.shape[0] % n_heads:
-            raise ValueError(f"{name} has {Ma.shape[0]} rows, not a multiple of n_heads={n_heads}")
+        if Ma.shape[0] % heads:
+            raise ValueError(f"{name} has {Ma.shape[0]} rows, not a multiple of {rows}={heads}")
         if not np.all(np.isfinite(Ma)):
             raise ValueError(f"{name} holds NaN or Inf")
         mats.append(Ma)
-    if not mats[0].shape == mats[1].shape == mats[2].shape:
-        raise ValueError("W_q, W_k and W_v must have the same shape (grouped-query attention is not supported)")
-    return mats[0], mats[1], mats[2], mats[0].shape[0] // n_heads
+    dh = mats[0].shape[0] // n_heads
+    if mats[1].shape != (n_kv * dh, d) or mats[2].shape != (n_kv * dh, d):
+        raise ValueError(f"W_k and W_v must have shape (n_kv_heads * head_dim, d) = ({n_kv * dh}, {d}) with "
+                         f"head_dim={dh} from W_q; got {mats[1].shape}, {mats[2].shape} (pass n_kv_heads for "
+                         "grouped-query attention)")
+    return mats[0], mats[1], mats[2], dh, n_kv
 
 
-def _check_attention(X, W_q, W_k, W_v, n_heads, lengths):
-    """``(X, W_q, W_k, W_v, head_dim, lengths)`` checked and as float64 arrays, or ``ValueError``."""
+def _check_rope(cos, sin, T: int, dh: int) -> tuple[np.ndarray, np.ndarray] | None:
+    if cos is None and sin is None:
+        return None
+    if cos is None or sin is None:
+        raise ValueError("cos and sin go together (rotary position embeddings): pass both or neither")
+    out = []
+    for name, a in (("cos", cos), ("sin", sin)):
+        arr = np.asarray(a, dtype=float)
+        if arr.shape != (T, dh) or not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be a finite (tokens, head_dim) = ({T}, {dh}) array, one row per row "
+                             f"of X (the model's position_embeddings for each token); got shape {arr.shape}")
+        out.append(arr)
+    if dh % 2:
+        raise ValueError(f"rotary position embeddings need an even head_dim; got {dh}")
+    return out[0], out[1]
+
+
+def _check_attention(X, W_q, W_k, W_v, n_heads, lengths, n_kv_heads=None, cos=None, sin=None):
+    """``(X, W_q, W_k, W_v, head_dim, lengths, n_kv_heads, rope)`` checked and as float64 arrays
+    (``rope``: ``(cos, sin)`` or ``None``), or ``ValueError``."""
     Xa = np.asarray(X, dtype=float)
     if Xa.ndim != 2 or not np.all(np.isfinite(Xa)):
         raise ValueError("X must be a finite (tokens, features) matrix")
     T, d = Xa.shape
-    Wq, Wk, Wv, dh = _check_heads(W_q, W_k, W_v, d, n_heads)
-    return Xa, Wq, Wk, Wv, dh, _check_lengths(lengths, T)
+    Wq, Wk, Wv, dh, n_kv = _check_heads(W_q, W_k, W_v, d, n_heads, n_kv_heads)
+    return Xa, Wq, Wk, Wv, dh, _check_lengths(lengths, T), n_kv, _check_rope(cos, sin, T, dh)
+
+
+def _rotate_half(Y: np.ndarray) -> np.ndarray:
+    """:math:`JY` row-wise, :math:`J = [[0, -I], [I, 0]]` (Hugging Face's ``rotate_half``)."""
+    half = Y.shape[-1] // 2
+    return np.concatenate([-Y[..., half:], Y[..., :half]], axis=-1)
+
+
+def apply_rope(Y, cos, sin) -> np.ndarray:
+    r"""Rotary position embedding of the rows of ``Y`` (tokens by ``head_dim``), Hugging Face's convention:
+    :math:`\tilde y_t = R_ty_t`, :math:`R_t = \operatorname{diag}(c_t) + \operatorname{diag}(s_t)J`,
+    :math:`J = \begin{pmatrix}0&-I\\I&0\end{pmatrix}` (``y * cos + rotate_half(y) * sin``)."""
+    Ya = np.asarray(Y, dtype=float)
+    return Ya * cos + _rotate_half(Ya) * sin
+
+
+def rope_average(G, cos, sin) -> np.ndarray:
+    r""":math:`\bar M = \frac1T\sum_{t=1}^T R_t^TGR_t`, the row factor's average over the tokens' positions.
+
+    With :math:`R_t = C_t + S_tJ` (:func:`apply_rope`), :math:`C_t = \operatorname{diag}(c_t)`,
+    :math:`S_t = \operatorname{diag}(s_t)`, the mean of :math:`C_tGS_t` is
+    :math:`G\circ\overline{cs^T}` (Hadamard product with the mean outer product), so
+
+    .. math:: \bar M = G\circ M_{cc} + (G\circ M_{cs})J + J^T(G\circ M_{cs})^T + J^T(G\circ M_{ss})J,
+
+    :math:`M_{cc} = \frac1T\sum_tc_tc_t^T` etc.: :math:`O(Td^2 + d^3)`, never a matrix per token.
+
+    Parameters
+    ----------
+    G : array_like, shape (head_dim, head_dim)
+        Symmetric (a Gram matrix of rotated projections).
+    cos, sin : array_like, shape (T, head_dim)
+        The tokens' rotary embeddings (:func:`apply_rope`).
+    """
+    c, s = np.asarray(cos, dtype=float), np.asarray(sin, dtype=float)
+    Ga = np.asarray(G, dtype=float)
+    T, d = c.shape
+    half = d // 2
+    J = np.zeros((d, d))
+    J[:half, half:], J[half:, :half] = -np.eye(half), np.eye(half)
+    Mcc, Mcs, Mss = c.T @ c / T, c.T @ s / T, s.T @ s / T
+    A = (Ga * Mcs) @ J  # the mean of C_t G S_t J; its transpose is the mean of J^T S_t G C_t
+    return Ga * Mcc + A + A.T + J.T @ (Ga * Mss) @ J
 
 
 def attention_heads(X, W_q, W_k, W_v, n_heads: int, lengths=None, b_q=None, b_k=None, b_v=None,
-                    causal: bool = False) -> tuple[np.ndarray, list[list[np.ndarray]]]:
-    r"""Multi-head attention outputs before the output projection, per head.
+                    causal: bool = False, *, n_kv_heads: int | None = None, cos=None,
+                    sin=None) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+    r"""Multi-head attention outputs before the output projection, per head (the reference forward pass).
 
-    Returns ``(O, A)``: ``O`` of shape ``(T, n_heads * head_dim)`` with head ``h`` in columns
-    ``h*head_dim:(h+1)*head_dim``, :math:`O_h = A_h(XW_{v,h}^T + b_{v,h})` per sequence, and ``A[h][b]``
-    the probabilities :math:`\operatorname{softmax}(Q_hK_h^T/\sqrt{d_h})` of sequence ``b``
-    (``causal``: each token sees itself and earlier tokens).
+    Returns ``(O, A)``: ``O`` of shape ``(T, n_heads * head_dim)`` with query head ``h`` in columns
+    ``h*head_dim:(h+1)*head_dim``, :math:`O_h = A_h(XW_{v,j}^T + b_{v,j})` per sequence with
+    :math:`j = \lfloor h/(n_{heads}/n_{kv})\rfloor` its key/value head (grouped-query attention, Hugging
+    Face's ``repeat_kv``), and ``A[h][b]`` the probabilities
+    :math:`\operatorname{softmax}(\tilde Q_h\tilde K_j^T/\sqrt{d_h})` of sequence ``b`` (``causal``: each
+    token sees itself and earlier tokens of its sequence), :math:`\tilde Q_h = R(XW_{q,h}^T + b_{q,h})`
+    row by row with each token's rotary embedding (:func:`apply_rope`; none when ``cos``, ``sin`` are
+    ``None``), likewise :math:`\tilde K_j`.
     """
-    Xa, Wq, Wk, Wv, dh, L = _check_attention(X, W_q, W_k, W_v, n_heads, lengths)
-    bq, bk, bv = (_bias(nm, b, Wq.shape[0]) for nm, b in (("b_q", b_q), ("b_k", b_k), ("b_v", b_v)))
-    Qa, Ka, Va = Xa @ Wq.T + bq, Xa @ Wk.T + bk, Xa @ Wv.T + bv
-    O = np.empty_like(Va)
+    Xa, Wq, Wk, Wv, dh, L, n_kv, rope = _check_attention(X, W_q, W_k, W_v, n_heads, lengths, n_kv_heads,
+                                                          cos, sin)
+    bq = _bias("b_q", b_q, Wq.shape[0])
+    bk, bv = (_bias(nm, b, Wk.shape[0]) for nm, b in (("b_k", b_k), ("b_v", b_v)))
+    Qa, Ka = _projections(Xa, Wq, Wk, bq, bk, dh, rope)
+    Va = Xa @ Wv.T + bv
+    group = int(n_heads) // n_kv
+    O = np.empty((Xa.shape[0], int(n_heads) * dh))
     A: list[list[np.ndarray]] = [[] for _ in range(int(n_heads))]
     starts = np.concatenate([[0], np.cumsum(L)])
     for b in range(len(L)):
         t0, t1 = int(starts[b]), int(starts[b + 1])
         for h in range(int(n_heads)):
-            c = slice(h * dh, (h + 1) * dh)
-            S = Qa[t0:t1, c] @ Ka[t0:t1, c].T / np.sqrt(dh)
+            c, ckv = slice(h * dh, (h + 1) * dh), slice((h // group) * dh, (h // group + 1) * dh)
+            S = Qa[t0:t1, c] @ Ka[t0:t1, ckv].T / np.sqrt(dh)
             if causal:
                 S = np.where(np.tril(np.ones(S.shape, dtype=bool)), S, -np.inf)
             S = np.exp(S - S.max(axis=1, keepdims=True))
             P = S / S.sum(axis=1, keepdims=True)
             A[h].append(P)
-            O[t0:t1, c] = P @ Va[t0:t1, c]
+            O[t0:t1, c] = P @ Va[t0:t1, ckv]
     return O, A
+
+
+def _projections(Xa, Wq, Wk, bq, bk, dh: int, rope) -> tuple[np.ndarray, np.ndarray]:
+    """``(Q, K)``: the queries and keys as the logits read them (rotated per head with ``rope``)."""
+    Qa, Ka = Xa @ Wq.T + bq, Xa @ Wk.T + bk
+    if rope is not None:
+        c, s = rope
+        Qa = np.concatenate([apply_rope(Qa[:, i:i + dh], c, s) for i in range(0, Qa.shape[1], dh)], axis=1)
+        Ka = np.concatenate([apply_rope(Ka[:, i:i + dh], c, s) for i in range(0, Ka.shape[1], dh)], axis=1)
+    return Qa, Ka
+
+
+def _gram_root(G: np.ndarray, what: str) -> np.ndarray:
+    """An upper ``U`` with :math:`U^TU = G` (Cholesky), the row factor's data; ``SingularHessianError`` if
+    ``G`` is not numerically positive definite."""
+    try:
+        return np.linalg.cholesky(G).T
+    except np.linalg.LinAlgError:
+        raise SingularHessianError(
+            f"{what} is not positive definite (fewer independent calibration tokens than head_dim, or a "
+            "degenerate head); calibrate on more tokens") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -431,9 +544,11 @@ class AttentionBoA:
     Attributes
     ----------
     Q : dict
-        ``"q"``, ``"k"``, ``"v"`` -> the quantized projection, shape (n_heads * head_dim, d).
+        ``"q"``, ``"k"``, ``"v"`` -> the quantized projection, shape (heads * head_dim, d) (``n_kv_heads``
+        heads for ``"k"``, ``"v"``).
     runs : dict
-        ``"q"``, ``"k"``, ``"v"`` -> one :class:`BoARun` per head.
+        ``"q"``, ``"k"``, ``"v"`` -> one :class:`BoARun` per head (query heads for ``"q"``, key/value
+        heads for ``"k"``, ``"v"``).
     certificates : dict
         ``"q"``, ``"k"``, ``"v"`` -> one :class:`BoACertificate` per head (empty lists when
         ``certify=False``).
@@ -450,26 +565,41 @@ class AttentionBoA:
 
 def boa_attention(X, W_q, W_k, W_v, n_heads: int, *, bits: int = 4, sym: bool = False, lengths=None,
                   b_q=None, b_k=None, causal: bool = False, lam=None, order_in="natural",
-                  order_out="natural", certify: bool = True) -> AttentionBoA:
+                  order_out="natural", certify: bool = True, n_kv_heads: int | None = None, cos=None,
+                  sin=None) -> AttentionBoA:
     r"""BoA on an attention block's ``q``, ``k``, ``v`` projections from the block input ``X``.
 
-    Per head :math:`h` (see the module docstring): query with :math:`X_{in} = X`,
-    :math:`X_{out} = K_h`; key with :math:`X_{in} = X`, :math:`X_{out} = Q_h`; value with
-    :math:`X_{in} = A_hX` (stacked over sequences) and :math:`H_{out} = I`. The factors are
-    formed from the float weights, as in the authors' code; each is damped by ``lam``.
+    Query head :math:`h` reads key/value head :math:`j(h) = \lfloor h/g\rfloor`, :math:`g =
+    n_{heads}/n_{kv}` (grouped-query attention; :math:`g = 1` without it). Per head (see the module
+    docstring and docs/theory.md section 7, "BoA", for the objectives):
+
+    * query head :math:`h`: :math:`X_{in} = X`, row factor the Gram matrix of its key head's keys,
+      :math:`K_j^TK_j`;
+    * key head :math:`j`: :math:`X_{in} = X`, row factor :math:`\sum_{h: j(h)=j}Q_h^TQ_h` (the logit
+      errors of the query heads it serves add up): the data :math:`X_{out}` stacks those :math:`Q_h`;
+    * value head :math:`j`: :math:`X_{in}` stacks :math:`A_hX` (per sequence) over the query heads
+      :math:`h` it serves (their output errors add up), :math:`H_{out} = I`.
+
+    With rotary embeddings (``cos``, ``sin``) the logits read rotated queries and keys,
+    :math:`\tilde q_t = R_tq_t`; the row factor of the query (key) is then the Gram matrix of the
+    rotated keys (queries) of its group, :math:`G`, averaged over the tokens' positions,
+    :math:`\frac1T\sum_tR_t^TGR_t` (:func:`rope_average`; the authors' choice), handed to the sweep as its
+    Cholesky factor (a ``head_dim x head_dim`` ``X_out``). The factors are formed from the float
+    weights, as in the authors' code; each is damped by ``lam``.
 
     Parameters
     ----------
     X : array_like, shape (T, d)
         The block's attention input (all tokens of all sequences, stacked; no padding).
-    W_q, W_k, W_v : array_like, shape (n_heads * head_dim, d)
+    W_q : array_like, shape (n_heads * head_dim, d)
+    W_k, W_v : array_like, shape (n_kv_heads * head_dim, d)
     n_heads : int
     bits, sym
         Per-channel min-max grid of each projection (:meth:`ptqtheory.Grid.minmax`).
     lengths : list of int, optional
         Tokens per sequence (attention stays within a sequence); default one sequence.
     b_q, b_k : array_like, optional
-        Biases of query and key (they enter :math:`Q_h`, :math:`K_h` and :math:`A_h`; the value's bias
+        Biases of query and key (they enter :math:`Q_h`, :math:`K_j` and :math:`A_h`; the value's bias
         does not enter the objective).
     causal : bool
         Causal attention (decoders).
@@ -479,33 +609,61 @@ def boa_attention(X, W_q, W_k, W_v, n_heads: int, *, bits: int = 4, sym: bool = 
         As in :func:`boa`.
     certify : bool
         Compute each head's :class:`BoACertificate`.
+    n_kv_heads : int, optional
+        Key/value heads (default ``n_heads``); must divide ``n_heads``.
+    cos, sin : array_like, shape (T, head_dim), optional
+        Each token's rotary position embedding (Hugging Face's ``position_embeddings``, ``rotate_half``
+        convention, :func:`apply_rope`), at the position the model gives that token.
+
+    Raises
+    ------
+    SingularHessianError
+        If a factor is singular for its damping, or a rotary-averaged Gram matrix is not positive
+        definite (too few calibration tokens).
     """
     if lam is None:
         lam = Damping.percdamp(0.01)
-    Xa, Wq, Wk, Wv, dh, L = _check_attention(X, W_q, W_k, W_v, n_heads, lengths)
+    Xa, Wq, Wk, Wv, dh, L, n_kv, rope = _check_attention(X, W_q, W_k, W_v, n_heads, lengths, n_kv_heads,
+                                                          cos, sin)
+    n_heads = int(n_heads)
     bq, bk = _bias("b_q", b_q, Wq.shape[0]), _bias("b_k", b_k, Wk.shape[0])
-    _, A = attention_heads(Xa, Wq, Wk, Wv, n_heads, L, bq, bk, None, causal)
-    Qa, Ka = Xa @ Wq.T + bq, Xa @ Wk.T + bk
+    _, A = attention_heads(Xa, Wq, Wk, Wv, n_heads, L, bq, bk, None, causal, n_kv_heads=n_kv,
+                           cos=None if rope is None else rope[0], sin=None if rope is None else rope[1])
+    Qa, Ka = _projections(Xa, Wq, Wk, bq, bk, dh, rope)
     starts = np.concatenate([[0], np.cumsum(L)]).astype(int)
+    g = n_heads // n_kv
+    qh = [slice(h * dh, (h + 1) * dh) for h in range(n_heads)]
+    kh = [slice(j * dh, (j + 1) * dh) for j in range(n_kv)]
+    served = [range(j * g, (j + 1) * g) for j in range(n_kv)]  # the query heads of key/value head j
+    heads = {"q": qh, "k": kh, "v": kh}
+    # The row factors' data: keys for the query heads, the stacked queries of the group for a key head.
+    if rope is None:
+        k_out = [Ka[:, c] for c in kh]
+        q_out = [np.concatenate([Qa[:, qh[h]] for h in served[j]]) for j in range(n_kv)]
+    else:
+        k_out = [_gram_root(rope_average(_gram(Ka[:, kh[j]]), *rope), f"key head {j}'s rotary-averaged Gram")
+                 for j in range(n_kv)]
+        q_out = [_gram_root(rope_average(sum(_gram(Qa[:, qh[h]]) for h in served[j]), *rope),
+                            f"the rotary-averaged Gram of the queries of key head {j}") for j in range(n_kv)]
+    x_out = {"q": [k_out[h // g] for h in range(n_heads)], "k": q_out}
     out = {k: np.empty_like(M) for k, M in (("q", Wq), ("k", Wk), ("v", Wv))}
     runs: dict = {"q": [], "k": [], "v": []}
     certs: dict = {"q": [], "k": [], "v": []}
-    heads = [slice(h * dh, (h + 1) * dh) for h in range(int(n_heads))]
-    grids = {k: [Grid.minmax(M[c], bits=bits, sym=sym) for c in heads]
+    grids = {k: [Grid.minmax(M[c], bits=bits, sym=sym) for c in heads[k]]
              for k, M in (("q", Wq), ("k", Wk), ("v", Wv))}
     # query and key: the heads share H_in = X^T X and are swept together; value: H_in per head, H_out = I
-    for name, M, other in (("q", Wq, Ka), ("k", Wk, Qa)):
-        runs[name] = _boa_heads([M[c] for c in heads], Xa, [other[:, c] for c in heads], lam,
-                                [lam] * len(heads), grids[name], order_in, order_out, 128)
+    for name, M in (("q", Wq), ("k", Wk)):
+        runs[name] = _boa_heads([M[c] for c in heads[name]], Xa, x_out[name], lam, [lam] * len(heads[name]),
+                                grids[name], order_in, order_out, 128)
         if certify:
-            certs[name] = [certify_boa(r, Xa, other[:, c]) for r, c in zip(runs[name], heads, strict=True)]
-    for h, c in enumerate(heads):
-        AX = np.concatenate([A[h][b] @ Xa[starts[b]:starts[b + 1]] for b in range(len(L))])
-        run = boa(Wv[c], AX, None, lam_in=lam, grid=grids["v"][h], order_in=order_in, order_out=order_out)
+            certs[name] = [certify_boa(r, Xa, xo) for r, xo in zip(runs[name], x_out[name], strict=True)]
+    for j, c in enumerate(kh):
+        AX = np.concatenate([A[h][b] @ Xa[starts[b]:starts[b + 1]] for h in served[j] for b in range(len(L))])
+        run = boa(Wv[c], AX, None, lam_in=lam, grid=grids["v"][j], order_in=order_in, order_out=order_out)
         runs["v"].append(run)
         if certify:
             certs["v"].append(certify_boa(run, AX, None))
     for name in ("q", "k", "v"):
-        for r, c in zip(runs[name], heads, strict=True):
+        for r, c in zip(runs[name], heads[name], strict=True):
             out[name][c] = r.Q
     return AttentionBoA(Q=out, runs=runs, certificates=certs)

@@ -155,6 +155,16 @@ RESOLVED = 1e-3
 """A row's identity is *resolved* when its allowance is at most this fraction of its sides; on the
 other rows both sides are rounding noise and only the allowance judges them (a reporting threshold)."""
 
+def reference_forward_rtol(unit: float) -> float:
+    r"""Relative tolerance when a float64 reference forward pass (``pt.attention_heads``) is compared with
+    a model's own pass computed at unit roundoff ``unit`` (e.g. :math:`2^{-24}` for float32):
+    :math:`\sqrt{u}`. The model's rounding is a small multiple of :math:`u` relative (a few inner
+    products and a softmax), far below :math:`\sqrt u`; an attention the reference does not model
+    (another rotary layout, a window, a norm) differs at order 1, far above it (float32:
+    :math:`2.4\times10^{-4}`)."""
+    return math.sqrt(unit)
+
+
 STATS_MATCH_RTOL = 1e-12
 """The torch certificate reuses a run's own statistics when the data given have the same squared
 column norms to this relative tolerance (the same float64 sums in another chunking differ by

@@ -21,10 +21,10 @@ package and to certificates:
 Which data each method reads (THEORY.md notation): RTN (A1) none (its comparison bounds are
 checked on :math:`\tilde X`); OPTQ, stochastic OPTQ (A2', A2s) and LDLQ (A3, A3i)
 :math:`\tilde X` (GPTQ's convention); Qronos (A4, A4') and GPFQ (A5) both. BoA (method ``boa``,
-A7) quantizes a BERT-style block's query/key/value group with :func:`ptqtheory.boa_attention` on
-:math:`\tilde X` (its attention probabilities per calibration sequence, padding dropped), certified by
-I7 per head, in float64 numpy on either backend, and the block's other groups with OPTQ
-(docs/methods.md, "BoA").
+A7) quantizes a BERT- or Llama-style block's query/key/value group with :func:`ptqtheory.boa_attention`
+on :math:`\tilde X` (its attention probabilities per calibration sequence, padding dropped; grouped-query
+heads, rotary embeddings from the block's ``position_embeddings``, causal masks), certified by I7 per
+head, in float64 numpy on either backend, and the block's other groups with OPTQ (docs/methods.md, "BoA").
 
 Activation quantization (W4A8, ``Config.act_bits``): a forward pre-hook on every quantized
 ``nn.Linear`` of the quantized block replaces the layer's input by :math:`Q_a(\cdot)`
@@ -84,6 +84,7 @@ __all__ = [
     "METHODS",
     "BlockInputs",
     "BlockSource",
+    "BoAAttention",
     "Config",
     "ModelBlocks",
     "PipelineResult",
@@ -665,46 +666,105 @@ def _add_magr_summary(summary: dict, pre: _MagR, run, cert, rows: slice) -> None
 
 
 _BOA_PROJECTIONS = ("query", "key", "value")
-_BOA_ADVICE = ("pt.boa_attention supports multi-head encoder self-attention without rotary position "
-               "embeddings and with as many key/value heads as query heads (BERT, MiniLM); it does not "
-               "support grouped-query attention or RoPE (Llama, SmolLM2): use optq or magr-optq for this model")
+_LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj")
+_BOA_ADVICE = ("pt.boa_attention supports BERT-style encoder self-attention (query/key/value, absolute "
+               "positions: BERT, MiniLM) and Llama-style causal self-attention (q_proj/k_proj/v_proj, "
+               "grouped-query heads, rotary embeddings passed as position_embeddings: Llama, SmolLM2); for "
+               "this model use optq or magr-optq")
 
 
-def boa_attention_module(block: torch.nn.Module, where: str = "the block") -> tuple[str, int]:
-    """``(name of the self-attention module in the block, n_heads)`` for method ``boa``, or ``ValueError``.
+@dataclass(frozen=True)
+class BoAAttention:
+    """The self-attention of a block as method ``boa`` reads it (:func:`boa_attention_module`).
 
-    The attention must be BERT-style: one module with ``nn.Linear`` attributes ``query``, ``key``,
-    ``value`` of equal shape, ``num_attention_heads`` heads, not a decoder (no causal or cross
-    attention) and absolute position embeddings only (no relative position terms in the logits).
+    ``name``: the attention module's name in the block; ``projections``: its query, key and value
+    linears' attribute names; ``rope``: the logits read rotary-embedded queries and keys (the block's
+    ``position_embeddings`` argument); ``causal``: decoder (causal) attention.
     """
-    found = [(name, mod) for name, mod in block.named_modules()
-             if all(isinstance(getattr(mod, a, None), torch.nn.Linear) for a in _BOA_PROJECTIONS)]
+
+    name: str
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    projections: tuple[str, str, str]
+    rope: bool
+    causal: bool
+
+    def layer(self, i: int) -> str:
+        """Block-relative name of projection ``i`` (0 query, 1 key, 2 value)."""
+        return f"{self.name}.{self.projections[i]}" if self.name else self.projections[i]
+
+
+def _refuse(where: str, name: str, mod: torch.nn.Module, problem: str):
+    raise ValueError(f"method 'boa': the attention {where}.{name} ({type(mod).__name__}) is not supported: "
+                     f"{problem}; {_BOA_ADVICE}")
+
+
+def boa_attention_module(block: torch.nn.Module, where: str = "the block") -> BoAAttention:
+    """The block's self-attention for method ``boa`` (:class:`BoAAttention`), or ``ValueError``.
+
+    Two styles are recognized. *BERT-style*: one module with ``nn.Linear`` attributes ``query``,
+    ``key``, ``value`` of equal shape, ``num_attention_heads`` heads, not a decoder (no causal or cross
+    attention) and absolute position embeddings only. *Llama-style*: one module with ``nn.Linear``
+    ``q_proj``, ``k_proj``, ``v_proj`` and a ``config`` giving ``num_attention_heads``,
+    ``num_key_value_heads`` (dividing it) and ``head_dim``, causal (``is_causal``), logits scaled by
+    ``head_dim ** -0.5``; refused are sliding windows, query/key norms (Qwen3, OLMo2), logit soft-capping
+    and attention sinks, which :func:`ptqtheory.boa_attention` does not model. Rotary embeddings are read
+    from the block's ``position_embeddings`` argument when the group is quantized.
+    """
+    found = [(name, mod, p) for name, mod in block.named_modules()
+             for p in (_BOA_PROJECTIONS, _LLAMA_PROJECTIONS)
+             if all(isinstance(getattr(mod, a, None), torch.nn.Linear) for a in p)]
     if len(found) != 1:
         kinds = sorted({type(m).__name__ for _, m in block.named_modules()
                         if "attention" in type(m).__name__.lower()})
         has = f"{len(found)} such modules" if found else f"attention {', '.join(kinds) or 'none found'}"
-        raise ValueError(f"method 'boa': {where} has no single BERT-style self-attention (query/key/value "
-                         f"linears; it has {has}); {_BOA_ADVICE}")
-    name, mod = found[0]
-    heads = getattr(mod, "num_attention_heads", None)
-    q, k, v = (getattr(mod, a) for a in _BOA_PROJECTIONS)
+        raise ValueError(f"method 'boa': {where} has no single self-attention with query/key/value (or "
+                         f"q_proj/k_proj/v_proj) linears (it has {has}); {_BOA_ADVICE}")
+    name, mod, proj = found[0]
+    q, k, v = (getattr(mod, a) for a in proj)
     cfg = getattr(mod, "config", None)
-    position = getattr(cfg, "position_embedding_type", "absolute")
+    if proj == _BOA_PROJECTIONS:
+        heads = getattr(mod, "num_attention_heads", None)
+        position = getattr(cfg, "position_embedding_type", "absolute")
+        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+            _refuse(where, name, mod, "no integer num_attention_heads")
+        assert isinstance(heads, int)
+        if not (q.weight.shape == k.weight.shape == v.weight.shape) or q.out_features % heads:
+            _refuse(where, name, mod, f"query/key/value shapes {tuple(q.weight.shape)}, "
+                                      f"{tuple(k.weight.shape)}, {tuple(v.weight.shape)} (not {heads} equal "
+                                      "heads)")
+        if getattr(mod, "is_decoder", False) or getattr(mod, "is_causal", False):
+            _refuse(where, name, mod, "it is a BERT-style decoder attention (causal or cross attention)")
+        if position not in (None, "absolute"):
+            _refuse(where, name, mod, f"position_embedding_type={position!r} (relative position terms in the "
+                                      "logits)")
+        return BoAAttention(name, heads, heads, q.out_features // heads, proj, rope=False, causal=False)
+    heads, kv = getattr(cfg, "num_attention_heads", None), getattr(cfg, "num_key_value_heads", None)
+    kv = heads if kv is None else kv
+    if any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in (heads, kv)):
+        _refuse(where, name, mod, "no config with integer num_attention_heads / num_key_value_heads")
+    assert isinstance(heads, int) and isinstance(kv, int)
+    dh = getattr(mod, "head_dim", None) or getattr(cfg, "head_dim", None) or q.out_features // heads
     problem = None
-    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
-        problem = "no integer num_attention_heads"
-    elif not (q.weight.shape == k.weight.shape == v.weight.shape) or q.out_features % heads:
-        problem = f"query/key/value shapes {tuple(q.weight.shape)}, {tuple(k.weight.shape)}, " \
-                  f"{tuple(v.weight.shape)} (grouped-query attention, or not {heads} heads)"
-    elif getattr(mod, "is_decoder", False) or getattr(mod, "is_causal", False):
-        problem = "it is a decoder attention (causal or cross attention)"
-    elif position not in (None, "absolute"):
-        problem = f"position_embedding_type={position!r} (relative position terms in the logits)"
+    if heads % kv or q.weight.shape != (heads * dh, q.in_features) or \
+            k.weight.shape != v.weight.shape or k.weight.shape != (kv * dh, q.in_features):
+        problem = (f"q/k/v shapes {tuple(q.weight.shape)}, {tuple(k.weight.shape)}, {tuple(v.weight.shape)} do "
+                   f"not match {heads} query heads and {kv} key/value heads of {dh}")
+    elif getattr(mod, "is_causal", None) is not True:
+        problem = "not causal (is_causal is not True): a bidirectional or cross attention"
+    elif getattr(mod, "sliding_window", None) is not None or (
+            getattr(cfg, "sliding_window", None) is not None and getattr(cfg, "use_sliding_window", True)):
+        problem = "a sliding window (the window is not modelled)"
+    elif any(hasattr(mod, a) for a in ("q_norm", "k_norm", "q_layernorm", "k_layernorm")):
+        problem = "query/key normalization before the logits (not modelled)"
+    elif getattr(cfg, "attn_logit_softcapping", None) is not None or hasattr(mod, "sinks"):
+        problem = "logit soft-capping or attention sinks (not modelled)"
+    elif abs(float(getattr(mod, "scaling", dh ** -0.5)) - dh ** -0.5) > 1e-12 * dh ** -0.5:
+        problem = f"logits scaled by {getattr(mod, 'scaling', None)}, not head_dim ** -0.5"
     if problem is not None:
-        raise ValueError(f"method 'boa': the attention {where}.{name} ({type(mod).__name__}) is not supported: "
-                         f"{problem}; {_BOA_ADVICE}")
-    assert isinstance(heads, int)  # checked above
-    return name, heads
+        _refuse(where, name, mod, problem)
+    return BoAAttention(name, heads, kv, int(dh), proj, rope=True, causal=True)
 
 
 def _sequence_lengths(inputs: BlockInputs) -> list[int]:
@@ -722,7 +782,32 @@ def _sequence_lengths(inputs: BlockInputs) -> list[int]:
     return out
 
 
-def _boa_summary(att: Any, key: str, X: np.ndarray, W: np.ndarray, rtol: float) -> dict:
+def _rotary_rows(inputs: BlockInputs, head_dim: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each real token's rotary embedding ``(cos, sin)``, float64 ``(tokens, head_dim)``, in the order
+    :func:`_rows` stacks the tokens: the block's own ``position_embeddings`` argument (so the positions
+    are the model's, whatever its padding), broadcast over the batch and restricted to the real tokens."""
+    cos_rows, sin_rows = [], []
+    for j, (h, mk) in enumerate(zip(inputs.hidden, inputs.masks, strict=True)):
+        pe = inputs.kwargs[j].get("position_embeddings")
+        if not (isinstance(pe, tuple | list) and len(pe) == 2 and all(isinstance(t, torch.Tensor) for t in pe)):
+            raise ValueError(f"method 'boa': {where} was not given position_embeddings=(cos, sin) (rotary "
+                             f"embeddings); {_BOA_ADVICE}")
+        B, T = int(h.shape[0]), int(h.shape[1])
+        out = []
+        for t in pe:
+            if t.dim() == 2:
+                t = t.unsqueeze(0)
+            if t.dim() != 3 or t.shape[-2] != T or t.shape[-1] != head_dim or t.shape[0] not in (1, B):
+                raise ValueError(f"method 'boa': {where}'s position_embeddings have shape {tuple(t.shape)}, "
+                                 f"not (batch, {T}, head_dim={head_dim}) (partial rotary embeddings are not "
+                                 f"modelled); {_BOA_ADVICE}")
+            out.append(_rows(t.expand(B, T, head_dim).to(torch.float64), mk))
+        cos_rows.append(out[0])
+        sin_rows.append(out[1])
+    return (torch.cat(cos_rows).cpu().numpy(), torch.cat(sin_rows).cpu().numpy())
+
+
+def _boa_summary(att: Any, key: str, X: np.ndarray, W: np.ndarray, rtol: float, rope: bool = False) -> dict:
     r"""One projection's record summary, with the keys of :func:`~ptqtheory.report.summarize_certificate`.
 
     I7 is one identity per head (``d_h`` rows): ``identity_holds`` is every head's
@@ -743,8 +828,8 @@ def _boa_summary(att: Any, key: str, X: np.ndarray, W: np.ndarray, rtol: float) 
     XE = X @ (W - np.asarray(att.Q[key], dtype=float)).T
     clipped = np.concatenate([np.asarray(r.clipped, bool) for r in runs]).any(axis=1)
     pivots = all(np.all(np.isfinite(d)) and np.all(d > 0) for r in runs for d in (r.D_in, r.D_out))
-    objective = {"q": "attention logits, keys fixed", "k": "attention logits, queries fixed",
-                 "v": "attention output"}[key]
+    logits = "attention logits (rotary, averaged over positions)" if rope else "attention logits"
+    objective = {"q": f"{logits}, keys fixed", "k": f"{logits}, queries fixed", "v": "attention output"}[key]
     return {
         "identity": "I7", "rows": int(W.shape[0]),
         "identity_holds": all(c.holds(rtol) for c in certs),
@@ -762,16 +847,51 @@ def _boa_summary(att: Any, key: str, X: np.ndarray, W: np.ndarray, rtol: float) 
     }
 
 
-def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: str, n_heads: int, group: list[str],
-                        q_in: BlockInputs, lam, counter: _Counter) -> dict[str, tuple[dict, float]]:
+def _check_reference_forward(qblock: torch.nn.Module, attention: BoAAttention, where: str, q_in: BlockInputs,
+                             X: np.ndarray, cos, sin, W: dict, bias: Callable, counter: _Counter) -> None:
+    """``ValueError`` unless :func:`ptqtheory.attention_heads` on the first calibration batch (captured
+    rows, lengths, rotary rows, GQA, causal) reproduces the block's own attention output, the input of
+    its ``o_proj``, to :func:`~ptqtheory.tolerances.reference_forward_rtol` of the block's precision:
+    a safety net for what the static checks of :func:`boa_attention_module` cannot see (another rotary
+    layout, positions without rotation, a window)."""
+    from ..boa import attention_heads
+    from ..tolerances import reference_forward_rtol
+
+    mods = dict(qblock.named_modules())
+    out_proj = getattr(mods[attention.name], "o_proj", None)
+    if not isinstance(out_proj, torch.nn.Linear):
+        raise ValueError(f"method 'boa': the attention {where}.{attention.name} has no o_proj linear, so its "
+                         f"output cannot be checked against pt.attention_heads; {_BOA_ADVICE}")
+    first = BlockInputs(q_in.hidden[:1], q_in.args[:1], q_in.kwargs[:1], q_in.masks[:1], q_in.keyword_hidden)
+    L0 = _sequence_lengths(first)
+    n0 = sum(L0)
+    rows = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, out_proj, first, counter)])
+    got = rows.cpu().numpy()
+    ref, _ = attention_heads(X[:n0], W["query"], W["key"], W["value"], attention.n_heads, L0, bias("query"),
+                             bias("key"), bias("value"), attention.causal, n_kv_heads=attention.n_kv_heads,
+                             cos=cos[:n0], sin=sin[:n0])
+    rel = float(np.linalg.norm(ref - got) / max(np.linalg.norm(got), np.finfo(float).tiny))
+    tol = reference_forward_rtol(float(torch.finfo(out_proj.weight.dtype).eps) / 2)
+    if not rel <= tol:
+        raise ValueError(f"method 'boa': pt.attention_heads does not reproduce the attention {where}."
+                         f"{attention.name} ({type(mods[attention.name]).__name__}) on the calibration tokens "
+                         f"(relative error {rel:.2g} > {tol:.2g}): it has a position scheme or mask that "
+                         f"pt.boa_attention does not model; {_BOA_ADVICE}")
+
+
+def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: BoAAttention, where: str,
+                        group: list[str], q_in: BlockInputs, lam,
+                        counter: _Counter) -> dict[str, tuple[dict, float]]:
     """BoA on the block's q/k/v group, on its captured quantized-stream inputs (float64 numpy, also
     for the torch backend); writes the quantized weights back. Returns ``{layer: (summary, lam)}``,
-    ``lam`` the column factor's damping (q, k: shared by the heads; v: the mean over the heads)."""
+    ``lam`` the column factor's damping (q, k: shared by the heads; v: the mean over the heads).
+    Llama-style attention: ``n_kv_heads`` key/value heads, each token's rotary embedding from the block's
+    ``position_embeddings`` (:func:`_rotary_rows`), causal."""
     from ..boa import boa_attention
     from ..tolerances import RTOL_IDENTITY
 
     mods = dict(qblock.named_modules())
-    names = {a: f"{attention}.{a}" if attention else a for a in _BOA_PROJECTIONS}
+    names = {a: attention.layer(i) for i, a in enumerate(_BOA_PROJECTIONS)}
     if sorted(group) != sorted(names.values()):
         raise RuntimeError(f"method 'boa': the query/key/value projections do not read one input "
                            f"(group {group})")
@@ -780,14 +900,19 @@ def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: str, n_
     lengths = _sequence_lengths(q_in)
     if sum(lengths) != X.shape[0]:
         raise RuntimeError(f"method 'boa': {sum(lengths)} real tokens in the masks, {X.shape[0]} rows captured")
+    cos, sin = _rotary_rows(q_in, attention.head_dim, where) if attention.rope else (None, None)
     W = {a: mods[n].weight.detach().to(torch.float64).cpu().numpy() for a, n in names.items()}
 
     def bias(a):
         b = mods[names[a]].bias
         return None if b is None else b.detach().to(torch.float64).cpu().numpy()
 
-    att = boa_attention(X, W["query"], W["key"], W["value"], n_heads, bits=cfg.bits, sym=cfg.sym,
-                        lengths=lengths, b_q=bias("query"), b_k=bias("key"), causal=False, lam=lam)
+    if attention.rope:  # the factors must be the model's: the reference forward reproduces its attention
+        _check_reference_forward(qblock, attention, where, q_in, X, cos, sin, W, bias, counter)
+
+    att = boa_attention(X, W["query"], W["key"], W["value"], attention.n_heads, bits=cfg.bits, sym=cfg.sym,
+                        lengths=lengths, b_q=bias("query"), b_k=bias("key"), causal=attention.causal, lam=lam,
+                        n_kv_heads=attention.n_kv_heads, cos=cos, sin=sin)
     out = {}
     for a, key in zip(_BOA_PROJECTIONS, ("q", "k", "v"), strict=True):
         mod = mods[names[a]]
@@ -795,7 +920,7 @@ def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: str, n_
             mod.weight.copy_(torch.from_numpy(np.asarray(att.Q[key])).to(device=mod.weight.device,
                                                                           dtype=mod.weight.dtype))
         lam_in = [r.lam_in for r in att.runs[key]]
-        out[names[a]] = (_boa_summary(att, key, X, W[a], RTOL_IDENTITY), float(np.mean(lam_in)))
+        out[names[a]] = (_boa_summary(att, key, X, W[a], RTOL_IDENTITY, attention.rope), float(np.mean(lam_in)))
     return out
 
 
@@ -912,12 +1037,12 @@ def quantize_model(
                 qblock, [g for group in groups for g in group], cfg.act_bits, cfg.act_granularity)
         mods = dict(qblock.named_modules())
         spec = registry.method(cfg.method)
-        attention, n_heads = boa_attention_module(qblock, name) if boa else ("", 0)
-        qkv = {f"{attention}.{a}" if attention else a for a in _BOA_PROJECTIONS}
+        attention = boa_attention_module(qblock, name) if boa else None
+        qkv = {attention.layer(i) for i in range(3)} if attention is not None else set()
         for group in groups:
             t0 = time.perf_counter()
-            if boa and qkv & set(group):
-                done = _quantize_boa_group(cfg, qblock, attention, n_heads, group, q_in, lam, counter)
+            if attention is not None and qkv & set(group):
+                done = _quantize_boa_group(cfg, qblock, attention, name, group, q_in, lam, counter)
                 for layer in group:
                     summary, layer_lam = done[layer]
                     result.layers.append(LayerRecord(

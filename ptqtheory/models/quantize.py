@@ -106,10 +106,10 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     if method not in METHODS:
         raise QuantizeError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
     if method == "boa":
-        raise QuantizeError("--method boa: ptqtheory quantize loads decoders (causal attention, most with "
-                            "RoPE and grouped-query attention), which pt.boa_attention does not support; "
-                            "BoA runs on encoders in `ptqtheory validate --model minilm --settings boa-4b`, "
-                            "or use --method optq / magr-optq here")
+        raise QuantizeError("--method boa: ptqtheory quantize exports each layer's grid codes from its run, "
+                            "and BoA's q/k/v runs are per head (not exported yet); run BoA with `ptqtheory "
+                            "validate --settings boa-4b` (--model minilm or smollm2), or use --method optq / "
+                            "magr-optq here")
     try:
         Config(method, bits, group_size)
         # The grid itself: refuses bit widths float64 cannot round exactly, before any work.

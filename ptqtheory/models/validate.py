@@ -431,11 +431,6 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     if isinstance(eval_windows, bool) or not isinstance(eval_windows, int) or eval_windows < 1:
         raise ValidateError(f"--eval-windows must be an integer >= 1; got {eval_windows!r}")
     configs = tuple(configs) if configs is not None else (QUICK_CONFIGS if quick else DEFAULT_CONFIGS)[model]
-    if model == "smollm2" and any(c.method == "boa" for c in configs):
-        raise ValidateError("--model smollm2 --settings boa-*: BoA (pt.boa_attention) supports multi-head "
-                            "encoder self-attention without rotary embeddings (MiniLM), not SmolLM2's "
-                            "grouped-query attention with RoPE; use boa with --model minilm, or optq / "
-                            "magr-optq on smollm2")
     if text is not None and not Path(text).expanduser().is_file():
         raise ValidateError(f"--text {text}: no such file; pass a UTF-8 text file")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
