@@ -230,30 +230,9 @@ def paragraphs(text: str) -> list[str]:
     return [block.strip("\n") for block in re.split(r"\n[ \t\r\f\v]*\n", text) if block.strip()]
 
 
-TEXT_FIX = "pass --text a UTF-8 text file of prose with paragraphs separated by blank lines"
-
-
-def read_text_file(path: str | Path) -> str:
-    """A ``--text`` file's text (UTF-8, an optional BOM dropped, line ends made ``\\n``), or a
-    ``ValueError`` that starts with ``--text PATH:`` and says what is wrong: missing, empty, binary,
-    not UTF-8. Both models' ``--text`` read through it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"--text {path}: no such file; {TEXT_FIX}")
-    data = path.read_bytes()
-    if not data.strip():
-        raise ValueError(f"--text {path}: the file is empty; {TEXT_FIX}")
-    if b"\x00" in data:
-        raise ValueError(f"--text {path}: a binary file (it holds NUL bytes); {TEXT_FIX}")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"--text {path}: not UTF-8 (byte {exc.start}); convert it, e.g. iconv -f LATIN1 "
-                         f"-t UTF-8 {path.name} > {path.stem}.utf8.txt, or {TEXT_FIX}") from exc
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
 def _file_halves(path: Path) -> tuple[str, str]:
+    from .text import TEXT_FIX, read_text_file
+
     fix = TEXT_FIX
     paras = paragraphs(read_text_file(path))
     if len(paras) < 2:

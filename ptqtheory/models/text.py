@@ -81,11 +81,32 @@ def split(limit_calibration: int = 256, limit_heldout: int = 128) -> tuple[list[
     return cal[:limit_calibration], held[:limit_heldout]
 
 
+TEXT_FIX = "pass --text a UTF-8 text file of prose with paragraphs separated by blank lines"
+
+
+def read_text_file(path: str | Path) -> str:
+    """A ``--text`` file's text (UTF-8, an optional BOM dropped, line ends made ``\\n``), or a
+    ``ValueError`` that starts with ``--text PATH:`` and says what is wrong: missing, empty, binary,
+    not UTF-8. Both models' ``--text`` read through it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--text {path}: no such file; {TEXT_FIX}")
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError(f"--text {path}: the file is empty; {TEXT_FIX}")
+    if b"\x00" in data:
+        raise ValueError(f"--text {path}: a binary file (it holds NUL bytes); {TEXT_FIX}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"--text {path}: not UTF-8 (byte {exc.start}); convert it, e.g. iconv -f LATIN1 "
+                         f"-t UTF-8 {path.name} > {path.stem}.utf8.txt, or {TEXT_FIX}") from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def file_paragraphs(path: str | Path, limit_calibration: int = 256,
                     limit_heldout: int = 128) -> tuple[list[str], list[str]]:
     """``(calibration, held_out)`` from a UTF-8 text file: paragraphs alternate between the two."""
-    from .corpus import TEXT_FIX, read_text_file
-
     text = read_text_file(path)
     paras = [" ".join(b.split()) for b in re.split(r"\n\s*\n", text) if len(b.split()) >= 3]
     if len(paras) < 4:
