@@ -33,6 +33,13 @@ Activation quantization (W4A8, ``Config.act_bits``): a forward pre-hook on every
 float :math:`X`, which the float copy computes without hooks), the block's outputs handed on are
 computed with quantized activations, and the hooks stay on the model for its evaluation.
 
+AQAS (``Config.aqas``, settings ``METHOD-4b-a8-aqas``; theory.md W4A8.4): per group, one more pass
+captures the quantized stream's input before activation quantization, :func:`ptqtheory.aqas` chooses one
+scale vector :math:`s` for the group's stacked weights, the group's hooks then compute
+:math:`Q_a(xS^{-1})` (and the float copy's input is divided by :math:`s` while the group is quantized),
+and the group is quantized and certified as the scaled problem :math:`(WS, XS^{-1}, Q_a(\tilde XS^{-1}))`;
+the layer keeps :math:`Q_s` as its weight.
+
 Block forward passes (one call of a block on one calibration batch; :attr:`PipelineResult.block_forwards`):
 with :math:`G` groups in a block and :math:`s` streams (1, or 2 for Qronos and GPFQ), a block costs at
 most :math:`s(G + 1)` passes over the calibration batches when the layer inputs are captured, and
