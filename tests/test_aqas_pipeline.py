@@ -192,6 +192,25 @@ def test_every_row_certified_and_the_objective_never_worse(kind):
     assert rec[names[0]]["objective_unscaled"] == pytest.approx(J1_first, rel=1e-9)
 
 
+def test_a_dead_input_channel_keeps_the_identity_scales():
+    """An input channel that is zero on every token has no defined scale: that group keeps s = 1 and says
+    why; the other groups still search."""
+    model = _bert()
+    with torch.no_grad():  # block 0's q/k/v read the embeddings' LayerNorm: channel 3 becomes 0
+        model.embeddings.LayerNorm.weight[3] = 0.0
+        model.embeddings.LayerNorm.bias[3] = 0.0
+    blocks = [(f"encoder.layer.{i}", layer) for i, layer in enumerate(model.encoder.layer)]
+    res = quantize_model(ModelBlocks(model, blocks), _bert_calibration(), _bert_forward,
+                         Config("optq", 4, act_bits=4, aqas=True))
+    rec = {lr.layer: lr.summary for lr in res.layers}
+    q0 = rec["encoder.layer.0.attention.self.query"]
+    assert q0["aqas"]["fallback"] == "1 all-zero input channels: identity scales"
+    assert q0["aqas"]["alpha"] is None and q0["identity_holds"]
+    assert q0["aqas"]["objective_group"] == q0["aqas"]["objective_unscaled_group"] > 0
+    others = [s for name, s in rec.items() if not name.startswith("encoder.layer.0.attention.self")]
+    assert others and all(s["aqas"]["fallback"] is None for s in others)
+
+
 def test_names_round_trip_and_bad_combinations_are_refused():
     cfgs = parse_settings("optq-4b-a8-aqas,qronos-4b-a8t-aqas,optq-3b-g128-a8-aqas")
     assert [c.name for c in cfgs] == ["optq-4b-a8-aqas", "qronos-4b-a8t-aqas", "optq-3b-g128-a8-aqas"]

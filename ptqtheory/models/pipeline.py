@@ -577,10 +577,10 @@ def _aqas_group(cfg: Config, qblock: torch.nn.Module, fblock: torch.nn.Module | 
         from ..aqas import AQASResult
 
         fallback = f"{int(dead.sum())} all-zero input channels: identity scales"
-        base = float(np.sum(_objective_rows_any(W, X0, np.ones(W.shape[1]), kw)))
+        rows_s = rows_1 = _objective_rows_any(W, X0, np.ones(W.shape[1]), kw)
+        base = float(np.sum(rows_1))
         res: Any = AQASResult(scales=np.ones(W.shape[1]), W=W, X=X0, alpha=None, objective=base,
                               objective_unscaled=base, alphas=np.zeros(0), objectives=np.zeros(0))
-        rows_s = rows_1 = _objective_rows_any(W, X0, np.ones(W.shape[1]), kw)
     else:
         res = aqas(W, X0, n_grid=AQAS_N_GRID, family="smoothquant", **kw)
         rows_1 = aqas_objective(W, X0, np.ones(W.shape[1]), per_row=True, **kw)
