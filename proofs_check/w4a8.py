@@ -9,6 +9,11 @@ r"""W4A8: the algebra behind activation quantization and AQAS's scaled problem (
   :math:`|f|\le\frac12`: round-to-nearest returns :math:`k\Delta` (or, at a tie, a neighbour at the
   same distance), so :math:`|x - Q_a(x)| = |f|\Delta \le \Delta/2`; with the dynamic step
   :math:`\Delta = \max|x|/K` every entry is in range.
+* **Folding a group's scales** (theory.md W4A8.4). A positive row scale :math:`c` maps the per-row
+  min-max grid of :math:`w` to that of :math:`cw` (step :math:`c\delta`, the same zero point and codes),
+  so :math:`S^{-1}` folds into a preceding quantized layer's output rows without changing its codes; the
+  fold passes through the attention product :math:`P(VS^{-1}) = (PV)S^{-1}` and the gated MLP
+  :math:`\mathrm{SiLU}(g)\odot(S^{-1}u) = S^{-1}(\mathrm{SiLU}(g)\odot u)`, not through GELU.
 * **Error split.** :math:`XW^T - \tilde XQ^T = X(W - Q)^T + (X - \tilde X)Q^T` and
   :math:`Xw - \tilde Xq = \tilde X(w - q) + (X - \tilde X)w`.
 """
@@ -19,8 +24,8 @@ import sympy as sp
 
 from .registry import Verdict, expect_all, register
 
-__all__ = ["act_rounding", "act_rounding_claim", "error_split", "error_split_claim", "scaled_identity",
-           "scaled_pivots", "scaled_pivots_claim"]
+__all__ = ["act_rounding", "act_rounding_claim", "error_split", "error_split_claim", "row_fold",
+           "row_fold_claim", "scaled_identity", "scaled_pivots", "scaled_pivots_claim"]
 
 N = 3
 
@@ -126,3 +131,38 @@ def error_split_claim(sign: int) -> Verdict:
           "W4A8 (layer error)")
 def error_split() -> Verdict:
     return error_split_claim(1)
+
+
+def row_fold_claim(through: str) -> Verdict:
+    r"""Folding :math:`S^{-1}` into the previous layer's output rows (W4A8.4), through ``through``:
+    ``"gated"`` (:math:`\mathrm{SiLU}(g)\odot u`, Llama's MLP: true) or ``"gelu"`` (BERT's MLP: false, the
+    negative control). Also: the min-max grid of :math:`cw`, :math:`c > 0`, is :math:`c` times that of
+    :math:`w` with the same zero-point argument and codes (symbolic :math:`lo < 0 < hi`, 4 bits), and
+    :math:`P(VS^{-1}) = (PV)S^{-1}` (symbolic 2x2 :math:`P`, 2x3 :math:`V`)."""
+    c = sp.Symbol("c", positive=True)
+    lo, hi, w = sp.Symbol("lo", negative=True), sp.Symbol("hi", positive=True), sp.Symbol("w", real=True)
+    maxq = 15
+    delta, delta_c = (hi - lo) / maxq, (c * hi - c * lo) / maxq
+    s = sp.symbols(f"s0:{N}", positive=True)
+    S = sp.diag(*s)
+    P, V = _sym("p", 2, 2), _sym("v", 2, N)
+    g, u = _sym("g", N, 1), _sym("u", N, 1)
+
+    def act(gv, uv):
+        if through == "gated":
+            return sp.Matrix(N, 1, lambda i, _j: gv[i] / (1 + sp.exp(-gv[i])) * uv[i])
+        return sp.Matrix(N, 1, lambda i, _j: uv[i] * (1 + sp.erf(uv[i] / sp.sqrt(2))) / 2)
+
+    fold = sp.simplify(act(g, S.inv() * u) - S.inv() * act(g, u))
+    claims = [("step of c w is c delta", sp.simplify(delta_c - c * delta) == 0),
+              ("zero-point argument -lo/delta unchanged", sp.simplify(-c * lo / delta_c + lo / delta) == 0),
+              ("codes w/delta unchanged", sp.simplify(c * w / delta_c - w / delta) == 0),
+              ("P (V S^-1) = (P V) S^-1", sp.expand(P * (V * S.inv()) - (P * V) * S.inv()) == sp.zeros(2, N)),
+              (f"{through}(g, S^-1 u) = S^-1 {through}(g, u)", fold == sp.zeros(N, 1))]
+    return expect_all(claims, f"S^-1 folds into the previous layer's rows through {through}, codes unchanged")
+
+
+@register("W4A8.row_fold", "the min-max grid of c w (c > 0) is c times that of w, same codes; S^-1 folds "
+          "through P V and SiLU(g) * u into the previous layer's rows", "W4A8.4 (folding AQAS scales)")
+def row_fold() -> Verdict:
+    return row_fold_claim("gated")

@@ -98,19 +98,33 @@ def aqas_scales(W, X, alpha: float, family: Family = "smoothquant") -> np.ndarra
 
 
 def aqas_objective(W, X, scales, w_bits: int = 4, a_bits: int | None = 8, sym: bool = False,
-                   group_size: int | None = None, a_granularity: Granularity = "tensor") -> float:
-    r""":math:`J(s) = \|XW^T - Q_a(XS^{-1})\,Q_w(WS)^T\|_F^2` (``a_bits=None``: without :math:`Q_a`)."""
-    from .algorithms import rtn
-    from .grids import Grid
+                   group_size: int | None = None, a_granularity: Granularity = "tensor", per_row: bool = False):
+    r""":math:`J(s) = \|XW^T - Q_a(XS^{-1})\,Q_w(WS)^T\|_F^2` (``a_bits=None``: without :math:`Q_a`).
 
+    ``per_row=True`` returns the :math:`n` terms of the sum, one per row :math:`r` of :math:`W`
+    (:math:`\|Xw_r - Q_a(XS^{-1})\,Q_w(WS)_r\|^2`: the grid is per row, so a layer's share of a stacked
+    group's objective is the sum over its rows).
+    """
     W2, X2 = _check_problem(W, X)
     s = np.asarray(scales, dtype=float)
     if s.shape != (W2.shape[1],) or not np.all(np.isfinite(s)) or not np.all(s > 0):
         raise ValueError(f"scales must be {W2.shape[1]} finite positive numbers; got shape {s.shape}")
+    rows = _objective_rows(X2 @ W2.T, W2, X2, s, w_bits=w_bits, a_bits=a_bits, sym=sym, group_size=group_size,
+                           a_granularity=a_granularity)
+    return rows if per_row else float(np.sum(rows))
+
+
+def _objective_rows(Y: np.ndarray, W2: np.ndarray, X2: np.ndarray, s: np.ndarray, *, w_bits: int,
+                    a_bits: int | None, sym: bool, group_size: int | None,
+                    a_granularity: Granularity) -> np.ndarray:
+    """The per-row terms of :math:`J(s)` given :math:`Y = XW^T` (computed once per search)."""
+    from .algorithms import rtn
+    from .grids import Grid
+
     Ws, Xs = W2 * s, X2 / s
     Qw = rtn(Ws, grid=Grid.minmax(Ws, bits=w_bits, sym=sym, group_size=group_size)).Q
     Xq = Xs if a_bits is None else quantize_activations(Xs, bits=a_bits, granularity=a_granularity)
-    return float(np.sum((X2 @ W2.T - Xq @ np.atleast_2d(Qw).T) ** 2))
+    return np.sum((Y - Xq @ np.atleast_2d(Qw).T) ** 2, axis=0)
 
 
 def aqas(W, X, w_bits: int = 4, a_bits: int | None = 8, *, n_grid: int = 20, family: Family = "smoothquant",
@@ -146,9 +160,10 @@ def aqas(W, X, w_bits: int = 4, a_bits: int | None = 8, *, n_grid: int = 20, fam
     check_choice("a_granularity", a_granularity, GRANULARITIES)
     kw: dict[str, Any] = {"w_bits": w_bits, "a_bits": a_bits, "sym": sym, "group_size": group_size,
                           "a_granularity": a_granularity}
-    base = aqas_objective(W2, X2, np.ones(W2.shape[1]), **kw)
+    Y = X2 @ W2.T  # once: the reference output of every candidate
+    base = float(np.sum(_objective_rows(Y, W2, X2, np.ones(W2.shape[1]), **kw)))
     alphas = np.arange(n_grid + 1) / n_grid
-    objs = np.array([aqas_objective(W2, X2, aqas_scales(W2, X2, a, family), **kw) for a in alphas])
+    objs = np.array([np.sum(_objective_rows(Y, W2, X2, aqas_scales(W2, X2, a, family), **kw)) for a in alphas])
     best_i = int(np.argmin(objs))
     if objs[best_i] < base:
         alpha: float | None = float(alphas[best_i])

@@ -302,7 +302,8 @@ def _main(argv: list[str] | None) -> int:
     v.add_argument("--settings", default=None, help="comma-separated settings, e.g. optq-4b,rtn-3b-g128; "
                    "-int or -dint after the bits uses the INT or dINT alphabet (absmax scale per channel) "
                    "instead of the min-max grid, e.g. optq-4b-dint; a suffix -a8 quantizes every quantized "
-                   "layer's input to 8 bits per token (-a8t per tensor), e.g. optq-4b-a8,qronos-4b-a8 (W4A8) "
+                   "layer's input to 8 bits per token (-a8t per tensor), e.g. optq-4b-a8,qronos-4b-a8 (W4A8), "
+                   "and -aqas after it adds AQAS scales per layer group, e.g. qronos-4b-a8-aqas "
                    "(default: every method at the model's default settings)")
     v.add_argument("--percdamp", type=float, default=0.01,
                    help="GPTQ damping: lam = percdamp * mean diag(X^T X)")

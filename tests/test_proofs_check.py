@@ -147,8 +147,9 @@ def test_command_line_exits_nonzero_on_failure() -> None:
 
 
 def test_wrong_w4a8_statements_fail() -> None:
-    """Pivots scaling as D_t / s_t (not s_t^2), a rounding error of Delta/4, and the wrong sign of the
-    activation term are all reported as failures."""
+    """Pivots scaling as D_t / s_t (not s_t^2), a rounding error of Delta/4, the wrong sign of the
+    activation term, and folding AQAS scales through GELU are all reported as failures."""
     assert not w4a8.scaled_pivots_claim(1).passed
     assert not w4a8.act_rounding_claim(sp.Rational(1, 4)).passed
     assert not w4a8.error_split_claim(-1).passed
+    assert not w4a8.row_fold_claim("gelu").passed  # S^-1 does not fold through GELU

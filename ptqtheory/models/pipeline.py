@@ -33,6 +33,13 @@ Activation quantization (W4A8, ``Config.act_bits``): a forward pre-hook on every
 float :math:`X`, which the float copy computes without hooks), the block's outputs handed on are
 computed with quantized activations, and the hooks stay on the model for its evaluation.
 
+AQAS (``Config.aqas``, settings ``METHOD-4b-a8-aqas``; theory.md W4A8.4): per group, one more pass
+captures the quantized stream's input before activation quantization, :func:`ptqtheory.aqas` chooses one
+scale vector :math:`s` for the group's stacked weights, the group's hooks then compute
+:math:`Q_a(xS^{-1})` (and the float copy's input is divided by :math:`s` while the group is quantized),
+and the group is quantized and certified as the scaled problem :math:`(WS, XS^{-1}, Q_a(\tilde XS^{-1}))`;
+the layer keeps :math:`Q_s` as its weight.
+
 Block forward passes (one call of a block on one calibration batch; :attr:`PipelineResult.block_forwards`):
 with :math:`G` groups in a block and :math:`s` streams (1, or 2 for Qronos and GPFQ), a block costs at
 most :math:`s(G + 1)` passes over the calibration batches when the layer inputs are captured, and
@@ -118,6 +125,13 @@ class Config:
     fake-quantized to ``act_bits`` bits (symmetric INT, dynamic steps, one per token with
     ``act_granularity="token"`` or one per tensor with ``"tensor"``), both when its :math:`\tilde X`
     is captured for calibration and when the quantized model is evaluated (see :func:`quantize_model`).
+
+    ``aqas``: with ``act_bits``, each group of layers that read one input is quantized as the scaled
+    problem of one AQAS scale vector :math:`s` (:func:`ptqtheory.aqas` on the group's stacked weights and
+    its quantized-stream inputs before activation quantization): the weights :math:`WS` on their own
+    grid, the inputs :math:`XS^{-1}` and :math:`\tilde X_s = Q_a(\tilde XS^{-1})`; the quantized layer
+    computes :math:`Q_a(xS^{-1}) Q_s^T` (the activation hook divides by :math:`s` before quantizing).
+    Setting suffix ``-aqas`` (e.g. ``qronos-4b-a8-aqas``). docs/methods.md, "AQAS in the pipeline".
     """
 
     method: str
@@ -127,6 +141,7 @@ class Config:
     act_bits: int | None = None
     act_granularity: str = "token"
     alphabet: str | None = None
+    aqas: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -159,6 +174,17 @@ class Config:
             raise ValueError(f"act_bits={self.act_bits}: method 'boa' is not combined with activation "
                              "quantization (the combination is not implemented and tested); use boa without "
                              "-aN, or optq/qronos with -aN")
+        if not isinstance(self.aqas, bool):
+            raise TypeError(f"aqas must be True or False; got {self.aqas!r}")
+        if self.aqas and self.act_bits is None:
+            raise ValueError("aqas=True needs act_bits (AQAS chooses scales for W4A8: weights and "
+                             "activations); add -a8, e.g. optq-4b-a8-aqas")
+        if self.aqas and self.alphabet is not None:
+            raise ValueError(f"aqas=True with alphabet={self.alphabet!r}: AQAS's objective and the scaled "
+                             "problem are implemented for the min-max grid only; drop -int/-dint or -aqas")
+        if self.aqas and registry.method(self.method).attention == "boa":
+            raise ValueError("aqas=True: method 'boa' is not combined with activation quantization or AQAS; "
+                             "use optq or qronos, e.g. qronos-4b-a8-aqas")
         if self.group_size is not None and registry.method(self.method).attention == "boa":
             raise ValueError(f"group_size={self.group_size}: method 'boa' quantizes q/k/v with "
                              "pt.boa_attention, which fits one min-max grid per output channel (no groups); "
@@ -167,12 +193,15 @@ class Config:
     @property
     def name(self) -> str:
         """The setting's name in tables and reports, e.g. ``optq-4b``, ``optq-3b-g128``, ``qronos-4b-a8``
-        (activations quantized to 8 bits per token) or ``qronos-4b-a8t`` (per tensor)."""
+        (activations quantized to 8 bits per token), ``qronos-4b-a8t`` (per tensor) or
+        ``qronos-4b-a8-aqas`` (with AQAS scales)."""
         tail = f"-g{self.group_size}" if self.group_size else ""
         if self.alphabet is not None:
             tail += f"-{self.alphabet}"
         if self.act_bits is not None:
             tail += f"-a{self.act_bits}" + ("t" if self.act_granularity == "tensor" else "")
+        if self.aqas:
+            tail += "-aqas"
         return f"{self.method}-{self.bits}b{tail}"
 
     @property
@@ -435,16 +464,26 @@ def discover_groups(block: torch.nn.Module, inputs: BlockInputs, counter: _Count
 
 
 class _ActivationHook:
-    """Forward pre-hook: the layer's first argument replaced by its fake-quantized copy."""
+    r"""Forward pre-hook: the layer's first argument :math:`x` replaced by :math:`Q_a(x)`, or by
+    :math:`Q_a(xS^{-1})` once AQAS scales are set (``scales``: :math:`s`, divided out in the input's dtype
+    before quantizing). ``bypass``: leave the input as it is (the pipeline reads the unquantized input
+    of the quantized stream through it, to choose the scales)."""
 
     def __init__(self, bits: int, granularity: str):
         self.bits = bits
         self.granularity = granularity
+        self.scales: torch.Tensor | None = None
+        self.bypass = False
 
     def __call__(self, _module, args):
         from ..activations import quantize_activations
 
-        x = quantize_activations(args[0], bits=self.bits, granularity=self.granularity)  # type: ignore[arg-type]
+        if self.bypass:
+            return None
+        x = args[0]
+        if self.scales is not None:
+            x = x / self.scales.to(device=x.device, dtype=x.dtype)
+        x = quantize_activations(x, bits=self.bits, granularity=self.granularity)  # type: ignore[arg-type]
         return (x, *args[1:])
 
 
@@ -457,6 +496,12 @@ def add_activation_quantization(block: torch.nn.Module, names: Sequence[str], bi
     for every quantized layer when ``cfg.act_bits`` is set, so the quantized model keeps quantizing
     its activations when it is evaluated afterwards.
     """
+    return [h for h, _ in _activation_hooks(block, names, bits, granularity)]
+
+
+def _activation_hooks(block: torch.nn.Module, names: Sequence[str], bits: int,
+                      granularity: str) -> list[tuple[Any, _ActivationHook]]:
+    """:func:`add_activation_quantization`, also returning each hook object (AQAS sets its scales)."""
     from ..activations import act_levels
 
     act_levels(bits)
@@ -466,7 +511,99 @@ def add_activation_quantization(block: torch.nn.Module, names: Sequence[str], bi
     missing = [n for n in names if not isinstance(mods.get(n), torch.nn.Linear)]
     if missing:
         raise ValueError(f"names: {missing} are not nn.Linear layers of the block")
-    return [mods[n].register_forward_pre_hook(_ActivationHook(bits, granularity)) for n in names]
+    out = []
+    for n in names:
+        hook = _ActivationHook(bits, granularity)
+        out.append((mods[n].register_forward_pre_hook(hook), hook))
+    return out
+
+
+AQAS_N_GRID = 10
+r"""Exponents searched per group by the pipeline's AQAS (:math:`\alpha = 0, 0.1, \dots, 1`, plus
+:math:`s = 1`): half of ``pt.aqas``'s default, to keep SmolLM2's run within minutes (docs/methods.md)."""
+
+
+@dataclass
+class _AQASGroup:
+    """AQAS on one group: the chosen scales, the group's and each row's objective, and the float-stream
+    hook that divides the float copy's input by :math:`s` while the group is quantized."""
+
+    result: Any
+    scales: np.ndarray
+    rows_scaled: np.ndarray
+    rows_unscaled: np.ndarray
+    tokens: int
+    fallback: str | None
+    handle: Any
+
+    def scale(self, w):
+        r""":math:`WS` in ``w``'s type (numpy, or a tensor on its device in its dtype)."""
+        if isinstance(w, torch.Tensor):
+            return w * torch.from_numpy(self.scales).to(device=w.device, dtype=w.dtype)
+        return w * self.scales
+
+    def summary(self, rows: slice, group: list[str]) -> dict:
+        res = self.result
+        return {"alpha": res.alpha, "family": "smoothquant", "n_grid": AQAS_N_GRID, "group": group,
+                "objective": float(np.sum(self.rows_scaled[rows])),
+                "objective_unscaled": float(np.sum(self.rows_unscaled[rows])),
+                "objective_group": float(res.objective),
+                "objective_unscaled_group": float(res.objective_unscaled),
+                "scales_min": float(self.scales.min()), "scales_max": float(self.scales.max()),
+                "tokens": self.tokens, "fallback": self.fallback}
+
+
+def _aqas_group(cfg: Config, qblock: torch.nn.Module, fblock: torch.nn.Module | None, group: list[str],
+                hooks: dict[str, _ActivationHook], q_in: BlockInputs, counter: _Counter) -> _AQASGroup:
+    r"""Choose one AQAS scale vector for ``group`` and set it: on the group's activation hooks (the
+    quantized stream computes :math:`Q_a(xS^{-1})`) and, with a float copy ``fblock``, on a temporary
+    pre-hook of the float copy's first group layer (the float stream's captured input is :math:`XS^{-1}`;
+    ``handle.remove()`` when the group is done)."""
+    from ..aqas import aqas, aqas_objective
+
+    mods = dict(qblock.named_modules())
+    first = hooks[group[0]]
+    first.bypass = True  # the quantized stream's input before activation quantization
+    try:
+        X0 = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, mods[group[0]], q_in, counter)]
+                       ).cpu().numpy()
+    finally:
+        first.bypass = False
+    W = np.concatenate([mods[g].weight.detach().to(torch.float64).cpu().numpy() for g in group])
+    kw: dict[str, Any] = {"w_bits": cfg.bits, "a_bits": cfg.act_bits, "sym": cfg.sym,
+                          "group_size": cfg.group_size, "a_granularity": cfg.act_granularity}
+    fallback = None
+    dead = ~np.any(X0 != 0, axis=0)
+    if dead.any():  # a scale of an input channel that never fires is undefined: keep s = 1
+        from ..aqas import AQASResult
+
+        fallback = f"{int(dead.sum())} all-zero input channels: identity scales"
+        rows_s = rows_1 = _objective_rows_any(W, X0, np.ones(W.shape[1]), kw)
+        base = float(np.sum(rows_1))
+        res: Any = AQASResult(scales=np.ones(W.shape[1]), W=W, X=X0, alpha=None, objective=base,
+                              objective_unscaled=base, alphas=np.zeros(0), objectives=np.zeros(0))
+    else:
+        res = aqas(W, X0, n_grid=AQAS_N_GRID, family="smoothquant", **kw)
+        rows_1 = aqas_objective(W, X0, np.ones(W.shape[1]), per_row=True, **kw)
+        rows_s = rows_1 if res.alpha is None else aqas_objective(W, X0, res.scales, per_row=True, **kw)
+    s = np.asarray(res.scales, dtype=np.float64)
+    s_t = torch.from_numpy(s)
+    for g in group:
+        hooks[g].scales = s_t
+    handle = None
+    if fblock is not None:
+        def divide(_m, args):
+            x = args[0]
+            return (x / s_t.to(device=x.device, dtype=x.dtype), *args[1:])
+        handle = dict(fblock.named_modules())[group[0]].register_forward_pre_hook(divide)
+    return _AQASGroup(res, s, np.asarray(rows_s), np.asarray(rows_1), int(X0.shape[0]), fallback, handle)
+
+
+def _objective_rows_any(W: np.ndarray, X: np.ndarray, s: np.ndarray, kw: dict) -> np.ndarray:
+    """AQAS's per-row objective terms without the all-zero-column check (identity scales only)."""
+    from ..aqas import _objective_rows
+
+    return _objective_rows(X @ W.T, W, X, s, **kw)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1029,12 +1166,15 @@ def quantize_model(
         # The float version of this one block, kept only while it is processed (Qronos, GPFQ).
         fblock = copy.deepcopy(qblock) if two_streams else qblock
         groups = discover_groups(qblock, q_in, counter)
+        act_hooks: dict[str, _ActivationHook] = {}
         if cfg.act_bits is not None:
             # After the float copy and the grouping (a hook per layer would give q/k/v distinct input
             # tensors): from here on the quantized stream reads Q_a(input) in every quantized layer,
             # its captured Xt included, and so does the model when it is evaluated.
-            result.activation_hooks += add_activation_quantization(
-                qblock, [g for group in groups for g in group], cfg.act_bits, cfg.act_granularity)
+            names = [g for group in groups for g in group]
+            pairs = _activation_hooks(qblock, names, cfg.act_bits, cfg.act_granularity)
+            result.activation_hooks += [h for h, _ in pairs]
+            act_hooks = {n: hk for n, (_, hk) in zip(names, pairs, strict=True)}
         mods = dict(qblock.named_modules())
         spec = registry.method(cfg.method)
         attention = boa_attention_module(qblock, name) if boa else None
@@ -1052,8 +1192,14 @@ def quantize_model(
                 if progress is not None:
                     progress(f"{cfg.name}: {name}: {', '.join(group)} (BoA)")
                 continue
+            # AQAS: one scale vector for the group, set before its data are captured, so that X and Xt
+            # below are the scaled problem's X S^-1 and Q_a(Xt S^-1), and the weights become W S.
+            aq = _aqas_group(cfg, qblock, fblock if two_streams else None, group, act_hooks, q_in,
+                             counter) if cfg.aqas else None
             X, Xt, cert_fn = _group_data(cfg, backend, qblock, fblock, group[0], q_in, f_in, counter)
             weights = [backend.weights(mods[g]) for g in group]
+            if aq is not None:
+                weights = [aq.scale(w) for w in weights]
             # Incoherence mixes rows: quantize each layer on its own there, else stack the rows.
             parts = [[i] for i in range(len(group))] if registry.method(cfg.method).incoherence else \
                 [list(range(len(group)))]
@@ -1082,11 +1228,16 @@ def quantize_model(
                         _add_magr_summary(summary, pre, run, cert, rows)
                     if run.notes:
                         summary["notes"] = list(run.notes)
+                    if aq is not None:
+                        lo = sum(weights[k].shape[0] for k in range(i))
+                        summary["aqas"] = aq.summary(slice(lo, lo + n), [f"{name}.{g}" for g in group])
                     result.layers.append(LayerRecord(
                         layer=f"{name}.{layer}", shape=tuple(weights[i].shape), config=cfg.name,
                         method=cfg.method, bits=cfg.bits, group_size=cfg.group_size, lam=float(run.lam),
                         seconds=(time.perf_counter() - t0) / len(group), summary=summary))
                     start += n
+            if aq is not None and aq.handle is not None:
+                aq.handle.remove()  # the float copy's next group reads its input unscaled
             if progress is not None:
                 progress(f"{cfg.name}: {name}: {', '.join(group)}")
         # Hand the block's outputs on: the quantized stream through the quantized block, the float

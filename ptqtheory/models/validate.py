@@ -104,7 +104,7 @@ def parse_settings(text: str) -> tuple[Config, ...]:
 
     ``-int`` / ``-dint`` after the bits: the symmetric INT or dINT alphabet, one absmax scale per output
     channel, instead of the min-max grid. A trailing ``-aA`` quantizes activations to ``A`` bits per
-    token, ``-aAt`` per tensor (W4A8).
+    token, ``-aAt`` per tensor (W4A8); ``-aqas`` after it adds AQAS scales (``Config.aqas``).
     """
     out = []
     for raw in text.split(","):
@@ -112,6 +112,9 @@ def parse_settings(text: str) -> tuple[Config, ...]:
         if not name:
             continue
         head, _, tail = name.rpartition("-")
+        aqas = tail == "aqas"
+        if aqas:
+            head, _, tail = head.rpartition("-")
         act_bits, act_gran = None, "token"
         if tail.startswith("a") and tail[1:].rstrip("t").isdigit() and tail.count("t") <= 1:
             act_gran = "tensor" if tail.endswith("t") else "token"
@@ -127,12 +130,13 @@ def parse_settings(text: str) -> tuple[Config, ...]:
             head, _, tail = head.rpartition("-")
         if not (tail.endswith("b") and tail[:-1].isdigit()) or head not in METHODS:
             raise ValidateError(f"--settings: {name!r} is not a setting name; use "
-                                f"METHOD-BITSb[-gGROUP][-int|-dint][-aABITS[t]] with METHOD one of "
+                                f"METHOD-BITSb[-gGROUP][-int|-dint][-aABITS[t][-aqas]] with METHOD one of "
                                 f"{', '.join(METHODS)}, e.g. optq-4b, optq-3b-g128, optq-4b-dint (dINT "
-                                "weights) or qronos-4b-a8 (8-bit activations per token; -a8t per tensor)")
+                                "weights), qronos-4b-a8 (8-bit activations per token; -a8t per tensor) or "
+                                "qronos-4b-a8-aqas (W4A8 with AQAS scales)")
         try:
             out.append(Config(head, int(tail[:-1]), group, act_bits=act_bits, act_granularity=act_gran,
-                              alphabet=alphabet))
+                              alphabet=alphabet, aqas=aqas))
         except ValueError as exc:
             raise ValidateError(f"--settings: {name!r}: {exc}") from exc
     if not out:
@@ -274,6 +278,7 @@ def _setting_job(args: tuple[Plan, Config]) -> dict:
     q = _quality(plan, model, tok, device)
     return {"config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
             "act_bits": cfg.act_bits, "act_granularity": cfg.act_granularity if cfg.act_bits else None,
+            "aqas": cfg.aqas,
             "seconds": seconds, "block_forwards": res.block_forwards,
             "calibration_tokens": res.calibration_tokens, **q,
             "layers": [lr.to_dict() for lr in res.layers]}
