@@ -5,22 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from brute import rtn_minmax_rows
 
 import ptqtheory as pt
 from ptqtheory.tolerances import unit_roundoff
-
-
-def _rtn_brute(W: np.ndarray, bits: int) -> np.ndarray:
-    """Nearest point of each row's asymmetric min-max grid delta*(k - z), k = 0..2^b-1, by enumeration."""
-    out = np.empty_like(W)
-    maxq = 2 ** bits - 1
-    for i, w in enumerate(W):
-        lo, hi = min(w.min(), 0.0), max(w.max(), 0.0)
-        delta = (hi - lo) / maxq
-        z = np.floor(-lo / delta + 0.5)
-        levels = delta * (np.arange(maxq + 1) - z)
-        out[i] = levels[np.argmin(np.abs(w[:, None] - levels[None, :]), axis=1)]
-    return out
 
 
 def _act_brute(X: np.ndarray, bits: int) -> np.ndarray:
@@ -31,7 +19,7 @@ def _act_brute(X: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _J(W, X, s, wb, ab):
-    return float(np.sum((X @ W.T - _act_brute(X / s, ab) @ _rtn_brute(W * s, wb).T) ** 2))
+    return float(np.sum((X @ W.T - _act_brute(X / s, ab) @ rtn_minmax_rows(W * s, wb).T) ** 2))
 
 
 def _outlier_case(seed=0):

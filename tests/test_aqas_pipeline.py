@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_models import llama
+from brute import rtn_minmax_rows
+from tiny_models import llama, padded_calibration
 
 import ptqtheory as pt
 from ptqtheory import report as rep
@@ -23,19 +24,6 @@ def _act_token(X: np.ndarray, bits: int) -> np.ndarray:
     step = np.abs(X).max(axis=-1, keepdims=True) / K
     safe = np.where(step > 0, step, 1.0)
     return np.where(step > 0, np.rint(X / safe) * step, 0.0)
-
-
-def _rtn_rows(W: np.ndarray, bits: int) -> np.ndarray:
-    """Nearest point of each row's asymmetric min-max grid delta*(k - z), by enumeration of the levels."""
-    out = np.empty_like(W)
-    maxq = 2 ** bits - 1
-    for i, w in enumerate(W):
-        lo, hi = min(w.min(), 0.0), max(w.max(), 0.0)
-        delta = (hi - lo) / maxq
-        z = np.floor(-lo / delta + 0.5)
-        levels = delta * (np.arange(maxq + 1) - z)
-        out[i] = levels[np.argmin(np.abs(w[:, None] - levels[None, :]), axis=1)]
-    return out
 
 
 def test_hook_computes_the_scaled_quantized_product():
@@ -85,15 +73,7 @@ def _bert_forward(model, batch):
 
 
 def _bert_calibration():
-    g = torch.Generator().manual_seed(1)
-    out = []
-    for lens in ((10, 7, 4), (10, 10)):  # padding, whose rows the pipeline drops
-        ids = torch.randint(0, 128, (len(lens), 10), generator=g)
-        mask = torch.zeros(len(lens), 10, dtype=torch.long)
-        for i, n in enumerate(lens):
-            mask[i, :n] = 1
-        out.append({"input_ids": ids, "attention_mask": mask})
-    return out
+    return padded_calibration()
 
 
 def _case(kind: str):
@@ -184,11 +164,11 @@ def test_every_row_certified_and_the_objective_never_worse(kind):
     fm = dict(untouched.named_modules())
     X0 = capture_inputs(untouched, {names[0]: fm[names[0]]}, cal, forward, stop_after=names[0])[names[0]]
     W = np.concatenate([fm[n].weight.detach().numpy() for n in names])
-    J1 = np.sum((X0 @ W.T - _act_token(X0, 4) @ _rtn_rows(W, 4).T) ** 2)
+    J1 = np.sum((X0 @ W.T - _act_token(X0, 4) @ rtn_minmax_rows(W, 4).T) ** 2)
     rec = {lr.layer: lr.summary["aqas"] for lr in res.layers}
     assert rec[names[0]]["objective_unscaled_group"] == pytest.approx(J1, rel=1e-9)
     n0 = fm[names[0]].weight.shape[0]
-    J1_first = np.sum((X0 @ W[:n0].T - _act_token(X0, 4) @ _rtn_rows(W[:n0], 4).T) ** 2)
+    J1_first = np.sum((X0 @ W[:n0].T - _act_token(X0, 4) @ rtn_minmax_rows(W[:n0], 4).T) ** 2)
     assert rec[names[0]]["objective_unscaled"] == pytest.approx(J1_first, rel=1e-9)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import PADDED_LENGTHS, padded_calibration
 
 import ptqtheory as pt
 from ptqtheory import report as rep
@@ -28,20 +29,11 @@ def _forward(model, batch):
     return model(**batch)
 
 
-# Real tokens per sequence: padding at the end of some sequences, whose rows the pipeline drops.
-LENGTHS = ((10, 7, 4), (10, 10))
+LENGTHS = PADDED_LENGTHS
 
 
 def _calibration():
-    g = torch.Generator().manual_seed(1)
-    out = []
-    for lens in LENGTHS:
-        ids = torch.randint(0, 128, (len(lens), 10), generator=g)
-        mask = torch.zeros(len(lens), 10, dtype=torch.long)
-        for i, n in enumerate(lens):
-            mask[i, :n] = 1
-        out.append({"input_ids": ids, "attention_mask": mask})
-    return out
+    return padded_calibration(LENGTHS)
 
 
 def _blocks(model):

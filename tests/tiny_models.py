@@ -27,3 +27,21 @@ def calibration(batches: int = 2):
     cal, _ = hf.calibration_batches(None, tokens=64 * batches, random_tokens=64 * batches, vocab_size=128,
                                     seq_len=32, batch_size=2)
     return cal
+
+
+# Real tokens per sequence: padding at the end of some sequences, whose rows the pipeline drops.
+PADDED_LENGTHS = ((10, 7, 4), (10, 10))
+
+
+def padded_calibration(lengths=PADDED_LENGTHS, width: int = 10, vocab: int = 128, seed: int = 1) -> list[dict]:
+    """One batch per entry of ``lengths``: random tokens, ``width`` positions, the first ``n`` of each
+    sequence real (attention mask 1) and the rest padding."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for lens in lengths:
+        ids = torch.randint(0, vocab, (len(lens), width), generator=g)
+        mask = torch.zeros(len(lens), width, dtype=torch.long)
+        for i, n in enumerate(lens):
+            mask[i, :n] = 1
+        out.append({"input_ids": ids, "attention_mask": mask})
+    return out
