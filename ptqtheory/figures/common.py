@@ -173,6 +173,17 @@ def save(fig, out_dir: Path, stem: str, rows: Sequence[dict]) -> dict[str, Path]
     return paths
 
 
+def finish(out_dir: Path, stem: str, rows: Sequence[dict], findings: list[str],
+           draw: Callable[[], object]) -> dict:
+    """The end of every figure's ``build``: ``draw()`` the figure in the house style, :func:`save` it with
+    ``rows`` as its CSV, and return ``{"paths", "rows", "findings"}``."""
+    from . import style
+
+    with style.context():
+        paths = save(draw(), out_dir, stem, rows)
+    return {"paths": paths, "rows": rows, "findings": findings}
+
+
 def script_main(module, argv: Sequence[str] | None = None) -> int:
     """Entry point of a thin script in the repository's ``figures/`` folder."""
     doc = (module.__doc__ or "").strip().splitlines()

@@ -28,7 +28,7 @@ from ..calibration import Damping
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, bound_findings, failures, save
+from .common import Check, bound_findings, failures, finish
 
 NAME = "f10_dint"
 TITLE = "INT against dINT at equal bits: OPTQ's error, B1 (largest gap) and B1.local (local gap)"
@@ -85,10 +85,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                 "mean_scale": float(np.mean(A.scale)),
             })
     findings += failures(rows, CHECKS)
-    with style.context():
-        fig = _plot(rows)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows))
 
 
 def _plot(rows: list[dict]):

@@ -37,7 +37,7 @@ from ..api import certify
 from ..calibration import Damping
 from ..grids import Grid
 from . import style
-from .common import Check, failures, save
+from .common import Check, failures, finish
 from .f8_optimality import SHORT, capture
 
 NAME = "f11_w4a8"
@@ -125,10 +125,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     summary, per_row = layer_rows(sz["layers"], W, X)
     rows = summary + per_row
     findings = failures(per_row, CHECKS)
-    with style.context():
-        fig = _plot(summary)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(summary))
 
 
 def _plot(summary: list[dict]):

@@ -36,7 +36,7 @@ from ..calibration import Damping
 from ..grids import Grid
 from ..magr import magr, magr_bound
 from . import style
-from .common import Check, failures, save
+from .common import Check, failures, finish
 from .f8_optimality import KINDS, SHORT, capture
 
 NAME = "f12_magr"
@@ -114,10 +114,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
             })
     rows = layer_rows + per_row
     findings = failures(per_row, CHECKS)
-    with style.context():
-        fig = _plot(layer_rows)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(layer_rows))
 
 
 def _plot(layer_rows: list[dict]):

@@ -32,7 +32,7 @@ from ..calibration import Damping
 from ..grids import Grid
 from ..tolerances import RTOL_IDENTITY
 from . import style
-from .common import Check, failures, save
+from .common import Check, failures, finish
 
 NAME = "f13_boa"
 TITLE = "BoA against OPTQ on real attention layers: attention-output error per block and head, and I7"
@@ -151,10 +151,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
         rows += _block_rows(b, data, sz["heads"])
     ident = [r for r in rows if r["panel"] == "identity"]
     findings = failures(ident, CHECKS)
-    with style.context():
-        fig = _plot(rows)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows))
 
 
 def _plot(rows: list[dict]):

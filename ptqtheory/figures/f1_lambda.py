@@ -22,7 +22,7 @@ from ..api import certify
 from ..grids import Grid
 from ..tightness import midpoint_weights
 from . import style
-from .common import Check, certificate_findings, failures, heterogeneous_layer, save
+from .common import Check, certificate_findings, failures, finish, heterogeneous_layer
 
 NAME = "f1_lambda"
 TITLE = "Deterministic OPTQ against the damping lambda (B1, B8)"
@@ -105,10 +105,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                 "hypotheses_held_midpoint": bool(np.all(b1m.applies)),
             })
     findings += failures(rows, CHECKS)
-    with style.context():
-        fig = _plot(rows, K_alphabet)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, K_alphabet))
 
 
 def _plot(rows: list[dict], K_alphabet: int):

@@ -20,7 +20,7 @@ from .. import algorithms as alg
 from ..api import certify
 from ..grids import Grid
 from . import style
-from .common import Check, certificate_findings, failures, heterogeneous_layer, save
+from .common import Check, certificate_findings, failures, finish, heterogeneous_layer
 
 NAME = "f2_orders"
 TITLE = "Column orders: tr(D), B2 and the OPTQ error (B1, B2)"
@@ -84,10 +84,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                 "hypotheses_held": bool(np.all(b1.applies) and np.all(b2.applies)),
             })
     findings += failures(rows, CHECKS)
-    with style.context():
-        fig = _plot(rows, [c[0] for c in cases])
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, [c[0] for c in cases]))
 
 
 def _plot(rows: list[dict], cases: list[str]):

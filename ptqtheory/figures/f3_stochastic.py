@@ -23,7 +23,7 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, bound_findings, failures, save
+from .common import Check, bound_findings, failures, finish
 
 NAME = "f3_stochastic"
 TITLE = "Stochastic OPTQ: output l_inf error over seeds against B5"
@@ -92,10 +92,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                 "empirical_err_inf_rtn": rtn_inf,
             })
     findings += failures(rows, CHECKS)
-    with style.context():
-        fig = _plot(rows, sz["ms"])
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, sz["ms"]))
 
 
 def _band(ax, ms, rows, key, color, label, marker):

@@ -25,7 +25,7 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, bound_findings, failures, save
+from .common import Check, bound_findings, failures, finish
 
 NAME = "f4_alphabet"
 TITLE = "Alphabet size: max |x_t| and the K of B8, deterministic against stochastic"
@@ -101,10 +101,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
         rows.append(row)
         findings += f
     findings += failures(rows, CHECKS)
-    with style.context():
-        fig = _plot(rows, sz)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, sz))
 
 
 def _plot(rows: list[dict], sz: dict):

@@ -24,7 +24,7 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, certificate_findings, failures, save
+from .common import Check, certificate_findings, failures, finish
 
 NAME = "f5_mismatch"
 TITLE = "Mismatched inputs: Qronos, OPTQ on Xt, GPFQ, RTN, with B9"
@@ -118,10 +118,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
         rows.append({"mismatch": kind, "eps": eps, "act_bits": bits, "m": m, "N": N, "n": n,
                      "lam": lam, **row})
     findings += failures(rows, CHECKS)
-    with style.context():
-        fig = _plot(rows)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows))
 
 
 def _plot(rows: list[dict]):

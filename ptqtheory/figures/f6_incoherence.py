@@ -26,7 +26,7 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, certificate_findings, failures, save
+from .common import Check, certificate_findings, failures, finish
 
 NAME = "f6_incoherence"
 TITLE = "Incoherence processing for LDLQ with outlier features (B11)"
@@ -99,10 +99,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                 "B11_incoherence_applies": bool(np.all(inc.applies)),
             })
     findings += failures(rows, CHECKS)
-    with style.context():
-        fig = _plot(rows)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows))
 
 
 def _plot(rows: list[dict]):

@@ -56,7 +56,7 @@ from ..grids import Grid
 from ..lower_bounds import ball_second_moment, optimality_ratio, ratio_floor
 from ..optimal import optimal
 from . import style
-from .common import Check, failures, save
+from .common import Check, failures, finish
 
 NAME = "f8_optimality"
 TITLE = "How far from optimal: OPTQ's optimality-ratio bound per layer and order, and the exact ratio"
@@ -196,10 +196,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     per_row, summary = _sub_rows(sz, W, X)
     rows = layer_rows + summary + per_row
     findings = failures(per_row, CHECKS)
-    with style.context():
-        fig = _plot(layer_rows, summary)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(layer_rows, summary))
 
 
 def _plot(layer_rows: list[dict], summary: list[dict]):

@@ -31,7 +31,7 @@ from ..calibration import Damping
 from ..grids import Grid
 from ..owq import keep_for_bits, owq
 from . import style
-from .common import Check, failures, save
+from .common import Check, failures, finish
 from .f8_optimality import KINDS, capture
 
 NAME = "f9_owq"
@@ -139,10 +139,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     findings = failures(layer_rows, CHECKS)
     findings += [f"identity failed: {r['layer']} {r['method']} {r['bits']}b" for r in layer_rows
                  if not r["identity_holds"]]
-    with style.context():
-        fig = _plot(summary)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(summary))
 
 
 def _plot(summary: list[dict]):
