@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_models import GROUPS
+from tiny_models import GROUPS, write_stacked
 from tiny_models import llama as _llama
 
 import ptqtheory as pt
@@ -193,12 +193,7 @@ def test_pipeline_quantizes_the_quantized_streams_inputs(method):
             grid = pt.Grid.minmax(W, bits=4)
             Q = pt.optq(W, Xt, lam=lam, grid=grid).Q if method == "optq" else pt.qronos(W, X, Xt, lam=lam,
                                                                                       grid=grid).Q
-            start = 0
-            for n in names:
-                rows = qmods[n].weight.shape[0]
-                with torch.no_grad():
-                    qmods[n].weight.copy_(torch.from_numpy(Q[start:start + rows]))
-                start += rows
+            write_stacked(qmods, names, Q)
     for (name, a), (_, b) in zip(ours.state_dict().items(), ref.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     # Evaluation runs with activations quantized: the same logits as the reference with its hooks,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_models import GROUPS
+from tiny_models import GROUPS, write_stacked
 from tiny_models import calibration as _calibration
 from tiny_models import llama as _llama
 
@@ -95,12 +95,7 @@ def _reference(model, float_model, cfg: Config, cal, lam):
                 Q = pt.qronos(W, X, Xt, lam=lam, grid=grid).Q
             else:
                 Q = pt.gpfq(W, X, Xt, grid=grid).Q
-            start = 0
-            for n in names:
-                rows = qmods[n].weight.shape[0]
-                with torch.no_grad():
-                    qmods[n].weight.copy_(torch.from_numpy(Q[start:start + rows]))
-                start += rows
+            write_stacked(qmods, names, Q)
 
 
 @pytest.mark.parametrize("cfg", [Config("optq", 3, group_size=16), Config("qronos", 3), Config("gpfq", 4),

@@ -45,3 +45,14 @@ def padded_calibration(lengths=PADDED_LENGTHS, width: int = 10, vocab: int = 128
             mask[i, :n] = 1
         out.append({"input_ids": ids, "attention_mask": mask})
     return out
+
+
+def write_stacked(mods: dict, names, Q) -> None:
+    """Write the rows of ``Q`` (the group's layers stacked in the order ``names``) into the layers'
+    weights, as the pipeline does after quantizing a group."""
+    start = 0
+    for n in names:
+        rows = mods[n].weight.shape[0]
+        with torch.no_grad():
+            mods[n].weight.copy_(torch.from_numpy(Q[start:start + rows]))
+        start += rows
