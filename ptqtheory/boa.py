@@ -446,7 +446,12 @@ def apply_rope(Y, cos, sin) -> np.ndarray:
     :math:`\tilde y_t = R_ty_t`, :math:`R_t = \operatorname{diag}(c_t) + \operatorname{diag}(s_t)J`,
     :math:`J = \begin{pmatrix}0&-I\\I&0\end{pmatrix}` (``y * cos + rotate_half(y) * sin``)."""
     Ya = np.asarray(Y, dtype=float)
-    return Ya * cos + _rotate_half(Ya) * sin
+    if Ya.ndim != 2 or not np.all(np.isfinite(Ya)):
+        raise ValueError(f"Y must be a finite (tokens, head_dim) matrix; got shape {Ya.shape}")
+    rope = _check_rope(cos, sin, *Ya.shape)
+    if rope is None:
+        raise ValueError("apply_rope needs cos and sin (the tokens' rotary embeddings)")
+    return Ya * rope[0] + _rotate_half(Ya) * rope[1]
 
 
 def rope_average(G, cos, sin) -> np.ndarray:
@@ -467,9 +472,18 @@ def rope_average(G, cos, sin) -> np.ndarray:
     cos, sin : array_like, shape (T, head_dim)
         The tokens' rotary embeddings (:func:`apply_rope`).
     """
-    c, s = np.asarray(cos, dtype=float), np.asarray(sin, dtype=float)
     Ga = np.asarray(G, dtype=float)
+    if Ga.ndim != 2 or Ga.shape[0] != Ga.shape[1] or not np.all(np.isfinite(Ga)):
+        raise ValueError(f"G must be a finite square (head_dim, head_dim) matrix; got shape {Ga.shape}")
+    if cos is not None and np.ndim(cos) != 2:
+        raise ValueError(f"cos must be a (tokens, head_dim) array; got shape {np.shape(cos)}")
+    rope = _check_rope(cos, sin, np.shape(cos)[0] if cos is not None else 0, Ga.shape[0])
+    if rope is None:
+        raise ValueError("rope_average needs cos and sin (the tokens' rotary embeddings)")
+    c, s = rope
     T, d = c.shape
+    if T == 0:
+        raise ValueError("cos and sin have no rows: the average over positions needs at least one token")
     half = d // 2
     J = np.zeros((d, d))
     J[:half, half:], J[half:, :half] = -np.eye(half), np.eye(half)

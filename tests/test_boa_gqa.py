@@ -218,3 +218,23 @@ def test_bad_decoder_input_is_refused(kwargs, match):
         boa_attention(X, Wq, Wk, Wv, 4, **args)
     with pytest.raises(ValueError, match="W_k"):
         boa_attention(X, Wq, Wk, Wv, 4)  # GQA shapes without n_kv_heads
+
+
+def test_rope_helpers_refuse_mismatched_embeddings():
+    """apply_rope and rope_average check their inputs like boa_attention does, before any work."""
+    from ptqtheory.boa import apply_rope, rope_average
+
+    with pytest.raises(ValueError, match="cos must be"):
+        apply_rope(np.ones((3, 4)), np.ones((3, 5)), np.ones((3, 5)))
+    with pytest.raises(ValueError, match="needs cos and sin"):
+        apply_rope(np.ones((3, 4)), None, None)
+    with pytest.raises(ValueError, match="sin must be"):
+        rope_average(np.eye(4), np.ones((3, 4)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="even head_dim"):
+        rope_average(np.eye(3), np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="cos must be"):
+        rope_average(np.eye(4), np.ones(4), np.ones(4))
+    with pytest.raises(ValueError, match="at least one token"):
+        rope_average(np.eye(4), np.ones((0, 4)), np.ones((0, 4)))
+    with pytest.raises(ValueError, match="G must be"):
+        rope_average(np.ones((4, 3)), np.ones((2, 4)), np.ones((2, 4)))
