@@ -155,6 +155,7 @@ RESOLVED = 1e-3
 """A row's identity is *resolved* when its allowance is at most this fraction of its sides; on the
 other rows both sides are rounding noise and only the allowance judges them (a reporting threshold)."""
 
+
 def reference_forward_rtol(unit: float) -> float:
     r"""Relative tolerance when a float64 reference forward pass (``pt.attention_heads``) is compared with
     a model's own pass computed at unit roundoff ``unit`` (e.g. :math:`2^{-24}` for float32):
