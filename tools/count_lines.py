@@ -2,12 +2,19 @@
 blank lines), for issue 12's "net fewer lines" measurement.
 
     python tools/count_lines.py REV [PATH_TO_LEAVE_OUT ...]
+    python tools/count_lines.py REV --same-features tools/features_since_issue12.txt
+
+The second form counts the features that existed before issue 12's work: it leaves out the modules the
+file lists (``module PATH``) and, in every other module, the lines ``git blame`` attributes to the
+commits it lists (``commit SHA``). Lines that a listed commit deleted from those other modules are
+added back (found by ``git blame`` of the parent), so an old line that a feature rewrote still counts once.
 """
 
 from __future__ import annotations
 
 import ast
 import io
+import re
 import subprocess
 import sys
 import tokenize
@@ -15,8 +22,8 @@ import tokenize
 _SKIP = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
 
 
-def code_lines(src: str) -> int:
-    """Lines holding a token that is not a comment or part of a docstring (a bare string statement)."""
+def code_line_numbers(src: str) -> set[int]:
+    """Numbers of the lines holding a token that is not a comment or part of a docstring."""
     doc: set[int] = set()
     for node in ast.walk(ast.parse(src)):
         value = getattr(node, "value", None)
@@ -26,24 +33,78 @@ def code_lines(src: str) -> int:
     for tok in tokenize.generate_tokens(io.StringIO(src).readline):
         if tok.type not in _SKIP:
             lines.update(ln for ln in range(tok.start[0], tok.end[0] + 1) if ln not in doc)
-    return len(lines)
+    return lines
+
+
+def code_lines(src: str) -> int:
+    """How many lines hold a token that is not a comment or part of a docstring (a bare string statement)."""
+    return len(code_line_numbers(src))
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _blamed_lines(rev: str, name: str, commits: set[str]) -> set[int]:
+    """Line numbers of ``name`` at ``rev`` that ``git blame`` attributes to one of ``commits``."""
+    out: set[int] = set()
+    for line in _git("blame", "--porcelain", rev, "--", name).splitlines():
+        m = re.match(r"^([0-9a-f]{40}) \d+ (\d+)", line)
+        if m and m.group(1) in commits:
+            out.add(int(m.group(2)))
+    return out
+
+
+def _deleted_by(commits: set[str], leave_out: set[str]) -> int:
+    """Lines of other origin (older, or from unlisted commits) that the listed commits deleted from
+    ptqtheory/ modules that are not left out; a merge is skipped (its branch's commits are listed)."""
+    total = 0
+    for sha in commits:
+        parents = _git("rev-list", "--parents", "-n", "1", sha).split()[1:]
+        if len(parents) != 1:
+            continue
+        for name in _git("diff", "--name-only", parents[0], sha, "--", "ptqtheory").split():
+            if not name.endswith(".py") or name in leave_out:
+                continue
+            for hunk in re.finditer(r"^@@ -(\d+)(?:,(\d+))? ", _git("diff", "-U0", parents[0], sha, "--", name),
+                                    re.M):
+                start, count = int(hunk.group(1)), int(hunk.group(2) or 1)
+                if count:
+                    blame = _git("blame", "--porcelain", "-L", f"{start},+{count}", parents[0], "--", name)
+                    total += sum(1 for m in re.finditer(r"^([0-9a-f]{40}) \d+ \d+", blame, re.M)
+                                 if m.group(1) not in commits)
+    return total
 
 
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
-    rev, leave_out = argv[0], set(argv[1:])
-    names = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev, "ptqtheory"], capture_output=True,
-                           text=True, check=True).stdout.split()
+    rev, rest = argv[0], argv[1:]
+    commits: set[str] = set()
+    if rest[:1] == ["--same-features"]:
+        leave_out: set[str] = set()
+        for line in open(rest[1], encoding="utf-8"):
+            kind, _, value = line.partition(" ")
+            if kind == "module":
+                leave_out.add(value.strip())
+            elif kind == "commit":
+                commits.add(value.split()[0])
+    else:
+        leave_out = set(rest)
     raw = code = 0
-    for name in names:
+    for name in _git("ls-tree", "-r", "--name-only", rev, "ptqtheory").split():
         if name.endswith(".py") and name not in leave_out:
-            src = subprocess.run(["git", "show", f"{rev}:{name}"], capture_output=True, text=True,
-                                 check=True).stdout
-            raw += src.count("\n")
-            code += code_lines(src)
-    print(f"{rev}: {raw} lines, {code} code lines")
+            src = _git("show", f"{rev}:{name}")
+            feature = _blamed_lines(rev, name, commits) if commits else set()
+            raw += src.count("\n") - len(feature)
+            code += len(code_line_numbers(src) - feature)
+    if commits:
+        back = _deleted_by(commits, leave_out)
+        print(f"{rev}: {raw} lines, {code} code lines without the listed features; their commits also "
+              f"deleted {back} lines of other modules: {raw + back} lines counting those back")
+    else:
+        print(f"{rev}: {raw} lines, {code} code lines")
     return 0
 
 
