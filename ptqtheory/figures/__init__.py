@@ -1,11 +1,11 @@
 """The paper figures: one module per figure, one style, and a registry that builds them all.
 
-Each module (``f1_lambda`` .. ``f13_boa``) has ``NAME`` (file stem), ``TITLE``, ``CHECKS``
-(the ``bound_*`` >= ``empirical_*`` inequalities its CSV satisfies where the hypotheses held) and
-``build(out_dir, quick) -> dict`` with ``paths`` (PDF, PNG, CSV), ``rows`` (every plotted number)
-and ``findings`` (bounds seen failing where they applied; empty when all is well). Every random
-choice is seeded, so a build is reproducible. Adding a figure means writing one more module and
-adding it to :data:`FIGURES`.
+Each module (``f1_lambda`` .. ``f13_boa``) has its title as its docstring's first line, ``NAME``
+(file stem), ``CHECKS`` (the ``bound_*`` >= ``empirical_*`` inequalities its CSV satisfies where the
+hypotheses held) and ``build(out_dir, quick) -> dict`` with ``paths`` (PDF, PNG, CSV), ``rows``
+(every plotted number) and ``findings`` (bounds seen failing where they applied; empty when all is
+well). Every random choice is seeded, so a build is reproducible. Adding a figure means writing one
+more module and adding it to :data:`FIGURES`.
 
 F7 (real layers) is drawn from the report of ``ptqtheory validate`` (module attribute
 ``USES_REPORT``; its ``build`` takes ``report=PATH``). Without ``--report`` and without that

@@ -37,11 +37,10 @@ from ..api import certify
 from ..calibration import Damping
 from ..grids import Grid
 from . import style
-from .common import Check, failures, finish
+from .common import Check, documented, failures, finish
 from .f8_optimality import SHORT, capture
 
 NAME = "f11_w4a8"
-TITLE = "W4A8: OPTQ on quantized inputs vs Qronos, and Qronos' bound B9, on real layers"
 CHECKS = [Check("bound_b9", "empirical_b9")]
 
 PERCDAMP = 0.01
@@ -103,23 +102,13 @@ def layer_rows(names: list[str], W: dict, X: dict) -> tuple[list[dict], list[dic
     return summary, per_row
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F11: capture real layers, quantize at W4A8 and W4A4 with OPTQ and Qronos, plot, save.
 
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder; files ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Two layers of the first block and 8 paragraphs (seconds); the full build: four kinds of layer
-        in blocks 0, 2 and 5, 32 paragraphs.
-
-    Returns
-    -------
-    dict
-        ``paths``, ``rows`` (``panel`` ``layers``: the plotted numbers; ``rows``: per row, B9's bound and
-        measurement and both algorithms' errors) and ``findings`` (rows where B9 failed).
-    """
+    ``quick``: two layers of the first block and 8 paragraphs; the full build: four kinds of layer in
+    blocks 0, 2 and 5, 32 paragraphs. A row's ``panel``: ``layers``, the plotted numbers; ``rows``, per
+    row, B9's bound and measurement and both algorithms' errors. ``findings``: rows where B9 failed."""
     sz = _sizes(quick)
     W, X = capture(sz["layers"], sz["texts"])
     summary, per_row = layer_rows(sz["layers"], W, X)

@@ -32,10 +32,9 @@ from ..calibration import Damping
 from ..grids import Grid
 from ..tolerances import RTOL_IDENTITY
 from . import style
-from .common import Check, failures, finish
+from .common import Check, documented, failures, finish
 
 NAME = "f13_boa"
-TITLE = "BoA against OPTQ on real attention layers: attention-output error per block and head, and I7"
 CHECKS = [Check("bound_gap_allowance", "empirical_gap")]
 
 BITS = 3
@@ -127,23 +126,14 @@ def _block_rows(block: int, data: dict, heads: int | None) -> list[dict]:
     return rows
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F13: capture the attention inputs, quantize with OPTQ and BoA, plot, save PDF, PNG, CSV.
 
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder; files ``{NAME}.pdf``, ``.png``, ``.csv``.
-    quick : bool
-        Block 0, its first 2 heads, 6 calibration and 4 held-out paragraphs (seconds); the full build
-        covers the 6 blocks and 12 heads with 48 and 32 paragraphs (minutes on one core).
-
-    Returns
-    -------
-    dict
-        ``paths``, ``rows`` (``panel``: ``blocks`` top, ``heads`` middle, ``identity`` bottom) and
-        ``findings`` (an I7 gap outside its allowance).
-    """
+    ``quick``: block 0, its first 2 heads, 6 calibration and 4 held-out paragraphs; the full build
+    covers the 6 blocks and 12 heads with 48 and 32 paragraphs (minutes on one core). A row's
+    ``panel``: ``blocks`` top, ``heads`` middle, ``identity`` bottom. ``findings``: an I7 gap outside
+    its allowance."""
     sz = _sizes(quick)
     data = capture(sz["blocks"], sz["texts"], sz["held_texts"])
     rows: list[dict] = []
@@ -174,8 +164,6 @@ def _plot(rows: list[dict]):
     xh = np.array([r["block"] * (H + 1) + r["head"] for r in heads])
     ax_h.bar(xh, [r["ratio_boa_optq"] - 1 for r in heads], bottom=1, color=c_b, width=0.8)
     ax_h.axhline(1.0, color="0.35", lw=0.6)
-    ax_h.set_xticks([b["block"] * (H + 1) + (H - 1) / 2 for b in blocks])
-    ax_h.set_xticklabels([f"block {b['block']}" for b in blocks])
     ax_h.set_ylabel("per head:\nBoA error / OPTQ error")
 
     ident = [r for r in rows if r["panel"] == "identity"]
@@ -187,8 +175,9 @@ def _plot(rows: list[dict]):
                   ms=3, label=f"{p}: |lhs - rhs| / max")
         ax_i.plot(xi, [r["rel_allowance"] for r in sel], color=colors[p], lw=0.6)
     ax_i.set_yscale("log")
-    ax_i.set_xticks([b["block"] * (H + 1) + (H - 1) / 2 for b in blocks])
-    ax_i.set_xticklabels([f"block {b['block']}" for b in blocks])
+    for a in (ax_h, ax_i):
+        a.set_xticks([b["block"] * (H + 1) + (H - 1) / 2 for b in blocks])
+        a.set_xticklabels([f"block {b['block']}" for b in blocks])
     ax_i.set_ylabel("I7 relative gap\n(line: allowance)")
     ax_i.legend(ncols=3, fontsize=6.5)
     return fig

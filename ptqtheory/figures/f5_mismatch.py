@@ -24,10 +24,9 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, certificate_findings, failures, finish
+from .common import Check, bound_findings, documented, failures, finish
 
 NAME = "f5_mismatch"
-TITLE = "Mismatched inputs: Qronos, OPTQ on Xt, GPFQ, RTN, with B9"
 CHECKS = [
     Check("bound_B9_qronos_paper", "empirical_err_qronos_paper", "B9_applies_qronos_paper"),
     Check("bound_B9_qronos_ls", "empirical_err_qronos_ls", "B9_applies_qronos_ls"),
@@ -66,7 +65,7 @@ def _point(W, X, Xt, grid, lam) -> tuple[dict, list[str]]:
         run = alg.qronos(W, X, Xt, lam=lam, grid=grid, variant=variant)
         cert = certify(run, X, Xt, full_pivot_check=False)
         b9 = cert.bound("B9")
-        findings += certificate_findings(cert, "{where}", ("B9",))
+        findings += bound_findings(cert.bounds, "{where}", ("B9",))
         key = f"qronos_{variant}"
         row[f"empirical_err_{key}"] = float(np.sqrt(np.sum(b9.empirical)))
         row[f"bound_B9_{key}"] = float(np.sqrt(np.sum(b9.value)))
@@ -82,22 +81,9 @@ def _point(W, X, Xt, grid, lam) -> tuple[dict, list[str]]:
     return row, findings
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F5: run the algorithms, certify them, plot, and save PDF, PNG and CSV.
-
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Small sizes (a few seconds), as the tests use.
-
-    Returns
-    -------
-    dict
-        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
-        every plotted number) and ``findings`` (bounds that failed where they applied).
-    """
+    """Build F5: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
     sz = _sizes(quick)
     m, N, n = sz["m"], sz["N"], sz["n"]
     rng = generator(SEED, "data", "F5 layer")

@@ -34,10 +34,9 @@ import numpy as np
 
 from ..report import bound_key
 from . import style
-from .common import Check, ReportMissing, failures, save
+from .common import Check, ReportMissing, failures, finish
 
 NAME = "f7_real_layers"
-TITLE = "Real layers: per-layer empirical / bound on all-MiniLM-L6-v2 (every bound of the report)"
 USES_REPORT = True
 """``build`` takes ``report=PATH`` (a ``ptqtheory validate`` report; see :func:`build`)."""
 
@@ -221,10 +220,7 @@ def build(out_dir: Path, quick: bool = False, report=None) -> dict:
         data = load_report(source)
     rows = rows_from_report(data)
     findings = report_findings(data, rows)
-    with style.context():
-        fig = _plot(rows, data)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings, "report": source}
+    return {**finish(out_dir, NAME, rows, findings, lambda: _plot(rows, data)), "report": source}
 
 
 def _settings(rows: list[dict]) -> list[dict]:

@@ -31,11 +31,10 @@ from ..calibration import Damping
 from ..grids import Grid
 from ..owq import keep_for_bits, owq
 from . import style
-from .common import Check, failures, finish
+from .common import Check, documented, failures, finish
 from .f8_optimality import KINDS, capture
 
 NAME = "f9_owq"
-TITLE = "OWQ against OPTQ: layer error against effective bits, and the restricted B1 bound"
 CHECKS = [Check("bound_b1", "empirical_b1")]
 
 PERCDAMP = 0.01
@@ -113,23 +112,14 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F9: capture layers, run OPTQ and OWQ, certify every row, plot, save PDF, PNG, CSV.
 
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder; files ``f9_owq.pdf``, ``.png``, ``.csv``.
-    quick : bool
-        Two 384 x 384 layers of the first block, 12 paragraphs, 3 settings; the full build covers
-        all 36 layers, 64 paragraphs and 11 settings.
-
-    Returns
-    -------
-    dict
-        ``paths``, ``rows`` (``panel`` ``layers``: one row per layer and setting; ``summary``: per
-        setting) and ``findings`` (B1 sums below the error, or an identity that failed).
-    """
+    ``quick``: two 384 x 384 layers of the first block, 12 paragraphs, 3 settings; the full build
+    covers all 36 layers, 64 paragraphs and 11 settings. A row's ``panel``: ``layers``, one row per
+    layer and setting; ``summary``, per setting. ``findings``: B1 sums below the error, or an identity
+    that failed."""
     sz = _sizes(quick)
     W, X = capture(sz["layers"], sz["texts"])
     layer_rows = [{"panel": "layers", **measure(name, W[name], X[name], *s)}
