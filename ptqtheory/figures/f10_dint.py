@@ -37,10 +37,8 @@ SEED = 10
 PERCDAMP = 0.01
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(bits=(3, 4), N=24, m=48, n=12)
-    return dict(bits=(3, 4, 5, 6, 8), N=256, m=512, n=128)
+QUICK: dict = dict(bits=(3, 4), N=24, m=48, n=12)
+FULL: dict = dict(bits=(3, 4, 5, 6, 8), N=256, m=512, n=128)
 
 
 @documented
@@ -48,7 +46,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F10: run OPTQ on INT and dINT alphabets, evaluate B1 and B1.local, plot, save PDF, PNG, CSV.
 
     One CSV row per format and bit width."""
-    sz = _sizes(quick)
+    sz = QUICK if quick else FULL
     rng = generator(SEED, "data", "F10 layer")
     X = make_X(rng, sz["m"], sz["N"], gaussian=True)
     W = rng.standard_t(3, (sz["n"], sz["N"])) * 0.02

@@ -47,10 +47,8 @@ BITS = 3
 PERCDAMP = 0.01
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(texts=8, layers=[f"encoder.layer.0.{k}" for k in KINDS[:1] + KINDS[3:4]], iterations=40)
-    return dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS], iterations=200)
+QUICK: dict = dict(texts=8, layers=[f"encoder.layer.0.{k}" for k in KINDS[:1] + KINDS[3:4]], iterations=40)
+FULL: dict = dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS], iterations=200)
 
 
 def _frobenius(X: np.ndarray, D: np.ndarray) -> float:
@@ -66,7 +64,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     core: each step costs a product with the :math:`N\times N` Gram matrix). A row's ``panel``:
     ``layers``, one row per layer, every plotted number; ``rows``, one row per weight row with the
     checked inequalities."""
-    sz = _sizes(quick)
+    sz = QUICK if quick else FULL
     W, X = capture(sz["layers"], sz["texts"])
     layer_rows: list[dict] = []
     per_row: list[dict] = []

@@ -41,10 +41,8 @@ BITS = 3
 PERCDAMP = 0.01
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(texts=6, held_texts=4, blocks=(0,), heads=2)
-    return dict(texts=48, held_texts=32, blocks=tuple(range(6)), heads=None)
+QUICK: dict = dict(texts=6, held_texts=4, blocks=(0,), heads=2)
+FULL: dict = dict(texts=48, held_texts=32, blocks=tuple(range(6)), heads=None)
 
 
 def capture(blocks, texts: int, held_texts: int) -> dict:
@@ -134,7 +132,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     covers the 6 blocks and 12 heads with 48 and 32 paragraphs (minutes on one core). A row's
     ``panel``: ``blocks`` top, ``heads`` middle, ``identity`` bottom. ``findings``: an I7 gap outside
     its allowance."""
-    sz = _sizes(quick)
+    sz = QUICK if quick else FULL
     data = capture(sz["blocks"], sz["texts"], sz["held_texts"])
     rows: list[dict] = []
     for b in sz["blocks"]:

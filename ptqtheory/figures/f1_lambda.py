@@ -39,16 +39,14 @@ ORDERS = (("natural", "natural"), ("decreasing_norm", "decreasing norm (act-orde
           ("min_pivot", "min-pivot"))
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(m=64, N=16, n=4, lam_rel=np.logspace(-5, 2, 5))
-    return dict(m=256, N=64, n=16, lam_rel=np.logspace(-6, 2, 25))
+QUICK: dict = dict(m=64, N=16, n=4, lam_rel=np.logspace(-5, 2, 5))
+FULL: dict = dict(m=256, N=64, n=16, lam_rel=np.logspace(-6, 2, 25))
 
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F1: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
-    sz = _sizes(quick)
+    sz = QUICK if quick else FULL
     W, X = heterogeneous_layer(SEED, sz["m"], sz["N"], sz["n"])
     K_alphabet = 2 ** (BITS - 1) - 1
     # Step chosen so that A_K spans (7/4) max|W|: room for the weights to grow (B8).

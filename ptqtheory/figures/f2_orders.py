@@ -34,16 +34,14 @@ ORDERS = (("natural", "natural"), ("decreasing_norm", "decr. norm"), ("min_pivot
           ("random", "random"), ("increasing_norm", "incr. norm"))
 
 
-def _cases(quick: bool):
-    if quick:
-        return (("N < m", 96, 16), ("N > m", 12, 32)), 4
-    return (("N < m", 512, 64), ("N > m", 64, 256)), 16
+QUICK = (("N < m", 96, 16), ("N > m", 12, 32)), 4  # the cases (name, m, N) and n
+FULL = (("N < m", 512, 64), ("N > m", 64, 256)), 16
 
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F2: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
-    cases, n = _cases(quick)
+    cases, n = QUICK if quick else FULL
     rows, findings = [], []
     for case, m, N in cases:
         W, X = heterogeneous_layer(SEED, m, N, n, cond=1e2, spread=2.0)

@@ -39,16 +39,14 @@ COND = 1e4
 DELTA = 0.25
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(N=16, ms=(8, 32, 128), seeds=8)
-    return dict(N=64, ms=(16, 32, 64, 128, 256, 512, 1024, 2048), seeds=100)
+QUICK: dict = dict(N=16, ms=(8, 32, 128), seeds=8)
+FULL: dict = dict(N=64, ms=(16, 32, 64, 128, 256, 512, 1024, 2048), seeds=100)
 
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F3: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
-    sz = _sizes(quick)
+    sz = QUICK if quick else FULL
     N = sz["N"]
     W = generator(SEED, "data", "F3 weights").standard_normal((1, N))
     grid = Grid(DELTA)

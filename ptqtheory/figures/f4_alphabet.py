@@ -44,10 +44,8 @@ DELTA = 1.0
 PERCDAMP = 0.01
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(Ns=(8, 16, 32), N_lam=32, lam_rel=np.logspace(-4, 1, 4), n=4)
-    return dict(Ns=(16, 32, 64, 128, 256, 512, 1024), N_lam=256, lam_rel=np.logspace(-5, 1, 13), n=8)
+QUICK: dict = dict(Ns=(8, 16, 32), N_lam=32, lam_rel=np.logspace(-4, 1, 4), n=4)
+FULL: dict = dict(Ns=(16, 32, 64, 128, 256, 512, 1024), N_lam=256, lam_rel=np.logspace(-5, 1, 13), n=8)
 
 
 def _point(panel: str, N: int, lam_rel: float, n: int) -> tuple[dict, list[str]]:
@@ -78,7 +76,7 @@ def _point(panel: str, N: int, lam_rel: float, n: int) -> tuple[dict, list[str]]
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F4: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
-    sz = _sizes(quick)
+    sz = QUICK if quick else FULL
     rows, findings = [], []
     points = [("N", N, PERCDAMP) for N in sz["Ns"]]
     points += [("lam", sz["N_lam"], float(r)) for r in sz["lam_rel"]]

@@ -44,10 +44,8 @@ METHODS = (
 )
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(m=64, N=16, n=4, eps=(0.01, 0.1, 1.0), act_bits=(8, 4, 2))
-    return dict(m=256, N=64, n=16, eps=tuple(np.logspace(-3, 0, 13)), act_bits=(8, 7, 6, 5, 4, 3, 2))
+QUICK: dict = dict(m=64, N=16, n=4, eps=(0.01, 0.1, 1.0), act_bits=(8, 4, 2))
+FULL: dict = dict(m=256, N=64, n=16, eps=tuple(np.logspace(-3, 0, 13)), act_bits=(8, 7, 6, 5, 4, 3, 2))
 
 
 def _act_quant(X: np.ndarray, bits: int) -> np.ndarray:
@@ -84,7 +82,7 @@ def _point(W, X, Xt, grid, lam) -> tuple[dict, list[str]]:
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F5: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
-    sz = _sizes(quick)
+    sz = QUICK if quick else FULL
     m, N, n = sz["m"], sz["N"], sz["n"]
     rng = generator(SEED, "data", "F5 layer")
     X = make_X(rng, m, N, cond=1e2)

@@ -41,16 +41,14 @@ METHODS: tuple[tuple[Incoherence | None, str], ...] = (
     (None, "none"), ("kron", "Kronecker (Haar)"), ("hadamard", "randomized Hadamard"))
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(m=64, N=16, n=4, outliers=2, scales=(1.0, 10.0, 100.0))
-    return dict(m=256, N=64, n=16, outliers=4, scales=tuple(np.logspace(0, 2.5, 11)))
+QUICK: dict = dict(m=64, N=16, n=4, outliers=2, scales=(1.0, 10.0, 100.0))
+FULL: dict = dict(m=256, N=64, n=16, outliers=4, scales=tuple(np.logspace(0, 2.5, 11)))
 
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F6: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
-    sz = _sizes(quick)
+    sz = QUICK if quick else FULL
     m, N, n = sz["m"], sz["N"], sz["n"]
     rows, findings = [], []
     for s in sz["scales"]:

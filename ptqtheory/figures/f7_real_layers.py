@@ -75,13 +75,6 @@ def _method_key(method: str):
     return (order.index(method) if method in order else len(order), method)
 
 
-def _missing_message(path: Path, default: bool) -> str:
-    if default:
-        return (f"no `ptqtheory validate` report at {path} (the default): {HOW_TO_PRODUCE}, "
-                "or pass --report PATH")
-    return f"no `ptqtheory validate` report at {path}: {HOW_TO_PRODUCE}"
-
-
 def report_path(report=None) -> Path:
     """The report file ``report`` names (a ``report.json`` or the folder holding one; default
     :data:`DEFAULT_REPORT`). Raises :class:`ReportMissing` (with how to produce it) if absent."""
@@ -89,7 +82,8 @@ def report_path(report=None) -> Path:
     if path.is_dir():
         path = path / "report.json"
     if not path.is_file():
-        raise ReportMissing(_missing_message(path, report is None))
+        where, tail = (f"{path} (the default)", ", or pass --report PATH") if report is None else (path, "")
+        raise ReportMissing(f"no `ptqtheory validate` report at {where}: {HOW_TO_PRODUCE}{tail}")
     return path
 
 

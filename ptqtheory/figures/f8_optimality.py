@@ -76,13 +76,11 @@ SUB_LAYERS = ("encoder.layer.0.attention.self.query", "encoder.layer.2.attention
               "encoder.layer.3.intermediate.dense", "encoder.layer.5.output.dense")
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(texts=16, layers=[f"encoder.layer.0.{k}" for k in KINDS[::3] + KINDS[4:5]],
-                    sub_layers=(SUB_LAYERS[0], "encoder.layer.0.attention.output.dense"),
-                    sub_N=(8, 12), sub_rows=6)
-    return dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS],
-                sub_layers=SUB_LAYERS, sub_N=(8, 12, 16, 20, 24), sub_rows=16)
+QUICK: dict = dict(texts=16, layers=[f"encoder.layer.0.{k}" for k in KINDS[::3] + KINDS[4:5]],
+                   sub_layers=(SUB_LAYERS[0], "encoder.layer.0.attention.output.dense"),
+                   sub_N=(8, 12), sub_rows=6)
+FULL: dict = dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS],
+                  sub_layers=SUB_LAYERS, sub_N=(8, 12, 16, 20, 24), sub_rows=16)
 
 
 def capture(names: list[str], texts: int) -> tuple[dict, dict]:
@@ -177,7 +175,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     64 paragraphs (about 30 s). A row's ``panel`` says which: ``layers`` top, ``subproblems`` bottom,
     ``subproblem_rows`` the rows behind the bottom panel. ``findings``: a row whose optimum came out
     above OPTQ's cost."""
-    sz = _sizes(quick)
+    sz = QUICK if quick else FULL
     names = list(dict.fromkeys(sz["layers"] + list(sz["sub_layers"])))
     W, X = capture(names, sz["texts"])
     layer_rows = _layer_rows(sz["layers"], W, X)

@@ -43,13 +43,11 @@ OWQ_BITS = (2, 3)
 EXTRA = (0.05, 0.1, 0.25, 0.5)
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(texts=12, layers=["encoder.layer.0.attention.self.query",
-                                      "encoder.layer.0.attention.output.dense"],
-                    optq_bits=(3, 4), owq_bits=(3,), extra=(0.25,))
-    return dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS],
-                optq_bits=OPTQ_BITS, owq_bits=OWQ_BITS, extra=EXTRA)
+QUICK: dict = dict(texts=12, layers=["encoder.layer.0.attention.self.query",
+                                     "encoder.layer.0.attention.output.dense"],
+                   optq_bits=(3, 4), owq_bits=(3,), extra=(0.25,))
+FULL: dict = dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS],
+                  optq_bits=OPTQ_BITS, owq_bits=OWQ_BITS, extra=EXTRA)
 
 
 def settings(optq_bits, owq_bits, extra) -> list[tuple[str, int, float | None]]:
@@ -120,7 +118,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     covers all 36 layers, 64 paragraphs and 11 settings. A row's ``panel``: ``layers``, one row per
     layer and setting; ``summary``, per setting. ``findings``: B1 sums below the error, or an identity
     that failed."""
-    sz = _sizes(quick)
+    sz = QUICK if quick else FULL
     W, X = capture(sz["layers"], sz["texts"])
     layer_rows = [{"panel": "layers", **measure(name, W[name], X[name], *s)}
                   for s in settings(sz["optq_bits"], sz["owq_bits"], sz["extra"]) for name in sz["layers"]]
