@@ -147,11 +147,10 @@ def _plot(rows: list[dict]):
     blocks = [r for r in rows if r["panel"] == "blocks"]
     x = np.array([r["block"] for r in blocks])
     c_o, c_b = style.COLORS["vermillion"], style.COLORS["blue"]
-    for split, ls, mk in (("cal", "-", "o"), ("held", "--", "s")):
-        ax.plot(x, [r[f"{split}_rel_err_optq"] for r in blocks], color=c_o, ls=ls, marker=mk,
-                label=f"OPTQ, {'calibration' if split == 'cal' else 'held-out'}")
-        ax.plot(x, [r[f"{split}_rel_err_boa"] for r in blocks], color=c_b, ls=ls, marker=mk,
-                label=f"BoA, {'calibration' if split == 'cal' else 'held-out'}")
+    for split, text, ls, mk in (("cal", "calibration", "-", "o"), ("held", "held-out", "--", "s")):
+        for method, name, color in (("optq", "OPTQ", c_o), ("boa", "BoA", c_b)):
+            ax.plot(x, [r[f"{split}_rel_err_{method}"] for r in blocks], color=color, ls=ls, marker=mk,
+                    label=f"{name}, {text}")
     ax.set_xticks(x)
     ax.set_xlabel(f"MiniLM block ({BITS}-bit per-channel min-max, percdamp {PERCDAMP:g})")
     ax.set_ylabel("attention output\nrelative error")

@@ -55,7 +55,7 @@ def _act_quant(X: np.ndarray, bits: int) -> np.ndarray:
     return Xt
 
 
-def _point(W, X, Xt, grid, lam) -> tuple[dict, list[str]]:
+def _point(W, X, Xt, grid, lam, where: str) -> tuple[dict, list[str]]:
     row: dict = {"relative_mismatch": float(np.linalg.norm(Xt - X) / np.linalg.norm(X))}
     findings: list[str] = []
     target = X @ W.T
@@ -63,7 +63,7 @@ def _point(W, X, Xt, grid, lam) -> tuple[dict, list[str]]:
         run = alg.qronos(W, X, Xt, lam=lam, grid=grid, variant=variant)
         cert = certify(run, X, Xt, full_pivot_check=False)
         b9 = cert.bound("B9")
-        findings += bound_findings(cert.bounds, "{where}", ("B9",))
+        findings += bound_findings(cert.bounds, where, ("B9",))
         key = f"qronos_{variant}"
         row[f"empirical_err_{key}"] = float(np.sqrt(np.sum(b9.empirical)))
         row[f"bound_B9_{key}"] = float(np.sqrt(np.sum(b9.value)))
@@ -95,10 +95,10 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     cases += [("act_quant", None, b, _act_quant(X, b)) for b in sz["act_bits"]]
     rows, findings = [], []
     for kind, eps, bits, Xt in cases:
-        row, f = _point(W, X, Xt, grid, lam)
         where = (f"F5 seed={SEED} m={m} N={N} n={n} lam={lam:.6g} mismatch={kind} "
                  + (f"eps={eps:.6g}" if bits is None else f"act_bits={bits}"))
-        findings += [s.replace("{where}", where) for s in f]
+        row, f = _point(W, X, Xt, grid, lam, where)
+        findings += f
         rows.append({"mismatch": kind, "eps": eps, "act_bits": bits, "m": m, "N": N, "n": n,
                      "lam": lam, **row})
     findings += failures(rows, CHECKS)
