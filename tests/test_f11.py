@@ -43,7 +43,7 @@ def test_summaries_match_rows_and_the_activation_error(built):
     per_row = [r for r in rows if r["panel"] == "rows"]
     assert {int(r["a_bits"]) for r in summary} == set(f11.A_BITS)
     name = summary[0]["layer"]
-    W, X = f11.capture([name], f11._sizes(True)["texts"])
+    W, X = f11.capture([name], f11.QUICK["texts"])
     Wl, Xl = W[name], X[name]
     denom = float(np.sum((Xl @ Wl.T) ** 2))
     for s in [r for r in summary if r["layer"] == name]:

@@ -26,7 +26,7 @@ def built(tmp_path_factory):
     result = f13.build(out, quick=True)
     with open(result["paths"]["csv"], newline="", encoding="ascii") as fh:
         rows = list(csv.DictReader(fh))
-    sz = f13._sizes(True)
+    sz = f13.QUICK
     data = f13.capture(sz["blocks"], sz["texts"], sz["held_texts"])
     return result, rows, data
 
@@ -58,14 +58,14 @@ def test_registered_and_files_written(built):
     assert result["paths"]["pdf"].read_bytes().startswith(b"%PDF")
     assert len(rows) == len(result["rows"]) and result["findings"] == []
     ident = [r for r in rows if r["panel"] == "identity"]
-    assert len(ident) == 3 * f13._sizes(True)["heads"] and not failures(ident, f13.CHECKS)
+    assert len(ident) == 3 * f13.QUICK["heads"] and not failures(ident, f13.CHECKS)
     for r in ident:
         assert r["holds"] == "True" and float(r["rel_gap"]) <= float(r["rel_allowance"])
 
 
 def test_optq_error_recomputed(built):
     _, rows, data = built
-    heads = f13._sizes(True)["heads"]
+    heads = f13.QUICK["heads"]
     Wq, Wk, Wv, bq, bk, bv = data["weights"][0]
     dh = Wq.shape[0] // data["heads"]
     k = slice(0, heads * dh)
@@ -90,7 +90,7 @@ def test_value_objective_recomputed(built):
     """The value's I7 left side, tr(E H_in E^T) with H_in = sum (A X)^T (A X) + lam I, from an OPTQ run on
     A X and a direct softmax."""
     _, rows, data = built
-    heads = f13._sizes(True)["heads"]
+    heads = f13.QUICK["heads"]
     Wq, Wk, Wv, bq, bk, bv = data["weights"][0]
     dh = Wq.shape[0] // data["heads"]
     X, L = data["cal"][0]

@@ -102,7 +102,7 @@ def test_ratio_bound_recomputed_from_the_captured_layer(built):
     sub-problems, from the same captured inputs, with pivots from trailing-block inverses."""
     _, rows = built
     name = "encoder.layer.0.attention.self.query"
-    _, X = f8.capture([name], f8._sizes(True)["texts"])
+    _, X = f8.capture([name], f8.QUICK["texts"])
     X = X[name]
     top = {r["order"]: r for r in rows if r["panel"] == "layers" and r["layer"] == name}
     assert int(top["natural"]["m"]) == X.shape[0]

@@ -1,11 +1,11 @@
 """The paper figures: one module per figure, one style, and a registry that builds them all.
 
-Each module (``f1_lambda`` .. ``f13_boa``) has ``NAME`` (file stem), ``TITLE``, ``CHECKS``
-(the ``bound_*`` >= ``empirical_*`` inequalities its CSV satisfies where the hypotheses held) and
-``build(out_dir, quick) -> dict`` with ``paths`` (PDF, PNG, CSV), ``rows`` (every plotted number)
-and ``findings`` (bounds seen failing where they applied; empty when all is well). Every random
-choice is seeded, so a build is reproducible. Adding a figure means writing one more module and
-adding it to :data:`FIGURES`.
+Each module (``f1_lambda`` .. ``f13_boa``) has its title as its docstring's first line, ``NAME``
+(file stem), ``CHECKS`` (the ``bound_*`` >= ``empirical_*`` inequalities its CSV satisfies where the
+hypotheses held) and ``build(out_dir, quick) -> dict`` with ``paths`` (PDF, PNG, CSV), ``rows``
+(every plotted number) and ``findings`` (bounds seen failing where they applied; empty when all is
+well). Every random choice is seeded, so a build is reproducible. Adding a figure means writing one
+more module and adding it to :data:`FIGURES`.
 
 F7 (real layers) is drawn from the report of ``ptqtheory validate`` (module attribute
 ``USES_REPORT``; its ``build`` takes ``report=PATH``). Without ``--report`` and without that
@@ -40,22 +40,10 @@ from .common import ReportMissing
 
 __all__ = ["FIGURES", "ReportMissing", "build_all", "select"]
 
-FIGURES = {
-    "F1": f1_lambda,
-    "F2": f2_orders,
-    "F3": f3_stochastic,
-    "F4": f4_alphabet,
-    "F5": f5_mismatch,
-    "F6": f6_incoherence,
-    "F7": f7_real_layers,
-    "F8": f8_optimality,
-    "F9": f9_owq,
-    "F10": f10_dint,
-    "F11": f11_w4a8,
-    "F12": f12_magr,
-    "F13": f13_boa,
-}
-"""Figure label -> module, in paper order."""
+FIGURES = {f"F{i}": module for i, module in enumerate((
+    f1_lambda, f2_orders, f3_stochastic, f4_alphabet, f5_mismatch, f6_incoherence, f7_real_layers,
+    f8_optimality, f9_owq, f10_dint, f11_w4a8, f12_magr, f13_boa), start=1)}
+"""Figure label -> module, in paper order (``"F1"`` .. ``"F13"``)."""
 
 
 def select(only: str | Iterable[str] | None) -> list[str]:

@@ -4,6 +4,7 @@ A figure module defines ``NAME`` (file stem), ``CHECKS`` (which CSV columns must
 ``bound >= empirical`` where the hypotheses held) and ``build(out_dir, quick) -> dict``. The dict
 holds ``paths`` (``{"pdf", "png", "csv"}``), ``rows`` (what the CSV holds: every plotted number)
 and ``findings`` (bound checks that failed where their hypotheses held; empty when all is well).
+:func:`documented` gives every ``build`` the Parameters and Returns sections of :data:`BUILD_DOC`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 __all__ = [
+    "BUILD_DOC",
     "Check",
     "ReportMissing",
     "atomic_write",
     "bound_findings",
-    "certificate_findings",
+    "documented",
     "failures",
     "heterogeneous_layer",
     "save",
@@ -41,6 +44,33 @@ _METADATA = {
     "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
     "png": {"Software": None},
 }
+
+
+BUILD_DOC = """
+
+    Parameters
+    ----------
+    out_dir : Path
+        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
+    quick : bool
+        Small sizes (seconds), as the tests use.
+
+    Returns
+    -------
+    dict
+        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
+        every plotted number) and ``findings`` (bounds that failed where they applied).
+    """
+"""The Parameters and Returns sections of every figure's ``build(out_dir, quick)`` (F7's differ)."""
+
+_Build = TypeVar("_Build", bound=Callable[..., dict])
+
+
+def documented(build: _Build) -> _Build:
+    """Decorator: append :data:`BUILD_DOC` to ``build``'s own docstring (what the figure draws and,
+    where it matters, its quick and full sizes and its CSV rows), so ``help(build)`` shows it all."""
+    build.__doc__ = (build.__doc__ or "") + BUILD_DOC
+    return build
 
 
 class ReportMissing(FileNotFoundError):
@@ -211,13 +241,9 @@ def script_main(module, argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def certificate_findings(cert, where: str, labels: Iterable[str] | None = None) -> list[str]:
-    """:func:`bound_findings` of a :class:`~ptqtheory.Certificate`'s bound checks."""
-    return bound_findings(cert.bounds, where, labels)
-
-
 def bound_findings(checks, where: str, labels: Iterable[str] | None = None) -> list[str]:
-    """Bound checks (:class:`~ptqtheory.bounds.BoundCheck`) that failed on a row where they applied.
+    """Bound checks (:class:`~ptqtheory.bounds.BoundCheck`, e.g. a :class:`~ptqtheory.Certificate`'s
+    ``bounds``) that failed on a row where they applied.
 
     For a deterministic bound that is a counterexample. For a probability bound (B4-B6, B8 with
     B6, B10) a failure is allowed with probability at most ``p`` per row; its message starts with

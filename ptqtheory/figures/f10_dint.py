@@ -28,35 +28,25 @@ from ..calibration import Damping
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, bound_findings, failures, finish
+from .common import Check, bound_findings, documented, failures, finish
 
 NAME = "f10_dint"
-TITLE = "INT against dINT at equal bits: OPTQ's error, B1 (largest gap) and B1.local (local gap)"
 CHECKS = [Check("bound_B1", "empirical_err_sq"), Check("bound_B1_local", "empirical_err_sq")]
 FORMATS = ("INT", "dINT")
 SEED = 10
 PERCDAMP = 0.01
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(bits=(3, 4), N=24, m=48, n=12)
-    return dict(bits=(3, 4, 5, 6, 8), N=256, m=512, n=128)
+QUICK: dict = dict(bits=(3, 4), N=24, m=48, n=12)
+FULL: dict = dict(bits=(3, 4, 5, 6, 8), N=256, m=512, n=128)
 
 
-def _alphabet(fmt: str, bits: int) -> Alphabet:
-    return Alphabet.integer(bits) if fmt == "INT" else Alphabet.dint(bits)
-
-
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F10: run OPTQ on INT and dINT alphabets, evaluate B1 and B1.local, plot, save PDF, PNG, CSV.
 
-    Returns
-    -------
-    dict
-        ``paths``, ``rows`` (one per format and bit width: every plotted number) and ``findings``.
-    """
-    sz = _sizes(quick)
+    One CSV row per format and bit width."""
+    sz = QUICK if quick else FULL
     rng = generator(SEED, "data", "F10 layer")
     X = make_X(rng, sz["m"], sz["N"], gaussian=True)
     W = rng.standard_t(3, (sz["n"], sz["N"])) * 0.02
@@ -64,7 +54,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     for bits in sz["bits"]:
         got = {}
         for fmt in FORMATS:
-            A = _alphabet(fmt, bits).fit(W)
+            A = (Alphabet.integer(bits) if fmt == "INT" else Alphabet.dint(bits)).fit(W)
             run = alg.optq(W, X, lam=Damping.percdamp(PERCDAMP), grid=A)
             checks = {c.label: c for c in bounds.b1(bounds.context(run, X))}
             findings += bound_findings(list(checks.values()), f"F10 seed={SEED} {fmt}{bits} n={sz['n']} "

@@ -37,11 +37,10 @@ from ..api import certify
 from ..calibration import Damping
 from ..grids import Grid
 from . import style
-from .common import Check, failures, finish
+from .common import Check, documented, failures, finish
 from .f8_optimality import SHORT, capture
 
 NAME = "f11_w4a8"
-TITLE = "W4A8: OPTQ on quantized inputs vs Qronos, and Qronos' bound B9, on real layers"
 CHECKS = [Check("bound_b9", "empirical_b9")]
 
 PERCDAMP = 0.01
@@ -50,18 +49,8 @@ A_BITS = (8, 4)
 KINDS = ("attention.self.query", "attention.output.dense", "intermediate.dense", "output.dense")
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(texts=8, layers=[f"encoder.layer.0.{k}" for k in KINDS[:2]])
-    return dict(texts=32, layers=[f"encoder.layer.{b}.{k}" for b in (0, 2, 5) for k in KINDS])
-
-
-def _held(check) -> np.ndarray:
-    """Per row: every hypothesis of the bound held."""
-    ok = np.ones(len(np.atleast_1d(check.value)), dtype=bool)
-    for h in check.hypotheses:
-        ok &= np.broadcast_to(np.asarray(h.holds, dtype=bool), ok.shape)
-    return ok
+QUICK: dict = dict(texts=8, layers=[f"encoder.layer.0.{k}" for k in KINDS[:2]])
+FULL: dict = dict(texts=32, layers=[f"encoder.layer.{b}.{k}" for b in (0, 2, 5) for k in KINDS])
 
 
 def layer_rows(names: list[str], W: dict, X: dict) -> tuple[list[dict], list[dict]]:
@@ -80,7 +69,7 @@ def layer_rows(names: list[str], W: dict, X: dict) -> tuple[list[dict], list[dic
             err_optq = np.sum((ref - Xt @ r_optq.Q.T) ** 2, axis=0)
             err_qr = np.sum((ref - Xt @ r_qr.Q.T) ** 2, axis=0)
             b9 = certify(r_qr, Xl, Xt).bound("B9")
-            held = _held(b9)
+            held = b9.applies  # per row: every hypothesis of B9 held
             value, emp = np.asarray(b9.value, float), np.asarray(b9.empirical, float)
             atol = np.broadcast_to(np.asarray(b9.atol, float), value.shape)
             ratio = emp / value
@@ -103,24 +92,14 @@ def layer_rows(names: list[str], W: dict, X: dict) -> tuple[list[dict], list[dic
     return summary, per_row
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F11: capture real layers, quantize at W4A8 and W4A4 with OPTQ and Qronos, plot, save.
 
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder; files ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Two layers of the first block and 8 paragraphs (seconds); the full build: four kinds of layer
-        in blocks 0, 2 and 5, 32 paragraphs.
-
-    Returns
-    -------
-    dict
-        ``paths``, ``rows`` (``panel`` ``layers``: the plotted numbers; ``rows``: per row, B9's bound and
-        measurement and both algorithms' errors) and ``findings`` (rows where B9 failed).
-    """
-    sz = _sizes(quick)
+    ``quick``: two layers of the first block and 8 paragraphs; the full build: four kinds of layer in
+    blocks 0, 2 and 5, 32 paragraphs. A row's ``panel``: ``layers``, the plotted numbers; ``rows``, per
+    row, B9's bound and measurement and both algorithms' errors. ``findings``: rows where B9 failed."""
+    sz = QUICK if quick else FULL
     W, X = capture(sz["layers"], sz["texts"])
     summary, per_row = layer_rows(sz["layers"], W, X)
     rows = summary + per_row

@@ -36,11 +36,10 @@ from ..calibration import Damping
 from ..grids import Grid
 from ..magr import magr, magr_bound
 from . import style
-from .common import Check, failures, finish
+from .common import Check, documented, failures, finish
 from .f8_optimality import KINDS, SHORT, capture
 
 NAME = "f12_magr"
-TITLE = "MagR on real layers: magnitude reduction, OPTQ's error with and without it, and the bound"
 CHECKS = [Check("bound_gap", "empirical_negative_gap", applies="always"),
           Check("bound_magr", "empirical_magr")]
 
@@ -48,35 +47,24 @@ BITS = 3
 PERCDAMP = 0.01
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(texts=8, layers=[f"encoder.layer.0.{k}" for k in KINDS[:1] + KINDS[3:4]], iterations=40)
-    return dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS], iterations=200)
+QUICK: dict = dict(texts=8, layers=[f"encoder.layer.0.{k}" for k in KINDS[:1] + KINDS[3:4]], iterations=40)
+FULL: dict = dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS], iterations=200)
 
 
 def _frobenius(X: np.ndarray, D: np.ndarray) -> float:
     return float(np.linalg.norm(D @ X.T))
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F12: capture real layers, run MagR and OPTQ, plot, save PDF, PNG, CSV.
 
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Two layers of the first block, 8 calibration paragraphs and 40 MagR steps (seconds); the full
-        build covers all 36 layers with 64 paragraphs and the authors' 200 steps (a few minutes on one
-        core: each step costs a product with the :math:`N\times N` Gram matrix).
-
-    Returns
-    -------
-    dict
-        ``paths``, ``rows`` (``panel`` ``layers``: one row per layer, every plotted number;
-        ``rows``: one row per weight row with the checked inequalities) and ``findings``.
-    """
-    sz = _sizes(quick)
+    ``quick``: two layers of the first block, 8 calibration paragraphs and 40 MagR steps; the full
+    build covers all 36 layers with 64 paragraphs and the authors' 200 steps (a few minutes on one
+    core: each step costs a product with the :math:`N\times N` Gram matrix). A row's ``panel``:
+    ``layers``, one row per layer, every plotted number; ``rows``, one row per weight row with the
+    checked inequalities."""
+    sz = QUICK if quick else FULL
     W, X = capture(sz["layers"], sz["texts"])
     layer_rows: list[dict] = []
     per_row: list[dict] = []

@@ -32,20 +32,17 @@ from ..calibration import Damping
 from ..grids import Grid
 from ..tolerances import RTOL_IDENTITY
 from . import style
-from .common import Check, failures, finish
+from .common import Check, documented, failures, finish
 
 NAME = "f13_boa"
-TITLE = "BoA against OPTQ on real attention layers: attention-output error per block and head, and I7"
 CHECKS = [Check("bound_gap_allowance", "empirical_gap")]
 
 BITS = 3
 PERCDAMP = 0.01
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(texts=6, held_texts=4, blocks=(0,), heads=2)
-    return dict(texts=48, held_texts=32, blocks=tuple(range(6)), heads=None)
+QUICK: dict = dict(texts=6, held_texts=4, blocks=(0,), heads=2)
+FULL: dict = dict(texts=48, held_texts=32, blocks=tuple(range(6)), heads=None)
 
 
 def capture(blocks, texts: int, held_texts: int) -> dict:
@@ -127,24 +124,15 @@ def _block_rows(block: int, data: dict, heads: int | None) -> list[dict]:
     return rows
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F13: capture the attention inputs, quantize with OPTQ and BoA, plot, save PDF, PNG, CSV.
 
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder; files ``{NAME}.pdf``, ``.png``, ``.csv``.
-    quick : bool
-        Block 0, its first 2 heads, 6 calibration and 4 held-out paragraphs (seconds); the full build
-        covers the 6 blocks and 12 heads with 48 and 32 paragraphs (minutes on one core).
-
-    Returns
-    -------
-    dict
-        ``paths``, ``rows`` (``panel``: ``blocks`` top, ``heads`` middle, ``identity`` bottom) and
-        ``findings`` (an I7 gap outside its allowance).
-    """
-    sz = _sizes(quick)
+    ``quick``: block 0, its first 2 heads, 6 calibration and 4 held-out paragraphs; the full build
+    covers the 6 blocks and 12 heads with 48 and 32 paragraphs (minutes on one core). A row's
+    ``panel``: ``blocks`` top, ``heads`` middle, ``identity`` bottom. ``findings``: an I7 gap outside
+    its allowance."""
+    sz = QUICK if quick else FULL
     data = capture(sz["blocks"], sz["texts"], sz["held_texts"])
     rows: list[dict] = []
     for b in sz["blocks"]:
@@ -159,11 +147,10 @@ def _plot(rows: list[dict]):
     blocks = [r for r in rows if r["panel"] == "blocks"]
     x = np.array([r["block"] for r in blocks])
     c_o, c_b = style.COLORS["vermillion"], style.COLORS["blue"]
-    for split, ls, mk in (("cal", "-", "o"), ("held", "--", "s")):
-        ax.plot(x, [r[f"{split}_rel_err_optq"] for r in blocks], color=c_o, ls=ls, marker=mk,
-                label=f"OPTQ, {'calibration' if split == 'cal' else 'held-out'}")
-        ax.plot(x, [r[f"{split}_rel_err_boa"] for r in blocks], color=c_b, ls=ls, marker=mk,
-                label=f"BoA, {'calibration' if split == 'cal' else 'held-out'}")
+    for split, text, ls, mk in (("cal", "calibration", "-", "o"), ("held", "held-out", "--", "s")):
+        for method, name, color in (("optq", "OPTQ", c_o), ("boa", "BoA", c_b)):
+            ax.plot(x, [r[f"{split}_rel_err_{method}"] for r in blocks], color=color, ls=ls, marker=mk,
+                    label=f"{name}, {text}")
     ax.set_xticks(x)
     ax.set_xlabel(f"MiniLM block ({BITS}-bit per-channel min-max, percdamp {PERCDAMP:g})")
     ax.set_ylabel("attention output\nrelative error")
@@ -174,8 +161,6 @@ def _plot(rows: list[dict]):
     xh = np.array([r["block"] * (H + 1) + r["head"] for r in heads])
     ax_h.bar(xh, [r["ratio_boa_optq"] - 1 for r in heads], bottom=1, color=c_b, width=0.8)
     ax_h.axhline(1.0, color="0.35", lw=0.6)
-    ax_h.set_xticks([b["block"] * (H + 1) + (H - 1) / 2 for b in blocks])
-    ax_h.set_xticklabels([f"block {b['block']}" for b in blocks])
     ax_h.set_ylabel("per head:\nBoA error / OPTQ error")
 
     ident = [r for r in rows if r["panel"] == "identity"]
@@ -187,8 +172,9 @@ def _plot(rows: list[dict]):
                   ms=3, label=f"{p}: |lhs - rhs| / max")
         ax_i.plot(xi, [r["rel_allowance"] for r in sel], color=colors[p], lw=0.6)
     ax_i.set_yscale("log")
-    ax_i.set_xticks([b["block"] * (H + 1) + (H - 1) / 2 for b in blocks])
-    ax_i.set_xticklabels([f"block {b['block']}" for b in blocks])
+    for a in (ax_h, ax_i):
+        a.set_xticks([b["block"] * (H + 1) + (H - 1) / 2 for b in blocks])
+        a.set_xticklabels([f"block {b['block']}" for b in blocks])
     ax_i.set_ylabel("I7 relative gap\n(line: allowance)")
     ax_i.legend(ncols=3, fontsize=6.5)
     return fig

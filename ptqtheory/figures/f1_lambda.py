@@ -22,10 +22,9 @@ from ..api import certify
 from ..grids import Grid
 from ..tightness import midpoint_weights
 from . import style
-from .common import Check, certificate_findings, failures, finish, heterogeneous_layer
+from .common import Check, bound_findings, documented, failures, finish, heterogeneous_layer
 
 NAME = "f1_lambda"
-TITLE = "Deterministic OPTQ against the damping lambda (B1, B8)"
 CHECKS = [
     Check("bound_B1_sharp", "empirical_err_fro"),
     Check("bound_B1_data", "empirical_err_fro"),
@@ -40,29 +39,14 @@ ORDERS = (("natural", "natural"), ("decreasing_norm", "decreasing norm (act-orde
           ("min_pivot", "min-pivot"))
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(m=64, N=16, n=4, lam_rel=np.logspace(-5, 2, 5))
-    return dict(m=256, N=64, n=16, lam_rel=np.logspace(-6, 2, 25))
+QUICK: dict = dict(m=64, N=16, n=4, lam_rel=np.logspace(-5, 2, 5))
+FULL: dict = dict(m=256, N=64, n=16, lam_rel=np.logspace(-6, 2, 25))
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F1: run the algorithms, certify them, plot, and save PDF, PNG and CSV.
-
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Small sizes (a few seconds), as the tests use.
-
-    Returns
-    -------
-    dict
-        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
-        every plotted number) and ``findings`` (bounds that failed where they applied).
-    """
-    sz = _sizes(quick)
+    """Build F1: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
+    sz = QUICK if quick else FULL
     W, X = heterogeneous_layer(SEED, sz["m"], sz["N"], sz["n"])
     K_alphabet = 2 ** (BITS - 1) - 1
     # Step chosen so that A_K spans (7/4) max|W|: room for the weights to grow (B8).
@@ -77,14 +61,14 @@ def build(out_dir: Path, quick: bool = False) -> dict:
             cert = certify(run, X, full_pivot_check=False)
             b1, b1d, b8 = cert.bound("B1"), cert.bound("B1.data"), cert.bound("B8")
             where = f"F1 seed={SEED} m={sz['m']} N={sz['N']} n={sz['n']} order={order} lam={lam:.6g}"
-            findings += certificate_findings(cert, where, ("B1", "B1.data", "B7", "B8"))
+            findings += bound_findings(cert.bounds, where, ("B1", "B1.data", "B7", "B8"))
             K = float(np.max(b8.extra["K"]))
             # Tightness: weights whose every x_t is a grid midpoint attain B1's sharp form.
             Wm = midpoint_weights(X, lam, delta, n=sz["n"], order=order, seed=SEED)
             cert_m = certify(alg.optq(Wm, X, lam=lam, grid=grid, order=order), X,
                              full_pivot_check=False)
             b1m = cert_m.bound("B1")
-            findings += certificate_findings(cert_m, where + " (midpoint weights)", ("B1",))
+            findings += bound_findings(cert_m.bounds, where + " (midpoint weights)", ("B1",))
             assert cert.pivot_check is not None  # OPTQ and LDLQ certificates always carry the pivot check
             rows.append({
                 "order": order, "lam": lam, "lam_over_mean_diag": float(rel), "delta": delta,

@@ -20,10 +20,9 @@ from .. import algorithms as alg
 from ..api import certify
 from ..grids import Grid
 from . import style
-from .common import Check, certificate_findings, failures, finish, heterogeneous_layer
+from .common import Check, bound_findings, documented, failures, finish, heterogeneous_layer
 
 NAME = "f2_orders"
-TITLE = "Column orders: tr(D), B2 and the OPTQ error (B1, B2)"
 CHECKS = [
     Check("bound_B2_trD", "empirical_trD"),
     Check("bound_B1_sharp_scaled", "empirical_err_scaled"),
@@ -35,29 +34,14 @@ ORDERS = (("natural", "natural"), ("decreasing_norm", "decr. norm"), ("min_pivot
           ("random", "random"), ("increasing_norm", "incr. norm"))
 
 
-def _cases(quick: bool):
-    if quick:
-        return (("N < m", 96, 16), ("N > m", 12, 32)), 4
-    return (("N < m", 512, 64), ("N > m", 64, 256)), 16
+QUICK = (("N < m", 96, 16), ("N > m", 12, 32)), 4  # the cases (name, m, N) and n
+FULL = (("N < m", 512, 64), ("N > m", 64, 256)), 16
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F2: run the algorithms, certify them, plot, and save PDF, PNG and CSV.
-
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Small sizes (a few seconds), as the tests use.
-
-    Returns
-    -------
-    dict
-        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
-        every plotted number) and ``findings`` (bounds that failed where they applied).
-    """
-    cases, n = _cases(quick)
+    """Build F2: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
+    cases, n = QUICK if quick else FULL
     rows, findings = [], []
     for case, m, N in cases:
         W, X = heterogeneous_layer(SEED, m, N, n, cond=1e2, spread=2.0)
@@ -69,7 +53,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
             cert = certify(run, X, full_pivot_check=False)
             b1, b2 = cert.bound("B1"), cert.bound("B2")
             where = f"F2 seed={SEED} m={m} N={N} n={n} order={order} lam={lam:.6g} delta={delta:.6g}"
-            findings += certificate_findings(cert, where, ("B1", "B2"))
+            findings += bound_findings(cert.bounds, where, ("B1", "B2"))
             scale = 4.0 / (n * delta**2)
             assert cert.pivot_check is not None  # OPTQ and LDLQ certificates always carry the pivot check
             rows.append({

@@ -23,10 +23,9 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, bound_findings, failures, finish
+from .common import Check, bound_findings, documented, failures, finish
 
 NAME = "f3_stochastic"
-TITLE = "Stochastic OPTQ: output l_inf error over seeds against B5"
 PS = (0.1, 0.01)
 CHECKS = [
     Check("bound_B5_p1e-1", "empirical_err_inf_optq", "B5_applies", p=0.1),
@@ -40,29 +39,14 @@ COND = 1e4
 DELTA = 0.25
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(N=16, ms=(8, 32, 128), seeds=8)
-    return dict(N=64, ms=(16, 32, 64, 128, 256, 512, 1024, 2048), seeds=100)
+QUICK: dict = dict(N=16, ms=(8, 32, 128), seeds=8)
+FULL: dict = dict(N=64, ms=(16, 32, 64, 128, 256, 512, 1024, 2048), seeds=100)
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F3: run the algorithms, certify them, plot, and save PDF, PNG and CSV.
-
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Small sizes (a few seconds), as the tests use.
-
-    Returns
-    -------
-    dict
-        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
-        every plotted number) and ``findings`` (bounds that failed where they applied).
-    """
-    sz = _sizes(quick)
+    """Build F3: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
+    sz = QUICK if quick else FULL
     N = sz["N"]
     W = generator(SEED, "data", "F3 weights").standard_normal((1, N))
     grid = Grid(DELTA)

@@ -25,10 +25,9 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, bound_findings, failures, finish
+from .common import Check, bound_findings, documented, failures, finish
 
 NAME = "f4_alphabet"
-TITLE = "Alphabet size: max |x_t| and the K of B8, deterministic against stochastic"
 P = 0.01
 ROUNDINGS: tuple[Rounding, ...] = ("nearest", "stochastic")
 CHECKS = [
@@ -45,10 +44,8 @@ DELTA = 1.0
 PERCDAMP = 0.01
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(Ns=(8, 16, 32), N_lam=32, lam_rel=np.logspace(-4, 1, 4), n=4)
-    return dict(Ns=(16, 32, 64, 128, 256, 512, 1024), N_lam=256, lam_rel=np.logspace(-5, 1, 13), n=8)
+QUICK: dict = dict(Ns=(8, 16, 32), N_lam=32, lam_rel=np.logspace(-4, 1, 4), n=4)
+FULL: dict = dict(Ns=(16, 32, 64, 128, 256, 512, 1024), N_lam=256, lam_rel=np.logspace(-5, 1, 13), n=8)
 
 
 def _point(panel: str, N: int, lam_rel: float, n: int) -> tuple[dict, list[str]]:
@@ -76,23 +73,10 @@ def _point(panel: str, N: int, lam_rel: float, n: int) -> tuple[dict, list[str]]
     return row, findings
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F4: run the algorithms, certify them, plot, and save PDF, PNG and CSV.
-
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Small sizes (a few seconds), as the tests use.
-
-    Returns
-    -------
-    dict
-        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
-        every plotted number) and ``findings`` (bounds that failed where they applied).
-    """
-    sz = _sizes(quick)
+    """Build F4: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
+    sz = QUICK if quick else FULL
     rows, findings = [], []
     points = [("N", N, PERCDAMP) for N in sz["Ns"]]
     points += [("lam", sz["N_lam"], float(r)) for r in sz["lam_rel"]]
@@ -109,7 +93,6 @@ def _plot(rows: list[dict], sz: dict):
 
     fig, axes = style.new_figure(nrows=2, height=4.9)
     colors = {"nearest": style.COLORS["blue"], "stochastic": style.COLORS["vermillion"]}
-    names = {"nearest": "nearest", "stochastic": "stochastic"}
     for ax, panel in zip(axes, ("N", "lam"), strict=True):
         sel = [r for r in rows if r["panel"] == panel]
         x = np.array([r["N"] if panel == "N" else r["lam"] for r in sel])
@@ -117,9 +100,9 @@ def _plot(rows: list[dict], sz: dict):
             c = colors[rounding]
             src = "B7" if rounding == "nearest" else f"B6, $p={P:g}$"
             ax.plot(x, [r[f"bound_B8_K_{rounding}"] for r in sel], color=c, ls="--", marker=marker,
-                    mfc="white", label=rf"$K$ of B8, {names[rounding]} ({src})")
+                    mfc="white", label=rf"$K$ of B8, {rounding} ({src})")
             ax.plot(x, [r[f"empirical_max_x_over_delta_{rounding}"] for r in sel], color=c, ls="-",
-                    marker=marker, label=rf"$\mathrm{{max}}_t |x_t|/\delta$, {names[rounding]}")
+                    marker=marker, label=rf"$\mathrm{{max}}_t |x_t|/\delta$, {rounding}")
         ax.set_xscale("log", base=2 if panel == "N" else 10)
         ax.set_yscale("log", base=2)
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))

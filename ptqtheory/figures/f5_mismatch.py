@@ -24,10 +24,9 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, certificate_findings, failures, finish
+from .common import Check, bound_findings, documented, failures, finish
 
 NAME = "f5_mismatch"
-TITLE = "Mismatched inputs: Qronos, OPTQ on Xt, GPFQ, RTN, with B9"
 CHECKS = [
     Check("bound_B9_qronos_paper", "empirical_err_qronos_paper", "B9_applies_qronos_paper"),
     Check("bound_B9_qronos_ls", "empirical_err_qronos_ls", "B9_applies_qronos_ls"),
@@ -45,10 +44,8 @@ METHODS = (
 )
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(m=64, N=16, n=4, eps=(0.01, 0.1, 1.0), act_bits=(8, 4, 2))
-    return dict(m=256, N=64, n=16, eps=tuple(np.logspace(-3, 0, 13)), act_bits=(8, 7, 6, 5, 4, 3, 2))
+QUICK: dict = dict(m=64, N=16, n=4, eps=(0.01, 0.1, 1.0), act_bits=(8, 4, 2))
+FULL: dict = dict(m=256, N=64, n=16, eps=tuple(np.logspace(-3, 0, 13)), act_bits=(8, 7, 6, 5, 4, 3, 2))
 
 
 def _act_quant(X: np.ndarray, bits: int) -> np.ndarray:
@@ -58,7 +55,7 @@ def _act_quant(X: np.ndarray, bits: int) -> np.ndarray:
     return Xt
 
 
-def _point(W, X, Xt, grid, lam) -> tuple[dict, list[str]]:
+def _point(W, X, Xt, grid, lam, where: str) -> tuple[dict, list[str]]:
     row: dict = {"relative_mismatch": float(np.linalg.norm(Xt - X) / np.linalg.norm(X))}
     findings: list[str] = []
     target = X @ W.T
@@ -66,7 +63,7 @@ def _point(W, X, Xt, grid, lam) -> tuple[dict, list[str]]:
         run = alg.qronos(W, X, Xt, lam=lam, grid=grid, variant=variant)
         cert = certify(run, X, Xt, full_pivot_check=False)
         b9 = cert.bound("B9")
-        findings += certificate_findings(cert, "{where}", ("B9",))
+        findings += bound_findings(cert.bounds, where, ("B9",))
         key = f"qronos_{variant}"
         row[f"empirical_err_{key}"] = float(np.sqrt(np.sum(b9.empirical)))
         row[f"bound_B9_{key}"] = float(np.sqrt(np.sum(b9.value)))
@@ -82,23 +79,10 @@ def _point(W, X, Xt, grid, lam) -> tuple[dict, list[str]]:
     return row, findings
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F5: run the algorithms, certify them, plot, and save PDF, PNG and CSV.
-
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Small sizes (a few seconds), as the tests use.
-
-    Returns
-    -------
-    dict
-        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
-        every plotted number) and ``findings`` (bounds that failed where they applied).
-    """
-    sz = _sizes(quick)
+    """Build F5: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
+    sz = QUICK if quick else FULL
     m, N, n = sz["m"], sz["N"], sz["n"]
     rng = generator(SEED, "data", "F5 layer")
     X = make_X(rng, m, N, cond=1e2)
@@ -111,10 +95,10 @@ def build(out_dir: Path, quick: bool = False) -> dict:
     cases += [("act_quant", None, b, _act_quant(X, b)) for b in sz["act_bits"]]
     rows, findings = [], []
     for kind, eps, bits, Xt in cases:
-        row, f = _point(W, X, Xt, grid, lam)
         where = (f"F5 seed={SEED} m={m} N={N} n={n} lam={lam:.6g} mismatch={kind} "
                  + (f"eps={eps:.6g}" if bits is None else f"act_bits={bits}"))
-        findings += [s.replace("{where}", where) for s in f]
+        row, f = _point(W, X, Xt, grid, lam, where)
+        findings += f
         rows.append({"mismatch": kind, "eps": eps, "act_bits": bits, "m": m, "N": N, "n": n,
                      "lam": lam, **row})
     findings += failures(rows, CHECKS)

@@ -26,10 +26,9 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, certificate_findings, failures, finish
+from .common import Check, bound_findings, documented, failures, finish
 
 NAME = "f6_incoherence"
-TITLE = "Incoherence processing for LDLQ with outlier features (B11)"
 CHECKS = [
     Check("bound_B11_proxy", "empirical_proxy_loss", "B11_applies"),
     Check("bound_B11_incoherence_trD", "empirical_trD", "B11_incoherence_applies"),
@@ -42,29 +41,14 @@ METHODS: tuple[tuple[Incoherence | None, str], ...] = (
     (None, "none"), ("kron", "Kronecker (Haar)"), ("hadamard", "randomized Hadamard"))
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(m=64, N=16, n=4, outliers=2, scales=(1.0, 10.0, 100.0))
-    return dict(m=256, N=64, n=16, outliers=4, scales=tuple(np.logspace(0, 2.5, 11)))
+QUICK: dict = dict(m=64, N=16, n=4, outliers=2, scales=(1.0, 10.0, 100.0))
+FULL: dict = dict(m=256, N=64, n=16, outliers=4, scales=tuple(np.logspace(0, 2.5, 11)))
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F6: run the algorithms, certify them, plot, and save PDF, PNG and CSV.
-
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Small sizes (a few seconds), as the tests use.
-
-    Returns
-    -------
-    dict
-        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
-        every plotted number) and ``findings`` (bounds that failed where they applied).
-    """
-    sz = _sizes(quick)
+    """Build F6: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
+    sz = QUICK if quick else FULL
     m, N, n = sz["m"], sz["N"], sz["n"]
     rows, findings = [], []
     for s in sz["scales"]:
@@ -80,7 +64,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
             b11, inc = cert.bound("B11"), cert.bound("B11.incoherence")
             where = (f"F6 seed={SEED} m={m} N={N} n={n} outliers={sz['outliers']} scale={s:.6g} "
                      f"lam={lam:.6g} delta={DELTA} incoherence={kind}")
-            findings += certificate_findings(cert, where, ("B11", "B11.incoherence"))
+            findings += bound_findings(cert.bounds, where, ("B11", "B11.incoherence"))
             if kind is None:
                 Xv = X
             else:
@@ -108,10 +92,9 @@ def _plot(rows: list[dict]):
     fig, (ax_mu, ax) = style.new_figure(nrows=2, height=4.9, sharex=True,
                                         gridspec_kw={"height_ratios": (1, 1.6)})
     colors = [style.COLORS[c] for c in ("vermillion", "blue", "green")]
-    markers = ("o", "s", "^")
     N = rows[0]["N"]
     n = rows[0]["n"]
-    for (kind, label), color, marker in zip(METHODS, colors, markers, strict=True):
+    for (kind, label), color, marker in zip(METHODS, colors, style.MARKERS[:3], strict=True):
         sel = [r for r in rows if r["incoherence"] == (kind or "none")]
         s = np.array([r["outlier_scale"] for r in sel])
         trH = np.array([r["trH"] for r in sel])

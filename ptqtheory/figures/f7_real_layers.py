@@ -34,10 +34,9 @@ import numpy as np
 
 from ..report import bound_key
 from . import style
-from .common import Check, ReportMissing, failures, save
+from .common import Check, ReportMissing, failures, finish
 
 NAME = "f7_real_layers"
-TITLE = "Real layers: per-layer empirical / bound on all-MiniLM-L6-v2 (every bound of the report)"
 USES_REPORT = True
 """``build`` takes ``report=PATH`` (a ``ptqtheory validate`` report; see :func:`build`)."""
 
@@ -76,13 +75,6 @@ def _method_key(method: str):
     return (order.index(method) if method in order else len(order), method)
 
 
-def _missing_message(path: Path, default: bool) -> str:
-    if default:
-        return (f"no `ptqtheory validate` report at {path} (the default): {HOW_TO_PRODUCE}, "
-                "or pass --report PATH")
-    return f"no `ptqtheory validate` report at {path}: {HOW_TO_PRODUCE}"
-
-
 def report_path(report=None) -> Path:
     """The report file ``report`` names (a ``report.json`` or the folder holding one; default
     :data:`DEFAULT_REPORT`). Raises :class:`ReportMissing` (with how to produce it) if absent."""
@@ -90,7 +82,8 @@ def report_path(report=None) -> Path:
     if path.is_dir():
         path = path / "report.json"
     if not path.is_file():
-        raise ReportMissing(_missing_message(path, report is None))
+        where, tail = (f"{path} (the default)", ", or pass --report PATH") if report is None else (path, "")
+        raise ReportMissing(f"no `ptqtheory validate` report at {where}: {HOW_TO_PRODUCE}{tail}")
     return path
 
 
@@ -221,10 +214,7 @@ def build(out_dir: Path, quick: bool = False, report=None) -> dict:
         data = load_report(source)
     rows = rows_from_report(data)
     findings = report_findings(data, rows)
-    with style.context():
-        fig = _plot(rows, data)
-        paths = save(fig, out_dir, NAME, rows)
-    return {"paths": paths, "rows": rows, "findings": findings, "report": source}
+    return {**finish(out_dir, NAME, rows, findings, lambda: _plot(rows, data)), "report": source}
 
 
 def _settings(rows: list[dict]) -> list[dict]:

@@ -56,10 +56,9 @@ from ..grids import Grid
 from ..lower_bounds import ball_second_moment, optimality_ratio, ratio_floor
 from ..optimal import optimal
 from . import style
-from .common import Check, failures, finish
+from .common import Check, documented, failures, finish
 
 NAME = "f8_optimality"
-TITLE = "How far from optimal: OPTQ's optimality-ratio bound per layer and order, and the exact ratio"
 CHECKS = [Check("bound_optq_cost", "empirical_optimal_cost")]
 
 PERCDAMP = 0.01
@@ -77,13 +76,11 @@ SUB_LAYERS = ("encoder.layer.0.attention.self.query", "encoder.layer.2.attention
               "encoder.layer.3.intermediate.dense", "encoder.layer.5.output.dense")
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(texts=16, layers=[f"encoder.layer.0.{k}" for k in KINDS[::3] + KINDS[4:5]],
-                    sub_layers=(SUB_LAYERS[0], "encoder.layer.0.attention.output.dense"),
-                    sub_N=(8, 12), sub_rows=6)
-    return dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS],
-                sub_layers=SUB_LAYERS, sub_N=(8, 12, 16, 20, 24), sub_rows=16)
+QUICK: dict = dict(texts=16, layers=[f"encoder.layer.0.{k}" for k in KINDS[::3] + KINDS[4:5]],
+                   sub_layers=(SUB_LAYERS[0], "encoder.layer.0.attention.output.dense"),
+                   sub_N=(8, 12), sub_rows=6)
+FULL: dict = dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS],
+                  sub_layers=SUB_LAYERS, sub_N=(8, 12, 16, 20, 24), sub_rows=16)
 
 
 def capture(names: list[str], texts: int) -> tuple[dict, dict]:
@@ -169,27 +166,16 @@ def _sub_rows(sz, W, X) -> tuple[list[dict], list[dict]]:
     return per_row, summary
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F8: capture real layers, compute the ratio bounds and exact optima, plot, save PDF, PNG, CSV.
 
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
-    quick : bool
-        Three layers of the first block, 16 calibration paragraphs and two small sub-problem sizes
-        (under 10 s on one core, model loading included); the full build covers all 36 layers with
-        64 paragraphs (about 30 s).
-
-    Returns
-    -------
-    dict
-        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
-        every plotted number; ``panel`` says which: ``layers`` top, ``subproblems`` bottom,
-        ``subproblem_rows`` the rows behind the bottom panel) and ``findings`` (a row whose optimum
-        came out above OPTQ's cost).
-    """
-    sz = _sizes(quick)
+    ``quick``: three layers of the first block, 16 calibration paragraphs and two small sub-problem
+    sizes (under 10 s on one core, model loading included); the full build covers all 36 layers with
+    64 paragraphs (about 30 s). A row's ``panel`` says which: ``layers`` top, ``subproblems`` bottom,
+    ``subproblem_rows`` the rows behind the bottom panel. ``findings``: a row whose optimum came out
+    above OPTQ's cost."""
+    sz = QUICK if quick else FULL
     names = list(dict.fromkeys(sz["layers"] + list(sz["sub_layers"])))
     W, X = capture(names, sz["texts"])
     layer_rows = _layer_rows(sz["layers"], W, X)
@@ -205,8 +191,7 @@ def _plot(layer_rows: list[dict], summary: list[dict]):
     fig, (ax, ax_s) = style.new_figure(nrows=2, width=2 * style.PANEL[0], height=5.2,
                                        gridspec_kw={"height_ratios": (1.25, 1)})
     colors = [style.COLORS[c] for c in ("vermillion", "blue", "green")]
-    markers = ("o", "s", "^")
-    for (order, label), color, marker in zip(ORDERS, colors, markers, strict=True):
+    for (order, label), color, marker in zip(ORDERS, colors, style.MARKERS[:3], strict=True):
         sel = [r for r in layer_rows if r["order"] == order]
         x = np.array([r["layer_index"] for r in sel])
         ax.plot(x, [r["ratio_bound_worst"] for r in sel], color=color, lw=0.6)

@@ -31,11 +31,10 @@ from ..calibration import Damping
 from ..grids import Grid
 from ..owq import keep_for_bits, owq
 from . import style
-from .common import Check, failures, finish
+from .common import Check, documented, failures, finish
 from .f8_optimality import KINDS, capture
 
 NAME = "f9_owq"
-TITLE = "OWQ against OPTQ: layer error against effective bits, and the restricted B1 bound"
 CHECKS = [Check("bound_b1", "empirical_b1")]
 
 PERCDAMP = 0.01
@@ -44,13 +43,11 @@ OWQ_BITS = (2, 3)
 EXTRA = (0.05, 0.1, 0.25, 0.5)
 
 
-def _sizes(quick: bool) -> dict:
-    if quick:
-        return dict(texts=12, layers=["encoder.layer.0.attention.self.query",
-                                      "encoder.layer.0.attention.output.dense"],
-                    optq_bits=(3, 4), owq_bits=(3,), extra=(0.25,))
-    return dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS],
-                optq_bits=OPTQ_BITS, owq_bits=OWQ_BITS, extra=EXTRA)
+QUICK: dict = dict(texts=12, layers=["encoder.layer.0.attention.self.query",
+                                     "encoder.layer.0.attention.output.dense"],
+                   optq_bits=(3, 4), owq_bits=(3,), extra=(0.25,))
+FULL: dict = dict(texts=64, layers=[f"encoder.layer.{b}.{k}" for b in range(6) for k in KINDS],
+                  optq_bits=OPTQ_BITS, owq_bits=OWQ_BITS, extra=EXTRA)
 
 
 def settings(optq_bits, owq_bits, extra) -> list[tuple[str, int, float | None]]:
@@ -113,24 +110,15 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+@documented
 def build(out_dir: Path, quick: bool = False) -> dict:
     """Build F9: capture layers, run OPTQ and OWQ, certify every row, plot, save PDF, PNG, CSV.
 
-    Parameters
-    ----------
-    out_dir : Path
-        Output folder; files ``f9_owq.pdf``, ``.png``, ``.csv``.
-    quick : bool
-        Two 384 x 384 layers of the first block, 12 paragraphs, 3 settings; the full build covers
-        all 36 layers, 64 paragraphs and 11 settings.
-
-    Returns
-    -------
-    dict
-        ``paths``, ``rows`` (``panel`` ``layers``: one row per layer and setting; ``summary``: per
-        setting) and ``findings`` (B1 sums below the error, or an identity that failed).
-    """
-    sz = _sizes(quick)
+    ``quick``: two 384 x 384 layers of the first block, 12 paragraphs, 3 settings; the full build
+    covers all 36 layers, 64 paragraphs and 11 settings. A row's ``panel``: ``layers``, one row per
+    layer and setting; ``summary``, per setting. ``findings``: B1 sums below the error, or an identity
+    that failed."""
+    sz = QUICK if quick else FULL
     W, X = capture(sz["layers"], sz["texts"])
     layer_rows = [{"panel": "layers", **measure(name, W[name], X[name], *s)}
                   for s in settings(sz["optq_bits"], sz["owq_bits"], sz["extra"]) for name in sz["layers"]]
