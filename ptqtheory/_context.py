@@ -64,13 +64,18 @@ class RunContext:
     gram_p: np.ndarray  # Xf^T Xf, processing order (Hf_p without the damping)
     piv: Pivots | None
     # Statistics-only contexts (from_statistics): X^T X of the float inputs in processing order, the
-    # number of samples, and per-row quantities computed from the statistics (err_sq, err_inf).
+    # number of samples, and per-row quantities computed from the statistics (err_sq, err_inf). Qronos'
+    # w_LS and ||r_0||^2 are read from _least_squares, which a subclass computes its own way.
     x_gram_p: np.ndarray | None = None
     n_samples: int | None = None
     given: dict = field(default_factory=dict)
     qr: DataQR | None = None  # the QR behind piv, kept when w_LS is needed (Qronos)
     # An alphabet run: delta_p is then each row's largest gap (the step the bounds read), zero_p 0.
     alphabet: Alphabet | None = None
+    # (rel, abs) of the statistics the run's pivots were computed from when they were formed with
+    # float32 chunk products (E4, ptqtheory.tolerances.gram_rounding); None for float64 statistics and
+    # for build(): the reference factors the data by QR and forms X^T X in float64.
+    gram_rounding: tuple[float, float] | None = None
 
     @classmethod
     def build(cls, run: Run, X, Xt=None, factor: bool = True, piv: Pivots | None = None) -> Self:
@@ -116,7 +121,6 @@ class RunContext:
     @classmethod
     def from_statistics(cls, run: Run, *, gram_p: np.ndarray, x_gram_p: np.ndarray, m: int,
                         piv: Pivots | None, err_sq: np.ndarray, err_inf: np.ndarray | None = None,
-                        W_ls: np.ndarray | None = None, r0_sq: np.ndarray | None = None,
                         **fields) -> Self:
         r"""A context without per-sample data (a run certified from streamed statistics).
 
@@ -127,15 +131,13 @@ class RunContext:
         m : number of samples.
         piv : the factorization of ``gram_p + lam I`` (``None`` for RTN).
         err_sq : :math:`\|Xw - \tilde Xq\|^2` per row; ``err_inf`` its sup norm if it was measured.
-        W_ls, r0_sq : Qronos' :math:`w_{LS}` (processing order) and :math:`\|r_0\|^2` per row, when
-            computed elsewhere (a subclass may compute them itself).
         fields : further dataclass fields of a subclass (e.g. device tensors).
         """
         W = np.atleast_2d(np.asarray(run.W, dtype=float))
         n, N = W.shape
         order = np.asarray(run.order)
         delta, zero, alphabet = _steps(run, n, N)
-        given = {"err_sq": np.asarray(err_sq, float), "err_inf": err_inf, "W_ls": W_ls, "r0_sq": r0_sq}
+        given = {"err_sq": np.asarray(err_sq, float), "err_inf": err_inf}
         return cls(
             run=run, exact=False, order=order, lam=run.lam, X=None, Xt=None,
             uses_xt=entry(run.algorithm).uses_xt, W=W, Q=np.atleast_2d(np.asarray(run.Q, dtype=float)),
@@ -171,13 +173,6 @@ class RunContext:
         return self.W.shape
 
     @property
-    def gram_rounding(self) -> tuple[float, float] | None:
-        r"""``(rel, abs)`` of the statistics the run's pivots were computed from, when they were formed
-        with float32 chunk products (:func:`ptqtheory.tolerances.gram_rounding`); ``None`` here: the
-        reference factors the data by QR and forms :math:`X^TX` in float64."""
-        return None
-
-    @property
     def has_data(self) -> bool:
         """The per-sample data are at hand (False for :meth:`from_statistics` contexts)."""
         return self.X is not None
@@ -200,8 +195,7 @@ class RunContext:
     @property
     def m(self) -> int:
         """Number of samples (rows of ``X``)."""
-        if self.has_data:
-            assert self.X is not None  # has_data
+        if self.X is not None:  # has_data
             return self.X.shape[0]
         assert self.n_samples is not None  # from_statistics sets it
         return self.n_samples
@@ -251,16 +245,14 @@ class RunContext:
     @cached_property
     def x_norm(self) -> float:
         r""":math:`\|X\|_F`."""
-        if self.has_data:
-            assert self.X is not None  # has_data
+        if self.X is not None:  # has_data
             return float(np.linalg.norm(np.asarray(self.X[:, self.order], float)))
         return float(np.sqrt(max(float(np.sum(self.x_col_sq)), 0.0)))
 
     @cached_property
     def x_op_sq(self) -> float:
         r""":math:`\|X\|_2^2` (0 for empty data)."""
-        if self.has_data:
-            assert self.X is not None  # has_data
+        if self.X is not None:  # has_data
             X = np.asarray(self.X[:, self.order], float)
             return float(np.linalg.norm(X, 2)) ** 2 if X.size else 0.0
         assert self.x_gram_p is not None  # from_statistics sets it
@@ -286,8 +278,6 @@ class RunContext:
     @cached_property
     def r0_sq(self) -> np.ndarray:
         r""":math:`\|r_0\|^2` per row (Qronos)."""
-        if "r0_sq" in self.given:
-            return self.given["r0_sq"]
         return self._least_squares["r0_sq"]
 
     @cached_property
@@ -310,15 +300,11 @@ class RunContext:
 
     @cached_property
     def mismatch_w(self) -> np.ndarray:
-        r"""Rows of :math:`(X - \tilde X)w` (n x m): the part of the target that the quantized inputs miss."""
-        return _linalg.dot(self.W, self.mismatch.T)
-
-    @cached_property
-    def mismatch(self) -> np.ndarray:
-        r""":math:`X - \tilde X` (original column order; the zero matrix without quantized inputs)."""
+        r"""Rows of :math:`(X - \tilde X)w` (n x m): the part of the target that the quantized inputs miss
+        (:math:`X - \tilde X` in the original column order; zero without quantized inputs)."""
         self._need_data("X - Xt")
         assert self.X is not None and self.Xt is not None  # _need_data
-        return self.X - self.Xt
+        return _linalg.dot(self.W, (self.X - self.Xt).T)
 
     @cached_property
     def err_sq(self) -> np.ndarray:
@@ -330,12 +316,6 @@ class RunContext:
     def lhs_sq(self) -> np.ndarray:
         r""":math:`\|Xw - \tilde Xq\|^2 + \lambda\|w - q\|^2` per row."""
         return self.err_sq + self.lam * np.sum(self.E * self.E, axis=1)
-
-    @cached_property
-    def Xh(self) -> np.ndarray:
-        """:math:`[X; \\sqrt\\lambda I]` in processing order."""
-        # X is None only in statistics contexts, which do not read this (TypeError there, as before).
-        return _linalg.augment(cast(np.ndarray, self.X)[:, self.order], self.lam)
 
     @cached_property
     def Xfh(self) -> np.ndarray:
@@ -376,21 +356,12 @@ class RunContext:
         if not self.exact:  # only the float64 allowance reads it
             wHw = np.sum((self.W_p @ self.Hf_p) * self.W_p, axis=1)
             fitted = np.sqrt(np.maximum(wHw, 0.0)) + np.linalg.norm(dw, axis=1)
-        return {"W_ls": self.W_p + y, "y": y, "r0_top": top, "r0_sq": r0_sq, "fitted_norm": fitted}
+        return {"W_ls": self.W_p + y, "r0_sq": r0_sq, "fitted_norm": fitted}
 
     @cached_property
     def W_ls(self) -> np.ndarray:
         r""":math:`w_{LS} = \hat{\tilde X}^+ \hat X w` per row (processing order), fitted from the data."""
-        if "W_ls" in self.given:
-            return self.given["W_ls"]
         return self._least_squares["W_ls"]
-
-    @property
-    def r0(self) -> np.ndarray:
-        r"""Rows of :math:`r_0 = \hat Xw - \hat{\tilde X} w_{LS}` (length m + N)."""
-        ls = self._least_squares
-        bottom = -_linalg.dot(ls["y"], self.Xfh[self.m:].T)  # the damping rows, sqrt(lam) I
-        return np.concatenate([ls["r0_top"], bottom], axis=1)
 
     @cached_property
     def ls_refit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -133,11 +133,6 @@ class DeviceContext(RunContext):
 
     dev: dict = field(default_factory=dict)
 
-    @property
-    def gram_rounding(self) -> tuple[float, float] | None:
-        """The run's statistics' float32-chunk error (E4), or ``None`` (float64 statistics)."""
-        return self.dev.get("gram_rounding")
-
     def structure(self, which: str = "E") -> tuple[np.ndarray, np.ndarray]:
         d = self.dev
         A = d["E_p"] if which == "E" else self._device_ls["W_ls"] - d["Q_p"]
@@ -168,12 +163,9 @@ class DeviceContext(RunContext):
         return {"W_ls": d["W_p"] + y, "y": y, "z": z, "r0_sq": (dw_sq - (z * z).sum(0)).clamp(min=0)}
 
     @cached_property
-    def W_ls(self) -> np.ndarray:
-        return _host(self._device_ls["W_ls"])
-
-    @cached_property
-    def r0_sq(self) -> np.ndarray:
-        return _host(self._device_ls["r0_sq"])
+    def _least_squares(self) -> dict:
+        """``W_ls`` and ``r0_sq`` as the host reads them (:attr:`W_ls`, :attr:`r0_sq`)."""
+        return {key: _host(self._device_ls[key]) for key in ("W_ls", "r0_sq")}
 
     @cached_property
     def ls_refit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -277,12 +269,12 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
 
     natural = is_identity(order)
     dev = {"W": W, "Q": Q, "E": E, "W_p": p(W), "Q_p": p(Q), "E_p": p(E), "eta_p": p(eta), "order": order,
-           "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq, "gram_rounding": stats_err}
+           "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq}
     gram_h = _host(gram)  # one host copy when the feedback Gram matrix is X^T X itself
     x_gram_h = gram_h if x_gram is gram else _host(x_gram)
     return DeviceContext.from_statistics(
         _host_run(run), gram_p=gram_h, x_gram_p=x_gram_h, m=acc.m, piv=host_piv,
-        err_sq=_host(err_sq), err_inf=err_inf, dev=dev,
+        err_sq=_host(err_sq), err_inf=err_inf, dev=dev, gram_rounding=stats_err,
     )
 
 
