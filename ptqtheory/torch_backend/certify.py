@@ -288,12 +288,7 @@ def _bound_checks(ctx: DeviceContext, X, Xt, p: float, V, samples=None) -> tuple
     # Only the per-sample forms of the stochastic bounds (B5, B10.sup) read the samples themselves;
     # with data tensors at hand they are read on the host, every other bound from the statistics.
     if isinstance(X, torch.Tensor) and run.rounding == "stochastic":
-        Xh = _host(X)
-        Xth = _host(Xt) if uses_xt else None
-        if V is not None:
-            Vh = _host(V)
-            Xh = Xh @ Vh.T
-            Xth = None if Xth is None else Xth @ Vh.T
+        ((Xh, Xth),) = _host_pairs([(X, Xt)], V, uses_xt, run.algorithm)
         bctx = RunContext.build(run, Xh, Xth, piv=ctx.piv)
     checks, skipped = _bounds.evaluate(bctx, p), _bounds.unavailable(bctx)
     if samples is not None and skipped:
@@ -320,17 +315,22 @@ def _host_run(run: Run) -> Run:
 def _host_pairs(batches, V, uses_xt: bool, algorithm: str):
     """``(X_b, Xt_b)`` host float64 pairs of a stream of batches, in the run's input basis (``V``)."""
     Vh = None if V is None else _host(V)
-    for item in batches:
-        if uses_xt:
-            if not (isinstance(item, tuple | list) and len(item) == 2):
-                raise ValueError(f"the per-sample bounds of a {algorithm} run need (X_b, Xt_b) pairs")
-            xb, xtb = _host(item[0]), _host(item[1])
-        else:
-            xb, xtb = _host(item[0] if isinstance(item, tuple | list) else item), None
+    for xb, xtb in _pairs(batches, uses_xt, f"the per-sample bounds of a {algorithm} run need"):
+        xb, xtb = _host(xb), None if xtb is None else _host(xtb)
         if Vh is not None:
             xb = xb @ Vh.T
             xtb = None if xtb is None else xtb @ Vh.T
         yield xb, xtb
+
+
+def _pairs(batches, uses_xt: bool, who_needs: str):
+    """``(X_b, Xt_b)`` of a stream of batches (``Xt_b`` is ``None`` unless ``uses_xt``, when every item
+    must be a pair; the error names ``who_needs`` them)."""
+    for item in batches:
+        pair = isinstance(item, tuple | list)
+        if uses_xt and not (pair and len(item) == 2):
+            raise ValueError(f"{who_needs} (X_b, Xt_b) pairs")
+        yield (item[0], item[1]) if uses_xt else ((item[0] if pair else item), None)
 
 
 def lower_matmul_t(A: torch.Tensor, L: torch.Tensor, panels: int = 8) -> torch.Tensor:
@@ -380,17 +380,7 @@ def _items(X, Xt, N: int, device, uses_xt: bool, algorithm: str):
         raise mixed_error("X", X)
     if Xt is not None:
         raise ValueError("Xt was given with batches for X: yield (X_b, Xt_b) pairs instead")
-
-    def pairs():
-        for item in X:
-            if uses_xt:
-                if not (isinstance(item, tuple | list) and len(item) == 2):
-                    raise ValueError(f"certifying a {algorithm} run from batches needs (X_b, Xt_b) pairs")
-                yield item[0], item[1]
-            else:
-                yield (item[0] if isinstance(item, tuple | list) else item), None
-
-    return None, pairs()
+    return None, _pairs(X, uses_xt, f"certifying a {algorithm} run from batches needs")
 
 
 def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | None:
