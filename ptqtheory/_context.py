@@ -169,6 +169,12 @@ class RunContext:
         return entry(self.run.algorithm)
 
     @property
+    def factorization(self) -> Pivots:
+        """``piv``, where only runs with a factorization read it (the registry's ``factor``)."""
+        assert self.piv is not None
+        return self.piv
+
+    @property
     def shape(self) -> tuple[int, int]:
         return self.W.shape
 
@@ -214,8 +220,7 @@ class RunContext:
         lower part of :math:`|L|`; the diagonal term :math:`\delta_j/2` (:math:`L_{jj} = 1`) is then
         added, never subtracted, so neither sum cancels.
         """
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        A = np.abs(np.asarray(self.piv.L, float))
+        A = np.abs(np.asarray(self.factorization.L, float))
         np.fill_diagonal(A, 0.0)
         d = np.asfortranarray(np.asarray(self.delta_p, float))
         if d.size == 0:
@@ -405,8 +410,7 @@ class RunContext:
     @cached_property
     def L_fro(self) -> float:
         r""":math:`\|L\|_F` of the factorization."""
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        return float(np.linalg.norm(np.asarray(self.piv.L, float)))
+        return float(np.linalg.norm(np.asarray(self.factorization.L, float)))
 
     @cached_property
     def eta_norm(self) -> np.ndarray:
@@ -416,13 +420,12 @@ class RunContext:
         r"""Per row :math:`\|a - L\eta\|` and :math:`\|a\|` with :math:`a = w - q` (``"E"``) or
         :math:`a = w_{LS} - q` (``"ls"``); squared for exact inputs (no square roots of rationals)."""
         A = self.E_p if which == "E" else self.W_ls - self.Q_p
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
         if self.exact or self.eta_p.size == 0:
-            resid = A - _linalg.dot(self.eta_p, self.piv.L.T)  # rows: a - L eta
+            resid = A - _linalg.dot(self.eta_p, self.factorization.L.T)  # rows: a - L eta
         else:
             # L eta^T by BLAS trmm (L lower triangular: half the flops of a full product). The
             # row-major eta read column-major is eta^T, and the result read row-major is eta L^T.
-            L = np.asarray(self.piv.L, float)
+            L = np.asarray(self.factorization.L, float)
             eta = np.ascontiguousarray(self.eta_p, dtype=float)
             resid = A - scipy.linalg.blas.dtrmm(1.0, np.asfortranarray(L), eta.T, side=0, lower=1).T
         num = np.asarray(_linalg.sq_norms(resid, 1))
@@ -454,8 +457,8 @@ class RunContext:
         N = Hp.shape[0]
         if N <= 128:
             return float(np.linalg.cond(Hp))
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        Lrev = (self.piv.U1 * np.sqrt(self.piv.D)[None, :])[::-1, ::-1]  # J H J = Lrev Lrev^T
+        F = self.factorization
+        Lrev = (F.U1 * np.sqrt(F.D)[None, :])[::-1, ::-1]  # J H J = Lrev Lrev^T
         rcond, info = scipy.linalg.lapack.dpocon(
             np.asfortranarray(Lrev), float(np.abs(Hp).sum(0).max()), uplo="L"
         )
@@ -469,8 +472,7 @@ class RunContext:
         """
         if not full:
             return None, None
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        D = self.piv.D
+        D = self.factorization.D
         N = D.shape[0]
         Xhp, Hp = self.Xfh, self.Hf_p
         D_proj = _linalg.zeros_like(D)
@@ -488,8 +490,7 @@ class RunContext:
     @cached_property
     def logdet_gap(self) -> float:
         r""":math:`|\sum_t\log D_t - \log\det H|` (exact: :math:`|\prod_t D_t - \det H|`)."""
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        D = self.piv.D
+        D = self.factorization.D
         if self.exact:
             import sympy
 
@@ -516,8 +517,7 @@ class RunContext:
     @cached_property
     def weighted(self) -> np.ndarray:
         r""":math:`\sum_t \eta_t^2 D_t` per row."""
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        return _linalg.dot(self.eta_p * self.eta_p, self.piv.D)
+        return _linalg.dot(self.eta_p * self.eta_p, self.factorization.D)
 
     @cached_property
     def clipped_rows(self) -> np.ndarray:

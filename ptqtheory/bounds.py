@@ -467,8 +467,7 @@ def b8(ctx: RunContext, p: float | None = None) -> list[BoundCheck]:
                                 "THEORY.md B8 with B from B7")]
     p = 1e-3 if p is None else p
     N = ctx.shape[1]
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    L = np.asarray(ctx.piv.L, float)
+    L = np.asarray(ctx.factorization.L, float)
     B = np.max(np.sqrt((ctx.delta_p**2) @ (L**2).T * math.log(2 * N / p) / 2), axis=1)
     hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx), *_uniform_grid(ctx))
     return [_alphabet_check(ctx, B, hyps,
@@ -573,8 +572,7 @@ def b6(ctx: RunContext, p: float) -> list[BoundCheck]:
     :math:`\lambda` form: :math:`\|w-q\|_\infty \le \delta\sqrt{(1 + \max_t\|X_t\|^2/\lambda)\log(2N/p)/2}`.
     """
     hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    L = np.asarray(ctx.piv.L, float)
+    L = np.asarray(ctx.factorization.L, float)
     N = L.shape[0]
     b = _sup_bound(L, ctx.delta_p, N, p)  # (n, N)
     noise = _weight_noise(ctx)[:, None]
@@ -651,8 +649,7 @@ def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
 
 def _b5_samples(ctx: RunContext, X_b: np.ndarray, Xt_b, p: float) -> tuple[np.ndarray, np.ndarray]:
     r"""B5 on samples ``X_b`` (rows, original column order): ``(|X_b(w - q)|, bound)``, each (n, b)."""
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    XL = X_b[:, ctx.order] @ np.asarray(ctx.piv.L, float)
+    XL = X_b[:, ctx.order] @ np.asarray(ctx.factorization.L, float)
     return np.abs(_linalg.dot(ctx.E, X_b.T)), _sup_bound(XL, ctx.delta_p, ctx.m, p)
 
 
@@ -661,8 +658,7 @@ def _b10_samples(ctx: RunContext, X_b: np.ndarray, Xt_b: np.ndarray, p: float) -
     :math:`|(r_0)_i + a(\tilde X\tilde L)_{i1}| + (\sum_t(\tilde X\tilde L)_{it}^2\delta_t^2\log(2m/p)/2)^{1/2}`
     with :math:`(r_0)_i = x_i^Tw - \tilde x_i^Tw_{LS}` (the sample rows of :math:`r_0`)."""
     Xp, Xtp = X_b[:, ctx.order], Xt_b[:, ctx.order]
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    XL = Xtp @ np.asarray(ctx.piv.L, float)
+    XL = Xtp @ np.asarray(ctx.factorization.L, float)
     a = _qronos_first(ctx)
     r0 = _linalg.dot(ctx.W[:, ctx.order], Xp.T) - _linalg.dot(np.asarray(ctx.W_ls, float), Xtp.T)
     shift = np.abs(r0 + a[:, None] * XL[:, 0][None, :])
@@ -834,8 +830,7 @@ class _QuantizedColumns:
 
     @property
     def half_delta_absL(self) -> tuple[np.ndarray, np.ndarray]:
-        assert self._ctx.piv is not None  # OWQ runs are factored (the registry's factor H)
-        A = np.abs(np.asarray(self._ctx.piv.L, float))
+        A = np.abs(np.asarray(self._ctx.factorization.L, float))  # OWQ runs are factored
         np.fill_diagonal(A, 0.0)
         drift = 0.5 * (self.delta_p @ np.tril(A, -1).T)
         return drift, drift + 0.5 * self.delta_p

@@ -244,8 +244,7 @@ def i1(ctx: RunContext, full: bool | None = None) -> PivotCheck:
     the forms through the formed :math:`H` are held to :meth:`PivotCheck.h_tolerance` (E3:
     :math:`\epsilon\kappa(H)`). Exact inputs: no allowance.
     """
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    D = ctx.piv.D
+    D = ctx.factorization.D
     N = D.shape[0]
     full = (N <= 128) if full is None else bool(full)
     D_proj, D_inv = ctx.pivot_forms(full)
@@ -363,8 +362,7 @@ def _qronos(ctx: RunContext, label: str, rhs, first=None) -> IdentityCheck:
         s_atol = structure_allowance(eps, ctx.w_q_norm, l_eta, wls_norm + ls_w) + _iteration_allowance(ctx)
         structure = _structure_check(ctx, "ls", s_atol)
     elif not ctx.exact:
-        assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-        terms["first"] = qronos_first_allowance(eps, first, ls_w, float(ctx.piv.D[0]))
+        terms["first"] = qronos_first_allowance(eps, first, ls_w, float(ctx.factorization.D[0]))
     return _identity(label, lhs, rhs, terms, structure)
 
 
@@ -385,8 +383,7 @@ def i5(ctx: RunContext) -> IdentityCheck:
     (docs/theory.md I5, with the erratum's :math:`t = 1` term). No structure relation (the first step
     does not round :math:`w_{LS}`). Allowance: :func:`_qronos`, with the ``first`` term.
     """
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    D = ctx.piv.D
+    D = ctx.factorization.D
     first = ctx.W_ls[:, 0] - ctx.Q_p[:, 0]
     rhs = ctx.r0_sq + first * first * D[0] + _linalg.dot(ctx.eta_p[:, 1:] ** 2, D[1:])
     return _qronos(ctx, "I5", rhs, first=first)
