@@ -41,6 +41,7 @@ import scipy.linalg
 from . import _linalg
 from ._context import RunContext
 from ._validate import check_probability
+from .identities import _ratio
 from .lower_bounds import l1_bound, mean_error, optimality_ratio, ratio_floor
 from .records import Run
 from .tolerances import RTOL_BOUND, evaluation_allowance, singular_threshold, weight_allowance
@@ -177,12 +178,6 @@ class BoundCheck:
 def context(run: Run, X, Xt=None) -> RunContext:
     """The data a bound reads, in processing order (also built by :func:`ptqtheory.certify`)."""
     return RunContext.build(run, X, Xt)
-
-
-def _ratio(num, den) -> np.ndarray:
-    num, den = np.asarray(num, float), np.asarray(den, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num > 0, np.inf, 0.0))
 
 
 def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray):

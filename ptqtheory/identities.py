@@ -86,17 +86,19 @@ def relative_gap(lhs, rhs) -> np.ndarray:
             f"lhs and rhs must broadcast together; got shapes {lhs.shape} and {rhs.shape}") from None
     num = np.abs(lhs - rhs)
     den = np.maximum(np.abs(lhs), np.abs(rhs))
-    if lhs.dtype == object or rhs.dtype == object:
-        return np.array([0 if d == 0 else nu / d for nu, d in zip(num.ravel(), den.ravel(), strict=True)],
-                        dtype=object).reshape(num.shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    if num.dtype == object:
+        return _ratio(num, den)
+    with np.errstate(invalid="ignore", divide="ignore"):  # in the inputs' precision (float32 stays)
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
 def _ratio(res, scale) -> np.ndarray:
-    """``res / scale``, 0 where both are 0 (exact for rationals)."""
-    if np.asarray(res).dtype == object:
-        return np.array([0 if d == 0 else r / d for r, d in zip(res, scale, strict=True)], dtype=object)
+    """``res / scale``, 0 where both are 0 (exact for rationals), inf where only ``scale`` is
+    (:mod:`ptqtheory.bounds` reads it too)."""
+    res, scale = np.asarray(res), np.asarray(scale)
+    if res.dtype == object or scale.dtype == object:
+        return np.array([0 if d == 0 else r / d for r, d in zip(res.ravel(), scale.ravel(), strict=True)],
+                        dtype=object).reshape(res.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(scale > 0, res / np.where(scale > 0, scale, 1.0), np.where(res > 0, np.inf, 0.0))
 
