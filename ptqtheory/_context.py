@@ -81,22 +81,19 @@ class RunContext:
     def build(cls, run: Run, X, Xt=None, factor: bool = True, piv: Pivots | None = None) -> Self:
         """The context of ``run`` on its data; ``piv`` reuses a factorization already computed."""
         W = np.atleast_2d(run.W)
-        n, N = W.shape
+        N = W.shape[1]
         Xa = as_matrix("X", X, N)
         exact = is_exact(W)
         if is_exact(Xa) != exact:
             raise ValueError("X must be exact (rationals) exactly when the run was")
         row = entry(run.algorithm)
-        uses_xt = row.uses_xt
-        if uses_xt:
+        if row.uses_xt:
             if Xt is None:
                 raise ValueError(f"Xt is required to certify a {run.algorithm} run")
             Xta = as_matrix("Xt", Xt, N, m=Xa.shape[0])
         else:
             Xta = Xa
-        order = np.asarray(run.order)
-        delta, zero, alphabet = _steps(run, n, N)
-        Xf_p = columns_in(Xta, order)
+        Xf_p = columns_in(Xta, np.asarray(run.order))
         gram = _gram(Xf_p)
         Hf_p = _damped(gram, run.lam)
         qr = None
@@ -110,13 +107,8 @@ class RunContext:
                 piv = Pivots.from_ul(qr.UH, np.diag(Hf_p), run.lam, what)
             else:
                 piv = pivots_from_data(Xf_p, run.lam, what)
-        return cls(
-            run=run, exact=exact, order=order, lam=run.lam, X=Xa, Xt=Xta, uses_xt=uses_xt,
-            W=W, Q=np.atleast_2d(run.Q), eta_p=columns_in(np.atleast_2d(run.eta), order),
-            x_p=columns_in(np.atleast_2d(run.x), order), delta_p=columns_in(delta, order),
-            zero_p=columns_in(zero, order), clipped_p=columns_in(np.atleast_2d(run.clipped), order),
-            Xf_p=Xf_p, Hf_p=Hf_p, gram_p=gram, piv=piv, qr=qr, alphabet=alphabet,
-        )
+        return cls(exact=exact, X=Xa, Xt=Xta, Xf_p=Xf_p, Hf_p=Hf_p, gram_p=gram, piv=piv, qr=qr,
+                   **_run_fields(run, W, np.atleast_2d(run.Q)))
 
     @classmethod
     def from_statistics(cls, run: Run, *, gram_p: np.ndarray, x_gram_p: np.ndarray, m: int,
@@ -133,20 +125,11 @@ class RunContext:
         err_sq : :math:`\|Xw - \tilde Xq\|^2` per row; ``err_inf`` its sup norm if it was measured.
         fields : further dataclass fields of a subclass (e.g. device tensors).
         """
-        W = np.atleast_2d(np.asarray(run.W, dtype=float))
-        n, N = W.shape
-        order = np.asarray(run.order)
-        delta, zero, alphabet = _steps(run, n, N)
-        given = {"err_sq": np.asarray(err_sq, float), "err_inf": err_inf}
+        W, Q = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (run.W, run.Q))
         return cls(
-            run=run, exact=False, order=order, lam=run.lam, X=None, Xt=None,
-            uses_xt=entry(run.algorithm).uses_xt, W=W, Q=np.atleast_2d(np.asarray(run.Q, dtype=float)),
-            eta_p=columns_in(np.atleast_2d(run.eta), order), x_p=columns_in(np.atleast_2d(run.x), order),
-            delta_p=columns_in(delta, order), zero_p=columns_in(zero, order),
-            clipped_p=columns_in(np.atleast_2d(run.clipped), order), Xf_p=None,
-            Hf_p=_damped(gram_p, float(run.lam)), gram_p=gram_p, piv=piv, x_gram_p=x_gram_p,
-            n_samples=int(m), given={k: v for k, v in given.items() if v is not None}, alphabet=alphabet,
-            **fields,
+            exact=False, X=None, Xt=None, Xf_p=None, Hf_p=_damped(gram_p, float(run.lam)), gram_p=gram_p,
+            piv=piv, x_gram_p=x_gram_p, n_samples=int(m),
+            given={"err_sq": np.asarray(err_sq, float), "err_inf": err_inf}, **_run_fields(run, W, Q), **fields,
         )
 
     @cached_property
@@ -524,13 +507,19 @@ class RunContext:
         return np.any(self.clipped_p, axis=1)
 
 
-def _steps(run: Run, n: int, N: int) -> tuple[np.ndarray, np.ndarray, Alphabet | None]:
-    """``(delta, zero, alphabet)`` per entry, original order: the grid's step and zero point, or for an
-    alphabet run its largest gap per row (every bound that reads a step holds with it) and zero 0."""
+def _run_fields(run: Run, W: np.ndarray, Q: np.ndarray) -> dict:
+    """The fields both constructors read off ``run`` (and its weights ``W``, ``Q``): the order, the
+    damping and the per-entry arrays in processing order. ``delta``, ``zero``: the grid's step and zero
+    point, or for an alphabet run its largest gap per row (every bound that reads a step holds with it)
+    and zero 0."""
+    order = np.asarray(run.order)
     if isinstance(run.grid, Alphabet):
-        return run.grid.step_bound(n, N), np.zeros((n, N)), run.grid
-    delta, zero, _, _ = run.grid.views(n, N)
-    return delta, zero, None
+        delta, zero, alphabet = run.grid.step_bound(*W.shape), np.zeros(W.shape), run.grid
+    else:
+        (delta, zero, _, _), alphabet = run.grid.views(*W.shape), None
+    per_entry = {"eta_p": run.eta, "x_p": run.x, "delta_p": delta, "zero_p": zero, "clipped_p": run.clipped}
+    return {"run": run, "order": order, "lam": run.lam, "uses_xt": entry(run.algorithm).uses_xt, "W": W, "Q": Q,
+            "alphabet": alphabet, **{k: columns_in(np.atleast_2d(a), order) for k, a in per_entry.items()}}
 
 
 def _damped(G: np.ndarray, lam) -> np.ndarray:
