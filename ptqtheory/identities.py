@@ -616,18 +616,13 @@ def assemble(ctx: RunContext, *, full_pivot_check: bool | None = None, checks: l
         n_clipped=np.count_nonzero(np.atleast_2d(ctx.clipped_p), axis=1),
         bounds=list(checks or []), skipped_bounds=tuple(skipped),
     )
-    name = row.identity(run.variant)
-    if name is None:
-        return Certificate(identity=None, statement=STATEMENT[None], identity_lhs=None, identity_rhs=None,
-                           identity_gap=None, identity_atol=None, structure_gap=None, structure_scale=None,
-                           structure_atol=None, structure_residual=None, pivot_check=None, **common)
-    pcheck = i1(ctx, full_pivot_check) if row.factor is not None else None
-    check = IDENTITIES[name](ctx)
-    s = check.structure
-    return Certificate(
-        identity=check.label, statement=check.statement, identity_lhs=check.lhs, identity_rhs=check.rhs,
-        identity_gap=check.gap, identity_atol=check.atol,
-        structure_gap=None if s is None else s.gap, structure_scale=None if s is None else s.scale,
-        structure_atol=None if s is None else s.atol, structure_residual=None if s is None else s.residual,
-        pivot_check=pcheck, identity_check=check, **common,
-    )
+    name = row.identity(run.variant)  # None: RTN, no identity, no I1
+    pcheck = i1(ctx, full_pivot_check) if name is not None and row.factor is not None else None
+    check = None if name is None else IDENTITIES[name](ctx)
+    s = None if check is None else check.structure
+    # getattr(None, k, None) is None: the fields of a missing identity or structure relation
+    parts: dict = {f"identity_{k}": getattr(check, k, None) for k in ("lhs", "rhs", "gap", "atol")}
+    parts |= {f"structure_{k}": getattr(s, k, None) for k in ("gap", "scale", "atol", "residual")}
+    return Certificate(identity=None if check is None else check.label,
+                       statement=STATEMENT[None] if check is None else check.statement,
+                       pivot_check=pcheck, identity_check=check, **parts, **common)
