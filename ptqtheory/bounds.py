@@ -194,16 +194,14 @@ def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray):
     return np.max(r, axis=1, initial=0.0), holds
 
 
-def _no_clip(ctx: RunContext) -> Hypothesis:
-    return Hypothesis("no clip", ~ctx.clipped_rows, "no entry of the row was clipped")
-
-
-def _no_clip_stochastic(ctx: RunContext) -> Hypothesis:
-    # Conditioning on "this run did not clip" biases the rounding errors (docs/theory.md, errata):
-    # what holds on a finite grid is P(bound fails and no clip) <= p, by coupling with the run on
-    # the infinite grid, which equals this run whenever this run did not clip.
-    return Hypothesis("no clip", ~ctx.clipped_rows,
-                      "no entry of the row was clipped; the claim is P(fails and no clip) <= p")
+def _rounding_no_clip(ctx: RunContext, wanted: str) -> tuple[Hypothesis, Hypothesis]:
+    """``wanted`` rounding (:func:`_rounding`) and no clip, the hypotheses of most bounds."""
+    # Stochastic: conditioning on "this run did not clip" biases the rounding errors (docs/theory.md,
+    # errata): what holds on a finite grid is P(bound fails and no clip) <= p, by coupling with the run
+    # on the infinite grid, which equals this run whenever this run did not clip.
+    detail = "no entry of the row was clipped" + ("; the claim is P(fails and no clip) <= p"
+                                                  if wanted == "stochastic" else "")
+    return _rounding(ctx, wanted), Hypothesis("no clip", ~ctx.clipped_rows, detail)
 
 
 def _rounding(ctx: RunContext, wanted: str) -> Hypothesis:
@@ -290,7 +288,7 @@ def b1(ctx: RunContext) -> list[BoundCheck]:
     Hypotheses: nearest rounding, no clip. From I2 with :math:`|\eta_t| \le \delta_t/2`; attained
     when every :math:`x_t` is a midpoint (:func:`ptqtheory.tightness.midpoint_weights`).
     """
-    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    hyps = _rounding_no_clip(ctx, "nearest")
     lam_term = float(ctx.lam) * np.sum(ctx.E**2, axis=1)
     pivot_term = 0.25 * _sum_delta2_D(ctx)
     sharp = pivot_term - lam_term  # the two terms cancel exactly when every x_t is a midpoint
@@ -405,7 +403,7 @@ def b7(ctx: RunContext) -> list[BoundCheck]:
 
     Hypotheses: nearest rounding, no clip.
     """
-    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    hyps = _rounding_no_clip(ctx, "nearest")
     Wp = ctx.W[:, ctx.order]
     noise = _weight_noise(ctx)[:, None]
     drift_b, err_b = ctx.half_delta_absL
@@ -458,13 +456,13 @@ def b8(ctx: RunContext, p: float | None = None) -> list[BoundCheck]:
     """
     if ctx.run.rounding == "nearest":
         B = np.max(ctx.half_delta_absL[1], axis=1, initial=0.0)
-        return [_alphabet_check(ctx, B, (_rounding(ctx, "nearest"), _no_clip(ctx), *_uniform_grid(ctx)), "B8",
+        return [_alphabet_check(ctx, B, (*_rounding_no_clip(ctx, "nearest"), *_uniform_grid(ctx)), "B8",
                                 "THEORY.md B8 with B from B7")]
     p = 1e-3 if p is None else p
     N = ctx.shape[1]
     L = np.asarray(ctx.factorization.L, float)
     B = np.max(np.sqrt((ctx.delta_p**2) @ (L**2).T * math.log(2 * N / p) / 2), axis=1)
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx), *_uniform_grid(ctx))
+    hyps = (*_rounding_no_clip(ctx, "stochastic"), *_uniform_grid(ctx))
     return [_alphabet_check(ctx, B, hyps,
                             "B8.stochastic",
                             "THEORY.md B8 with B from B6", p)]
@@ -475,7 +473,7 @@ def b11(ctx: RunContext) -> list[BoundCheck]:
     (summed over rows: :math:`\frac n4\delta^2\operatorname{tr}(D)`), and the incoherence bound
     :math:`\operatorname{tr}(D) \le (\mu^2/N)(\operatorname{tr}H^{1/2})^2` (QuIP, a property of H).
     """
-    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    hyps = _rounding_no_clip(ctx, "nearest")
     proxy = np.asarray(ctx.h_quadratic, float)  # I3's left side, computed once per context
     val = 0.25 * _sum_delta2_D(ctx)
     H = np.asarray(ctx.Hf_p, float)
@@ -515,7 +513,7 @@ def b4(ctx: RunContext, p: float) -> list[BoundCheck]:
     r"""B4: w.p. :math:`\ge 1-p`, :math:`\|\hat X(w-q)\|^2 \le \frac14\sum_t\delta_t^2D_t +
     (\sum_t \delta_t^4 D_t^2)^{1/2}\sqrt{\log(1/p)/2}` (Azuma-Hoeffding on :math:`\eta_t^2 D_t`).
     """
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
+    hyps = _rounding_no_clip(ctx, "stochastic")
     # (sum_t (delta_t^2 D_t)^2)^(1/2) as a scaled norm: the squares are of degree eight in the
     # scales and would leave the range R1 of ptqtheory.tolerances.
     dev = _row_norms(ctx.delta_p**2 * _D(ctx)[None, :]) * math.sqrt(math.log(1 / p) / 2)
@@ -548,7 +546,7 @@ def b5(ctx: RunContext, p: float) -> list[BoundCheck]:
     (:math:`= \delta\sqrt{S_i\log(2m/p)/2}`, :math:`S_i = (XLL^TX^T)_{ii}`); uniform form with
     :math:`S_i \le \max_t D_t`.
     """
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
+    hyps = _rounding_no_clip(ctx, "stochastic")
     m = ctx.m
     atol = (ctx.xh_norm * _weight_noise(ctx))[:, None]
     uni = np.max(ctx.delta_p, axis=1) * math.sqrt(float(np.max(_D(ctx))) * math.log(2 * m / p) / 2)
@@ -566,7 +564,7 @@ def b6(ctx: RunContext, p: float) -> list[BoundCheck]:
     for all j, and (maximal inequality) every iterate: :math:`|x_t - w_t|` obeys the same bound;
     :math:`\lambda` form: :math:`\|w-q\|_\infty \le \delta\sqrt{(1 + \max_t\|X_t\|^2/\lambda)\log(2N/p)/2}`.
     """
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
+    hyps = _rounding_no_clip(ctx, "stochastic")
     L = np.asarray(ctx.factorization.L, float)
     N = L.shape[0]
     b = _sup_bound(L, ctx.delta_p, N, p)  # (n, N)
@@ -604,7 +602,7 @@ def b9(ctx: RunContext) -> list[BoundCheck]:
     \lambda\|w-q\|^2` (A4'); for A4 the :math:`t=1` term is
     :math:`(|(w_{LS})_1 - y_1| + \delta_1/2)^2\tilde D_1`. Hypotheses: nearest, no clip.
     """
-    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    hyps = _rounding_no_clip(ctx, "nearest")
     D = _D(ctx)
     r0 = ctx.r0_sq
     a = np.abs(_qronos_first(ctx))
@@ -625,7 +623,7 @@ def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
     :math:`\ge 1-p`: :math:`|(Xw - \tilde Xq)_i| \le |(r_0)_i + a(\tilde X\tilde L)_{i1}| +
     (\sum_t(\tilde X\tilde L)_{it}^2\delta_t^2\log(2m/p)/2)^{1/2}` for every sample i.
     """
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
+    hyps = _rounding_no_clip(ctx, "stochastic")
     D = _D(ctx)
     a = _qronos_first(ctx)
     base = ctx.r0_sq + a**2 * D[0]
@@ -678,7 +676,7 @@ def _per_sample_check(ctx: RunContext, label: str, batches, p: float) -> BoundCh
     samples, and combined by maxima and conjunction, so the result does not depend on the batching.
     """
     quantity, reference, samples, scale = _PER_SAMPLE[label]
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
+    hyps = _rounding_no_clip(ctx, "stochastic")
     atol = (scale(ctx) * _weight_noise(ctx))[:, None]
     n = ctx.shape[0]
     value, empirical, ratio = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -746,7 +744,7 @@ def b12(ctx: RunContext, S: np.ndarray) -> list[BoundCheck]:
         _check("B12", "(w-q)^T S (w-q)", "mean", mean_val, quad, (_rounding(ctx, "stochastic"),),
                "THEORY.md B12 (in the spirit of George & Saab 2026)", atol),
         _check("B12.det", "(w-q)^T S (w-q)", "deterministic", det_val, quad,
-               (_rounding(ctx, "nearest"), _no_clip(ctx),
+               (*_rounding_no_clip(ctx, "nearest"),
                 Hypothesis("lam >= m ||S - X^T X/m||_op", lam_ok,
                            f"lam = {float(ctx.lam):.4g}, m ||S - X^TX/m|| = {m * gap:.4g}")),
                "THEORY.md B12", atol),
@@ -766,7 +764,7 @@ def rtn_bounds(ctx: RunContext) -> list[BoundCheck]:
     atol = ctx.x_norm * _weight_noise(ctx) * (np.sqrt(np.abs(ctx.err_sq)) + np.sqrt(val))
     return [
         _check("RTN", "||X eta||_2^2", "deterministic", val, ctx.err_sq,
-               (_rounding(ctx, "nearest"), _no_clip(ctx)), "THEORY.md (RTN for comparison)", atol),
+               _rounding_no_clip(ctx, "nearest"), "THEORY.md (RTN for comparison)", atol),
         _check("RTN.mean", "sum_t r_t(delta_t - r_t) ||X_t||^2", "per-run", mean_val, V,
                (_rounding(ctx, "stochastic"),), "THEORY.md (RTN for comparison)", ctx.eps * mean_val,
                extra={"lhs": ctx.err_sq}),
