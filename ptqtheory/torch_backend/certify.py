@@ -222,11 +222,10 @@ class DeviceContext(RunContext):
 def _device_context(run: Run, X, Xt, V) -> DeviceContext:
     """The context of ``run`` (the inner run under incoherence, ``V`` its input basis) on the device."""
     W, Q, eta = _rows2(run.W), _rows2(run.Q), _rows2(run.eta)
-    n, N = W.shape
-    device = W.device
+    N = W.shape[1]
     row = entry(run.algorithm)
     uses_xt = row.uses_xt
-    acc, items = _items(X, Xt, N, device, uses_xt, run.algorithm)
+    acc, items = _items(X, Xt, N, W.device, uses_xt, run.algorithm)
     E = W - Q  # exact in float64 for float32 runs
     # GPFQ's runs record their residual u_N (a hand-made Run without one fails in _rows2, as before).
     u = _rows2(cast(torch.Tensor, run.residual)) if row.identity_reads_samples else None
@@ -243,9 +242,8 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
         err_sq = _err_sq_from_stats(acc, W, E, uses_xt)
         err_inf = None
     else:
-        stream = _Stream(n, N, device, uses_xt, stats=reuse)
-        stream.run(items, E, Q, V, u)
-        acc, err_sq, err_inf, diffsq = stream.acc, stream.sumsq, _host(stream.maxabs), stream.diffsq
+        acc, err_sq, maxabs, diffsq = _stream(items, reuse, N, E, Q, V, u, uses_xt)
+        err_inf = _host(maxabs)
     order = run.order
     x_gram = sym_perm(acc.gram_X, order)
     gram = sym_perm(acc.gram_Xt, order) if uses_xt else x_gram
@@ -417,44 +415,38 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     return stats
 
 
-class _Stream:
-    """One pass over the batches: statistics (unless given), and the per-row sums that need the data."""
-
-    def __init__(self, n: int, N: int, device, uses_xt: bool, stats: TorchAccumulator | None = None):
-        self.given = stats is not None
-        self.acc = stats if stats is not None else TorchAccumulator(N, device, with_mismatch=uses_xt)
-        self.sumsq = torch.zeros(n, dtype=F64, device=device)
-        self.maxabs = torch.zeros(n, dtype=F64, device=device)
-        self.diffsq = torch.zeros(n, dtype=F64, device=device)
-        self.rows = 0
-
-    def run(self, items, E, Q, V, u) -> None:
-        acc = self.acc
-        for index, (Xb, Xtb) in enumerate(items):
-            Xb = acc.rows("X batch", Xb, index)
-            Xtb = None if Xtb is None else acc.rows("Xt batch", Xtb, index)
-            if V is not None:
-                Xb = Xb @ V.T
-                Xtb = None if Xtb is None else Xtb @ V.T
-            if not self.given:
-                acc.add_rows(Xb, Xtb)
-            # Xw - Xt q = X(w - q) + (X - Xt) q: no cancellation when w - q is small.
-            out = E @ Xb.T
-            if Xtb is not None:
-                out += Q @ (Xb - Xtb).T
-            self.sumsq += (out * out).sum(1)
-            self.maxabs = torch.maximum(self.maxabs, out.abs().amax(1))
-            if u is not None:
-                b = Xb.shape[0]
-                if self.rows + b > u.shape[1]:
-                    raise ValueError(f"the data have more rows than the GPFQ run's residual ({u.shape[1]})")
-                diff = u[:, self.rows : self.rows + b].to(F64) - out
-                self.diffsq += (diff * diff).sum(1)
-            self.rows += Xb.shape[0]
-        if self.rows == 0:
-            raise ValueError("no calibration rows were given (X yielded no batches)")
-        if u is not None and self.rows != u.shape[1]:
-            raise ValueError(f"the data have {self.rows} rows but the GPFQ run's residual has {u.shape[1]}")
+def _stream(items, stats: TorchAccumulator | None, N: int, E, Q, V, u, uses_xt: bool):
+    """One pass over the batches: ``(statistics, ||Xw - Xt q||^2, its sup norm, ||u_N - (Xw - Xt q)||^2)``,
+    the statistics accumulated here unless given (``stats``), the per-row sums from the data."""
+    acc = stats if stats is not None else TorchAccumulator(N, E.device, with_mismatch=uses_xt)
+    sumsq, maxabs, diffsq = (torch.zeros(E.shape[0], dtype=F64, device=E.device) for _ in range(3))
+    rows = 0
+    for index, (Xb, Xtb) in enumerate(items):
+        Xb = acc.rows("X batch", Xb, index)
+        Xtb = None if Xtb is None else acc.rows("Xt batch", Xtb, index)
+        if V is not None:
+            Xb = Xb @ V.T
+            Xtb = None if Xtb is None else Xtb @ V.T
+        if stats is None:
+            acc.add_rows(Xb, Xtb)
+        # Xw - Xt q = X(w - q) + (X - Xt) q: no cancellation when w - q is small.
+        out = E @ Xb.T
+        if Xtb is not None:
+            out += Q @ (Xb - Xtb).T
+        sumsq += (out * out).sum(1)
+        maxabs = torch.maximum(maxabs, out.abs().amax(1))
+        if u is not None:
+            b = Xb.shape[0]
+            if rows + b > u.shape[1]:
+                raise ValueError(f"the data have more rows than the GPFQ run's residual ({u.shape[1]})")
+            diff = u[:, rows : rows + b].to(F64) - out
+            diffsq += (diff * diff).sum(1)
+        rows += Xb.shape[0]
+    if rows == 0:
+        raise ValueError("no calibration rows were given (X yielded no batches)")
+    if u is not None and rows != u.shape[1]:
+        raise ValueError(f"the data have {rows} rows but the GPFQ run's residual has {u.shape[1]}")
+    return acc, sumsq, maxabs, diffsq
 
 
 def _err_sq_from_stats(acc: TorchAccumulator, W, E, uses_xt: bool) -> torch.Tensor:
