@@ -907,23 +907,16 @@ def unavailable(ctx: RunContext) -> list[str]:
     return out
 
 
-# The bound functions by the registry's names (ptqtheory.registry.Entry.bounds), one signature.
-_BOUNDS = {
-    "b1": lambda ctx, p: b1(ctx),
-    "b2": lambda ctx, p: b2(ctx),
-    "b3": lambda ctx, p: b3(ctx),
-    "b4": b4,
-    "b5": b5,
-    "b6": b6,
-    "b7": lambda ctx, p: b7(ctx),
-    "b8": b8,  # reads the rounding itself; p is used for the stochastic form only
-    "b9": lambda ctx, p: b9(ctx),
-    "b10": b10,
-    "b11": lambda ctx, p: b11(ctx),
-    "rtn": lambda ctx, p: rtn_bounds(ctx),
-    "l1": lambda ctx, p: l1(ctx),
-    "owq": lambda ctx, p: owq_bounds(ctx),
-}
+def _without_p(bound):
+    """``bound(ctx)`` with the signature ``(ctx, p)`` of the bounds that read a failure probability."""
+    return lambda ctx, p: bound(ctx)
+
+
+# The bound functions by the registry's names (ptqtheory.registry.Entry.bounds), one signature (b8 reads
+# the rounding itself; p is used for its stochastic form only).
+_BOUNDS = {"b4": b4, "b5": b5, "b6": b6, "b8": b8, "b10": b10} | {name: _without_p(bound) for name, bound in {
+    "b1": b1, "b2": b2, "b3": b3, "b7": b7, "b9": b9, "b11": b11, "rtn": rtn_bounds, "l1": l1, "owq": owq_bounds
+}.items()}
 
 
 def evaluate(ctx: RunContext, p: float = 1e-3) -> list[BoundCheck]:
