@@ -463,9 +463,7 @@ def b8(ctx: RunContext, p: float | None = None) -> list[BoundCheck]:
     L = np.asarray(ctx.factorization.L, float)
     B = np.max(np.sqrt((ctx.delta_p**2) @ (L**2).T * math.log(2 * N / p) / 2), axis=1)
     hyps = (*_rounding_no_clip(ctx, "stochastic"), *_uniform_grid(ctx))
-    return [_alphabet_check(ctx, B, hyps,
-                            "B8.stochastic",
-                            "THEORY.md B8 with B from B6", p)]
+    return [_alphabet_check(ctx, B, hyps, "B8.stochastic", "THEORY.md B8 with B from B6", p)]
 
 
 def b11(ctx: RunContext) -> list[BoundCheck]:

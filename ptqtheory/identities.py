@@ -7,17 +7,8 @@ one, its structure relation (e.g. :math:`w - q = L\eta`). The context says how e
 obtained (the data held whole in float64 or exact rationals, or float64 statistics streamed on a
 device: :class:`ptqtheory.torch_backend.certify.DeviceContext`); nothing here depends on which.
 
-* :func:`i1` (I1): :math:`D_t = \|P^\perp_{\hat X_{>t}}\hat X_t\|^2 = 1/[(H_{\ge t,\ge t})^{-1}]_{11}`,
-  :math:`\lambda \le D_t \le \|X_t\|^2 + \lambda`, :math:`\prod_t D_t = \det H`;
-* :func:`i2` (I2, OPTQ): :math:`w - q = L\eta`,
-  :math:`\|X(w-q)\|^2 + \lambda\|w-q\|^2 = \sum_t \eta_t^2 D_t`;
-* :func:`i3` (I3, LDLQ): :math:`(\hat w - w)^T H (\hat w - w) = \sum_t \eta_t^2 D_t` per row (the proxy
-  :math:`\operatorname{tr}((\hat W - W)H(\hat W - W)^T)` sums the rows);
-* :func:`i4` (I4, Qronos-LS A4'): :math:`\|Xw-\tilde Xq\|^2 + \lambda\|w-q\|^2 = \|r_0\|^2 +
-  \sum_t\eta_t^2\tilde D_t`, :math:`w_{LS} - q = \tilde L\eta`;
-* :func:`i5` (I5, Qronos A4): the same left side :math:`= \|r_0\|^2 + ((w_{LS})_1-q_1)^2\tilde D_1 +
-  \sum_{t\ge2}\eta_t^2\tilde D_t`;
-* :func:`i6` (I6, GPFQ): :math:`u_N = Xw - \tilde X q`.
+:func:`i1` (I1, the pivots), :func:`i2` (I2, OPTQ), :func:`i3` (I3, LDLQ), :func:`i4` (I4, Qronos-LS
+A4'), :func:`i5` (I5, Qronos A4) and :func:`i6` (I6, GPFQ) each state their identity.
 
 Which identity and which bounds a run gets is the registry's (:mod:`ptqtheory.registry`);
 :func:`assemble` evaluates them on a context and returns the :class:`Certificate`.
@@ -608,8 +599,7 @@ def assemble(ctx: RunContext, *, full_pivot_check: bool | None = None, checks: l
     run = ctx.run
     n = ctx.shape[0]
     err_l2 = np.sqrt(np.maximum(np.asarray(ctx.err_sq, dtype=float), 0.0))  # statistics may round below 0
-    err_inf = ctx.err_inf
-    err_inf = np.full(n, np.nan) if err_inf is None else np.asarray(err_inf, float)
+    err_inf = np.full(n, np.nan) if ctx.err_inf is None else np.asarray(ctx.err_inf, float)
     common = dict(
         algorithm=run.algorithm, variant=run.variant, err_l2=err_l2, err_inf=err_inf,
         weight_err_inf=np.max(np.abs(np.asarray(ctx.E, dtype=float)), axis=1, initial=0.0),

@@ -20,19 +20,16 @@ that nothing large cancels:
 The right sides read the run's :math:`\eta` and the pivots :math:`D_t` of a float64 Cholesky
 factorization of :math:`H` (or :math:`\tilde H`) on the device: the run's own (``Run.pivots``, with
 its statistics ``Run.stats``) when the data given are the data behind them, else one computed here.
-I1 checks it either way. When data are given (a tensor, or an
-iterable of batches streamed once, one batch at a time) the empirical errors
-:math:`\|Xw - \tilde Xq\|_2`, :math:`\|\cdot\|_\infty` and GPFQ's I6 are computed from them;
-with statistics only, ``err_inf`` is NaN and GPFQ cannot be certified.
-
-The rounding allowances use :math:`\epsilon` of the run's working dtype.
+I1 checks it either way. When data are given (a tensor, or an iterable of batches streamed once, one
+batch at a time) the empirical errors :math:`\|Xw - \tilde Xq\|_2`, :math:`\|\cdot\|_\infty` and
+GPFQ's I6 are computed from them. The rounding allowances use :math:`\epsilon` of the run's working dtype.
 
 The a-priori bounds B1-B12 are evaluated on the host by :mod:`ptqtheory.bounds` (float64 numpy),
 from the run's per-entry arrays and the pivots :math:`D` and factor :math:`L` of the factorization
 computed here (no second factorization). With data tensors every bound of the numpy reference is
 evaluated, with the same values up to the run's rounding; with statistics (or streamed batches) the
-per-sample forms B5 and B10.sup are skipped and listed in ``Certificate.skipped_bounds``
-(:func:`ptqtheory.bounds.unavailable`).
+per-sample forms B5 and B10.sup need ``samples`` (:func:`certify`), else they are listed in
+``Certificate.skipped_bounds`` (:func:`ptqtheory.bounds.unavailable`).
 
 This module never imports :mod:`ptqtheory.certificates` (which imports it lazily for torch runs).
 """
@@ -84,8 +81,7 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
     p : float
         Failure probability of the high-probability bounds (as for :func:`ptqtheory.certify`).
     bounds : bool
-        Evaluate the a-priori bounds B1-B12 (on the host, float64; see the module notes). With
-        statistics or streamed batches the per-sample forms are listed in ``skipped_bounds``.
+        Evaluate the a-priori bounds B1-B12 (on the host, float64; see the module notes and ``samples``).
     full_pivot_check : bool, optional
         Also compute I1's inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` of every pivot
         (``O(N^4)``; default when ``N <= 128``). The projection form, which needs a QR of the data,
