@@ -189,9 +189,11 @@ class RunContext:
         assert self.n_samples is not None  # from_statistics sets it
         return self.n_samples
 
-    def _need_data(self, what: str) -> None:
-        if not self.has_data:
+    def _data(self, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, Xt)``; a context of statistics only (no ``X``, no ``Xt``) says that ``what`` needs them."""
+        if self.X is None or self.Xt is None:
             raise ValueError(f"{what} needs the per-sample data; this context holds statistics only")
+        return self.X, self.Xt
 
     @cached_property
     def half_delta_absL(self) -> tuple[np.ndarray, np.ndarray]:
@@ -280,25 +282,21 @@ class RunContext:
         Without quantized inputs :math:`X(w - q)`. With them :math:`\tilde X(w - q) + (X - \tilde X)w`:
         two small terms, and the second, :attr:`mismatch_w`, is also what Qronos' least-squares fit
         reads (:attr:`_least_squares`), so the certificate forms it once."""
-        self._need_data("Xw - Xt q per sample")
-        assert self.X is not None and self.Xt is not None  # _need_data
+        X, Xt = self._data("Xw - Xt q per sample")
         if not self.uses_xt:
-            return _linalg.dot(self.E, self.X.T)
-        return _linalg.dot(self.E, self.Xt.T) + self.mismatch_w
+            return _linalg.dot(self.E, X.T)
+        return _linalg.dot(self.E, Xt.T) + self.mismatch_w
 
     @cached_property
     def mismatch_w(self) -> np.ndarray:
         r"""Rows of :math:`(X - \tilde X)w` (n x m): the part of the target that the quantized inputs miss
         (:math:`X - \tilde X` in the original column order; zero without quantized inputs)."""
-        self._need_data("X - Xt")
-        assert self.X is not None and self.Xt is not None  # _need_data
-        return _linalg.dot(self.W, (self.X - self.Xt).T)
+        X, Xt = self._data("X - Xt")
+        return _linalg.dot(self.W, (X - Xt).T)
 
     @cached_property
     def err_sq(self) -> np.ndarray:
-        if "err_sq" in self.given:
-            return self.given["err_sq"]
-        return np.sum(self.out * self.out, axis=1)
+        return self.given["err_sq"] if "err_sq" in self.given else np.sum(self.out * self.out, axis=1)
 
     @cached_property
     def lhs_sq(self) -> np.ndarray:
@@ -330,7 +328,7 @@ class RunContext:
         m = self.m
         dw = self.mismatch_w
         Xf_p = self.Xf_p
-        assert Xf_p is not None  # mismatch_w needed the data (_need_data); build sets Xf_p with them
+        assert Xf_p is not None  # mismatch_w needed the data (_data); build sets Xf_p with them
         if self.qr is not None:
             # DataQR factors the reversed columns: solve with R, then undo the reversal.
             rhs = self.qr.Q[:m].T @ dw.T
