@@ -226,7 +226,7 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
     # GPFQ's runs record their residual u_N (a hand-made Run without one fails in _rows2, as before).
     u = _rows2(cast(torch.Tensor, run.residual)) if row.identity_reads_samples else None
     reuse = _reusable_stats(run, X, Xt, V, uses_xt)
-    diffsq = None
+    err_inf = diffsq = None
     if items is None:
         if row.identity_reads_samples:
             raise ValueError(
@@ -236,10 +236,8 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
         if V is not None:
             acc = acc.transformed(V)
         err_sq = _err_sq_from_stats(acc, W, E, uses_xt)
-        err_inf = None
     else:
-        acc, err_sq, maxabs, diffsq = _stream(items, reuse, N, E, Q, V, u, uses_xt)
-        err_inf = _host(maxabs)
+        acc, err_sq, err_inf, diffsq = _stream(items, reuse, N, E, Q, V, u, uses_xt)
     order = run.order
     x_gram = sym_perm(acc.gram_X, order)
     gram = sym_perm(acc.gram_Xt, order) if uses_xt else x_gram
@@ -412,8 +410,9 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
 
 
 def _stream(items, stats: TorchAccumulator | None, N: int, E, Q, V, u, uses_xt: bool):
-    """One pass over the batches: ``(statistics, ||Xw - Xt q||^2, its sup norm, ||u_N - (Xw - Xt q)||^2)``,
-    the statistics accumulated here unless given (``stats``), the per-row sums from the data."""
+    """One pass over the batches: ``(statistics, ||Xw - Xt q||^2, its sup norm (on the host),
+    ||u_N - (Xw - Xt q)||^2)``, the statistics accumulated here unless given (``stats``), the per-row sums
+    from the data."""
     acc = stats if stats is not None else TorchAccumulator(N, E.device, with_mismatch=uses_xt)
     sumsq, maxabs, diffsq = (torch.zeros(E.shape[0], dtype=F64, device=E.device) for _ in range(3))
     rows = 0
@@ -442,7 +441,7 @@ def _stream(items, stats: TorchAccumulator | None, N: int, E, Q, V, u, uses_xt: 
         raise ValueError("no calibration rows were given (X yielded no batches)")
     if u is not None and rows != u.shape[1]:
         raise ValueError(f"the data have {rows} rows but the GPFQ run's residual has {u.shape[1]}")
-    return acc, sumsq, maxabs, diffsq
+    return acc, sumsq, _host(maxabs), diffsq
 
 
 def _err_sq_from_stats(acc: TorchAccumulator, W, E, uses_xt: bool) -> torch.Tensor:
