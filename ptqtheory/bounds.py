@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import cast
 
 import numpy as np
@@ -837,15 +838,10 @@ class _LeadingColumns:
         self.gram_p = np.asarray(ctx.gram_p, float)[:s, :s]
         self.xf_col_sq = np.asarray(ctx.xf_col_sq, float)[:s]
         self.Xf_p = None if ctx.Xf_p is None else np.asarray(ctx.Xf_p, float)[:, :s]
-        self.piv = _Pivots(np.asarray(_D(ctx), float)[:s])
+        self.piv = SimpleNamespace(D=np.asarray(_D(ctx), float)[:s])  # the pivots B2 reads, D only
 
     def __getattr__(self, name):
         return getattr(self._ctx, name)
-
-
-@dataclass(frozen=True)
-class _Pivots:
-    D: np.ndarray
 
 
 def owq_kept(ctx: RunContext) -> np.ndarray:
