@@ -178,7 +178,7 @@ class RunContext:
         rounding slack of the grid (R2 of :mod:`ptqtheory.tolerances`)."""
         d = np.asarray(self.delta_p, float)
         z = np.asarray(self.zero_p, float)
-        k = np.asarray(self.Q[:, self.order], float) / d + z
+        k = np.asarray(self.Q_p, float) / d + z
         return np.linalg.norm(d * (np.abs(k) + np.abs(z) + 1.0), axis=1)
 
     @property

@@ -405,14 +405,13 @@ def b7(ctx: RunContext) -> list[BoundCheck]:
     Hypotheses: nearest rounding, no clip.
     """
     hyps = _rounding_no_clip(ctx, "nearest")
-    Wp = ctx.W[:, ctx.order]
     noise = _weight_noise(ctx)[:, None]
     drift_b, err_b = ctx.half_delta_absL
-    drift_e = np.abs(ctx.x_p - Wp)
-    err_e = np.abs(ctx.E[:, ctx.order])
+    drift_e = np.abs(ctx.x_p - ctx.W_p)
+    err_e = np.abs(ctx.E_p)
     out = [
         _check_pointwise("B7.drift", "|x_t - w_t|", "deterministic", drift_e, drift_b, hyps,
-                         "THEORY.md B7", noise + ctx.eps * np.abs(Wp)),
+                         "THEORY.md B7", noise + ctx.eps * np.abs(ctx.W_p)),
         _check_pointwise("B7", "|w_j - q_j|", "deterministic", err_e, err_b, hyps,
                          "THEORY.md B7", noise),
     ]
@@ -443,7 +442,7 @@ def _alphabet_check(ctx: RunContext, B: np.ndarray, hyps, label: str, reference:
     d = ctx.delta_p
     w_inf = np.max(np.abs(ctx.W), axis=1)
     K = np.ceil(np.max((w_inf[:, None] + B[:, None] + d) / d, axis=1))
-    used = np.max(np.abs(np.asarray(ctx.Q[:, ctx.order], float)) / d, axis=1)
+    used = np.max(np.abs(np.asarray(ctx.Q_p, float)) / d, axis=1)
     bits = np.log2(2 * K + 1)
     return _check(label, "max_t |q_t| / delta_t", "deterministic" if p is None else "probability",
                   K, used, hyps, reference, ctx.eps * (used + K), p,
@@ -568,13 +567,12 @@ def b6(ctx: RunContext, p: float) -> list[BoundCheck]:
     N = L.shape[0]
     b = _sup_bound(L, ctx.delta_p, N, p)  # (n, N)
     noise = _weight_noise(ctx)[:, None]
-    Wp = ctx.W[:, ctx.order]
     out = [
         _check_pointwise("B6", "|w_j - q_j| for every j", "probability",
-                         np.abs(ctx.E[:, ctx.order]), b, hyps, f"THEORY.md B6; {REF}", noise, p),
+                         np.abs(ctx.E_p), b, hyps, f"THEORY.md B6; {REF}", noise, p),
         _check_pointwise("B6.iterates", "|x_t - w_t| for every t", "probability",
-                         np.abs(ctx.x_p - Wp), b, hyps, "THEORY.md B6 (maximal inequality)",
-                         noise + ctx.eps * np.abs(Wp), p),
+                         np.abs(ctx.x_p - ctx.W_p), b, hyps, "THEORY.md B6 (maximal inequality)",
+                         noise + ctx.eps * np.abs(ctx.W_p), p),
     ]
     lam = float(ctx.lam)
     if lam > 0:
@@ -652,7 +650,7 @@ def _b10_samples(ctx: RunContext, X_b: np.ndarray, Xt_b: np.ndarray, p: float) -
     Xp, Xtp = X_b[:, ctx.order], Xt_b[:, ctx.order]
     XL = Xtp @ np.asarray(ctx.factorization.L, float)
     a = _qronos_first(ctx)
-    r0 = _linalg.dot(ctx.W[:, ctx.order], Xp.T) - _linalg.dot(np.asarray(ctx.W_ls, float), Xtp.T)
+    r0 = _linalg.dot(ctx.W_p, Xp.T) - _linalg.dot(np.asarray(ctx.W_ls, float), Xtp.T)
     shift = np.abs(r0 + a[:, None] * XL[:, 0][None, :])
     # Xw - Xt q = X(w - q) + (X - Xt) q: no cancellation between two large products
     e = np.abs(_linalg.dot(ctx.E, X_b.T) + _linalg.dot(ctx.Q, (X_b - Xt_b).T))
@@ -729,7 +727,7 @@ def b12(ctx: RunContext, S: np.ndarray) -> list[BoundCheck]:
     """
     S = np.asarray(S, dtype=float)
     Sp = S[np.ix_(ctx.order, ctx.order)]
-    E_p = ctx.E[:, ctx.order]
+    E_p = ctx.E_p
     quad = np.sum((E_p @ Sp) * E_p, axis=1)
     m = ctx.m
     H = np.asarray(ctx.Hf_p, float)
