@@ -159,10 +159,8 @@ class BoundCheck:
         """One tidy dict per row (``holds`` is ``None`` where the bound does not apply)."""
         out = []
         applies, holds = self.applies, self.holds
-        failed = [h.name for h in self.hypotheses]
         for i in range(np.shape(self.value)[0]):
-            missing = [name for name, h in zip(failed, self.hypotheses, strict=True)
-                       if not h.per_row(len(applies))[i]]
+            missing = [h.name for h in self.hypotheses if not h.per_row(len(applies))[i]]
             out.append({
                 "row": i, "quantity": self.label, "bounds": self.quantity, "kind": self.kind,
                 "value": float(self.value[i]), "empirical": float(self.empirical[i]),
@@ -890,10 +888,7 @@ def unavailable(ctx: RunContext) -> list[str]:
     if ctx.has_data or ctx.exact:
         return []
     names = ctx.entry.bound_names(ctx.run.rounding)
-    out: list[str] = []
-    for name, labels in ctx.entry.per_sample:
-        if name in names:
-            out += list(labels)
+    out = [label for name, labels in ctx.entry.per_sample if name in names for label in labels]
     if "b5" in names and ctx.err_inf is None:
         out.append("B5.uniform")  # b5's uniform form reads the measured sup norm
     return out
