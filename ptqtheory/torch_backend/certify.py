@@ -123,8 +123,7 @@ class DeviceContext(RunContext):
     ``dev`` holds, in processing order unless said: ``W``, ``Q``, ``E`` (original order, float64, rows),
     ``W_p``, ``Q_p``, ``E_p``, ``eta_p``, ``order``, ``acc`` (the statistics, in the run's input basis),
     ``Hp`` (the damped feedback Gram matrix), ``piv`` (its :class:`TorchPivots`), and for GPFQ the
-    streamed ``u`` and ``diffsq``. Each override below replaces the host computation of the same
-    quantity; the identities and bounds that read them are the numpy reference's.
+    streamed ``u`` and ``diffsq``. Each override below computes the base class's quantity of that name.
     """
 
     dev: dict = field(default_factory=dict)
