@@ -64,34 +64,36 @@ class RunContext:
     gram_p: np.ndarray  # Xf^T Xf, processing order (Hf_p without the damping)
     piv: Pivots | None
     # Statistics-only contexts (from_statistics): X^T X of the float inputs in processing order, the
-    # number of samples, and per-row quantities computed from the statistics (err_sq, err_inf).
+    # number of samples, and per-row quantities computed from the statistics (err_sq, err_inf). Qronos'
+    # w_LS and ||r_0||^2 are read from _least_squares, which a subclass computes its own way.
     x_gram_p: np.ndarray | None = None
     n_samples: int | None = None
     given: dict = field(default_factory=dict)
     qr: DataQR | None = None  # the QR behind piv, kept when w_LS is needed (Qronos)
     # An alphabet run: delta_p is then each row's largest gap (the step the bounds read), zero_p 0.
     alphabet: Alphabet | None = None
+    # (rel, abs) of the statistics the run's pivots were computed from when they were formed with
+    # float32 chunk products (E4, ptqtheory.tolerances.gram_rounding); None for float64 statistics and
+    # for build(): the reference factors the data by QR and forms X^T X in float64.
+    gram_rounding: tuple[float, float] | None = None
 
     @classmethod
     def build(cls, run: Run, X, Xt=None, factor: bool = True, piv: Pivots | None = None) -> Self:
         """The context of ``run`` on its data; ``piv`` reuses a factorization already computed."""
         W = np.atleast_2d(run.W)
-        n, N = W.shape
+        N = W.shape[1]
         Xa = as_matrix("X", X, N)
         exact = is_exact(W)
         if is_exact(Xa) != exact:
             raise ValueError("X must be exact (rationals) exactly when the run was")
         row = entry(run.algorithm)
-        uses_xt = row.uses_xt
-        if uses_xt:
+        if row.uses_xt:
             if Xt is None:
                 raise ValueError(f"Xt is required to certify a {run.algorithm} run")
             Xta = as_matrix("Xt", Xt, N, m=Xa.shape[0])
         else:
             Xta = Xa
-        order = np.asarray(run.order)
-        delta, zero, alphabet = _steps(run, n, N)
-        Xf_p = columns_in(Xta, order)
+        Xf_p = columns_in(Xta, np.asarray(run.order))
         gram = _gram(Xf_p)
         Hf_p = _damped(gram, run.lam)
         qr = None
@@ -105,18 +107,12 @@ class RunContext:
                 piv = Pivots.from_ul(qr.UH, np.diag(Hf_p), run.lam, what)
             else:
                 piv = pivots_from_data(Xf_p, run.lam, what)
-        return cls(
-            run=run, exact=exact, order=order, lam=run.lam, X=Xa, Xt=Xta, uses_xt=uses_xt,
-            W=W, Q=np.atleast_2d(run.Q), eta_p=columns_in(np.atleast_2d(run.eta), order),
-            x_p=columns_in(np.atleast_2d(run.x), order), delta_p=columns_in(delta, order),
-            zero_p=columns_in(zero, order), clipped_p=columns_in(np.atleast_2d(run.clipped), order),
-            Xf_p=Xf_p, Hf_p=Hf_p, gram_p=gram, piv=piv, qr=qr, alphabet=alphabet,
-        )
+        return cls(exact=exact, X=Xa, Xt=Xta, Xf_p=Xf_p, Hf_p=Hf_p, gram_p=gram, piv=piv, qr=qr,
+                   **_run_fields(run, W, np.atleast_2d(run.Q)))
 
     @classmethod
     def from_statistics(cls, run: Run, *, gram_p: np.ndarray, x_gram_p: np.ndarray, m: int,
                         piv: Pivots | None, err_sq: np.ndarray, err_inf: np.ndarray | None = None,
-                        W_ls: np.ndarray | None = None, r0_sq: np.ndarray | None = None,
                         **fields) -> Self:
         r"""A context without per-sample data (a run certified from streamed statistics).
 
@@ -127,24 +123,13 @@ class RunContext:
         m : number of samples.
         piv : the factorization of ``gram_p + lam I`` (``None`` for RTN).
         err_sq : :math:`\|Xw - \tilde Xq\|^2` per row; ``err_inf`` its sup norm if it was measured.
-        W_ls, r0_sq : Qronos' :math:`w_{LS}` (processing order) and :math:`\|r_0\|^2` per row, when
-            computed elsewhere (a subclass may compute them itself).
         fields : further dataclass fields of a subclass (e.g. device tensors).
         """
-        W = np.atleast_2d(np.asarray(run.W, dtype=float))
-        n, N = W.shape
-        order = np.asarray(run.order)
-        delta, zero, alphabet = _steps(run, n, N)
-        given = {"err_sq": np.asarray(err_sq, float), "err_inf": err_inf, "W_ls": W_ls, "r0_sq": r0_sq}
+        W, Q = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (run.W, run.Q))
         return cls(
-            run=run, exact=False, order=order, lam=run.lam, X=None, Xt=None,
-            uses_xt=entry(run.algorithm).uses_xt, W=W, Q=np.atleast_2d(np.asarray(run.Q, dtype=float)),
-            eta_p=columns_in(np.atleast_2d(run.eta), order), x_p=columns_in(np.atleast_2d(run.x), order),
-            delta_p=columns_in(delta, order), zero_p=columns_in(zero, order),
-            clipped_p=columns_in(np.atleast_2d(run.clipped), order), Xf_p=None,
-            Hf_p=_damped(gram_p, float(run.lam)), gram_p=gram_p, piv=piv, x_gram_p=x_gram_p,
-            n_samples=int(m), given={k: v for k, v in given.items() if v is not None}, alphabet=alphabet,
-            **fields,
+            exact=False, X=None, Xt=None, Xf_p=None, Hf_p=_damped(gram_p, float(run.lam)), gram_p=gram_p,
+            piv=piv, x_gram_p=x_gram_p, n_samples=int(m),
+            given={"err_sq": np.asarray(err_sq, float), "err_inf": err_inf}, **_run_fields(run, W, Q), **fields,
         )
 
     @cached_property
@@ -167,15 +152,14 @@ class RunContext:
         return entry(self.run.algorithm)
 
     @property
-    def shape(self) -> tuple[int, int]:
-        return self.W.shape
+    def factorization(self) -> Pivots:
+        """``piv``, where only runs with a factorization read it (the registry's ``factor``)."""
+        assert self.piv is not None
+        return self.piv
 
     @property
-    def gram_rounding(self) -> tuple[float, float] | None:
-        r"""``(rel, abs)`` of the statistics the run's pivots were computed from, when they were formed
-        with float32 chunk products (:func:`ptqtheory.tolerances.gram_rounding`); ``None`` here: the
-        reference factors the data by QR and forms :math:`X^TX` in float64."""
-        return None
+    def shape(self) -> tuple[int, int]:
+        return self.W.shape
 
     @property
     def has_data(self) -> bool:
@@ -194,21 +178,22 @@ class RunContext:
         rounding slack of the grid (R2 of :mod:`ptqtheory.tolerances`)."""
         d = np.asarray(self.delta_p, float)
         z = np.asarray(self.zero_p, float)
-        k = np.asarray(self.Q[:, self.order], float) / d + z
+        k = np.asarray(self.Q_p, float) / d + z
         return np.linalg.norm(d * (np.abs(k) + np.abs(z) + 1.0), axis=1)
 
     @property
     def m(self) -> int:
         """Number of samples (rows of ``X``)."""
-        if self.has_data:
-            assert self.X is not None  # has_data
+        if self.X is not None:  # has_data
             return self.X.shape[0]
         assert self.n_samples is not None  # from_statistics sets it
         return self.n_samples
 
-    def _need_data(self, what: str) -> None:
-        if not self.has_data:
+    def _data(self, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, Xt)``; a context of statistics only (no ``X``, no ``Xt``) says that ``what`` needs them."""
+        if self.X is None or self.Xt is None:
             raise ValueError(f"{what} needs the per-sample data; this context holds statistics only")
+        return self.X, self.Xt
 
     @cached_property
     def half_delta_absL(self) -> tuple[np.ndarray, np.ndarray]:
@@ -220,8 +205,7 @@ class RunContext:
         lower part of :math:`|L|`; the diagonal term :math:`\delta_j/2` (:math:`L_{jj} = 1`) is then
         added, never subtracted, so neither sum cancels.
         """
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        A = np.abs(np.asarray(self.piv.L, float))
+        A = np.abs(np.asarray(self.factorization.L, float))
         np.fill_diagonal(A, 0.0)
         d = np.asfortranarray(np.asarray(self.delta_p, float))
         if d.size == 0:
@@ -251,16 +235,14 @@ class RunContext:
     @cached_property
     def x_norm(self) -> float:
         r""":math:`\|X\|_F`."""
-        if self.has_data:
-            assert self.X is not None  # has_data
+        if self.X is not None:  # has_data
             return float(np.linalg.norm(np.asarray(self.X[:, self.order], float)))
         return float(np.sqrt(max(float(np.sum(self.x_col_sq)), 0.0)))
 
     @cached_property
     def x_op_sq(self) -> float:
         r""":math:`\|X\|_2^2` (0 for empty data)."""
-        if self.has_data:
-            assert self.X is not None  # has_data
+        if self.X is not None:  # has_data
             X = np.asarray(self.X[:, self.order], float)
             return float(np.linalg.norm(X, 2)) ** 2 if X.size else 0.0
         assert self.x_gram_p is not None  # from_statistics sets it
@@ -286,8 +268,6 @@ class RunContext:
     @cached_property
     def r0_sq(self) -> np.ndarray:
         r""":math:`\|r_0\|^2` per row (Qronos)."""
-        if "r0_sq" in self.given:
-            return self.given["r0_sq"]
         return self._least_squares["r0_sq"]
 
     @cached_property
@@ -302,40 +282,26 @@ class RunContext:
         Without quantized inputs :math:`X(w - q)`. With them :math:`\tilde X(w - q) + (X - \tilde X)w`:
         two small terms, and the second, :attr:`mismatch_w`, is also what Qronos' least-squares fit
         reads (:attr:`_least_squares`), so the certificate forms it once."""
-        self._need_data("Xw - Xt q per sample")
-        assert self.X is not None and self.Xt is not None  # _need_data
+        X, Xt = self._data("Xw - Xt q per sample")
         if not self.uses_xt:
-            return _linalg.dot(self.E, self.X.T)
-        return _linalg.dot(self.E, self.Xt.T) + self.mismatch_w
+            return _linalg.dot(self.E, X.T)
+        return _linalg.dot(self.E, Xt.T) + self.mismatch_w
 
     @cached_property
     def mismatch_w(self) -> np.ndarray:
-        r"""Rows of :math:`(X - \tilde X)w` (n x m): the part of the target that the quantized inputs miss."""
-        return _linalg.dot(self.W, self.mismatch.T)
-
-    @cached_property
-    def mismatch(self) -> np.ndarray:
-        r""":math:`X - \tilde X` (original column order; the zero matrix without quantized inputs)."""
-        self._need_data("X - Xt")
-        assert self.X is not None and self.Xt is not None  # _need_data
-        return self.X - self.Xt
+        r"""Rows of :math:`(X - \tilde X)w` (n x m): the part of the target that the quantized inputs miss
+        (:math:`X - \tilde X` in the original column order; zero without quantized inputs)."""
+        X, Xt = self._data("X - Xt")
+        return _linalg.dot(self.W, (X - Xt).T)
 
     @cached_property
     def err_sq(self) -> np.ndarray:
-        if "err_sq" in self.given:
-            return self.given["err_sq"]
-        return np.sum(self.out * self.out, axis=1)
+        return self.given["err_sq"] if "err_sq" in self.given else np.sum(self.out * self.out, axis=1)
 
     @cached_property
     def lhs_sq(self) -> np.ndarray:
         r""":math:`\|Xw - \tilde Xq\|^2 + \lambda\|w - q\|^2` per row."""
         return self.err_sq + self.lam * np.sum(self.E * self.E, axis=1)
-
-    @cached_property
-    def Xh(self) -> np.ndarray:
-        """:math:`[X; \\sqrt\\lambda I]` in processing order."""
-        # X is None only in statistics contexts, which do not read this (TypeError there, as before).
-        return _linalg.augment(cast(np.ndarray, self.X)[:, self.order], self.lam)
 
     @cached_property
     def Xfh(self) -> np.ndarray:
@@ -362,7 +328,7 @@ class RunContext:
         m = self.m
         dw = self.mismatch_w
         Xf_p = self.Xf_p
-        assert Xf_p is not None  # mismatch_w needed the data (_need_data); build sets Xf_p with them
+        assert Xf_p is not None  # mismatch_w needed the data (_data); build sets Xf_p with them
         if self.qr is not None:
             # DataQR factors the reversed columns: solve with R, then undo the reversal.
             rhs = self.qr.Q[:m].T @ dw.T
@@ -376,21 +342,12 @@ class RunContext:
         if not self.exact:  # only the float64 allowance reads it
             wHw = np.sum((self.W_p @ self.Hf_p) * self.W_p, axis=1)
             fitted = np.sqrt(np.maximum(wHw, 0.0)) + np.linalg.norm(dw, axis=1)
-        return {"W_ls": self.W_p + y, "y": y, "r0_top": top, "r0_sq": r0_sq, "fitted_norm": fitted}
+        return {"W_ls": self.W_p + y, "r0_sq": r0_sq, "fitted_norm": fitted}
 
     @cached_property
     def W_ls(self) -> np.ndarray:
         r""":math:`w_{LS} = \hat{\tilde X}^+ \hat X w` per row (processing order), fitted from the data."""
-        if "W_ls" in self.given:
-            return self.given["W_ls"]
         return self._least_squares["W_ls"]
-
-    @property
-    def r0(self) -> np.ndarray:
-        r"""Rows of :math:`r_0 = \hat Xw - \hat{\tilde X} w_{LS}` (length m + N)."""
-        ls = self._least_squares
-        bottom = -_linalg.dot(ls["y"], self.Xfh[self.m:].T)  # the damping rows, sqrt(lam) I
-        return np.concatenate([ls["r0_top"], bottom], axis=1)
 
     @cached_property
     def ls_refit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -434,8 +391,7 @@ class RunContext:
     @cached_property
     def L_fro(self) -> float:
         r""":math:`\|L\|_F` of the factorization."""
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        return float(np.linalg.norm(np.asarray(self.piv.L, float)))
+        return float(np.linalg.norm(np.asarray(self.factorization.L, float)))
 
     @cached_property
     def eta_norm(self) -> np.ndarray:
@@ -445,13 +401,12 @@ class RunContext:
         r"""Per row :math:`\|a - L\eta\|` and :math:`\|a\|` with :math:`a = w - q` (``"E"``) or
         :math:`a = w_{LS} - q` (``"ls"``); squared for exact inputs (no square roots of rationals)."""
         A = self.E_p if which == "E" else self.W_ls - self.Q_p
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
         if self.exact or self.eta_p.size == 0:
-            resid = A - _linalg.dot(self.eta_p, self.piv.L.T)  # rows: a - L eta
+            resid = A - _linalg.dot(self.eta_p, self.factorization.L.T)  # rows: a - L eta
         else:
             # L eta^T by BLAS trmm (L lower triangular: half the flops of a full product). The
             # row-major eta read column-major is eta^T, and the result read row-major is eta L^T.
-            L = np.asarray(self.piv.L, float)
+            L = np.asarray(self.factorization.L, float)
             eta = np.ascontiguousarray(self.eta_p, dtype=float)
             resid = A - scipy.linalg.blas.dtrmm(1.0, np.asfortranarray(L), eta.T, side=0, lower=1).T
         num = np.asarray(_linalg.sq_norms(resid, 1))
@@ -483,8 +438,8 @@ class RunContext:
         N = Hp.shape[0]
         if N <= 128:
             return float(np.linalg.cond(Hp))
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        Lrev = (self.piv.U1 * np.sqrt(self.piv.D)[None, :])[::-1, ::-1]  # J H J = Lrev Lrev^T
+        F = self.factorization
+        Lrev = (F.U1 * np.sqrt(F.D)[None, :])[::-1, ::-1]  # J H J = Lrev Lrev^T
         rcond, info = scipy.linalg.lapack.dpocon(
             np.asfortranarray(Lrev), float(np.abs(Hp).sum(0).max()), uplo="L"
         )
@@ -498,8 +453,7 @@ class RunContext:
         """
         if not full:
             return None, None
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        D = self.piv.D
+        D = self.factorization.D
         N = D.shape[0]
         Xhp, Hp = self.Xfh, self.Hf_p
         D_proj = _linalg.zeros_like(D)
@@ -517,8 +471,7 @@ class RunContext:
     @cached_property
     def logdet_gap(self) -> float:
         r""":math:`|\sum_t\log D_t - \log\det H|` (exact: :math:`|\prod_t D_t - \det H|`)."""
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        D = self.piv.D
+        D = self.factorization.D
         if self.exact:
             import sympy
 
@@ -545,21 +498,26 @@ class RunContext:
     @cached_property
     def weighted(self) -> np.ndarray:
         r""":math:`\sum_t \eta_t^2 D_t` per row."""
-        assert self.piv is not None  # read only for runs with a factorization (the registry's factor)
-        return _linalg.dot(self.eta_p * self.eta_p, self.piv.D)
+        return _linalg.dot(self.eta_p * self.eta_p, self.factorization.D)
 
     @cached_property
     def clipped_rows(self) -> np.ndarray:
         return np.any(self.clipped_p, axis=1)
 
 
-def _steps(run: Run, n: int, N: int) -> tuple[np.ndarray, np.ndarray, Alphabet | None]:
-    """``(delta, zero, alphabet)`` per entry, original order: the grid's step and zero point, or for an
-    alphabet run its largest gap per row (every bound that reads a step holds with it) and zero 0."""
+def _run_fields(run: Run, W: np.ndarray, Q: np.ndarray) -> dict:
+    """The fields both constructors read off ``run`` (and its weights ``W``, ``Q``): the order, the
+    damping and the per-entry arrays in processing order. ``delta``, ``zero``: the grid's step and zero
+    point, or for an alphabet run its largest gap per row (every bound that reads a step holds with it)
+    and zero 0."""
+    order = np.asarray(run.order)
     if isinstance(run.grid, Alphabet):
-        return run.grid.step_bound(n, N), np.zeros((n, N)), run.grid
-    delta, zero, _, _ = run.grid.views(n, N)
-    return delta, zero, None
+        delta, zero, alphabet = run.grid.step_bound(*W.shape), np.zeros(W.shape), run.grid
+    else:
+        (delta, zero, _, _), alphabet = run.grid.views(*W.shape), None
+    per_entry = {"eta_p": run.eta, "x_p": run.x, "delta_p": delta, "zero_p": zero, "clipped_p": run.clipped}
+    return {"run": run, "order": order, "lam": run.lam, "uses_xt": entry(run.algorithm).uses_xt, "W": W, "Q": Q,
+            "alphabet": alphabet, **{k: columns_in(np.atleast_2d(a), order) for k, a in per_entry.items()}}
 
 
 def _damped(G: np.ndarray, lam) -> np.ndarray:

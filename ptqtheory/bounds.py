@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import cast
 
 import numpy as np
@@ -41,6 +42,7 @@ import scipy.linalg
 from . import _linalg
 from ._context import RunContext
 from ._validate import check_probability
+from .identities import _ratio
 from .lower_bounds import l1_bound, mean_error, optimality_ratio, ratio_floor
 from .records import Run
 from .tolerances import RTOL_BOUND, evaluation_allowance, singular_threshold, weight_allowance
@@ -157,10 +159,8 @@ class BoundCheck:
         """One tidy dict per row (``holds`` is ``None`` where the bound does not apply)."""
         out = []
         applies, holds = self.applies, self.holds
-        failed = [h.name for h in self.hypotheses]
         for i in range(np.shape(self.value)[0]):
-            missing = [name for name, h in zip(failed, self.hypotheses, strict=True)
-                       if not h.per_row(len(applies))[i]]
+            missing = [h.name for h in self.hypotheses if not h.per_row(len(applies))[i]]
             out.append({
                 "row": i, "quantity": self.label, "bounds": self.quantity, "kind": self.kind,
                 "value": float(self.value[i]), "empirical": float(self.empirical[i]),
@@ -179,12 +179,6 @@ def context(run: Run, X, Xt=None) -> RunContext:
     return RunContext.build(run, X, Xt)
 
 
-def _ratio(num, den) -> np.ndarray:
-    num, den = np.asarray(num, float), np.asarray(den, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where(num > 0, np.inf, 0.0))
-
-
 def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray):
     """Per row: largest ratio (e - atol)_+ / b, and whether e <= b (1 + RTOL) + atol everywhere.
 
@@ -199,16 +193,14 @@ def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray):
     return np.max(r, axis=1, initial=0.0), holds
 
 
-def _no_clip(ctx: RunContext) -> Hypothesis:
-    return Hypothesis("no clip", ~ctx.clipped_rows, "no entry of the row was clipped")
-
-
-def _no_clip_stochastic(ctx: RunContext) -> Hypothesis:
-    # Conditioning on "this run did not clip" biases the rounding errors (docs/theory.md, errata):
-    # what holds on a finite grid is P(bound fails and no clip) <= p, by coupling with the run on
-    # the infinite grid, which equals this run whenever this run did not clip.
-    return Hypothesis("no clip", ~ctx.clipped_rows,
-                      "no entry of the row was clipped; the claim is P(fails and no clip) <= p")
+def _rounding_no_clip(ctx: RunContext, wanted: str) -> tuple[Hypothesis, Hypothesis]:
+    """``wanted`` rounding (:func:`_rounding`) and no clip, the hypotheses of most bounds."""
+    # Stochastic: conditioning on "this run did not clip" biases the rounding errors (docs/theory.md,
+    # errata): what holds on a finite grid is P(bound fails and no clip) <= p, by coupling with the run
+    # on the infinite grid, which equals this run whenever this run did not clip.
+    detail = "no entry of the row was clipped" + ("; the claim is P(fails and no clip) <= p"
+                                                  if wanted == "stochastic" else "")
+    return _rounding(ctx, wanted), Hypothesis("no clip", ~ctx.clipped_rows, detail)
 
 
 def _rounding(ctx: RunContext, wanted: str) -> Hypothesis:
@@ -295,7 +287,7 @@ def b1(ctx: RunContext) -> list[BoundCheck]:
     Hypotheses: nearest rounding, no clip. From I2 with :math:`|\eta_t| \le \delta_t/2`; attained
     when every :math:`x_t` is a midpoint (:func:`ptqtheory.tightness.midpoint_weights`).
     """
-    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    hyps = _rounding_no_clip(ctx, "nearest")
     lam_term = float(ctx.lam) * np.sum(ctx.E**2, axis=1)
     pivot_term = 0.25 * _sum_delta2_D(ctx)
     sharp = pivot_term - lam_term  # the two terms cancel exactly when every x_t is a midpoint
@@ -410,15 +402,14 @@ def b7(ctx: RunContext) -> list[BoundCheck]:
 
     Hypotheses: nearest rounding, no clip.
     """
-    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
-    Wp = ctx.W[:, ctx.order]
+    hyps = _rounding_no_clip(ctx, "nearest")
     noise = _weight_noise(ctx)[:, None]
     drift_b, err_b = ctx.half_delta_absL
-    drift_e = np.abs(ctx.x_p - Wp)
-    err_e = np.abs(ctx.E[:, ctx.order])
+    drift_e = np.abs(ctx.x_p - ctx.W_p)
+    err_e = np.abs(ctx.E_p)
     out = [
         _check_pointwise("B7.drift", "|x_t - w_t|", "deterministic", drift_e, drift_b, hyps,
-                         "THEORY.md B7", noise + ctx.eps * np.abs(Wp)),
+                         "THEORY.md B7", noise + ctx.eps * np.abs(ctx.W_p)),
         _check_pointwise("B7", "|w_j - q_j|", "deterministic", err_e, err_b, hyps,
                          "THEORY.md B7", noise),
     ]
@@ -449,7 +440,7 @@ def _alphabet_check(ctx: RunContext, B: np.ndarray, hyps, label: str, reference:
     d = ctx.delta_p
     w_inf = np.max(np.abs(ctx.W), axis=1)
     K = np.ceil(np.max((w_inf[:, None] + B[:, None] + d) / d, axis=1))
-    used = np.max(np.abs(np.asarray(ctx.Q[:, ctx.order], float)) / d, axis=1)
+    used = np.max(np.abs(np.asarray(ctx.Q_p, float)) / d, axis=1)
     bits = np.log2(2 * K + 1)
     return _check(label, "max_t |q_t| / delta_t", "deterministic" if p is None else "probability",
                   K, used, hyps, reference, ctx.eps * (used + K), p,
@@ -463,17 +454,14 @@ def b8(ctx: RunContext, p: float | None = None) -> list[BoundCheck]:
     """
     if ctx.run.rounding == "nearest":
         B = np.max(ctx.half_delta_absL[1], axis=1, initial=0.0)
-        return [_alphabet_check(ctx, B, (_rounding(ctx, "nearest"), _no_clip(ctx), *_uniform_grid(ctx)), "B8",
+        return [_alphabet_check(ctx, B, (*_rounding_no_clip(ctx, "nearest"), *_uniform_grid(ctx)), "B8",
                                 "THEORY.md B8 with B from B7")]
     p = 1e-3 if p is None else p
     N = ctx.shape[1]
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    L = np.asarray(ctx.piv.L, float)
+    L = np.asarray(ctx.factorization.L, float)
     B = np.max(np.sqrt((ctx.delta_p**2) @ (L**2).T * math.log(2 * N / p) / 2), axis=1)
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx), *_uniform_grid(ctx))
-    return [_alphabet_check(ctx, B, hyps,
-                            "B8.stochastic",
-                            "THEORY.md B8 with B from B6", p)]
+    hyps = (*_rounding_no_clip(ctx, "stochastic"), *_uniform_grid(ctx))
+    return [_alphabet_check(ctx, B, hyps, "B8.stochastic", "THEORY.md B8 with B from B6", p)]
 
 
 def b11(ctx: RunContext) -> list[BoundCheck]:
@@ -481,7 +469,7 @@ def b11(ctx: RunContext) -> list[BoundCheck]:
     (summed over rows: :math:`\frac n4\delta^2\operatorname{tr}(D)`), and the incoherence bound
     :math:`\operatorname{tr}(D) \le (\mu^2/N)(\operatorname{tr}H^{1/2})^2` (QuIP, a property of H).
     """
-    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    hyps = _rounding_no_clip(ctx, "nearest")
     proxy = np.asarray(ctx.h_quadratic, float)  # I3's left side, computed once per context
     val = 0.25 * _sum_delta2_D(ctx)
     H = np.asarray(ctx.Hf_p, float)
@@ -521,7 +509,7 @@ def b4(ctx: RunContext, p: float) -> list[BoundCheck]:
     r"""B4: w.p. :math:`\ge 1-p`, :math:`\|\hat X(w-q)\|^2 \le \frac14\sum_t\delta_t^2D_t +
     (\sum_t \delta_t^4 D_t^2)^{1/2}\sqrt{\log(1/p)/2}` (Azuma-Hoeffding on :math:`\eta_t^2 D_t`).
     """
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
+    hyps = _rounding_no_clip(ctx, "stochastic")
     # (sum_t (delta_t^2 D_t)^2)^(1/2) as a scaled norm: the squares are of degree eight in the
     # scales and would leave the range R1 of ptqtheory.tolerances.
     dev = _row_norms(ctx.delta_p**2 * _D(ctx)[None, :]) * math.sqrt(math.log(1 / p) / 2)
@@ -554,7 +542,7 @@ def b5(ctx: RunContext, p: float) -> list[BoundCheck]:
     (:math:`= \delta\sqrt{S_i\log(2m/p)/2}`, :math:`S_i = (XLL^TX^T)_{ii}`); uniform form with
     :math:`S_i \le \max_t D_t`.
     """
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
+    hyps = _rounding_no_clip(ctx, "stochastic")
     m = ctx.m
     atol = (ctx.xh_norm * _weight_noise(ctx))[:, None]
     uni = np.max(ctx.delta_p, axis=1) * math.sqrt(float(np.max(_D(ctx))) * math.log(2 * m / p) / 2)
@@ -572,19 +560,17 @@ def b6(ctx: RunContext, p: float) -> list[BoundCheck]:
     for all j, and (maximal inequality) every iterate: :math:`|x_t - w_t|` obeys the same bound;
     :math:`\lambda` form: :math:`\|w-q\|_\infty \le \delta\sqrt{(1 + \max_t\|X_t\|^2/\lambda)\log(2N/p)/2}`.
     """
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    L = np.asarray(ctx.piv.L, float)
+    hyps = _rounding_no_clip(ctx, "stochastic")
+    L = np.asarray(ctx.factorization.L, float)
     N = L.shape[0]
     b = _sup_bound(L, ctx.delta_p, N, p)  # (n, N)
     noise = _weight_noise(ctx)[:, None]
-    Wp = ctx.W[:, ctx.order]
     out = [
         _check_pointwise("B6", "|w_j - q_j| for every j", "probability",
-                         np.abs(ctx.E[:, ctx.order]), b, hyps, f"THEORY.md B6; {REF}", noise, p),
+                         np.abs(ctx.E_p), b, hyps, f"THEORY.md B6; {REF}", noise, p),
         _check_pointwise("B6.iterates", "|x_t - w_t| for every t", "probability",
-                         np.abs(ctx.x_p - Wp), b, hyps, "THEORY.md B6 (maximal inequality)",
-                         noise + ctx.eps * np.abs(Wp), p),
+                         np.abs(ctx.x_p - ctx.W_p), b, hyps, "THEORY.md B6 (maximal inequality)",
+                         noise + ctx.eps * np.abs(ctx.W_p), p),
     ]
     lam = float(ctx.lam)
     if lam > 0:
@@ -611,7 +597,7 @@ def b9(ctx: RunContext) -> list[BoundCheck]:
     \lambda\|w-q\|^2` (A4'); for A4 the :math:`t=1` term is
     :math:`(|(w_{LS})_1 - y_1| + \delta_1/2)^2\tilde D_1`. Hypotheses: nearest, no clip.
     """
-    hyps = (_rounding(ctx, "nearest"), _no_clip(ctx))
+    hyps = _rounding_no_clip(ctx, "nearest")
     D = _D(ctx)
     r0 = ctx.r0_sq
     a = np.abs(_qronos_first(ctx))
@@ -632,7 +618,7 @@ def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
     :math:`\ge 1-p`: :math:`|(Xw - \tilde Xq)_i| \le |(r_0)_i + a(\tilde X\tilde L)_{i1}| +
     (\sum_t(\tilde X\tilde L)_{it}^2\delta_t^2\log(2m/p)/2)^{1/2}` for every sample i.
     """
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
+    hyps = _rounding_no_clip(ctx, "stochastic")
     D = _D(ctx)
     a = _qronos_first(ctx)
     base = ctx.r0_sq + a**2 * D[0]
@@ -651,8 +637,7 @@ def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
 
 def _b5_samples(ctx: RunContext, X_b: np.ndarray, Xt_b, p: float) -> tuple[np.ndarray, np.ndarray]:
     r"""B5 on samples ``X_b`` (rows, original column order): ``(|X_b(w - q)|, bound)``, each (n, b)."""
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    XL = X_b[:, ctx.order] @ np.asarray(ctx.piv.L, float)
+    XL = X_b[:, ctx.order] @ np.asarray(ctx.factorization.L, float)
     return np.abs(_linalg.dot(ctx.E, X_b.T)), _sup_bound(XL, ctx.delta_p, ctx.m, p)
 
 
@@ -661,10 +646,9 @@ def _b10_samples(ctx: RunContext, X_b: np.ndarray, Xt_b: np.ndarray, p: float) -
     :math:`|(r_0)_i + a(\tilde X\tilde L)_{i1}| + (\sum_t(\tilde X\tilde L)_{it}^2\delta_t^2\log(2m/p)/2)^{1/2}`
     with :math:`(r_0)_i = x_i^Tw - \tilde x_i^Tw_{LS}` (the sample rows of :math:`r_0`)."""
     Xp, Xtp = X_b[:, ctx.order], Xt_b[:, ctx.order]
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    XL = Xtp @ np.asarray(ctx.piv.L, float)
+    XL = Xtp @ np.asarray(ctx.factorization.L, float)
     a = _qronos_first(ctx)
-    r0 = _linalg.dot(ctx.W[:, ctx.order], Xp.T) - _linalg.dot(np.asarray(ctx.W_ls, float), Xtp.T)
+    r0 = _linalg.dot(ctx.W_p, Xp.T) - _linalg.dot(np.asarray(ctx.W_ls, float), Xtp.T)
     shift = np.abs(r0 + a[:, None] * XL[:, 0][None, :])
     # Xw - Xt q = X(w - q) + (X - Xt) q: no cancellation between two large products
     e = np.abs(_linalg.dot(ctx.E, X_b.T) + _linalg.dot(ctx.Q, (X_b - Xt_b).T))
@@ -687,7 +671,7 @@ def _per_sample_check(ctx: RunContext, label: str, batches, p: float) -> BoundCh
     samples, and combined by maxima and conjunction, so the result does not depend on the batching.
     """
     quantity, reference, samples, scale = _PER_SAMPLE[label]
-    hyps = (_rounding(ctx, "stochastic"), _no_clip_stochastic(ctx))
+    hyps = _rounding_no_clip(ctx, "stochastic")
     atol = (scale(ctx) * _weight_noise(ctx))[:, None]
     n = ctx.shape[0]
     value, empirical, ratio = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -741,7 +725,7 @@ def b12(ctx: RunContext, S: np.ndarray) -> list[BoundCheck]:
     """
     S = np.asarray(S, dtype=float)
     Sp = S[np.ix_(ctx.order, ctx.order)]
-    E_p = ctx.E[:, ctx.order]
+    E_p = ctx.E_p
     quad = np.sum((E_p @ Sp) * E_p, axis=1)
     m = ctx.m
     H = np.asarray(ctx.Hf_p, float)
@@ -755,7 +739,7 @@ def b12(ctx: RunContext, S: np.ndarray) -> list[BoundCheck]:
         _check("B12", "(w-q)^T S (w-q)", "mean", mean_val, quad, (_rounding(ctx, "stochastic"),),
                "THEORY.md B12 (in the spirit of George & Saab 2026)", atol),
         _check("B12.det", "(w-q)^T S (w-q)", "deterministic", det_val, quad,
-               (_rounding(ctx, "nearest"), _no_clip(ctx),
+               (*_rounding_no_clip(ctx, "nearest"),
                 Hypothesis("lam >= m ||S - X^T X/m||_op", lam_ok,
                            f"lam = {float(ctx.lam):.4g}, m ||S - X^TX/m|| = {m * gap:.4g}")),
                "THEORY.md B12", atol),
@@ -775,7 +759,7 @@ def rtn_bounds(ctx: RunContext) -> list[BoundCheck]:
     atol = ctx.x_norm * _weight_noise(ctx) * (np.sqrt(np.abs(ctx.err_sq)) + np.sqrt(val))
     return [
         _check("RTN", "||X eta||_2^2", "deterministic", val, ctx.err_sq,
-               (_rounding(ctx, "nearest"), _no_clip(ctx)), "THEORY.md (RTN for comparison)", atol),
+               _rounding_no_clip(ctx, "nearest"), "THEORY.md (RTN for comparison)", atol),
         _check("RTN.mean", "sum_t r_t(delta_t - r_t) ||X_t||^2", "per-run", mean_val, V,
                (_rounding(ctx, "stochastic"),), "THEORY.md (RTN for comparison)", ctx.eps * mean_val,
                extra={"lhs": ctx.err_sq}),
@@ -834,8 +818,7 @@ class _QuantizedColumns:
 
     @property
     def half_delta_absL(self) -> tuple[np.ndarray, np.ndarray]:
-        assert self._ctx.piv is not None  # OWQ runs are factored (the registry's factor H)
-        A = np.abs(np.asarray(self._ctx.piv.L, float))
+        A = np.abs(np.asarray(self._ctx.factorization.L, float))  # OWQ runs are factored
         np.fill_diagonal(A, 0.0)
         drift = 0.5 * (self.delta_p @ np.tril(A, -1).T)
         return drift, drift + 0.5 * self.delta_p
@@ -851,15 +834,10 @@ class _LeadingColumns:
         self.gram_p = np.asarray(ctx.gram_p, float)[:s, :s]
         self.xf_col_sq = np.asarray(ctx.xf_col_sq, float)[:s]
         self.Xf_p = None if ctx.Xf_p is None else np.asarray(ctx.Xf_p, float)[:, :s]
-        self.piv = _Pivots(np.asarray(_D(ctx), float)[:s])
+        self.piv = SimpleNamespace(D=np.asarray(_D(ctx), float)[:s])  # the pivots B2 reads, D only
 
     def __getattr__(self, name):
         return getattr(self._ctx, name)
-
-
-@dataclass(frozen=True)
-class _Pivots:
-    D: np.ndarray
 
 
 def owq_kept(ctx: RunContext) -> np.ndarray:
@@ -910,32 +888,22 @@ def unavailable(ctx: RunContext) -> list[str]:
     if ctx.has_data or ctx.exact:
         return []
     names = ctx.entry.bound_names(ctx.run.rounding)
-    out: list[str] = []
-    for name, labels in ctx.entry.per_sample:
-        if name in names:
-            out += list(labels)
+    out = [label for name, labels in ctx.entry.per_sample if name in names for label in labels]
     if "b5" in names and ctx.err_inf is None:
         out.append("B5.uniform")  # b5's uniform form reads the measured sup norm
     return out
 
 
-# The bound functions by the registry's names (ptqtheory.registry.Entry.bounds), one signature.
-_BOUNDS = {
-    "b1": lambda ctx, p: b1(ctx),
-    "b2": lambda ctx, p: b2(ctx),
-    "b3": lambda ctx, p: b3(ctx),
-    "b4": b4,
-    "b5": b5,
-    "b6": b6,
-    "b7": lambda ctx, p: b7(ctx),
-    "b8": b8,  # reads the rounding itself; p is used for the stochastic form only
-    "b9": lambda ctx, p: b9(ctx),
-    "b10": b10,
-    "b11": lambda ctx, p: b11(ctx),
-    "rtn": lambda ctx, p: rtn_bounds(ctx),
-    "l1": lambda ctx, p: l1(ctx),
-    "owq": lambda ctx, p: owq_bounds(ctx),
-}
+def _without_p(bound):
+    """``bound(ctx)`` with the signature ``(ctx, p)`` of the bounds that read a failure probability."""
+    return lambda ctx, p: bound(ctx)
+
+
+# The bound functions by the registry's names (ptqtheory.registry.Entry.bounds), one signature (b8 reads
+# the rounding itself; p is used for its stochastic form only).
+_BOUNDS = {"b4": b4, "b5": b5, "b6": b6, "b8": b8, "b10": b10} | {name: _without_p(bound) for name, bound in {
+    "b1": b1, "b2": b2, "b3": b3, "b7": b7, "b9": b9, "b11": b11, "rtn": rtn_bounds, "l1": l1, "owq": owq_bounds
+}.items()}
 
 
 def evaluate(ctx: RunContext, p: float = 1e-3) -> list[BoundCheck]:

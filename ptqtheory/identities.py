@@ -7,17 +7,8 @@ one, its structure relation (e.g. :math:`w - q = L\eta`). The context says how e
 obtained (the data held whole in float64 or exact rationals, or float64 statistics streamed on a
 device: :class:`ptqtheory.torch_backend.certify.DeviceContext`); nothing here depends on which.
 
-* :func:`i1` (I1): :math:`D_t = \|P^\perp_{\hat X_{>t}}\hat X_t\|^2 = 1/[(H_{\ge t,\ge t})^{-1}]_{11}`,
-  :math:`\lambda \le D_t \le \|X_t\|^2 + \lambda`, :math:`\prod_t D_t = \det H`;
-* :func:`i2` (I2, OPTQ): :math:`w - q = L\eta`,
-  :math:`\|X(w-q)\|^2 + \lambda\|w-q\|^2 = \sum_t \eta_t^2 D_t`;
-* :func:`i3` (I3, LDLQ): :math:`(\hat w - w)^T H (\hat w - w) = \sum_t \eta_t^2 D_t` per row (the proxy
-  :math:`\operatorname{tr}((\hat W - W)H(\hat W - W)^T)` sums the rows);
-* :func:`i4` (I4, Qronos-LS A4'): :math:`\|Xw-\tilde Xq\|^2 + \lambda\|w-q\|^2 = \|r_0\|^2 +
-  \sum_t\eta_t^2\tilde D_t`, :math:`w_{LS} - q = \tilde L\eta`;
-* :func:`i5` (I5, Qronos A4): the same left side :math:`= \|r_0\|^2 + ((w_{LS})_1-q_1)^2\tilde D_1 +
-  \sum_{t\ge2}\eta_t^2\tilde D_t`;
-* :func:`i6` (I6, GPFQ): :math:`u_N = Xw - \tilde X q`.
+:func:`i1` (I1, the pivots), :func:`i2` (I2, OPTQ), :func:`i3` (I3, LDLQ), :func:`i4` (I4, Qronos-LS
+A4'), :func:`i5` (I5, Qronos A4) and :func:`i6` (I6, GPFQ) each state their identity.
 
 Which identity and which bounds a run gets is the registry's (:mod:`ptqtheory.registry`);
 :func:`assemble` evaluates them on a context and returns the :class:`Certificate`.
@@ -86,17 +77,19 @@ def relative_gap(lhs, rhs) -> np.ndarray:
             f"lhs and rhs must broadcast together; got shapes {lhs.shape} and {rhs.shape}") from None
     num = np.abs(lhs - rhs)
     den = np.maximum(np.abs(lhs), np.abs(rhs))
-    if lhs.dtype == object or rhs.dtype == object:
-        return np.array([0 if d == 0 else nu / d for nu, d in zip(num.ravel(), den.ravel(), strict=True)],
-                        dtype=object).reshape(num.shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    if num.dtype == object:
+        return _ratio(num, den)
+    with np.errstate(invalid="ignore", divide="ignore"):  # in the inputs' precision (float32 stays)
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
 def _ratio(res, scale) -> np.ndarray:
-    """``res / scale``, 0 where both are 0 (exact for rationals)."""
-    if np.asarray(res).dtype == object:
-        return np.array([0 if d == 0 else r / d for r, d in zip(res, scale, strict=True)], dtype=object)
+    """``res / scale``, 0 where both are 0 (exact for rationals), inf where only ``scale`` is
+    (:mod:`ptqtheory.bounds` reads it too)."""
+    res, scale = np.asarray(res), np.asarray(scale)
+    if res.dtype == object or scale.dtype == object:
+        return np.array([0 if d == 0 else r / d for r, d in zip(res.ravel(), scale.ravel(), strict=True)],
+                        dtype=object).reshape(res.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(scale > 0, res / np.where(scale > 0, scale, 1.0), np.where(res > 0, np.inf, 0.0))
 
@@ -244,8 +237,7 @@ def i1(ctx: RunContext, full: bool | None = None) -> PivotCheck:
     the forms through the formed :math:`H` are held to :meth:`PivotCheck.h_tolerance` (E3:
     :math:`\epsilon\kappa(H)`). Exact inputs: no allowance.
     """
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    D = ctx.piv.D
+    D = ctx.factorization.D
     N = D.shape[0]
     full = (N <= 128) if full is None else bool(full)
     D_proj, D_inv = ctx.pivot_forms(full)
@@ -363,8 +355,7 @@ def _qronos(ctx: RunContext, label: str, rhs, first=None) -> IdentityCheck:
         s_atol = structure_allowance(eps, ctx.w_q_norm, l_eta, wls_norm + ls_w) + _iteration_allowance(ctx)
         structure = _structure_check(ctx, "ls", s_atol)
     elif not ctx.exact:
-        assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-        terms["first"] = qronos_first_allowance(eps, first, ls_w, float(ctx.piv.D[0]))
+        terms["first"] = qronos_first_allowance(eps, first, ls_w, float(ctx.factorization.D[0]))
     return _identity(label, lhs, rhs, terms, structure)
 
 
@@ -385,8 +376,7 @@ def i5(ctx: RunContext) -> IdentityCheck:
     (docs/theory.md I5, with the erratum's :math:`t = 1` term). No structure relation (the first step
     does not round :math:`w_{LS}`). Allowance: :func:`_qronos`, with the ``first`` term.
     """
-    assert ctx.piv is not None  # read only for runs with a factorization (the registry's factor)
-    D = ctx.piv.D
+    D = ctx.factorization.D
     first = ctx.W_ls[:, 0] - ctx.Q_p[:, 0]
     rhs = ctx.r0_sq + first * first * D[0] + _linalg.dot(ctx.eta_p[:, 1:] ** 2, D[1:])
     return _qronos(ctx, "I5", rhs, first=first)
@@ -609,26 +599,20 @@ def assemble(ctx: RunContext, *, full_pivot_check: bool | None = None, checks: l
     run = ctx.run
     n = ctx.shape[0]
     err_l2 = np.sqrt(np.maximum(np.asarray(ctx.err_sq, dtype=float), 0.0))  # statistics may round below 0
-    err_inf = ctx.err_inf
-    err_inf = np.full(n, np.nan) if err_inf is None else np.asarray(err_inf, float)
+    err_inf = np.full(n, np.nan) if ctx.err_inf is None else np.asarray(ctx.err_inf, float)
     common = dict(
         algorithm=run.algorithm, variant=run.variant, err_l2=err_l2, err_inf=err_inf,
         weight_err_inf=np.max(np.abs(np.asarray(ctx.E, dtype=float)), axis=1, initial=0.0),
         n_clipped=np.count_nonzero(np.atleast_2d(ctx.clipped_p), axis=1),
         bounds=list(checks or []), skipped_bounds=tuple(skipped),
     )
-    name = row.identity(run.variant)
-    if name is None:
-        return Certificate(identity=None, statement=STATEMENT[None], identity_lhs=None, identity_rhs=None,
-                           identity_gap=None, identity_atol=None, structure_gap=None, structure_scale=None,
-                           structure_atol=None, structure_residual=None, pivot_check=None, **common)
-    pcheck = i1(ctx, full_pivot_check) if row.factor is not None else None
-    check = IDENTITIES[name](ctx)
-    s = check.structure
-    return Certificate(
-        identity=check.label, statement=check.statement, identity_lhs=check.lhs, identity_rhs=check.rhs,
-        identity_gap=check.gap, identity_atol=check.atol,
-        structure_gap=None if s is None else s.gap, structure_scale=None if s is None else s.scale,
-        structure_atol=None if s is None else s.atol, structure_residual=None if s is None else s.residual,
-        pivot_check=pcheck, identity_check=check, **common,
-    )
+    name = row.identity(run.variant)  # None: RTN, no identity, no I1
+    pcheck = i1(ctx, full_pivot_check) if name is not None and row.factor is not None else None
+    check = None if name is None else IDENTITIES[name](ctx)
+    s = None if check is None else check.structure
+    # getattr(None, k, None) is None: the fields of a missing identity or structure relation
+    parts: dict = {f"identity_{k}": getattr(check, k, None) for k in ("lhs", "rhs", "gap", "atol")}
+    parts |= {f"structure_{k}": getattr(s, k, None) for k in ("gap", "scale", "atol", "residual")}
+    return Certificate(identity=None if check is None else check.label,
+                       statement=STATEMENT[None] if check is None else check.statement,
+                       pivot_check=pcheck, identity_check=check, **parts, **common)

@@ -20,19 +20,16 @@ that nothing large cancels:
 The right sides read the run's :math:`\eta` and the pivots :math:`D_t` of a float64 Cholesky
 factorization of :math:`H` (or :math:`\tilde H`) on the device: the run's own (``Run.pivots``, with
 its statistics ``Run.stats``) when the data given are the data behind them, else one computed here.
-I1 checks it either way. When data are given (a tensor, or an
-iterable of batches streamed once, one batch at a time) the empirical errors
-:math:`\|Xw - \tilde Xq\|_2`, :math:`\|\cdot\|_\infty` and GPFQ's I6 are computed from them;
-with statistics only, ``err_inf`` is NaN and GPFQ cannot be certified.
-
-The rounding allowances use :math:`\epsilon` of the run's working dtype.
+I1 checks it either way. When data are given (a tensor, or an iterable of batches streamed once, one
+batch at a time) the empirical errors :math:`\|Xw - \tilde Xq\|_2`, :math:`\|\cdot\|_\infty` and
+GPFQ's I6 are computed from them. The rounding allowances use :math:`\epsilon` of the run's working dtype.
 
 The a-priori bounds B1-B12 are evaluated on the host by :mod:`ptqtheory.bounds` (float64 numpy),
 from the run's per-entry arrays and the pivots :math:`D` and factor :math:`L` of the factorization
 computed here (no second factorization). With data tensors every bound of the numpy reference is
 evaluated, with the same values up to the run's rounding; with statistics (or streamed batches) the
-per-sample forms B5 and B10.sup are skipped and listed in ``Certificate.skipped_bounds``
-(:func:`ptqtheory.bounds.unavailable`).
+per-sample forms B5 and B10.sup need ``samples`` (:func:`certify`), else they are listed in
+``Certificate.skipped_bounds`` (:func:`ptqtheory.bounds.unavailable`).
 
 This module never imports :mod:`ptqtheory.certificates` (which imports it lazily for torch runs).
 """
@@ -84,8 +81,7 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
     p : float
         Failure probability of the high-probability bounds (as for :func:`ptqtheory.certify`).
     bounds : bool
-        Evaluate the a-priori bounds B1-B12 (on the host, float64; see the module notes). With
-        statistics or streamed batches the per-sample forms are listed in ``skipped_bounds``.
+        Evaluate the a-priori bounds B1-B12 (on the host, float64; see the module notes and ``samples``).
     full_pivot_check : bool, optional
         Also compute I1's inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` of every pivot
         (``O(N^4)``; default when ``N <= 128``). The projection form, which needs a QR of the data,
@@ -127,16 +123,10 @@ class DeviceContext(RunContext):
     ``dev`` holds, in processing order unless said: ``W``, ``Q``, ``E`` (original order, float64, rows),
     ``W_p``, ``Q_p``, ``E_p``, ``eta_p``, ``order``, ``acc`` (the statistics, in the run's input basis),
     ``Hp`` (the damped feedback Gram matrix), ``piv`` (its :class:`TorchPivots`), and for GPFQ the
-    streamed ``u`` and ``diffsq``. Each override below replaces the host computation of the same
-    quantity; the identities and bounds that read them are the numpy reference's.
+    streamed ``u`` and ``diffsq``. Each override below computes the base class's quantity of that name.
     """
 
     dev: dict = field(default_factory=dict)
-
-    @property
-    def gram_rounding(self) -> tuple[float, float] | None:
-        """The run's statistics' float32-chunk error (E4), or ``None`` (float64 statistics)."""
-        return self.dev.get("gram_rounding")
 
     def structure(self, which: str = "E") -> tuple[np.ndarray, np.ndarray]:
         d = self.dev
@@ -168,12 +158,9 @@ class DeviceContext(RunContext):
         return {"W_ls": d["W_p"] + y, "y": y, "z": z, "r0_sq": (dw_sq - (z * z).sum(0)).clamp(min=0)}
 
     @cached_property
-    def W_ls(self) -> np.ndarray:
-        return _host(self._device_ls["W_ls"])
-
-    @cached_property
-    def r0_sq(self) -> np.ndarray:
-        return _host(self._device_ls["r0_sq"])
+    def _least_squares(self) -> dict:
+        """``W_ls`` and ``r0_sq`` as the host reads them (:attr:`W_ls`, :attr:`r0_sq`)."""
+        return {key: _host(self._device_ls[key]) for key in ("W_ls", "r0_sq")}
 
     @cached_property
     def ls_refit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -230,16 +217,15 @@ class DeviceContext(RunContext):
 def _device_context(run: Run, X, Xt, V) -> DeviceContext:
     """The context of ``run`` (the inner run under incoherence, ``V`` its input basis) on the device."""
     W, Q, eta = _rows2(run.W), _rows2(run.Q), _rows2(run.eta)
-    n, N = W.shape
-    device = W.device
+    N = W.shape[1]
     row = entry(run.algorithm)
     uses_xt = row.uses_xt
-    acc, items = _items(X, Xt, N, device, uses_xt, run.algorithm)
+    acc, items = _items(X, Xt, N, W.device, uses_xt, run.algorithm)
     E = W - Q  # exact in float64 for float32 runs
     # GPFQ's runs record their residual u_N (a hand-made Run without one fails in _rows2, as before).
     u = _rows2(cast(torch.Tensor, run.residual)) if row.identity_reads_samples else None
     reuse = _reusable_stats(run, X, Xt, V, uses_xt)
-    diffsq = None
+    err_inf = diffsq = None
     if items is None:
         if row.identity_reads_samples:
             raise ValueError(
@@ -249,11 +235,8 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
         if V is not None:
             acc = acc.transformed(V)
         err_sq = _err_sq_from_stats(acc, W, E, uses_xt)
-        err_inf = None
     else:
-        stream = _Stream(n, N, device, uses_xt, stats=reuse)
-        stream.run(items, E, Q, V, u)
-        acc, err_sq, err_inf, diffsq = stream.acc, stream.sumsq, _host(stream.maxabs), stream.diffsq
+        acc, err_sq, err_inf, diffsq = _stream(items, reuse, N, E, Q, V, u, uses_xt)
     order = run.order
     x_gram = sym_perm(acc.gram_X, order)
     gram = sym_perm(acc.gram_Xt, order) if uses_xt else x_gram
@@ -277,12 +260,12 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
 
     natural = is_identity(order)
     dev = {"W": W, "Q": Q, "E": E, "W_p": p(W), "Q_p": p(Q), "E_p": p(E), "eta_p": p(eta), "order": order,
-           "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq, "gram_rounding": stats_err}
+           "acc": acc, "Hp": Hp, "piv": piv, "u": u, "diffsq": diffsq}
     gram_h = _host(gram)  # one host copy when the feedback Gram matrix is X^T X itself
     x_gram_h = gram_h if x_gram is gram else _host(x_gram)
     return DeviceContext.from_statistics(
         _host_run(run), gram_p=gram_h, x_gram_p=x_gram_h, m=acc.m, piv=host_piv,
-        err_sq=_host(err_sq), err_inf=err_inf, dev=dev,
+        err_sq=_host(err_sq), err_inf=err_inf, dev=dev, gram_rounding=stats_err,
     )
 
 
@@ -296,12 +279,7 @@ def _bound_checks(ctx: DeviceContext, X, Xt, p: float, V, samples=None) -> tuple
     # Only the per-sample forms of the stochastic bounds (B5, B10.sup) read the samples themselves;
     # with data tensors at hand they are read on the host, every other bound from the statistics.
     if isinstance(X, torch.Tensor) and run.rounding == "stochastic":
-        Xh = _host(X)
-        Xth = _host(Xt) if uses_xt else None
-        if V is not None:
-            Vh = _host(V)
-            Xh = Xh @ Vh.T
-            Xth = None if Xth is None else Xth @ Vh.T
+        ((Xh, Xth),) = _host_pairs([(X, Xt)], V, uses_xt, run.algorithm)
         bctx = RunContext.build(run, Xh, Xth, piv=ctx.piv)
     checks, skipped = _bounds.evaluate(bctx, p), _bounds.unavailable(bctx)
     if samples is not None and skipped:
@@ -328,17 +306,22 @@ def _host_run(run: Run) -> Run:
 def _host_pairs(batches, V, uses_xt: bool, algorithm: str):
     """``(X_b, Xt_b)`` host float64 pairs of a stream of batches, in the run's input basis (``V``)."""
     Vh = None if V is None else _host(V)
-    for item in batches:
-        if uses_xt:
-            if not (isinstance(item, tuple | list) and len(item) == 2):
-                raise ValueError(f"the per-sample bounds of a {algorithm} run need (X_b, Xt_b) pairs")
-            xb, xtb = _host(item[0]), _host(item[1])
-        else:
-            xb, xtb = _host(item[0] if isinstance(item, tuple | list) else item), None
+    for xb, xtb in _pairs(batches, uses_xt, f"the per-sample bounds of a {algorithm} run need"):
+        xb, xtb = _host(xb), None if xtb is None else _host(xtb)
         if Vh is not None:
             xb = xb @ Vh.T
             xtb = None if xtb is None else xtb @ Vh.T
         yield xb, xtb
+
+
+def _pairs(batches, uses_xt: bool, who_needs: str):
+    """``(X_b, Xt_b)`` of a stream of batches (``Xt_b`` is ``None`` unless ``uses_xt``, when every item
+    must be a pair; the error names ``who_needs`` them)."""
+    for item in batches:
+        pair = isinstance(item, tuple | list)
+        if uses_xt and not (pair and len(item) == 2):
+            raise ValueError(f"{who_needs} (X_b, Xt_b) pairs")
+        yield (item[0], item[1]) if uses_xt else ((item[0] if pair else item), None)
 
 
 def lower_matmul_t(A: torch.Tensor, L: torch.Tensor, panels: int = 8) -> torch.Tensor:
@@ -388,17 +371,7 @@ def _items(X, Xt, N: int, device, uses_xt: bool, algorithm: str):
         raise mixed_error("X", X)
     if Xt is not None:
         raise ValueError("Xt was given with batches for X: yield (X_b, Xt_b) pairs instead")
-
-    def pairs():
-        for item in X:
-            if uses_xt:
-                if not (isinstance(item, tuple | list) and len(item) == 2):
-                    raise ValueError(f"certifying a {algorithm} run from batches needs (X_b, Xt_b) pairs")
-                yield item[0], item[1]
-            else:
-                yield (item[0] if isinstance(item, tuple | list) else item), None
-
-    return None, pairs()
+    return None, _pairs(X, uses_xt, f"certifying a {algorithm} run from batches needs")
 
 
 def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | None:
@@ -435,44 +408,39 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     return stats
 
 
-class _Stream:
-    """One pass over the batches: statistics (unless given), and the per-row sums that need the data."""
-
-    def __init__(self, n: int, N: int, device, uses_xt: bool, stats: TorchAccumulator | None = None):
-        self.given = stats is not None
-        self.acc = stats if stats is not None else TorchAccumulator(N, device, with_mismatch=uses_xt)
-        self.sumsq = torch.zeros(n, dtype=F64, device=device)
-        self.maxabs = torch.zeros(n, dtype=F64, device=device)
-        self.diffsq = torch.zeros(n, dtype=F64, device=device)
-        self.rows = 0
-
-    def run(self, items, E, Q, V, u) -> None:
-        acc = self.acc
-        for index, (Xb, Xtb) in enumerate(items):
-            Xb = acc.rows("X batch", Xb, index)
-            Xtb = None if Xtb is None else acc.rows("Xt batch", Xtb, index)
-            if V is not None:
-                Xb = Xb @ V.T
-                Xtb = None if Xtb is None else Xtb @ V.T
-            if not self.given:
-                acc.add_rows(Xb, Xtb)
-            # Xw - Xt q = X(w - q) + (X - Xt) q: no cancellation when w - q is small.
-            out = E @ Xb.T
-            if Xtb is not None:
-                out += Q @ (Xb - Xtb).T
-            self.sumsq += (out * out).sum(1)
-            self.maxabs = torch.maximum(self.maxabs, out.abs().amax(1))
-            if u is not None:
-                b = Xb.shape[0]
-                if self.rows + b > u.shape[1]:
-                    raise ValueError(f"the data have more rows than the GPFQ run's residual ({u.shape[1]})")
-                diff = u[:, self.rows : self.rows + b].to(F64) - out
-                self.diffsq += (diff * diff).sum(1)
-            self.rows += Xb.shape[0]
-        if self.rows == 0:
-            raise ValueError("no calibration rows were given (X yielded no batches)")
-        if u is not None and self.rows != u.shape[1]:
-            raise ValueError(f"the data have {self.rows} rows but the GPFQ run's residual has {u.shape[1]}")
+def _stream(items, stats: TorchAccumulator | None, N: int, E, Q, V, u, uses_xt: bool):
+    """One pass over the batches: ``(statistics, ||Xw - Xt q||^2, its sup norm (on the host),
+    ||u_N - (Xw - Xt q)||^2)``, the statistics accumulated here unless given (``stats``), the per-row sums
+    from the data."""
+    acc = stats if stats is not None else TorchAccumulator(N, E.device, with_mismatch=uses_xt)
+    sumsq, maxabs, diffsq = (torch.zeros(E.shape[0], dtype=F64, device=E.device) for _ in range(3))
+    rows = 0
+    for index, (Xb, Xtb) in enumerate(items):
+        Xb = acc.rows("X batch", Xb, index)
+        Xtb = None if Xtb is None else acc.rows("Xt batch", Xtb, index)
+        if V is not None:
+            Xb = Xb @ V.T
+            Xtb = None if Xtb is None else Xtb @ V.T
+        if stats is None:
+            acc.add_rows(Xb, Xtb)
+        # Xw - Xt q = X(w - q) + (X - Xt) q: no cancellation when w - q is small.
+        out = E @ Xb.T
+        if Xtb is not None:
+            out += Q @ (Xb - Xtb).T
+        sumsq += (out * out).sum(1)
+        maxabs = torch.maximum(maxabs, out.abs().amax(1))
+        if u is not None:
+            b = Xb.shape[0]
+            if rows + b > u.shape[1]:
+                raise ValueError(f"the data have more rows than the GPFQ run's residual ({u.shape[1]})")
+            diff = u[:, rows : rows + b].to(F64) - out
+            diffsq += (diff * diff).sum(1)
+        rows += Xb.shape[0]
+    if rows == 0:
+        raise ValueError("no calibration rows were given (X yielded no batches)")
+    if u is not None and rows != u.shape[1]:
+        raise ValueError(f"the data have {rows} rows but the GPFQ run's residual has {u.shape[1]}")
+    return acc, sumsq, _host(maxabs), diffsq
 
 
 def _err_sq_from_stats(acc: TorchAccumulator, W, E, uses_xt: bool) -> torch.Tensor:
