@@ -371,16 +371,16 @@ class RunContext:
 
     @cached_property
     def W_p(self) -> np.ndarray:
-        return self.W[:, self.order]
+        return columns_in(self.W, self.order)
 
     @cached_property
     def Q_p(self) -> np.ndarray:
-        return self.Q[:, self.order]
+        return columns_in(self.Q, self.order)
 
     @cached_property
     def E_p(self) -> np.ndarray:
         """:math:`w - q` per row, processing order."""
-        return self.E[:, self.order]
+        return columns_in(self.E, self.order)
 
     @cached_property
     def w_q_norm(self) -> np.ndarray:
