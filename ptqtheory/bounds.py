@@ -179,18 +179,28 @@ def context(run: Run, X, Xt=None) -> RunContext:
     return RunContext.build(run, X, Xt)
 
 
-def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray):
-    """Per row: largest ratio (e - atol)_+ / b, and whether e <= b (1 + RTOL) + atol everywhere.
+def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray, rows: int = 32):
+    """Per row: largest ratio (e - atol)_+ / b (as :func:`_ratio` forms it: 0 where both are 0, inf where
+    only the bound is 0), whether e <= b (1 + RTOL) + atol everywhere, and the row maxima of b, e, atol.
 
-    The arrays are (n, N) or (n, m): the ratio is formed in place (as :func:`_ratio` would: 0 where
-    both are 0, inf where only the bound is 0), one temporary instead of five.
+    The arrays are (n, N) or (n, m): taken ``rows`` rows at a time, so that the temporaries stay in
+    cache (a whole-array temporary per operation is most of a certificate's elementwise time).
     """
-    holds = np.all(e <= b * (1 + RTOL) + atol, axis=1)
-    r = np.maximum(e - atol, 0.0)
-    pos = b > 0
-    np.divide(r, b, out=r, where=pos)
-    r[~pos & (r > 0)] = np.inf
-    return np.max(r, axis=1, initial=0.0), holds
+    n = e.shape[0]
+    atol = np.broadcast_to(atol, e.shape)
+    ratio, b_max, e_max, atol_max = np.zeros((4, n))
+    holds = np.ones(n, dtype=bool)
+    for i0 in range(0, n, rows):
+        i = slice(i0, i0 + rows)
+        ei, bi, ai = e[i], b[i], atol[i]
+        holds[i] = np.all(ei <= bi * (1 + RTOL) + ai, axis=1)
+        r = np.maximum(ei - ai, 0.0)
+        pos = bi > 0
+        np.divide(r, bi, out=r, where=pos)
+        r[~pos & (r > 0)] = np.inf
+        for out, a in ((ratio, r), (b_max, bi), (e_max, ei), (atol_max, ai)):
+            out[i] = np.max(a, axis=1, initial=0.0)
+    return ratio, holds, b_max, e_max, atol_max
 
 
 def _rounding_no_clip(ctx: RunContext, wanted: str) -> tuple[Hypothesis, Hypothesis]:
@@ -259,10 +269,9 @@ def _check(label, quantity, kind, value, empirical, hyps, reference, atol, p=Non
 
 
 def _check_pointwise(label, quantity, kind, e, b, hyps, reference, atol, p=None, extra=None):
-    ratio, holds = _pointwise(e, b, atol)
-    return BoundCheck(label, quantity, kind, np.max(b, axis=1, initial=0.0),
-                      np.max(e, axis=1, initial=0.0), ratio, tuple(hyps), reference, p,
-                      np.max(np.broadcast_to(atol, e.shape), axis=1, initial=0.0), holds, extra or {})
+    ratio, holds, b_max, e_max, atol_max = _pointwise(e, b, atol)
+    return BoundCheck(label, quantity, kind, b_max, e_max, ratio, tuple(hyps), reference, p, atol_max, holds,
+                      extra or {})
 
 
 def conditional_variance(ctx: RunContext) -> np.ndarray:
@@ -679,10 +688,9 @@ def _per_sample_check(ctx: RunContext, label: str, batches, p: float) -> BoundCh
     count = 0
     for X_b, Xt_b in batches:
         e, b = samples(ctx, np.asarray(X_b, float), None if Xt_b is None else np.asarray(Xt_b, float), p)
-        r, h = _pointwise(e, b, atol)
-        np.maximum(ratio, r, out=ratio)
-        np.maximum(value, np.max(b, axis=1, initial=0.0), out=value)
-        np.maximum(empirical, np.max(e, axis=1, initial=0.0), out=empirical)
+        r, h, b_max, e_max, _ = _pointwise(e, b, atol)
+        for total, part in ((ratio, r), (value, b_max), (empirical, e_max)):
+            np.maximum(total, part, out=total)
         holds &= h
         count += e.shape[1]
     if count != ctx.m:
