@@ -202,18 +202,8 @@ def _quantize(args) -> int:
                             tokens=args.tokens, text=args.text, out=args.out, p=args.p, seed=args.seed,
                             random_tokens=args.random_tokens, seq_len=args.seq_len,
                             batch_size=args.batch_size, stream=args.stream)
-    except QuantizeError as exc:
-        print(f"ptqtheory quantize: {exc}", file=sys.stderr)
-        return 2
-    except SingularHessianError as exc:  # found only once a layer's data are seen
-        print(f"ptqtheory quantize: {_singular_advice(exc)}", file=sys.stderr)
-        return 2
-
-
-def _singular_advice(exc: Exception) -> str:
-    """The library's message (it names ``lam``) with the command line's fix."""
-    first = str(exc).split(" Set lam > 0")[0].rstrip(". ")
-    return f"{first}; pass --percdamp > 0 (e.g. --percdamp 0.01, GPTQ's damping) or more --tokens"
+    except (QuantizeError, SingularHessianError) as exc:
+        return _usage_error(args, exc)
 
 
 def _validate(args) -> int:
@@ -226,12 +216,8 @@ def _validate(args) -> int:
                             workers=args.workers, configs=configs, device=args.device, quick=args.quick,
                             seq_len=args.seq_len, eval_windows=args.eval_windows, percdamp=args.percdamp,
                             backend=args.backend, eval_seq_len=args.eval_seq_len)
-    except ValidateError as exc:
-        print(f"ptqtheory validate: {exc}", file=sys.stderr)
-        return 2
-    except SingularHessianError as exc:  # found only once a layer's data are seen
-        print(f"ptqtheory validate: {_singular_advice(exc)}", file=sys.stderr)
-        return 2
+    except (ValidateError, SingularHessianError) as exc:
+        return _usage_error(args, exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +239,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _usage_error(args, exc: Exception) -> int:
-    print(f"ptqtheory {args.command}: {exc}", file=sys.stderr)
+    """One line on stderr, exit status 2. A singular ``H`` (found only once a layer's data are seen):
+    the library's message (it names ``lam``) with the command line's fix."""
+    msg = str(exc)
+    if isinstance(exc, SingularHessianError):
+        msg = (f"{msg.split(' Set lam > 0')[0].rstrip('. ')}; pass --percdamp > 0 (e.g. --percdamp 0.01, "
+               "GPTQ's damping) or more --tokens")
+    print(f"ptqtheory {args.command}: {msg}", file=sys.stderr)
     return 2
 
 
@@ -317,26 +309,16 @@ def _main(argv: list[str] | None) -> int:
     v.add_argument("--quick", action="store_true", help="a few settings, fewer tokens (a smoke test)")
     _quantize_parser(sub)
     args = parser.parse_args(argv)
-    if args.command == "quantize":
-        return _quantize(args)
-    if args.command == "validate":
-        return _validate(args)
-    from .report import OutputPathError, check_out_dir, check_out_file
+    if args.command in ("certify", "check", "figures") and args.out is not None:
+        from .report import OutputPathError, check_out_dir, check_out_file
 
-    try:  # output paths are checked before any work
-        if args.command in ("certify", "figures") and args.out is not None:
-            check_out_dir(args.out)
-        if args.command == "check" and args.out is not None:
-            check_out_file(args.out)
-    except OutputPathError as exc:
-        return _usage_error(args, exc)
-    if args.command == "certify":
-        return _certify_table(args)
-    if args.command == "check":
-        return _check(args)
-    if args.command == "figures":
-        return _figures(args)
-    return 2  # pragma: no cover
+        try:  # output paths are checked before any work (quantize and validate check their own)
+            (check_out_file if args.command == "check" else check_out_dir)(args.out)
+        except OutputPathError as exc:
+            return _usage_error(args, exc)
+    commands = {"certify": _certify_table, "check": _check, "figures": _figures, "quantize": _quantize,
+                "validate": _validate}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover
