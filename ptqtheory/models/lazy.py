@@ -21,8 +21,6 @@ be one that ``transformers`` ships).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -232,6 +230,8 @@ class SafetensorsBlocks:
     def _write(self, i: int, block: torch.nn.Module) -> None:
         from safetensors.torch import save_file
 
+        from ..report import write_bytes
+
         prefix = self.names[i] + "."
         tensors, seen = {}, set()
         for rel, t in block.state_dict().items():
@@ -240,16 +240,8 @@ class SafetensorsBlocks:
                 t = t.clone()
             seen.add(t.data_ptr())
             tensors[prefix + rel] = t
-        path = self.block_file(i)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"format": "pt", "block": str(i), "name": self.names[i],
-                                              "source": str(self.folder)})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes(self.block_file(i), lambda tmp: save_file(tensors, tmp, metadata={
+            "format": "pt", "block": str(i), "name": self.names[i], "source": str(self.folder)}))
 
 
 def _tensor_files(folder: Path) -> dict[str, str]:

@@ -213,16 +213,13 @@ def _smollm2_data(text: str | None, tokens: int, seq_len: int, eval_windows: int
 
 def _batches(plan: Plan, tok, device):
     """The calibration batches for the model's forward pass (``tok``: the model's tokenizer)."""
-    import torch
-
     if plan.model == "minilm":
         from . import minilm
 
         return minilm.batches(tok, plan.calibration, max_length=128, batch_size=8)
-    ids = torch.tensor(plan.calibration, dtype=torch.long, device=device)
-    step = plan.batch_size
-    return [{"input_ids": ids[i:i + step], "attention_mask": torch.ones_like(ids[i:i + step])}
-            for i in range(0, ids.shape[0], step)]
+    from .hf import _batches as token_batches
+
+    return token_batches(plan.calibration, plan.batch_size, device)
 
 
 def _quality(plan: Plan, model, tok, device) -> dict:
@@ -489,8 +486,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     precision = ("float64 numpy reference" if backend == "numpy"
                  else f"torch {dtype} on {device}, float64 statistics")
     plan = Plan(model=model, p=float(p), seed=seed, percdamp=float(percdamp), device=device, backend=backend,
-                dtype=dtype,
-                calibration=cal, evaluation=held)
+                dtype=dtype, calibration=cal, evaluation=held)
     # MiniLM's float embeddings are computed in each worker before it quantizes (cheap); SmolLM2's
     # float perplexity is a job of its own.
     jobs = ([(plan, None)] if model == "smollm2" else []) + [(plan, cfg) for cfg in configs]
@@ -510,14 +506,9 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
             bar.update()
 
         results = _run_jobs(jobs, workers, on_result)
-    float_ppl = None
-    if model == "smollm2":
-        float_res, results = results[0], results[1:]
-        float_ppl = float_res["perplexity"]
-    else:
-        float_res = None
-    if model == "minilm":
-        # The float embeddings, once, in this process (the workers computed the quantized ones).
+    float_res = results.pop(0) if model == "smollm2" else None  # SmolLM2's float job runs first
+    if float_res is None:
+        # MiniLM: the float embeddings, once, in this process (the workers computed the quantized ones).
         from . import minilm
 
         fmodel, tok = minilm.load()
@@ -531,8 +522,9 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     report = {"model": what, "device": device, "backend": backend, "precision": precision,
               **data, "damping": f"percdamp={percdamp} (GPTQ)", "p": p, "seed": seed,
               "seconds": time.perf_counter() - t0, "summary": summary}
-    if model == "smollm2":
-        report["perplexity"] = {"float": float_ppl, **{r["config"]: r["perplexity"] for r in results}}
+    if float_res is not None:
+        report["perplexity"] = {"float": float_res["perplexity"],
+                                **{r["config"]: r["perplexity"] for r in results}}
         report["float"] = float_res
     report["configs"] = results
     rep.write_text(out / "report.json", json.dumps(report, indent=1, default=float))
@@ -542,10 +534,9 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     columns.update({"optimality_ratio_median": ("L1 ratio med", ".3f"),
                     "optimality_ratio_worst": ("L1 ratio max", ".3f")})
     print(rep.settings_table(results, columns))
-    if model == "smollm2":
-        assert float_res is not None  # the float job runs for SmolLM2
-        print(f"float model perplexity: {float_ppl:.3f} ({float_res['eval_tokens']} predicted tokens, "
-              f"{len(held)} windows of {eval_seq_len or seq_len})")
+    if float_res is not None:
+        print(f"float model perplexity: {float_res['perplexity']:.3f} ({float_res['eval_tokens']} predicted "
+              f"tokens, {len(held)} windows of {eval_seq_len or seq_len})")
     print()
     print(rep.bounds_table(summary))
     print(f"report: {out / 'report.json'} and {out / 'report.csv'} ({report['seconds']:.0f} s in all)")
