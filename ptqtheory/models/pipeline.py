@@ -124,15 +124,12 @@ class Config:
 
     ``act_bits``: when set, every quantized ``nn.Linear``'s input in the quantized stream is
     fake-quantized to ``act_bits`` bits (symmetric INT, dynamic steps, one per token with
-    ``act_granularity="token"`` or one per tensor with ``"tensor"``), both when its :math:`\tilde X`
-    is captured for calibration and when the quantized model is evaluated (see :func:`quantize_model`).
+    ``act_granularity="token"`` or one per tensor with ``"tensor"``), in calibration and evaluation
+    (module notes, "Activation quantization").
 
     ``aqas``: with ``act_bits``, each group of layers that read one input is quantized as the scaled
-    problem of one AQAS scale vector :math:`s` (:func:`ptqtheory.aqas` on the group's stacked weights and
-    its quantized-stream inputs before activation quantization): the weights :math:`WS` on their own
-    grid, the inputs :math:`XS^{-1}` and :math:`\tilde X_s = Q_a(\tilde XS^{-1})`; the quantized layer
-    computes :math:`Q_a(xS^{-1}) Q_s^T` (the activation hook divides by :math:`s` before quantizing).
-    Setting suffix ``-aqas`` (e.g. ``qronos-4b-a8-aqas``). docs/methods.md, "AQAS in the pipeline".
+    problem of one AQAS scale vector :math:`s`, the weights :math:`WS` on their own grid (module notes,
+    "AQAS"; docs/methods.md, "AQAS in the pipeline"). Setting suffix ``-aqas`` (e.g. ``qronos-4b-a8-aqas``).
     """
 
     method: str
@@ -1177,8 +1174,7 @@ def quantize_model(
             if aq is not None:
                 weights = [aq.scale(w) for w in weights]
             # Incoherence mixes rows: quantize each layer on its own there, else stack the rows.
-            parts = [[i] for i in range(len(group))] if spec.incoherence else \
-                [list(range(len(group)))]
+            parts = [[i] for i in range(len(group))] if spec.incoherence else [list(range(len(group)))]
             for part in parts:
                 W_part = backend.stack([weights[i] for i in part])
                 pre = _magr_preprocess(cfg, W_part, Xt) if spec.preprocess == "magr" else None
@@ -1217,8 +1213,7 @@ def quantize_model(
         # Hand the block's outputs on: the quantized stream through the quantized block, the float
         # stream through the float copy.
         q_in = q_in.with_hidden(_block_outputs(qblock, q_in, counter))
-        if two_streams:
-            assert f_in is not None  # set above with two_streams
+        if f_in is not None:  # two streams
             f_in = f_in.with_hidden(_block_outputs(fblock, f_in, counter))
         del fblock
         source.release(b, qblock)

@@ -111,7 +111,7 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
                             "validate --settings boa-4b` (--model minilm or smollm2), or use --method optq / "
                             "magr-optq here")
     try:
-        Config(method, bits, group_size)
+        cfg = Config(method, bits, group_size)
         # The grid itself: refuses bit widths float64 cannot round exactly, before any work.
         Grid.minmax(np.zeros((1, 1)), bits=bits)
     except (ValueError, TypeError) as exc:
@@ -167,14 +167,12 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     if not batches:
         raise QuantizeError("the calibration text gave no complete sequence; lower --seq-len or "
                             "give more --tokens")
-    cfg = Config(method, bits, group_size)
     streaming = dev.type == "cuda" if stream is None else bool(stream)
     arch = type(model).__name__
     log(f"quantize: {folder} ({arch}), {len(blocks)} decoder blocks, {cfg.name}, torch on {dev} in "
         f"{dtype}{', streamed statistics' if streaming else ''}; calibration {cal['tokens']} tokens "
         f"({cal['source']})")
 
-    blocks_names = [n for n, _ in blocks]
     group_of: dict[str, tuple[str, ...]] = {}
     codes: dict[str, np.ndarray] = {}
     notes: list[str] = []
@@ -202,16 +200,13 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     res = quantize_model(ModelBlocks(model, blocks), batches, hf.forward, cfg, lam=Damping.percdamp(percdamp),
                          p=p, seed=seed, progress=progress, device=dev, dtype=work_dtype, stream=streaming,
                          on_layer=on_layer)
-    seconds = time.perf_counter() - t0
-    qmodel = model
-
     config: dict[str, Any] = {
-              "config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
-              "seconds": seconds, "block_forwards": res.block_forwards,
-              "layers": [r.to_dict() for r in res.layers]}
+        "config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
+        "seconds": time.perf_counter() - t0, "block_forwards": res.block_forwards,
+        "layers": [r.to_dict() for r in res.layers]}
     summary = rep.summarize([config], p)
     skipped = sorted({lab for r in res.layers for lab in r.summary.get("skipped_bounds", [])})
-    _save_model(qmodel, tokenizer, outdir / "model")
+    _save_model(model, tokenizer, outdir / "model")
     if codes:
         from safetensors.numpy import save_file
 
@@ -232,7 +227,7 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     }
     rep.write_text(outdir / "report.json", json.dumps(report, indent=1, default=float))
     rep.write_text(outdir / "report.csv", rep.csv_text([config]))
-    groups = rep.group_rows(config["layers"], group_of, blocks_names)
+    groups = rep.group_rows(config["layers"], group_of, [n for n, _ in blocks])
     print(rep.groups_table(groups, summary, skipped))
     print(f"quantized model: {outdir / 'model'}; report: {outdir / 'report.json'} and "
           f"{outdir / 'report.csv'} ({report['seconds']:.0f} s in all)")
