@@ -99,13 +99,10 @@ class TextSplit:
 
 def search_path() -> list[Path]:
     """Folders searched for janeaustenr, in order (read at call time: the environment may change)."""
-    out = []
     env = os.environ.get(ENV_VAR)
-    if env:
-        out.append(Path(env).expanduser())
-    out.append(Path.home() / ".local" / "share" / "ptqtheory" / "janeaustenr")
-    out.append(Path("/usr/lib/R/site-library/janeaustenr"))
-    return out
+    return ([Path(env).expanduser()] if env else []) + [
+        Path.home() / ".local" / "share" / "ptqtheory" / "janeaustenr",
+        Path("/usr/lib/R/site-library/janeaustenr")]
 
 
 def _package_in(folder: Path) -> Path | None:

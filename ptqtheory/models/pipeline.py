@@ -74,7 +74,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -248,7 +248,7 @@ class ModelBlocks:
 
     def load(self, i: int, device: torch.device) -> torch.nn.Module:
         blk = self._blocks[i]
-        home = _module_device(blk)
+        home = next((t.device for t in blk.parameters()), torch.device("cpu"))
         if home != device:
             self._home[i] = home
             blk.to(device)
@@ -258,12 +258,6 @@ class ModelBlocks:
         home = self._home.pop(i, None)
         if home is not None:
             block.to(home)
-
-
-def _module_device(module: torch.nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    return torch.device("cpu")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -807,7 +801,7 @@ class BoAAttention:
         return f"{self.name}.{self.projections[i]}" if self.name else self.projections[i]
 
 
-def _refuse(where: str, name: str, mod: torch.nn.Module, problem: str):
+def _refuse(where: str, name: str, mod: torch.nn.Module, problem: str) -> NoReturn:
     raise ValueError(f"method 'boa': the attention {where}.{name} ({type(mod).__name__}) is not supported: "
                      f"{problem}; {_BOA_ADVICE}")
 
@@ -841,7 +835,6 @@ def boa_attention_module(block: torch.nn.Module, where: str = "the block") -> Bo
         position = getattr(cfg, "position_embedding_type", "absolute")
         if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
             _refuse(where, name, mod, "no integer num_attention_heads")
-        assert isinstance(heads, int)
         if not (q.weight.shape == k.weight.shape == v.weight.shape) or q.out_features % heads:
             _refuse(where, name, mod, f"query/key/value shapes {tuple(q.weight.shape)}, "
                                       f"{tuple(k.weight.shape)}, {tuple(v.weight.shape)} (not {heads} equal "

@@ -273,11 +273,8 @@ def block_linears(model) -> dict[str, torch.nn.Linear]:
 
     For SmolLM2: 30 blocks x 7 = 210 layers; the tied ``lm_head`` is not a block layer.
     """
-    out = {}
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}" and name.endswith(LINEAR_NAMES):
-            out[name] = module
-    return out
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}" and name.endswith(LINEAR_NAMES)}
 
 
 def q4_1_grid_residual(W: torch.Tensor | np.ndarray, group: int = 32) -> float:

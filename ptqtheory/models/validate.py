@@ -238,31 +238,22 @@ def _quality(plan: Plan, model, tok, device) -> dict:
     return {"perplexity": res.ppl, "nll": res.nll, "eval_tokens": res.tokens}
 
 
-def _float_job(plan: Plan) -> dict:
-    import torch
-
-    torch.manual_seed(plan.seed)
-    model, tok, _, _ = _load(plan)
-    device = torch.device(plan.device)
-    model.to(device)
-    t0 = time.perf_counter()
-    q = _quality(plan, model, tok, device)
-    return {"config": "float", "seconds": time.perf_counter() - t0, **q}
-
-
-def _setting_job(args: tuple[Plan, Config]) -> dict:
-    """Worker: quantize with one setting, certify every row, evaluate."""
+def _setting_job(args: tuple[Plan, Config | None]) -> dict:
+    """Worker: quantize with one setting, certify every row, evaluate (setting ``None``: the float model)."""
     import torch
 
     from ..calibration import Damping
     from .pipeline import ModelBlocks, quantize_model
 
     plan, cfg = args
-    if cfg is None:
-        return _float_job(plan)
     torch.manual_seed(plan.seed)
     model, tok, blocks, forward = _load(plan)
     device = torch.device(plan.device)
+    if cfg is None:
+        model.to(device)
+        t0 = time.perf_counter()
+        q = _quality(plan, model, tok, device)
+        return {"config": "float", "seconds": time.perf_counter() - t0, **q}
     cal = _batches(plan, tok, "cpu")
     kw = {} if plan.backend == "numpy" else {"device": device, "dtype": getattr(torch, plan.dtype)}
     if device.type != "cpu":
@@ -308,10 +299,6 @@ BoA: 2.5x on MiniLM (69 s against 27 s, docs/methods.md "BoA"). MagR + OPTQ: abo
 (1058 s against 49 s on a shared machine, benchmarks/results/validate_minilm_magr.json)."""
 
 
-def _relative_cost(cfg) -> float:
-    return 0.3 if cfg is None else RELATIVE_COST.get(cfg.method, 1.0)
-
-
 def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
     out: list
     if workers <= 1 or len(jobs) == 1:
@@ -334,7 +321,9 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
     try:
         # Longest jobs first (a greedy longest-processing-time schedule): with the jobs in the given
         # order, a Qronos job started last would leave one worker idle for minutes at the end.
-        ranked = sorted(range(len(jobs)), key=lambda i: -_relative_cost(jobs[i][1]))
+        # The float job (setting None) counts 0.3.
+        cost = [0.3 if cfg is None else RELATIVE_COST.get(cfg.method, 1.0) for _, cfg in jobs]
+        ranked = sorted(range(len(jobs)), key=lambda i: -cost[i])
         out = [None] * len(jobs)
         for i, res in zip(ranked, pool.imap(_setting_job, [jobs[i] for i in ranked]), strict=True):
             out[i] = res
@@ -352,12 +341,6 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def _bar(total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="validate", unit="job", file=sys.stderr, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -500,7 +483,9 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
               "of 128", file=sys.stderr, flush=True)
     if fallback_note:
         print(f"note: {fallback_note}", file=sys.stderr, flush=True)
-    with _bar(len(jobs)) as bar:
+    from tqdm import tqdm
+
+    with tqdm(total=len(jobs), desc="validate", unit="job", file=sys.stderr, dynamic_ncols=True) as bar:
         def on_result(res):
             bar.set_postfix_str(f"{res['config']} {res['seconds']:.0f} s")
             bar.update()
