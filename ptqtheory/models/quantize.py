@@ -127,14 +127,9 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     if dtype not in ("float32", "float64"):
         raise QuantizeError(f"--dtype must be float32 or float64; got {dtype!r}")
     work_dtype = getattr(torch, dtype)
-    try:
+    with rep.reraise_as(QuantizeError, rep.OutputPathError, hf.ModelFolderError):
         outdir = rep.check_out_dir(out)
-    except rep.OutputPathError as exc:
-        raise QuantizeError(str(exc)) from exc
-    try:
         folder = hf.check_folder(model_dir)
-    except hf.ModelFolderError as exc:
-        raise QuantizeError(str(exc)) from exc
     tokenizer = None if random_tokens is not None else hf.load_tokenizer(folder)
     if random_tokens is None and tokenizer is None:
         raise QuantizeError(
@@ -154,16 +149,13 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
         raise QuantizeError(f"{folder}: the model could not be loaded ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); check the folder's "
                             "config.json and safetensors files") from exc
-    try:
+    with rep.reraise_as(QuantizeError, hf.ModelFolderError):
         blocks = hf.decoder_blocks(model)
-    except hf.ModelFolderError as exc:
-        raise QuantizeError(str(exc)) from exc
-    try:
+    # a text file too short or unreadable, a tokenizer mismatch
+    with rep.reraise_as(QuantizeError, ValueError, OSError):
         batches, cal = hf.calibration_batches(
             tokenizer, tokens=tokens, seq_len=seq_len, batch_size=batch_size, text=text,
             random_tokens=random_tokens, vocab_size=model.config.vocab_size, seed=seed, device=dev)
-    except (ValueError, OSError) as exc:  # a text file too short or unreadable, a tokenizer mismatch
-        raise QuantizeError(str(exc)) from exc
     if not batches:
         raise QuantizeError("the calibration text gave no complete sequence; lower --seq-len or "
                             "give more --tokens")

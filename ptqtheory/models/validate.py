@@ -434,10 +434,8 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
             raise ValidateError(f"--device {device}: no CUDA GPU is available on this machine; "
                                 "use --device cpu")
         workers = 1  # one GPU: settings run one after another on it
-    try:
+    with rep.reraise_as(ValidateError, rep.OutputPathError):
         out = rep.check_out_dir(out_dir)
-    except rep.OutputPathError as exc:
-        raise ValidateError(str(exc)) from exc
     t0 = time.perf_counter()
     if model == "minilm":
         try:
@@ -453,14 +451,10 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     else:
         from . import smollm2
 
-        try:
+        with rep.reraise_as(ValidateError, smollm2.ModelMissingError):
             smollm2.ensure_converted()
-        except smollm2.ModelMissingError as exc:
-            raise ValidateError(str(exc)) from exc
-        try:
+        with rep.reraise_as(ValidateError, ValueError):
             cal, held, split = _smollm2_data(text, tokens, seq_len, eval_windows, eval_seq_len)
-        except ValueError as exc:
-            raise ValidateError(str(exc)) from exc
         data = {"text": split.source, "text_fallback": split.fallback,
                 "calibration": {"tokens": sum(map(len, cal)), "windows": len(cal), "seq_len": seq_len},
                 "evaluation": {"windows": len(held), "seq_len": eval_seq_len or seq_len}}
