@@ -117,8 +117,7 @@ def _check(args) -> int:
     if args.seed < 0:
         problems.append(f"--seed must be an integer >= 0; got {args.seed}")
     if problems:
-        print(f"ptqtheory check: {problems[0]}", file=sys.stderr)
-        return 2
+        return _usage_error(args, problems[0])
 
     last = [0.0]
 
@@ -161,8 +160,7 @@ def _figures(args) -> int:
     try:
         build_all(args.out, quick=args.quick, only=args.only, log=log, report=args.report)
     except (ValueError, ReportMissing) as exc:  # an unknown label in --only; F7's --report missing
-        print(f"ptqtheory figures: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(args, exc)
     return 1 if bad else 0
 
 
@@ -238,7 +236,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _usage_error(args, exc: Exception) -> int:
+def _usage_error(args, exc: Exception | str) -> int:
     """One line on stderr, exit status 2. A singular ``H`` (found only once a layer's data are seen):
     the library's message (it names ``lam``) with the command line's fix."""
     msg = str(exc)

@@ -109,8 +109,7 @@ ACT_GRANULARITIES = ("token", "tensor")
 ALPHABETS = ("int", "dint")
 """Weight formats besides the min-max grid (``Config.alphabet``): the symmetric INT alphabet and dINT
 (:class:`ptqtheory.Alphabet`), absmax-scaled per output channel."""
-_ALPHABET_METHODS = ("rtn", "optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "gpfq",
-                     "magr-optq")
+_ALPHABET_METHODS = tuple(m for m in METHODS if m not in ("owq", "boa"))
 
 
 @dataclass(frozen=True)
@@ -509,11 +508,8 @@ def _activation_hooks(block: torch.nn.Module, names: Sequence[str], bits: int,
     missing = [n for n in names if not isinstance(mods.get(n), torch.nn.Linear)]
     if missing:
         raise ValueError(f"names: {missing} are not nn.Linear layers of the block")
-    out = []
-    for n in names:
-        hook = _ActivationHook(bits, granularity)
-        out.append((mods[n].register_forward_pre_hook(hook), hook))
-    return out
+    hooks = [_ActivationHook(bits, granularity) for _ in names]
+    return [(mods[n].register_forward_pre_hook(h), h) for n, h in zip(names, hooks, strict=True)]
 
 
 AQAS_N_GRID = 10
