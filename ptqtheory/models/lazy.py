@@ -174,8 +174,7 @@ class SafetensorsBlocks:
         out = {}
         for fname, ks in by_file.items():
             with safe_open(str(self.folder / fname), framework="pt", device="cpu") as f:
-                for k in ks:
-                    out[k] = f.get_tensor(k)
+                out.update({k: f.get_tensor(k) for k in ks})
         return out
 
     def _parameter(self, t: torch.Tensor, device: torch.device, name: str, slot) -> torch.nn.Parameter:
@@ -204,9 +203,8 @@ class SafetensorsBlocks:
                     raise
                 tied[name] = ties[name]
         tensors = self._read(present.values())
-        built: dict[str, torch.nn.Parameter] = {}
-        for name, key in present.items():
-            built[name] = self._parameter(tensors.pop(key), torch.device("cpu"), name, slots[name][0])
+        built = {name: self._parameter(tensors.pop(key), torch.device("cpu"), name, slots[name][0])
+                 for name, key in present.items()}
         for name, source in tied.items():
             if source not in built:
                 raise ModelFolderError(f"{self.folder}: {name!r} is tied to {source!r}, which the files "

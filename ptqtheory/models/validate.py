@@ -164,27 +164,12 @@ def _load(plan: Plan):
     return model, tok, hf.decoder_blocks(model), hf.forward
 
 
-def _tokenizer(model: str):
-    """The model's tokenizer alone (the data are prepared without loading the weights)."""
-    from transformers import AutoTokenizer
-
-    if model == "minilm":
-        from .minilm import embedded_model_dir
-
-        folder = embedded_model_dir()
-    else:
-        from .smollm2 import ensure_converted
-
-        folder = ensure_converted()
-    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
-
-
 def _minilm_data(text: str | None, tokens: int, heldout: int) -> tuple[list[str], list[str], int]:
     """Calibration paragraphs (whole batches of 8 until ``tokens`` real tokens) and held-out ones."""
-    from . import minilm
+    from . import hf, minilm
     from .text import file_paragraphs, split
 
-    tok = _tokenizer("minilm")
+    tok = hf.load_tokenizer(minilm.embedded_model_dir())  # the tokenizer alone, without the weights
     cal, held = file_paragraphs(text) if text else split()
     taken, total = [], 0
     for i in range(0, len(cal), 8):
@@ -200,13 +185,14 @@ def _smollm2_data(text: str | None, tokens: int, seq_len: int, eval_windows: int
                   eval_seq_len: int | None = None):
     """Calibration windows of ``seq_len`` and evaluation windows of ``eval_seq_len`` (default ``seq_len``)
     tokens (token ids) of the two disjoint texts."""
+    from . import hf
     from .corpus import calibration_and_evaluation
     from .perplexity import text_windows
+    from .smollm2 import ensure_converted
 
     split = calibration_and_evaluation(text)
-    tok = _tokenizer("smollm2")
-    cal_windows = max(1, tokens // seq_len)
-    cal = text_windows(tok, split.calibration, seq_len, max_windows=cal_windows)
+    tok = hf.load_tokenizer(ensure_converted())  # the tokenizer alone, without the weights
+    cal = text_windows(tok, split.calibration, seq_len, max_windows=max(1, tokens // seq_len))
     ev = text_windows(tok, split.evaluation, eval_seq_len or seq_len, max_windows=eval_windows)
     return cal.tolist(), ev.tolist(), split
 
