@@ -69,6 +69,7 @@ run's state). No term depends on the number of blocks: peak memory does not grow
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import time
@@ -86,7 +87,7 @@ from ..api import certify
 from ..calibration import Damping
 from ..grids import Grid
 from ..report import LayerRecord, summarize_bound, summarize_certificate
-from .capture import StopForward
+from .capture import StopForward, _rows
 
 __all__ = [
     "METHODS",
@@ -330,10 +331,8 @@ def capture_block_inputs(model: torch.nn.Module, first_block: torch.nn.Module, c
         with torch.no_grad():
             for j, batch in enumerate(calibration):
                 got.clear()
-                try:
+                with contextlib.suppress(StopForward):
                     forward(model, batch)
-                except StopForward:
-                    pass
                 if not got:
                     raise RuntimeError(f"calibration batch {j}: the forward pass never reached the first "
                                        "block; is `blocks` the model's list of blocks?")
@@ -370,14 +369,6 @@ def _call(block: torch.nn.Module, inputs: BlockInputs, j: int, counter: _Counter
     return out[0] if isinstance(out, tuple | list) else out
 
 
-def _rows(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """A layer input ``(b, T, N)`` as rows ``(tokens, N)``, padding tokens dropped."""
-    x = x.detach()
-    if x.dim() == 3 and mask is not None:
-        x = x[mask]
-    return x.reshape(-1, x.shape[-1])
-
-
 def _layer_batches(block: torch.nn.Module, layer: torch.nn.Module, inputs: BlockInputs,
                    counter: _Counter) -> Iterator[torch.Tensor]:
     """The input rows of ``layer`` for each cached batch: the block runs until the layer is reached."""
@@ -390,11 +381,8 @@ def _layer_batches(block: torch.nn.Module, layer: torch.nn.Module, inputs: Block
 
         handle = layer.register_forward_pre_hook(hook)
         try:
-            with torch.no_grad():
-                try:
-                    _call(block, inputs, j, counter)
-                except StopForward:
-                    pass
+            with torch.no_grad(), contextlib.suppress(StopForward):
+                _call(block, inputs, j, counter)
         finally:
             handle.remove()
         if not got:
