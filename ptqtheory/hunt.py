@@ -131,12 +131,9 @@ def _draw(rng: np.random.Generator, index: int) -> dict:
 def _grid(kind: str, W: np.ndarray, rng: np.random.Generator) -> Grid:
     n, N = W.shape
     s = float(np.std(W)) or 1.0
-    if kind == "scalar":
-        return Grid(s * 10 ** rng.uniform(-3, 0.5))
-    if kind == "per_row":
-        return Grid(s * 10 ** rng.uniform(-3, 0.5, size=n))
-    if kind == "per_entry":
-        return Grid(s * 10 ** rng.uniform(-3, 0.5, size=(n, N)))
+    size = {"scalar": None, "per_row": n, "per_entry": (n, N)}  # the steps' shape, per kind
+    if kind in size:
+        return Grid(s * 10 ** rng.uniform(-3, 0.5, size=size[kind]))
     if kind == "minmax":
         return Grid.minmax(W, bits=int(rng.integers(2, 9)), sym=bool(rng.integers(2)))
     return Grid.minmax(W, bits=int(rng.integers(2, 9)), group_size=int(rng.integers(1, 33)))
