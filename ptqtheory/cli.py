@@ -164,33 +164,6 @@ def _figures(args) -> int:
     return 1 if bad else 0
 
 
-def _quantize_parser(sub) -> None:
-    from .models.pipeline import METHODS
-
-    q = sub.add_parser("quantize", help="quantize a local Hugging Face causal LM (Llama/Qwen/OPT "
-                       "style, safetensors only) block by block and certify every row of every layer")
-    q.add_argument("model_dir", metavar="MODEL_DIR", help="local model folder (config.json + .safetensors)")
-    q.add_argument("--method", required=True, choices=METHODS)
-    q.add_argument("--bits", type=int, required=True)
-    q.add_argument("--group-size", type=int, default=None, help="columns per min-max group (default: per row)")
-    q.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
-    q.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                   help="working precision (default float64 on cpu, float32 on cuda)")
-    q.add_argument("--percdamp", type=float, default=0.01,
-                   help="GPTQ damping: lam = percdamp * mean diag(X^T X)")
-    q.add_argument("--tokens", type=int, default=8192, help="calibration tokens")
-    q.add_argument("--seq-len", type=int, default=512, help="tokens per calibration sequence")
-    q.add_argument("--batch-size", type=int, default=4, help="sequences per forward pass")
-    q.add_argument("--text", default=None, help="UTF-8 calibration text (default: stdlib docstrings)")
-    q.add_argument("--random-tokens", type=int, default=None, metavar="N",
-                   help="calibrate on N seeded random token ids (synthetic; for folders without a tokenizer)")
-    q.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
-                   help="stream layer statistics batch by batch (default: on cuda)")
-    q.add_argument("--out", default="ptqtheory-quantized", help="output folder")
-    q.add_argument("--p", type=float, default=1e-6, help="failure probability of the probabilistic bounds")
-    q.add_argument("--seed", type=int, default=0)
-
-
 def _quantize(args) -> int:
     from .models.quantize import QuantizeError, run_quantize
 
@@ -248,6 +221,8 @@ def _usage_error(args, exc: Exception | str) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    from .models.pipeline import METHODS
+
     parser = _Parser(prog="ptqtheory", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("certify", help="quantize a seeded synthetic layer with every algorithm "
@@ -305,7 +280,28 @@ def _main(argv: list[str] | None) -> int:
                    "certificates from statistics); default numpy for minilm, torch for smollm2")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--quick", action="store_true", help="a few settings, fewer tokens (a smoke test)")
-    _quantize_parser(sub)
+    q = sub.add_parser("quantize", help="quantize a local Hugging Face causal LM (Llama/Qwen/OPT "
+                       "style, safetensors only) block by block and certify every row of every layer")
+    q.add_argument("model_dir", metavar="MODEL_DIR", help="local model folder (config.json + .safetensors)")
+    q.add_argument("--method", required=True, choices=METHODS)
+    q.add_argument("--bits", type=int, required=True)
+    q.add_argument("--group-size", type=int, default=None, help="columns per min-max group (default: per row)")
+    q.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
+    q.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="working precision (default float64 on cpu, float32 on cuda)")
+    q.add_argument("--percdamp", type=float, default=0.01,
+                   help="GPTQ damping: lam = percdamp * mean diag(X^T X)")
+    q.add_argument("--tokens", type=int, default=8192, help="calibration tokens")
+    q.add_argument("--seq-len", type=int, default=512, help="tokens per calibration sequence")
+    q.add_argument("--batch-size", type=int, default=4, help="sequences per forward pass")
+    q.add_argument("--text", default=None, help="UTF-8 calibration text (default: stdlib docstrings)")
+    q.add_argument("--random-tokens", type=int, default=None, metavar="N",
+                   help="calibrate on N seeded random token ids (synthetic; for folders without a tokenizer)")
+    q.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="stream layer statistics batch by batch (default: on cuda)")
+    q.add_argument("--out", default="ptqtheory-quantized", help="output folder")
+    q.add_argument("--p", type=float, default=1e-6, help="failure probability of the probabilistic bounds")
+    q.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command in ("certify", "check", "figures") and args.out is not None:
         from .report import OutputPathError, check_out_dir, check_out_file
