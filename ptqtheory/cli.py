@@ -117,8 +117,7 @@ def _check(args) -> int:
     if args.seed < 0:
         problems.append(f"--seed must be an integer >= 0; got {args.seed}")
     if problems:
-        print(f"ptqtheory check: {problems[0]}", file=sys.stderr)
-        return 2
+        return _usage_error(args, problems[0])
 
     last = [0.0]
 
@@ -161,36 +160,8 @@ def _figures(args) -> int:
     try:
         build_all(args.out, quick=args.quick, only=args.only, log=log, report=args.report)
     except (ValueError, ReportMissing) as exc:  # an unknown label in --only; F7's --report missing
-        print(f"ptqtheory figures: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(args, exc)
     return 1 if bad else 0
-
-
-def _quantize_parser(sub) -> None:
-    from .models.pipeline import METHODS
-
-    q = sub.add_parser("quantize", help="quantize a local Hugging Face causal LM (Llama/Qwen/OPT "
-                       "style, safetensors only) block by block and certify every row of every layer")
-    q.add_argument("model_dir", metavar="MODEL_DIR", help="local model folder (config.json + .safetensors)")
-    q.add_argument("--method", required=True, choices=METHODS)
-    q.add_argument("--bits", type=int, required=True)
-    q.add_argument("--group-size", type=int, default=None, help="columns per min-max group (default: per row)")
-    q.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
-    q.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                   help="working precision (default float64 on cpu, float32 on cuda)")
-    q.add_argument("--percdamp", type=float, default=0.01,
-                   help="GPTQ damping: lam = percdamp * mean diag(X^T X)")
-    q.add_argument("--tokens", type=int, default=8192, help="calibration tokens")
-    q.add_argument("--seq-len", type=int, default=512, help="tokens per calibration sequence")
-    q.add_argument("--batch-size", type=int, default=4, help="sequences per forward pass")
-    q.add_argument("--text", default=None, help="UTF-8 calibration text (default: stdlib docstrings)")
-    q.add_argument("--random-tokens", type=int, default=None, metavar="N",
-                   help="calibrate on N seeded random token ids (synthetic; for folders without a tokenizer)")
-    q.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
-                   help="stream layer statistics batch by batch (default: on cuda)")
-    q.add_argument("--out", default="ptqtheory-quantized", help="output folder")
-    q.add_argument("--p", type=float, default=1e-6, help="failure probability of the probabilistic bounds")
-    q.add_argument("--seed", type=int, default=0)
 
 
 def _quantize(args) -> int:
@@ -202,18 +173,8 @@ def _quantize(args) -> int:
                             tokens=args.tokens, text=args.text, out=args.out, p=args.p, seed=args.seed,
                             random_tokens=args.random_tokens, seq_len=args.seq_len,
                             batch_size=args.batch_size, stream=args.stream)
-    except QuantizeError as exc:
-        print(f"ptqtheory quantize: {exc}", file=sys.stderr)
-        return 2
-    except SingularHessianError as exc:  # found only once a layer's data are seen
-        print(f"ptqtheory quantize: {_singular_advice(exc)}", file=sys.stderr)
-        return 2
-
-
-def _singular_advice(exc: Exception) -> str:
-    """The library's message (it names ``lam``) with the command line's fix."""
-    first = str(exc).split(" Set lam > 0")[0].rstrip(". ")
-    return f"{first}; pass --percdamp > 0 (e.g. --percdamp 0.01, GPTQ's damping) or more --tokens"
+    except (QuantizeError, SingularHessianError) as exc:
+        return _usage_error(args, exc)
 
 
 def _validate(args) -> int:
@@ -226,12 +187,8 @@ def _validate(args) -> int:
                             workers=args.workers, configs=configs, device=args.device, quick=args.quick,
                             seq_len=args.seq_len, eval_windows=args.eval_windows, percdamp=args.percdamp,
                             backend=args.backend, eval_seq_len=args.eval_seq_len)
-    except ValidateError as exc:
-        print(f"ptqtheory validate: {exc}", file=sys.stderr)
-        return 2
-    except SingularHessianError as exc:  # found only once a layer's data are seen
-        print(f"ptqtheory validate: {_singular_advice(exc)}", file=sys.stderr)
-        return 2
+    except (ValidateError, SingularHessianError) as exc:
+        return _usage_error(args, exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,12 +209,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _usage_error(args, exc: Exception) -> int:
-    print(f"ptqtheory {args.command}: {exc}", file=sys.stderr)
+def _usage_error(args, exc: Exception | str) -> int:
+    """One line on stderr, exit status 2. A singular ``H`` (found only once a layer's data are seen):
+    the library's message (it names ``lam``) with the command line's fix."""
+    msg = str(exc)
+    if isinstance(exc, SingularHessianError):
+        msg = (f"{msg.split(' Set lam > 0')[0].rstrip('. ')}; pass --percdamp > 0 (e.g. --percdamp 0.01, "
+               "GPTQ's damping) or more --tokens")
+    print(f"ptqtheory {args.command}: {msg}", file=sys.stderr)
     return 2
 
 
 def _main(argv: list[str] | None) -> int:
+    from .models.pipeline import METHODS
+
     parser = _Parser(prog="ptqtheory", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("certify", help="quantize a seeded synthetic layer with every algorithm "
@@ -315,28 +280,39 @@ def _main(argv: list[str] | None) -> int:
                    "certificates from statistics); default numpy for minilm, torch for smollm2")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--quick", action="store_true", help="a few settings, fewer tokens (a smoke test)")
-    _quantize_parser(sub)
+    q = sub.add_parser("quantize", help="quantize a local Hugging Face causal LM (Llama/Qwen/OPT "
+                       "style, safetensors only) block by block and certify every row of every layer")
+    q.add_argument("model_dir", metavar="MODEL_DIR", help="local model folder (config.json + .safetensors)")
+    q.add_argument("--method", required=True, choices=METHODS)
+    q.add_argument("--bits", type=int, required=True)
+    q.add_argument("--group-size", type=int, default=None, help="columns per min-max group (default: per row)")
+    q.add_argument("--device", default="cpu", help="cpu or cuda (torch backend)")
+    q.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="working precision (default float64 on cpu, float32 on cuda)")
+    q.add_argument("--percdamp", type=float, default=0.01,
+                   help="GPTQ damping: lam = percdamp * mean diag(X^T X)")
+    q.add_argument("--tokens", type=int, default=8192, help="calibration tokens")
+    q.add_argument("--seq-len", type=int, default=512, help="tokens per calibration sequence")
+    q.add_argument("--batch-size", type=int, default=4, help="sequences per forward pass")
+    q.add_argument("--text", default=None, help="UTF-8 calibration text (default: stdlib docstrings)")
+    q.add_argument("--random-tokens", type=int, default=None, metavar="N",
+                   help="calibrate on N seeded random token ids (synthetic; for folders without a tokenizer)")
+    q.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="stream layer statistics batch by batch (default: on cuda)")
+    q.add_argument("--out", default="ptqtheory-quantized", help="output folder")
+    q.add_argument("--p", type=float, default=1e-6, help="failure probability of the probabilistic bounds")
+    q.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.command == "quantize":
-        return _quantize(args)
-    if args.command == "validate":
-        return _validate(args)
-    from .report import OutputPathError, check_out_dir, check_out_file
+    if args.command in ("certify", "check", "figures") and args.out is not None:
+        from .report import OutputPathError, check_out_dir, check_out_file
 
-    try:  # output paths are checked before any work
-        if args.command in ("certify", "figures") and args.out is not None:
-            check_out_dir(args.out)
-        if args.command == "check" and args.out is not None:
-            check_out_file(args.out)
-    except OutputPathError as exc:
-        return _usage_error(args, exc)
-    if args.command == "certify":
-        return _certify_table(args)
-    if args.command == "check":
-        return _check(args)
-    if args.command == "figures":
-        return _figures(args)
-    return 2  # pragma: no cover
+        try:  # output paths are checked before any work (quantize and validate check their own)
+            (check_out_file if args.command == "check" else check_out_dir)(args.out)
+        except OutputPathError as exc:
+            return _usage_error(args, exc)
+    commands = {"certify": _certify_table, "check": _check, "figures": _figures, "quantize": _quantize,
+                "validate": _validate}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,7 @@ from .engine import Variant
 from .factor import SingularHessianError
 from .grids import Grid
 from .instances import FAMILIES, make_instance
+from .report import bound_key
 from .tolerances import RTOL_IDENTITY
 
 __all__ = ["HuntReport", "hunt"]
@@ -46,6 +47,14 @@ class Tally:
     violations: int = 0
     max_ratio: float = 0.0
     worst: dict = field(default_factory=dict)
+
+    def add(self, rows: int, ratio: float, spec: dict, violations: int) -> None:
+        """One instance: ``rows`` checked, its largest ratio (``worst`` keeps the spec of the largest)."""
+        self.instances += 1
+        self.rows += rows
+        self.violations += violations
+        if ratio > self.max_ratio:
+            self.max_ratio, self.worst = ratio, spec
 
 
 @dataclass
@@ -99,9 +108,8 @@ class HuntReport:
 
 
 def _sort_key(label: str):
-    head = label.split(".")[0]
-    num = int(head[1:]) if head[1:].isdigit() else 99
-    return (head[0] != "I", head[0], num, label)
+    """Identities first, then as :func:`ptqtheory.report.bound_key` orders them."""
+    return (label[0] != "I", *bound_key(label))
 
 
 def _draw(rng: np.random.Generator, index: int) -> dict:
@@ -123,12 +131,9 @@ def _draw(rng: np.random.Generator, index: int) -> dict:
 def _grid(kind: str, W: np.ndarray, rng: np.random.Generator) -> Grid:
     n, N = W.shape
     s = float(np.std(W)) or 1.0
-    if kind == "scalar":
-        return Grid(s * 10 ** rng.uniform(-3, 0.5))
-    if kind == "per_row":
-        return Grid(s * 10 ** rng.uniform(-3, 0.5, size=n))
-    if kind == "per_entry":
-        return Grid(s * 10 ** rng.uniform(-3, 0.5, size=(n, N)))
+    size = {"scalar": None, "per_row": n, "per_entry": (n, N)}  # the steps' shape, per kind
+    if kind in size:
+        return Grid(s * 10 ** rng.uniform(-3, 0.5, size=size[kind]))
     if kind == "minmax":
         return Grid.minmax(W, bits=int(rng.integers(2, 9)), sym=bool(rng.integers(2)))
     return Grid.minmax(W, bits=int(rng.integers(2, 9)), group_size=int(rng.integers(1, 33)))
@@ -214,15 +219,10 @@ def hunt(seed: int = 0, budget: float = 60.0, p: float = 1e-9, rtol: float = RTO
             applies = b.applies
             if not applies.any():
                 continue
-            t = report.tallies.setdefault(b.label, Tally(b.kind))
-            t.instances += 1
-            t.rows += int(applies.sum())
             bad = applies & ~b.holds
-            ratio = float(np.max(np.where(applies, b.ratio, 0.0)))
-            if ratio > t.max_ratio:
-                t.max_ratio, t.worst = ratio, spec
+            report.tallies.setdefault(b.label, Tally(b.kind)).add(
+                int(applies.sum()), float(np.max(np.where(applies, b.ratio, 0.0))), spec, int(bad.sum()))
             if bad.any():
-                t.violations += int(bad.sum())
                 report.counterexamples.append({"check": b.label, "spec": spec,
                                                "ratio": float(np.max(b.ratio[bad]))})
         report.seconds = time.perf_counter() - start
@@ -235,24 +235,16 @@ def hunt(seed: int = 0, budget: float = 60.0, p: float = 1e-9, rtol: float = RTO
 def _tally_identity(report: HuntReport, c, spec: dict, rtol: float) -> None:
     if c.identity is None:
         return
-    t = report.tallies.setdefault(c.identity, Tally("identity"))
-    t.instances += 1
-    t.rows += len(c.err_l2)
     ok = c.identity_holds(rtol)
     keep = c.resolved  # rows at rounding level are judged by the allowance, not by their gap
     gap = float(np.max(np.asarray(c.identity_gap, float)[keep])) if keep.any() else 0.0
-    if gap > t.max_ratio:
-        t.max_ratio, t.worst = gap, spec
+    report.tallies.setdefault(c.identity, Tally("identity")).add(len(c.err_l2), gap, spec, int((~ok).sum()))
     if not ok.all():
-        t.violations += int((~ok).sum())
         report.counterexamples.append({"check": c.identity, "spec": spec, "gap": gap})
     if c.pivot_check is not None:
-        t1 = report.tallies.setdefault("I1", Tally("identity"))
-        t1.instances += 1
-        t1.rows += len(c.pivot_check.D)
-        g = c.pivot_check.gap_projection or 0.0
-        if g > t1.max_ratio:
-            t1.max_ratio, t1.worst = g, spec
-        if not c.pivot_check.holds(rtol):
-            t1.violations += 1
+        pc = c.pivot_check
+        holds = pc.holds(rtol)
+        report.tallies.setdefault("I1", Tally("identity")).add(len(pc.D), pc.gap_projection or 0.0, spec,
+                                                                 int(not holds))
+        if not holds:
             report.counterexamples.append({"check": "I1", "spec": spec})

@@ -104,15 +104,12 @@ def make_instance(
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}; got {family!r}")
     rng = generator(seed, "data", "a synthetic instance")
-    kwargs: dict = {"gaussian": True}
-    if family == "ill_conditioned":
-        kwargs = {"cond": cond}
-    elif family == "rank_deficient":
-        kwargs = {"rank": max(1, min(m, N) // 2)}
-    elif family == "outliers":
-        kwargs = {"outliers": max(1, N // 8)}
-    elif family == "heavy_tailed":
-        kwargs = {"outliers": max(1, N // 16), "outlier_scale": 20.0, "heavy_tailed": True}
+    by_family: dict[str, dict] = {
+        "gaussian": {"gaussian": True}, "ill_conditioned": {"cond": cond},
+        "rank_deficient": {"rank": max(1, min(m, N) // 2)}, "outliers": {"outliers": max(1, N // 8)},
+        "heavy_tailed": {"outliers": max(1, N // 16), "outlier_scale": 20.0, "heavy_tailed": True},
+    }
+    kwargs = by_family[family]
     X = make_X(rng, m, N, **kwargs)
     W = rng.standard_normal((n, N))
     noise = rng.standard_normal((m, N))

@@ -12,11 +12,12 @@ atomically (a reader never sees half a file, an interrupted run leaves no partia
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ __all__ = [
     "group_rows",
     "groups_table",
     "optimality_ratios",
+    "reraise_as",
     "settings_table",
     "summarize",
     "summarize_bound",
@@ -192,6 +194,16 @@ def _writable_ancestor(path: Path, option: str) -> None:
                               "pass a path inside a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputPathError(f"{option} {path}: {probe} is not writable; pass a folder you can write to")
+
+
+@contextlib.contextmanager
+def reraise_as(error: type[Exception], *kinds: type[Exception]) -> Iterator[None]:
+    """Exceptions of ``kinds`` raised in the ``with`` block become ``error`` with the same message (the
+    commands turn a library's error found before any work into their usage error)."""
+    try:
+        yield
+    except kinds as exc:
+        raise error(str(exc)) from exc
 
 
 def check_out_dir(path: str | Path, option: str = "--out") -> Path:

@@ -60,6 +60,4 @@ def midpoint_weights(
     x_p = (k + 0.5 - offset) * d_p
     eta_p = (0.5 - offset) * d_p
     W_p = x_p + eta_p @ np.tril(L, -1).T
-    W = np.empty_like(W_p)
-    W[:, perm] = W_p
-    return W
+    return np.ascontiguousarray(W_p[:, np.argsort(perm)])  # column perm[j] of W: column j of W_p

@@ -9,6 +9,7 @@ captures the inputs of the first block once and runs one block at a time.)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -19,6 +20,14 @@ __all__ = ["StopForward", "capture_inputs"]
 
 class StopForward(Exception):
     """Raised inside a hook to end a forward pass early (caught by :func:`capture_inputs`)."""
+
+
+def _rows(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """A layer input ``(b, T, N)`` as rows ``(tokens, N)``, padding tokens (``mask`` 0) dropped."""
+    x = x.detach()
+    if x.dim() == 3 and mask is not None:
+        x = x[mask.bool()]
+    return x.reshape(-1, x.shape[-1])
 
 
 def capture_inputs(
@@ -51,10 +60,7 @@ def capture_inputs(
 
     def hook_for(name):
         def hook(_module, args):
-            x = args[0].detach()
-            if x.dim() == 3 and mask_holder[0] is not None:
-                x = x[mask_holder[0].bool()]
-            store[name].append(x.reshape(-1, x.shape[-1]).to(torch.float64).cpu().numpy())
+            store[name].append(_rows(args[0], mask_holder[0]).to(torch.float64).cpu().numpy())
             if name == stop_after:
                 raise StopForward
         return hook
@@ -64,10 +70,8 @@ def capture_inputs(
         with torch.no_grad():
             for batch in batches:
                 mask_holder[0] = batch.get("attention_mask")
-                try:
+                with contextlib.suppress(StopForward):
                     forward(model, batch)
-                except StopForward:
-                    pass
     finally:
         for h in handles:
             h.remove()

@@ -38,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 __all__ = [
     "CALIBRATION_TITLE",
     "EVALUATION_TITLE",
@@ -97,13 +99,10 @@ class TextSplit:
 
 def search_path() -> list[Path]:
     """Folders searched for janeaustenr, in order (read at call time: the environment may change)."""
-    out = []
     env = os.environ.get(ENV_VAR)
-    if env:
-        out.append(Path(env).expanduser())
-    out.append(Path.home() / ".local" / "share" / "ptqtheory" / "janeaustenr")
-    out.append(Path("/usr/lib/R/site-library/janeaustenr"))
-    return out
+    return ([Path(env).expanduser()] if env else []) + [
+        Path.home() / ".local" / "share" / "ptqtheory" / "janeaustenr",
+        Path("/usr/lib/R/site-library/janeaustenr")]
 
 
 def _package_in(folder: Path) -> Path | None:
@@ -233,27 +232,21 @@ def paragraphs(text: str) -> list[str]:
 def _file_halves(path: Path) -> tuple[str, str]:
     from .text import TEXT_FIX, read_text_file
 
-    fix = TEXT_FIX
     paras = paragraphs(read_text_file(path))
     if len(paras) < 2:
         raise ValueError(f"--text {path}: {len(paras)} paragraph(s); it is split into two halves at a blank "
-                         f"line, so it needs at least 2 paragraphs; {fix}")
+                         f"line, so it needs at least 2 paragraphs; {TEXT_FIX}")
     # The paragraph boundary closest to the middle of the text (by characters): before it calibrates,
     # from it on evaluates. Contiguous halves, so no evaluation paragraph is a neighbour of calibration.
-    sizes = [len(p) for p in paras]
-    total, run, best, cut = sum(sizes), 0, None, 1
-    for i in range(1, len(paras)):
-        run += sizes[i - 1]
-        gap = abs(2 * run - total)
-        if best is None or gap < best:
-            best, cut = gap, i
+    run = np.cumsum([len(p) for p in paras])  # characters up to each paragraph's end
+    cut = 1 + int(np.argmin(np.abs(2 * run[:-1] - run[-1])))  # the first of equally close boundaries
     first, second = "\n\n".join(paras[:cut]), "\n\n".join(paras[cut:])
     for half, name in ((first, "first"), (second, "second")):
         words = len(half.split())
         if words < MIN_WORDS_PER_HALF:
             raise ValueError(f"--text {path}: the {name} half has {words} words, fewer than "
                              f"{MIN_WORDS_PER_HALF}; pass a longer text (thousands of words make a meaningful "
-                             f"evaluation); {fix}")
+                             f"evaluation); {TEXT_FIX}")
     return first, second
 
 

@@ -21,8 +21,6 @@ be one that ``transformers`` ships).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -176,8 +174,7 @@ class SafetensorsBlocks:
         out = {}
         for fname, ks in by_file.items():
             with safe_open(str(self.folder / fname), framework="pt", device="cpu") as f:
-                for k in ks:
-                    out[k] = f.get_tensor(k)
+                out.update({k: f.get_tensor(k) for k in ks})
         return out
 
     def _parameter(self, t: torch.Tensor, device: torch.device, name: str, slot) -> torch.nn.Parameter:
@@ -206,9 +203,8 @@ class SafetensorsBlocks:
                     raise
                 tied[name] = ties[name]
         tensors = self._read(present.values())
-        built: dict[str, torch.nn.Parameter] = {}
-        for name, key in present.items():
-            built[name] = self._parameter(tensors.pop(key), torch.device("cpu"), name, slots[name][0])
+        built = {name: self._parameter(tensors.pop(key), torch.device("cpu"), name, slots[name][0])
+                 for name, key in present.items()}
         for name, source in tied.items():
             if source not in built:
                 raise ModelFolderError(f"{self.folder}: {name!r} is tied to {source!r}, which the files "
@@ -232,6 +228,8 @@ class SafetensorsBlocks:
     def _write(self, i: int, block: torch.nn.Module) -> None:
         from safetensors.torch import save_file
 
+        from ..report import write_bytes
+
         prefix = self.names[i] + "."
         tensors, seen = {}, set()
         for rel, t in block.state_dict().items():
@@ -240,16 +238,8 @@ class SafetensorsBlocks:
                 t = t.clone()
             seen.add(t.data_ptr())
             tensors[prefix + rel] = t
-        path = self.block_file(i)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"format": "pt", "block": str(i), "name": self.names[i],
-                                              "source": str(self.folder)})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes(self.block_file(i), lambda tmp: save_file(tensors, tmp, metadata={
+            "format": "pt", "block": str(i), "name": self.names[i], "source": str(self.folder)}))
 
 
 def _tensor_files(folder: Path) -> dict[str, str]:

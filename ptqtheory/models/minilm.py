@@ -51,12 +51,8 @@ def load(path: str | Path | None = None, dtype: torch.dtype = torch.float32):
 
 def batches(tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 32) -> list[dict]:
     """Tokenized batches (padded within a batch; the attention mask marks the real tokens)."""
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
-                        max_length=max_length, return_tensors="pt")
-        out.append(dict(enc))
-    return out
+    return [dict(tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
+                           return_tensors="pt")) for i in range(0, len(texts), batch_size)]
 
 
 def forward(model, batch: dict):

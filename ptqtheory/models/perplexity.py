@@ -156,15 +156,6 @@ def text_windows(tokenizer, text: str, seq_len: int, max_windows: int | None = N
     return token_windows(ids, seq_len, expects_bos(tokenizer), max_windows=max_windows)
 
 
-def _input_device(model) -> torch.device:
-    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if embed is not None and getattr(embed, "weight", None) is not None:
-        return embed.weight.device
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def perplexity(model, windows: torch.Tensor, batch_size: int = 4, device: torch.device | str | None = None,
                progress: Callable[[int, int], object] | None = None) -> Perplexity:
     """Perplexity of a causal LM over token windows (see the module docstring for the formula).
@@ -210,7 +201,9 @@ def perplexity(model, windows: torch.Tensor, batch_size: int = 4, device: torch.
     if vocab is not None and int(windows.max()) >= vocab:
         raise ValueError(f"windows hold token id {int(windows.max())} but the model's vocabulary has {vocab}; "
                          "tokenize with this model's tokenizer")
-    home = _input_device(model)
+    weight = getattr(embed, "weight", None)  # the input embedding's device, else the first parameter's
+    home = weight.device if weight is not None else next((p.device for p in model.parameters()),
+                                                         torch.device("cpu"))
     device = home if device is None else torch.device(device)
     if device != home and not (device.type == home.type and device.index is None):
         raise ValueError(f"device={device}, but the model's input embedding is on {home}; move the model "

@@ -69,11 +69,13 @@ run's state). No term depends on the number of blocks: peak memory does not grow
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -85,7 +87,7 @@ from ..api import certify
 from ..calibration import Damping
 from ..grids import Grid
 from ..report import LayerRecord, summarize_bound, summarize_certificate
-from .capture import StopForward
+from .capture import StopForward, _rows
 
 __all__ = [
     "METHODS",
@@ -108,8 +110,7 @@ ACT_GRANULARITIES = ("token", "tensor")
 ALPHABETS = ("int", "dint")
 """Weight formats besides the min-max grid (``Config.alphabet``): the symmetric INT alphabet and dINT
 (:class:`ptqtheory.Alphabet`), absmax-scaled per output channel."""
-_ALPHABET_METHODS = ("rtn", "optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "gpfq",
-                     "magr-optq")
+_ALPHABET_METHODS = tuple(m for m in METHODS if m not in ("owq", "boa"))
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,12 @@ class Config:
 
     ``act_bits``: when set, every quantized ``nn.Linear``'s input in the quantized stream is
     fake-quantized to ``act_bits`` bits (symmetric INT, dynamic steps, one per token with
-    ``act_granularity="token"`` or one per tensor with ``"tensor"``), both when its :math:`\tilde X`
-    is captured for calibration and when the quantized model is evaluated (see :func:`quantize_model`).
+    ``act_granularity="token"`` or one per tensor with ``"tensor"``), in calibration and evaluation
+    (module notes, "Activation quantization").
 
     ``aqas``: with ``act_bits``, each group of layers that read one input is quantized as the scaled
-    problem of one AQAS scale vector :math:`s` (:func:`ptqtheory.aqas` on the group's stacked weights and
-    its quantized-stream inputs before activation quantization): the weights :math:`WS` on their own
-    grid, the inputs :math:`XS^{-1}` and :math:`\tilde X_s = Q_a(\tilde XS^{-1})`; the quantized layer
-    computes :math:`Q_a(xS^{-1}) Q_s^T` (the activation hook divides by :math:`s` before quantizing).
-    Setting suffix ``-aqas`` (e.g. ``qronos-4b-a8-aqas``). docs/methods.md, "AQAS in the pipeline".
+    problem of one AQAS scale vector :math:`s`, the weights :math:`WS` on their own grid (module notes,
+    "AQAS"; docs/methods.md, "AQAS in the pipeline"). Setting suffix ``-aqas`` (e.g. ``qronos-4b-a8-aqas``).
     """
 
     method: str
@@ -182,9 +180,6 @@ class Config:
         if self.aqas and self.alphabet is not None:
             raise ValueError(f"aqas=True with alphabet={self.alphabet!r}: AQAS's objective and the scaled "
                              "problem are implemented for the min-max grid only; drop -int/-dint or -aqas")
-        if self.aqas and registry.method(self.method).attention == "boa":
-            raise ValueError("aqas=True: method 'boa' is not combined with activation quantization or AQAS; "
-                             "use optq or qronos, e.g. qronos-4b-a8-aqas")
         if self.group_size is not None and registry.method(self.method).attention == "boa":
             raise ValueError(f"group_size={self.group_size}: method 'boa' quantizes q/k/v with "
                              "pt.boa_attention, which fits one min-max grid per output channel (no groups); "
@@ -253,7 +248,7 @@ class ModelBlocks:
 
     def load(self, i: int, device: torch.device) -> torch.nn.Module:
         blk = self._blocks[i]
-        home = _module_device(blk)
+        home = next((t.device for t in blk.parameters()), torch.device("cpu"))
         if home != device:
             self._home[i] = home
             blk.to(device)
@@ -263,12 +258,6 @@ class ModelBlocks:
         home = self._home.pop(i, None)
         if home is not None:
             block.to(home)
-
-
-def _module_device(module: torch.nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    return torch.device("cpu")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -342,10 +331,8 @@ def capture_block_inputs(model: torch.nn.Module, first_block: torch.nn.Module, c
         with torch.no_grad():
             for j, batch in enumerate(calibration):
                 got.clear()
-                try:
+                with contextlib.suppress(StopForward):
                     forward(model, batch)
-                except StopForward:
-                    pass
                 if not got:
                     raise RuntimeError(f"calibration batch {j}: the forward pass never reached the first "
                                        "block; is `blocks` the model's list of blocks?")
@@ -382,14 +369,6 @@ def _call(block: torch.nn.Module, inputs: BlockInputs, j: int, counter: _Counter
     return out[0] if isinstance(out, tuple | list) else out
 
 
-def _rows(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """A layer input ``(b, T, N)`` as rows ``(tokens, N)``, padding tokens dropped."""
-    x = x.detach()
-    if x.dim() == 3 and mask is not None:
-        x = x[mask]
-    return x.reshape(-1, x.shape[-1])
-
-
 def _layer_batches(block: torch.nn.Module, layer: torch.nn.Module, inputs: BlockInputs,
                    counter: _Counter) -> Iterator[torch.Tensor]:
     """The input rows of ``layer`` for each cached batch: the block runs until the layer is reached."""
@@ -402,16 +381,26 @@ def _layer_batches(block: torch.nn.Module, layer: torch.nn.Module, inputs: Block
 
         handle = layer.register_forward_pre_hook(hook)
         try:
-            with torch.no_grad():
-                try:
-                    _call(block, inputs, j, counter)
-                except StopForward:
-                    pass
+            with torch.no_grad(), contextlib.suppress(StopForward):
+                _call(block, inputs, j, counter)
         finally:
             handle.remove()
         if not got:
             raise RuntimeError("the block never called one of its own linear layers on this batch")
         yield _rows(got[0], inputs.masks[j])
+
+
+def _captured(block: torch.nn.Module, layer: torch.nn.Module, inputs: BlockInputs,
+              counter: _Counter) -> torch.Tensor:
+    """The input rows of ``layer`` (:func:`_layer_batches`) in float64 (exact for float32 and float16)."""
+    return torch.cat([b.to(torch.float64) for b in _layer_batches(block, layer, inputs, counter)])
+
+
+def _numpy64(a) -> np.ndarray:
+    """A tensor or an array as a float64 numpy array on the host."""
+    if isinstance(a, torch.Tensor):
+        return a.detach().to(torch.float64).cpu().numpy()
+    return np.asarray(a, np.float64)
 
 
 def _block_outputs(block: torch.nn.Module, inputs: BlockInputs, counter: _Counter) -> list[torch.Tensor]:
@@ -429,8 +418,7 @@ def discover_groups(block: torch.nn.Module, inputs: BlockInputs, counter: _Count
     ``fc1``). Names are relative to the block, or ``prefix.name`` with ``prefix``.
     """
     seen: dict[str, tuple] = {}
-    keys: dict[tuple, list[str]] = {}
-    order: list[tuple] = []
+    keys: dict[tuple, list[str]] = {}  # in order of first appearance
     alive: list[torch.Tensor] = []
     handles = []
     for name, mod in block.named_modules():
@@ -444,10 +432,7 @@ def discover_groups(block: torch.nn.Module, inputs: BlockInputs, counter: _Count
                 alive.append(x)
                 key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype)
                 seen[full] = key
-                if key not in keys:
-                    keys[key] = []
-                    order.append(key)
-                keys[key].append(full)
+                keys.setdefault(key, []).append(full)
             handles.append(mod.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
@@ -456,7 +441,7 @@ def discover_groups(block: torch.nn.Module, inputs: BlockInputs, counter: _Count
         for h in handles:
             h.remove()
         alive.clear()
-    return [keys[k] for k in order]
+    return list(keys.values())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -511,11 +496,8 @@ def _activation_hooks(block: torch.nn.Module, names: Sequence[str], bits: int,
     missing = [n for n in names if not isinstance(mods.get(n), torch.nn.Linear)]
     if missing:
         raise ValueError(f"names: {missing} are not nn.Linear layers of the block")
-    out = []
-    for n in names:
-        hook = _ActivationHook(bits, granularity)
-        out.append((mods[n].register_forward_pre_hook(hook), hook))
-    return out
+    hooks = [_ActivationHook(bits, granularity) for _ in names]
+    return [(mods[n].register_forward_pre_hook(h), h) for n, h in zip(names, hooks, strict=True)]
 
 
 AQAS_N_GRID = 10
@@ -565,20 +547,20 @@ def _aqas_group(cfg: Config, qblock: torch.nn.Module, fblock: torch.nn.Module | 
     first = hooks[group[0]]
     first.bypass = True  # the quantized stream's input before activation quantization
     try:
-        X0 = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, mods[group[0]], q_in, counter)]
-                       ).cpu().numpy()
+        X0 = _captured(qblock, mods[group[0]], q_in, counter).cpu().numpy()
     finally:
         first.bypass = False
-    W = np.concatenate([mods[g].weight.detach().to(torch.float64).cpu().numpy() for g in group])
+    W = np.concatenate([_numpy64(mods[g].weight) for g in group])
     kw: dict[str, Any] = {"w_bits": cfg.bits, "a_bits": cfg.act_bits, "sym": cfg.sym,
                           "group_size": cfg.group_size, "a_granularity": cfg.act_granularity}
     fallback = None
     dead = ~np.any(X0 != 0, axis=0)
     if dead.any():  # a scale of an input channel that never fires is undefined: keep s = 1
-        from ..aqas import AQASResult
+        from ..aqas import AQASResult, _objective_rows
 
         fallback = f"{int(dead.sum())} all-zero input channels: identity scales"
-        rows_s = rows_1 = _objective_rows_any(W, X0, np.ones(W.shape[1]), kw)
+        # AQAS's per-row objective without the all-zero-column check (identity scales only)
+        rows_s = rows_1 = _objective_rows(X0 @ W.T, W, X0, np.ones(W.shape[1]), **kw)
         base = float(np.sum(rows_1))
         res: Any = AQASResult(scales=np.ones(W.shape[1]), W=W, X=X0, alpha=None, objective=base,
                               objective_unscaled=base, alphas=np.zeros(0), objectives=np.zeros(0))
@@ -597,13 +579,6 @@ def _aqas_group(cfg: Config, qblock: torch.nn.Module, fblock: torch.nn.Module | 
             return (x / s_t.to(device=x.device, dtype=x.dtype), *args[1:])
         handle = dict(fblock.named_modules())[group[0]].register_forward_pre_hook(divide)
     return _AQASGroup(res, s, np.asarray(rows_s), np.asarray(rows_1), int(X0.shape[0]), fallback, handle)
-
-
-def _objective_rows_any(W: np.ndarray, X: np.ndarray, s: np.ndarray, kw: dict) -> np.ndarray:
-    """AQAS's per-row objective terms without the all-zero-column check (identity scales only)."""
-    from ..aqas import _objective_rows
-
-    return _objective_rows(X @ W.T, W, X, s, **kw)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -667,16 +642,13 @@ class _Backend:
 
     def weights(self, mod: torch.nn.Linear):
         w = mod.weight.detach()
-        if self.device is None:
-            return w.to(torch.float64).cpu().numpy()
-        return w.to(device=self.device, dtype=self.dtype)
+        return _numpy64(w) if self.device is None else w.to(device=self.device, dtype=self.dtype)
 
     def stack(self, parts: list):
         return np.concatenate(parts, axis=0) if self.device is None else torch.cat(parts, dim=0)
 
-    def gather(self, batches: Iterator[torch.Tensor]):
-        """A group's inputs captured whole, in float64 (exact for float32 and float16 models)."""
-        rows = torch.cat([b.to(torch.float64) for b in batches], dim=0)
+    def gather(self, rows: torch.Tensor):
+        """A group's inputs captured whole in float64 (:func:`_captured`), on the host for numpy."""
         return rows.cpu().numpy() if self.device is None else rows
 
 
@@ -692,28 +664,21 @@ def _group_data(cfg: Config, backend: _Backend, qblock, fblock, first: str, q_in
 
         def batches():  # one batch at a time: a group's inputs are never held at once
             xts = _layer_batches(qblock, qmod, q_in, counter)
-            if not uses_x:
-                yield from xts
-                return
-            xs = _layer_batches(fblock, fmod, f_in, counter)
-            yield from zip(xs, xts, strict=True)
+            return zip(_layer_batches(fblock, fmod, f_in, counter), xts, strict=True) if uses_x else xts
 
         acc = TorchAccumulator(qmod.in_features, backend.device, with_mismatch=uses_x)
         for item in batches():
-            if uses_x:
-                acc.update(*item)
-            else:
-                acc.update(item)
+            acc.update(*item) if uses_x else acc.update(item)
         # Qronos reads the mismatch statistics as X; OPTQ, LDLQ and RTN read Xt's as their data.
         run_x, run_xt = (acc, None) if uses_x else (None, acc)
         # The certificate reads the statistics and one more pass for the errors; the per-sample bounds
         # (B5, B10.sup) of stochastic runs read one more pass, batch by batch.
         return run_x, run_xt, lambda run, p: certify(run, batches(), p=p, samples=batches)
-    Xt = backend.gather(_layer_batches(qblock, qmod, q_in, counter))
+    Xt = backend.gather(_captured(qblock, qmod, q_in, counter))
     X = None
     if uses_x:
         assert fmod is not None and f_in is not None  # the float stream is kept when the config reads it
-        X = backend.gather(_layer_batches(fblock, fmod, f_in, counter))
+        X = backend.gather(_captured(fblock, fmod, f_in, counter))
 
     def cert(run, p):  # certified on the float64 inputs, also for float32 runs
         return certify(run, X, Xt, p=p) if uses_x else certify(run, Xt, p=p)
@@ -734,23 +699,15 @@ class _MagR:
     samples: np.ndarray | None  # the data as float64 rows, when the run read samples (not statistics)
 
 
-def _samples64(data) -> np.ndarray | None:
-    """A run's data as float64 numpy rows, or ``None`` for streamed statistics (a torch accumulator)."""
-    if isinstance(data, np.ndarray):
-        return np.asarray(data, dtype=np.float64)
-    if isinstance(data, torch.Tensor):
-        return data.to(torch.float64).cpu().numpy()
-    return None
-
-
 def _magr_preprocess(cfg: Config, W, data) -> _MagR:
     """MagR (``pt.magr``, the authors' per-channel or group-wise settings by ``cfg.group_size``) on the
     data the run reads; the run then quantizes ``V`` with a grid fitted to ``V``."""
     from ..magr import magr_gram
 
     torch_in = isinstance(W, torch.Tensor)
-    W64 = W.to(torch.float64).cpu().numpy() if torch_in else np.asarray(W, dtype=np.float64)
-    samples = _samples64(data)
+    W64 = _numpy64(W)
+    # the data as float64 rows, or None for streamed statistics (a torch accumulator)
+    samples = _numpy64(data) if isinstance(data, np.ndarray | torch.Tensor) else None
     gram = samples.T @ samples if samples is not None else data.gram_X.to(torch.float64).cpu().numpy()
     res = magr_gram(W64, gram, group_size=cfg.group_size)
     V = torch.as_tensor(res.V).to(device=W.device, dtype=W.dtype) if torch_in else res.V
@@ -766,8 +723,7 @@ def _add_magr_summary(summary: dict, pre: _MagR, run, cert, rows: slice) -> None
     from ..magr import end_to_end_check
 
     res = pre.result
-    V = np.atleast_2d(np.asarray(run.W.cpu() if isinstance(run.W, torch.Tensor) else run.W, dtype=float))
-    Q = np.atleast_2d(np.asarray(run.Q.cpu() if isinstance(run.Q, torch.Tensor) else run.Q, dtype=float))
+    V, Q = np.atleast_2d(_numpy64(run.W)), np.atleast_2d(_numpy64(run.Q))
 
     def norms(D):  # ||X d|| per row: from the samples where the run read them, else d^T (X^T X) d
         if pre.samples is not None:
@@ -777,25 +733,22 @@ def _add_magr_summary(summary: dict, pre: _MagR, run, cert, rows: slice) -> None
     change, empirical, reference = norms(pre.W - V), norms(pre.W - Q), norms(pre.W)
     N = pre.W.shape[1]
     terms = N * pre.samples.shape[0] if pre.samples is not None else N * N
-    labels = [b.label for b in cert.bounds]
-    mine = slice(rows.start, rows.stop)
-    if "B1" in labels:
+    if "B1" in [b.label for b in cert.bounds]:
         summary["bounds"]["MagR"] = summarize_bound(end_to_end_check(cert.bound("B1"), change, empirical,
-                                                                     terms=terms), mine)
-    ok = res.certified[mine]
+                                                                     terms=terms), rows)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel_change = np.where(reference > 0, change / reference, 0.0)[mine]
+        rel_change = np.where(reference > 0, change / reference, 0.0)[rows]
     summary["magr"] = {
         "alpha": res.alpha, "iterations": res.iterations, "group_size": res.group_size,
-        "rows_uncertified": int(np.count_nonzero(~ok)),
-        "max_gap": float(np.max(res.gap[mine])),
-        "max_gap_relative": float(np.max(res.gap[mine] / np.maximum(res.objective[mine], 1e-300))),
-        "w_inf_median": float(np.median(res.w_inf[mine])), "v_inf_median": float(np.median(res.v_inf[mine])),
-        "inf_ratio_median": float(np.median(res.v_inf[mine] / np.maximum(res.w_inf[mine], 1e-300))),
+        "rows_uncertified": int(np.count_nonzero(~res.certified[rows])),
+        "max_gap": float(np.max(res.gap[rows])),
+        "max_gap_relative": float(np.max(res.gap[rows] / np.maximum(res.objective[rows], 1e-300))),
+        "w_inf_median": float(np.median(res.w_inf[rows])), "v_inf_median": float(np.median(res.v_inf[rows])),
+        "inf_ratio_median": float(np.median(res.v_inf[rows] / np.maximum(res.w_inf[rows], 1e-300))),
         "output_change_relative_median": float(np.median(rel_change)),
         "err_l2_mean_vs_v": summary["err_l2_mean"],
     }
-    summary["err_l2_mean"] = float(np.mean(empirical[mine]))
+    summary["err_l2_mean"] = float(np.mean(empirical[rows]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -832,7 +785,7 @@ class BoAAttention:
         return f"{self.name}.{self.projections[i]}" if self.name else self.projections[i]
 
 
-def _refuse(where: str, name: str, mod: torch.nn.Module, problem: str):
+def _refuse(where: str, name: str, mod: torch.nn.Module, problem: str) -> NoReturn:
     raise ValueError(f"method 'boa': the attention {where}.{name} ({type(mod).__name__}) is not supported: "
                      f"{problem}; {_BOA_ADVICE}")
 
@@ -866,7 +819,6 @@ def boa_attention_module(block: torch.nn.Module, where: str = "the block") -> Bo
         position = getattr(cfg, "position_embedding_type", "absolute")
         if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
             _refuse(where, name, mod, "no integer num_attention_heads")
-        assert isinstance(heads, int)
         if not (q.weight.shape == k.weight.shape == v.weight.shape) or q.out_features % heads:
             _refuse(where, name, mod, f"query/key/value shapes {tuple(q.weight.shape)}, "
                                       f"{tuple(k.weight.shape)}, {tuple(v.weight.shape)} (not {heads} equal "
@@ -923,14 +875,14 @@ def _rotary_rows(inputs: BlockInputs, head_dim: int, where: str) -> tuple[np.nda
     """Each real token's rotary embedding ``(cos, sin)``, float64 ``(tokens, head_dim)``, in the order
     :func:`_rows` stacks the tokens: the block's own ``position_embeddings`` argument (so the positions
     are the model's, whatever its padding), broadcast over the batch and restricted to the real tokens."""
-    cos_rows, sin_rows = [], []
+    rows: list[list[torch.Tensor]] = []  # per batch: its cos and sin rows
     for j, (h, mk) in enumerate(zip(inputs.hidden, inputs.masks, strict=True)):
         pe = inputs.kwargs[j].get("position_embeddings")
         if not (isinstance(pe, tuple | list) and len(pe) == 2 and all(isinstance(t, torch.Tensor) for t in pe)):
             raise ValueError(f"method 'boa': {where} was not given position_embeddings=(cos, sin) (rotary "
                              f"embeddings); {_BOA_ADVICE}")
         B, T = int(h.shape[0]), int(h.shape[1])
-        out = []
+        rows.append([])
         for t in pe:
             if t.dim() == 2:
                 t = t.unsqueeze(0)
@@ -938,9 +890,8 @@ def _rotary_rows(inputs: BlockInputs, head_dim: int, where: str) -> tuple[np.nda
                 raise ValueError(f"method 'boa': {where}'s position_embeddings have shape {tuple(t.shape)}, "
                                  f"not (batch, {T}, head_dim={head_dim}) (partial rotary embeddings are not "
                                  f"modelled); {_BOA_ADVICE}")
-            out.append(_rows(t.expand(B, T, head_dim).to(torch.float64), mk))
-        cos_rows.append(out[0])
-        sin_rows.append(out[1])
+            rows[-1].append(_rows(t.expand(B, T, head_dim).to(torch.float64), mk))
+    cos_rows, sin_rows = zip(*rows, strict=True)
     return (torch.cat(cos_rows).cpu().numpy(), torch.cat(sin_rows).cpu().numpy())
 
 
@@ -1002,8 +953,7 @@ def _check_reference_forward(qblock: torch.nn.Module, attention: BoAAttention, w
     first = BlockInputs(q_in.hidden[:1], q_in.args[:1], q_in.kwargs[:1], q_in.masks[:1], q_in.keyword_hidden)
     L0 = _sequence_lengths(first)
     n0 = sum(L0)
-    rows = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, out_proj, first, counter)])
-    got = rows.cpu().numpy()
+    got = _captured(qblock, out_proj, first, counter).cpu().numpy()
     ref, _ = attention_heads(X[:n0], W["query"], W["key"], W["value"], attention.n_heads, L0, bias("query"),
                              bias("key"), bias("value"), attention.causal, n_kv_heads=attention.n_kv_heads,
                              cos=cos[:n0], sin=sin[:n0])
@@ -1032,17 +982,16 @@ def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: BoAAtte
     if sorted(group) != sorted(names.values()):
         raise RuntimeError(f"method 'boa': the query/key/value projections do not read one input "
                            f"(group {group})")
-    X = torch.cat([b.to(torch.float64) for b in _layer_batches(qblock, mods[names["query"]], q_in, counter)]
-                  ).cpu().numpy()
+    X = _captured(qblock, mods[names["query"]], q_in, counter).cpu().numpy()
     lengths = _sequence_lengths(q_in)
     if sum(lengths) != X.shape[0]:
         raise RuntimeError(f"method 'boa': {sum(lengths)} real tokens in the masks, {X.shape[0]} rows captured")
     cos, sin = _rotary_rows(q_in, attention.head_dim, where) if attention.rope else (None, None)
-    W = {a: mods[n].weight.detach().to(torch.float64).cpu().numpy() for a, n in names.items()}
+    W = {a: _numpy64(mods[n].weight) for a, n in names.items()}
 
     def bias(a):
         b = mods[names[a]].bias
-        return None if b is None else b.detach().to(torch.float64).cpu().numpy()
+        return None if b is None else _numpy64(b)
 
     if attention.rope:  # the factors must be the model's: the reference forward reproduces its attention
         _check_reference_forward(qblock, attention, where, q_in, X, cos, sin, W, bias, counter)
@@ -1056,8 +1005,8 @@ def _quantize_boa_group(cfg: Config, qblock: torch.nn.Module, attention: BoAAtte
         with torch.no_grad():
             mod.weight.copy_(torch.from_numpy(np.asarray(att.Q[key])).to(device=mod.weight.device,
                                                                           dtype=mod.weight.dtype))
-        lam_in = [r.lam_in for r in att.runs[key]]
-        out[names[a]] = (_boa_summary(att, key, X, W[a], RTOL_IDENTITY, attention.rope), float(np.mean(lam_in)))
+        out[names[a]] = (_boa_summary(att, key, X, W[a], RTOL_IDENTITY, attention.rope),
+                         float(np.mean([r.lam_in for r in att.runs[key]])))
     return out
 
 
@@ -1152,7 +1101,8 @@ def quantize_model(
     counter = _Counter()
     model = source.model
     first = source.load(0, work)
-    boa = registry.method(cfg.method).attention == "boa"
+    spec = registry.method(cfg.method)
+    boa = spec.attention == "boa"
     if boa:  # refused before any work when the model's attention is not one boa_attention supports
         boa_attention_module(first, source.names[0])
     q_in = capture_block_inputs(model, first, calibration, forward, work)
@@ -1160,6 +1110,8 @@ def quantize_model(
     f_in = q_in.with_hidden(list(q_in.hidden)) if two_streams else None
     result = PipelineResult(blocks=len(source), calibration_tokens=q_in.tokens,
                             cached_input_bytes=q_in.nbytes() * (2 if two_streams else 1))
+    record = functools.partial(LayerRecord, config=cfg.name, method=cfg.method, bits=cfg.bits,
+                               group_size=cfg.group_size)
     for b in range(len(source)):
         name = source.names[b]
         qblock = first if b == 0 else source.load(b, work)
@@ -1176,7 +1128,6 @@ def quantize_model(
             result.activation_hooks += [h for h, _ in pairs]
             act_hooks = {n: hk for n, (_, hk) in zip(names, pairs, strict=True)}
         mods = dict(qblock.named_modules())
-        spec = registry.method(cfg.method)
         attention = boa_attention_module(qblock, name) if boa else None
         qkv = {attention.layer(i) for i in range(3)} if attention is not None else set()
         for group in groups:
@@ -1185,10 +1136,9 @@ def quantize_model(
                 done = _quantize_boa_group(cfg, qblock, attention, name, group, q_in, lam, counter)
                 for layer in group:
                     summary, layer_lam = done[layer]
-                    result.layers.append(LayerRecord(
-                        layer=f"{name}.{layer}", shape=tuple(mods[layer].weight.shape), config=cfg.name,
-                        method=cfg.method, bits=cfg.bits, group_size=cfg.group_size, lam=layer_lam,
-                        seconds=(time.perf_counter() - t0) / len(group), summary=summary))
+                    result.layers.append(record(layer=f"{name}.{layer}", shape=tuple(mods[layer].weight.shape),
+                                                lam=layer_lam, seconds=(time.perf_counter() - t0) / len(group),
+                                                summary=summary))
                 if progress is not None:
                     progress(f"{cfg.name}: {name}: {', '.join(group)} (BoA)")
                 continue
@@ -1201,15 +1151,13 @@ def quantize_model(
             if aq is not None:
                 weights = [aq.scale(w) for w in weights]
             # Incoherence mixes rows: quantize each layer on its own there, else stack the rows.
-            parts = [[i] for i in range(len(group))] if registry.method(cfg.method).incoherence else \
-                [list(range(len(group)))]
+            parts = [[i] for i in range(len(group))] if spec.incoherence else [list(range(len(group)))]
             for part in parts:
                 W_part = backend.stack([weights[i] for i in part])
                 pre = _magr_preprocess(cfg, W_part, Xt) if spec.preprocess == "magr" else None
                 run = run_setting(cfg, W_part if pre is None else pre.V, X, Xt, lam, seed)
                 cert = cert_fn(run, p)
-                Q = run.Q if isinstance(run.Q, torch.Tensor) else torch.from_numpy(np.asarray(run.Q))
-                Q = torch.atleast_2d(Q)
+                Q = torch.atleast_2d(torch.as_tensor(run.Q))
                 start = 0
                 for i in part:
                     layer = group[i]
@@ -1231,9 +1179,8 @@ def quantize_model(
                     if aq is not None:
                         lo = sum(weights[k].shape[0] for k in range(i))
                         summary["aqas"] = aq.summary(slice(lo, lo + n), [f"{name}.{g}" for g in group])
-                    result.layers.append(LayerRecord(
-                        layer=f"{name}.{layer}", shape=tuple(weights[i].shape), config=cfg.name,
-                        method=cfg.method, bits=cfg.bits, group_size=cfg.group_size, lam=float(run.lam),
+                    result.layers.append(record(
+                        layer=f"{name}.{layer}", shape=tuple(weights[i].shape), lam=float(run.lam),
                         seconds=(time.perf_counter() - t0) / len(group), summary=summary))
                     start += n
             if aq is not None and aq.handle is not None:
@@ -1243,8 +1190,7 @@ def quantize_model(
         # Hand the block's outputs on: the quantized stream through the quantized block, the float
         # stream through the float copy.
         q_in = q_in.with_hidden(_block_outputs(qblock, q_in, counter))
-        if two_streams:
-            assert f_in is not None  # set above with two_streams
+        if f_in is not None:  # two streams
             f_in = f_in.with_hidden(_block_outputs(fblock, f_in, counter))
         del fblock
         source.release(b, qblock)

@@ -111,7 +111,7 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
                             "validate --settings boa-4b` (--model minilm or smollm2), or use --method optq / "
                             "magr-optq here")
     try:
-        Config(method, bits, group_size)
+        cfg = Config(method, bits, group_size)
         # The grid itself: refuses bit widths float64 cannot round exactly, before any work.
         Grid.minmax(np.zeros((1, 1)), bits=bits)
     except (ValueError, TypeError) as exc:
@@ -127,14 +127,9 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     if dtype not in ("float32", "float64"):
         raise QuantizeError(f"--dtype must be float32 or float64; got {dtype!r}")
     work_dtype = getattr(torch, dtype)
-    try:
+    with rep.reraise_as(QuantizeError, rep.OutputPathError, hf.ModelFolderError):
         outdir = rep.check_out_dir(out)
-    except rep.OutputPathError as exc:
-        raise QuantizeError(str(exc)) from exc
-    try:
         folder = hf.check_folder(model_dir)
-    except hf.ModelFolderError as exc:
-        raise QuantizeError(str(exc)) from exc
     tokenizer = None if random_tokens is not None else hf.load_tokenizer(folder)
     if random_tokens is None and tokenizer is None:
         raise QuantizeError(
@@ -154,27 +149,22 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
         raise QuantizeError(f"{folder}: the model could not be loaded ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else 'no message'}); check the folder's "
                             "config.json and safetensors files") from exc
-    try:
+    with rep.reraise_as(QuantizeError, hf.ModelFolderError):
         blocks = hf.decoder_blocks(model)
-    except hf.ModelFolderError as exc:
-        raise QuantizeError(str(exc)) from exc
-    try:
+    # a text file too short or unreadable, a tokenizer mismatch
+    with rep.reraise_as(QuantizeError, ValueError, OSError):
         batches, cal = hf.calibration_batches(
             tokenizer, tokens=tokens, seq_len=seq_len, batch_size=batch_size, text=text,
             random_tokens=random_tokens, vocab_size=model.config.vocab_size, seed=seed, device=dev)
-    except (ValueError, OSError) as exc:  # a text file too short or unreadable, a tokenizer mismatch
-        raise QuantizeError(str(exc)) from exc
     if not batches:
         raise QuantizeError("the calibration text gave no complete sequence; lower --seq-len or "
                             "give more --tokens")
-    cfg = Config(method, bits, group_size)
     streaming = dev.type == "cuda" if stream is None else bool(stream)
     arch = type(model).__name__
     log(f"quantize: {folder} ({arch}), {len(blocks)} decoder blocks, {cfg.name}, torch on {dev} in "
         f"{dtype}{', streamed statistics' if streaming else ''}; calibration {cal['tokens']} tokens "
         f"({cal['source']})")
 
-    blocks_names = [n for n, _ in blocks]
     group_of: dict[str, tuple[str, ...]] = {}
     codes: dict[str, np.ndarray] = {}
     notes: list[str] = []
@@ -202,16 +192,13 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     res = quantize_model(ModelBlocks(model, blocks), batches, hf.forward, cfg, lam=Damping.percdamp(percdamp),
                          p=p, seed=seed, progress=progress, device=dev, dtype=work_dtype, stream=streaming,
                          on_layer=on_layer)
-    seconds = time.perf_counter() - t0
-    qmodel = model
-
     config: dict[str, Any] = {
-              "config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
-              "seconds": seconds, "block_forwards": res.block_forwards,
-              "layers": [r.to_dict() for r in res.layers]}
+        "config": cfg.name, "method": cfg.method, "bits": cfg.bits, "group_size": cfg.group_size,
+        "seconds": time.perf_counter() - t0, "block_forwards": res.block_forwards,
+        "layers": [r.to_dict() for r in res.layers]}
     summary = rep.summarize([config], p)
     skipped = sorted({lab for r in res.layers for lab in r.summary.get("skipped_bounds", [])})
-    _save_model(qmodel, tokenizer, outdir / "model")
+    _save_model(model, tokenizer, outdir / "model")
     if codes:
         from safetensors.numpy import save_file
 
@@ -232,7 +219,7 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
     }
     rep.write_text(outdir / "report.json", json.dumps(report, indent=1, default=float))
     rep.write_text(outdir / "report.csv", rep.csv_text([config]))
-    groups = rep.group_rows(config["layers"], group_of, blocks_names)
+    groups = rep.group_rows(config["layers"], group_of, [n for n, _ in blocks])
     print(rep.groups_table(groups, summary, skipped))
     print(f"quantized model: {outdir / 'model'}; report: {outdir / 'report.json'} and "
           f"{outdir / 'report.csv'} ({report['seconds']:.0f} s in all)")

@@ -261,14 +261,11 @@ def load(dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None
     """
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating torch dtype such as torch.float32; got {dtype!r}")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from . import hf
 
     folder = ensure_converted(cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True,
-                                                 dtype=dtype)
-    model.eval()
-    return model, tokenizer
+    tokenizer = hf.load_tokenizer(folder)  # the converted folder always holds tokenizer.json
+    return hf.load_causal_lm(folder, dtype), tokenizer
 
 
 def block_linears(model) -> dict[str, torch.nn.Linear]:
@@ -276,11 +273,8 @@ def block_linears(model) -> dict[str, torch.nn.Linear]:
 
     For SmolLM2: 30 blocks x 7 = 210 layers; the tied ``lm_head`` is not a block layer.
     """
-    out = {}
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}" and name.endswith(LINEAR_NAMES):
-            out[name] = module
-    return out
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}" and name.endswith(LINEAR_NAMES)}
 
 
 def q4_1_grid_residual(W: torch.Tensor | np.ndarray, group: int = 32) -> float:

@@ -60,14 +60,7 @@ def stdlib_paragraphs(module_name: str) -> list[str]:
         obj = getattr(mod, name, None)
         if getattr(obj, "__module__", None) == mod.__name__ and getattr(obj, "__doc__", None):
             docs.append(str(obj.__doc__))
-    out = []
-    for d in docs:
-        out.extend(_clean(d))
-    return out
-
-
-def _held_out(name: str) -> bool:
-    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 4 == 0
+    return [para for d in docs for para in _clean(d)]
 
 
 def split(limit_calibration: int = 256, limit_heldout: int = 128) -> tuple[list[str], list[str]]:
@@ -76,8 +69,8 @@ def split(limit_calibration: int = 256, limit_heldout: int = 128) -> tuple[list[
     cal: list[str] = []
     held: list[str] = []
     for name in STDLIB_MODULES:
-        target = held if _held_out(name) else cal
-        target.extend(stdlib_paragraphs(name))
+        held_out = int(hashlib.sha256(name.encode()).hexdigest(), 16) % 4 == 0
+        (held if held_out else cal).extend(stdlib_paragraphs(name))
     return cal[:limit_calibration], held[:limit_heldout]
 
 

@@ -164,27 +164,12 @@ def _load(plan: Plan):
     return model, tok, hf.decoder_blocks(model), hf.forward
 
 
-def _tokenizer(model: str):
-    """The model's tokenizer alone (the data are prepared without loading the weights)."""
-    from transformers import AutoTokenizer
-
-    if model == "minilm":
-        from .minilm import embedded_model_dir
-
-        folder = embedded_model_dir()
-    else:
-        from .smollm2 import ensure_converted
-
-        folder = ensure_converted()
-    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
-
-
 def _minilm_data(text: str | None, tokens: int, heldout: int) -> tuple[list[str], list[str], int]:
     """Calibration paragraphs (whole batches of 8 until ``tokens`` real tokens) and held-out ones."""
-    from . import minilm
+    from . import hf, minilm
     from .text import file_paragraphs, split
 
-    tok = _tokenizer("minilm")
+    tok = hf.load_tokenizer(minilm.embedded_model_dir())  # the tokenizer alone, without the weights
     cal, held = file_paragraphs(text) if text else split()
     taken, total = [], 0
     for i in range(0, len(cal), 8):
@@ -200,29 +185,27 @@ def _smollm2_data(text: str | None, tokens: int, seq_len: int, eval_windows: int
                   eval_seq_len: int | None = None):
     """Calibration windows of ``seq_len`` and evaluation windows of ``eval_seq_len`` (default ``seq_len``)
     tokens (token ids) of the two disjoint texts."""
+    from . import hf
     from .corpus import calibration_and_evaluation
     from .perplexity import text_windows
+    from .smollm2 import ensure_converted
 
     split = calibration_and_evaluation(text)
-    tok = _tokenizer("smollm2")
-    cal_windows = max(1, tokens // seq_len)
-    cal = text_windows(tok, split.calibration, seq_len, max_windows=cal_windows)
+    tok = hf.load_tokenizer(ensure_converted())  # the tokenizer alone, without the weights
+    cal = text_windows(tok, split.calibration, seq_len, max_windows=max(1, tokens // seq_len))
     ev = text_windows(tok, split.evaluation, eval_seq_len or seq_len, max_windows=eval_windows)
     return cal.tolist(), ev.tolist(), split
 
 
 def _batches(plan: Plan, tok, device):
     """The calibration batches for the model's forward pass (``tok``: the model's tokenizer)."""
-    import torch
-
     if plan.model == "minilm":
         from . import minilm
 
         return minilm.batches(tok, plan.calibration, max_length=128, batch_size=8)
-    ids = torch.tensor(plan.calibration, dtype=torch.long, device=device)
-    step = plan.batch_size
-    return [{"input_ids": ids[i:i + step], "attention_mask": torch.ones_like(ids[i:i + step])}
-            for i in range(0, ids.shape[0], step)]
+    from .hf import _batches as token_batches
+
+    return token_batches(plan.calibration, plan.batch_size, device)
 
 
 def _quality(plan: Plan, model, tok, device) -> dict:
@@ -241,31 +224,22 @@ def _quality(plan: Plan, model, tok, device) -> dict:
     return {"perplexity": res.ppl, "nll": res.nll, "eval_tokens": res.tokens}
 
 
-def _float_job(plan: Plan) -> dict:
-    import torch
-
-    torch.manual_seed(plan.seed)
-    model, tok, _, _ = _load(plan)
-    device = torch.device(plan.device)
-    model.to(device)
-    t0 = time.perf_counter()
-    q = _quality(plan, model, tok, device)
-    return {"config": "float", "seconds": time.perf_counter() - t0, **q}
-
-
-def _setting_job(args: tuple[Plan, Config]) -> dict:
-    """Worker: quantize with one setting, certify every row, evaluate."""
+def _setting_job(args: tuple[Plan, Config | None]) -> dict:
+    """Worker: quantize with one setting, certify every row, evaluate (setting ``None``: the float model)."""
     import torch
 
     from ..calibration import Damping
     from .pipeline import ModelBlocks, quantize_model
 
     plan, cfg = args
-    if cfg is None:
-        return _float_job(plan)
     torch.manual_seed(plan.seed)
     model, tok, blocks, forward = _load(plan)
     device = torch.device(plan.device)
+    if cfg is None:
+        model.to(device)
+        t0 = time.perf_counter()
+        q = _quality(plan, model, tok, device)
+        return {"config": "float", "seconds": time.perf_counter() - t0, **q}
     cal = _batches(plan, tok, "cpu")
     kw = {} if plan.backend == "numpy" else {"device": device, "dtype": getattr(torch, plan.dtype)}
     if device.type != "cpu":
@@ -311,10 +285,6 @@ BoA: 2.5x on MiniLM (69 s against 27 s, docs/methods.md "BoA"). MagR + OPTQ: abo
 (1058 s against 49 s on a shared machine, benchmarks/results/validate_minilm_magr.json)."""
 
 
-def _relative_cost(cfg) -> float:
-    return 0.3 if cfg is None else RELATIVE_COST.get(cfg.method, 1.0)
-
-
 def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
     out: list
     if workers <= 1 or len(jobs) == 1:
@@ -337,7 +307,9 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
     try:
         # Longest jobs first (a greedy longest-processing-time schedule): with the jobs in the given
         # order, a Qronos job started last would leave one worker idle for minutes at the end.
-        ranked = sorted(range(len(jobs)), key=lambda i: -_relative_cost(jobs[i][1]))
+        # The float job (setting None) counts 0.3.
+        cost = [0.3 if cfg is None else RELATIVE_COST.get(cfg.method, 1.0) for _, cfg in jobs]
+        ranked = sorted(range(len(jobs)), key=lambda i: -cost[i])
         out = [None] * len(jobs)
         for i, res in zip(ranked, pool.imap(_setting_job, [jobs[i] for i in ranked]), strict=True):
             out[i] = res
@@ -355,12 +327,6 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def _bar(total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="validate", unit="job", file=sys.stderr, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -454,10 +420,8 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
             raise ValidateError(f"--device {device}: no CUDA GPU is available on this machine; "
                                 "use --device cpu")
         workers = 1  # one GPU: settings run one after another on it
-    try:
+    with rep.reraise_as(ValidateError, rep.OutputPathError):
         out = rep.check_out_dir(out_dir)
-    except rep.OutputPathError as exc:
-        raise ValidateError(str(exc)) from exc
     t0 = time.perf_counter()
     if model == "minilm":
         try:
@@ -473,14 +437,10 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     else:
         from . import smollm2
 
-        try:
+        with rep.reraise_as(ValidateError, smollm2.ModelMissingError):
             smollm2.ensure_converted()
-        except smollm2.ModelMissingError as exc:
-            raise ValidateError(str(exc)) from exc
-        try:
+        with rep.reraise_as(ValidateError, ValueError):
             cal, held, split = _smollm2_data(text, tokens, seq_len, eval_windows, eval_seq_len)
-        except ValueError as exc:
-            raise ValidateError(str(exc)) from exc
         data = {"text": split.source, "text_fallback": split.fallback,
                 "calibration": {"tokens": sum(map(len, cal)), "windows": len(cal), "seq_len": seq_len},
                 "evaluation": {"windows": len(held), "seq_len": eval_seq_len or seq_len}}
@@ -489,8 +449,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     precision = ("float64 numpy reference" if backend == "numpy"
                  else f"torch {dtype} on {device}, float64 statistics")
     plan = Plan(model=model, p=float(p), seed=seed, percdamp=float(percdamp), device=device, backend=backend,
-                dtype=dtype,
-                calibration=cal, evaluation=held)
+                dtype=dtype, calibration=cal, evaluation=held)
     # MiniLM's float embeddings are computed in each worker before it quantizes (cheap); SmolLM2's
     # float perplexity is a job of its own.
     jobs = ([(plan, None)] if model == "smollm2" else []) + [(plan, cfg) for cfg in configs]
@@ -504,20 +463,17 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
               "of 128", file=sys.stderr, flush=True)
     if fallback_note:
         print(f"note: {fallback_note}", file=sys.stderr, flush=True)
-    with _bar(len(jobs)) as bar:
+    from tqdm import tqdm
+
+    with tqdm(total=len(jobs), desc="validate", unit="job", file=sys.stderr, dynamic_ncols=True) as bar:
         def on_result(res):
             bar.set_postfix_str(f"{res['config']} {res['seconds']:.0f} s")
             bar.update()
 
         results = _run_jobs(jobs, workers, on_result)
-    float_ppl = None
-    if model == "smollm2":
-        float_res, results = results[0], results[1:]
-        float_ppl = float_res["perplexity"]
-    else:
-        float_res = None
-    if model == "minilm":
-        # The float embeddings, once, in this process (the workers computed the quantized ones).
+    float_res = results.pop(0) if model == "smollm2" else None  # SmolLM2's float job runs first
+    if float_res is None:
+        # MiniLM: the float embeddings, once, in this process (the workers computed the quantized ones).
         from . import minilm
 
         fmodel, tok = minilm.load()
@@ -531,8 +487,9 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     report = {"model": what, "device": device, "backend": backend, "precision": precision,
               **data, "damping": f"percdamp={percdamp} (GPTQ)", "p": p, "seed": seed,
               "seconds": time.perf_counter() - t0, "summary": summary}
-    if model == "smollm2":
-        report["perplexity"] = {"float": float_ppl, **{r["config"]: r["perplexity"] for r in results}}
+    if float_res is not None:
+        report["perplexity"] = {"float": float_res["perplexity"],
+                                **{r["config"]: r["perplexity"] for r in results}}
         report["float"] = float_res
     report["configs"] = results
     rep.write_text(out / "report.json", json.dumps(report, indent=1, default=float))
@@ -542,10 +499,9 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     columns.update({"optimality_ratio_median": ("L1 ratio med", ".3f"),
                     "optimality_ratio_worst": ("L1 ratio max", ".3f")})
     print(rep.settings_table(results, columns))
-    if model == "smollm2":
-        assert float_res is not None  # the float job runs for SmolLM2
-        print(f"float model perplexity: {float_ppl:.3f} ({float_res['eval_tokens']} predicted tokens, "
-              f"{len(held)} windows of {eval_seq_len or seq_len})")
+    if float_res is not None:
+        print(f"float model perplexity: {float_res['perplexity']:.3f} ({float_res['eval_tokens']} predicted "
+              f"tokens, {len(held)} windows of {eval_seq_len or seq_len})")
     print()
     print(rep.bounds_table(summary))
     print(f"report: {out / 'report.json'} and {out / 'report.csv'} ({report['seconds']:.0f} s in all)")
