@@ -95,10 +95,6 @@ class Entry:
         """Names of the bound functions that apply to a run with this ``rounding``."""
         return self.bounds.get(rounding, ())
 
-    def data_names(self) -> tuple[str, ...]:
-        """``("X",)`` or ``("X", "Xt")``: the inputs a certificate of such a run needs."""
-        return ("X", "Xt") if self.uses_xt else ("X",)
-
 
 _OPTQ_STOCHASTIC = ("b2", "b8", "b3", "b4", "b5", "b6", "l1")
 
