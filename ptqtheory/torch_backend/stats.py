@@ -190,9 +190,8 @@ class TorchAccumulator:
         """The statistics of whole tensors, accumulated in chunks of rows (bounded float64 copies)."""
         acc = cls(X.shape[-1], X.device if device is None else device, with_mismatch=Xt is not None,
                   gram=gram)
-        for r0 in range(0, X.shape[0], ROWS_PER_CHUNK):
-            r1 = min(r0 + ROWS_PER_CHUNK, X.shape[0])
-            acc.update(X[r0:r1], None if Xt is None else Xt[r0:r1])
+        for Xb, Xtb in batches_of(X, Xt):
+            acc.update(Xb, Xtb)
         return acc
 
     # -- statistics --------------------------------------------------------------------------
@@ -216,29 +215,28 @@ class TorchAccumulator:
                 and self._gram_Xt is not None)  # with_mismatch
         return self._gram_mismatch + self._cross_Xt_mismatch + self._cross_Xt_mismatch.T + self._gram_Xt
 
+    def _mismatch_stat(self, name: str) -> torch.Tensor:
+        """The statistic ``name`` that only an accumulator with the mismatch holds."""
+        self._need_mismatch()
+        S = getattr(self, name)
+        assert S is not None  # set with the mismatch
+        return S
+
     @property
     def gram_Xt(self) -> torch.Tensor:
-        self._need_mismatch()
-        assert self._gram_Xt is not None  # set with the mismatch
-        return self._gram_Xt
+        return self._mismatch_stat("_gram_Xt")
 
     @property
     def cross_Xt_mismatch(self) -> torch.Tensor:
-        self._need_mismatch()
-        assert self._cross_Xt_mismatch is not None  # set with the mismatch
-        return self._cross_Xt_mismatch
+        return self._mismatch_stat("_cross_Xt_mismatch")
 
     @property
     def gram_mismatch(self) -> torch.Tensor:
-        self._need_mismatch()
-        assert self._gram_mismatch is not None  # set with the mismatch
-        return self._gram_mismatch
+        return self._mismatch_stat("_gram_mismatch")
 
     @property
     def cross_Xt_X(self) -> torch.Tensor:
-        self._need_mismatch()
-        assert self._gram_Xt is not None and self._cross_Xt_mismatch is not None  # set with the mismatch
-        return self._gram_Xt + self._cross_Xt_mismatch
+        return self.gram_Xt + self.cross_Xt_mismatch
 
     def H(self, lam=0.0) -> torch.Tensor:
         r""":math:`H = X^TX + \lambda I` (float64)."""
@@ -251,8 +249,7 @@ class TorchAccumulator:
         self._need_mismatch()
         self._need_data()
         lam_abs, _ = resolve_lam(lam, self)
-        assert self._gram_Xt is not None  # set with the mismatch
-        return _damped(self._gram_Xt, lam_abs), _damped(self.cross_Xt_X, lam_abs)
+        return _damped(self.gram_Xt, lam_abs), _damped(self.cross_Xt_X, lam_abs)
 
     def transformed(self, V: torch.Tensor) -> TorchAccumulator:
         r"""The statistics of :math:`XV^T` (and :math:`\tilde XV^T`): each matrix :math:`S \to VSV^T`."""
@@ -283,14 +280,9 @@ def add_gram_(S: torch.Tensor, A: torch.Tensor, panels: int = 8) -> None:
     """
     N = A.shape[1]
     width = max(256, -(-N // panels))
-    if width >= N:
-        S.addmm_(A.T, A)
-        return
-    for p0 in range(0, N, width):
-        p1 = min(p0 + width, N)
-        S[p0:p1, p0:].addmm_(A[:, p0:p1].T, A[:, p0:])
-    upper = torch.triu(S)
-    torch.add(upper, torch.triu(S, 1).T, out=S)
+    _upper_panels_(S, A, width)  # one panel (width >= N): the full product, symmetric as it is
+    if width < N:
+        _mirror_upper_(S)
 
 
 def add_gram_chunked_(S: torch.Tensor, A: torch.Tensor, chunk: int = GRAM_CHUNK_ROWS, panels: int = 8) -> int:
@@ -315,15 +307,24 @@ def add_gram_chunked_(S: torch.Tensor, A: torch.Tensor, chunk: int = GRAM_CHUNK_
         if width >= N:
             torch.mm(Ac.T, Ac, out=buf)
         else:
-            for p0 in range(0, N, width):
-                p1 = min(p0 + width, N)
-                buf[p0:p1, p0:].addmm_(Ac[:, p0:p1].T, Ac[:, p0:], beta=0)
+            _upper_panels_(buf, Ac, width, beta=0)
         wide.copy_(buf)
         S.add_(wide)
         count += 1
-    upper = torch.triu(S)
-    torch.add(upper, torch.triu(S, 1).T, out=S)
+    _mirror_upper_(S)
     return count
+
+
+def _upper_panels_(S: torch.Tensor, A: torch.Tensor, width: int, beta: float = 1) -> None:
+    r""":math:`S_{P, \ge P} \leftarrow \beta S_{P, \ge P} + A_P^TA_{\ge P}` for the row panels :math:`P` of
+    ``width`` rows: the upper triangle of :math:`A^TA` (and the part of the lower one inside the panels)."""
+    for p0 in range(0, A.shape[1], width):
+        S[p0 : p0 + width, p0:].addmm_(A[:, p0 : p0 + width].T, A[:, p0:], beta=beta)
+
+
+def _mirror_upper_(S: torch.Tensor) -> None:
+    """Copy the strict upper triangle of ``S`` into the lower one (``S`` exactly symmetric)."""
+    torch.add(torch.triu(S), torch.triu(S, 1).T, out=S)
 
 
 def _float32_products_exact() -> bool:
