@@ -137,7 +137,7 @@ def _has_inf(value) -> bool:
         return False
 
 
-def _as2d(a) -> np.ndarray:
+def as_2d(a) -> np.ndarray:
     """A grid parameter as a 2-D array with the grid's broadcasting rule (1-D means per row)."""
     a = np.asarray(a)
     return a.reshape(1, 1) if a.ndim == 0 else (a[:, None] if a.ndim == 1 else a)
@@ -147,7 +147,7 @@ def _broadcast(*arrays):
     """The parameters broadcast together, or ``None`` when their shapes only fit a given ``W``
     (then :meth:`Grid.views` reports the mismatch)."""
     try:
-        return np.broadcast_arrays(*(_as2d(a) for a in arrays))
+        return np.broadcast_arrays(*(as_2d(a) for a in arrays))
     except ValueError:
         return None
 

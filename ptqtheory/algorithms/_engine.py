@@ -25,26 +25,7 @@ from ..orders import columns_in, resolve_order
 from ..random import uniforms
 from ..records import Run
 
-__all__ = ["Setup", "finish", "numpy_rounder", "optq_iteration", "setup"]
-
-
-def numpy_rounder(grid: Grid | Alphabet, n: int, N: int, order: np.ndarray, rounding: str, seed,
-                  exact: bool = False) -> Rounder:
-    """The shared :class:`~ptqtheory.engine.Rounder` on numpy arrays (rationals when ``exact``)."""
-    if isinstance(grid, Alphabet):  # one scale per row: the column order does not touch it
-        u = uniforms(seed, (n, N)) if rounding == "stochastic" else None
-        return AlphabetRounder(grid.row_scale(n)[:, None], np.asarray(grid.values), rounding, u,
-                               np.zeros((n, N), dtype=bool, order="F"))
-    delta, zero, lo, hi = grid.views(n, N)
-    if exact:  # a binary float is a rational, so this conversion is exact
-        delta, zero = _rational(delta), _rational(zero)
-    # Column-major copies: the sweeps read and write one column of every row per step, and a
-    # group refit writes delta and zero. lo and hi are only read: broadcast views suffice.
-    delta, zero = (np.array(columns_in(a, order), order="F") for a in (delta, zero))
-    lo, hi = (a if a.strides[1] == 0 else columns_in(a, order) for a in (lo, hi))
-    u = uniforms(seed, (n, N)) if rounding == "stochastic" else None
-    return Rounder(delta, zero, lo, hi, grid.rule, grid.refits_groups, rounding, u,
-                   np.zeros((n, N), dtype=bool, order="F"))
+__all__ = ["Setup", "finish", "optq_iteration", "setup"]
 
 
 def _rational(a: np.ndarray) -> np.ndarray:
@@ -65,8 +46,21 @@ class Setup(engine.Setup):
     qr: DataQR | None = None  # kept when the caller needs least squares on the same data (Qronos)
 
     def rounder(self) -> Rounder:
+        """The shared :class:`~ptqtheory.engine.Rounder` on numpy arrays (rationals when ``exact``)."""
         n, N = self.W.shape
-        return numpy_rounder(self.grid, n, N, self.order, self.rounding, self.seed, self.exact)
+        u = uniforms(self.seed, (n, N)) if self.rounding == "stochastic" else None
+        clipped = np.zeros((n, N), dtype=bool, order="F")
+        if isinstance(self.grid, Alphabet):  # one scale per row: the column order does not touch it
+            return AlphabetRounder(self.grid.row_scale(n)[:, None], np.asarray(self.grid.values), self.rounding,
+                                   u, clipped)
+        delta, zero, lo, hi = self.grid.views(n, N)
+        if self.exact:  # a binary float is a rational, so this conversion is exact
+            delta, zero = _rational(delta), _rational(zero)
+        # Column-major copies: the sweeps read and write one column of every row per step, and a
+        # group refit writes delta and zero. lo and hi are only read: broadcast views suffice.
+        delta, zero = (np.array(columns_in(a, self.order), order="F") for a in (delta, zero))
+        lo, hi = (a if a.strides[1] == 0 else columns_in(a, self.order) for a in (lo, hi))
+        return Rounder(delta, zero, lo, hi, self.grid.rule, self.grid.refits_groups, self.rounding, u, clipped)
 
     def augmented(self, Xp: np.ndarray) -> np.ndarray:
         r""":math:`\hat X = [X; \sqrt\lambda I]` in processing order."""

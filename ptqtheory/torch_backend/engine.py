@@ -15,12 +15,15 @@ import numpy as np
 import torch
 
 from .. import engine
-from ..engine import Rounder, Trace, optq_blocked, record
+from ..alphabets import Alphabet
+from ..engine import AlphabetRounder, Rounder, Trace, optq_blocked, record
+from ..grids import as_2d
 from ..orders import resolve_order
 from ..records import Run
 from .device import as_data, as_weights, check_weight_scale, dtype_name, weights_device
 from .factor import factor_damped
-from .grids import check_grid, check_run, column_major, grid_record, to_host, torch_rounder
+from .grids import check_grid, check_run, column_major, grid_record, to_host
+from .rand import uniforms
 from .stats import TorchAccumulator, is_identity, resolve_lam, statistics, sym_perm
 
 __all__ = ["Setup", "Trace", "finish", "optq_blocked", "setup"]
@@ -41,9 +44,29 @@ class Setup(engine.Setup):
     factor_dtype: torch.dtype = torch.float64
 
     def rounder(self) -> Rounder:
-        n, N = self.W.shape
-        return torch_rounder(self.grid, n, N, self.order, self.rounding, self.seed, self.device,
-                            self.dtype)
+        """The shared :class:`~ptqtheory.engine.Rounder` on the device, in the working ``dtype``.
+
+        ``delta`` and ``zero`` are materialized per entry in processing order (a min-max rule with
+        groups refits them); ``lo`` and ``hi`` stay broadcast views when they do not depend on the
+        column. An :class:`~ptqtheory.Alphabet` gets an :class:`~ptqtheory.engine.AlphabetRounder` (its
+        values and per-row scales on the device).
+        """
+        (n, N), grid, device, dtype = self.W.shape, self.grid, self.device, self.dtype
+        u = column_major(uniforms(self.seed, (n, N), device, dtype)) if self.rounding == "stochastic" else None
+        clipped = column_major(torch.zeros(n, N, dtype=torch.bool, device=device))
+        if isinstance(grid, Alphabet):
+            scale = torch.as_tensor(grid.row_scale(n)[:, None], dtype=dtype, device=device)
+            values = torch.as_tensor(np.array(grid.values), dtype=dtype, device=device)
+            return AlphabetRounder(scale, values, self.rounding, u, clipped)
+        cols = {}
+        for name, a in (("delta", grid.delta), ("zero", grid.zero), ("lo", grid.lo), ("hi", grid.hi)):
+            full = torch.as_tensor(as_2d(np.asarray(a, dtype=float)), dtype=dtype, device=device).expand(n, N)
+            if full.stride(1) == 0 and name in ("lo", "hi"):
+                cols[name] = full
+            else:
+                cols[name] = column_major(full if is_identity(self.order) else full.index_select(1, self.order))
+        return Rounder(cols["delta"], cols["zero"], cols["lo"], cols["hi"], grid.rule, grid.refits_groups,
+                       self.rounding, u, clipped)
 
     def L_T(self) -> torch.Tensor:
         r""":math:`L^T` in the working dtype (the factorization itself stays in ``factor_dtype``),
