@@ -54,8 +54,7 @@ def ldlq(
         )
     s = setup(W, X, lam, grid, rounding, order, seed)
     U0 = s.piv.U1 - np.eye(s.piv.U1.shape[0], dtype=s.piv.U1.dtype)
-    rounder = s.rounder()
-    trace = Trace.empty(s.Wp)
+    rounder, trace = s.rounder(), Trace.empty(s.Wp)
     Wp = s.Wp
     E = _linalg.zeros_like(Wp)  # W - W_hat, filled column by column
     for k in range(Wp.shape[1]):

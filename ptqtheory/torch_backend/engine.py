@@ -20,7 +20,7 @@ from ..engine import AlphabetRounder, Rounder, Trace, optq_blocked, record
 from ..grids import as_2d
 from ..orders import resolve_order
 from ..records import Run
-from .device import as_data, as_weights, check_weight_scale, dtype_name, weights_device
+from .device import as_weights, check_weight_scale, dtype_name, weights_device
 from .factor import factor_damped
 from .grids import check_grid, check_run, column_major, grid_record, to_host
 from .rand import uniforms
@@ -94,21 +94,10 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
         raise ValueError(f"factor_dtype must be torch.float64 or torch.float32; got {factor_dtype!r}")
     acc = Xd = Xtd = None
     named = isinstance(order, str)
-    if data:
-        if isinstance(X, TorchAccumulator):
-            raise ValueError(
-                f"{algorithm.upper()} needs the calibration data X and Xt themselves, not statistics: "
-                "its state u_t = X_{<=t} w_{<=t} - Xt_{<=t} q_{<=t} lives in R^m. Pass the tensors "
-                "X (m, N) and Xt (m, N); a TorchAccumulator serves OPTQ, LDLQ and Qronos only"
-            )
-        Xd = as_data("X", X, N, device)
-        if Xt is None:
-            raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
-        Xtd = as_data("Xt", Xt, N, device, m=Xd.shape[0])
-        if named and order == "min_pivot":
-            acc = TorchAccumulator.from_data(Xtd)
-    elif X is not None:
-        acc, Xd, Xtd = statistics(X, Xt, N, device, mismatch=mismatch, algorithm=algorithm)
+    if data or X is not None:
+        acc, Xd, Xtd = statistics(X, Xt, N, device, mismatch=mismatch or data, algorithm=algorithm, data=data)
+    if data and named and order == "min_pivot":
+        acc = TorchAccumulator.from_data(Xtd)
     lam_abs, damping = (0.0, None) if acc is None or data else resolve_lam(lam, acc)
     # The order reads the statistics of the matrix that carries the feedback (Xt for Qronos, GPFQ).
     gram_diag = H_order = None

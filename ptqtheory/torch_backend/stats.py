@@ -370,11 +370,18 @@ def resolve_lam(lam, acc: TorchAccumulator) -> tuple[float, Damping | None]:
     return check_lam(lam), None
 
 
-def statistics(X, Xt, N: int, device: torch.device, *, mismatch: bool, algorithm: str):
-    """``(accumulator, X data or None, Xt data or None)`` from tensors or from an accumulator."""
+def statistics(X, Xt, N: int, device: torch.device, *, mismatch: bool, algorithm: str, data: bool = False):
+    """``(accumulator, X data or None, Xt data or None)`` from tensors or from an accumulator;
+    ``data=True`` (GPFQ) refuses an accumulator and returns the checked tensors without statistics."""
     from .device import as_data
 
     if isinstance(X, TorchAccumulator):
+        if data:
+            raise ValueError(
+                f"{algorithm.upper()} needs the calibration data X and Xt themselves, not statistics: "
+                "its state u_t = X_{<=t} w_{<=t} - Xt_{<=t} q_{<=t} lives in R^m. Pass the tensors "
+                "X (m, N) and Xt (m, N); a TorchAccumulator serves OPTQ, LDLQ and Qronos only"
+            )
         if X.N != N:
             raise ValueError(f"the accumulator has N = {X.N} columns but W has {N}")
         if X.device != device:
@@ -398,7 +405,7 @@ def statistics(X, Xt, N: int, device: torch.device, *, mismatch: bool, algorithm
         Xtd = as_data("Xt", Xt, N, device, m=Xd.shape[0])
     elif Xt is not None:
         raise ValueError(f"{algorithm} takes no Xt")
-    return TorchAccumulator.from_data(Xd, Xtd), Xd, Xtd
+    return None if data else TorchAccumulator.from_data(Xd, Xtd), Xd, Xtd
 
 
 def batches_of(X: torch.Tensor, Xt: torch.Tensor | None) -> Iterable[tuple[torch.Tensor, torch.Tensor | None]]:
