@@ -74,18 +74,24 @@ class Pivots:
 
             inv = sympy.Matrix(self.U1.tolist()).inv()
             return np.array(inv.tolist(), dtype=object)
-        # LAPACK trtri: N^3/3 flops, a third of a triangular solve against the identity. U1 is
-        # upper triangular (zero below) and trtri leaves that triangle as it was. The row-major U1
-        # read column-major is U1^T: inverting it gives L, whose transpose is a view.
-        inv, info = scipy.linalg.lapack.dtrtri(self.U1.T, lower=1, unitdiag=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
-        return inv.T
+        return unit_upper_inverse(self.U1)
 
     @cached_property
     def L(self) -> np.ndarray:
         """The unit lower triangular :math:`L` of THEORY.md I2 (``w - q = L eta``)."""
         return self.L_T.T.copy()
+
+
+def unit_upper_inverse(U1: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """:math:`U_1^{-1}` of a unit upper triangular float64 ``U1`` by LAPACK trtri: :math:`N^3/3` flops, a
+    third of a triangular solve against the identity. The row-major ``U1`` read column-major is the
+    lower triangle :math:`U_1^T`: inverting that (in place when ``overwrite``) gives
+    :math:`(U_1^{-1})^T` column-major, i.e. :math:`U_1^{-1}` row-major, with no copy; trtri leaves the
+    other triangle as it was: zero."""
+    inv, info = scipy.linalg.lapack.dtrtri(U1.T, lower=1, unitdiag=1, overwrite_c=int(overwrite))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
+    return inv.T
 
 
 def singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -> str:
@@ -190,14 +196,9 @@ def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> 
         Damping :math:`\lambda \ge 0`.
     what, columns
         For the error message, as in :func:`pivots`.
-    """
-    return Pivots.from_ul(data_ul_factor(Xp, lam), np.sum(Xp * Xp, axis=0) + lam, lam, what, columns)
 
-
-def data_ul_factor(Xp: np.ndarray, lam=0.0) -> np.ndarray:
-    r""":math:`U_H` (upper triangular, :math:`H = U_HU_H^T`) from :math:`X` and :math:`\lambda` by QR;
-    see :func:`pivots_from_data`.
-
+    Notes
+    -----
     The first stage is LAPACK ``geqrt`` (blocked Householder QR with block size 128), on one
     column-major copy of :math:`XJ` that it overwrites; on the machines measured it runs in about
     half the time of ``scipy.linalg.qr`` (``geqrf`` with LAPACK's default block size 32).
@@ -210,16 +211,14 @@ def data_ul_factor(Xp: np.ndarray, lam=0.0) -> np.ndarray:
         A, _, info = scipy.linalg.lapack.dgeqrt(min(128, k), A, overwrite_a=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"LAPACK dgeqrt failed (info={info})")
-        R[:k] = A[:k]
-        for j in range(k):  # below the diagonal geqrt stores its reflectors: clear them
-            R[j + 1 :, j] = 0.0
+        R[:k] = np.triu(A[:k])  # below the diagonal geqrt stores its reflectors: clear them
     if lam != 0:
         B = np.asfortranarray(np.sqrt(lam) * np.eye(N))
         R, *_, info = scipy.linalg.lapack.dtpqrt(N, min(N, 64), R, B, overwrite_a=1, overwrite_b=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"LAPACK dtpqrt failed (info={info})")
         # tpqrt writes R' over the upper triangle and leaves the (zero) rest as it was.
-    return R.T[::-1, ::-1]
+    return Pivots.from_ul(R.T[::-1, ::-1], np.sum(Xp * Xp, axis=0) + lam, lam, what, columns)
 
 
 def _checked_statistics(H, lam, what: str, columns):

@@ -121,10 +121,9 @@ ALGORITHMS: dict[str, Entry] = {
 
 def entry(algorithm: str) -> Entry:
     """The registry row of ``algorithm`` (a ``Run.algorithm``), or ``ValueError``."""
-    try:
-        return ALGORITHMS[algorithm]
-    except KeyError:
-        raise ValueError(f"unknown algorithm {algorithm!r}; the registry has {sorted(ALGORITHMS)}") from None
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; the registry has {sorted(ALGORITHMS)}")
+    return ALGORITHMS[algorithm]
 
 
 def unwrap(run):
@@ -179,7 +178,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 
 def method(name: str) -> Method:
     """The pipeline method ``name`` (e.g. ``"qronos-ls"``), or ``ValueError``."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; one of {tuple(METHODS)}") from None
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; one of {tuple(METHODS)}")
+    return METHODS[name]

@@ -97,7 +97,7 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
     if data or X is not None:
         acc, Xd, Xtd = statistics(X, Xt, N, device, mismatch=mismatch or data, algorithm=algorithm, data=data)
     if data and named and order == "min_pivot":
-        acc = TorchAccumulator.from_data(Xtd)
+        acc = TorchAccumulator.from_data(cast(torch.Tensor, Xtd))  # statistics(data=True) required Xt
     lam_abs, damping = (0.0, None) if acc is None or data else resolve_lam(lam, acc)
     # The order reads the statistics of the matrix that carries the feedback (Xt for Qronos, GPFQ).
     gram_diag = H_order = None

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 
 from .._validate import check_bool, check_lam, check_positive_int
 from ..calibration import Damping
-from ..tolerances import FLOAT32_GRAM_EXP, GRAM_CHUNK_ROWS, check_magnitude, data_range, gram_rounding
-from .device import check_finite, mixed_error, tf32_guard
+from ..tolerances import FLOAT32_GRAM_EXP, GRAM_CHUNK_ROWS, gram_rounding
+from .device import check_data_range, mixed_error, tf32_guard
 
 __all__ = ["GRAMS", "TorchAccumulator", "is_identity", "resolve_lam", "statistics", "sym_perm"]
 
@@ -114,13 +113,7 @@ class TorchAccumulator:
                 f"got {tuple(b.shape)}"
             )
         rows = b.detach().reshape(-1, self.N).to(device=self.device, dtype=dtype)
-        what = f"{name} (batch {index} of this accumulator)"
-        # One reduction (one device sync) serves both checks: NaN/Inf propagate into the maximum.
-        top = float(rows.abs().amax()) if rows.numel() else 0.0
-        if not np.isfinite(top):
-            check_finite(what, rows)
-        check_magnitude(what, top, data_range(), fix="scale X (and Xt) by a power of two, 2.0**k: "
-                        "Q is unchanged when lam is scaled by 4.0**k")
+        top = check_data_range(f"{name} (batch {index} of this accumulator)", rows)
         if dtype == torch.float32 and not _in_float32_gram_range(top):
             return rows.to(torch.float64)  # outside the float32 Gram's range: the float64 route
         return rows
