@@ -122,15 +122,14 @@ class NumpyBackend(Backend):
     def row_max(self, a):
         return np.asarray(a, dtype=float).max(axis=1)
 
-    def where(self, mask, a, s):
-        return np.where(mask, s, a)
+    def select(self, mask, a, b):
+        return np.where(mask, b, a)
+
+    where = select  # a scalar s or an array b: np.where takes both
 
     def interval(self, values, y):
         # searchsorted(side="right") - 1 is the last v_i <= y; clamped so that [v_i, v_{i+1}] exists.
         return np.clip(np.searchsorted(values, y, side="right") - 1, 0, values.shape[0] - 2)
-
-    def select(self, mask, a, b):
-        return np.where(mask, b, a)
 
 
 class TorchBackend(Backend):

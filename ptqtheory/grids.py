@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import _as_array, check_bool, check_choice, check_positive_int, check_seed, is_exact
+from ._validate import _as_array, as_weights, check_bool, check_choice, check_positive_int, check_seed, is_exact
 from .backend import get_backend
 from .tolerances import max_bits, max_code, precision_name, step_range
 
@@ -363,7 +363,7 @@ class Grid:
         groups fitted here instead. RTN and GPFQ use the arrays fitted here.
         """
         rule = MinMax.of(bits, sym, group_size)
-        delta, zero = rule.fit_all(np.asarray(_weights_2d(W)[0], dtype=float))
+        delta, zero = rule.fit_all(np.asarray(as_weights(W)[0], dtype=float))
         return cls(delta, zero, lo=0, hi=2**rule.bits - 1, rule=rule)
 
     @classmethod
@@ -446,7 +446,7 @@ class Grid:
         """
         check_choice("rounding", rounding, ROUNDINGS)
         check_seed(seed)
-        W2, vector = _weights_2d(W)
+        W2, vector = as_weights(W)
         n, N = W2.shape
         delta, zero, lo, hi = self.expand(n, N)
         exact = is_exact(W2) or delta.dtype == object or zero.dtype == object
@@ -469,12 +469,6 @@ class Grid:
 
         return (f"Grid(delta={show(self._delta)}, zero={show(self._zero)}, lo={show(self._lo)}, "
                 f"hi={show(self._hi)}, rule={self.rule})")
-
-
-def _weights_2d(W) -> tuple[np.ndarray, bool]:
-    from ._validate import as_weights
-
-    return as_weights(W)
 
 
 def _rounding_args(x, delta, zero, lo, hi, u=None):

@@ -92,7 +92,8 @@ def setup(
             check_steps(grid.delta)
             check_values("W", Wa, delta, zero, lo, hi)
     Xa = Xta = None
-    gram_X = None
+    gram_X = gram_diag = None
+    lam_abs, damping = 0.0, None
     if X is not None:
         Xa = as_matrix("X", X, N)
         if is_exact(Xa) != exact:
@@ -105,16 +106,10 @@ def setup(
         # needs more than its diagonal: exact arithmetic, Damping.lambda_max, the min-pivot order.
         if exact or (isinstance(lam, Damping) and lam.needs_gram):
             gram_X = _gram(Xa)
-    gram_diag = None
-    if Xa is not None:
         gram_diag = np.diag(gram_X) if gram_X is not None else np.einsum("ij,ij->j", Xa, Xa)
-    # lambda_max reads the whole X^T X (formed above when it is needed); the others its diagonal.
-    if X is None:
-        lam_abs, damping = 0.0, None
-    else:
-        assert gram_diag is not None  # set above from Xa (X was given)
+        # lambda_max reads the whole X^T X (formed above when it is needed); the others its diagonal.
         lam_abs, damping = resolve_lam(lam, gram_X if gram_X is not None else gram_diag, exact)
-    gram_diag = None if gram_diag is None else np.asarray(gram_diag, float)
+        gram_diag = np.asarray(gram_diag, float)
     H_for_order = None
     named = isinstance(order, str)
     if named and order == "min_pivot":

@@ -88,16 +88,11 @@ class TorchAccumulator:
         self.batches = 0
         zeros = lambda: torch.zeros(self.N, self.N, dtype=torch.float64, device=self.device)  # noqa: E731
         # with_mismatch=True holds the last three, with_mismatch=False X^T X alone.
-        self._gram_X: torch.Tensor | None
-        self._gram_Xt: torch.Tensor | None
-        self._cross_Xt_mismatch: torch.Tensor | None
-        self._gram_mismatch: torch.Tensor | None
-        if self.with_mismatch:
-            self._gram_Xt, self._cross_Xt_mismatch, self._gram_mismatch = zeros(), zeros(), zeros()
-            self._gram_X = None
-        else:
-            self._gram_X = zeros()
-            self._gram_Xt = self._cross_Xt_mismatch = self._gram_mismatch = None
+        mismatch = self.with_mismatch
+        self._gram_X: torch.Tensor | None = None if mismatch else zeros()
+        self._gram_Xt: torch.Tensor | None = zeros() if mismatch else None
+        self._cross_Xt_mismatch: torch.Tensor | None = zeros() if mismatch else None
+        self._gram_mismatch: torch.Tensor | None = zeros() if mismatch else None
 
     # -- accumulation ------------------------------------------------------------------------
     def rows(self, name: str, b, index: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
