@@ -471,9 +471,10 @@ class Grid:
                 f"hi={show(self._hi)}, rule={self.rule})")
 
 
-def _rounding_args(x, delta, zero, lo, hi, u=None):
-    """The checks of the public rounding functions: real finite arrays that broadcast together,
-    steps > 0 inside the range R1, integer ends (or +-inf) with ``lo <= hi``, codes inside R2."""
+def _checked_rounding(x, delta, zero, lo, hi, u=None, stochastic: bool = False):
+    """:func:`round_nearest`, or :func:`round_stochastic` when ``stochastic``: the checks (real finite
+    arrays that broadcast together, steps > 0 inside the range R1, integer ends (or +-inf) with
+    ``lo <= hi``, codes inside R2), the rounding, then R2 on the codes used."""
     xa = _as_array("x", x)
     d = _as_array("delta", delta)
     z = _as_array("zero", zero)
@@ -502,7 +503,13 @@ def _rounding_args(x, delta, zero, lo, hi, u=None):
     if not exact:
         check_normal_steps(d, name="delta")
         check_values("x", xa, d, z, lof, hif)
-    return xa, d, z, lo_a, hi_a, exact
+    if stochastic:
+        q, clipped = quantize_stochastic(xa, d, z, lo_a, hi_a, np.asarray(u, dtype=float))
+    else:
+        q, clipped = quantize_nearest(xa, d, z, lo_a, hi_a)
+    if not exact:
+        check_codes(q, d, z, what="round_stochastic" if stochastic else "round_nearest")
+    return q, clipped
 
 
 def round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
@@ -513,11 +520,7 @@ def round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
     (``ValueError``/``TypeError`` naming it), including the code range of float64 (R2 of
     :mod:`ptqtheory.tolerances`).
     """
-    x, delta, zero, lo, hi, exact = _rounding_args(x, delta, zero, lo, hi)
-    q, clipped = quantize_nearest(x, delta, zero, lo, hi)
-    if not exact:
-        check_codes(q, delta, zero, what="round_nearest")
-    return q, clipped
+    return _checked_rounding(x, delta, zero, lo, hi)
 
 
 def round_stochastic(x, delta, zero, lo, hi, u) -> tuple[np.ndarray, np.ndarray]:
@@ -527,11 +530,7 @@ def round_stochastic(x, delta, zero, lo, hi, u) -> tuple[np.ndarray, np.ndarray]
     :math:`E[\delta(k - z)] = x` before clipping (THEORY.md B3). Returns ``(q, clipped)``. Arguments
     are checked as for :func:`round_nearest`.
     """
-    x, delta, zero, lo, hi, exact = _rounding_args(x, delta, zero, lo, hi, u)
-    q, clipped = quantize_stochastic(x, delta, zero, lo, hi, np.asarray(u, dtype=float))
-    if not exact:
-        check_codes(q, delta, zero, what="round_stochastic")
-    return q, clipped
+    return _checked_rounding(x, delta, zero, lo, hi, u, stochastic=True)
 
 
 def quantize_nearest(x, delta, zero, lo, hi):

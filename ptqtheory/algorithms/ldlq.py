@@ -48,10 +48,8 @@ def ldlq(
     if incoherence is not None:
         from .incoherence import incoherent
 
-        return incoherent(
-            ldlq, W, X, kind=incoherence, seed=seed, lam=lam, grid=grid, rounding=rounding,
-            order=order,
-        )
+        return incoherent(ldlq, W, X, kind=incoherence, seed=seed, lam=lam, grid=grid, rounding=rounding,
+                          order=order)
     s = setup(W, X, lam, grid, rounding, order, seed)
     U0 = s.piv.U1 - np.eye(s.piv.U1.shape[0], dtype=s.piv.U1.dtype)
     rounder, trace = s.rounder(), Trace.empty(s.Wp)

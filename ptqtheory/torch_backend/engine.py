@@ -115,8 +115,7 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
         W=Wt, vector=vector, device=device, dtype=Wt.dtype, order=perm, lam=lam_abs,
         damping="absolute" if damping is None else damping.describe(), rounding=rounding, seed=seed,
         grid=grid, Wp=column_major(Wt if is_identity(perm) else Wt.index_select(1, perm)), tf32=tf32,
-        acc=acc, X=Xd, Xt=Xtd,
-        factor_dtype=factor_dtype,
+        acc=acc, X=Xd, Xt=Xtd, factor_dtype=factor_dtype,
     )
     if factor is not None:
         # acc is None only if X was not given, which nothing checks before this (fails here as before).
