@@ -138,27 +138,22 @@ class TorchAccumulator:
         if self.with_mismatch:
             if Xtb is None:  # (Xtb.shape below failed before this check)
                 raise ValueError("Xtb is required: this accumulator tracks the mismatch (Qronos)")
-            # with_mismatch: all three are allocated
-            assert (self._gram_Xt is not None and self._cross_Xt_mismatch is not None
-                    and self._gram_mismatch is not None)
             if Xtb.shape[0] != Xb.shape[0]:
                 raise ValueError(
                     f"Xt_batch has {Xtb.shape[0]} rows but X_batch has {Xb.shape[0]}: the quantized-model "
                     "inputs must be the same samples as the float-model inputs, row for row"
                 )
             mismatch_b = Xb - Xtb
-            add_gram_(self._gram_Xt, Xtb)
-            self._cross_Xt_mismatch.addmm_(Xtb.T, mismatch_b)
-            add_gram_(self._gram_mismatch, mismatch_b)
+            add_gram_(self.gram_Xt, Xtb)
+            self.cross_Xt_mismatch.addmm_(Xtb.T, mismatch_b)
+            add_gram_(self.gram_mismatch, mismatch_b)
             self.rows64 += Xb.shape[0]
         elif Xb.dtype == torch.float32:
-            assert self._gram_X is not None  # set without the mismatch
             with tf32_guard(self.device, False):
-                self.chunks32 += add_gram_chunked_(self._gram_X, Xb)
+                self.chunks32 += add_gram_chunked_(self.gram_X, Xb)
             self.rows32 += Xb.shape[0]
         else:
-            assert self._gram_X is not None  # set without the mismatch
-            add_gram_(self._gram_X, Xb)
+            add_gram_(self.gram_X, Xb)
             self.rows64 += Xb.shape[0]
         self.m += Xb.shape[0]
         self.batches += 1
@@ -199,9 +194,7 @@ class TorchAccumulator:
         if not self.with_mismatch:
             assert self._gram_X is not None  # set without the mismatch
             return self._gram_X
-        assert (self._gram_mismatch is not None and self._cross_Xt_mismatch is not None
-                and self._gram_Xt is not None)  # with_mismatch
-        return self._gram_mismatch + self._cross_Xt_mismatch + self._cross_Xt_mismatch.T + self._gram_Xt
+        return self.gram_mismatch + self.cross_Xt_mismatch + self.cross_Xt_mismatch.T + self.gram_Xt
 
     def _mismatch_stat(self, name: str) -> torch.Tensor:
         """The statistic ``name`` that only an accumulator with the mismatch holds."""
