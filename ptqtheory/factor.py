@@ -221,32 +221,6 @@ def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> 
     return Pivots.from_ul(R.T[::-1, ::-1], np.sum(Xp * Xp, axis=0) + lam, lam, what, columns)
 
 
-def _checked_statistics(H, lam, what: str, columns):
-    """The checks of :func:`pivots`: a square, symmetric, finite real (or exact) ``H`` inside the
-    range R1 (it scales like ``X^T X``), ``lam >= 0``, ``what`` in ("H", "Ht"), ``columns`` a
-    permutation."""
-    from ._validate import _as_array, check_choice, check_lam, check_permutation, largest
-    from .tolerances import allowance_unit, check_magnitude, lam_range
-
-    Ha = _as_array("H", H)
-    if Ha.ndim != 2 or Ha.shape[0] != Ha.shape[1] or Ha.shape[0] == 0:
-        raise ValueError(f"H must be a square (N, N) matrix with N >= 1; got shape {Ha.shape}")
-    exact = is_exact(Ha)
-    if not exact:
-        check_magnitude("H", largest(Ha), lam_range(),
-                        fix="H scales like X^T X: rescale X by a power of two, 2.0**k (H by 4.0**k)")
-        # Cholesky reads one triangle only: an H that is not symmetric to rounding would be
-        # factored as a different matrix, silently.
-        if np.max(np.abs(Ha - Ha.T)) > allowance_unit() * largest(Ha):
-            raise ValueError("H must be symmetric (H = X^T X + lam I); got max |H - H^T| = "
-                             f"{float(np.max(np.abs(Ha - Ha.T))):.3g}. Symmetrize it: (H + H.T) / 2")
-    lam = check_lam(lam, exact)
-    check_choice("what", what, ("H", "Ht"))
-    if columns is not None:
-        check_permutation(columns, Ha.shape[0])
-    return Ha, lam
-
-
 def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
     r"""Factor a positive definite ``H`` and return its pivots; raise if ``H`` is singular.
 
@@ -264,17 +238,37 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
 
     Raises
     ------
+    ValueError
+        Unless ``H`` is a square, symmetric, finite real (or exact) matrix inside the range R1 (it
+        scales like ``X^T X``), ``lam >= 0``, ``what`` in ("H", "Ht") and ``columns`` a permutation.
     SingularHessianError
         If the Cholesky factorization fails or a pivot is below ``N * eps * max(diag(H))``: the
         algorithms would then divide by rounding noise. The message says how to set ``lam``.
     """
-    H, lam = _checked_statistics(H, lam, what, columns)
+    from ._validate import _as_array, check_choice, check_lam, check_permutation, largest
+    from .tolerances import allowance_unit, check_magnitude, lam_range
+
+    H = _as_array("H", H)
+    if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
+        raise ValueError(f"H must be a square (N, N) matrix with N >= 1; got shape {H.shape}")
+    exact = is_exact(H)
+    if not exact:
+        check_magnitude("H", largest(H), lam_range(),
+                        fix="H scales like X^T X: rescale X by a power of two, 2.0**k (H by 4.0**k)")
+        # Cholesky reads one triangle only: an H that is not symmetric to rounding would be
+        # factored as a different matrix, silently.
+        if np.max(np.abs(H - H.T)) > allowance_unit() * largest(H):
+            raise ValueError("H must be symmetric (H = X^T X + lam I); got max |H - H^T| = "
+                             f"{float(np.max(np.abs(H - H.T))):.3g}. Symmetrize it: (H + H.T) / 2")
+    lam = check_lam(lam, exact)
+    check_choice("what", what, ("H", "Ht"))
+    if columns is not None:
+        check_permutation(columns, H.shape[0])
     try:
         U1, D = _linalg.udu(H)
     except np.linalg.LinAlgError as exc:
-        raise SingularHessianError(
-            singular_message(H, lam, what, "Cholesky factorization failed", columns)
-        ) from exc
-    if not is_exact(H):
+        message = singular_message(H, lam, what, "Cholesky factorization failed", columns)
+        raise SingularHessianError(message) from exc
+    if not exact:
         check_definite(D, H, lam, what, columns)
     return Pivots(U1=U1, D=D)

@@ -137,14 +137,9 @@ def gpfq(
     W, X, Xt, *, grid: Grid | Alphabet | None = None, rounding: str = "nearest", seed: SeedLike = None,
     order="natural", dead_columns: str = "raise", allow_tf32: bool = False,
 ) -> Run:
-    r"""GPFQ (THEORY.md A5) on the device, all rows together; see :func:`ptqtheory.gpfq`.
-
-    .. math::
-        u_0 = 0,\quad q_t = Q\Big(\frac{\tilde X_t^T(u_{t-1} + w_t X_t)}{\|\tilde X_t\|^2}\Big),\quad
-        u_t = u_{t-1} + w_t X_t - q_t \tilde X_t .
-
-    The column norms and :math:`X_t^T\tilde X_t` are computed in float64; the state in the working dtype.
-    """
+    r"""GPFQ (THEORY.md A5) on the device, all rows together (:func:`~ptqtheory.engine.gpfq_run`); see
+    :func:`ptqtheory.gpfq`. The column norms and :math:`X_t^T\tilde X_t` are computed in float64; the
+    state in the working dtype."""
     policy = check_choice("dead_columns", dead_columns, ("raise", "round"))
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None, data=True, tf32=tf32,

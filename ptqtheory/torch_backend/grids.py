@@ -82,20 +82,17 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
 def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, precision: str) -> None:
     """R2/R3 on a finished torch run: one reduction on the device (one sync); on failure the numpy
     check (:func:`ptqtheory.engine.check_finite_run`) finds the place and raises."""
-    if isinstance(rounder, AlphabetRounder):  # no codes: x, q and eta finite
-        finite = torch.isfinite(trace.x).all() & torch.isfinite(trace.eta).all() & torch.isfinite(trace.q).all()
-        if not bool(finite):
-            check_finite_run(to_host(trace.x), to_host(trace.q), to_host(trace.eta), None, None,
-                             order.tolist(), algorithm, precision)
-        return
-    lo, hi = step_range(precision)
-    q, d, z = trace.q.to(torch.float64), rounder.delta.to(torch.float64), rounder.zero.to(torch.float64)
-    size = (q / d + z).abs() + z.abs() + 1.0
-    ok = (torch.isfinite(trace.x).all() & torch.isfinite(trace.eta).all() & torch.isfinite(q).all()
-          & (size <= max_code(precision)).all() & (d >= lo).all() & (d <= hi).all())
+    ok = torch.isfinite(trace.x).all() & torch.isfinite(trace.eta).all() & torch.isfinite(trace.q).all()
+    codes = not isinstance(rounder, AlphabetRounder)  # an alphabet has no codes: x, q and eta finite
+    if codes:
+        lo, hi = step_range(precision)
+        q, d, z = (a.to(torch.float64) for a in (trace.q, rounder.delta, rounder.zero))
+        size = (q / d + z).abs() + z.abs() + 1.0
+        ok = ok & (size <= max_code(precision)).all() & (d >= lo).all() & (d <= hi).all()
     if not bool(ok):
-        check_finite_run(to_host(trace.x), to_host(trace.q), to_host(trace.eta), to_host(rounder.delta),
-                         to_host(rounder.zero), order.tolist(), algorithm, precision)
+        delta, zero = (to_host(rounder.delta), to_host(rounder.zero)) if codes else (None, None)
+        check_finite_run(to_host(trace.x), to_host(trace.q), to_host(trace.eta), delta, zero, order.tolist(),
+                         algorithm, precision)
 
 
 def grid_record(rounder: Rounder, grid: Grid | Alphabet, inv: torch.Tensor) -> Grid | Alphabet:
