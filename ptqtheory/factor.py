@@ -17,10 +17,11 @@ from functools import cached_property
 
 import numpy as np
 import scipy.linalg
+import sympy
 
 from . import _linalg
-from ._validate import is_exact
-from .tolerances import singular_threshold
+from ._validate import _as_array, check_choice, check_lam, check_permutation, is_exact, largest
+from .tolerances import allowance_unit, check_magnitude, lam_range, singular_threshold
 
 __all__ = ["DataQR", "Pivots", "SingularHessianError", "pivots", "pivots_from_data"]
 
@@ -70,8 +71,6 @@ class Pivots:
     def L_T(self) -> np.ndarray:
         r""":math:`L^T = U_1^{-1}` (unit upper); row ``t`` right of the diagonal is OPTQ's update."""
         if is_exact(self.U1):
-            import sympy
-
             inv = sympy.Matrix(self.U1.tolist()).inv()
             return np.array(inv.tolist(), dtype=object)
         return unit_upper_inverse(self.U1)
@@ -245,9 +244,6 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
         If the Cholesky factorization fails or a pivot is below ``N * eps * max(diag(H))``: the
         algorithms would then divide by rounding noise. The message says how to set ``lam``.
     """
-    from ._validate import _as_array, check_choice, check_lam, check_permutation, largest
-    from .tolerances import allowance_unit, check_magnitude, lam_range
-
     H = _as_array("H", H)
     if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
         raise ValueError(f"H must be a square (N, N) matrix with N >= 1; got shape {H.shape}")

@@ -23,6 +23,7 @@ import numpy as np
 
 from ._validate import _as_array, as_weights, check_bool, check_choice, check_positive_int, check_seed, is_exact
 from .backend import get_backend
+from .random import uniforms
 from .tolerances import max_bits, max_code, precision_name, step_range
 
 __all__ = ["Grid", "MinMax", "quantize_nearest", "quantize_stochastic", "round_nearest", "round_stochastic"]
@@ -455,8 +456,6 @@ class Grid:
         if rounding == "nearest":
             Q, clipped = quantize_nearest(W2, delta, zero, lo, hi)
         else:
-            from .random import uniforms
-
             Q, clipped = quantize_stochastic(W2, delta, zero, lo, hi, uniforms(seed, (n, N)))
         if not exact:
             check_codes(Q, delta, zero, what="Grid.round")

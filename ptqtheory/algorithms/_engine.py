@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
+import sympy
 
 from .. import _linalg, engine
 from .._validate import as_matrix, as_weights, check_weight_rows, is_exact
@@ -29,8 +30,6 @@ __all__ = ["Setup", "finish", "optq_iteration", "setup"]
 
 
 def _rational(a: np.ndarray) -> np.ndarray:
-    import sympy
-
     out = np.empty(a.shape, dtype=object)
     out.ravel()[:] = [v if isinstance(v, sympy.Rational) else sympy.Rational(v) for v in a.ravel()]
     return out

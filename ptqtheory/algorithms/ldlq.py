@@ -11,6 +11,7 @@ from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
 from ._engine import finish, setup
+from .incoherence import incoherent
 
 
 def ldlq(
@@ -46,8 +47,6 @@ def ldlq(
     Chee, Cai, Kuleshov & De Sa, "QuIP", arXiv 2307.13304.
     """
     if incoherence is not None:
-        from .incoherence import incoherent
-
         return incoherent(ldlq, W, X, kind=incoherence, seed=seed, lam=lam, grid=grid, rounding=rounding,
                           order=order)
     s = setup(W, X, lam, grid, rounding, order, seed)

@@ -25,6 +25,7 @@ from ..tolerances import quadratic_range
 from .device import dtype_name, tf32_guard, weights_device
 from .engine import Trace, finish, optq_blocked, setup
 from .grids import column_major
+from .incoherence import incoherent
 from .stats import sym_perm
 
 __all__ = ["gpfq", "ldlq", "optq", "qronos", "rtn"]
@@ -53,8 +54,6 @@ def ldlq(
     same order and grid, and runs the blocked OPTQ sweep (``variant="blocked"``); ``incoherence`` runs
     :func:`ptqtheory.torch_backend.incoherence.incoherent`. See :func:`ptqtheory.ldlq`."""
     if incoherence is not None:
-        from .incoherence import incoherent
-
         return incoherent(
             ldlq, W, X, kind=incoherence, seed=seed, lam=lam, grid=grid, rounding=rounding,
             order=order, block_size=block_size, factor_dtype=factor_dtype, allow_tf32=allow_tf32,

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .._validate import check_data_shape, check_weight_shape
+from .._validate import check_bool, check_data_shape, check_weight_rows, check_weight_shape
 from ..tolerances import check_magnitude, data_range
 
 __all__ = [
@@ -108,8 +108,6 @@ def as_weights(W) -> tuple[torch.Tensor, bool]:
 
 def check_weight_scale(W2: torch.Tensor) -> None:
     """R1 for the weights in their working dtype, row by row (one reduction, one sync)."""
-    from .._validate import check_weight_rows
-
     check_weight_rows(W2.abs().amax(1).to("cpu", torch.float64).numpy(), dtype_name(W2.dtype))
 
 
@@ -145,8 +143,6 @@ def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
     ``finally``, so an exception inside leaves no trace. On other devices nothing is touched.
     Yields whether TF32 may be used inside the block.
     """
-    from .._validate import check_bool
-
     allow_tf32 = check_bool("allow_tf32", allow_tf32)
     if torch.device(device).type != "cuda":
         yield False

@@ -20,6 +20,7 @@ from ..backend import get_backend
 from ..engine import AlphabetRounder, Rounder, check_finite_run
 from ..grids import Grid, MinMax, as_2d, check_code_range, check_normal_steps, check_steps, check_values
 from ..tolerances import max_code, step_range
+from .device import as_weights, dtype_name
 from .stats import is_identity
 
 __all__ = ["check_grid", "check_run", "column_major", "grid_record", "minmax_grid", "to_host"]
@@ -45,8 +46,6 @@ def minmax_grid(W: torch.Tensor, bits: int = 4, sym: bool = False, group_size: i
     The returned grid carries the min-max rule, so OPTQ, LDLQ and Qronos refit each group from the
     current weights as the numpy reference does.
     """
-    from .device import as_weights, dtype_name
-
     if not isinstance(W, torch.Tensor):
         raise TypeError(f"W must be a torch tensor; got {type(W).__name__} (for numpy arrays use "
                         "pt.Grid.minmax(W, bits))")

@@ -19,7 +19,7 @@ import torch
 from .._validate import check_bool, check_lam, check_positive_int
 from ..calibration import Damping
 from ..tolerances import FLOAT32_GRAM_EXP, GRAM_CHUNK_ROWS, gram_rounding
-from .device import check_data_range, mixed_error, tf32_guard
+from .device import as_data, check_data_range, mixed_error, tf32_guard
 
 __all__ = ["GRAMS", "TorchAccumulator", "is_identity", "resolve_lam", "statistics", "sym_perm"]
 
@@ -354,8 +354,6 @@ def resolve_lam(lam, acc: TorchAccumulator) -> tuple[float, Damping | None]:
 def statistics(X, Xt, N: int, device: torch.device, *, mismatch: bool, algorithm: str, data: bool = False):
     """``(accumulator, X data or None, Xt data or None)`` from tensors or from an accumulator;
     ``data=True`` (GPFQ) refuses an accumulator and returns the checked tensors without statistics."""
-    from .device import as_data
-
     if isinstance(X, TorchAccumulator):
         if data:
             raise ValueError(
