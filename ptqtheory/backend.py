@@ -39,8 +39,6 @@ class Backend:
     that add to ``like``; ``row_min``/``row_max`` reduce over columns; ``to_host`` gives a numpy array.
     """
 
-    name: str
-
     def zeros_like(self, a, shape=None): ...
     def copy(self, a): ...
     def block(self, A, i1: int, i2: int): ...
@@ -67,7 +65,6 @@ class Backend:
 class NumpyBackend(Backend):
     """numpy float64 and exact object arrays (``sympy.Rational``): LAPACK/BLAS or exact arithmetic."""
 
-    name = "numpy"
     hcat, minimum, maximum = staticmethod(np.hstack), staticmethod(np.minimum), staticmethod(np.maximum)
     full_like, to_host = staticmethod(np.full_like), staticmethod(np.asarray)
 
@@ -134,8 +131,6 @@ class NumpyBackend(Backend):
 
 class TorchBackend(Backend):
     """torch tensors on any device; torch is imported by this class only (on first use)."""
-
-    name = "torch"
 
     def __init__(self):
         import torch
