@@ -28,9 +28,6 @@ from .stats import TorchAccumulator, is_identity, resolve_lam, statistics, sym_p
 
 __all__ = ["Setup", "Trace", "finish", "optq_blocked", "setup"]
 
-NORM_ORDERS = ("decreasing_norm", "increasing_norm")
-
-
 @dataclass(kw_only=True)
 class Setup(engine.Setup):
     """Validated inputs in processing order, on the device."""
@@ -101,7 +98,7 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
     lam_abs, damping = (0.0, None) if acc is None or data else resolve_lam(lam, acc)
     # The order reads the statistics of the matrix that carries the feedback (Xt for Qronos, GPFQ).
     gram_diag = H_order = None
-    if named and order in (*NORM_ORDERS, "min_pivot"):
+    if named and order in ("decreasing_norm", "increasing_norm", "min_pivot"):
         if acc is not None:
             src = acc.gram_Xt if mismatch else acc.gram_X  # GPFQ's accumulator holds Xt alone
             gram_diag = to_host(torch.diagonal(src))
