@@ -311,8 +311,7 @@ class Grid:
             raise ValueError("grid zero must be a scalar, per row (n,) or per entry (n, N)")
         if z.size == 0:
             raise ValueError("grid zero is empty; pass a scalar, one value per row or one per entry")
-        lo_a = _param("lo", lo)
-        hi_a = _param("hi", hi)
+        lo_a, hi_a = _param("lo", lo), _param("hi", hi)
         for name, a in (("lo", lo_a), ("hi", hi_a)):
             if a.size == 0:
                 raise ValueError(f"grid {name} is empty; pass an integer, -inf/inf, or None")

@@ -98,10 +98,10 @@ def grid_record(rounder: Rounder, grid: Grid | Alphabet, inv: torch.Tensor) -> G
     """The grid actually used, per entry, in the original column order (host arrays); an alphabet
     with its scale per row."""
     if isinstance(rounder, AlphabetRounder):
-        assert isinstance(grid, Alphabet)  # torch_rounder builds an AlphabetRounder for alphabets only
+        assert isinstance(grid, Alphabet)  # Setup.rounder builds an AlphabetRounder for alphabets only
         # the scales the run used, in its working dtype (float32 runs round them), as float64
         return Alphabet(grid.values, to_host(rounder.scale[:, 0]))
-    assert isinstance(grid, Grid)  # torch_rounder builds a plain Rounder for grids only
+    assert isinstance(grid, Grid)  # Setup.rounder builds a plain Rounder for grids only
     natural = is_identity(inv)
     delta, zero = (to_host(a if natural else a.index_select(1, inv)) for a in (rounder.delta, rounder.zero))
     lo, hi = np.asarray(grid.lo, float), np.asarray(grid.hi, float)
