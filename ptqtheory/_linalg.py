@@ -14,23 +14,15 @@ import sympy
 from ._validate import is_exact
 from .backend import NUMPY
 
-__all__ = ["augment", "dot", "floor", "lstsq", "sq_norms", "udu", "zeros_like"]
-
-
-def _to_sympy(A: np.ndarray) -> sympy.Matrix:
-    return sympy.Matrix(A.tolist())
+__all__ = ["augment", "dot", "lstsq", "sq_norms", "udu", "zeros_like"]
 
 
 def _from_sympy(M: sympy.Matrix, ndim: int) -> np.ndarray:
-    out = np.empty((M.rows, M.cols), dtype=object)
-    for i in range(M.rows):
-        for j in range(M.cols):
-            out[i, j] = M[i, j]
+    out = np.array(M.tolist(), dtype=object).reshape(M.rows, M.cols)
     return out if ndim == 2 else out[:, 0]
 
 
-# The elementwise and product operations are the numpy backend's (one implementation).
-floor = NUMPY.floor
+# The product operations are the numpy backend's (one implementation).
 dot = NUMPY.dot
 zeros_like = NUMPY.zeros_like
 
@@ -49,8 +41,8 @@ def lstsq(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     if A.shape[1] == 0:
         return zeros_like(A, (0, *B.shape[1:]))
     if is_exact(A) or is_exact(B):
-        M = _to_sympy(A)
-        rhs = _to_sympy(B if B.ndim == 2 else B[:, None])
+        M = sympy.Matrix(A.tolist())
+        rhs = sympy.Matrix((B if B.ndim == 2 else B[:, None]).tolist())
         sol = (M.T * M).LUsolve(M.T * rhs)
         return _from_sympy(sol, B.ndim)
     # QR with column pivoting (LAPACK gelsy): minimum-norm like the SVD route, several times faster.
@@ -64,29 +56,22 @@ def udu(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     OPTQ pivots :math:`D_t` (I1). Float64 goes through LAPACK's Cholesky of the reversed matrix:
     :math:`J H J = L' L'^T` gives :math:`H = U_H U_H^T` with :math:`U_H = J L' J`, then
     :math:`D = \operatorname{diag}(U_H)^2` and :math:`U_1 = U_H \operatorname{diag}(U_H)^{-1}`.
+    :math:`H^{-1} = C C^T` with :math:`C = U_H^{-T}` lower triangular, so GPTQ's factor :math:`U`
+    (:math:`H^{-1} = U^T U`) is :math:`U_H^{-1}`; no explicit inverse of ``H`` is formed.
     Raises ``numpy.linalg.LinAlgError`` when ``H`` is not positive definite.
     """
     if is_exact(H):
-        L, Dm = _to_sympy(H[::-1, ::-1]).LDLdecomposition(hermitian=False)
+        L, Dm = sympy.Matrix(H[::-1, ::-1].tolist()).LDLdecomposition(hermitian=False)
         D = np.array([Dm[i, i] for i in range(Dm.rows)][::-1], dtype=object)
         # sympy divides by a zero pivot without raising (nan/zoo): is_positive is then not True.
         if not all(d.is_positive is True for d in D):
             raise np.linalg.LinAlgError("H is not positive definite")
         U1 = _from_sympy(L, 2)[::-1, ::-1].copy()
         return U1, D
-    UH = ul_cholesky(H)
+    Lr = scipy.linalg.cholesky(H[::-1, ::-1], lower=True, check_finite=False)
+    UH = np.ascontiguousarray(Lr[::-1, ::-1])
     d = np.diag(UH)
     return UH / d[None, :], d * d
-
-
-def ul_cholesky(H: np.ndarray) -> np.ndarray:
-    r"""Upper triangular :math:`U_H` with :math:`H = U_H U_H^T` (the "UL" Cholesky factor).
-
-    :math:`H^{-1} = C C^T` with :math:`C = U_H^{-T}` lower triangular, so GPTQ's factor
-    :math:`U` (:math:`H^{-1} = U^T U`) is :math:`U_H^{-1}`; no explicit inverse of ``H`` is formed.
-    """
-    Lr = scipy.linalg.cholesky(H[::-1, ::-1], lower=True, check_finite=False)
-    return np.ascontiguousarray(Lr[::-1, ::-1])
 
 
 def augment(Xp: np.ndarray, lam) -> np.ndarray:

@@ -39,8 +39,6 @@ class Backend:
     that add to ``like``; ``row_min``/``row_max`` reduce over columns; ``to_host`` gives a numpy array.
     """
 
-    name: str
-
     def zeros_like(self, a, shape=None): ...
     def copy(self, a): ...
     def block(self, A, i1: int, i2: int): ...
@@ -67,7 +65,6 @@ class Backend:
 class NumpyBackend(Backend):
     """numpy float64 and exact object arrays (``sympy.Rational``): LAPACK/BLAS or exact arithmetic."""
 
-    name = "numpy"
     hcat, minimum, maximum = staticmethod(np.hstack), staticmethod(np.minimum), staticmethod(np.maximum)
     full_like, to_host = staticmethod(np.full_like), staticmethod(np.asarray)
 
@@ -122,21 +119,18 @@ class NumpyBackend(Backend):
     def row_max(self, a):
         return np.asarray(a, dtype=float).max(axis=1)
 
-    def where(self, mask, a, s):
-        return np.where(mask, s, a)
+    def select(self, mask, a, b):
+        return np.where(mask, b, a)
+
+    where = select  # a scalar s or an array b: np.where takes both
 
     def interval(self, values, y):
         # searchsorted(side="right") - 1 is the last v_i <= y; clamped so that [v_i, v_{i+1}] exists.
         return np.clip(np.searchsorted(values, y, side="right") - 1, 0, values.shape[0] - 2)
 
-    def select(self, mask, a, b):
-        return np.where(mask, b, a)
-
 
 class TorchBackend(Backend):
     """torch tensors on any device; torch is imported by this class only (on first use)."""
-
-    name = "torch"
 
     def __init__(self):
         import torch

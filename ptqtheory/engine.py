@@ -2,7 +2,7 @@ r"""The column-by-column engine, written once over :mod:`ptqtheory.backend` for 
 
 Everything here runs in *processing order*: a backend's ``setup`` checks, permutes and factors, its
 ``finish`` undoes the permutation; in between, every backend uses the same :class:`Rounder` (A1, with
-GPTQ's group refits), :class:`Trace`, sweeps (:func:`optq_blocked` A2', :func:`gpfq_sweep` A5,
+GPTQ's group refits), :class:`Trace`, sweeps (:func:`optq_blocked` A2', :func:`gpfq_run` A5,
 :func:`rtn_run` A1), damping loop (:func:`damped`), checks and record (:func:`record`). What stays per
 backend is what truly differs: the factorization (QR of the data in numpy, sympy in exact mode,
 Cholesky of :math:`H` on a device), statistics, random draws, device handling.
@@ -28,7 +28,7 @@ from .records import Run
 
 __all__ = [
     "INNER", "ROUNDINGS", "STARTS", "VARIANTS", "AlphabetRounder", "Rounder", "Setup", "Trace",
-    "check_finite_run", "check_method", "check_options", "damped", "dead_columns", "gpfq_sweep", "optq_blocked",
+    "check_finite_run", "check_method", "check_options", "damped", "dead_columns", "gpfq_run", "optq_blocked",
     "pending_current", "record", "rtn_run",
 ]
 
@@ -320,16 +320,19 @@ def dead_columns(alive, order, policy: str, notes: list[str]) -> None:
         notes.append(f"dead columns {dead} of Xt: their weights were rounded directly")
 
 
-def gpfq_sweep(Wp, XT, XtT, norms, cross, alive, rounder: Rounder, trace: Trace):
-    r"""A5's column loop, all rows together; row ``t`` of ``XT``/``XtT`` is column ``t`` of
-    :math:`X`/:math:`\tilde X`, ``norms[t]`` is :math:`\|\tilde X_t\|^2` and ``cross[t]`` is
-    :math:`X_t^T\tilde X_t` (processing order). Returns :math:`u_N = Xw - \tilde Xq`:
+def gpfq_run(s, grid, finish, XT, XtT, norms, cross, alive):
+    r"""A5 on a backend's setup ``s``, all rows together, on the grid as fitted (no refit). Row ``t``
+    of ``XT``/``XtT`` is column ``t`` of :math:`X`/:math:`\tilde X`, ``norms[t]`` is
+    :math:`\|\tilde X_t\|^2` and ``cross[t]`` is :math:`X_t^T\tilde X_t` (processing order). The run's
+    ``residual`` is :math:`u_N = Xw - \tilde Xq`:
 
     .. math::
         q_t = Q\Big(\frac{\tilde X_t^T(u_{t-1} + w_t X_t)}{\|\tilde X_t\|^2}\Big),\quad
         u_t = u_{t-1} + w_t X_t - q_t \tilde X_t .
     """
-    nx = get_backend(Wp)
+    s.grid = grid.frozen()
+    rounder, trace = s.rounder(), Trace.empty(s.Wp)
+    Wp, nx = s.Wp, get_backend(s.Wp)
     u = nx.zeros_like(Wp, (Wp.shape[0], XT.shape[1]))
     for t in range(Wp.shape[1]):
         w_t = Wp[:, t]
@@ -338,4 +341,6 @@ def gpfq_sweep(Wp, XT, XtT, norms, cross, alive, rounder: Rounder, trace: Trace)
         trace.record(t, x, q)
         nx.add_outer_(u, w_t, XT[t])
         nx.sub_outer_(u, q, XtT[t])
-    return u
+    run = finish(s, trace, rounder, "gpfq", "reference", residual=u[0] if s.vector else u)
+    run.grid.rule = grid.rule
+    return run

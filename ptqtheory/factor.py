@@ -17,10 +17,11 @@ from functools import cached_property
 
 import numpy as np
 import scipy.linalg
+import sympy
 
 from . import _linalg
-from ._validate import is_exact
-from .tolerances import singular_threshold
+from ._validate import _as_array, check_choice, check_lam, check_permutation, is_exact, largest
+from .tolerances import allowance_unit, check_magnitude, lam_range, singular_threshold
 
 __all__ = ["DataQR", "Pivots", "SingularHessianError", "pivots", "pivots_from_data"]
 
@@ -70,22 +71,26 @@ class Pivots:
     def L_T(self) -> np.ndarray:
         r""":math:`L^T = U_1^{-1}` (unit upper); row ``t`` right of the diagonal is OPTQ's update."""
         if is_exact(self.U1):
-            import sympy
-
             inv = sympy.Matrix(self.U1.tolist()).inv()
             return np.array(inv.tolist(), dtype=object)
-        # LAPACK trtri: N^3/3 flops, a third of a triangular solve against the identity. U1 is
-        # upper triangular (zero below) and trtri leaves that triangle as it was. The row-major U1
-        # read column-major is U1^T: inverting it gives L, whose transpose is a view.
-        inv, info = scipy.linalg.lapack.dtrtri(self.U1.T, lower=1, unitdiag=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
-        return inv.T
+        return unit_upper_inverse(self.U1)
 
     @cached_property
     def L(self) -> np.ndarray:
         """The unit lower triangular :math:`L` of THEORY.md I2 (``w - q = L eta``)."""
         return self.L_T.T.copy()
+
+
+def unit_upper_inverse(U1: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """:math:`U_1^{-1}` of a unit upper triangular float64 ``U1`` by LAPACK trtri: :math:`N^3/3` flops, a
+    third of a triangular solve against the identity. The row-major ``U1`` read column-major is the
+    lower triangle :math:`U_1^T`: inverting that (in place when ``overwrite``) gives
+    :math:`(U_1^{-1})^T` column-major, i.e. :math:`U_1^{-1}` row-major, with no copy; trtri leaves the
+    other triangle as it was: zero."""
+    inv, info = scipy.linalg.lapack.dtrtri(U1.T, lower=1, unitdiag=1, overwrite_c=int(overwrite))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
+    return inv.T
 
 
 def singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -> str:
@@ -190,14 +195,9 @@ def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> 
         Damping :math:`\lambda \ge 0`.
     what, columns
         For the error message, as in :func:`pivots`.
-    """
-    return Pivots.from_ul(data_ul_factor(Xp, lam), np.sum(Xp * Xp, axis=0) + lam, lam, what, columns)
 
-
-def data_ul_factor(Xp: np.ndarray, lam=0.0) -> np.ndarray:
-    r""":math:`U_H` (upper triangular, :math:`H = U_HU_H^T`) from :math:`X` and :math:`\lambda` by QR;
-    see :func:`pivots_from_data`.
-
+    Notes
+    -----
     The first stage is LAPACK ``geqrt`` (blocked Householder QR with block size 128), on one
     column-major copy of :math:`XJ` that it overwrites; on the machines measured it runs in about
     half the time of ``scipy.linalg.qr`` (``geqrf`` with LAPACK's default block size 32).
@@ -210,42 +210,14 @@ def data_ul_factor(Xp: np.ndarray, lam=0.0) -> np.ndarray:
         A, _, info = scipy.linalg.lapack.dgeqrt(min(128, k), A, overwrite_a=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"LAPACK dgeqrt failed (info={info})")
-        R[:k] = A[:k]
-        for j in range(k):  # below the diagonal geqrt stores its reflectors: clear them
-            R[j + 1 :, j] = 0.0
+        R[:k] = np.triu(A[:k])  # below the diagonal geqrt stores its reflectors: clear them
     if lam != 0:
         B = np.asfortranarray(np.sqrt(lam) * np.eye(N))
         R, *_, info = scipy.linalg.lapack.dtpqrt(N, min(N, 64), R, B, overwrite_a=1, overwrite_b=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"LAPACK dtpqrt failed (info={info})")
         # tpqrt writes R' over the upper triangle and leaves the (zero) rest as it was.
-    return R.T[::-1, ::-1]
-
-
-def _checked_statistics(H, lam, what: str, columns):
-    """The checks of :func:`pivots`: a square, symmetric, finite real (or exact) ``H`` inside the
-    range R1 (it scales like ``X^T X``), ``lam >= 0``, ``what`` in ("H", "Ht"), ``columns`` a
-    permutation."""
-    from ._validate import _as_array, check_choice, check_lam, check_permutation, largest
-    from .tolerances import allowance_unit, check_magnitude, lam_range
-
-    Ha = _as_array("H", H)
-    if Ha.ndim != 2 or Ha.shape[0] != Ha.shape[1] or Ha.shape[0] == 0:
-        raise ValueError(f"H must be a square (N, N) matrix with N >= 1; got shape {Ha.shape}")
-    exact = is_exact(Ha)
-    if not exact:
-        check_magnitude("H", largest(Ha), lam_range(),
-                        fix="H scales like X^T X: rescale X by a power of two, 2.0**k (H by 4.0**k)")
-        # Cholesky reads one triangle only: an H that is not symmetric to rounding would be
-        # factored as a different matrix, silently.
-        if np.max(np.abs(Ha - Ha.T)) > allowance_unit() * largest(Ha):
-            raise ValueError("H must be symmetric (H = X^T X + lam I); got max |H - H^T| = "
-                             f"{float(np.max(np.abs(Ha - Ha.T))):.3g}. Symmetrize it: (H + H.T) / 2")
-    lam = check_lam(lam, exact)
-    check_choice("what", what, ("H", "Ht"))
-    if columns is not None:
-        check_permutation(columns, Ha.shape[0])
-    return Ha, lam
+    return Pivots.from_ul(R.T[::-1, ::-1], np.sum(Xp * Xp, axis=0) + lam, lam, what, columns)
 
 
 def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
@@ -265,17 +237,34 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
 
     Raises
     ------
+    ValueError
+        Unless ``H`` is a square, symmetric, finite real (or exact) matrix inside the range R1 (it
+        scales like ``X^T X``), ``lam >= 0``, ``what`` in ("H", "Ht") and ``columns`` a permutation.
     SingularHessianError
         If the Cholesky factorization fails or a pivot is below ``N * eps * max(diag(H))``: the
         algorithms would then divide by rounding noise. The message says how to set ``lam``.
     """
-    H, lam = _checked_statistics(H, lam, what, columns)
+    H = _as_array("H", H)
+    if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
+        raise ValueError(f"H must be a square (N, N) matrix with N >= 1; got shape {H.shape}")
+    exact = is_exact(H)
+    if not exact:
+        check_magnitude("H", largest(H), lam_range(),
+                        fix="H scales like X^T X: rescale X by a power of two, 2.0**k (H by 4.0**k)")
+        # Cholesky reads one triangle only: an H that is not symmetric to rounding would be
+        # factored as a different matrix, silently.
+        if np.max(np.abs(H - H.T)) > allowance_unit() * largest(H):
+            raise ValueError("H must be symmetric (H = X^T X + lam I); got max |H - H^T| = "
+                             f"{float(np.max(np.abs(H - H.T))):.3g}. Symmetrize it: (H + H.T) / 2")
+    lam = check_lam(lam, exact)
+    check_choice("what", what, ("H", "Ht"))
+    if columns is not None:
+        check_permutation(columns, H.shape[0])
     try:
         U1, D = _linalg.udu(H)
     except np.linalg.LinAlgError as exc:
-        raise SingularHessianError(
-            singular_message(H, lam, what, "Cholesky factorization failed", columns)
-        ) from exc
-    if not is_exact(H):
+        message = singular_message(H, lam, what, "Cholesky factorization failed", columns)
+        raise SingularHessianError(message) from exc
+    if not exact:
         check_definite(D, H, lam, what, columns)
     return Pivots(U1=U1, D=D)

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import _as_array, check_bool, check_choice, check_positive_int, check_seed, is_exact
+from ._validate import _as_array, as_weights, check_bool, check_choice, check_positive_int, check_seed, is_exact
 from .backend import get_backend
+from .random import uniforms
 from .tolerances import max_bits, max_code, precision_name, step_range
 
 __all__ = ["Grid", "MinMax", "quantize_nearest", "quantize_stochastic", "round_nearest", "round_stochastic"]
@@ -137,7 +138,7 @@ def _has_inf(value) -> bool:
         return False
 
 
-def _as2d(a) -> np.ndarray:
+def as_2d(a) -> np.ndarray:
     """A grid parameter as a 2-D array with the grid's broadcasting rule (1-D means per row)."""
     a = np.asarray(a)
     return a.reshape(1, 1) if a.ndim == 0 else (a[:, None] if a.ndim == 1 else a)
@@ -147,7 +148,7 @@ def _broadcast(*arrays):
     """The parameters broadcast together, or ``None`` when their shapes only fit a given ``W``
     (then :meth:`Grid.views` reports the mismatch)."""
     try:
-        return np.broadcast_arrays(*(_as2d(a) for a in arrays))
+        return np.broadcast_arrays(*(as_2d(a) for a in arrays))
     except ValueError:
         return None
 
@@ -310,8 +311,7 @@ class Grid:
             raise ValueError("grid zero must be a scalar, per row (n,) or per entry (n, N)")
         if z.size == 0:
             raise ValueError("grid zero is empty; pass a scalar, one value per row or one per entry")
-        lo_a = _param("lo", lo)
-        hi_a = _param("hi", hi)
+        lo_a, hi_a = _param("lo", lo), _param("hi", hi)
         for name, a in (("lo", lo_a), ("hi", hi_a)):
             if a.size == 0:
                 raise ValueError(f"grid {name} is empty; pass an integer, -inf/inf, or None")
@@ -363,7 +363,7 @@ class Grid:
         groups fitted here instead. RTN and GPFQ use the arrays fitted here.
         """
         rule = MinMax.of(bits, sym, group_size)
-        delta, zero = rule.fit_all(np.asarray(_weights_2d(W)[0], dtype=float))
+        delta, zero = rule.fit_all(np.asarray(as_weights(W)[0], dtype=float))
         return cls(delta, zero, lo=0, hi=2**rule.bits - 1, rule=rule)
 
     @classmethod
@@ -446,7 +446,7 @@ class Grid:
         """
         check_choice("rounding", rounding, ROUNDINGS)
         check_seed(seed)
-        W2, vector = _weights_2d(W)
+        W2, vector = as_weights(W)
         n, N = W2.shape
         delta, zero, lo, hi = self.expand(n, N)
         exact = is_exact(W2) or delta.dtype == object or zero.dtype == object
@@ -455,8 +455,6 @@ class Grid:
         if rounding == "nearest":
             Q, clipped = quantize_nearest(W2, delta, zero, lo, hi)
         else:
-            from .random import uniforms
-
             Q, clipped = quantize_stochastic(W2, delta, zero, lo, hi, uniforms(seed, (n, N)))
         if not exact:
             check_codes(Q, delta, zero, what="Grid.round")
@@ -471,15 +469,10 @@ class Grid:
                 f"hi={show(self._hi)}, rule={self.rule})")
 
 
-def _weights_2d(W) -> tuple[np.ndarray, bool]:
-    from ._validate import as_weights
-
-    return as_weights(W)
-
-
-def _rounding_args(x, delta, zero, lo, hi, u=None):
-    """The checks of the public rounding functions: real finite arrays that broadcast together,
-    steps > 0 inside the range R1, integer ends (or +-inf) with ``lo <= hi``, codes inside R2."""
+def _checked_rounding(x, delta, zero, lo, hi, u=None, stochastic: bool = False):
+    """:func:`round_nearest`, or :func:`round_stochastic` when ``stochastic``: the checks (real finite
+    arrays that broadcast together, steps > 0 inside the range R1, integer ends (or +-inf) with
+    ``lo <= hi``, codes inside R2), the rounding, then R2 on the codes used."""
     xa = _as_array("x", x)
     d = _as_array("delta", delta)
     z = _as_array("zero", zero)
@@ -508,7 +501,13 @@ def _rounding_args(x, delta, zero, lo, hi, u=None):
     if not exact:
         check_normal_steps(d, name="delta")
         check_values("x", xa, d, z, lof, hif)
-    return xa, d, z, lo_a, hi_a, exact
+    if stochastic:
+        q, clipped = quantize_stochastic(xa, d, z, lo_a, hi_a, np.asarray(u, dtype=float))
+    else:
+        q, clipped = quantize_nearest(xa, d, z, lo_a, hi_a)
+    if not exact:
+        check_codes(q, d, z, what="round_stochastic" if stochastic else "round_nearest")
+    return q, clipped
 
 
 def round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
@@ -519,11 +518,7 @@ def round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
     (``ValueError``/``TypeError`` naming it), including the code range of float64 (R2 of
     :mod:`ptqtheory.tolerances`).
     """
-    x, delta, zero, lo, hi, exact = _rounding_args(x, delta, zero, lo, hi)
-    q, clipped = quantize_nearest(x, delta, zero, lo, hi)
-    if not exact:
-        check_codes(q, delta, zero, what="round_nearest")
-    return q, clipped
+    return _checked_rounding(x, delta, zero, lo, hi)
 
 
 def round_stochastic(x, delta, zero, lo, hi, u) -> tuple[np.ndarray, np.ndarray]:
@@ -533,11 +528,7 @@ def round_stochastic(x, delta, zero, lo, hi, u) -> tuple[np.ndarray, np.ndarray]
     :math:`E[\delta(k - z)] = x` before clipping (THEORY.md B3). Returns ``(q, clipped)``. Arguments
     are checked as for :func:`round_nearest`.
     """
-    x, delta, zero, lo, hi, exact = _rounding_args(x, delta, zero, lo, hi, u)
-    q, clipped = quantize_stochastic(x, delta, zero, lo, hi, np.asarray(u, dtype=float))
-    if not exact:
-        check_codes(q, delta, zero, what="round_stochastic")
-    return q, clipped
+    return _checked_rounding(x, delta, zero, lo, hi, u, stochastic=True)
 
 
 def quantize_nearest(x, delta, zero, lo, hi):

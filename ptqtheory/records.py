@@ -187,8 +187,5 @@ class Run:
 
     def summary(self) -> str:
         shape = "x".join(str(s) for s in np.shape(_numpy(self.Q)))
-        return (
-            f"{self.algorithm}[{self.variant}] {shape} rounding={self.rounding} "
-            f"lam={float(self.lam):g} "
-            f"({self.damping}) clipped={self.n_clipped} precision={self.precision}"
-        )
+        return (f"{self.algorithm}[{self.variant}] {shape} rounding={self.rounding} lam={float(self.lam):g} "
+                f"({self.damping}) clipped={self.n_clipped} precision={self.precision}")

@@ -95,10 +95,6 @@ class Entry:
         """Names of the bound functions that apply to a run with this ``rounding``."""
         return self.bounds.get(rounding, ())
 
-    def data_names(self) -> tuple[str, ...]:
-        """``("X",)`` or ``("X", "Xt")``: the inputs a certificate of such a run needs."""
-        return ("X", "Xt") if self.uses_xt else ("X",)
-
 
 _OPTQ_STOCHASTIC = ("b2", "b8", "b3", "b4", "b5", "b6", "l1")
 
@@ -125,10 +121,9 @@ ALGORITHMS: dict[str, Entry] = {
 
 def entry(algorithm: str) -> Entry:
     """The registry row of ``algorithm`` (a ``Run.algorithm``), or ``ValueError``."""
-    try:
-        return ALGORITHMS[algorithm]
-    except KeyError:
-        raise ValueError(f"unknown algorithm {algorithm!r}; the registry has {sorted(ALGORITHMS)}") from None
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; the registry has {sorted(ALGORITHMS)}")
+    return ALGORITHMS[algorithm]
 
 
 def unwrap(run):
@@ -183,7 +178,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 
 def method(name: str) -> Method:
     """The pipeline method ``name`` (e.g. ``"qronos-ls"``), or ``ValueError``."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; one of {tuple(METHODS)}") from None
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; one of {tuple(METHODS)}")
+    return METHODS[name]

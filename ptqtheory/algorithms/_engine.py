@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
+import sympy
 
 from .. import _linalg, engine
 from .._validate import as_matrix, as_weights, check_weight_rows, is_exact
@@ -25,31 +26,10 @@ from ..orders import columns_in, resolve_order
 from ..random import uniforms
 from ..records import Run
 
-__all__ = ["Setup", "finish", "numpy_rounder", "optq_iteration", "setup"]
-
-
-def numpy_rounder(grid: Grid | Alphabet, n: int, N: int, order: np.ndarray, rounding: str, seed,
-                  exact: bool = False) -> Rounder:
-    """The shared :class:`~ptqtheory.engine.Rounder` on numpy arrays (rationals when ``exact``)."""
-    if isinstance(grid, Alphabet):  # one scale per row: the column order does not touch it
-        u = uniforms(seed, (n, N)) if rounding == "stochastic" else None
-        return AlphabetRounder(grid.row_scale(n)[:, None], np.asarray(grid.values), rounding, u,
-                               np.zeros((n, N), dtype=bool, order="F"))
-    delta, zero, lo, hi = grid.views(n, N)
-    if exact:  # a binary float is a rational, so this conversion is exact
-        delta, zero = _rational(delta), _rational(zero)
-    # Column-major copies: the sweeps read and write one column of every row per step, and a
-    # group refit writes delta and zero. lo and hi are only read: broadcast views suffice.
-    delta, zero = (np.array(columns_in(a, order), order="F") for a in (delta, zero))
-    lo, hi = (a if a.strides[1] == 0 else columns_in(a, order) for a in (lo, hi))
-    u = uniforms(seed, (n, N)) if rounding == "stochastic" else None
-    return Rounder(delta, zero, lo, hi, grid.rule, grid.refits_groups, rounding, u,
-                   np.zeros((n, N), dtype=bool, order="F"))
+__all__ = ["Setup", "finish", "optq_iteration", "setup"]
 
 
 def _rational(a: np.ndarray) -> np.ndarray:
-    import sympy
-
     out = np.empty(a.shape, dtype=object)
     out.ravel()[:] = [v if isinstance(v, sympy.Rational) else sympy.Rational(v) for v in a.ravel()]
     return out
@@ -65,8 +45,21 @@ class Setup(engine.Setup):
     qr: DataQR | None = None  # kept when the caller needs least squares on the same data (Qronos)
 
     def rounder(self) -> Rounder:
+        """The shared :class:`~ptqtheory.engine.Rounder` on numpy arrays (rationals when ``exact``)."""
         n, N = self.W.shape
-        return numpy_rounder(self.grid, n, N, self.order, self.rounding, self.seed, self.exact)
+        u = uniforms(self.seed, (n, N)) if self.rounding == "stochastic" else None
+        clipped = np.zeros((n, N), dtype=bool, order="F")
+        if isinstance(self.grid, Alphabet):  # one scale per row: the column order does not touch it
+            return AlphabetRounder(self.grid.row_scale(n)[:, None], np.asarray(self.grid.values), self.rounding,
+                                   u, clipped)
+        delta, zero, lo, hi = self.grid.views(n, N)
+        if self.exact:  # a binary float is a rational, so this conversion is exact
+            delta, zero = _rational(delta), _rational(zero)
+        # Column-major copies: the sweeps read and write one column of every row per step, and a
+        # group refit writes delta and zero. lo and hi are only read: broadcast views suffice.
+        delta, zero = (np.array(columns_in(a, self.order), order="F") for a in (delta, zero))
+        lo, hi = (a if a.strides[1] == 0 else columns_in(a, self.order) for a in (lo, hi))
+        return Rounder(delta, zero, lo, hi, self.grid.rule, self.grid.refits_groups, self.rounding, u, clipped)
 
     def augmented(self, Xp: np.ndarray) -> np.ndarray:
         r""":math:`\hat X = [X; \sqrt\lambda I]` in processing order."""
@@ -98,7 +91,8 @@ def setup(
             check_steps(grid.delta)
             check_values("W", Wa, delta, zero, lo, hi)
     Xa = Xta = None
-    gram_X = None
+    gram_X = gram_diag = None
+    lam_abs, damping = 0.0, None
     if X is not None:
         Xa = as_matrix("X", X, N)
         if is_exact(Xa) != exact:
@@ -111,16 +105,10 @@ def setup(
         # needs more than its diagonal: exact arithmetic, Damping.lambda_max, the min-pivot order.
         if exact or (isinstance(lam, Damping) and lam.needs_gram):
             gram_X = _gram(Xa)
-    gram_diag = None
-    if Xa is not None:
         gram_diag = np.diag(gram_X) if gram_X is not None else np.einsum("ij,ij->j", Xa, Xa)
-    # lambda_max reads the whole X^T X (formed above when it is needed); the others its diagonal.
-    if X is None:
-        lam_abs, damping = 0.0, None
-    else:
-        assert gram_diag is not None  # set above from Xa (X was given)
+        # lambda_max reads the whole X^T X (formed above when it is needed); the others its diagonal.
         lam_abs, damping = resolve_lam(lam, gram_X if gram_X is not None else gram_diag, exact)
-    gram_diag = None if gram_diag is None else np.asarray(gram_diag, float)
+        gram_diag = np.asarray(gram_diag, float)
     H_for_order = None
     named = isinstance(order, str)
     if named and order == "min_pivot":

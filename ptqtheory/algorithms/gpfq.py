@@ -9,7 +9,7 @@ import numpy as np
 from .. import _linalg
 from .._validate import check_choice
 from ..alphabets import Alphabet
-from ..engine import DeadColumns, Order, Rounding, Trace, gpfq_sweep
+from ..engine import DeadColumns, Order, Rounding, gpfq_run
 from ..engine import dead_columns as check_dead
 from ..grids import Grid
 from ..random import SeedLike
@@ -55,8 +55,6 @@ def gpfq(
     if Xt is None:
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
     s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None)
-    assert grid is not None  # setup refused anything but a Grid
-    s.grid = grid.frozen()
     # None only if X was not given, which nothing checks before this (sq_norms then fails as before).
     X_, Xt_ = cast(np.ndarray, s.Xp), cast(np.ndarray, s.Xtp)
     norms = _linalg.sq_norms(Xt_, axis=0)
@@ -64,12 +62,7 @@ def gpfq(
     check_dead(alive, s.order, policy, s.notes)
     # X_^T[t] is column t; X_t^T Xt_t by the same product as a step would form it.
     cross = [_linalg.dot(X_[:, t], Xt_[:, t]) if alive[t] else 0 for t in range(len(norms))]
-    rounder = s.rounder()
-    trace = Trace.empty(s.Wp)
-    u = gpfq_sweep(s.Wp, X_.T, Xt_.T, norms, cross, alive, rounder, trace)
-    run = finish(s, trace, rounder, "gpfq", "reference", residual=u[0] if s.vector else u)
-    run.grid.rule = grid.rule
-    return run
+    return gpfq_run(s, grid, finish, X_.T, Xt_.T, norms, cross, alive)
 
 
 __all__ = ["gpfq"]

@@ -19,9 +19,7 @@ from ..grids import Grid
 from ..random import SeedLike, generator
 from ..records import Run, Transform
 
-__all__ = ["TRANSFORMS", "incoherence", "incoherent", "random_orthogonal"]
-
-TRANSFORMS = Transform.KINDS
+__all__ = ["incoherence", "incoherent", "random_orthogonal"]
 
 
 def _haar(d: int, rng: np.random.Generator) -> np.ndarray:
@@ -63,7 +61,7 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | Alphabet | N
     A min-max grid is refitted to the transformed weights (QuIP quantizes those); an explicit grid
     is used as given, in the transformed coordinates.
     """
-    check_choice("incoherence", kind, TRANSFORMS)
+    check_choice("incoherence", kind, Transform.KINDS)
     Wa, vector = as_weights(W)
     if is_exact(Wa):
         raise ValueError("incoherence processing uses irrational transforms; exact mode is not supported")

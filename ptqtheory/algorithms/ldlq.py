@@ -11,6 +11,7 @@ from ..grids import Grid
 from ..random import SeedLike
 from ..records import Run
 from ._engine import finish, setup
+from .incoherence import incoherent
 
 
 def ldlq(
@@ -46,16 +47,11 @@ def ldlq(
     Chee, Cai, Kuleshov & De Sa, "QuIP", arXiv 2307.13304.
     """
     if incoherence is not None:
-        from .incoherence import incoherent
-
-        return incoherent(
-            ldlq, W, X, kind=incoherence, seed=seed, lam=lam, grid=grid, rounding=rounding,
-            order=order,
-        )
+        return incoherent(ldlq, W, X, kind=incoherence, seed=seed, lam=lam, grid=grid, rounding=rounding,
+                          order=order)
     s = setup(W, X, lam, grid, rounding, order, seed)
     U0 = s.piv.U1 - np.eye(s.piv.U1.shape[0], dtype=s.piv.U1.dtype)
-    rounder = s.rounder()
-    trace = Trace.empty(s.Wp)
+    rounder, trace = s.rounder(), Trace.empty(s.Wp)
     Wp = s.Wp
     E = _linalg.zeros_like(Wp)  # W - W_hat, filled column by column
     for k in range(Wp.shape[1]):

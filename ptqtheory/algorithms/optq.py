@@ -74,8 +74,7 @@ def optq(
     """
     bs = check_method(method, block_size)
     s = setup(W, X, lam, grid, rounding, order, seed)
-    rounder = s.rounder()
-    trace = Trace.empty(s.Wp)
+    rounder, trace = s.rounder(), Trace.empty(s.Wp)
     Wp = s.Wp.copy()
     if method == "iteration":
         assert s.Xp is not None  # setup factored H from it (it fails without X)

@@ -91,8 +91,7 @@ def qronos(
         return _linalg.lstsq(Xth[:, first:], rhs_rows.T).T
 
     W_ls = fit_trailing(targets, 0)
-    rounder = s.rounder()
-    trace = Trace.empty(s.Wp)
+    rounder, trace = s.rounder(), Trace.empty(s.Wp)
     if variant == "ls":
         cur, t0 = W_ls.copy(), 0
     else:

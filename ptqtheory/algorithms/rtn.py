@@ -16,15 +16,12 @@ def rtn(W, grid: Grid | Alphabet | None = None, rounding: Rounding = "nearest", 
 
     Parameters
     ----------
-    W : array_like or torch.Tensor, shape (n, N) or (N,)
-        Weights (rows are output channels).
     grid : Grid
         Required. Groups are taken as fitted (RTN moves no weights, so nothing is refitted).
     rounding : {"nearest", "stochastic"}
         Stochastic rounding needs ``seed`` (the same per-entry uniforms as the other algorithms).
-    seed : int or numpy Generator, optional
-    allow_tf32 : bool
-        Torch only: TF32 products on CUDA during this call (default off).
+
+    ``W`` (rows are output channels), ``seed`` and ``allow_tf32`` are as for :func:`ptqtheory.optq`.
 
     Returns
     -------

@@ -16,7 +16,7 @@ import torch
 
 from .._validate import check_choice
 from ..alphabets import Alphabet
-from ..engine import STARTS, VARIANTS, check_method, gpfq_sweep, rtn_run
+from ..engine import STARTS, VARIANTS, check_method, gpfq_run, rtn_run
 from ..engine import dead_columns as check_dead
 from ..grids import Grid
 from ..random import SeedLike
@@ -25,6 +25,7 @@ from ..tolerances import quadratic_range
 from .device import dtype_name, tf32_guard, weights_device
 from .engine import Trace, finish, optq_blocked, setup
 from .grids import column_major
+from .incoherence import incoherent
 from .stats import sym_perm
 
 __all__ = ["gpfq", "ldlq", "optq", "qronos", "rtn"]
@@ -53,8 +54,6 @@ def ldlq(
     same order and grid, and runs the blocked OPTQ sweep (``variant="blocked"``); ``incoherence`` runs
     :func:`ptqtheory.torch_backend.incoherence.incoherent`. See :func:`ptqtheory.ldlq`."""
     if incoherence is not None:
-        from .incoherence import incoherent
-
         return incoherent(
             ldlq, W, X, kind=incoherence, seed=seed, lam=lam, grid=grid, rounding=rounding,
             order=order, block_size=block_size, factor_dtype=factor_dtype, allow_tf32=allow_tf32,
@@ -69,8 +68,7 @@ def _optq_like(algorithm, W, X, lam, grid, rounding, order, seed, block_size, me
     with tf32_guard(weights_device(W, X=X), allow_tf32) as tf32:
         s = setup(W, X, lam, grid, rounding, order, seed, factor="H", factor_dtype=factor_dtype or F64,
                   tf32=tf32, algorithm=algorithm)
-        rounder = s.rounder()
-        trace = Trace.empty(s.Wp)
+        rounder, trace = s.rounder(), Trace.empty(s.Wp)
         assert bs is not None  # check_method gives the block size for method="blocked"
         optq_blocked(s.Wp.clone(), s.L_T(), rounder, trace, bs)
         return finish(s, trace, rounder, algorithm, "blocked", block_size=bs)
@@ -109,8 +107,7 @@ def qronos(
         # w_LS - w = Ht^{-1} Xt^T (X - Xt) w: small when Xt ~ X, so it is solved for directly.
         corr = s.piv.solve((cross_Xt_mismatch @ W64.T).to(s.factor_dtype)).to(F64).T
         W_ls = W64 + corr
-        rounder = s.rounder()
-        trace = Trace.empty(s.Wp)
+        rounder, trace = s.rounder(), Trace.empty(s.Wp)
         if variant == "ls":
             cur, t0 = column_major(W_ls.to(s.dtype, copy=True)), 0  # the sweep updates cur in place
         else:
@@ -139,21 +136,15 @@ def gpfq(
     W, X, Xt, *, grid: Grid | Alphabet | None = None, rounding: str = "nearest", seed: SeedLike = None,
     order="natural", dead_columns: str = "raise", allow_tf32: bool = False,
 ) -> Run:
-    r"""GPFQ (THEORY.md A5) on the device, all rows together; see :func:`ptqtheory.gpfq`.
-
-    .. math::
-        u_0 = 0,\quad q_t = Q\Big(\frac{\tilde X_t^T(u_{t-1} + w_t X_t)}{\|\tilde X_t\|^2}\Big),\quad
-        u_t = u_{t-1} + w_t X_t - q_t \tilde X_t .
-
-    The column norms and :math:`X_t^T\tilde X_t` are computed in float64; the state in the working dtype.
-    """
+    r"""GPFQ (THEORY.md A5) on the device, all rows together (:func:`~ptqtheory.engine.gpfq_run`); see
+    :func:`ptqtheory.gpfq`. The column norms and :math:`X_t^T\tilde X_t` are computed in float64; the
+    state in the working dtype."""
     policy = check_choice("dead_columns", dead_columns, ("raise", "round"))
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None, data=True, tf32=tf32,
                   algorithm="gpfq")
         # setup refused anything but a Grid, and with data=True it required X and Xt.
         assert grid is not None and s.X is not None and s.Xt is not None
-        s.grid = grid.frozen()
         XT = s.X.index_select(1, s.order).T.contiguous()  # row t is column t: contiguous per step
         XtT = s.Xt.index_select(1, s.order).T.contiguous()
         norms = (XtT.to(F64) ** 2).sum(1)
@@ -161,15 +152,10 @@ def gpfq(
         alive = (norms > 0).tolist()
         check_dead(alive, s.order.tolist(), policy, s.notes)
         if s.dtype != F64:
-            _check_working_state(norms, (XT.to(F64) ** 2).sum(1), s.Wp, s.grid, dtype_name(s.dtype))
+            _check_working_state(norms, (XT.to(F64) ** 2).sum(1), s.Wp, grid, dtype_name(s.dtype))
         XT, XtT = XT.to(s.dtype), XtT.to(s.dtype)
         norms, cross = norms.to(s.dtype), cross.to(s.dtype)
-        rounder = s.rounder()
-        trace = Trace.empty(s.Wp)
-        u = gpfq_sweep(s.Wp, XT, XtT, norms, cross, alive, rounder, trace)
-        run = finish(s, trace, rounder, "gpfq", "reference", residual=u[0] if s.vector else u)
-        run.grid.rule = grid.rule
-        return run
+        return gpfq_run(s, grid, finish, XT, XtT, norms, cross, alive)
 
 
 def _check_working_state(norms: torch.Tensor, x_norms: torch.Tensor, Wp: torch.Tensor, grid: Grid | Alphabet,

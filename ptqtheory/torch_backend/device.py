@@ -17,12 +17,13 @@ from contextlib import contextmanager
 
 import torch
 
-from .._validate import check_data_shape, check_weight_shape
+from .._validate import check_bool, check_data_shape, check_weight_rows, check_weight_shape
 from ..tolerances import check_magnitude, data_range
 
 __all__ = [
     "as_data",
     "as_weights",
+    "check_data_range",
     "check_finite",
     "dtype_name",
     "mixed_error",
@@ -68,8 +69,6 @@ def weights_device(W, **others) -> torch.device:
 
 def check_finite(name: str, t: torch.Tensor) -> None:
     """``ValueError`` naming ``name`` when ``t`` holds NaN or Inf (checked on the device)."""
-    if bool(torch.isfinite(t).all()):
-        return
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         first = tuple(int(i) for i in torch.nonzero(bad)[0])
@@ -109,17 +108,18 @@ def as_weights(W) -> tuple[torch.Tensor, bool]:
 
 def check_weight_scale(W2: torch.Tensor) -> None:
     """R1 for the weights in their working dtype, row by row (one reduction, one sync)."""
-    from .._validate import check_weight_rows
-
     check_weight_rows(W2.abs().amax(1).to("cpu", torch.float64).numpy(), dtype_name(W2.dtype))
 
 
-def _check_range(name: str, t: torch.Tensor, bounds, fix: str, precision: str = "float64") -> None:
-    """Finite, and inside the range R1 of :mod:`ptqtheory.tolerances` (one reduction, one sync)."""
+def check_data_range(name: str, t: torch.Tensor) -> float:
+    """Finite, and inside the data range R1 of :mod:`ptqtheory.tolerances` (one reduction, one sync:
+    NaN/Inf propagate into the maximum); returns the largest magnitude."""
     top = float(t.abs().amax()) if t.numel() else 0.0
     if not math.isfinite(top):
         check_finite(name, t)
-    check_magnitude(name, top, bounds, fix=fix, precision=precision)
+    check_magnitude(name, top, data_range(), fix="scale X (and Xt) by a power of two, 2.0**k: Q is unchanged "
+                    "when lam is scaled by 4.0**k")
+    return top
 
 
 def as_data(name: str, X, N: int, device: torch.device, m: int | None = None) -> torch.Tensor:
@@ -130,8 +130,7 @@ def as_data(name: str, X, N: int, device: torch.device, m: int | None = None) ->
         raise ValueError(f"{name} is on {X.device} but W is on {device}; move it ({name}.to(W.device))")
     _float_dtype(name, X)
     check_data_shape(name, tuple(X.shape), N, m)
-    _check_range(name, X.detach(), data_range(), "scale X (and Xt) by a power of two, 2.0**k: Q is "
-                 "unchanged when lam is scaled by 4.0**k")
+    check_data_range(name, X.detach())
     return X.detach()
 
 
@@ -144,8 +143,6 @@ def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
     ``finally``, so an exception inside leaves no trace. On other devices nothing is touched.
     Yields whether TF32 may be used inside the block.
     """
-    from .._validate import check_bool
-
     allow_tf32 = check_bool("allow_tf32", allow_tf32)
     if torch.device(device).type != "cuda":
         yield False

@@ -15,18 +15,18 @@ import numpy as np
 import torch
 
 from .. import engine
-from ..engine import Rounder, Trace, optq_blocked, record
+from ..alphabets import Alphabet
+from ..engine import AlphabetRounder, Rounder, Trace, optq_blocked, record
+from ..grids import as_2d
 from ..orders import resolve_order
 from ..records import Run
-from .device import as_data, as_weights, check_weight_scale, dtype_name, weights_device
+from .device import as_weights, check_weight_scale, dtype_name, weights_device
 from .factor import factor_damped
-from .grids import check_grid, check_run, column_major, grid_record, to_host, torch_rounder
+from .grids import check_grid, check_run, column_major, grid_record, to_host
+from .rand import uniforms
 from .stats import TorchAccumulator, is_identity, resolve_lam, statistics, sym_perm
 
 __all__ = ["Setup", "Trace", "finish", "optq_blocked", "setup"]
-
-NORM_ORDERS = ("decreasing_norm", "increasing_norm")
-
 
 @dataclass(kw_only=True)
 class Setup(engine.Setup):
@@ -41,9 +41,29 @@ class Setup(engine.Setup):
     factor_dtype: torch.dtype = torch.float64
 
     def rounder(self) -> Rounder:
-        n, N = self.W.shape
-        return torch_rounder(self.grid, n, N, self.order, self.rounding, self.seed, self.device,
-                            self.dtype)
+        """The shared :class:`~ptqtheory.engine.Rounder` on the device, in the working ``dtype``.
+
+        ``delta`` and ``zero`` are materialized per entry in processing order (a min-max rule with
+        groups refits them); ``lo`` and ``hi`` stay broadcast views when they do not depend on the
+        column. An :class:`~ptqtheory.Alphabet` gets an :class:`~ptqtheory.engine.AlphabetRounder` (its
+        values and per-row scales on the device).
+        """
+        (n, N), grid, device, dtype = self.W.shape, self.grid, self.device, self.dtype
+        u = column_major(uniforms(self.seed, (n, N), device, dtype)) if self.rounding == "stochastic" else None
+        clipped = column_major(torch.zeros(n, N, dtype=torch.bool, device=device))
+        if isinstance(grid, Alphabet):
+            scale = torch.as_tensor(grid.row_scale(n)[:, None], dtype=dtype, device=device)
+            values = torch.as_tensor(np.array(grid.values), dtype=dtype, device=device)
+            return AlphabetRounder(scale, values, self.rounding, u, clipped)
+        cols = {}
+        for name, a in (("delta", grid.delta), ("zero", grid.zero), ("lo", grid.lo), ("hi", grid.hi)):
+            full = torch.as_tensor(as_2d(np.asarray(a, dtype=float)), dtype=dtype, device=device).expand(n, N)
+            if full.stride(1) == 0 and name in ("lo", "hi"):
+                cols[name] = full
+            else:
+                cols[name] = column_major(full if is_identity(self.order) else full.index_select(1, self.order))
+        return Rounder(cols["delta"], cols["zero"], cols["lo"], cols["hi"], grid.rule, grid.refits_groups,
+                       self.rounding, u, clipped)
 
     def L_T(self) -> torch.Tensor:
         r""":math:`L^T` in the working dtype (the factorization itself stays in ``factor_dtype``),
@@ -71,25 +91,14 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
         raise ValueError(f"factor_dtype must be torch.float64 or torch.float32; got {factor_dtype!r}")
     acc = Xd = Xtd = None
     named = isinstance(order, str)
-    if data:
-        if isinstance(X, TorchAccumulator):
-            raise ValueError(
-                f"{algorithm.upper()} needs the calibration data X and Xt themselves, not statistics: "
-                "its state u_t = X_{<=t} w_{<=t} - Xt_{<=t} q_{<=t} lives in R^m. Pass the tensors "
-                "X (m, N) and Xt (m, N); a TorchAccumulator serves OPTQ, LDLQ and Qronos only"
-            )
-        Xd = as_data("X", X, N, device)
-        if Xt is None:
-            raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
-        Xtd = as_data("Xt", Xt, N, device, m=Xd.shape[0])
-        if named and order == "min_pivot":
-            acc = TorchAccumulator.from_data(Xtd)
-    elif X is not None:
-        acc, Xd, Xtd = statistics(X, Xt, N, device, mismatch=mismatch, algorithm=algorithm)
+    if data or X is not None:
+        acc, Xd, Xtd = statistics(X, Xt, N, device, mismatch=mismatch or data, algorithm=algorithm, data=data)
+    if data and named and order == "min_pivot":
+        acc = TorchAccumulator.from_data(cast(torch.Tensor, Xtd))  # statistics(data=True) required Xt
     lam_abs, damping = (0.0, None) if acc is None or data else resolve_lam(lam, acc)
     # The order reads the statistics of the matrix that carries the feedback (Xt for Qronos, GPFQ).
     gram_diag = H_order = None
-    if named and order in (*NORM_ORDERS, "min_pivot"):
+    if named and order in ("decreasing_norm", "increasing_norm", "min_pivot"):
         if acc is not None:
             src = acc.gram_Xt if mismatch else acc.gram_X  # GPFQ's accumulator holds Xt alone
             gram_diag = to_host(torch.diagonal(src))
@@ -103,8 +112,7 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
         W=Wt, vector=vector, device=device, dtype=Wt.dtype, order=perm, lam=lam_abs,
         damping="absolute" if damping is None else damping.describe(), rounding=rounding, seed=seed,
         grid=grid, Wp=column_major(Wt if is_identity(perm) else Wt.index_select(1, perm)), tf32=tf32,
-        acc=acc, X=Xd, Xt=Xtd,
-        factor_dtype=factor_dtype,
+        acc=acc, X=Xd, Xt=Xtd, factor_dtype=factor_dtype,
     )
     if factor is not None:
         # acc is None only if X was not given, which nothing checks before this (fails here as before).

@@ -16,13 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-import scipy.linalg
 import torch
 
 from ..calibration import Damping
 from ..engine import damped
-from ..factor import SingularHessianError, check_definite, singular_message
+from ..factor import SingularHessianError, check_definite, singular_message, unit_upper_inverse
 from ..tolerances import check_magnitude, quadratic_range
 from .grids import to_host
 
@@ -42,14 +40,8 @@ class TorchPivots:
         d = torch.diagonal(self.UH)
         U1 = self.UH / d[None, :]
         if U1.device.type == "cpu" and U1.dtype == torch.float64:
-            # LAPACK trtri inverts a triangle in N^3/3 flops; a triangular solve against the
-            # identity (what torch offers) takes N^3. The row-major U1 is, read column-major, the
-            # lower triangle U1^T: inverting that in place gives (U1^{-1})^T column-major, i.e.
-            # U1^{-1} row-major, with no copy. trtri leaves the other triangle as it was: zero.
-            inv, info = scipy.linalg.lapack.dtrtri(U1.numpy().T, lower=1, unitdiag=1, overwrite_c=1)
-            if info != 0:
-                raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
-            return torch.from_numpy(inv.T)
+            # LAPACK trtri (N^3/3 flops, in place) against torch's triangular solve with the identity (N^3).
+            return torch.from_numpy(unit_upper_inverse(U1.numpy(), overwrite=True))
         eye = torch.eye(U1.shape[0], dtype=U1.dtype, device=U1.device)
         return torch.linalg.solve_triangular(U1, eye, upper=True, unitriangular=True)
 

@@ -1,9 +1,10 @@
-r"""Grids on the device: the shared :class:`~ptqtheory.engine.Rounder` on tensors, grid checks, records.
+r"""Grids on the device: grid checks and records.
 
 Rounding, clipping and the min-max fit are the shared code of :mod:`ptqtheory.grids` and
 :mod:`ptqtheory.engine` (written once over :mod:`ptqtheory.backend`), so that in float64 the torch
 rounding of a given :math:`x` is bit-identical to numpy's. What is torch-specific is here: the
-parameters materialized on the device, the checks of a grid against tensors, the host record.
+checks of a grid against tensors and the host record (the parameters are materialized on the device
+by :meth:`ptqtheory.torch_backend.engine.Setup.rounder`).
 
 The grid of a run is recorded as a :class:`ptqtheory.Grid` holding CPU numpy arrays: float64
 copies of the working-precision step and zero point of every entry (refitted groups resolved).
@@ -17,12 +18,12 @@ import torch
 from ..alphabets import Alphabet
 from ..backend import get_backend
 from ..engine import AlphabetRounder, Rounder, check_finite_run
-from ..grids import Grid, MinMax, check_code_range, check_normal_steps, check_steps, check_values
+from ..grids import Grid, MinMax, as_2d, check_code_range, check_normal_steps, check_steps, check_values
 from ..tolerances import max_code, step_range
-from .rand import uniforms
+from .device import as_weights, dtype_name
 from .stats import is_identity
 
-__all__ = ["check_grid", "check_run", "column_major", "grid_record", "minmax_grid", "to_host", "torch_rounder"]
+__all__ = ["check_grid", "check_run", "column_major", "grid_record", "minmax_grid", "to_host"]
 
 
 to_host = get_backend(torch.empty(0)).to_host  # float64 numpy copies on the host
@@ -45,8 +46,6 @@ def minmax_grid(W: torch.Tensor, bits: int = 4, sym: bool = False, group_size: i
     The returned grid carries the min-max rule, so OPTQ, LDLQ and Qronos refit each group from the
     current weights as the numpy reference does.
     """
-    from .device import as_weights, dtype_name
-
     if not isinstance(W, torch.Tensor):
         raise TypeError(f"W must be a torch tensor; got {type(W).__name__} (for numpy arrays use "
                         "pt.Grid.minmax(W, bits))")
@@ -70,7 +69,8 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
     grid.views(n, N)  # the shape check, with broadcast views (no copies)
     check_steps(grid.delta, precision)
     check_code_range(grid.lo, grid.hi, grid.zero, precision, rule=grid.rule)
-    d, z, lo, hi = (_param(a, W.device, torch.float64) for a in (grid.delta, grid.zero, grid.lo, grid.hi))
+    d, z, lo, hi = (torch.as_tensor(as_2d(np.asarray(a, dtype=float)), device=W.device)
+                    for a in (grid.delta, grid.zero, grid.lo, grid.hi))
     k = torch.maximum(torch.minimum(torch.floor(W.to(torch.float64) / d + z + 0.5), hi), lo)
     worst = float((k.abs() + z.abs() + 1.0).amax())
     if not worst <= max_code(precision):  # the host check builds the message (and raises)
@@ -81,68 +81,29 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
 def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, precision: str) -> None:
     """R2/R3 on a finished torch run: one reduction on the device (one sync); on failure the numpy
     check (:func:`ptqtheory.engine.check_finite_run`) finds the place and raises."""
-    if isinstance(rounder, AlphabetRounder):  # no codes: x, q and eta finite
-        finite = torch.isfinite(trace.x).all() & torch.isfinite(trace.eta).all() & torch.isfinite(trace.q).all()
-        if not bool(finite):
-            check_finite_run(to_host(trace.x), to_host(trace.q), to_host(trace.eta), None, None,
-                             order.tolist(), algorithm, precision)
-        return
-    lo, hi = step_range(precision)
-    q, d, z = trace.q.to(torch.float64), rounder.delta.to(torch.float64), rounder.zero.to(torch.float64)
-    size = (q / d + z).abs() + z.abs() + 1.0
-    ok = (torch.isfinite(trace.x).all() & torch.isfinite(trace.eta).all() & torch.isfinite(q).all()
-          & (size <= max_code(precision)).all() & (d >= lo).all() & (d <= hi).all())
+    ok = torch.isfinite(trace.x).all() & torch.isfinite(trace.eta).all() & torch.isfinite(trace.q).all()
+    codes = not isinstance(rounder, AlphabetRounder)  # an alphabet has no codes: x, q and eta finite
+    if codes:
+        lo, hi = step_range(precision)
+        q, d, z = (a.to(torch.float64) for a in (trace.q, rounder.delta, rounder.zero))
+        size = (q / d + z).abs() + z.abs() + 1.0
+        ok = ok & (size <= max_code(precision)).all() & (d >= lo).all() & (d <= hi).all()
     if not bool(ok):
-        check_finite_run(to_host(trace.x), to_host(trace.q), to_host(trace.eta), to_host(rounder.delta),
-                         to_host(rounder.zero), order.tolist(), algorithm, precision)
-
-
-def _param(a, device, dtype) -> torch.Tensor:
-    """A grid parameter (shapes checked by :func:`check_grid`) as a 2-D tensor broadcastable to
-    ``(n, N)``: a 1-D array holds one value per row."""
-    a = np.asarray(a, dtype=float)
-    return torch.as_tensor(a.reshape(1, 1) if a.ndim == 0 else (a[:, None] if a.ndim == 1 else a),
-                           dtype=dtype, device=device)
-
-
-def torch_rounder(grid: Grid | Alphabet, n: int, N: int, order: torch.Tensor, rounding: str, seed, device,
-                  dtype) -> Rounder:
-    """The shared :class:`~ptqtheory.engine.Rounder` on the device, in the working ``dtype``.
-
-    ``delta`` and ``zero`` are materialized per entry in processing order (a min-max rule with
-    groups refits them); ``lo`` and ``hi`` stay broadcast views when they do not depend on the column.
-    An :class:`~ptqtheory.Alphabet` gets an :class:`~ptqtheory.engine.AlphabetRounder` (its values and
-    per-row scales on the device).
-    """
-    if isinstance(grid, Alphabet):
-        scale = torch.as_tensor(grid.row_scale(n)[:, None], dtype=dtype, device=device)
-        values = torch.as_tensor(np.array(grid.values), dtype=dtype, device=device)
-        u = column_major(uniforms(seed, (n, N), device, dtype)) if rounding == "stochastic" else None
-        return AlphabetRounder(scale, values, rounding, u,
-                               column_major(torch.zeros(n, N, dtype=torch.bool, device=device)))
-    cols = {}
-    for name, a in (("delta", grid.delta), ("zero", grid.zero), ("lo", grid.lo), ("hi", grid.hi)):
-        full = _param(a, device, dtype).expand(n, N)
-        if full.stride(1) == 0 and name in ("lo", "hi"):
-            cols[name] = full
-        else:
-            cols[name] = column_major(full if is_identity(order) else full.index_select(1, order))
-    u = column_major(uniforms(seed, (n, N), device, dtype)) if rounding == "stochastic" else None
-    return Rounder(cols["delta"], cols["zero"], cols["lo"], cols["hi"], grid.rule, grid.refits_groups,
-                   rounding, u, column_major(torch.zeros(n, N, dtype=torch.bool, device=device)))
+        delta, zero = (to_host(rounder.delta), to_host(rounder.zero)) if codes else (None, None)
+        check_finite_run(to_host(trace.x), to_host(trace.q), to_host(trace.eta), delta, zero, order.tolist(),
+                         algorithm, precision)
 
 
 def grid_record(rounder: Rounder, grid: Grid | Alphabet, inv: torch.Tensor) -> Grid | Alphabet:
     """The grid actually used, per entry, in the original column order (host arrays); an alphabet
     with its scale per row."""
     if isinstance(rounder, AlphabetRounder):
-        assert isinstance(grid, Alphabet)  # torch_rounder builds an AlphabetRounder for alphabets only
+        assert isinstance(grid, Alphabet)  # Setup.rounder builds an AlphabetRounder for alphabets only
         # the scales the run used, in its working dtype (float32 runs round them), as float64
         return Alphabet(grid.values, to_host(rounder.scale[:, 0]))
-    assert isinstance(grid, Grid)  # torch_rounder builds a plain Rounder for grids only
+    assert isinstance(grid, Grid)  # Setup.rounder builds a plain Rounder for grids only
     natural = is_identity(inv)
-    delta = to_host(rounder.delta if natural else rounder.delta.index_select(1, inv))
-    zero = to_host(rounder.zero if natural else rounder.zero.index_select(1, inv))
+    delta, zero = (to_host(a if natural else a.index_select(1, inv)) for a in (rounder.delta, rounder.zero))
     lo, hi = np.asarray(grid.lo, float), np.asarray(grid.hi, float)
     # Like the numpy reference, a single row's grid stays 2-D, shape (1, N): a 1-D array
     # would read as one value per row.

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 
 from .._validate import check_bool, check_lam, check_positive_int
 from ..calibration import Damping
-from ..tolerances import FLOAT32_GRAM_EXP, GRAM_CHUNK_ROWS, check_magnitude, data_range, gram_rounding
-from .device import check_finite, mixed_error, tf32_guard
+from ..tolerances import FLOAT32_GRAM_EXP, GRAM_CHUNK_ROWS, gram_rounding
+from .device import as_data, check_data_range, mixed_error, tf32_guard
 
 __all__ = ["GRAMS", "TorchAccumulator", "is_identity", "resolve_lam", "statistics", "sym_perm"]
 
@@ -89,16 +88,11 @@ class TorchAccumulator:
         self.batches = 0
         zeros = lambda: torch.zeros(self.N, self.N, dtype=torch.float64, device=self.device)  # noqa: E731
         # with_mismatch=True holds the last three, with_mismatch=False X^T X alone.
-        self._gram_X: torch.Tensor | None
-        self._gram_Xt: torch.Tensor | None
-        self._cross_Xt_mismatch: torch.Tensor | None
-        self._gram_mismatch: torch.Tensor | None
-        if self.with_mismatch:
-            self._gram_Xt, self._cross_Xt_mismatch, self._gram_mismatch = zeros(), zeros(), zeros()
-            self._gram_X = None
-        else:
-            self._gram_X = zeros()
-            self._gram_Xt = self._cross_Xt_mismatch = self._gram_mismatch = None
+        mismatch = self.with_mismatch
+        self._gram_X: torch.Tensor | None = None if mismatch else zeros()
+        self._gram_Xt: torch.Tensor | None = zeros() if mismatch else None
+        self._cross_Xt_mismatch: torch.Tensor | None = zeros() if mismatch else None
+        self._gram_mismatch: torch.Tensor | None = zeros() if mismatch else None
 
     # -- accumulation ------------------------------------------------------------------------
     def rows(self, name: str, b, index: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -114,13 +108,7 @@ class TorchAccumulator:
                 f"got {tuple(b.shape)}"
             )
         rows = b.detach().reshape(-1, self.N).to(device=self.device, dtype=dtype)
-        what = f"{name} (batch {index} of this accumulator)"
-        # One reduction (one device sync) serves both checks: NaN/Inf propagate into the maximum.
-        top = float(rows.abs().amax()) if rows.numel() else 0.0
-        if not np.isfinite(top):
-            check_finite(what, rows)
-        check_magnitude(what, top, data_range(), fix="scale X (and Xt) by a power of two, 2.0**k: "
-                        "Q is unchanged when lam is scaled by 4.0**k")
+        top = check_data_range(f"{name} (batch {index} of this accumulator)", rows)
         if dtype == torch.float32 and not _in_float32_gram_range(top):
             return rows.to(torch.float64)  # outside the float32 Gram's range: the float64 route
         return rows
@@ -150,27 +138,22 @@ class TorchAccumulator:
         if self.with_mismatch:
             if Xtb is None:  # (Xtb.shape below failed before this check)
                 raise ValueError("Xtb is required: this accumulator tracks the mismatch (Qronos)")
-            # with_mismatch: all three are allocated
-            assert (self._gram_Xt is not None and self._cross_Xt_mismatch is not None
-                    and self._gram_mismatch is not None)
             if Xtb.shape[0] != Xb.shape[0]:
                 raise ValueError(
                     f"Xt_batch has {Xtb.shape[0]} rows but X_batch has {Xb.shape[0]}: the quantized-model "
                     "inputs must be the same samples as the float-model inputs, row for row"
                 )
             mismatch_b = Xb - Xtb
-            add_gram_(self._gram_Xt, Xtb)
-            self._cross_Xt_mismatch.addmm_(Xtb.T, mismatch_b)
-            add_gram_(self._gram_mismatch, mismatch_b)
+            add_gram_(self.gram_Xt, Xtb)
+            self.cross_Xt_mismatch.addmm_(Xtb.T, mismatch_b)
+            add_gram_(self.gram_mismatch, mismatch_b)
             self.rows64 += Xb.shape[0]
         elif Xb.dtype == torch.float32:
-            assert self._gram_X is not None  # set without the mismatch
             with tf32_guard(self.device, False):
-                self.chunks32 += add_gram_chunked_(self._gram_X, Xb)
+                self.chunks32 += add_gram_chunked_(self.gram_X, Xb)
             self.rows32 += Xb.shape[0]
         else:
-            assert self._gram_X is not None  # set without the mismatch
-            add_gram_(self._gram_X, Xb)
+            add_gram_(self.gram_X, Xb)
             self.rows64 += Xb.shape[0]
         self.m += Xb.shape[0]
         self.batches += 1
@@ -190,9 +173,8 @@ class TorchAccumulator:
         """The statistics of whole tensors, accumulated in chunks of rows (bounded float64 copies)."""
         acc = cls(X.shape[-1], X.device if device is None else device, with_mismatch=Xt is not None,
                   gram=gram)
-        for r0 in range(0, X.shape[0], ROWS_PER_CHUNK):
-            r1 = min(r0 + ROWS_PER_CHUNK, X.shape[0])
-            acc.update(X[r0:r1], None if Xt is None else Xt[r0:r1])
+        for Xb, Xtb in batches_of(X, Xt):
+            acc.update(Xb, Xtb)
         return acc
 
     # -- statistics --------------------------------------------------------------------------
@@ -212,33 +194,30 @@ class TorchAccumulator:
         if not self.with_mismatch:
             assert self._gram_X is not None  # set without the mismatch
             return self._gram_X
-        assert (self._gram_mismatch is not None and self._cross_Xt_mismatch is not None
-                and self._gram_Xt is not None)  # with_mismatch
-        return self._gram_mismatch + self._cross_Xt_mismatch + self._cross_Xt_mismatch.T + self._gram_Xt
+        return self.gram_mismatch + self.cross_Xt_mismatch + self.cross_Xt_mismatch.T + self.gram_Xt
+
+    def _mismatch_stat(self, name: str) -> torch.Tensor:
+        """The statistic ``name`` that only an accumulator with the mismatch holds."""
+        self._need_mismatch()
+        S = getattr(self, name)
+        assert S is not None  # set with the mismatch
+        return S
 
     @property
     def gram_Xt(self) -> torch.Tensor:
-        self._need_mismatch()
-        assert self._gram_Xt is not None  # set with the mismatch
-        return self._gram_Xt
+        return self._mismatch_stat("_gram_Xt")
 
     @property
     def cross_Xt_mismatch(self) -> torch.Tensor:
-        self._need_mismatch()
-        assert self._cross_Xt_mismatch is not None  # set with the mismatch
-        return self._cross_Xt_mismatch
+        return self._mismatch_stat("_cross_Xt_mismatch")
 
     @property
     def gram_mismatch(self) -> torch.Tensor:
-        self._need_mismatch()
-        assert self._gram_mismatch is not None  # set with the mismatch
-        return self._gram_mismatch
+        return self._mismatch_stat("_gram_mismatch")
 
     @property
     def cross_Xt_X(self) -> torch.Tensor:
-        self._need_mismatch()
-        assert self._gram_Xt is not None and self._cross_Xt_mismatch is not None  # set with the mismatch
-        return self._gram_Xt + self._cross_Xt_mismatch
+        return self.gram_Xt + self.cross_Xt_mismatch
 
     def H(self, lam=0.0) -> torch.Tensor:
         r""":math:`H = X^TX + \lambda I` (float64)."""
@@ -251,8 +230,7 @@ class TorchAccumulator:
         self._need_mismatch()
         self._need_data()
         lam_abs, _ = resolve_lam(lam, self)
-        assert self._gram_Xt is not None  # set with the mismatch
-        return _damped(self._gram_Xt, lam_abs), _damped(self.cross_Xt_X, lam_abs)
+        return _damped(self.gram_Xt, lam_abs), _damped(self.cross_Xt_X, lam_abs)
 
     def transformed(self, V: torch.Tensor) -> TorchAccumulator:
         r"""The statistics of :math:`XV^T` (and :math:`\tilde XV^T`): each matrix :math:`S \to VSV^T`."""
@@ -283,14 +261,9 @@ def add_gram_(S: torch.Tensor, A: torch.Tensor, panels: int = 8) -> None:
     """
     N = A.shape[1]
     width = max(256, -(-N // panels))
-    if width >= N:
-        S.addmm_(A.T, A)
-        return
-    for p0 in range(0, N, width):
-        p1 = min(p0 + width, N)
-        S[p0:p1, p0:].addmm_(A[:, p0:p1].T, A[:, p0:])
-    upper = torch.triu(S)
-    torch.add(upper, torch.triu(S, 1).T, out=S)
+    _upper_panels_(S, A, width)  # one panel (width >= N): the full product, symmetric as it is
+    if width < N:
+        _mirror_upper_(S)
 
 
 def add_gram_chunked_(S: torch.Tensor, A: torch.Tensor, chunk: int = GRAM_CHUNK_ROWS, panels: int = 8) -> int:
@@ -315,15 +288,24 @@ def add_gram_chunked_(S: torch.Tensor, A: torch.Tensor, chunk: int = GRAM_CHUNK_
         if width >= N:
             torch.mm(Ac.T, Ac, out=buf)
         else:
-            for p0 in range(0, N, width):
-                p1 = min(p0 + width, N)
-                buf[p0:p1, p0:].addmm_(Ac[:, p0:p1].T, Ac[:, p0:], beta=0)
+            _upper_panels_(buf, Ac, width, beta=0)
         wide.copy_(buf)
         S.add_(wide)
         count += 1
-    upper = torch.triu(S)
-    torch.add(upper, torch.triu(S, 1).T, out=S)
+    _mirror_upper_(S)
     return count
+
+
+def _upper_panels_(S: torch.Tensor, A: torch.Tensor, width: int, beta: float = 1) -> None:
+    r""":math:`S_{P, \ge P} \leftarrow \beta S_{P, \ge P} + A_P^TA_{\ge P}` for the row panels :math:`P` of
+    ``width`` rows: the upper triangle of :math:`A^TA` (and the part of the lower one inside the panels)."""
+    for p0 in range(0, A.shape[1], width):
+        S[p0 : p0 + width, p0:].addmm_(A[:, p0 : p0 + width].T, A[:, p0:], beta=beta)
+
+
+def _mirror_upper_(S: torch.Tensor) -> None:
+    """Copy the strict upper triangle of ``S`` into the lower one (``S`` exactly symmetric)."""
+    torch.add(torch.triu(S), torch.triu(S, 1).T, out=S)
 
 
 def _float32_products_exact() -> bool:
@@ -369,11 +351,16 @@ def resolve_lam(lam, acc: TorchAccumulator) -> tuple[float, Damping | None]:
     return check_lam(lam), None
 
 
-def statistics(X, Xt, N: int, device: torch.device, *, mismatch: bool, algorithm: str):
-    """``(accumulator, X data or None, Xt data or None)`` from tensors or from an accumulator."""
-    from .device import as_data
-
+def statistics(X, Xt, N: int, device: torch.device, *, mismatch: bool, algorithm: str, data: bool = False):
+    """``(accumulator, X data or None, Xt data or None)`` from tensors or from an accumulator;
+    ``data=True`` (GPFQ) refuses an accumulator and returns the checked tensors without statistics."""
     if isinstance(X, TorchAccumulator):
+        if data:
+            raise ValueError(
+                f"{algorithm.upper()} needs the calibration data X and Xt themselves, not statistics: "
+                "its state u_t = X_{<=t} w_{<=t} - Xt_{<=t} q_{<=t} lives in R^m. Pass the tensors "
+                "X (m, N) and Xt (m, N); a TorchAccumulator serves OPTQ, LDLQ and Qronos only"
+            )
         if X.N != N:
             raise ValueError(f"the accumulator has N = {X.N} columns but W has {N}")
         if X.device != device:
@@ -397,7 +384,7 @@ def statistics(X, Xt, N: int, device: torch.device, *, mismatch: bool, algorithm
         Xtd = as_data("Xt", Xt, N, device, m=Xd.shape[0])
     elif Xt is not None:
         raise ValueError(f"{algorithm} takes no Xt")
-    return TorchAccumulator.from_data(Xd, Xtd), Xd, Xtd
+    return None if data else TorchAccumulator.from_data(Xd, Xtd), Xd, Xtd
 
 
 def batches_of(X: torch.Tensor, Xt: torch.Tensor | None) -> Iterable[tuple[torch.Tensor, torch.Tensor | None]]:
