@@ -1,11 +1,10 @@
 r"""What certificates and bounds read from a run and its data, computed once, in processing order.
 
 :class:`RunContext` is the one interface the identities (:mod:`ptqtheory.identities`) and the bounds
-(:mod:`ptqtheory.bounds`) read. Its quantities are cached properties computed here from the data held
-whole (the float64 / exact reference); the torch certificate subclasses it and computes the same
-quantities on its device from streamed float64 statistics
-(:class:`ptqtheory.torch_backend.certify.DeviceContext`). Only how a quantity is obtained differs
-between the two; what is done with it (the identities, their allowances, the bounds) is written once.
+(:mod:`ptqtheory.bounds`) read; its cached properties compute each quantity from the data held whole
+(float64 or exact). The torch certificate's subclass (:class:`ptqtheory.torch_backend.certify.DeviceContext`)
+computes the same quantities on its device from streamed float64 statistics: only how a quantity is
+obtained differs, what is done with it is written once.
 """
 
 from __future__ import annotations
@@ -282,8 +281,7 @@ class RunContext:
         r"""Rows of :math:`Xw - \tilde Xq`, formed without cancellation.
 
         Without quantized inputs :math:`X(w - q)`. With them :math:`\tilde X(w - q) + (X - \tilde X)w`:
-        two small terms, and the second, :attr:`mismatch_w`, is also what Qronos' least-squares fit
-        reads (:attr:`_least_squares`), so the certificate forms it once."""
+        two small terms; the second is :attr:`mismatch_w`."""
         X, Xt = self._data("Xw - Xt q per sample")
         if not self.uses_xt:
             return _linalg.dot(self.E, X.T)
@@ -291,8 +289,9 @@ class RunContext:
 
     @cached_property
     def mismatch_w(self) -> np.ndarray:
-        r"""Rows of :math:`(X - \tilde X)w` (n x m): the part of the target that the quantized inputs miss
-        (:math:`X - \tilde X` in the original column order; zero without quantized inputs)."""
+        r"""Rows of :math:`(X - \tilde X)w` (n x m, original column order): the part of the target that
+        the quantized inputs miss (zero without them), read by :attr:`out` and by Qronos' fit
+        (:attr:`_least_squares`)."""
         X, Xt = self._data("X - Xt")
         return _linalg.dot(self.W, (X - Xt).T)
 
@@ -318,8 +317,8 @@ class RunContext:
         Since :math:`\hat Xw = \hat{\tilde X}w + [(X - \tilde X)w; 0]` (the damping rows agree),
         :math:`w_{LS} = w + y` with :math:`y = \arg\min_y\|\hat{\tilde X}y - [\Delta w; 0]\|` and
         :math:`r_0 = [\Delta w - \tilde Xy;\ -\sqrt\lambda\,y]`, :math:`\Delta w = (X - \tilde X)w`
-        (:attr:`mismatch_w`, shared with :attr:`out`). This fits the small residual the quantized inputs
-        leave rather than :math:`\hat Xw` itself: no n x (m + N) target is formed, two products
+        (:attr:`mismatch_w`). This fits the small residual the quantized inputs leave rather than
+        :math:`\hat Xw` itself: no n x (m + N) target is formed, two products
         (:math:`Q^T[\Delta w; 0]`, which reads only the first m rows of :math:`Q`, and :math:`\tilde Xy`)
         instead of three, and nothing large cancels in :math:`r_0`.
 
