@@ -75,14 +75,12 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
         statistics only, ``err_inf`` is NaN (it needs the data) and GPFQ is refused.
     Xt : torch.Tensor (m, N), optional
         Quantized-model inputs when ``X`` is a tensor (Qronos, GPFQ).
-    p : float
-        Failure probability of the high-probability bounds (as for :func:`ptqtheory.certify`).
-    bounds : bool
-        Evaluate the a-priori bounds B1-B12 (on the host, float64; see the module notes and ``samples``).
+    p, bounds
+        As for :func:`ptqtheory.certify` (the bounds on the host, in float64: module notes, ``samples``).
     full_pivot_check : bool, optional
-        Also compute I1's inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` of every pivot
-        (``O(N^4)``; default when ``N <= 128``). The projection form, which needs a QR of the data,
-        is left to the numpy reference (``PivotCheck.D_projection`` is ``None``).
+        As for :func:`ptqtheory.certify`, the inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` only:
+        the projection form, which needs a QR of the data, is left to the numpy reference
+        (``PivotCheck.D_projection`` is ``None``).
     allow_tf32 : bool
         Allow TF32 products on CUDA during this call (default off).
     samples : callable, optional
