@@ -62,14 +62,14 @@ class RunContext:
     Hf_p: np.ndarray
     gram_p: np.ndarray  # Xf^T Xf, processing order (Hf_p without the damping)
     piv: Pivots | None
-    # Statistics-only contexts (from_statistics): X^T X of the float inputs in processing order, the
-    # number of samples, and per-row quantities computed from the statistics (err_sq, err_inf). Qronos'
-    # w_LS and ||r_0||^2 are read from _least_squares, which a subclass computes its own way.
+    # Statistics-only contexts: see from_statistics. Qronos' w_LS and ||r_0||^2 are read from
+    # _least_squares, which a subclass computes its own way.
     x_gram_p: np.ndarray | None = None
     n_samples: int | None = None
     given: dict = field(default_factory=dict)
     qr: DataQR | None = None  # the QR behind piv, kept when w_LS is needed (Qronos)
-    # An alphabet run: delta_p is then each row's largest gap (the step the bounds read), zero_p 0.
+    # An alphabet run: delta_p is then each row's largest gap (the step every bound reads holds with
+    # it), zero_p 0.
     alphabet: Alphabet | None = None
     # (rel, abs) of the statistics the run's pivots were computed from when they were formed with
     # float32 chunk products (E4, ptqtheory.tolerances.gram_rounding); None for float64 statistics and
@@ -508,9 +508,7 @@ class RunContext:
 
 def _run_fields(run: Run, W: np.ndarray, Q: np.ndarray) -> dict:
     """The fields both constructors read off ``run`` (and its weights ``W``, ``Q``): the order, the
-    damping and the per-entry arrays in processing order. ``delta``, ``zero``: the grid's step and zero
-    point, or for an alphabet run its largest gap per row (every bound that reads a step holds with it)
-    and zero 0."""
+    damping and the per-entry arrays in processing order (``delta_p``, ``zero_p``: see ``alphabet``)."""
     order = np.asarray(run.order)
     if isinstance(run.grid, Alphabet):
         delta, zero, alphabet = run.grid.step_bound(*W.shape), np.zeros(W.shape), run.grid

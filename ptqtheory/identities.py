@@ -420,7 +420,7 @@ class Certificate:
         :math:`\|(w-q) - L\eta\|`, :math:`\|w-q\|`, their ratio, and the rounding allowance of the
         residual (weight units); OPTQ, LDLQ, and A4' with :math:`w_{LS}` in place of :math:`w`.
     pivot_check : PivotCheck or None
-        I1 for :math:`H` (or :math:`\tilde H` for Qronos). (``pivots`` is an old name for it.)
+        I1 for :math:`H` (or :math:`\tilde H` for Qronos).
     err_l2, err_inf : ndarray (n,)
         :math:`\|Xw - \tilde Xq\|_2` and :math:`\|\cdot\|_\infty` per row (:math:`\tilde X = X`
         unless the run used quantized inputs); ``err_inf`` is NaN where only statistics were given.
