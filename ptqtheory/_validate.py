@@ -147,7 +147,8 @@ def as_matrix(name: str, X, N: int, m: int | None = None) -> np.ndarray:
     arr = _as_array(name, X)
     check_data_shape(name, arr.shape, N, m)
     if not is_exact(arr):
-        check_magnitude(name, largest(arr), data_range(), fix=_data_fix(name))
+        check_magnitude(name, largest(arr), data_range(), fix=f"scale {name} by a power of two, 2.0**k "
+                        "(X and Xt together): Q is unchanged when lam is scaled by 4.0**k")
     return arr
 
 
@@ -168,11 +169,6 @@ def check_data_shape(name: str, shape, N: int, m: int | None = None) -> None:
             f"{name} has {shape[0]} rows but X has {m}: the quantized-model inputs must be the "
             "same samples as the float-model inputs, row for row"
         )
-
-
-def _data_fix(name: str) -> str:
-    return (f"scale {name} by a power of two, 2.0**k (X and Xt together): Q is unchanged when lam "
-            "is scaled by 4.0**k")
 
 
 def largest(a) -> float:
