@@ -222,11 +222,11 @@ def i1(ctx: RunContext, full: bool | None = None) -> PivotCheck:
     Sides: the pivots ``D`` of the context's factorization against the projection form (from the data)
     and the inverse form (``full``; ``O(N^4)``, default when ``N <= 128``), and :math:`\log\det H`.
 
-    Allowance: the projection form is held to ``rtol`` (1e-10 by default); the
-    bounds on :math:`D_t` get :func:`~ptqtheory.tolerances.pivot_bounds_slack` (the
-    backward error of the factorization, :math:`2\epsilon\|\hat X\|_2^2 \le 2\epsilon N\max_tH_{tt}`);
-    the forms through the formed :math:`H` are held to :meth:`PivotCheck.h_tolerance` (E3:
-    :math:`\epsilon\kappa(H)`). Exact inputs: no allowance.
+    Allowance: the projection form is held to ``rtol`` (1e-10 by default); the bounds on :math:`D_t`
+    get :func:`~ptqtheory.tolerances.pivot_bounds_slack` (the backward error of the factorization,
+    :math:`2\epsilon\|\hat X\|_2^2 \le 2\epsilon N\max_tH_{tt}`); the forms through the formed
+    :math:`H` are held to :meth:`PivotCheck.h_tolerance` (E3: :math:`\epsilon\kappa(H)`). Exact
+    inputs: no allowance.
     """
     D = ctx.factorization.D
     N = D.shape[0]
