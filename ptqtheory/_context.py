@@ -447,11 +447,8 @@ class RunContext:
         return float("inf") if info != 0 or rcond == 0 else float(1.0 / rcond)
 
     def pivot_forms(self, full: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
-        r"""I1's other forms of every pivot, ``(projection, inverse)`` (``O(N^4)``; ``None`` unless ``full``).
-
-        Projection: :math:`\|\hat X_t - \hat X_{>t}c^*\|^2` from the data; inverse:
-        :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` by solving with each trailing block of :math:`H`.
-        """
+        """I1's other forms of every pivot, ``(PivotCheck.D_projection, PivotCheck.D_inverse)`` (``O(N^4)``;
+        ``None`` unless ``full``)."""
         if not full:
             return None, None
         D = self.factorization.D
