@@ -1,11 +1,10 @@
 r"""What certificates and bounds read from a run and its data, computed once, in processing order.
 
 :class:`RunContext` is the one interface the identities (:mod:`ptqtheory.identities`) and the bounds
-(:mod:`ptqtheory.bounds`) read. Its quantities are cached properties computed here from the data held
-whole (the float64 / exact reference); the torch certificate subclasses it and computes the same
-quantities on its device from streamed float64 statistics
-(:class:`ptqtheory.torch_backend.certify.DeviceContext`). Only how a quantity is obtained differs
-between the two; what is done with it (the identities, their allowances, the bounds) is written once.
+(:mod:`ptqtheory.bounds`) read; its cached properties compute each quantity from the data held whole
+(float64 or exact). The torch certificate's subclass (:class:`ptqtheory.torch_backend.certify.DeviceContext`)
+computes the same quantities on its device from streamed float64 statistics: only how a quantity is
+obtained differs, what is done with it is written once.
 """
 
 from __future__ import annotations
@@ -63,14 +62,14 @@ class RunContext:
     Hf_p: np.ndarray
     gram_p: np.ndarray  # Xf^T Xf, processing order (Hf_p without the damping)
     piv: Pivots | None
-    # Statistics-only contexts (from_statistics): X^T X of the float inputs in processing order, the
-    # number of samples, and per-row quantities computed from the statistics (err_sq, err_inf). Qronos'
-    # w_LS and ||r_0||^2 are read from _least_squares, which a subclass computes its own way.
+    # Statistics-only contexts: see from_statistics. Qronos' w_LS and ||r_0||^2 are read from
+    # _least_squares, which a subclass computes its own way.
     x_gram_p: np.ndarray | None = None
     n_samples: int | None = None
     given: dict = field(default_factory=dict)
     qr: DataQR | None = None  # the QR behind piv, kept when w_LS is needed (Qronos)
-    # An alphabet run: delta_p is then each row's largest gap (the step the bounds read), zero_p 0.
+    # An alphabet run: delta_p is then each row's largest gap (the step every bound reads holds with
+    # it), zero_p 0.
     alphabet: Alphabet | None = None
     # (rel, abs) of the statistics the run's pivots were computed from when they were formed with
     # float32 chunk products (E4, ptqtheory.tolerances.gram_rounding); None for float64 statistics and
@@ -282,8 +281,7 @@ class RunContext:
         r"""Rows of :math:`Xw - \tilde Xq`, formed without cancellation.
 
         Without quantized inputs :math:`X(w - q)`. With them :math:`\tilde X(w - q) + (X - \tilde X)w`:
-        two small terms, and the second, :attr:`mismatch_w`, is also what Qronos' least-squares fit
-        reads (:attr:`_least_squares`), so the certificate forms it once."""
+        two small terms; the second is :attr:`mismatch_w`."""
         X, Xt = self._data("Xw - Xt q per sample")
         if not self.uses_xt:
             return _linalg.dot(self.E, X.T)
@@ -291,8 +289,9 @@ class RunContext:
 
     @cached_property
     def mismatch_w(self) -> np.ndarray:
-        r"""Rows of :math:`(X - \tilde X)w` (n x m): the part of the target that the quantized inputs miss
-        (:math:`X - \tilde X` in the original column order; zero without quantized inputs)."""
+        r"""Rows of :math:`(X - \tilde X)w` (n x m, original column order): the part of the target that
+        the quantized inputs miss (zero without them), read by :attr:`out` and by Qronos' fit
+        (:attr:`_least_squares`)."""
         X, Xt = self._data("X - Xt")
         return _linalg.dot(self.W, (X - Xt).T)
 
@@ -318,8 +317,8 @@ class RunContext:
         Since :math:`\hat Xw = \hat{\tilde X}w + [(X - \tilde X)w; 0]` (the damping rows agree),
         :math:`w_{LS} = w + y` with :math:`y = \arg\min_y\|\hat{\tilde X}y - [\Delta w; 0]\|` and
         :math:`r_0 = [\Delta w - \tilde Xy;\ -\sqrt\lambda\,y]`, :math:`\Delta w = (X - \tilde X)w`
-        (:attr:`mismatch_w`, shared with :attr:`out`). This fits the small residual the quantized inputs
-        leave rather than :math:`\hat Xw` itself: no n x (m + N) target is formed, two products
+        (:attr:`mismatch_w`). This fits the small residual the quantized inputs leave rather than
+        :math:`\hat Xw` itself: no n x (m + N) target is formed, two products
         (:math:`Q^T[\Delta w; 0]`, which reads only the first m rows of :math:`Q`, and :math:`\tilde Xy`)
         instead of three, and nothing large cancels in :math:`r_0`.
 
@@ -448,11 +447,8 @@ class RunContext:
         return float("inf") if info != 0 or rcond == 0 else float(1.0 / rcond)
 
     def pivot_forms(self, full: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
-        r"""I1's other forms of every pivot, ``(projection, inverse)`` (``O(N^4)``; ``None`` unless ``full``).
-
-        Projection: :math:`\|\hat X_t - \hat X_{>t}c^*\|^2` from the data; inverse:
-        :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` by solving with each trailing block of :math:`H`.
-        """
+        """I1's other forms of every pivot, ``(PivotCheck.D_projection, PivotCheck.D_inverse)`` (``O(N^4)``;
+        ``None`` unless ``full``)."""
         if not full:
             return None, None
         D = self.factorization.D
@@ -509,9 +505,7 @@ class RunContext:
 
 def _run_fields(run: Run, W: np.ndarray, Q: np.ndarray) -> dict:
     """The fields both constructors read off ``run`` (and its weights ``W``, ``Q``): the order, the
-    damping and the per-entry arrays in processing order. ``delta``, ``zero``: the grid's step and zero
-    point, or for an alphabet run its largest gap per row (every bound that reads a step holds with it)
-    and zero 0."""
+    damping and the per-entry arrays in processing order (``delta_p``, ``zero_p``: see ``alphabet``)."""
     order = np.asarray(run.order)
     if isinstance(run.grid, Alphabet):
         delta, zero, alphabet = run.grid.step_bound(*W.shape), np.zeros(W.shape), run.grid

@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
-from .tolerances import check_magnitude, data_range, lam_range, precision_name, weight_range
+from .tolerances import _HOMOGENEOUS, check_magnitude, data_range, lam_range, precision_name, weight_range
 
 __all__ = [
     "as_matrix",
@@ -138,9 +138,8 @@ def check_weight_rows(row_max, precision="float64") -> None:
     if bad.size:
         i = int(bad[0])
         name = precision_name(precision)
-        fix = "scale W and the grid step by the same power of two, 2.0**k: Q scales by exactly 2.0**k"
         check_magnitude("W", float(row_max[i]), (lo, hi), precision=name, what=f"max |W[{i}, :]| (row {i})",
-                        fix=fix + (" (or work in float64)" if name == "float32" else ""))
+                        fix=_HOMOGENEOUS["W"] + (" (or work in float64)" if name == "float32" else ""))
 
 
 def as_matrix(name: str, X, N: int, m: int | None = None) -> np.ndarray:
@@ -148,7 +147,8 @@ def as_matrix(name: str, X, N: int, m: int | None = None) -> np.ndarray:
     arr = _as_array(name, X)
     check_data_shape(name, arr.shape, N, m)
     if not is_exact(arr):
-        check_magnitude(name, largest(arr), data_range(), fix=_data_fix(name))
+        check_magnitude(name, largest(arr), data_range(), fix=f"scale {name} by a power of two, 2.0**k "
+                        "(X and Xt together): Q is unchanged when lam is scaled by 4.0**k")
     return arr
 
 
@@ -171,11 +171,6 @@ def check_data_shape(name: str, shape, N: int, m: int | None = None) -> None:
         )
 
 
-def _data_fix(name: str) -> str:
-    return (f"scale {name} by a power of two, 2.0**k (X and Xt together): Q is unchanged when lam "
-            "is scaled by 4.0**k")
-
-
 def largest(a) -> float:
     """Largest magnitude of a float array (0 for an empty one)."""
     a = np.asarray(a)
@@ -185,7 +180,7 @@ def largest(a) -> float:
 def check_lam(lam, exact: bool = False):
     """Validate an absolute damping ``lam >= 0`` (and, in float64, inside the range R1)."""
     if exact:
-        lam = _to_rational(lam, "lam") if not isinstance(lam, sympy.Rational) else lam
+        lam = _to_rational(lam, "lam")
         if lam < 0:
             raise ValueError(f"lam must be >= 0; got {lam}")
         return lam

@@ -1,30 +1,28 @@
 r"""A-priori bounds B1-B12 of THEORY.md, checked against a run: value, empirical, hypotheses, holds.
 
 Each ``b*`` function takes a :class:`~ptqtheory._context.RunContext` (built by
-:func:`ptqtheory.certify`, or :func:`context`) and returns :class:`BoundCheck` records, one per
-form of the bound (the sharp form next to the data-only form, e.g. ``B1`` and ``B1.data``). A
-record lists the hypotheses the bound needs and whether each held *per row*; where one fails the
-bound does not apply and nothing is claimed (``holds`` is ``None`` in :meth:`BoundCheck.records`).
+:func:`ptqtheory.certify`, or :func:`context`) and returns :class:`BoundCheck` records, one per form
+of the bound (the sharp form next to the data-only form, e.g. ``B1`` and ``B1.data``), listing the
+hypotheses the bound needs and whether each held *per row*; where one fails nothing is claimed
+(``holds`` is ``None`` in :meth:`BoundCheck.records`). Proofs: ``docs/theory.md``.
 
-Steps may differ per column (groups): every :math:`\delta^2 D_t` below is :math:`\delta_t^2 D_t`,
-with :math:`\delta_t` the step the run actually used at step :math:`t` (``run.grid``). For a run on a
-:class:`~ptqtheory.Alphabet`, :math:`\delta_t` is the row's largest gap :math:`s_iG` (every bound
-holds with it, docs/theory.md section 7); ``B1.local`` reads the local gap of each :math:`x_t`, and
-B8 and L1 (statements about a uniform grid) fail their hypothesis "uniform grid".
+Steps may differ per column (groups): every :math:`\delta^2 D_t` below is :math:`\delta_t^2 D_t`, with
+:math:`\delta_t` the step the run used at step :math:`t` (``run.grid``). On a
+:class:`~ptqtheory.Alphabet`, :math:`\delta_t` is the row's largest gap :math:`s_iG` (every bound holds
+with it, docs/theory.md section 7); ``B1.local`` reads the local gap of each :math:`x_t`, and B8 and
+L1 (statements about a uniform grid) fail their hypothesis "uniform grid".
 
-Comparisons allow float64 rounding: ``empirical <= value * (1 + RTOL_BOUND) + atol``
-(``RTOL_BOUND = 1e-9``), with ``atol`` a first-order rounding allowance (``16 eps`` times the sizes
-involved, as for the identities; ``eps`` of the run's working precision: float64 for the reference,
-float32 for float32 runs of the torch backend). It has two parts, both from the error model of
-:mod:`ptqtheory.tolerances`: the rounding of the weights the bound reads, including the rounding
-slack of the grid (:func:`~ptqtheory.tolerances.weight_allowance`), and the rounding of the bound's
-own value when it is a difference of terms that may cancel
-(:func:`~ptqtheory.tolerances.evaluation_allowance`: B1 and B9 can be exactly 0, e.g. at a
-midpoint with :math:`X = 0`, and then compute to about :math:`\pm10^{-17}`). Proofs: ``docs/theory.md``.
+Comparisons allow rounding: ``empirical <= value * (1 + RTOL_BOUND) + atol`` (``RTOL_BOUND = 1e-9``),
+``atol`` a first-order allowance (``16 eps`` times the sizes involved, as for the identities, ``eps``
+of the run's working precision: float32 for float32 torch runs) from the error model of
+:mod:`ptqtheory.tolerances`: the rounding of the weights the bound reads, grid slack included
+(:func:`~ptqtheory.tolerances.weight_allowance`), plus that of the bound's own value when its terms
+may cancel (:func:`~ptqtheory.tolerances.evaluation_allowance`: B1 and B9 can be exactly 0, e.g. at a
+midpoint with :math:`X = 0`, and then compute to about :math:`\pm10^{-17}`).
 
-Statistics-only contexts (torch runs certified from a ``TorchAccumulator``,
-:meth:`RunContext.from_statistics`) evaluate every bound that needs only :math:`H`, :math:`D`,
-:math:`L`, the steps and the rounded values; the per-sample forms (B5, B10.sup; B5.uniform too when
+Statistics-only contexts (:meth:`RunContext.from_statistics`, torch runs certified from a
+``TorchAccumulator``) evaluate every bound that needs only :math:`H`, :math:`D`, :math:`L`, the steps
+and the rounded values; the per-sample forms (B5, B10.sup; B5.uniform too when
 :math:`\|Xw - \tilde Xq\|_\infty` was not measured) are left out and named by :func:`unavailable`.
 """
 
@@ -73,7 +71,6 @@ __all__ = [
     "unavailable",
 ]
 
-RTOL = RTOL_BOUND  # the name this module always had; the value lives in ptqtheory.tolerances
 REF = "Zhang, Zhang, Colbert & Saab, arXiv 2508.04853"
 
 
@@ -148,7 +145,7 @@ class BoundCheck:
         """Per row: the inequality held (read it only where :attr:`applies`)."""
         if self.pointwise_holds is not None:
             return self.pointwise_holds
-        return self.empirical <= self.value * (1 + RTOL) + self.atol
+        return self.empirical <= self.value * (1 + RTOL_BOUND) + self.atol
 
     @property
     def violations(self) -> int:
@@ -181,7 +178,7 @@ def context(run: Run, X, Xt=None) -> RunContext:
 
 def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray, rows: int = 32):
     """Per row: largest ratio (e - atol)_+ / b (as :func:`_ratio` forms it: 0 where both are 0, inf where
-    only the bound is 0), whether e <= b (1 + RTOL) + atol everywhere, and the row maxima of b, e, atol.
+    only the bound is 0), whether e <= b (1 + RTOL_BOUND) + atol everywhere, and the row maxima of b, e, atol.
 
     The arrays are (n, N) or (n, m): taken ``rows`` rows at a time, so that the temporaries stay in
     cache (a whole-array temporary per operation is most of a certificate's elementwise time).
@@ -193,7 +190,7 @@ def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray, rows: int = 32):
     for i0 in range(0, n, rows):
         i = slice(i0, i0 + rows)
         ei, bi, ai = e[i], b[i], atol[i]
-        holds[i] = np.all(ei <= bi * (1 + RTOL) + ai, axis=1)
+        holds[i] = np.all(ei <= bi * (1 + RTOL_BOUND) + ai, axis=1)
         r = np.maximum(ei - ai, 0.0)
         pos = bi > 0
         np.divide(r, bi, out=r, where=pos)
@@ -255,10 +252,12 @@ def _weight_noise(ctx: RunContext) -> np.ndarray:
                             L_fro, np.linalg.norm(ctx.eta_p, axis=1), ctx.code_norm)
 
 
-def _sq_atol(ctx: RunContext, emp_sq, val_sq) -> np.ndarray:
-    """Rounding allowance of a squared output norm, from the weight allowance."""
+def _sq_atol(ctx: RunContext, emp_sq, val_sq, cancel=None) -> np.ndarray:
+    """Rounding allowance of a squared output norm, from the weight allowance; plus, for a bound whose
+    terms may cancel (absolute sum ``cancel``), the evaluation allowance of ``cancel + emp_sq``."""
     scale = ctx.xh_norm + (ctx.xfh_norm if ctx.uses_xt else 0.0)
-    return scale * _weight_noise(ctx) * (np.sqrt(np.abs(emp_sq)) + np.sqrt(np.abs(val_sq)))
+    atol = scale * _weight_noise(ctx) * (np.sqrt(np.abs(emp_sq)) + np.sqrt(np.abs(val_sq)))
+    return atol if cancel is None else atol + evaluation_allowance(ctx.eps, cancel + emp_sq)
 
 
 def _check(label, quantity, kind, value, empirical, hyps, reference, atol, p=None, extra=None):
@@ -306,7 +305,7 @@ def b1(ctx: RunContext) -> list[BoundCheck]:
     return [
         _check("B1", "||X(w-q)||_2^2", "deterministic", sharp, emp, hyps,
                f"THEORY.md B1 (from I2); {REF}",
-               _sq_atol(ctx, emp, sharp) + evaluation_allowance(ctx.eps, pivot_term + lam_term + emp)),
+               _sq_atol(ctx, emp, sharp, pivot_term + lam_term)),
         _check("B1.data", "||X(w-q)||_2^2", "deterministic", data, emp, hyps,
                f"THEORY.md B1, data-only form (delta^2/4)(||X||_F^2 + N lam); {REF}",
                _sq_atol(ctx, emp, data)),
@@ -322,7 +321,7 @@ def _b1_local(ctx: RunContext, hyps, lam_term, emp) -> list[BoundCheck]:
     val = pivot_term - lam_term
     return [_check("B1.local", "||X(w-q)||_2^2", "deterministic", val, emp, hyps,
                    "docs/theory.md section 7 (alphabets): B1 with the local gap g(x_t) of each x_t",
-                   _sq_atol(ctx, emp, val) + evaluation_allowance(ctx.eps, pivot_term + lam_term + emp))]
+                   _sq_atol(ctx, emp, val, pivot_term + lam_term))]
 
 
 def b2(ctx: RunContext, max_k_evaluated: int = 8, max_bisection_N: int = 256) -> list[BoundCheck]:
@@ -616,8 +615,7 @@ def b9(ctx: RunContext) -> list[BoundCheck]:
     val = r0 + terms - lam_term  # may cancel exactly (a midpoint with r_0 = 0)
     return [_check("B9", "||Xw - Xt q||_2^2", "deterministic", val, ctx.err_sq, hyps,
                    "THEORY.md B9 (from I4/I5); Zhang, Colbert & Saab, Qronos, arXiv 2505.11695",
-                   _sq_atol(ctx, ctx.err_sq, val)
-                   + evaluation_allowance(ctx.eps, r0 + terms + lam_term + ctx.err_sq))]
+                   _sq_atol(ctx, ctx.err_sq, val, r0 + terms + lam_term))]
 
 
 def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
@@ -651,9 +649,8 @@ def _b5_samples(ctx: RunContext, X_b: np.ndarray, Xt_b, p: float) -> tuple[np.nd
 
 
 def _b10_samples(ctx: RunContext, X_b: np.ndarray, Xt_b: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
-    r"""B10.sup on samples: :math:`|(Xw - \tilde Xq)_i|` and
-    :math:`|(r_0)_i + a(\tilde X\tilde L)_{i1}| + (\sum_t(\tilde X\tilde L)_{it}^2\delta_t^2\log(2m/p)/2)^{1/2}`
-    with :math:`(r_0)_i = x_i^Tw - \tilde x_i^Tw_{LS}` (the sample rows of :math:`r_0`)."""
+    r"""B10.sup (:func:`b10`) on samples, as :func:`_b5_samples`; :math:`(r_0)_i = x_i^Tw - \tilde x_i^Tw_{LS}`
+    (the sample rows of :math:`r_0`)."""
     Xp, Xtp = X_b[:, ctx.order], Xt_b[:, ctx.order]
     XL = Xtp @ np.asarray(ctx.factorization.L, float)
     a = _qronos_first(ctx)
@@ -803,7 +800,7 @@ def l1(ctx: RunContext) -> list[BoundCheck]:
     return [BoundCheck("L1", "E||Xh(w-q)||^2, any quantizer (lower bound) vs this algorithm's mean",
                        "mean-lower", value, mean, ratio, (model, *_uniform_grid(ctx)),
                        "docs/optimality.md L1; Conway & Sloane ch. 21 (the ball's second moment)", None,
-                       atol, value <= mean * (1 + RTOL) + atol,
+                       atol, value <= mean * (1 + RTOL_BOUND) + atol,
                        # rho at equal pivots (AM = GM): no order can go below it
                        {"ratio_floor": np.full(value.shape, floor)})]
 
@@ -887,12 +884,10 @@ def owq_bounds(ctx: RunContext) -> list[BoundCheck]:
 
 
 def unavailable(ctx: RunContext) -> list[str]:
-    r"""Labels that :func:`evaluate` leaves out because ``ctx`` holds statistics, not samples.
-
-    Empty for contexts with data. Otherwise the per-sample forms of the bounds the registry names
-    for the run (``Entry.per_sample``): B5 (and B5.uniform when :math:`\|Xw - \tilde Xq\|_\infty`
-    was not measured) for stochastic OPTQ/LDLQ, B10.sup for stochastic Qronos.
-    """
+    r"""Labels that :func:`evaluate` leaves out because ``ctx`` holds statistics, not samples (none for
+    contexts with data): the per-sample forms of the run's bounds (``Entry.per_sample``): B5 (and
+    B5.uniform when :math:`\|Xw - \tilde Xq\|_\infty` was not measured) for stochastic OPTQ/LDLQ,
+    B10.sup for stochastic Qronos."""
     if ctx.has_data or ctx.exact:
         return []
     names = ctx.entry.bound_names(ctx.run.rounding)
@@ -915,13 +910,9 @@ _BOUNDS = {"b4": b4, "b5": b5, "b6": b6, "b8": b8, "b10": b10} | {name: _without
 
 
 def evaluate(ctx: RunContext, p: float = 1e-3) -> list[BoundCheck]:
-    """Every bound of THEORY.md that applies to the algorithm and rounding of ``ctx.run``: the
-    functions the run's registry row names (:mod:`ptqtheory.registry`), in its order.
-
-    Bounds whose hypotheses fail on some rows are still returned (``applies`` is False there), so
-    that a report shows why nothing is claimed. Exact-arithmetic runs get no bounds (they involve
-    square roots and logarithms).
-    """
+    """Every bound of THEORY.md that the run's registry row names (:mod:`ptqtheory.registry`), in its
+    order, also where its hypotheses fail on some rows (``applies`` is False there, so that a report
+    shows why nothing is claimed). Exact-arithmetic runs get none (square roots and logarithms)."""
     p = check_probability("p", p)
     if ctx.exact:
         return []

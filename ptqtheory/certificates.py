@@ -1,15 +1,12 @@
 r"""Exact a-posteriori certificates: both sides of THEORY.md I1-I6, per row, from a run and the data.
 
-An identity is checked by computing its left side *from the data* (``X``, ``Xt``, the weights and
-the quantized weights) and its right side from what the run recorded (the rounding errors
-:math:`\eta_t`) and the pivots :math:`D_t` of the factorization; the relative gap
-:math:`|lhs - rhs| / \max(|lhs|, |rhs|)` is ~1e-15..1e-10 in float64 and exactly 0 in rationals.
-
-The identities are the functions :func:`ptqtheory.identities.i1` .. ``i6``; which one a run gets,
-and which bounds, is the registry's (:mod:`ptqtheory.registry`). :func:`certify` builds the run's
-context from the data held whole and hands it to :func:`ptqtheory.identities.assemble`, the one
-assembly that the torch certificate (:func:`ptqtheory.torch_backend.certify`, statistics on a
-device) shares. ``pt.certify`` (:func:`ptqtheory.api.certify`) picks one of the two from the run.
+An identity's left side is computed *from the data* (``X``, ``Xt``, the weights and the quantized
+weights), its right side from what the run recorded (the rounding errors :math:`\eta_t`) and the
+pivots :math:`D_t` of the factorization; the relative gap :math:`|lhs - rhs| / \max(|lhs|, |rhs|)` is
+~1e-15..1e-10 in float64 and exactly 0 in rationals. :func:`certify_numpy` builds the run's context
+from the data held whole and hands it to :func:`ptqtheory.identities.assemble`, which the torch
+certificate (:func:`ptqtheory.torch_backend.certify`, statistics on a device) shares; ``pt.certify``
+(:func:`ptqtheory.api.certify`) picks one of the two from the run.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 r"""The identities I1-I6 of ``docs/theory.md`` as labelled functions, and the one certificate assembly.
 
-Each function takes a :class:`~ptqtheory._context.RunContext` and returns a typed result: its two
-sides as computed, their relative gap, the first-order rounding allowance of the gap (from the error
-model of :mod:`ptqtheory.tolerances`; the derivation is in each docstring) and, where the identity has
-one, its structure relation (e.g. :math:`w - q = L\eta`). The context says how each quantity was
-obtained (the data held whole in float64 or exact rationals, or float64 statistics streamed on a
-device: :class:`ptqtheory.torch_backend.certify.DeviceContext`); nothing here depends on which.
-
 :func:`i1` (I1, the pivots), :func:`i2` (I2, OPTQ), :func:`i3` (I3, LDLQ), :func:`i4` (I4, Qronos-LS
-A4'), :func:`i5` (I5, Qronos A4) and :func:`i6` (I6, GPFQ) each state their identity.
-
-Which identity and which bounds a run gets is the registry's (:mod:`ptqtheory.registry`);
-:func:`assemble` evaluates them on a context and returns the :class:`Certificate`.
+A4'), :func:`i5` (I5, Qronos A4) and :func:`i6` (I6, GPFQ) each state their identity. Each takes a
+:class:`~ptqtheory._context.RunContext` (which says how each quantity was obtained; nothing here
+depends on it) and returns its two sides as computed, their relative gap, the first-order rounding
+allowance of the gap (error model of :mod:`ptqtheory.tolerances`; derived in each docstring) and, where
+the identity has one, its structure relation (e.g. :math:`w - q = L\eta`). :func:`assemble` evaluates
+the identity and bounds that the registry (:mod:`ptqtheory.registry`) names for the run.
 """
 
 from __future__ import annotations
@@ -99,14 +94,9 @@ def _ratio(res, scale) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class PivotCheck:
-    r"""I1 for the matrix whose pivots enter the identity (:math:`H`, or :math:`\tilde H`): :func:`i1`.
-
-    The pivots ``D`` come from a QR factorization of :math:`\hat X` (relative error about
-    :math:`\epsilon\sqrt{\kappa(H)}`) or a float64 Cholesky factorization of the statistics. The
-    projection form is evaluated from the data and must agree to ~1e-10. The inverse form and
-    :math:`\log\det H` can only be evaluated through the formed :math:`H`, whose small eigenvalues
-    carry a relative error of about :math:`\epsilon\,\kappa(H)`; they are held to
-    :meth:`h_tolerance` instead.
+    r"""I1 for the matrix whose pivots enter the identity (:math:`H`, or :math:`\tilde H`; statement and
+    allowances: :func:`i1`). The pivots ``D`` come from a QR factorization of :math:`\hat X` (relative
+    error about :math:`\epsilon\sqrt{\kappa(H)}`) or a float64 Cholesky factorization of the statistics.
 
     Attributes
     ----------
@@ -232,10 +222,11 @@ def i1(ctx: RunContext, full: bool | None = None) -> PivotCheck:
     Sides: the pivots ``D`` of the context's factorization against the projection form (from the data)
     and the inverse form (``full``; ``O(N^4)``, default when ``N <= 128``), and :math:`\log\det H`.
 
-    Allowance: the bounds on :math:`D_t` get :func:`~ptqtheory.tolerances.pivot_bounds_slack` (the
-    backward error of the factorization, :math:`2\epsilon\|\hat X\|_2^2 \le 2\epsilon N\max_tH_{tt}`);
-    the forms through the formed :math:`H` are held to :meth:`PivotCheck.h_tolerance` (E3:
-    :math:`\epsilon\kappa(H)`). Exact inputs: no allowance.
+    Allowance: the projection form is held to ``rtol`` (1e-10 by default); the bounds on :math:`D_t`
+    get :func:`~ptqtheory.tolerances.pivot_bounds_slack` (the backward error of the factorization,
+    :math:`2\epsilon\|\hat X\|_2^2 \le 2\epsilon N\max_tH_{tt}`); the forms through the formed
+    :math:`H` are held to :meth:`PivotCheck.h_tolerance` (E3: :math:`\epsilon\kappa(H)`). Exact
+    inputs: no allowance.
     """
     D = ctx.factorization.D
     N = D.shape[0]
@@ -259,8 +250,9 @@ def i1(ctx: RunContext, full: bool | None = None) -> PivotCheck:
 # -- I2, I3: OPTQ and LDLQ ----------------------------------------------------------------------------
 
 
-def _feedback_allowances(ctx: RunContext, lhs, rhs) -> tuple[dict, np.ndarray]:
-    r"""``({"rounding": ...}, structure allowance)`` shared by I2 and I3.
+def _feedback(ctx: RunContext, label: str, lhs, extra: dict | None = None) -> IdentityCheck:
+    r"""I2 or I3 with left side ``lhs``, right side :math:`\sum_t\eta_t^2D_t`, the structure relation
+    :math:`w - q = L\eta` and the allowance terms ``"rounding"`` (and ``"statistics"``), then ``extra``.
 
     :math:`w - q` and :math:`L\eta` are formed with rounding :math:`\nu`,
     :math:`\|\nu\| \le` :func:`~ptqtheory.tolerances.structure_allowance` (``16 eps`` times
@@ -275,18 +267,17 @@ def _feedback_allowances(ctx: RunContext, lhs, rhs) -> tuple[dict, np.ndarray]:
     ``gram="float32"``), a ``"statistics"`` term adds their error (E4):
     :math:`|e^T(\hat G - G)e| \le \mathrm{rel}\,\|X\|_F^2\|e\|^2 + \mathrm{abs}\,N\|e\|^2`
     (:func:`~ptqtheory.tolerances.gram_statistics_allowance`); float64 statistics' own rounding,
-    :math:`\gamma_m(u_{64})`, is left to ``rtol`` as before.
+    :math:`\gamma_m(u_{64})`, is left to ``rtol``.
     """
+    rhs = ctx.weighted
     base = structure_allowance(ctx.eps, ctx.w_q_norm, ctx.L_fro * ctx.eta_norm)
     terms = {"rounding": identity_allowance(ctx.xfh_norm, base, lhs, rhs)}
-    stats = ctx.gram_rounding
-    if stats is not None and not ctx.exact:
-        # Statistics formed with float32 chunk products (E4): the pivots and e^T H e read X^T X with
-        # an entrywise error rel |X|^T|X| + abs, which is first order in the identity's gap.
+    if ctx.gram_rounding is not None and not ctx.exact:
         e_sq = np.asarray(_linalg.sq_norms(ctx.E_p, 1), float)
-        terms["statistics"] = gram_statistics_allowance(*stats, float(np.sum(ctx.xf_col_sq)), e_sq,
-                                                        ctx.shape[1])
-    return terms, base + _iteration_allowance(ctx)
+        terms["statistics"] = gram_statistics_allowance(*ctx.gram_rounding, float(np.sum(ctx.xf_col_sq)),
+                                                        e_sq, ctx.shape[1])
+    terms |= extra or {}
+    return _identity(label, lhs, rhs, terms, _structure_check(ctx, "E", base + _iteration_allowance(ctx)))
 
 
 def i2(ctx: RunContext) -> IdentityCheck:
@@ -295,12 +286,10 @@ def i2(ctx: RunContext) -> IdentityCheck:
 
     Sides: the left from the data (:math:`\|Xw - Xq\|^2` measured, plus :math:`\lambda\|w-q\|^2`), the
     right from the run's :math:`\eta` and the context's pivots. Structure: :math:`\|(w-q) - L\eta\|`.
-    Allowance: :func:`_feedback_allowances` (E1-E2; E3 for the paper iteration's structure relation;
+    Allowance: :func:`_feedback` (E1-E2; E3 for the paper iteration's structure relation;
     E4 when the run's statistics were formed with float32 chunk products).
     """
-    lhs, rhs = ctx.lhs_sq, ctx.weighted
-    terms, s_atol = _feedback_allowances(ctx, lhs, rhs)
-    return _identity("I2", lhs, rhs, terms, _structure_check(ctx, "E", s_atol))
+    return _feedback(ctx, "I2", ctx.lhs_sq)
 
 
 def i3(ctx: RunContext) -> IdentityCheck:
@@ -315,13 +304,10 @@ def i3(ctx: RunContext) -> IdentityCheck:
     :math:`X^TX` formed from ``m`` samples), with :math:`\||X||e|\| \le \|X\|_F\|e\|` (Cauchy-Schwarz
     row by row), which statistics alone give and which is within a small factor for a dense error.
     """
-    lhs, rhs = ctx.h_quadratic, ctx.weighted
-    terms, s_atol = _feedback_allowances(ctx, lhs, rhs)
-    if not ctx.exact:
-        e_sq = np.asarray(_linalg.sq_norms(ctx.E_p, 1), float)
-        terms["formed_H"] = formed_quadratic_allowance(ctx.eps, ctx.shape[1], ctx.m, ctx.abs_h_quadratic,
-                                                       float(np.sum(ctx.xf_col_sq)) * e_sq)
-    return _identity("I3", lhs, rhs, terms, _structure_check(ctx, "E", s_atol))
+    formed = None if ctx.exact else formed_quadratic_allowance(
+        ctx.eps, ctx.shape[1], ctx.m, ctx.abs_h_quadratic,
+        float(np.sum(ctx.xf_col_sq)) * np.asarray(_linalg.sq_norms(ctx.E_p, 1), float))
+    return _feedback(ctx, "I3", ctx.h_quadratic, None if formed is None else {"formed_H": formed})
 
 
 # -- I4, I5: Qronos ------------------------------------------------------------------------------------
@@ -414,17 +400,16 @@ IDENTITIES = {"i2": i2, "i3": i3, "i4": i4, "i5": i5, "i6": i6}
 
 @dataclass(frozen=True, eq=False)
 class Certificate:
-    r"""Per-row certificate of one run (see the module table for the identities).
+    r"""Per-row certificate of one run (the identities: :func:`i1` .. :func:`i6`).
 
-    How to read a gap. ``identity_gap`` is the plain relative gap. In float64 the two sides of an
-    identity also differ by rounding: the run's :math:`x_t` and the grid point
-    :math:`q_t = \delta(k - z)` each carry an error of about :math:`\epsilon(|w| + |q|)`. A
-    first-order bound of that difference is ``identity_atol`` (``structure_atol`` for
-    :math:`w - q = L\eta`). :meth:`holds` accepts a row when
-    :math:`|lhs - rhs| \le rtol \max(|lhs|,|rhs|) + atol`, as ``numpy.isclose`` does. The atol is
-    negligible, about :math:`16\epsilon|w|/\delta` relative, unless a row's error is itself at
-    rounding level (weights already on the grid), where the plain relative gap compares noise with noise.
-    In exact arithmetic every atol is 0 and every gap is exactly 0.
+    ``identity_gap`` is the plain relative gap. In float64 the two sides also differ by rounding: the
+    run's :math:`x_t` and the grid point :math:`q_t = \delta(k - z)` each carry an error of about
+    :math:`\epsilon(|w| + |q|)`, bounded to first order by ``identity_atol`` (``structure_atol`` for
+    :math:`w - q = L\eta`). :meth:`holds` accepts a row when :math:`|lhs - rhs| \le rtol
+    \max(|lhs|,|rhs|) + atol`, as ``numpy.isclose`` does. The atol is negligible, about
+    :math:`16\epsilon|w|/\delta` relative, unless a row's error is itself at rounding level (weights
+    already on the grid), where the plain relative gap compares noise with noise. In exact arithmetic
+    every atol is 0 and every gap is exactly 0.
 
     Attributes
     ----------
@@ -436,7 +421,7 @@ class Certificate:
         :math:`\|(w-q) - L\eta\|`, :math:`\|w-q\|`, their ratio, and the rounding allowance of the
         residual (weight units); OPTQ, LDLQ, and A4' with :math:`w_{LS}` in place of :math:`w`.
     pivot_check : PivotCheck or None
-        I1 for :math:`H` (or :math:`\tilde H` for Qronos). (``pivots`` is an old name for it.)
+        I1 for :math:`H` (or :math:`\tilde H` for Qronos).
     err_l2, err_inf : ndarray (n,)
         :math:`\|Xw - \tilde Xq\|_2` and :math:`\|\cdot\|_\infty` per row (:math:`\tilde X = X`
         unless the run used quantized inputs); ``err_inf`` is NaN where only statistics were given.
@@ -478,8 +463,7 @@ class Certificate:
 
     @property
     def pivots(self) -> PivotCheck | None:
-        """Old name of :attr:`pivot_check` (a :class:`PivotCheck`, not a ``Pivots``); kept for readers
-        outside this package's certificate modules until they move to the new name."""
+        """Old name of :attr:`pivot_check` (a :class:`PivotCheck`, not a ``Pivots``)."""
         return self.pivot_check
 
     def identity_holds(self, rtol: float = RTOL_IDENTITY) -> np.ndarray:
@@ -545,11 +529,8 @@ class Certificate:
 
     @property
     def resolved(self) -> np.ndarray:
-        """Rows whose identity sides are far above float64 rounding (allowance <= RESOLVED = 1e-3 of them).
-
-        On the other rows (a row already on the grid, say) both sides are rounding noise and the
-        plain relative gap means nothing; :meth:`identity_holds` judges them by the allowance.
-        """
+        """Rows whose allowance is at most :data:`~ptqtheory.tolerances.RESOLVED` (1e-3) of the identity's
+        sides; on the others (a row already on the grid, say) only the allowance judges them."""
         if self.identity is None:
             return np.ones(self.err_l2.shape, dtype=bool)
         size = np.maximum(np.abs(np.asarray(self.identity_lhs, float)),
@@ -589,12 +570,8 @@ def check_options(p, full_pivot_check, bounds):
 
 def assemble(ctx: RunContext, *, full_pivot_check: bool | None = None, checks: list | None = None,
              skipped: tuple = ()) -> Certificate:
-    r"""The certificate of ``ctx.run``: the identity its registry row names, I1 of its factorization,
-    the empirical errors, and the bound ``checks`` (:func:`ptqtheory.bounds.evaluate` on a context).
-
-    Used by the numpy and the torch certificates alike; they differ only in how ``ctx`` obtains its
-    quantities.
-    """
+    r"""The certificate of ``ctx.run`` (numpy and torch alike): the identity its registry row names, I1
+    of its factorization, the empirical errors, and the bound ``checks`` (:func:`ptqtheory.bounds.evaluate`)."""
     row = ctx.entry
     run = ctx.run
     n = ctx.shape[0]

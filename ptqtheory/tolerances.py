@@ -1,7 +1,7 @@
 r"""Every numerical tolerance and range limit of ptqtheory, with the error model it comes from.
 
-This is the one place where tolerances live: the numpy reference, the torch backend, the
-certificates and the bounds import them from here (docs/theory.md, "Numerics", states the same).
+The numpy reference, the torch backend, the certificates and the bounds import them from here
+(docs/theory.md, "Numerics").
 
 Error model
 -----------

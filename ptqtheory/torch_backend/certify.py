@@ -1,11 +1,9 @@
 r"""Certificates of torch runs, computed on the device from the statistics (THEORY.md I1-I6).
 
-The identities, their allowances and the bounds are the numpy reference's, the same functions
-(:mod:`ptqtheory.identities`, :mod:`ptqtheory.bounds`, chosen by :mod:`ptqtheory.registry`); this
-module only obtains the quantities they read, on the device, from float64 statistics:
-:class:`DeviceContext` is a :class:`~ptqtheory._context.RunContext` whose quantities are computed
-here. The left sides are quadratic forms in the statistics, with :math:`e = w - q` formed first so
-that nothing large cancels:
+The identities, their allowances and the bounds are the numpy reference's functions
+(:mod:`ptqtheory.identities`, :mod:`ptqtheory.bounds`); :class:`DeviceContext` only obtains the
+quantities they read, on the device, from float64 statistics. The left sides are quadratic forms in
+the statistics, with :math:`e = w - q` formed first so that nothing large cancels:
 
 * I2/I3: :math:`\|X e\|^2 + \lambda\|e\|^2 = e^T H e`;
 * I4/I5: :math:`\|Xw - \tilde Xq\|^2 + \lambda\|e\|^2 = e^T\tilde He + 2e^T\tilde X^T\Delta w
@@ -22,14 +20,13 @@ factorization of :math:`H` (or :math:`\tilde H`) on the device: the run's own (`
 its statistics ``Run.stats``) when the data given are the data behind them, else one computed here.
 I1 checks it either way. When data are given (a tensor, or an iterable of batches streamed once, one
 batch at a time) the empirical errors :math:`\|Xw - \tilde Xq\|_2`, :math:`\|\cdot\|_\infty` and
-GPFQ's I6 are computed from them. The rounding allowances use :math:`\epsilon` of the run's working dtype.
+GPFQ's I6 are computed from them.
 
-The a-priori bounds B1-B12 are evaluated on the host by :mod:`ptqtheory.bounds` (float64 numpy),
-from the run's per-entry arrays and the pivots :math:`D` and factor :math:`L` of the factorization
-computed here (no second factorization). With data tensors every bound of the numpy reference is
-evaluated, with the same values up to the run's rounding; with statistics (or streamed batches) the
-per-sample forms B5 and B10.sup need ``samples`` (:func:`certify`), else they are listed in
-``Certificate.skipped_bounds`` (:func:`ptqtheory.bounds.unavailable`).
+The a-priori bounds B1-B12 are evaluated on the host by :mod:`ptqtheory.bounds` (float64 numpy) from
+the run's per-entry arrays and the :math:`D` and :math:`L` of the factorization computed here (no
+second factorization): with data tensors every bound of the numpy reference, with the same values up
+to the run's rounding; with statistics or streamed batches, the per-sample forms B5 and B10.sup need
+``samples`` (:func:`certify`).
 
 This module never imports :mod:`ptqtheory.certificates` (which imports it lazily for torch runs).
 """
@@ -78,14 +75,12 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
         statistics only, ``err_inf`` is NaN (it needs the data) and GPFQ is refused.
     Xt : torch.Tensor (m, N), optional
         Quantized-model inputs when ``X`` is a tensor (Qronos, GPFQ).
-    p : float
-        Failure probability of the high-probability bounds (as for :func:`ptqtheory.certify`).
-    bounds : bool
-        Evaluate the a-priori bounds B1-B12 (on the host, float64; see the module notes and ``samples``).
+    p, bounds
+        As for :func:`ptqtheory.certify` (the bounds on the host, in float64: module notes, ``samples``).
     full_pivot_check : bool, optional
-        Also compute I1's inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` of every pivot
-        (``O(N^4)``; default when ``N <= 128``). The projection form, which needs a QR of the data,
-        is left to the numpy reference (``PivotCheck.D_projection`` is ``None``).
+        As for :func:`ptqtheory.certify`, the inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` only:
+        the projection form, which needs a QR of the data, is left to the numpy reference
+        (``PivotCheck.D_projection`` is ``None``).
     allow_tf32 : bool
         Allow TF32 products on CUDA during this call (default off).
     samples : callable, optional
@@ -199,8 +194,7 @@ class DeviceContext(RunContext):
 
     @cached_property
     def logdet_gap(self) -> float:
-        # log det H from an independent Cholesky factorization (N^3/3 flops, half of slogdet's LU);
-        # H not numerically positive definite: infinite gap.
+        # as RunContext.logdet_gap (independent Cholesky of H; not positive definite: infinite gap)
         D = self.dev["piv"].D
         C, info = torch.linalg.cholesky_ex(self.dev["Hp"])
         if int(info) != 0:
@@ -222,7 +216,7 @@ def _device_context(run: Run, X, Xt, V) -> DeviceContext:
     uses_xt = row.uses_xt
     acc, items = _items(X, Xt, N, W.device, uses_xt, run.algorithm)
     E = W - Q  # exact in float64 for float32 runs
-    # GPFQ's runs record their residual u_N (a hand-made Run without one fails in _rows2, as before).
+    # GPFQ's runs record their residual u_N (a hand-made Run without one fails in _rows2).
     u = _rows2(cast(torch.Tensor, run.residual)) if row.identity_reads_samples else None
     reuse = _reusable_stats(run, X, Xt, V, uses_xt)
     err_inf = diffsq = None
@@ -382,8 +376,9 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     the squared column norms (:math:`O(mN)`, equal to ``diag(run.stats)`` to ``STATS_MATCH_RTOL``
     relative); data that differ (e.g. float64 inputs certifying a run computed on their float32
     copies) get their own statistics, as do streamed batches, which can be read only once.
-    Statistics formed with float32 chunk products are matched to their own error bound
-    (:func:`ptqtheory.tolerances.gram_rounding`) on top of ``STATS_MATCH_RTOL``.
+    Statistics formed with float32 chunk products (E4) match to their own error bound
+    (:func:`ptqtheory.tolerances.gram_rounding`) on top of ``STATS_MATCH_RTOL``: the diagonal of
+    :math:`|X|^T|X|` is the squared column norms themselves.
     """
     stats = run.stats
     if stats is not None and X is stats and V is None:
@@ -396,8 +391,6 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     if Xd.shape[0] != stats.m or Xd.device != stats.device:
         return None
     pairs = [(Xd, stats.gram_X)] + ([(Xt.reshape(-1, Xt.shape[-1]), stats.gram_Xt)] if uses_xt else [])
-    # Statistics from float32 chunk products (E4) match to their own error bound: the diagonal of
-    # |X|^T|X| is the squared column norms themselves.
     rel, abs_ = stats.gram_rounding or (0.0, 0.0)
     for data, S in pairs:
         col_sq = torch.zeros(data.shape[1], dtype=F64, device=data.device)
