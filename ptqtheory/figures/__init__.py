@@ -8,9 +8,7 @@ well). Every random choice is seeded, so a build is reproducible. Adding a figur
 more module and adding it to :data:`FIGURES`.
 
 F7 (real layers) is drawn from the report of ``ptqtheory validate`` (module attribute
-``USES_REPORT``; its ``build`` takes ``report=PATH``). Without ``--report`` and without that
-report at its default place (``ptqtheory-report/report.json``) it is skipped with a note saying how
-to produce the report; with ``--quick`` and no ``--report`` it runs a small validation first.
+``USES_REPORT``; its ``build`` takes ``report=PATH``); :func:`build_all` says what happens without one.
 
 Command line: ``ptqtheory figures --out DIR [--quick] [--only F1,F3] [--report PATH]``.
 """
@@ -77,8 +75,8 @@ def build_all(out_dir, quick: bool = False, only=None,
     report : path-like, optional
         The ``ptqtheory validate`` report for F7 (``report.json`` or its folder). Checked before
         anything is built: if it is missing, :class:`ReportMissing` is raised. Without it, F7 reads
-        the default report if present, is skipped if not (or, with ``quick``, runs a small
-        validation first).
+        the default report (``ptqtheory-report/report.json``) if present, is skipped with a note
+        saying how to produce one if not, or, with ``quick``, runs a small validation first.
     """
     out = Path(out_dir)
     keys = select(only)

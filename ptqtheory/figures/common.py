@@ -1,10 +1,5 @@
-"""What every figure module shares: atomic saving (PDF, PNG, CSV), bound checks, the script entry.
-
-A figure module defines ``NAME`` (file stem), ``CHECKS`` (which CSV columns must satisfy
-``bound >= empirical`` where the hypotheses held) and ``build(out_dir, quick) -> dict``. The dict
-holds ``paths`` (``{"pdf", "png", "csv"}``), ``rows`` (what the CSV holds: every plotted number)
-and ``findings`` (bound checks that failed where their hypotheses held; empty when all is well).
-:func:`documented` gives every ``build`` the Parameters and Returns sections of :data:`BUILD_DOC`.
+"""What every figure module (its contract: :mod:`ptqtheory.figures`) shares: atomic saving (PDF, PNG,
+CSV), bound checks, the script entry, and :func:`documented` for ``build``'s docstring.
 """
 
 from __future__ import annotations
@@ -21,6 +16,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+
+from ..instances import make_X
+from ..random import generator
+from . import style
 
 __all__ = [
     "BUILD_DOC",
@@ -207,8 +206,6 @@ def finish(out_dir: Path, stem: str, rows: Sequence[dict], findings: list[str],
            draw: Callable[[], object]) -> dict:
     """The end of every figure's ``build``: ``draw()`` the figure in the house style, :func:`save` it with
     ``rows`` as its CSV, and return ``{"paths", "rows", "findings"}``."""
-    from . import style
-
     with style.context():
         paths = save(draw(), out_dir, stem, rows)
     return {"paths": paths, "rows": rows, "findings": findings}
@@ -271,9 +268,6 @@ def heterogeneous_layer(seed: int, m: int, N: int, n: int, cond: float = 1e6, sp
     evenly spaced in ``[-spread/2, spread/2]`` and randomly permuted (so the natural order is not
     sorted by norm). ``W`` has i.i.d. standard normal entries.
     """
-    from ..instances import make_X
-    from ..random import generator
-
     rng = generator(seed, "data", "a synthetic figure layer")
     X = make_X(rng, m, N, cond=cond)
     X = X * 10.0 ** (spread * np.linspace(-0.5, 0.5, N))[rng.permutation(N)]

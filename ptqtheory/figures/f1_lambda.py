@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from .. import algorithms as alg
 from ..api import certify
@@ -37,7 +38,6 @@ SEED = 1
 BITS = 4
 ORDERS = (("natural", "natural"), ("decreasing_norm", "decreasing norm (act-order)"),
           ("min_pivot", "min-pivot"))
-
 
 QUICK: dict = dict(m=64, N=16, n=4, lam_rel=np.logspace(-5, 2, 5))
 FULL: dict = dict(m=256, N=64, n=16, lam_rel=np.logspace(-6, 2, 25))
@@ -93,8 +93,6 @@ def build(out_dir: Path, quick: bool = False) -> dict:
 
 
 def _plot(rows: list[dict], K_alphabet: int):
-    from matplotlib.lines import Line2D
-
     fig, (ax, ax_r) = style.new_figure(nrows=2, height=3.9, sharex=True,
                                        gridspec_kw={"height_ratios": (2.6, 1)})
     colors = [style.COLORS[c] for c in ("blue", "vermillion", "green")]

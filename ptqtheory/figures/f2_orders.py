@@ -33,7 +33,6 @@ PERCDAMP = 0.01
 ORDERS = (("natural", "natural"), ("decreasing_norm", "decr. norm"), ("min_pivot", "min-pivot"),
           ("random", "random"), ("increasing_norm", "incr. norm"))
 
-
 QUICK = (("N < m", 96, 16), ("N > m", 12, 32)), 4  # the cases (name, m, N) and n
 FULL = (("N < m", 512, 64), ("N > m", 64, 256)), 16
 
@@ -91,8 +90,7 @@ def _plot(rows: list[dict], cases: list[str]):
         ax.set_yscale("log")
         ax.set_ylabel(r"fraction of $\mathrm{tr}(H)$")
         m, N = sel[0]["m"], sel[0]["N"]
-        ax.set_title(rf"${case}$: $m = {m}$, $N = {N}$",
-                     loc="left", fontsize=8)
+        ax.set_title(rf"${case}$: $m = {m}$, $N = {N}$", loc="left", fontsize=8)
         ax.grid(True, which="minor", axis="y", alpha=0.15)
         ax.set_xlim(-0.5, len(ORDERS) - 0.5)
     axes[-1].set_xticks(x, [label for _, label in ORDERS])

@@ -38,7 +38,6 @@ PERCDAMP = 0.01
 COND = 1e4
 DELTA = 0.25
 
-
 QUICK: dict = dict(N=16, ms=(8, 32, 128), seeds=8)
 FULL: dict = dict(N=64, ms=(16, 32, 64, 128, 256, 512, 1024, 2048), seeds=100)
 
@@ -96,8 +95,7 @@ def _plot(rows: list[dict], ms):
             label=r"B5, $p = 0.01$")
     ax.plot(ms, [r["bound_B5_p1e-1"] for r in first], color="black", ls="-", lw=0.9,
             label=r"B5, $p = 0.1$")
-    _band(ax, ms, rows, "empirical_err_inf_rtn", style.COLORS["vermillion"],
-          "RTN, stochastic", "s")
+    _band(ax, ms, rows, "empirical_err_inf_rtn", style.COLORS["vermillion"], "RTN, stochastic", "s")
     _band(ax, ms, rows, "empirical_err_inf_optq", style.COLORS["blue"], "OPTQ, stochastic (A2s)", "o")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")

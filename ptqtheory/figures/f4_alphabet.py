@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter, NullLocator
 
 from .. import algorithms as alg
 from .. import bounds
@@ -42,7 +43,6 @@ CHECKS = [
 SEED = 4
 DELTA = 1.0
 PERCDAMP = 0.01
-
 
 QUICK: dict = dict(Ns=(8, 16, 32), N_lam=32, lam_rel=np.logspace(-4, 1, 4), n=4)
 FULL: dict = dict(Ns=(16, 32, 64, 128, 256, 512, 1024), N_lam=256, lam_rel=np.logspace(-5, 1, 13), n=8)
@@ -89,8 +89,6 @@ def build(out_dir: Path, quick: bool = False) -> dict:
 
 
 def _plot(rows: list[dict], sz: dict):
-    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter, NullLocator
-
     fig, axes = style.new_figure(nrows=2, height=4.9)
     colors = {"nearest": style.COLORS["blue"], "stochastic": style.COLORS["vermillion"]}
     for ax, panel in zip(axes, ("N", "lam"), strict=True):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import FixedLocator
 
 from .. import algorithms as alg
 from ..api import certify
@@ -43,7 +44,6 @@ METHODS = (
     ("rtn", "RTN"),
 )
 
-
 QUICK: dict = dict(m=64, N=16, n=4, eps=(0.01, 0.1, 1.0), act_bits=(8, 4, 2))
 FULL: dict = dict(m=256, N=64, n=16, eps=tuple(np.logspace(-3, 0, 13)), act_bits=(8, 7, 6, 5, 4, 3, 2))
 
@@ -51,8 +51,7 @@ FULL: dict = dict(m=256, N=64, n=16, eps=tuple(np.logspace(-3, 0, 13)), act_bits
 def _act_quant(X: np.ndarray, bits: int) -> np.ndarray:
     """Per-tensor symmetric activation quantization (absmax scale) with the package's rounding."""
     step = float(np.max(np.abs(X))) / (2 ** (bits - 1) - 1)
-    Xt, _ = Grid(step).round(X)
-    return Xt
+    return Grid(step).round(X)[0]
 
 
 def _point(W, X, Xt, grid, lam, where: str) -> tuple[dict, list[str]]:
@@ -106,8 +105,6 @@ def build(out_dir: Path, quick: bool = False) -> dict:
 
 
 def _plot(rows: list[dict]):
-    from matplotlib.ticker import FixedLocator
-
     fig, axes = style.new_figure(nrows=2, height=4.9)
     colors = dict(zip([k for k, _ in METHODS], [style.COLORS[c] for c in (
         "blue", "sky", "vermillion", "green", "purple")], strict=True))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from .. import algorithms as alg
 from ..algorithms.incoherence import incoherence
@@ -39,7 +40,6 @@ PERCDAMP = 0.01
 DELTA = 0.25
 METHODS: tuple[tuple[Incoherence | None, str], ...] = (
     (None, "none"), ("kron", "Kronecker (Haar)"), ("hadamard", "randomized Hadamard"))
-
 
 QUICK: dict = dict(m=64, N=16, n=4, outliers=2, scales=(1.0, 10.0, 100.0))
 FULL: dict = dict(m=256, N=64, n=16, outliers=4, scales=tuple(np.logspace(0, 2.5, 11)))
@@ -65,11 +65,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
             where = (f"F6 seed={SEED} m={m} N={N} n={n} outliers={sz['outliers']} scale={s:.6g} "
                      f"lam={lam:.6g} delta={DELTA} incoherence={kind}")
             findings += bound_findings(cert.bounds, where, ("B11", "B11.incoherence"))
-            if kind is None:
-                Xv = X
-            else:
-                assert run.transform is not None  # an incoherent run records its rotation
-                Xv = X @ run.transform.V.T
+            Xv = X if run.transform is None else X @ run.transform.V.T
             assert cert.pivot_check is not None  # OPTQ and LDLQ certificates always carry the pivot check
             rows.append({
                 "outlier_scale": float(s), "incoherence": kind or "none", "m": m, "N": N, "n": n,
@@ -87,13 +83,10 @@ def build(out_dir: Path, quick: bool = False) -> dict:
 
 
 def _plot(rows: list[dict]):
-    from matplotlib.lines import Line2D
-
     fig, (ax_mu, ax) = style.new_figure(nrows=2, height=4.9, sharex=True,
                                         gridspec_kw={"height_ratios": (1, 1.6)})
     colors = [style.COLORS[c] for c in ("vermillion", "blue", "green")]
-    N = rows[0]["N"]
-    n = rows[0]["n"]
+    N, n = rows[0]["N"], rows[0]["n"]
     for (kind, label), color, marker in zip(METHODS, colors, style.MARKERS[:3], strict=True):
         sel = [r for r in rows if r["incoherence"] == (kind or "none")]
         s = np.array([r["outlier_scale"] for r in sel])

@@ -18,8 +18,8 @@ deterministic and per-run bounds on every such row (``checked_deterministic``), 
 at most :data:`P_LAYER` for the report's ``p`` (1e-6 by default) and MiniLM's at most 1536 rows.
 Bounds of kind ``"mean"`` (B12, a statement about an expectation) are plotted but not checked.
 
-Without a report, ``build(out, quick=True)`` first runs a small validation itself (two settings,
-one calibration batch; about a minute on 2 cores), so the tests build F7 from a real report too.
+Without a report, ``build(out, quick=True)`` builds from a small validation of its own
+(:func:`quick_report`), so the tests build F7 from a real report too.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from ..report import bound_key
 from . import style
@@ -183,7 +185,7 @@ def build(out_dir: Path, quick: bool = False, report=None) -> dict:
     Parameters
     ----------
     out_dir : Path
-        Output folder (created if missing); files are ``{NAME}.pdf``, ``.png`` and ``.csv``.
+        As in :data:`~ptqtheory.figures.common.BUILD_DOC`.
     quick : bool
         With no ``report``: run a small validation first (:func:`quick_report`, about a minute on 2
         cores) into a temporary folder and build from it, as the tests do.
@@ -194,9 +196,8 @@ def build(out_dir: Path, quick: bool = False, report=None) -> dict:
     Returns
     -------
     dict
-        ``paths`` (``{"pdf", "png", "csv"}`` to :class:`~pathlib.Path`), ``rows`` (the CSV rows:
-        every plotted number), ``findings`` (bounds that failed where they applied) and ``report``
-        (the report's path, or ``None`` for the temporary quick report).
+        As in :data:`~ptqtheory.figures.common.BUILD_DOC`, and ``report`` (the report's path, or
+        ``None`` for the temporary quick report).
 
     Raises
     ------
@@ -217,23 +218,12 @@ def build(out_dir: Path, quick: bool = False, report=None) -> dict:
     return {**finish(out_dir, NAME, rows, findings, lambda: _plot(rows, data)), "report": source}
 
 
-def _settings(rows: list[dict]) -> list[dict]:
-    """One dict per setting, in report order."""
-    seen: dict[str, dict] = {}
-    for r in rows:
-        seen.setdefault(r["config"], r)
-    return list(seen.values())
-
-
 def _precision(r: dict) -> str:
     return f"{r['bits']} bit" + (f", groups of {r['group_size']}" if r["group_size"] else "")
 
 
 def _plot(rows: list[dict], data: dict):
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
-    settings = _settings(rows)
+    settings = list({r["config"]: r for r in rows}.values())  # a row per setting, in report order
     methods = sorted({r["method"] for r in settings}, key=_method_key)
     color = {m: style.COLORS[METHODS[m][2]] if m in METHODS else "0.5" for m in methods}
     precisions = sorted({_precision(r) for r in settings},

@@ -1,9 +1,8 @@
 r"""The one matplotlib style of every paper figure (serif, 8-9 pt, column width, colorblind-safe).
 
-Figures are sized for a paper column about 3.3 in wide (:data:`PANEL` per panel), drawn with the
-Agg canvas (no pyplot, no global backend switch) and typeset with matplotlib's mathtext in the STIX
-fonts, which match Times-like paper fonts. The palette is Okabe & Ito's colorblind-safe set; line
-styles and markers are varied too, so a figure also reads in grey scale.
+Panels are :data:`PANEL` in size, drawn with the Agg canvas (no pyplot, no global backend switch) and
+typeset with matplotlib's mathtext in the STIX fonts, which match Times-like paper fonts. Colours are
+:data:`COLORS`; line styles and markers vary too, so a figure also reads in grey scale.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.rcsetup import cycler
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 __all__ = ["COLORS", "MARKERS", "PANEL", "RC", "context", "new_figure", "plain_log_ticks"]
 
@@ -99,7 +99,6 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None,
     fig = Figure(figsize=(w, h), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, **subplot_kw)
-    # layout="constrained" above: the engine is a ConstrainedLayoutEngine, whose set() takes the pads.
     cast(ConstrainedLayoutEngine, fig.get_layout_engine()).set(w_pad=0.02, h_pad=0.02, wspace=0.04, hspace=0.04)
     return fig, axes
 
@@ -107,8 +106,6 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None,
 def plain_log_ticks(axis, subs=(1.0, 2.0, 5.0)) -> None:
     """Label a log axis that spans few decades at 1, 2, 5 times powers of ten in plain numbers
     (``20, 50, 100``) instead of matplotlib's scientific minor labels (``2x10^1``)."""
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
     axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FormatStrFormatter("%g"))
     axis.set_minor_formatter(NullFormatter())

@@ -3,8 +3,7 @@
 A layer's input of shape ``(batch, tokens, N)`` becomes rows of ``X`` (tokens that the attention
 mask marks as padding are dropped). A capture can stop the forward pass as soon as the layers it
 watches have run (:class:`StopForward`), so that quantizing block ``b`` does not pay for blocks
-after it. (The quantization pipeline, :mod:`ptqtheory.models.pipeline`, does not rerun the model: it
-captures the inputs of the first block once and runs one block at a time.)
+after it.
 """
 
 from __future__ import annotations

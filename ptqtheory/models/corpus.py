@@ -236,8 +236,7 @@ def _file_halves(path: Path) -> tuple[str, str]:
     if len(paras) < 2:
         raise ValueError(f"--text {path}: {len(paras)} paragraph(s); it is split into two halves at a blank "
                          f"line, so it needs at least 2 paragraphs; {TEXT_FIX}")
-    # The paragraph boundary closest to the middle of the text (by characters): before it calibrates,
-    # from it on evaluates. Contiguous halves, so no evaluation paragraph is a neighbour of calibration.
+    # Contiguous halves, so no evaluation paragraph is a neighbour of calibration.
     run = np.cumsum([len(p) for p in paras])  # characters up to each paragraph's end
     cut = 1 + int(np.argmin(np.abs(2 * run[:-1] - run[-1])))  # the first of equally close boundaries
     first, second = "\n\n".join(paras[:cut]), "\n\n".join(paras[cut:])

@@ -5,12 +5,11 @@ with pickled checkpoints only (``pytorch_model.bin``, ``*.pt``) is refused befor
 and the hub is never contacted. Decoder blocks are found at ``model.model.layers`` (Llama, Qwen,
 Mistral) or ``model.model.decoder.layers`` (OPT).
 
-Calibration: the model's tokenizer on English prose (the calibration text of
-:func:`ptqtheory.models.corpus.calibration_and_evaluation`: a Jane Austen novel, the first half of a
-user file, or standard-library docstrings when the corpus is not installed), cut into windows of equal
-length exactly as the perplexity evaluation cuts its text (:func:`ptqtheory.models.perplexity.token_windows`:
-no padding, BOS first when the model expects it); or, for folders without a tokenizer (e.g.
-synthetic test models), seeded random token ids, labelled synthetic.
+Calibration (:func:`calibration_batches`): the model's tokenizer on the calibration text of
+:func:`ptqtheory.models.corpus.calibration_and_evaluation`, cut into windows exactly as the perplexity
+evaluation cuts its text (:func:`ptqtheory.models.perplexity.token_windows`: no padding, BOS first when
+the model expects it); or, for folders without a tokenizer (e.g. synthetic test models), seeded random
+token ids, labelled synthetic.
 """
 
 from __future__ import annotations
@@ -130,7 +129,6 @@ def calibration_batches(tokenizer, *, tokens: int, seq_len: int = 512, batch_siz
 
         split = calibration_and_evaluation(text)
         ids = tokenizer(split.calibration, add_special_tokens=False, verbose=False)["input_ids"]
-        # The same windows as the perplexity evaluation: BOS first when the model expects it.
         length = min(seq_len, len(ids) + 1)
         windows = token_windows(ids, length, expects_bos(tokenizer), max_windows=max(1, tokens // length))
         seqs = windows.tolist()

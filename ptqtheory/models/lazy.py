@@ -65,8 +65,7 @@ class SafetensorsBlocks:
 
     Notes
     -----
-    Loaded parameters have ``requires_grad=False`` (the pipeline only runs inference). The skeleton
-    is built without ``trust_remote_code``.
+    Loaded parameters have ``requires_grad=False`` (the pipeline only runs inference).
     """
 
     def __init__(self, folder: str | Path, dtype: torch.dtype = torch.float32,

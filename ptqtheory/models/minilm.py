@@ -32,10 +32,8 @@ def embedded_model_dir() -> Path:
 
 
 def load(path: str | Path | None = None, dtype: torch.dtype = torch.float32):
-    """``(model, tokenizer)`` from a local folder (default: the embedded MiniLM), safetensors only.
-
-    ``local_files_only=True`` makes ``transformers`` read the folder and never the network.
-    """
+    """``(model, tokenizer)`` from a local folder (default: the embedded MiniLM), safetensors only,
+    never the network."""
     from transformers import AutoModel, AutoTokenizer
 
     folder = Path(path) if path is not None else embedded_model_dir()

@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import hf
+
 __all__ = [
     "ARCHITECTURE",
     "GGUF_NAME",
@@ -194,8 +196,7 @@ def ensure_converted(cache_dir: str | Path | None = None) -> Path:
     Parameters
     ----------
     cache_dir : str or Path, optional
-        The folder to hold the converted model. Default :func:`default_cache_dir`:
-        ``$PTQTHEORY_CACHE/smollm2-135m-instruct`` or ``~/.cache/ptqtheory/smollm2-135m-instruct``.
+        The folder to hold the converted model. Default :func:`default_cache_dir`.
 
     Returns
     -------
@@ -261,8 +262,6 @@ def load(dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None
     """
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating torch dtype such as torch.float32; got {dtype!r}")
-    from . import hf
-
     folder = ensure_converted(cache_dir)
     tokenizer = hf.load_tokenizer(folder)  # the converted folder always holds tokenizer.json
     return hf.load_causal_lm(folder, dtype), tokenizer
