@@ -72,11 +72,6 @@ METHODS = {  # method -> (legend label, THEORY.md algorithm, colour)
 }
 
 
-def _method_key(method: str):
-    order = list(METHODS)
-    return (order.index(method) if method in order else len(order), method)
-
-
 def report_path(report=None) -> Path:
     """The report file ``report`` names (a ``report.json`` or the folder holding one; default
     :data:`DEFAULT_REPORT`). Raises :class:`ReportMissing` (with how to produce it) if absent."""
@@ -224,7 +219,8 @@ def _precision(r: dict) -> str:
 
 def _plot(rows: list[dict], data: dict):
     settings = list({r["config"]: r for r in rows}.values())  # a row per setting, in report order
-    methods = sorted({r["method"] for r in settings}, key=_method_key)
+    methods = sorted({r["method"] for r in settings},
+                     key=lambda m: (list(METHODS).index(m) if m in METHODS else len(METHODS), m))
     color = {m: style.COLORS[METHODS[m][2]] if m in METHODS else "0.5" for m in methods}
     precisions = sorted({_precision(r) for r in settings},
                         key=lambda pr: min((-r["bits"], r["group_size"] or 0) for r in settings

@@ -136,18 +136,13 @@ def find_package() -> Path:
                              f"{searched}; install them with: {INSTALL_LINES}")
 
 
-def _rdata():
+def _unserialize(raw: bytes, what: str):
+    """An R object from R's serialization format (XDR), via rdata's parser (no code is executed)."""
     try:
         import rdata
     except ImportError as exc:
         raise CorpusMissingError("reading the janeaustenr data needs the PyPI package rdata: "
                                  "pip install 'rdata>=0.11' (or ptqtheory[llm])") from exc
-    return rdata
-
-
-def _unserialize(raw: bytes, what: str):
-    """An R object from R's serialization format (XDR), via rdata's parser (no code is executed)."""
-    rdata = _rdata()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rdata warns about file extensions; these are not files
         try:

