@@ -203,12 +203,13 @@ def save(fig, out_dir: Path, stem: str, rows: Sequence[dict]) -> dict[str, Path]
 
 
 def finish(out_dir: Path, stem: str, rows: Sequence[dict], findings: list[str],
-           draw: Callable[[], object]) -> dict:
+           draw: Callable[[], object], checks: Iterable[Check] = ()) -> dict:
     """The end of every figure's ``build``: ``draw()`` the figure in the house style, :func:`save` it with
-    ``rows`` as its CSV, and return ``{"paths", "rows", "findings"}``."""
+    ``rows`` as its CSV, and return ``{"paths", "rows", "findings"}``, the :func:`failures` of ``checks``
+    on ``rows`` appended to ``findings``."""
     with style.context():
         paths = save(draw(), out_dir, stem, rows)
-    return {"paths": paths, "rows": rows, "findings": findings}
+    return {"paths": paths, "rows": rows, "findings": findings + failures(rows, checks)}
 
 
 def script_main(module, argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from ..api import certify
 from ..grids import Grid
 from ..tightness import midpoint_weights
 from . import style
-from .common import Check, bound_findings, documented, failures, finish, heterogeneous_layer
+from .common import Check, bound_findings, documented, finish, heterogeneous_layer
 
 NAME = "f1_lambda"
 CHECKS = [
@@ -88,8 +88,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                 "bound_B1_sharp_midpoint": float(np.sqrt(np.sum(b1m.value))),
                 "hypotheses_held_midpoint": bool(np.all(b1m.applies)),
             })
-    findings += failures(rows, CHECKS)
-    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, K_alphabet))
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, K_alphabet), CHECKS)
 
 
 def _plot(rows: list[dict], K_alphabet: int):

@@ -20,7 +20,7 @@ from .. import algorithms as alg
 from ..api import certify
 from ..grids import Grid
 from . import style
-from .common import Check, bound_findings, documented, failures, finish, heterogeneous_layer
+from .common import Check, bound_findings, documented, finish, heterogeneous_layer
 
 NAME = "f2_orders"
 CHECKS = [
@@ -66,8 +66,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                 "empirical_err_fro": float(np.sqrt(np.sum(b1.empirical))),
                 "hypotheses_held": bool(np.all(b1.applies) and np.all(b2.applies)),
             })
-    findings += failures(rows, CHECKS)
-    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, [c[0] for c in cases]))
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, [c[0] for c in cases]), CHECKS)
 
 
 def _plot(rows: list[dict], cases: list[str]):

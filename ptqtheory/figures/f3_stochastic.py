@@ -23,7 +23,7 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, bound_findings, documented, failures, finish
+from .common import Check, bound_findings, documented, finish
 
 NAME = "f3_stochastic"
 PS = (0.1, 0.01)
@@ -74,8 +74,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
                 "B5_applies": bool(sample.applies[0]),
                 "empirical_err_inf_rtn": rtn_inf,
             })
-    findings += failures(rows, CHECKS)
-    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, sz["ms"]))
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, sz["ms"]), CHECKS)
 
 
 def _band(ax, ms, rows, key, color, label, marker):

@@ -26,7 +26,7 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, bound_findings, documented, failures, finish
+from .common import Check, bound_findings, documented, finish
 
 NAME = "f4_alphabet"
 P = 0.01
@@ -84,8 +84,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
         row, f = _point(panel, N, rel, sz["n"])
         rows.append(row)
         findings += f
-    findings += failures(rows, CHECKS)
-    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, sz))
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows, sz), CHECKS)
 
 
 def _plot(rows: list[dict], sz: dict):

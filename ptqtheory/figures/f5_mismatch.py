@@ -25,7 +25,7 @@ from ..grids import Grid
 from ..instances import make_X
 from ..random import generator
 from . import style
-from .common import Check, bound_findings, documented, failures, finish
+from .common import Check, bound_findings, documented, finish
 
 NAME = "f5_mismatch"
 CHECKS = [
@@ -100,8 +100,7 @@ def build(out_dir: Path, quick: bool = False) -> dict:
         findings += f
         rows.append({"mismatch": kind, "eps": eps, "act_bits": bits, "m": m, "N": N, "n": n,
                      "lam": lam, **row})
-    findings += failures(rows, CHECKS)
-    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows))
+    return finish(out_dir, NAME, rows, findings, lambda: _plot(rows), CHECKS)
 
 
 def _plot(rows: list[dict]):
