@@ -18,10 +18,8 @@ The package folder is searched, in order (see :func:`search_path`):
 
 An extraction root is accepted where it contains ``usr/lib/R/site-library/janeaustenr``.
 
-:func:`calibration_and_evaluation` gives the default split: calibrate on *Sense & Sensibility*, evaluate
-on *Pride & Prejudice* (two whole novels, no shared text); a user file is split into two halves at
-a paragraph boundary; without the corpus it falls back to Python's standard-library docstrings
-(:func:`ptqtheory.models.text.split`) and says so.
+:func:`calibration_and_evaluation` gives disjoint calibration and evaluation text: two whole novels, a
+user file's two halves, or, without the corpus, Python's standard-library docstrings (and says so).
 """
 
 from __future__ import annotations
@@ -207,8 +205,7 @@ def _read_novels(data_dir: str) -> tuple[tuple[str, str], ...]:
 def austen_novels() -> dict[str, str]:
     """The six novels: title -> full text (the package's lines joined with ``\\n``).
 
-    Blank lines separate paragraphs. Titles (publication order): Sense & Sensibility, Pride &
-    Prejudice, Mansfield Park, Emma, Northanger Abbey, Persuasion. Parsed once per process (about 2 s).
+    Blank lines separate paragraphs; titles as in :data:`TITLES`. Parsed once per process (about 2 s).
 
     Raises
     ------
