@@ -15,18 +15,6 @@ from .pipeline import (
     run_setting,
 )
 
-__all__ = [
-    "METHODS",
-    "BlockInputs",
-    "BlockSource",
-    "Config",
-    "ModelBlocks",
-    "PipelineResult",
-    "SafetensorsBlocks",
-    "StopForward",
-    "capture_block_inputs",
-    "capture_inputs",
-    "discover_groups",
-    "quantize_model",
-    "run_setting",
-]
+__all__ = ["METHODS", "BlockInputs", "BlockSource", "Config", "ModelBlocks", "PipelineResult",
+           "SafetensorsBlocks", "StopForward", "capture_block_inputs", "capture_inputs", "discover_groups",
+           "quantize_model", "run_setting"]
