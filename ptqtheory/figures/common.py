@@ -105,22 +105,15 @@ def failures(rows: Sequence[dict], checks: Iterable[Check]) -> list[str]:
     """
     out = []
     for chk in checks:
-        n = k = 0
-        first: dict = {}
-        for row in rows:
-            if not _truthy(row[chk.applies]):
-                continue
-            b, e = float(row[chk.bound]), float(row[chk.empirical])
-            n += 1
-            if not e <= b * (1 + RTOL):
-                k += 1
-                first = first or row
+        applies = [row for row in rows if _truthy(row[chk.applies])]
+        bad = [row for row in applies if not float(row[chk.empirical]) <= float(row[chk.bound]) * (1 + RTOL)]
+        n, k = len(applies), len(bad)
         if chk.p is None and k:
             out.append(f"{chk.bound} < {chk.empirical} on {k} of {n} rows where it applies; "
-                       f"first: {dict(first)}")
+                       f"first: {dict(bad[0])}")
         elif chk.p is not None and k > n * chk.p + 3 * math.sqrt(n * chk.p * (1 - chk.p)) + 1:
             out.append(f"{chk.bound} (probability bound, p = {chk.p:g}) < {chk.empirical} on {k} "
-                       f"of {n} rows, more than p allows; first: {dict(first)}")
+                       f"of {n} rows, more than p allows; first: {dict(bad[0])}")
     return out
 
 
