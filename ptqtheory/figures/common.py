@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -152,9 +153,7 @@ def _cell(v):
 def write_csv(path: Path, rows: Sequence[dict]) -> Path:
     """Write ``rows`` (dicts; columns in first-seen order) as CSV, atomically, floats in full
     precision (``repr``)."""
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
     for c in columns:
         if not c.isascii() or "," in c:
             raise ValueError(f"CSV column names must be plain ASCII without commas; got {c!r}")
@@ -173,13 +172,8 @@ def save(fig, out_dir: Path, stem: str, rows: Sequence[dict]) -> dict[str, Path]
     """Save ``fig`` as ``stem.pdf`` (vector) and ``stem.png`` (300 dpi) and ``rows`` as
     ``stem.csv`` in ``out_dir``, each atomically. Call inside :func:`style.context`."""
     out_dir = Path(out_dir)
-    paths = {}
-    for ext in ("pdf", "png"):
-
-        def write(tmp: str, ext: str = ext) -> None:
-            fig.savefig(tmp, format=ext, metadata=_METADATA[ext])
-
-        paths[ext] = atomic_write(out_dir / f"{stem}.{ext}", write)
+    paths = {ext: atomic_write(out_dir / f"{stem}.{ext}", partial(fig.savefig, format=ext, metadata=meta))
+             for ext, meta in _METADATA.items()}
     paths["csv"] = write_csv(out_dir / f"{stem}.csv", rows)
     return paths
 
