@@ -138,7 +138,5 @@ def calibration_batches(tokenizer, *, tokens: int, seq_len: int = 512, batch_siz
     if vocab_size is not None and top >= vocab_size:
         raise ValueError(f"the tokenizer produced token id {top} but the model's vocab_size is "
                          f"{vocab_size}: tokenizer and model do not match")
-    batches = _batches(seqs, batch_size, device)
-    desc.update(tokens=sum(len(s) for s in seqs), sequences=len(seqs),
-                seq_len=len(seqs[0]) if seqs else 0)
-    return batches, desc
+    desc.update(tokens=sum(len(s) for s in seqs), sequences=len(seqs), seq_len=len(seqs[0]) if seqs else 0)
+    return _batches(seqs, batch_size, device), desc
