@@ -24,7 +24,7 @@ import numpy as np
 
 from ._validate import as_matrix, check_bool, check_lam, check_positive_int, is_exact
 
-__all__ = ["Accumulator", "Damping", "gram", "hessian", "resolve_lam"]  # _gram: the unchecked form
+__all__ = ["Accumulator", "Damping", "gram", "hessian", "resolve_lam"]
 
 
 KINDS = ("absolute", "percdamp", "lambda_max")

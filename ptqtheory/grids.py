@@ -92,8 +92,7 @@ class MinMax:
         :math:`\delta = 2m/maxq`, :math:`z = 2^{b-1}`. A row of zeros uses :math:`m_\pm = \pm 1`
         as GPTQ does. Unlike GPTQ, the symmetric grid always spans :math:`[-m, m]`: GPTQ keeps
         :math:`m_- = 0` for a row without negative entries and then clips half of that row.
-        ``block`` may be a numpy array or a torch tensor (the fit then stays on its device): the
-        formulas are written once over :mod:`ptqtheory.backend`.
+        ``block`` may be a numpy array or a torch tensor (the fit stays on its device).
         """
         nx = get_backend(block)
         maxq = 2**self.bits - 1
@@ -410,9 +409,7 @@ class Grid:
     @property
     def bounded(self) -> bool:
         """True when some entry has a finite range (clipping is possible)."""
-        return bool(np.any(np.isfinite(np.asarray(self._lo, float)))) or bool(
-            np.any(np.isfinite(np.asarray(self._hi, float)))
-        )
+        return any(bool(np.any(np.isfinite(np.asarray(a, float)))) for a in (self._lo, self._hi))
 
     @property
     def refits_groups(self) -> bool:
@@ -470,9 +467,8 @@ class Grid:
 
 
 def _checked_rounding(x, delta, zero, lo, hi, u=None, stochastic: bool = False):
-    """:func:`round_nearest`, or :func:`round_stochastic` when ``stochastic``: the checks (real finite
-    arrays that broadcast together, steps > 0 inside the range R1, integer ends (or +-inf) with
-    ``lo <= hi``, codes inside R2), the rounding, then R2 on the codes used."""
+    """:func:`round_nearest`, or :func:`round_stochastic` when ``stochastic``: the checks, the rounding,
+    then R2 on the codes used."""
     xa = _as_array("x", x)
     d = _as_array("delta", delta)
     z = _as_array("zero", zero)
@@ -515,7 +511,8 @@ def round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
 
     All arguments broadcast together (numpy rules); ``lo``/``hi`` may be ``-inf``/``inf``.
     Returns ``(q, clipped)``. Exact inputs stay exact. Every argument is checked first
-    (``ValueError``/``TypeError`` naming it), including the code range of float64 (R2 of
+    (``ValueError``/``TypeError`` naming it): real finite arrays, steps > 0 inside the range R1,
+    integer ends (or +-inf) with ``lo <= hi``, codes inside the range float64 rounds exactly (R2 of
     :mod:`ptqtheory.tolerances`).
     """
     return _checked_rounding(x, delta, zero, lo, hi)

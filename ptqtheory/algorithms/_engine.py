@@ -106,7 +106,6 @@ def setup(
         if exact or (isinstance(lam, Damping) and lam.needs_gram):
             gram_X = _gram(Xa)
         gram_diag = np.diag(gram_X) if gram_X is not None else np.einsum("ij,ij->j", Xa, Xa)
-        # lambda_max reads the whole X^T X (formed above when it is needed); the others its diagonal.
         lam_abs, damping = resolve_lam(lam, gram_X if gram_X is not None else gram_diag, exact)
         gram_diag = np.asarray(gram_diag, float)
     H_for_order = None
@@ -138,7 +137,7 @@ def _factor(s: Setup, damping: Damping | None, what: str, keep_qr: bool = False)
 
     Exact runs factor the formed ``H`` (kept as ``s.Hp``); float runs factor from the data by QR.
     """
-    # None only if X was not given, which nothing checks before this (src.shape then fails as before).
+    # None only without X, which nothing checks before this: src.shape then fails.
     src = cast(np.ndarray, s.Xtp if what == "Ht" else s.Xp)
     N = src.shape[1]
     G0 = _gram(src) if s.exact else None
