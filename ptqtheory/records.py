@@ -168,7 +168,7 @@ class Run:
             assert self.inner is not None  # mapped_back sets inner together with transform
             return self.inner.codes
         Q = _numpy(self.Q)
-        if isinstance(self.grid, Alphabet):  # the index of each value in the alphabet
+        if isinstance(self.grid, Alphabet):
             return self.grid.index(Q).reshape(np.shape(Q))
         n, N = np.atleast_2d(Q).shape
         delta, zero, _, _ = self.grid.expand(n, N)
