@@ -1,10 +1,9 @@
-"""The numpy and exact backend of the engine: input checks, permutation, factorization, the record.
+"""The numpy and exact backend of the engine (:mod:`ptqtheory.engine`, which holds the sweeps).
 
-The algorithms run in *processing order*: :func:`setup` permutes the columns of ``W``, ``X`` (``Xt``)
-and the statistics by ``order`` and factors ``H`` (QR of the data in float64, sympy in exact mode);
-:func:`finish` undoes it and builds the :class:`~ptqtheory.Run`. The column sweeps themselves are
-the shared engine (:mod:`ptqtheory.engine`); the paper iteration A2 (:func:`optq_iteration`) stays
-here as the readable numpy/exact reference.
+:func:`setup` checks the inputs, permutes the columns of ``W``, ``X`` (``Xt``) and the statistics by
+``order`` and factors ``H`` (QR of the data in float64, sympy in exact mode); :func:`finish` undoes it
+and builds the :class:`~ptqtheory.Run`. The paper iteration A2 (:func:`optq_iteration`) stays here as
+the readable numpy/exact reference.
 """
 
 from __future__ import annotations
