@@ -441,9 +441,8 @@ class RunContext:
             return float(np.linalg.cond(Hp))
         F = self.factorization
         Lrev = (F.U1 * np.sqrt(F.D)[None, :])[::-1, ::-1]  # J H J = Lrev Lrev^T
-        rcond, info = scipy.linalg.lapack.dpocon(
-            np.asfortranarray(Lrev), float(np.abs(Hp).sum(0).max()), uplo="L"
-        )
+        rcond, info = scipy.linalg.lapack.dpocon(np.asfortranarray(Lrev), float(np.abs(Hp).sum(0).max()),
+                                                 uplo="L")
         return float("inf") if info != 0 or rcond == 0 else float(1.0 / rcond)
 
     def pivot_forms(self, full: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -454,8 +453,7 @@ class RunContext:
         D = self.factorization.D
         N = D.shape[0]
         Xhp, Hp = self.Xfh, self.Hf_p
-        D_proj = _linalg.zeros_like(D)
-        D_inv = _linalg.zeros_like(D)
+        D_proj, D_inv = _linalg.zeros_like(D), _linalg.zeros_like(D)
         for t in range(N):
             c = _linalg.lstsq(Xhp[:, t + 1 :], Xhp[:, t])
             r = Xhp[:, t] - (_linalg.dot(Xhp[:, t + 1 :], c) if t + 1 < N else 0)

@@ -1,10 +1,10 @@
-"""The public algorithms: one signature each, the backend picked from the inputs' types.
+"""The public algorithms and ``certify``, the backend picked from the inputs' types (the run's).
 
-Each algorithm has one signature and one docstring, those of its numpy reference
-(:mod:`ptqtheory.algorithms`); :func:`public` wraps the reference so that torch tensors (or a
+Each algorithm has the signature and docstring of its numpy reference (:mod:`ptqtheory.algorithms`);
+:func:`public` wraps the reference so that torch tensors (or a
 :class:`~ptqtheory.torch_backend.TorchAccumulator`) go to :mod:`ptqtheory.torch_backend` instead,
-with every argument (defaults applied) forwarded by keyword. The defaults are therefore the same for
-both backends. numpy next to torch in one call is refused by the torch backend with a ``TypeError``
+with every argument (defaults applied) forwarded by keyword, so both backends share the defaults.
+numpy next to torch in one call is refused by the torch backend with a ``TypeError``
 naming the input. The torch-only options are keyword-only: ``factor_dtype`` (precision of the
 factorization of :math:`H`; ``None`` means float64) and ``allow_tf32`` (TF32 products on CUDA during
 the call); the numpy backend refuses any other value.
@@ -51,8 +51,6 @@ def public(reference: Callable[P, Run], inputs: tuple[str, ...]) -> Callable[P, 
 
 def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None = None,
             bounds: bool = True, *, samples=None) -> Certificate:
-    # The backend of the certificate is the run's: a torch run is certified on its device from float64
-    # statistics (ptqtheory.torch_backend.certify), a numpy run from the data held whole.
     if isinstance(run, Run) and run.backend == "torch":
         from .torch_backend.certify import certify as on_device
 

@@ -8,10 +8,8 @@ implementation from the arrays' type:
   ``sympy.Rational`` (exact mode), where numpy's ``@`` does not work and ``floor`` must stay exact;
 * :class:`TorchBackend`: tensors on any device, with in-place BLAS updates (``addr_``, ``addmm_``).
 
-Each operation is written so that a backend reproduces the arithmetic the code did before it was
-shared, operation for operation: in float64, torch and numpy give the same bits.
-
-The operations are listed on :class:`Backend`.
+Both backends do the same arithmetic, operation for operation: in float64, torch and numpy give the
+same bits.
 """
 
 from __future__ import annotations

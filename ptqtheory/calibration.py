@@ -8,9 +8,6 @@ every convention is converted to the absolute :math:`\lambda` explicitly and the
   GPTQ scales its Hessian by :math:`2/m` and adds :math:`p\cdot\operatorname{mean}\operatorname{diag}`
   of the *scaled* matrix; scaling back by :math:`m/2` gives the same :math:`\lambda` here;
 * ``alpha * lambda_max``: :math:`\lambda = \alpha\,\lambda_{\max}(X^T X)` (a Brevitas convention).
-
-Statistics are accumulated in float64 from batches, so a layer's inputs never need to be held at
-once (``Accumulator``).
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ import numpy as np
 
 from ._validate import as_matrix, check_bool, check_lam, check_positive_int, is_exact
 
-__all__ = ["Accumulator", "Damping", "gram", "hessian", "resolve_lam"]  # _gram: the unchecked form
+__all__ = ["Accumulator", "Damping", "gram", "hessian", "resolve_lam"]
 
 
 KINDS = ("absolute", "percdamp", "lambda_max")

@@ -98,9 +98,8 @@ def certify_numpy(
         cert = certify_numpy(inner, Xv, Xtv, p, full_pivot_check, bounds)
         return Certificate(**{**cert.__dict__, "transformed": True})
 
-    # The run's own factorization is reused when the identity needs only the pivots: I1 below checks
-    # it against H formed from X, and I2/I3 compare its pivots with the error measured on X. A run
-    # whose identity reads w_LS (Qronos) is refitted from a QR of the data, which gives the pivots too.
+    # The run's factorization is reused (I1 checks it against H formed from X) unless the identity
+    # reads w_LS (Qronos): the refit's QR of the data gives the pivots too.
     row = entry(run.algorithm)
     reuse = run.pivots if row.factor is not None and not row.least_squares else None
     ctx = RunContext.build(run, X, Xt, piv=reuse)

@@ -59,13 +59,9 @@ class Rounder:
                  clipped):
         self.delta, self.zero, self.lo, self.hi = delta, zero, lo, hi
         self.rule = rule
-        self.group_size: int | None = None
-        if refits_groups:
-            assert rule is not None  # Grid.refits_groups holds only with a rule that has a group size
-            self.group_size = rule.group_size
-        self.rounding = rounding
-        self.u = u
-        self.clipped = clipped
+        # Grid.refits_groups holds only with a rule that has a group size
+        self.group_size: int | None = rule.group_size if refits_groups and rule is not None else None
+        self.rounding, self.u, self.clipped = rounding, u, clipped
 
     def group_start(self, t: int) -> bool:
         return self.group_size is not None and t % self.group_size == 0
@@ -226,7 +222,7 @@ def check_finite_run(x, q, eta, delta, zero, order, algorithm: str, precision="f
                 "on an ill-conditioned H feed back). Fix: damp H (lam > 0, e.g. "
                 "pt.Damping.percdamp(0.01)), widen the grid (more bits) so nothing clips, or use float64"
             )
-    if delta is None:  # an alphabet: no step, no codes; x, q and eta finite is all there is to check
+    if delta is None:
         return
     check_steps(delta, precision, name=f"{algorithm}: a refitted min-max grid step")
     check_codes(q, delta, zero, precision, what=where)
@@ -301,7 +297,7 @@ def rtn_run(s, grid, finish):
     """A1 on a backend's setup ``s``: every entry rounded at once on the grid as fitted (no refit)."""
     s.grid = grid.frozen()
     rounder = s.rounder()
-    q = rounder(slice(None), s.Wp)  # no feedback: every column at once
+    q = rounder(slice(None), s.Wp)
     run = finish(s, Trace(x=get_backend(s.Wp).copy(s.Wp), q=q, eta=s.Wp - q), rounder, "rtn", "reference")
     run.grid.rule = grid.rule
     return run

@@ -102,11 +102,8 @@ def singular_message(H: np.ndarray, lam, what: str, detail: str, columns=None) -
     if columns is not None:  # H is in processing order: report the caller's column indices
         dead = np.sort(np.asarray(columns)[dead])
     mean_diag = float(np.mean(gram_diag)) if N else 0.0
-    parts = [
-        f"{what} = {'Xt^T Xt' if what == 'Ht' else 'X^T X'} + lam*I is singular or numerically singular "
-        f"with lam = {float(lam):g} "
-        f"({detail}).",
-    ]
+    parts = [f"{what} = {'Xt^T Xt' if what == 'Ht' else 'X^T X'} + lam*I is singular or numerically singular "
+             f"with lam = {float(lam):g} ({detail})."]
     if dead.size:
         shown = ", ".join(str(int(j)) for j in dead[:10])
         more = "" if dead.size <= 10 else f" (+{dead.size - 10} more)"
@@ -128,13 +125,8 @@ def check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None, p
     tiny = singular_threshold(N, scale, precision)
     t = int(np.argmin(D))
     if not D[t] > tiny:
-        raise SingularHessianError(
-            singular_message(
-                H, lam, what,
-                f"pivot D_t = {D[t]:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}",
-                columns,
-            )
-        )
+        raise SingularHessianError(singular_message(
+            H, lam, what, f"pivot D_t = {D[t]:.3g} at step {t} is below N*eps*max(diag) = {tiny:.3g}", columns))
 
 
 @dataclass(frozen=True, eq=False)

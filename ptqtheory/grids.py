@@ -24,7 +24,7 @@ import numpy as np
 from ._validate import _as_array, as_weights, check_bool, check_choice, check_positive_int, check_seed, is_exact
 from .backend import get_backend
 from .random import uniforms
-from .tolerances import max_bits, max_code, precision_name, step_range
+from .tolerances import _HOMOGENEOUS, max_bits, max_code, precision_name, step_range
 
 __all__ = ["Grid", "MinMax", "quantize_nearest", "quantize_stochastic", "round_nearest", "round_stochastic"]
 
@@ -92,8 +92,7 @@ class MinMax:
         :math:`\delta = 2m/maxq`, :math:`z = 2^{b-1}`. A row of zeros uses :math:`m_\pm = \pm 1`
         as GPTQ does. Unlike GPTQ, the symmetric grid always spans :math:`[-m, m]`: GPTQ keeps
         :math:`m_- = 0` for a row without negative entries and then clips half of that row.
-        ``block`` may be a numpy array or a torch tensor (the fit then stays on its device): the
-        formulas are written once over :mod:`ptqtheory.backend`.
+        ``block`` may be a numpy array or a torch tensor (the fit stays on its device).
         """
         nx = get_backend(block)
         maxq = 2**self.bits - 1
@@ -159,7 +158,7 @@ def check_steps(delta, precision="float64", name: str = "grid delta") -> None:
     d = np.asarray(delta, dtype=float)
     lo, hi = step_range(precision)
     small, large = float(np.min(d)), float(np.max(d))
-    fix = "scale W and the grid step by the same power of two, 2.0**k: Q scales by exactly 2.0**k"
+    fix = _HOMOGENEOUS["W"]
     pname = precision_name(precision)
     if small < lo:
         sub = "; it is subnormal" if small < np.finfo(pname).tiny else ""
@@ -187,14 +186,13 @@ def check_normal_steps(delta, precision="float64", name: str = "grid delta") -> 
         raise ValueError(
             f"{name} must be a normal {pname} number (>= {np.finfo(pname).tiny:.3g}); got min delta = "
             f"{small:.4g}, which is subnormal: x/delta overflows and delta (k - z) loses its relative "
-            "precision. Fix: scale W and the grid step by the same power of two, 2.0**k"
+            f"precision. Fix: {_HOMOGENEOUS['W']}"
         )
     top = float(np.finfo(pname).max) / max_code(pname)
     if large > top:
         raise ValueError(
             f"{name} is too large for {pname}: max delta = {large:.4g} exceeds {top:.3g}, beyond which "
-            "delta (k - z) overflows for codes float64 rounds exactly. Fix: scale W and the grid step "
-            "by the same power of two, 2.0**k"
+            f"delta (k - z) overflows for codes float64 rounds exactly. Fix: {_HOMOGENEOUS['W']}"
         )
 
 
@@ -355,12 +353,11 @@ class Grid:
 
         Notes
         -----
-        The grid's arrays are fitted to ``W`` in its own column order. Algorithms that move the
-        weights (OPTQ, LDLQ, Qronos) *refit* each group from the current weights when they reach
-        the group's first column, as GPTQ does; groups are then contiguous in *processing* order
-        (with act-order they are not contiguous in the original order). The grid actually used for
-        every entry is stored in the run record (``run.grid``). Call :meth:`frozen` to keep the
-        groups fitted here instead. RTN and GPFQ use the arrays fitted here.
+        The arrays are fitted to ``W`` in its column order. OPTQ, LDLQ and Qronos, which move the
+        weights, *refit* each group from the current weights at its first column, as GPTQ does, so
+        groups are contiguous in *processing* order (with act-order, not in the original order).
+        RTN, GPFQ and a :meth:`frozen` grid use the arrays fitted here. ``run.grid`` records the
+        grid each entry used.
         """
         rule = MinMax.of(bits, sym, group_size)
         delta, zero = rule.fit_all(np.asarray(as_weights(W)[0], dtype=float))
@@ -410,9 +407,7 @@ class Grid:
     @property
     def bounded(self) -> bool:
         """True when some entry has a finite range (clipping is possible)."""
-        return bool(np.any(np.isfinite(np.asarray(self._lo, float)))) or bool(
-            np.any(np.isfinite(np.asarray(self._hi, float)))
-        )
+        return any(bool(np.any(np.isfinite(np.asarray(a, float)))) for a in (self._lo, self._hi))
 
     @property
     def refits_groups(self) -> bool:
@@ -470,9 +465,8 @@ class Grid:
 
 
 def _checked_rounding(x, delta, zero, lo, hi, u=None, stochastic: bool = False):
-    """:func:`round_nearest`, or :func:`round_stochastic` when ``stochastic``: the checks (real finite
-    arrays that broadcast together, steps > 0 inside the range R1, integer ends (or +-inf) with
-    ``lo <= hi``, codes inside R2), the rounding, then R2 on the codes used."""
+    """:func:`round_nearest`, or :func:`round_stochastic` when ``stochastic``: the checks, the rounding,
+    then R2 on the codes used."""
     xa = _as_array("x", x)
     d = _as_array("delta", delta)
     z = _as_array("zero", zero)
@@ -515,7 +509,8 @@ def round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
 
     All arguments broadcast together (numpy rules); ``lo``/``hi`` may be ``-inf``/``inf``.
     Returns ``(q, clipped)``. Exact inputs stay exact. Every argument is checked first
-    (``ValueError``/``TypeError`` naming it), including the code range of float64 (R2 of
+    (``ValueError``/``TypeError`` naming it): real finite arrays, steps > 0 inside the range R1,
+    integer ends (or +-inf) with ``lo <= hi``, codes inside the range float64 rounds exactly (R2 of
     :mod:`ptqtheory.tolerances`).
     """
     return _checked_rounding(x, delta, zero, lo, hi)

@@ -383,8 +383,7 @@ def i6(ctx: RunContext) -> IdentityCheck:
     """
     lhs, dist = ctx.gpfq_sides
     rhs = np.sqrt(np.asarray(ctx.err_sq, float))
-    den = np.maximum(lhs, rhs)
-    gap = np.where(den > 0, dist / np.where(den > 0, den, 1.0), 0.0)
+    gap = _ratio(dist, np.maximum(lhs, rhs))
     xt_norm = float(np.sqrt(max(float(np.sum(ctx.xf_col_sq)), 0.0)))
     atol = gpfq_allowance(ctx.eps, ctx.shape[1], ctx.x_norm, np.linalg.norm(np.asarray(ctx.W, float), axis=1),
                           xt_norm, np.linalg.norm(np.asarray(ctx.Q, float), axis=1))

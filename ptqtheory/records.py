@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -140,9 +141,7 @@ class Run:
     notes: tuple[str, ...] = field(default_factory=tuple)
     device: str | None = None
     tf32: bool | None = None
-    # Pivots (numpy runs) or TorchPivots (torch runs), each read by its own backend's certificate.
     pivots: Any = field(default=None, repr=False)
-    # The torch backend's TorchAccumulator (the core does not know the torch backend, so Any here).
     stats: Any = field(default=None, repr=False)
 
     def mapped_back(self, W, Q, vector: bool, seed, transform: Transform) -> Run:
@@ -152,13 +151,10 @@ class Run:
         def shaped(a):
             return a[0] if vector else a
 
-        return Run(
-            algorithm=self.algorithm, variant=self.variant, W=shaped(W), Q=shaped(Q), eta=shaped(self.eta),
-            x=shaped(self.x), clipped=shaped(self.clipped), order=self.order, grid=self.grid, lam=self.lam,
-            rounding=self.rounding, seed=seed, damping=self.damping, block_size=self.block_size,
-            method=self.method, inner=self, transform=transform, notes=self.notes, precision=self.precision,
-            backend=self.backend, device=self.device, tf32=self.tf32,
-        )
+        return dataclasses.replace(
+            self, W=shaped(W), Q=shaped(Q), eta=shaped(self.eta), x=shaped(self.x),
+            clipped=shaped(self.clipped), seed=seed, inner=self, transform=transform,
+            w_ls=None, start=None, residual=None, pivots=None, stats=None)
 
     @property
     def codes(self) -> np.ndarray:
@@ -172,7 +168,7 @@ class Run:
             assert self.inner is not None  # mapped_back sets inner together with transform
             return self.inner.codes
         Q = _numpy(self.Q)
-        if isinstance(self.grid, Alphabet):  # the index of each value in the alphabet
+        if isinstance(self.grid, Alphabet):
             return self.grid.index(Q).reshape(np.shape(Q))
         n, N = np.atleast_2d(Q).shape
         delta, zero, _, _ = self.grid.expand(n, N)

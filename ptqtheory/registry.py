@@ -1,7 +1,7 @@
 r"""One table: for each algorithm, the data it reads, the matrix it factors, its identity and its bounds.
 
-Everything that used to branch on algorithm names (the context, the identities, the bounds, the numpy
-and torch certificates) reads this table instead, so adding an algorithm is one row here.
+The context, the identities, the bounds and the numpy and torch certificates read this table rather
+than branch on algorithm names: adding an algorithm is one row here.
 
 ==========  ========  ======  =====================  ==========================  ===================
 algorithm   data      factor  identity (variant)     bounds, nearest             bounds, stochastic

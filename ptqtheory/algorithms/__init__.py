@@ -1,8 +1,6 @@
-"""The algorithms A1-A5 of THEORY.md: numpy and exact references, one module each.
-
-The names exported here are the public functions (:func:`ptqtheory.api.public`): the signature and
-docstring of the reference, the backend picked from the inputs' types. The references themselves
-are the functions of the submodules (``ptqtheory.algorithms.optq.optq`` ...).
+"""The algorithms A1-A5 of THEORY.md: numpy and exact references, one module each
+(``ptqtheory.algorithms.optq.optq`` ...); the names exported here are their public forms
+(:func:`ptqtheory.api.public`).
 """
 
 from ..api import public

@@ -1,10 +1,9 @@
-"""The numpy and exact backend of the engine: input checks, permutation, factorization, the record.
+"""The numpy and exact backend of the engine (:mod:`ptqtheory.engine`, which holds the sweeps).
 
-The algorithms run in *processing order*: :func:`setup` permutes the columns of ``W``, ``X`` (``Xt``)
-and the statistics by ``order`` and factors ``H`` (QR of the data in float64, sympy in exact mode);
-:func:`finish` undoes it and builds the :class:`~ptqtheory.Run`. The column sweeps themselves are
-the shared engine (:mod:`ptqtheory.engine`); the paper iteration A2 (:func:`optq_iteration`) stays
-here as the readable numpy/exact reference.
+:func:`setup` checks the inputs, permutes the columns of ``W``, ``X`` (``Xt``) and the statistics by
+``order`` and factors ``H`` (QR of the data in float64, sympy in exact mode); :func:`finish` undoes it
+and builds the :class:`~ptqtheory.Run`. The paper iteration A2 (:func:`optq_iteration`) stays here as
+the readable numpy/exact reference.
 """
 
 from __future__ import annotations
@@ -106,7 +105,6 @@ def setup(
         if exact or (isinstance(lam, Damping) and lam.needs_gram):
             gram_X = _gram(Xa)
         gram_diag = np.diag(gram_X) if gram_X is not None else np.einsum("ij,ij->j", Xa, Xa)
-        # lambda_max reads the whole X^T X (formed above when it is needed); the others its diagonal.
         lam_abs, damping = resolve_lam(lam, gram_X if gram_X is not None else gram_diag, exact)
         gram_diag = np.asarray(gram_diag, float)
     H_for_order = None
@@ -138,7 +136,7 @@ def _factor(s: Setup, damping: Damping | None, what: str, keep_qr: bool = False)
 
     Exact runs factor the formed ``H`` (kept as ``s.Hp``); float runs factor from the data by QR.
     """
-    # None only if X was not given, which nothing checks before this (src.shape then fails as before).
+    # None only without X, which nothing checks before this: src.shape then fails.
     src = cast(np.ndarray, s.Xtp if what == "Ht" else s.Xp)
     N = src.shape[1]
     G0 = _gram(src) if s.exact else None

@@ -55,7 +55,7 @@ def gpfq(
     if Xt is None:
         raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
     s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None)
-    # None only if X was not given, which nothing checks before this (sq_norms then fails as before).
+    # None only without X, which nothing checks before this: sq_norms then fails.
     X_, Xt_ = cast(np.ndarray, s.Xp), cast(np.ndarray, s.Xtp)
     norms = _linalg.sq_norms(Xt_, axis=0)
     alive = [bool(v > 0) for v in norms]

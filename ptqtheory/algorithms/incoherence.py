@@ -78,5 +78,4 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | Alphabet | N
         grid = Grid.minmax(Wt, grid.rule.bits, grid.rule.sym, grid.rule.group_size)
     inner = fn(Wt, Xv, grid=grid, seed=seed, **kwargs)
     Q = U.T @ inner.Q @ V
-
     return inner.mapped_back(Wa, Q, vector, seed, Transform(kind=kind, U=U, V=V))

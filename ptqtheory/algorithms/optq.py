@@ -41,8 +41,7 @@ def optq(
     lam : float or Damping
         Damping :math:`\lambda \ge 0` (absolute), or a :class:`~ptqtheory.Damping` convention.
     grid : Grid
-        Required. A min-max grid with groups is refitted from the current weights at the first
-        column of each group (groups contiguous in processing order); see :meth:`Grid.minmax`.
+        Required. A min-max grid's groups are refitted as the run reaches them (:meth:`Grid.minmax`).
     rounding : {"nearest", "stochastic"}
         ``"stochastic"`` is A2s and needs ``seed``.
     order : {"natural", "decreasing_norm", "increasing_norm", "min_pivot", "random"} or array_like
