@@ -144,7 +144,7 @@ def parse_settings(text: str) -> tuple[Config, ...]:
 
 
 def _load(plan: Plan):
-    """``(model, tokenizer, blocks, forward)`` in float32, in eval mode."""
+    """``(model, tokenizer, blocks, forward, calibration batches on the CPU)``, model in float32, eval mode."""
     from . import hf
 
     if plan.model == "minilm":
@@ -152,11 +152,13 @@ def _load(plan: Plan):
 
         model, tok = minilm.load()
         blocks = [(f"encoder.layer.{i}", layer) for i, layer in enumerate(model.encoder.layer)]
-        return model, tok, blocks, minilm.forward
+        return model, tok, blocks, minilm.forward, minilm.batches(tok, plan.calibration, max_length=128,
+                                                                  batch_size=8)
     from . import smollm2
 
     model, tok = smollm2.load()
-    return model, tok, hf.decoder_blocks(model), hf.forward
+    return (model, tok, hf.decoder_blocks(model), hf.forward,
+            hf._batches(plan.calibration, plan.batch_size, "cpu"))
 
 
 def _minilm_data(text: str | None, tokens: int, heldout: int) -> tuple[list[str], list[str], int]:
@@ -192,17 +194,6 @@ def _smollm2_data(text: str | None, tokens: int, seq_len: int, eval_windows: int
     return cal.tolist(), ev.tolist(), split
 
 
-def _batches(plan: Plan, tok, device):
-    """The calibration batches for the model's forward pass (``tok``: the model's tokenizer)."""
-    if plan.model == "minilm":
-        from . import minilm
-
-        return minilm.batches(tok, plan.calibration, max_length=128, batch_size=8)
-    from .hf import _batches as token_batches
-
-    return token_batches(plan.calibration, plan.batch_size, device)
-
-
 def _quality(plan: Plan, model, tok, device) -> dict:
     """MiniLM: sentence embeddings of the held-out text; SmolLM2: held-out perplexity."""
     import torch
@@ -228,14 +219,13 @@ def _setting_job(args: tuple[Plan, Config | None]) -> dict:
 
     plan, cfg = args
     torch.manual_seed(plan.seed)
-    model, tok, blocks, forward = _load(plan)
+    model, tok, blocks, forward, cal = _load(plan)
     device = torch.device(plan.device)
     if cfg is None:
         model.to(device)
         t0 = time.perf_counter()
         q = _quality(plan, model, tok, device)
         return {"config": "float", "seconds": time.perf_counter() - t0, **q}
-    cal = _batches(plan, tok, "cpu")
     kw = {} if plan.backend == "numpy" else {"device": device, "dtype": getattr(torch, plan.dtype)}
     if device.type != "cpu":
         model.to(device)
@@ -307,17 +297,15 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
             out[i] = res
             on_result(res)
         pool.close()
-        pool.join()
         return out
     except BaseException:  # Ctrl-C or a failed worker: no orphaned worker, no partial report
         pool.terminate()
-        pool.join()
         raise
     finally:
+        pool.join()
         for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
+            os.environ.pop(k, None)
+            if v is not None:
                 os.environ[k] = v
 
 
