@@ -410,10 +410,8 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
             raise ValidateError(str(exc) if str(exc).startswith("--text") else f"--text {text}: {exc}") from exc
         if not cal or not held:
             raise ValidateError("the text gave no calibration or no held-out paragraph; pass a longer --text")
-        source = text or "Python standard library docstrings"
-        data: dict[str, Any] = {"calibration": {"source": source, "tokens": n_tokens},
-                                "heldout_paragraphs": len(held)}
-        fallback_note = None
+        data: dict[str, Any] = {"calibration": {"source": text or "Python standard library docstrings",
+                                                "tokens": n_tokens}, "heldout_paragraphs": len(held)}
     else:
         from . import smollm2
 
@@ -424,7 +422,6 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
         data = {"text": split.source, "text_fallback": split.fallback,
                 "calibration": {"tokens": sum(map(len, cal)), "windows": len(cal), "seq_len": seq_len},
                 "evaluation": {"windows": len(held), "seq_len": eval_seq_len or seq_len}}
-        fallback_note = split.source if split.fallback else None
     dtype = "float64" if device == "cpu" else "float32"
     precision = ("float64 numpy reference" if backend == "numpy"
                  else f"torch {dtype} on {device}, float64 statistics")
@@ -440,8 +437,8 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
         print("note: SmolLM2's block weights already lie on a 4-bit grid with groups of 32 (GGUF Q4_1): "
               "4-bit with groups of 32 would be lossless; these settings use per-channel grids and groups "
               "of 128", file=sys.stderr, flush=True)
-    if fallback_note:
-        print(f"note: {fallback_note}", file=sys.stderr, flush=True)
+    if data.get("text_fallback"):
+        print(f"note: {data['text']}", file=sys.stderr, flush=True)
     from tqdm import tqdm
 
     with tqdm(total=len(jobs), desc="validate", unit="job", file=sys.stderr, dynamic_ncols=True) as bar:
