@@ -223,10 +223,8 @@ class BlockSource(Protocol):
 
 
 class ModelBlocks:
-    """A :class:`BlockSource` over a model held in memory: the blocks are quantized in place.
-
-    ``load`` moves a block to the work device when it lives elsewhere, and ``release`` moves it back.
-    """
+    """A :class:`BlockSource` over a model held in memory, quantized in place: ``load`` moves a block to
+    the work device when it lives elsewhere, ``release`` moves it back."""
 
     def __init__(self, model: torch.nn.Module, blocks: Sequence[tuple[str, torch.nn.Module]]):
         if not blocks:
