@@ -1,22 +1,19 @@
 r"""Layer-wise PTQ of a whole model, one block at a time, with a certificate for every row.
 
-This is the block loop of the GPTQ reference implementation, carried over to every algorithm of the
-package and to certificates:
+The block loop of GPTQ's reference implementation, for every algorithm here and with certificates:
 
 1. The model's prefix (embeddings, rotary position embeddings, masks: whatever it computes before its
    first block) runs **once** per calibration batch; a pre-hook on block 0 keeps the block's inputs
    (hidden states and keyword arguments) and stops the pass (:func:`capture_block_inputs`).
 2. For each block ``b`` in forward order: the block is loaded onto the work device
-   (:class:`BlockSource`), its ``nn.Linear`` layers are grouped by the input tensor they read
-   (q/k/v; o; gate/up; down; found by one call of the block, :func:`discover_groups`), and the groups
-   are quantized **in call order**: each group's inputs are computed by running the block on its
-   cached inputs until the group's first layer is reached, so a later group sees inputs computed with
-   the block's already quantized layers. Then the quantized block runs once more on its cached inputs
-   and its outputs become the next block's cached inputs.
-3. Qronos and GPFQ need two streams, the float model's inputs :math:`X` and the quantized model's
-   :math:`\tilde X`. Both are carried, each through its own version of the current block: the float
-   version is a copy of that one block, made when the block is loaded and dropped when it is done
-   (the model is never copied).
+   (:class:`BlockSource`), its ``nn.Linear`` layers are grouped by the input tensor they read (q/k/v;
+   o; gate/up; down; one call of the block, :func:`discover_groups`), and the groups are quantized
+   **in call order**, each on inputs computed by running the block on its cached inputs up to the
+   group's first layer, so a later group sees the block's already quantized layers. Then the quantized
+   block's outputs on its cached inputs become the next block's cached inputs.
+3. Qronos and GPFQ read two streams, the float model's inputs :math:`X` and the quantized model's
+   :math:`\tilde X`, each carried through its own version of the current block: the float one is a
+   copy of that block alone, made when it is loaded and dropped when it is done.
 
 Which data each method reads (THEORY.md notation): RTN (A1) none (its comparison bounds are
 checked on :math:`\tilde X`); OPTQ, stochastic OPTQ (A2', A2s) and LDLQ (A3, A3i)
@@ -42,17 +39,16 @@ the layer keeps :math:`Q_s` as its weight.
 
 Block forward passes (one call of a block on one calibration batch; :attr:`PipelineResult.block_forwards`):
 with :math:`G` groups in a block and :math:`s` streams (1, or 2 for Qronos and GPFQ), a block costs at
-most :math:`s(G + 1)` passes over the calibration batches when the layer inputs are captured, and
-:math:`s(2G + 1)` when statistics are streamed (one more pass per group for the certificate, and
-one more for the per-sample bounds of stochastic runs: :math:`s(3G + 1)`), plus one
-call to discover the groups; so the total grows linearly with depth (for Llama blocks, :math:`G = 4`).
+most :math:`s(G + 1)` passes over the calibration batches with captured layer inputs, :math:`s(2G + 1)`
+with streamed statistics (one more pass per group for the certificate; :math:`s(3G + 1)` with the
+per-sample bounds of stochastic runs), plus one call to discover the groups: linear in depth (Llama
+blocks: :math:`G = 4`).
 
-Backends. ``device=None`` runs the float64 numpy reference on float64 host copies of each group's
-inputs (every bound evaluated). ``device="cpu"`` or ``"cuda"`` runs the torch backend on that device in
-``dtype``: on the inputs captured as float64 tensors (every bound evaluated), or with ``stream=True``
-(the default on CUDA) on float64 statistics accumulated batch by batch, so a group's inputs are never
-held at once, and certified from those statistics plus one more pass over the cached block inputs
-for the empirical errors.
+Backends. ``device=None``: the float64 numpy reference on float64 host copies of each group's inputs.
+``device="cpu"`` or ``"cuda"``: the torch backend on that device in ``dtype``, on the inputs captured as
+float64 tensors (on both, every bound is evaluated) or, with ``stream=True`` (the default on CUDA), on
+float64 statistics accumulated batch by batch (a group's inputs are never held at once), certified from
+those plus one more pass over the cached block inputs for the empirical errors.
 
 Memory (``docs/pipeline.md``; measured against the formula in ``benchmarks/llm_scale.py``): with
 :math:`m` calibration tokens, hidden size :math:`d`, activation element size :math:`a` bytes,
@@ -82,7 +78,7 @@ import torch
 
 from .. import algorithms as alg
 from .. import registry
-from .._validate import is_torch
+from .._validate import check_choice, is_torch
 from ..api import certify
 from ..calibration import Damping
 from ..grids import Grid
@@ -142,8 +138,7 @@ class Config:
     aqas: bool = False
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+        check_choice("method", self.method, METHODS)
         if isinstance(self.bits, bool) or not isinstance(self.bits, int) or self.bits < 1:
             raise ValueError(f"bits must be an integer >= 1; got {self.bits!r}")
         if self.group_size is not None and (isinstance(self.group_size, bool)
@@ -153,9 +148,7 @@ class Config:
             from ..activations import act_levels
 
             act_levels(self.act_bits)  # an integer in [2, 16], or a ValueError naming bits
-        if self.act_granularity not in ACT_GRANULARITIES:
-            raise ValueError(f"act_granularity must be one of {ACT_GRANULARITIES}; "
-                             f"got {self.act_granularity!r}")
+        check_choice("act_granularity", self.act_granularity, ACT_GRANULARITIES)
         if self.alphabet is not None:
             if self.alphabet not in ALPHABETS:
                 raise ValueError(f"alphabet must be None (min-max grid) or one of {ALPHABETS}; got "
@@ -230,10 +223,8 @@ class BlockSource(Protocol):
 
 
 class ModelBlocks:
-    """A :class:`BlockSource` over a model held in memory: the blocks are quantized in place.
-
-    ``load`` moves a block to the work device when it lives elsewhere, and ``release`` moves it back.
-    """
+    """A :class:`BlockSource` over a model held in memory, quantized in place: ``load`` moves a block to
+    the work device when it lives elsewhere, ``release`` moves it back."""
 
     def __init__(self, model: torch.nn.Module, blocks: Sequence[tuple[str, torch.nn.Module]]):
         if not blocks:
@@ -590,8 +581,8 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
 
     The public algorithms pick the backend from the inputs' types (numpy arrays: the float64
     reference; tensors or a torch accumulator: the torch backend), so this is the one dispatch for
-    both. OPTQ, LDLQ and RTN read ``Xt`` (``X`` is not used); Qronos and GPFQ read both; with streamed
-    statistics Qronos reads the mismatch accumulator as ``X`` and ``Xt`` is ``None``.
+    both. What each method reads: module notes; with streamed statistics Qronos reads the mismatch
+    accumulator as ``X`` and ``Xt`` is ``None``.
     """
     grid: Any
     if cfg.alphabet is not None:
@@ -607,8 +598,7 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
         grid = Grid.minmax(W, bits=cfg.bits, sym=cfg.sym, group_size=cfg.group_size)
     spec = registry.method(cfg.method)
     row = spec.entry
-    # The registry row says what the algorithm reads: both streams, or the quantized model's inputs
-    # (as its X), or none (RTN); damping only where a matrix is factored.
+    # (X, Xt) for the two-stream methods, else Xt as the algorithm's X where it factors (RTN: no data).
     data = (X, Xt) if row.uses_xt else ((Xt,) if row.factor else ())
     kw: dict[str, Any] = {"grid": grid}
     if row.factor:
@@ -669,10 +659,8 @@ def _group_data(cfg: Config, backend: _Backend, qblock, fblock, first: str, q_in
         acc = TorchAccumulator(qmod.in_features, backend.device, with_mismatch=uses_x)
         for item in batches():
             acc.update(*item) if uses_x else acc.update(item)
-        # Qronos reads the mismatch statistics as X; OPTQ, LDLQ and RTN read Xt's as their data.
         run_x, run_xt = (acc, None) if uses_x else (None, acc)
-        # The certificate reads the statistics and one more pass for the errors; the per-sample bounds
-        # (B5, B10.sup) of stochastic runs read one more pass, batch by batch.
+        # One more pass for the empirical errors, another for a stochastic run's bounds B5 and B10.sup.
         return run_x, run_xt, lambda run, p: certify(run, batches(), p=p, samples=batches)
     Xt = backend.gather(_captured(qblock, qmod, q_in, counter))
     X = None
@@ -1115,7 +1103,6 @@ def quantize_model(
     for b in range(len(source)):
         name = source.names[b]
         qblock = first if b == 0 else source.load(b, work)
-        # The float version of this one block, kept only while it is processed (Qronos, GPFQ).
         fblock = copy.deepcopy(qblock) if two_streams else qblock
         groups = discover_groups(qblock, q_in, counter)
         act_hooks: dict[str, _ActivationHook] = {}
@@ -1163,10 +1150,9 @@ def quantize_model(
                     layer = group[i]
                     n = weights[i].shape[0]
                     mod = mods[layer]
-                    with torch.no_grad():
-                        mod.weight.copy_(Q[start:start + n].to(device=mod.weight.device,
-                                                               dtype=mod.weight.dtype))
                     rows = slice(start, start + n)
+                    with torch.no_grad():
+                        mod.weight.copy_(Q[rows].to(device=mod.weight.device, dtype=mod.weight.dtype))
                     if on_layer is not None:
                         on_layer(f"{name}.{layer}", run, rows, [f"{name}.{g}" for g in group])
                     summary = summarize_certificate(cert, rows)
@@ -1187,8 +1173,6 @@ def quantize_model(
                 aq.handle.remove()  # the float copy's next group reads its input unscaled
             if progress is not None:
                 progress(f"{cfg.name}: {name}: {', '.join(group)}")
-        # Hand the block's outputs on: the quantized stream through the quantized block, the float
-        # stream through the float copy.
         q_in = q_in.with_hidden(_block_outputs(qblock, q_in, counter))
         if f_in is not None:  # two streams
             f_in = f_in.with_hidden(_block_outputs(fblock, f_in, counter))

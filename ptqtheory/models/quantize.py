@@ -1,12 +1,11 @@
 """``ptqtheory quantize MODEL_DIR``: a Hugging Face causal LM, block by block, with certificates.
 
-The model (safetensors only, :mod:`ptqtheory.models.hf`) is quantized decoder block by decoder
-block with :func:`ptqtheory.models.pipeline.quantize_model` on the torch backend (``--device``,
-working precision ``--dtype``): every ``nn.Linear`` of every block, inputs from the already quantized
-model, one run per group of layers that read the same input (q, k, v; gate, up), every row
-certified (identity I2-I6, I1, and every a-priori bound whose hypotheses held). On CUDA the layer
-statistics are streamed batch by batch (a layer's inputs are never held at once); the per-sample
-bounds are then listed as skipped.
+The model (safetensors only, :mod:`ptqtheory.models.hf`) is quantized in place by
+:func:`ptqtheory.models.pipeline.quantize_model` on the torch backend (``--device``, working precision
+``--dtype``): every ``nn.Linear`` of every decoder block on inputs from the already quantized model, one
+run per group of layers that read one input (q, k, v; gate, up), every row certified (identity I2-I6,
+I1, and every a-priori bound whose hypotheses held). On CUDA the layer statistics are streamed batch by
+batch (a layer's inputs are never held at once); the per-sample bounds are then listed as skipped.
 
 Written to ``--out``: ``model/`` (the quantized model, ``save_pretrained`` in safetensors, plus the
 tokenizer when there is one), ``codes.safetensors`` (per layer the integer grid codes and the step and
@@ -96,12 +95,9 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
                  tokens: int = 8192, text: str | None = None, out: str | Path = "ptqtheory-quantized",
                  p: float = 1e-6, seed: int = 0, random_tokens: int | None = None,
                  seq_len: int = 512, batch_size: int = 4, stream: bool | None = None) -> int:
-    """Quantize, certify, save; print the table; return the exit code (1 = a violation).
-
-    Raises :class:`QuantizeError` for usage errors, before any work. ``dtype`` is the torch
-    backend's working precision (default float64 on CPU, float32 on CUDA); ``stream`` streams the
-    statistics (default on CUDA).
-    """
+    """Quantize, certify, save; print the table; return the exit code (1 = a violation) or raise
+    :class:`QuantizeError`. ``dtype``: the torch backend's working precision (default float64 on CPU,
+    float32 on CUDA); ``stream``: stream the statistics (default on CUDA)."""
     t_start = time.perf_counter()
     if method not in METHODS:
         raise QuantizeError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
@@ -188,7 +184,6 @@ def run_quantize(model_dir: str | Path, method: str, bits: int, group_size: int 
         log(f"group {done[0]}: {msg}")
 
     t0 = time.perf_counter()
-    # The model is quantized in place, block by block (never copied).
     res = quantize_model(ModelBlocks(model, blocks), batches, hf.forward, cfg, lam=Damping.percdamp(percdamp),
                          p=p, seed=seed, progress=progress, device=dev, dtype=work_dtype, stream=streaming,
                          on_layer=on_layer)

