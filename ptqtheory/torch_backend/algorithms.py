@@ -5,8 +5,7 @@ The public functions (:func:`ptqtheory.api.public`) call these with every argume
 signature, by keyword; the parameters are documented there. Results equal the numpy reference up to
 float rounding (bit for bit in float64 for OPTQ). ``X`` may be a tensor ``(m, N)`` or a
 :class:`~ptqtheory.torch_backend.TorchAccumulator` (statistics only); GPFQ needs the tensors.
-``factor_dtype`` (``None``: float64) is the precision of the factorization of :math:`H`, also for
-float32 weights (:math:`L^T` is then cast to the working dtype).
+``factor_dtype``: :mod:`ptqtheory.torch_backend.factor`.
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 
 The working dtype is the dtype of ``W``: float64 or float32 (float16 and bfloat16 weights are widened
 to float32, which is exact). Every check runs on the tensors' device; a failed check raises the same
-kind of error as the numpy reference (``ValueError`` / ``TypeError`` naming the argument).
-
-TF32 (DESIGN.md "Numerics", peer complaint 5): :func:`tf32_guard` turns TF32 off for the duration of
-one call, on CUDA only, and restores the caller's flags in ``finally``; global flags never change.
+kind of error as the numpy reference (``ValueError`` / ``TypeError`` naming the argument). TF32:
+:func:`tf32_guard` (DESIGN.md "Numerics", peer complaint 5).
 """
 
 from __future__ import annotations
@@ -93,11 +91,8 @@ def _float_dtype(name: str, t: torch.Tensor) -> torch.dtype:
 
 
 def as_weights(W) -> tuple[torch.Tensor, bool]:
-    """``(W as an (n, N) tensor in the working dtype, was_vector)``; always a fresh copy.
-
-    The copy matters: callers write ``run.Q`` back into ``layer.weight``; a record aliasing the
-    weights would then lose ``W``.
-    """
+    """``(W as an (n, N) tensor in the working dtype, was_vector)``; always a fresh copy: callers write
+    ``run.Q`` back into ``layer.weight``, and a record aliasing the weights would then lose ``W``."""
     dtype = _float_dtype("W", W)
     vector = check_weight_shape(tuple(W.shape))
     W2 = W[None, :] if vector else W
@@ -136,7 +131,7 @@ def as_data(name: str, X, N: int, device: torch.device, m: int | None = None) ->
 
 @contextmanager
 def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
-    """Run a block with TF32 off (or on, if asked) on CUDA; restore the caller's flags afterwards.
+    """Run a block (one call) with TF32 off (or on, if asked) on CUDA; global flags never change.
 
     Saves ``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32`` and the
     float32 matmul precision, sets both flags to ``allow_tf32`` and restores all three in
@@ -152,11 +147,8 @@ def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
         # torch >= 2.9 announces the deprecation of these flags; their meaning is unchanged.
         warnings.simplefilter("ignore", UserWarning)
         saved = (matmul.allow_tf32, cudnn.allow_tf32, torch.get_float32_matmul_precision())
+        matmul.allow_tf32 = cudnn.allow_tf32 = bool(allow_tf32)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            matmul.allow_tf32 = bool(allow_tf32)
-            cudnn.allow_tf32 = bool(allow_tf32)
         yield bool(allow_tf32)
     finally:
         with warnings.catch_warnings():

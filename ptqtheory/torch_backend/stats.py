@@ -88,7 +88,6 @@ class TorchAccumulator:
         self.m = 0
         self.batches = 0
         zeros = lambda: torch.zeros(self.N, self.N, dtype=torch.float64, device=self.device)  # noqa: E731
-        # with_mismatch=True holds the last three, with_mismatch=False X^T X alone.
         mismatch = self.with_mismatch
         self._gram_X: torch.Tensor | None = None if mismatch else zeros()
         self._gram_Xt: torch.Tensor | None = zeros() if mismatch else None
@@ -117,10 +116,10 @@ class TorchAccumulator:
     def update(self, X_batch, Xt_batch=None) -> None:
         """Add one batch of rows of ``X`` (and the same rows of ``Xt`` when tracking the mismatch)."""
         index = self.batches
+        if Xt_batch is not None and not self.with_mismatch:
+            raise ValueError("Xt_batch given but the accumulator was built with with_mismatch=False")
         narrow = isinstance(X_batch, torch.Tensor) and X_batch.dtype in _NARROW
         if self.gram == "float32" and not self.with_mismatch and narrow and _float32_products_exact():
-            if Xt_batch is not None:
-                raise ValueError("Xt_batch given but the accumulator was built with with_mismatch=False")
             self.add_rows(self.rows("X_batch", X_batch, index, dtype=torch.float32))
             return
         Xb = self.rows("X_batch", X_batch, index)
@@ -129,15 +128,13 @@ class TorchAccumulator:
             if Xt_batch is None:
                 raise ValueError("Xt_batch is required: this accumulator tracks the mismatch (Qronos)")
             Xtb = self.rows("Xt_batch", Xt_batch, index)
-        elif Xt_batch is not None:
-            raise ValueError("Xt_batch given but the accumulator was built with with_mismatch=False")
         self.add_rows(Xb, Xtb)
 
     def add_rows(self, Xb: torch.Tensor, Xtb: torch.Tensor | None = None) -> None:
         """Add rows already on the device and checked (what :meth:`update` does after checking): float64
         rows, or float32 rows (without the mismatch) for the chunked float32 Gram matrix."""
         if self.with_mismatch:
-            if Xtb is None:  # (Xtb.shape below failed before this check)
+            if Xtb is None:
                 raise ValueError("Xtb is required: this accumulator tracks the mismatch (Qronos)")
             if Xtb.shape[0] != Xb.shape[0]:
                 raise ValueError(
