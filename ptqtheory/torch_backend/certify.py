@@ -182,8 +182,7 @@ class DeviceContext(RunContext):
         N = D.shape[0]
         vals = torch.empty(N, dtype=F64, device=D.device)
         for t in range(N):
-            e1 = torch.zeros(N - t, 1, dtype=F64, device=D.device)
-            e1[0, 0] = 1.0
+            e1 = torch.eye(N - t, 1, dtype=F64, device=D.device)
             vals[t] = 1.0 / torch.linalg.solve(Hp[t:, t:], e1)[0, 0]
         return None, _host(vals)
 

@@ -57,11 +57,9 @@ def weights_device(W, **others) -> torch.device:
                       or getattr(type(v), "__ptqtheory_torch__", False)]
         hint = f" ({', '.join(torch_args)} {'is' if len(torch_args) == 1 else 'are'} torch)" \
             if torch_args else ""
-        raise TypeError(
-            f"W is a {_kind(W)} but the torch backend was selected{hint}: pass W as a torch tensor "
-            "on the device of the other inputs, or pass every input as a numpy array to use the "
-            "float64 numpy reference"
-        )
+        raise TypeError(f"W is a {_kind(W)} but the torch backend was selected{hint}: pass W as a torch tensor "
+                        "on the device of the other inputs, or pass every input as a numpy array to use the "
+                        "float64 numpy reference")
     return W.device
 
 
@@ -70,10 +68,8 @@ def check_finite(name: str, t: torch.Tensor) -> None:
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         first = tuple(int(i) for i in torch.nonzero(bad)[0])
-        raise ValueError(
-            f"{name} contains NaN or Inf ({int(bad.sum())} entries, first at index {first}); "
-            "clean the data before quantizing"
-        )
+        raise ValueError(f"{name} contains NaN or Inf ({int(bad.sum())} entries, first at index {first}); "
+                         "clean the data before quantizing")
 
 
 def _float_dtype(name: str, t: torch.Tensor) -> torch.dtype:
@@ -84,10 +80,8 @@ def _float_dtype(name: str, t: torch.Tensor) -> torch.dtype:
         return t.dtype
     if t.dtype in _WIDENED:
         return torch.float32
-    raise TypeError(
-        f"{name} has dtype {t.dtype}; the torch backend works in float32 or float64 "
-        f"(convert it: {name}.float() or {name}.double())"
-    )
+    raise TypeError(f"{name} has dtype {t.dtype}; the torch backend works in float32 or float64 "
+                    f"(convert it: {name}.float() or {name}.double())")
 
 
 def as_weights(W) -> tuple[torch.Tensor, bool]:

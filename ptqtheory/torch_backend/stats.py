@@ -85,8 +85,7 @@ class TorchAccumulator:
             raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0'; got {device!r} "
                              f"({exc})") from None
         self.with_mismatch = check_bool("with_mismatch", with_mismatch)
-        self.m = 0
-        self.batches = 0
+        self.m = self.batches = 0
         zeros = lambda: torch.zeros(self.N, self.N, dtype=torch.float64, device=self.device)  # noqa: E731
         mismatch = self.with_mismatch
         self._gram_X: torch.Tensor | None = None if mismatch else zeros()
@@ -103,10 +102,8 @@ class TorchAccumulator:
         if not b.is_floating_point():
             raise TypeError(f"{name} has dtype {b.dtype}; pass floating point activations")
         if b.ndim < 2 or b.shape[-1] != self.N:
-            raise ValueError(
-                f"{name} must have shape (..., {self.N}) (one column per input feature); "
-                f"got {tuple(b.shape)}"
-            )
+            raise ValueError(f"{name} must have shape (..., {self.N}) (one column per input feature); "
+                             f"got {tuple(b.shape)}")
         rows = b.detach().reshape(-1, self.N).to(device=self.device, dtype=dtype)
         top = check_data_range(f"{name} (batch {index} of this accumulator)", rows)
         if dtype == torch.float32 and not _in_float32_gram_range(top):
@@ -387,9 +384,7 @@ def statistics(X, Xt, N: int, device: torch.device, *, mismatch: bool, algorithm
     Xtd = None
     if mismatch:
         if Xt is None:
-            raise ValueError(
-                "Xt is required: the inputs from the partly quantized model (use Xt=X if none)"
-            )
+            raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
         Xtd = as_data("Xt", Xt, N, device, m=Xd.shape[0])
     elif Xt is not None:
         raise ValueError(f"{algorithm} takes no Xt")
