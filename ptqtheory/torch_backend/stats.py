@@ -217,8 +217,7 @@ class TorchAccumulator:
     def H(self, lam=0.0) -> torch.Tensor:
         r""":math:`H = X^TX + \lambda I` (float64)."""
         self._need_data()
-        lam_abs, _ = resolve_lam(lam, self)
-        return _damped(self.gram_X, lam_abs)
+        return _damped(self.gram_X, resolve_lam(lam, self)[0])
 
     def Ht_G(self, lam=0.0) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(\tilde H, G) = (\tilde X^T\tilde X + \lambda I, \tilde X^T X + \lambda I)`."""
