@@ -3,7 +3,6 @@
 ``ptqtheory certify`` quantizes one seeded layer with every algorithm and prints, per algorithm,
 the identity checked, its largest relative gap over rows, the empirical errors and the clip count,
 then every bound that applied: rows checked, violations and the largest empirical/bound ratio.
-``ptqtheory check`` hunts for counterexamples for a time budget and exits 1 on any violation.
 ``ptqtheory quantize MODEL_DIR`` quantizes a local Hugging Face causal LM block by block on the torch
 backend, certifies every row of every layer, saves the model and the report, exits 1 on any violation.
 """
@@ -11,6 +10,7 @@ backend, certifies every row of every layer, saves the model and the report, exi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -77,10 +77,9 @@ def _certify_table(args) -> int:
         dt = time.perf_counter() - t0
         worst = max(worst, c.max_gap)
         all_hold &= c.holds(args.tol)
-        rows = slice(0, W.shape[0])
         record = rep.LayerRecord(layer="synthetic", shape=tuple(W.shape), config=name, method=r.algorithm,
                                  bits=args.bits, group_size=None, lam=float(r.lam), seconds=dt,
-                                 summary=rep.summarize_certificate(c, rows, rtol=args.tol))
+                                 summary=rep.summarize_certificate(c, slice(0, W.shape[0]), rtol=args.tol))
         settings.append({"config": name, "method": r.algorithm, "bits": args.bits, "group_size": None,
                          "seconds": dt, "layers": [record.to_dict()]})
         print(f"{name:<20}{c.identity or '-':>9}{c.max_gap:>11.2e}{np.mean(c.err_l2):>18.4f}"
@@ -90,8 +89,6 @@ def _certify_table(args) -> int:
     summary = rep.summarize(settings, args.p)
     print(rep.bounds_table(summary))
     if args.out:
-        import json
-
         rep.write_text(Path(args.out) / "report.json", json.dumps(
             {"layer": f"synthetic (seed {args.seed}), W {W.shape}, X {X.shape}", "p": args.p,
              "summary": summary, "configs": settings}, indent=1, default=float))

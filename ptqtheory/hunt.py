@@ -177,7 +177,6 @@ def hunt(seed: int = 0, budget: float = 60.0, p: float = 1e-9, rtol: float = RTO
         Everything drawn derives from it: the same seed checks the same instances, in order.
     budget : float
         Seconds to search, finite and > 0 (the instance running at the deadline is finished).
-        A report with no instance completed has ``checked == False``.
     p : float
         Failure probability for the probabilistic bounds.
     rtol : float

@@ -31,13 +31,9 @@ class Instance:
     params: dict = field(default_factory=dict)
 
     @property
-    def rank(self) -> int:
-        return int(np.linalg.matrix_rank(self.X))
-
-    @property
     def full_rank(self) -> bool:
         """True when :math:`X^T X` is (numerically) definite, so ``lam = 0`` is allowed."""
-        return self.rank == self.X.shape[1]
+        return int(np.linalg.matrix_rank(self.X)) == self.X.shape[1]
 
 
 def _orthonormal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:

@@ -286,11 +286,8 @@ def settings_table(settings: list[dict], columns: dict[str, tuple[str, str]] | N
         rows = sum(lr["summary"]["rows"] for lr in c["layers"])
         viol = sum(b["violations"] for lr in c["layers"] for b in lr["summary"]["bounds"].values()) + \
             sum(_identity_failed(lr["summary"]) for lr in c["layers"])
-        cells = ""
-        for key, (h, fmt) in columns.items():
-            width = max(10, len(h) + 2)
-            v = c.get(key)
-            cells += f"{format(v, fmt):>{width}}" if v is not None else f"{'-':>{width}}"
+        cells = "".join(f"{'-' if c.get(key) is None else format(c[key], fmt):>{max(10, len(h) + 2)}}"
+                        for key, (h, fmt) in columns.items())
         out.append(f"{c['config']:<24}{len(c['layers']):>7}{max(gaps, default=0.0):>11.2e}"
                    f"{f'{clipped}/{rows}':>15}{viol:>11}{cells}{c['seconds']:>9.1f}")
     return "\n".join(out)

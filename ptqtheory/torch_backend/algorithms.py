@@ -5,8 +5,7 @@ The public functions (:func:`ptqtheory.api.public`) call these with every argume
 signature, by keyword; the parameters are documented there. Results equal the numpy reference up to
 float rounding (bit for bit in float64 for OPTQ). ``X`` may be a tensor ``(m, N)`` or a
 :class:`~ptqtheory.torch_backend.TorchAccumulator` (statistics only); GPFQ needs the tensors.
-``factor_dtype`` (``None``: float64) is the precision of the factorization of :math:`H`, also for
-float32 weights (:math:`L^T` is then cast to the working dtype).
+``factor_dtype``: :mod:`ptqtheory.torch_backend.factor`.
 """
 
 from __future__ import annotations
@@ -111,9 +110,8 @@ def qronos(
         if variant == "ls":
             cur, t0 = column_major(W_ls.to(s.dtype, copy=True)), 0  # the sweep updates cur in place
         else:
-            Ht = s.Hp
             W0 = W64 if start == "w" else W_ls
-            y1 = W64[:, 0] + (W64 @ cross_Xt_mismatch[0] + (W64 - W0)[:, 1:] @ Ht[0, 1:]) / Ht[0, 0]
+            y1 = W64[:, 0] + (W64 @ cross_Xt_mismatch[0] + (W64 - W0)[:, 1:] @ s.Hp[0, 1:]) / s.Hp[0, 0]
             y1 = y1.to(s.dtype)
             if rounder.group_start(0):
                 first = W0[:, : rounder.group_end(0)].to(s.dtype, copy=True)
@@ -121,10 +119,9 @@ def qronos(
                 rounder.refit(0, first)
             q1 = rounder(0, y1)
             trace.record(0, y1, q1)
-            L_T64 = s.piv.L_T.to(F64)
             cur64 = W_ls.clone()
             cur64[:, 0] = q1.to(F64)
-            cur64[:, 1:].addr_(W_ls[:, 0] - q1.to(F64), L_T64[0, 1:], alpha=-1)
+            cur64[:, 1:].addr_(W_ls[:, 0] - q1.to(F64), s.piv.L_T[0, 1:].to(F64), alpha=-1)
             cur, t0 = column_major(cur64.to(s.dtype)), 1
         assert bs is not None  # check_method gives the block size for method="blocked"
         optq_blocked(cur, s.L_T(), rounder, trace, bs, t0=t0)
@@ -153,8 +150,7 @@ def gpfq(
         check_dead(alive, s.order.tolist(), policy, s.notes)
         if s.dtype != F64:
             _check_working_state(norms, (XT.to(F64) ** 2).sum(1), s.Wp, grid, dtype_name(s.dtype))
-        XT, XtT = XT.to(s.dtype), XtT.to(s.dtype)
-        norms, cross = norms.to(s.dtype), cross.to(s.dtype)
+        XT, XtT, norms, cross = (a.to(s.dtype) for a in (XT, XtT, norms, cross))
         return gpfq_run(s, grid, finish, XT, XtT, norms, cross, alive)
 
 

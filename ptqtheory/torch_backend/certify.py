@@ -25,8 +25,7 @@ GPFQ's I6 are computed from them.
 The a-priori bounds B1-B12 are evaluated on the host by :mod:`ptqtheory.bounds` (float64 numpy) from
 the run's per-entry arrays and the :math:`D` and :math:`L` of the factorization computed here (no
 second factorization): with data tensors every bound of the numpy reference, with the same values up
-to the run's rounding; with statistics or streamed batches, the per-sample forms B5 and B10.sup need
-``samples`` (:func:`certify`).
+to the run's rounding; with statistics or streamed batches all but B5 and B10.sup (``samples``).
 
 This module never imports :mod:`ptqtheory.certificates` (which imports it lazily for torch runs).
 """
@@ -55,10 +54,6 @@ from .stats import TorchAccumulator, batches_of, is_identity, sym_perm
 __all__ = ["DeviceContext", "certify"]
 
 F64 = torch.float64
-
-# The accumulator's statistics (TorchAccumulator): acc.gram_X = X^T X, acc.gram_Xt = Xt^T Xt,
-# acc.cross_Xt_mismatch = Xt^T (X - Xt) and acc.gram_mismatch = (X - Xt)^T (X - Xt). As everywhere in the
-# certificates, D is the pivots and the mismatch X - Xt is called Delta.
 
 
 def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None = None,
@@ -187,8 +182,7 @@ class DeviceContext(RunContext):
         N = D.shape[0]
         vals = torch.empty(N, dtype=F64, device=D.device)
         for t in range(N):
-            e1 = torch.zeros(N - t, 1, dtype=F64, device=D.device)
-            e1[0, 0] = 1.0
+            e1 = torch.eye(N - t, 1, dtype=F64, device=D.device)
             vals[t] = 1.0 / torch.linalg.solve(Hp[t:, t:], e1)[0, 0]
         return None, _host(vals)
 
@@ -350,7 +344,7 @@ def _items(X, Xt, N: int, device, uses_xt: bool, algorithm: str):
         if X.N != N:
             raise ValueError(f"the accumulator has N = {X.N} columns but the run has {N}")
         X._need_data()
-        if uses_xt and not X.with_mismatch:
+        if uses_xt:
             X._need_mismatch()
         return X, None
     if isinstance(X, torch.Tensor):
@@ -393,9 +387,8 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
     pairs = [(Xd, stats.gram_X)] + ([(Xt.reshape(-1, Xt.shape[-1]), stats.gram_Xt)] if uses_xt else [])
     rel, abs_ = stats.gram_rounding or (0.0, 0.0)
     for data, S in pairs:
-        col_sq = torch.zeros(data.shape[1], dtype=F64, device=data.device)
-        for r0 in range(0, data.shape[0], 8192):
-            col_sq += (data[r0 : r0 + 8192].to(F64) ** 2).sum(0)
+        col_sq = sum(((b.to(F64) ** 2).sum(0) for b, _ in batches_of(data, None)),
+                     torch.zeros(data.shape[1], dtype=F64, device=data.device))
         if not torch.allclose(col_sq, torch.diagonal(S), rtol=STATS_MATCH_RTOL + rel, atol=abs_):
             return None
     return stats

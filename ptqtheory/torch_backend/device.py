@@ -2,10 +2,8 @@
 
 The working dtype is the dtype of ``W``: float64 or float32 (float16 and bfloat16 weights are widened
 to float32, which is exact). Every check runs on the tensors' device; a failed check raises the same
-kind of error as the numpy reference (``ValueError`` / ``TypeError`` naming the argument).
-
-TF32 (DESIGN.md "Numerics", peer complaint 5): :func:`tf32_guard` turns TF32 off for the duration of
-one call, on CUDA only, and restores the caller's flags in ``finally``; global flags never change.
+kind of error as the numpy reference (``ValueError`` / ``TypeError`` naming the argument). TF32:
+:func:`tf32_guard` (DESIGN.md "Numerics", peer complaint 5).
 """
 
 from __future__ import annotations
@@ -59,11 +57,9 @@ def weights_device(W, **others) -> torch.device:
                       or getattr(type(v), "__ptqtheory_torch__", False)]
         hint = f" ({', '.join(torch_args)} {'is' if len(torch_args) == 1 else 'are'} torch)" \
             if torch_args else ""
-        raise TypeError(
-            f"W is a {_kind(W)} but the torch backend was selected{hint}: pass W as a torch tensor "
-            "on the device of the other inputs, or pass every input as a numpy array to use the "
-            "float64 numpy reference"
-        )
+        raise TypeError(f"W is a {_kind(W)} but the torch backend was selected{hint}: pass W as a torch tensor "
+                        "on the device of the other inputs, or pass every input as a numpy array to use the "
+                        "float64 numpy reference")
     return W.device
 
 
@@ -72,10 +68,8 @@ def check_finite(name: str, t: torch.Tensor) -> None:
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         first = tuple(int(i) for i in torch.nonzero(bad)[0])
-        raise ValueError(
-            f"{name} contains NaN or Inf ({int(bad.sum())} entries, first at index {first}); "
-            "clean the data before quantizing"
-        )
+        raise ValueError(f"{name} contains NaN or Inf ({int(bad.sum())} entries, first at index {first}); "
+                         "clean the data before quantizing")
 
 
 def _float_dtype(name: str, t: torch.Tensor) -> torch.dtype:
@@ -86,18 +80,13 @@ def _float_dtype(name: str, t: torch.Tensor) -> torch.dtype:
         return t.dtype
     if t.dtype in _WIDENED:
         return torch.float32
-    raise TypeError(
-        f"{name} has dtype {t.dtype}; the torch backend works in float32 or float64 "
-        f"(convert it: {name}.float() or {name}.double())"
-    )
+    raise TypeError(f"{name} has dtype {t.dtype}; the torch backend works in float32 or float64 "
+                    f"(convert it: {name}.float() or {name}.double())")
 
 
 def as_weights(W) -> tuple[torch.Tensor, bool]:
-    """``(W as an (n, N) tensor in the working dtype, was_vector)``; always a fresh copy.
-
-    The copy matters: callers write ``run.Q`` back into ``layer.weight``; a record aliasing the
-    weights would then lose ``W``.
-    """
+    """``(W as an (n, N) tensor in the working dtype, was_vector)``; always a fresh copy: callers write
+    ``run.Q`` back into ``layer.weight``, and a record aliasing the weights would then lose ``W``."""
     dtype = _float_dtype("W", W)
     vector = check_weight_shape(tuple(W.shape))
     W2 = W[None, :] if vector else W
@@ -136,7 +125,7 @@ def as_data(name: str, X, N: int, device: torch.device, m: int | None = None) ->
 
 @contextmanager
 def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
-    """Run a block with TF32 off (or on, if asked) on CUDA; restore the caller's flags afterwards.
+    """Run a block (one call) with TF32 off (or on, if asked) on CUDA; global flags never change.
 
     Saves ``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32`` and the
     float32 matmul precision, sets both flags to ``allow_tf32`` and restores all three in
@@ -152,11 +141,8 @@ def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
         # torch >= 2.9 announces the deprecation of these flags; their meaning is unchanged.
         warnings.simplefilter("ignore", UserWarning)
         saved = (matmul.allow_tf32, cudnn.allow_tf32, torch.get_float32_matmul_precision())
+        matmul.allow_tf32 = cudnn.allow_tf32 = bool(allow_tf32)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            matmul.allow_tf32 = bool(allow_tf32)
-            cudnn.allow_tf32 = bool(allow_tf32)
         yield bool(allow_tf32)
     finally:
         with warnings.catch_warnings():

@@ -66,8 +66,7 @@ class Setup(engine.Setup):
                        self.rounding, u, clipped)
 
     def L_T(self) -> torch.Tensor:
-        r""":math:`L^T` in the working dtype (the factorization itself stays in ``factor_dtype``),
-        row-major: the sweep reads its rows."""
+        r""":math:`L^T` in the working dtype, row-major: the sweep reads its rows."""
         return self.piv.L_T.to(self.dtype).contiguous()
 
 
@@ -115,7 +114,7 @@ def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None
         acc=acc, X=Xd, Xt=Xtd, factor_dtype=factor_dtype,
     )
     if factor is not None:
-        # acc is None only if X was not given, which nothing checks before this (fails here as before).
+        # acc is None only if X was not given, which nothing checks earlier: it fails here.
         acc = cast(TorchAccumulator, acc)
         G0p = sym_perm(acc.gram_Xt if factor == "Ht" else acc.gram_X, perm)
         s.piv, s.Hp, s.lam, notes = factor_damped(G0p, lam_abs, damping, factor, perm_np, factor_dtype)

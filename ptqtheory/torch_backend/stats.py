@@ -85,10 +85,8 @@ class TorchAccumulator:
             raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0'; got {device!r} "
                              f"({exc})") from None
         self.with_mismatch = check_bool("with_mismatch", with_mismatch)
-        self.m = 0
-        self.batches = 0
+        self.m = self.batches = 0
         zeros = lambda: torch.zeros(self.N, self.N, dtype=torch.float64, device=self.device)  # noqa: E731
-        # with_mismatch=True holds the last three, with_mismatch=False X^T X alone.
         mismatch = self.with_mismatch
         self._gram_X: torch.Tensor | None = None if mismatch else zeros()
         self._gram_Xt: torch.Tensor | None = zeros() if mismatch else None
@@ -104,10 +102,8 @@ class TorchAccumulator:
         if not b.is_floating_point():
             raise TypeError(f"{name} has dtype {b.dtype}; pass floating point activations")
         if b.ndim < 2 or b.shape[-1] != self.N:
-            raise ValueError(
-                f"{name} must have shape (..., {self.N}) (one column per input feature); "
-                f"got {tuple(b.shape)}"
-            )
+            raise ValueError(f"{name} must have shape (..., {self.N}) (one column per input feature); "
+                             f"got {tuple(b.shape)}")
         rows = b.detach().reshape(-1, self.N).to(device=self.device, dtype=dtype)
         top = check_data_range(f"{name} (batch {index} of this accumulator)", rows)
         if dtype == torch.float32 and not _in_float32_gram_range(top):
@@ -117,10 +113,10 @@ class TorchAccumulator:
     def update(self, X_batch, Xt_batch=None) -> None:
         """Add one batch of rows of ``X`` (and the same rows of ``Xt`` when tracking the mismatch)."""
         index = self.batches
+        if Xt_batch is not None and not self.with_mismatch:
+            raise ValueError("Xt_batch given but the accumulator was built with with_mismatch=False")
         narrow = isinstance(X_batch, torch.Tensor) and X_batch.dtype in _NARROW
         if self.gram == "float32" and not self.with_mismatch and narrow and _float32_products_exact():
-            if Xt_batch is not None:
-                raise ValueError("Xt_batch given but the accumulator was built with with_mismatch=False")
             self.add_rows(self.rows("X_batch", X_batch, index, dtype=torch.float32))
             return
         Xb = self.rows("X_batch", X_batch, index)
@@ -129,15 +125,13 @@ class TorchAccumulator:
             if Xt_batch is None:
                 raise ValueError("Xt_batch is required: this accumulator tracks the mismatch (Qronos)")
             Xtb = self.rows("Xt_batch", Xt_batch, index)
-        elif Xt_batch is not None:
-            raise ValueError("Xt_batch given but the accumulator was built with with_mismatch=False")
         self.add_rows(Xb, Xtb)
 
     def add_rows(self, Xb: torch.Tensor, Xtb: torch.Tensor | None = None) -> None:
         """Add rows already on the device and checked (what :meth:`update` does after checking): float64
         rows, or float32 rows (without the mismatch) for the chunked float32 Gram matrix."""
         if self.with_mismatch:
-            if Xtb is None:  # (Xtb.shape below failed before this check)
+            if Xtb is None:
                 raise ValueError("Xtb is required: this accumulator tracks the mismatch (Qronos)")
             if Xtb.shape[0] != Xb.shape[0]:
                 raise ValueError(
@@ -223,8 +217,7 @@ class TorchAccumulator:
     def H(self, lam=0.0) -> torch.Tensor:
         r""":math:`H = X^TX + \lambda I` (float64)."""
         self._need_data()
-        lam_abs, _ = resolve_lam(lam, self)
-        return _damped(self.gram_X, lam_abs)
+        return _damped(self.gram_X, resolve_lam(lam, self)[0])
 
     def Ht_G(self, lam=0.0) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(\tilde H, G) = (\tilde X^T\tilde X + \lambda I, \tilde X^T X + \lambda I)`."""
@@ -390,9 +383,7 @@ def statistics(X, Xt, N: int, device: torch.device, *, mismatch: bool, algorithm
     Xtd = None
     if mismatch:
         if Xt is None:
-            raise ValueError(
-                "Xt is required: the inputs from the partly quantized model (use Xt=X if none)"
-            )
+            raise ValueError("Xt is required: the inputs from the partly quantized model (use Xt=X if none)")
         Xtd = as_data("Xt", Xt, N, device, m=Xd.shape[0])
     elif Xt is not None:
         raise ValueError(f"{algorithm} takes no Xt")
