@@ -141,8 +141,10 @@ def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
         # torch >= 2.9 announces the deprecation of these flags; their meaning is unchanged.
         warnings.simplefilter("ignore", UserWarning)
         saved = (matmul.allow_tf32, cudnn.allow_tf32, torch.get_float32_matmul_precision())
-        matmul.allow_tf32 = cudnn.allow_tf32 = bool(allow_tf32)
-    try:
+    try:  # flags set inside the try: whatever part of the setting happened is undone in finally
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            matmul.allow_tf32 = cudnn.allow_tf32 = bool(allow_tf32)
         yield bool(allow_tf32)
     finally:
         with warnings.catch_warnings():
