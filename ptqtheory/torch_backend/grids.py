@@ -55,6 +55,9 @@ def minmax_grid(W: torch.Tensor, bits: int = 4, sym: bool = False, group_size: i
     return Grid(to_host(delta), to_host(zero), lo=0, hi=2**rule.bits - 1, rule=rule)
 
 
+_CHECK_ROWS = 64
+
+
 def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
     """Before any work: shapes, the steps and codes of ``grid`` in the working ``precision``
     (R1/R2 of :mod:`ptqtheory.tolerances`: a grid that float64 rounds exactly may be too fine for
@@ -71,8 +74,13 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
     check_code_range(grid.lo, grid.hi, grid.zero, precision, rule=grid.rule)
     d, z, lo, hi = (torch.as_tensor(as_2d(np.asarray(a, dtype=float)), device=W.device)
                     for a in (grid.delta, grid.zero, grid.lo, grid.hi))
-    k = torch.maximum(torch.minimum(torch.floor(W.to(torch.float64) / d + z + 0.5), hi), lo)
-    worst = float((k.abs() + z.abs() + 1.0).amax())
+    worst = torch.zeros((), dtype=torch.float64, device=W.device)
+    for i in range(0, n, _CHECK_ROWS):  # rows of W at a time: small float64 temporaries, as in check_run
+        rows = slice(i, i + _CHECK_ROWS)
+        di, zi, loi, hii = (a[rows] if a.shape[0] == n else a for a in (d, z, lo, hi))
+        k = torch.maximum(torch.minimum(torch.floor(W[rows].to(torch.float64) / di + zi + 0.5), hii), loi)
+        worst = torch.maximum(worst, (k.abs() + zi.abs() + 1.0).amax())
+    worst = float(worst)
     if not worst <= max_code(precision):  # the host check builds the message (and raises)
         dh, zh, loh, hih = (np.broadcast_to(to_host(a), (n, N)) for a in (d, z, lo, hi))
         check_values("W", to_host(W), dh, zh, loh, hih, precision=precision)

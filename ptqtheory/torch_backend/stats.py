@@ -262,13 +262,12 @@ def add_gram_(S: torch.Tensor, A: torch.Tensor, panels: int = 8) -> None:
         out = blas.dsyrk(1.0, A.detach().contiguous().numpy().T, beta=1.0, c=c, overwrite_c=1)
         if out is not c:
             c[...] = out
-        lower = torch.tril(S)
-        torch.add(lower, torch.tril(S, -1).T, out=S)
+        _mirror_(S, lower=True)
         return
     width = max(256, -(-N // panels))
     _upper_panels_(S, A, width)  # one panel (width >= N): the full product, symmetric as it is
     if width < N:
-        _mirror_upper_(S)
+        _mirror_(S)
 
 
 def add_gram_chunked_(S: torch.Tensor, A: torch.Tensor, chunk: int = GRAM_CHUNK_ROWS, panels: int = 8) -> int:
@@ -297,7 +296,7 @@ def add_gram_chunked_(S: torch.Tensor, A: torch.Tensor, chunk: int = GRAM_CHUNK_
         wide.copy_(buf)
         S.add_(wide)
         count += 1
-    _mirror_upper_(S)
+    _mirror_(S)
     return count
 
 
@@ -308,9 +307,18 @@ def _upper_panels_(S: torch.Tensor, A: torch.Tensor, width: int, beta: float = 1
         S[p0 : p0 + width, p0:].addmm_(A[:, p0 : p0 + width].T, A[:, p0:], beta=beta)
 
 
-def _mirror_upper_(S: torch.Tensor) -> None:
-    """Copy the strict upper triangle of ``S`` into the lower one (``S`` exactly symmetric)."""
-    torch.add(torch.triu(S), torch.triu(S, 1).T, out=S)
+def _mirror_(S: torch.Tensor, lower: bool = False, width: int = 256) -> None:
+    """Copy the strict upper (``lower``: lower) triangle of ``S`` into the other one, so that ``S`` is
+    exactly symmetric: by panels of ``width`` rows, about half a pass over ``S`` (whole-matrix
+    ``triu``/``tril`` copies take several)."""
+    for p0 in range(0, S.shape[0], width):
+        p1 = p0 + width
+        if lower:
+            S[p0:p1, p1:] = S[p1:, p0:p1].T
+        else:
+            S[p1:, p0:p1] = S[p0:p1, p1:].T
+        B = S[p0:p1, p0:p1]
+        B.copy_(torch.tril(B) + torch.tril(B, -1).T if lower else torch.triu(B) + torch.triu(B, 1).T)
 
 
 def _float32_products_exact() -> bool:
