@@ -202,7 +202,9 @@ def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> 
         A, _, info = scipy.linalg.lapack.dgeqrt(min(128, k), A, overwrite_a=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"LAPACK dgeqrt failed (info={info})")
-        R[:k] = np.triu(A[:k])  # below the diagonal geqrt stores its reflectors: clear them
+        R[:k] = A[:k]
+        for j in range(k):  # below the diagonal geqrt stores its reflectors: clear them, column by column
+            R[j + 1 :, j] = 0.0
     if lam != 0:
         B = np.asfortranarray(np.sqrt(lam) * np.eye(N))
         R, *_, info = scipy.linalg.lapack.dtpqrt(N, min(N, 64), R, B, overwrite_a=1, overwrite_b=1)
