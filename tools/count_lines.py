@@ -55,25 +55,31 @@ def _blamed_lines(rev: str, name: str, commits: set[str]) -> set[int]:
     return out
 
 
-def _deleted_by(commits: set[str], leave_out: set[str]) -> int:
-    """Lines of other origin (older, or from unlisted commits) that the listed commits deleted from
-    ptqtheory/ modules that are not left out; a merge is skipped (its branch's commits are listed)."""
-    total = 0
+def _deleted_by(commits: set[str], leave_out: set[str]) -> tuple[int, int]:
+    """Lines, and code lines, of other origin (older, or from unlisted commits) that the listed commits
+    deleted from ptqtheory/ modules that are not left out; a merge is skipped (its branch's commits are
+    listed)."""
+    raw = code = 0
     for sha in commits:
         parents = _git("rev-list", "--parents", "-n", "1", sha).split()[1:]
         if len(parents) != 1:
             continue
-        for name in _git("diff", "--name-only", parents[0], sha, "--", "ptqtheory").split():
+        for name in _git("diff", "--name-only", "--no-renames", "--diff-filter=MD", parents[0], sha, "--",
+                         "ptqtheory").split():
             if not name.endswith(".py") or name in leave_out:
                 continue
-            for hunk in re.finditer(r"^@@ -(\d+)(?:,(\d+))? ", _git("diff", "-U0", parents[0], sha, "--", name),
-                                    re.M):
+            diff = _git("diff", "-U0", parents[0], sha, "--", name)
+            hunks = re.finditer(r"^@@ -(\d+)(?:,(\d+))? ", diff, re.M)
+            code_numbers = code_line_numbers(_git("show", f"{parents[0]}:{name}"))
+            for hunk in hunks:
                 start, count = int(hunk.group(1)), int(hunk.group(2) or 1)
                 if count:
                     blame = _git("blame", "--porcelain", "-L", f"{start},+{count}", parents[0], "--", name)
-                    total += sum(1 for m in re.finditer(r"^([0-9a-f]{40}) \d+ \d+", blame, re.M)
-                                 if m.group(1) not in commits)
-    return total
+                    for m in re.finditer(r"^([0-9a-f]{40}) \d+ (\d+)", blame, re.M):
+                        if m.group(1) not in commits:
+                            raw += 1
+                            code += int(m.group(2)) in code_numbers
+    return raw, code
 
 
 def main(argv: list[str]) -> int:
@@ -100,9 +106,10 @@ def main(argv: list[str]) -> int:
             raw += src.count("\n") - len(feature)
             code += len(code_line_numbers(src) - feature)
     if commits:
-        back = _deleted_by(commits, leave_out)
+        back_raw, back_code = _deleted_by(commits, leave_out)
         print(f"{rev}: {raw} lines, {code} code lines without the listed features; their commits also "
-              f"deleted {back} lines of other modules: {raw + back} lines counting those back")
+              f"deleted {back_raw} lines ({back_code} code lines) of other modules: {raw + back_raw} lines, "
+              f"{code + back_code} code lines counting those back")
     else:
         print(f"{rev}: {raw} lines, {code} code lines")
     return 0

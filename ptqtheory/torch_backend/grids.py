@@ -80,8 +80,7 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
         di, zi, loi, hii = (a[rows] if a.shape[0] == n else a for a in (d, z, lo, hi))
         k = torch.maximum(torch.minimum(torch.floor(W[rows].to(torch.float64) / di + zi + 0.5), hii), loi)
         worst = torch.maximum(worst, (k.abs() + zi.abs() + 1.0).amax())
-    worst = float(worst)
-    if not worst <= max_code(precision):  # the host check builds the message (and raises)
+    if not float(worst) <= max_code(precision):  # the host check builds the message (and raises)
         dh, zh, loh, hih = (np.broadcast_to(to_host(a), (n, N)) for a in (d, z, lo, hi))
         check_values("W", to_host(W), dh, zh, loh, hih, precision=precision)
 
