@@ -82,7 +82,8 @@ class HuntReport:
         head = (f"{'check':<16}{'kind':<14}{'instances':>10}{'rows':>9}{'violations':>11}"
                 f"{'max ratio':>12}{'expected fails':>16}")
         lines = [head, "-" * len(head)]
-        for label in sorted(self.tallies, key=_sort_key):
+        # identities first, then as :func:`ptqtheory.report.bound_key` orders them
+        for label in sorted(self.tallies, key=lambda label: (label[0] != "I", *bound_key(label))):
             t = self.tallies[label]
             exp = f"{t.rows * self.p:.1e}" if t.kind == "probability" else "-"
             lines.append(f"{label:<16}{t.kind:<14}{t.instances:>10}{t.rows:>9}{t.violations:>11}"
@@ -105,11 +106,6 @@ class HuntReport:
             "checks": {k: vars(v) for k, v in self.tallies.items()},
             "counterexamples": self.counterexamples,
         }, indent=2, default=float)
-
-
-def _sort_key(label: str):
-    """Identities first, then as :func:`ptqtheory.report.bound_key` orders them."""
-    return (label[0] != "I", *bound_key(label))
 
 
 def _draw(rng: np.random.Generator, index: int) -> dict:
