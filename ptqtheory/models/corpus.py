@@ -103,13 +103,6 @@ def search_path() -> list[Path]:
         Path("/usr/lib/R/site-library/janeaustenr")]
 
 
-def _package_in(folder: Path) -> Path | None:
-    for candidate in (folder, folder / _PACKAGE_IN_ROOT):
-        if (candidate / "data" / "Rdata.rdx").is_file() and (candidate / "data" / "Rdata.rdb").is_file():
-            return candidate
-    return None
-
-
 def find_package() -> Path:
     """The ``janeaustenr`` package folder (the one holding ``data/Rdata.rdx``), by :func:`search_path`.
 
@@ -120,9 +113,9 @@ def find_package() -> Path:
     """
     env = os.environ.get(ENV_VAR)
     for folder in search_path():
-        found = _package_in(folder)
-        if found is not None:
-            return found
+        for candidate in (folder, folder / _PACKAGE_IN_ROOT):
+            if (candidate / "data" / "Rdata.rdx").is_file() and (candidate / "data" / "Rdata.rdb").is_file():
+                return candidate
         if env and folder == Path(env).expanduser():
             # An explicit choice that is wrong is an error, not a reason to read something else.
             raise CorpusMissingError(
