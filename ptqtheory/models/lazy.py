@@ -183,9 +183,7 @@ class SafetensorsBlocks:
                                    f"files but {tuple(want.shape)} in the model built from config.json")
         # Move first, then cast: a bfloat16 file crosses to the GPU at half the bytes.
         t = t.to(device)
-        if t.is_floating_point():
-            t = t.to(self.dtype)
-        return torch.nn.Parameter(t, requires_grad=False)
+        return torch.nn.Parameter(t.to(self.dtype) if t.is_floating_point() else t, requires_grad=False)
 
     def _load_non_block(self) -> None:
         """Every parameter outside the blocks onto the CPU; tied ones (no tensor of their own) shared."""
