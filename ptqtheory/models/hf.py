@@ -56,8 +56,7 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32):
     folder = check_folder(path)
     model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True,
                                                  dtype=dtype)
-    model.eval()
-    return model
+    return model.eval()
 
 
 def load_tokenizer(path: str | Path):

@@ -274,8 +274,7 @@ def _skeleton(folder: Path, dtype: torch.dtype) -> torch.nn.Module:
     key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
     with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(config, **{key: dtype})
-    model.eval()
-    return model
+    return model.eval()
 
 
 def _param_slots(module: torch.nn.Module) -> dict[str, list[tuple[torch.nn.Module, str]]]:

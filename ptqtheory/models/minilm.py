@@ -43,8 +43,7 @@ def load(path: str | Path | None = None, dtype: torch.dtype = torch.float32):
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True,
                                       dtype=dtype)
-    model.eval()
-    return model, tokenizer
+    return model.eval(), tokenizer
 
 
 def batches(tokenizer, texts: list[str], max_length: int = 128, batch_size: int = 32) -> list[dict]:
