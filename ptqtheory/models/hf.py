@@ -92,11 +92,9 @@ def forward(model, batch: dict):
 
 
 def _batches(sequences: list[list[int]], batch_size: int, device) -> list[dict]:
-    out = []
-    for i in range(0, len(sequences), batch_size):
-        ids = torch.tensor(sequences[i:i + batch_size], dtype=torch.long, device=device)
-        out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
-    return out
+    batches = [torch.tensor(sequences[i:i + batch_size], dtype=torch.long, device=device)
+               for i in range(0, len(sequences), batch_size)]
+    return [{"input_ids": ids, "attention_mask": torch.ones_like(ids)} for ids in batches]
 
 
 def calibration_batches(tokenizer, *, tokens: int, seq_len: int = 512, batch_size: int = 4,
