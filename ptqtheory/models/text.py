@@ -35,14 +35,10 @@ STDLIB_MODULES = (
 
 
 def _clean(doc: str) -> list[str]:
-    paras = []
-    for block in re.split(r"\n\s*\n", inspect.cleandoc(doc)):
-        text = " ".join(block.split())
-        # keep prose: enough words, mostly letters (skips code examples and tables)
-        letters = sum(c.isalpha() for c in text)
-        if len(text.split()) >= 8 and letters > 0.6 * len(text) and ">>>" not in text:
-            paras.append(text)
-    return paras
+    texts = [" ".join(block.split()) for block in re.split(r"\n\s*\n", inspect.cleandoc(doc))]
+    # keep prose: enough words, mostly letters (skips code examples and tables)
+    return [text for text in texts if len(text.split()) >= 8
+            and sum(c.isalpha() for c in text) > 0.6 * len(text) and ">>>" not in text]
 
 
 def stdlib_paragraphs(module_name: str) -> list[str]:
