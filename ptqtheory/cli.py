@@ -104,17 +104,14 @@ def _check(args) -> int:
 
     from .hunt import hunt
 
-    problems = []
     if not (math.isfinite(args.budget) and args.budget > 0):
-        problems.append(f"--budget must be a finite number of seconds > 0; got {args.budget:g}")
+        return _usage_error(args, f"--budget must be a finite number of seconds > 0; got {args.budget:g}")
     if not 0 < args.p < 1:
-        problems.append(f"--p must be in (0, 1) (a failure probability); got {args.p:g}")
+        return _usage_error(args, f"--p must be in (0, 1) (a failure probability); got {args.p:g}")
     if args.instances is not None and args.instances < 1:
-        problems.append(f"--instances must be an integer >= 1; got {args.instances}")
+        return _usage_error(args, f"--instances must be an integer >= 1; got {args.instances}")
     if args.seed < 0:
-        problems.append(f"--seed must be an integer >= 0; got {args.seed}")
-    if problems:
-        return _usage_error(args, problems[0])
+        return _usage_error(args, f"--seed must be an integer >= 0; got {args.seed}")
 
     last = [0.0]
 
