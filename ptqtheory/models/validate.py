@@ -102,10 +102,7 @@ def parse_settings(text: str) -> tuple[Config, ...]:
     token, ``-aAt`` per tensor (W4A8); ``-aqas`` after it adds AQAS scales (``Config.aqas``).
     """
     out = []
-    for raw in text.split(","):
-        name = raw.strip()
-        if not name:
-            continue
+    for name in filter(None, (raw.strip() for raw in text.split(","))):
         head, _, tail = name.rpartition("-")
         aqas = tail == "aqas"
         if aqas:
