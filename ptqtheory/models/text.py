@@ -49,13 +49,11 @@ def stdlib_paragraphs(module_name: str) -> list[str]:
             mod = importlib.import_module(module_name)
         except ImportError:
             return []
-    docs: list[str] = [mod.__doc__ or ""]
-    for name in sorted(getattr(mod, "__all__", None) or dir(mod)):
-        if name.startswith("_"):
-            continue
-        obj = getattr(mod, name, None)
-        if getattr(obj, "__module__", None) == mod.__name__ and getattr(obj, "__doc__", None):
-            docs.append(str(obj.__doc__))
+    members = [getattr(mod, name, None) for name in sorted(getattr(mod, "__all__", None) or dir(mod))
+               if not name.startswith("_")]
+    docs = [mod.__doc__ or ""] + [
+        str(obj.__doc__) for obj in members
+        if getattr(obj, "__module__", None) == mod.__name__ and getattr(obj, "__doc__", None)]
     return [para for d in docs for para in _clean(d)]
 
 
