@@ -310,14 +310,13 @@ class Grid:
         if z.size == 0:
             raise ValueError("grid zero is empty; pass a scalar, one value per row or one per entry")
         lo_a, hi_a = _param("lo", lo), _param("hi", hi)
-        for name, a in (("lo", lo_a), ("hi", hi_a)):
+        lof, hif = np.asarray(lo_a, float), np.asarray(hi_a, float)
+        for name, a, af in (("lo", lo_a, lof), ("hi", hi_a, hif)):
             if a.size == 0:
                 raise ValueError(f"grid {name} is empty; pass an integer, -inf/inf, or None")
-            fin = np.asarray(a, dtype=float)
-            fin = fin[np.isfinite(fin)]
+            fin = af[np.isfinite(af)]
             if fin.size and np.any(fin != np.round(fin)):
                 raise ValueError(f"grid {name} must hold integers (the range of k); got {a}")
-        lof, hif = np.asarray(lo_a, float), np.asarray(hi_a, float)
         if np.any(lof == np.inf) or np.any(hif == -np.inf):
             raise ValueError(
                 "grid lo must be < inf and hi > -inf (lo = inf or hi = -inf leaves an empty alphabet, "
