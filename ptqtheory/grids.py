@@ -68,7 +68,6 @@ class MinMax:
     def of(cls, bits, sym, group_size, precision="float64") -> MinMax:
         """The rule with its arguments checked, ``bits`` against what ``precision`` rounds exactly (R2)."""
         bits = check_positive_int("bits", bits, 1, max_bits(precision), why=bits_limit_reason(precision))
-        sym = check_bool("sym", sym)
         return cls(bits, sym, None if group_size is None else check_positive_int("group_size", group_size))
 
     def fit_all(self, W2):
