@@ -124,6 +124,11 @@ def _param(name: str, value) -> np.ndarray:
             raise ValueError(f"grid {name} contains NaN; pass integers, or -inf/inf for an unbounded end")
     else:
         arr = _as_array(name, value)
+    return _at_most_2d(name, arr)
+
+
+def _at_most_2d(name: str, arr: np.ndarray) -> np.ndarray:
+    """A grid parameter ``arr`` when it is a scalar, per row or per entry, else ``ValueError``."""
     if arr.ndim > 2:
         raise ValueError(f"grid {name} must be a scalar, per row (n,) or per entry (n, N)")
     return arr
@@ -297,15 +302,11 @@ class Grid:
     def __init__(self, delta, zero=0.0, lo=None, hi=None, *, rule: MinMax | None = None):
         if rule is not None and not isinstance(rule, MinMax):
             raise TypeError(f"rule must be a pt.MinMax or None; got {type(rule).__name__}")
-        d = _as_array("delta", delta)
-        if d.ndim > 2:
-            raise ValueError("grid delta must be a scalar, per row (n,) or per entry (n, N)")
+        d = _at_most_2d("delta", _as_array("delta", delta))
         positive = all(v > 0 for v in d.ravel()) if d.dtype == object else bool(np.all(d > 0))
         if d.size == 0 or not positive:
             raise ValueError(f"grid delta must be > 0 everywhere; got min {np.min(d) if d.size else None}")
-        z = _as_array("zero", zero)
-        if z.ndim > 2:
-            raise ValueError("grid zero must be a scalar, per row (n,) or per entry (n, N)")
+        z = _at_most_2d("zero", _as_array("zero", zero))
         if z.size == 0:
             raise ValueError("grid zero is empty; pass a scalar, one value per row or one per entry")
         lo_a, hi_a = _param("lo", lo), _param("hi", hi)
