@@ -77,10 +77,7 @@ def _as_array(name: str, a) -> np.ndarray:
         )
     arr = np.asarray(a)
     if arr.dtype == object:
-        flat = [_to_rational(v, name) for v in arr.ravel()]
-        out = np.empty(arr.shape, dtype=object)
-        out.ravel()[:] = flat
-        return out
+        return np.vectorize(lambda v: _to_rational(v, name), otypes=[object])(arr)
     if arr.dtype.kind == "b":
         raise TypeError(
             f"{name} has dtype bool; pass a real floating or integer array ({name}.astype(float) if "
