@@ -897,16 +897,12 @@ def unavailable(ctx: RunContext) -> list[str]:
     return out
 
 
-def _without_p(bound):
-    """``bound(ctx)`` with the signature ``(ctx, p)`` of the bounds that read a failure probability."""
-    return lambda ctx, p: bound(ctx)
-
-
 # The bound functions by the registry's names (ptqtheory.registry.Entry.bounds), one signature (b8 reads
-# the rounding itself; p is used for its stochastic form only).
-_BOUNDS = {"b4": b4, "b5": b5, "b6": b6, "b8": b8, "b10": b10} | {name: _without_p(bound) for name, bound in {
-    "b1": b1, "b2": b2, "b3": b3, "b7": b7, "b9": b9, "b11": b11, "rtn": rtn_bounds, "l1": l1, "owq": owq_bounds
-}.items()}
+# the rounding itself; p is used for its stochastic form only): those without p ignore it.
+_BOUNDS = {"b4": b4, "b5": b5, "b6": b6, "b8": b8, "b10": b10} | {
+    name: lambda ctx, p, bound=bound: bound(ctx) for name, bound in {
+        "b1": b1, "b2": b2, "b3": b3, "b7": b7, "b9": b9, "b11": b11, "rtn": rtn_bounds, "l1": l1,
+        "owq": owq_bounds}.items()}
 
 
 def evaluate(ctx: RunContext, p: float = 1e-3) -> list[BoundCheck]:
