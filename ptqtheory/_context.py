@@ -419,8 +419,7 @@ class RunContext:
     @cached_property
     def h_quadratic(self) -> np.ndarray:
         r""":math:`(w - q)^TH(w - q)` per row, through the formed :math:`H` (I3's left side)."""
-        E_p = self.E_p
-        return np.sum(_linalg.dot(E_p, self.Hf_p) * E_p, axis=1)
+        return np.sum(_linalg.dot(self.E_p, self.Hf_p) * self.E_p, axis=1)
 
     @cached_property
     def abs_h_quadratic(self) -> np.ndarray:
@@ -487,9 +486,8 @@ class RunContext:
     def gpfq_sides(self) -> tuple[np.ndarray, np.ndarray]:
         r"""``(||u_N||, ||u_N - (Xw - Xt q)||)`` per row: I6's state and its distance to the data's value."""
         u = np.atleast_2d(cast(np.ndarray, self.run.residual))  # GPFQ's runs record u_N
-        diff = u - self.out
         return (np.sqrt(np.asarray(_linalg.sq_norms(u, 1), float)),
-                np.sqrt(np.asarray(_linalg.sq_norms(diff, 1), float)))
+                np.sqrt(np.asarray(_linalg.sq_norms(u - self.out, 1), float)))
 
     @cached_property
     def weighted(self) -> np.ndarray:

@@ -77,10 +77,7 @@ def _as_array(name: str, a) -> np.ndarray:
         )
     arr = np.asarray(a)
     if arr.dtype == object:
-        flat = [_to_rational(v, name) for v in arr.ravel()]
-        out = np.empty(arr.shape, dtype=object)
-        out.ravel()[:] = flat
-        return out
+        return np.vectorize(lambda v: _to_rational(v, name), otypes=[object])(arr)
     if arr.dtype.kind == "b":
         raise TypeError(
             f"{name} has dtype bool; pass a real floating or integer array ({name}.astype(float) if "
@@ -216,11 +213,16 @@ def check_bool(name: str, value) -> bool:
     raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
 
 
+def _real(name: str, value, span: str) -> float:
+    """A real number (not a bool, not a string) as a float; the ``TypeError`` says it must be one ``span``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number {span}; got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
 def check_nonnegative_real(name: str, value) -> float:
     """A finite real number >= 0 (not a bool, not a string)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number >= 0; got {value!r} ({type(value).__name__})")
-    v = float(value)
+    v = _real(name, value, ">= 0")
     if not (np.isfinite(v) and v >= 0):
         raise ValueError(f"{name} must be a finite real number >= 0; got {value!r}")
     return v
@@ -228,9 +230,7 @@ def check_nonnegative_real(name: str, value) -> float:
 
 def check_probability(name: str, value) -> float:
     """A failure probability in the open interval (0, 1)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number in (0, 1); got {value!r} ({type(value).__name__})")
-    v = float(value)
+    v = _real(name, value, "in (0, 1)")
     if not 0 < v < 1:
         raise ValueError(f"{name} must be in (0, 1) (a failure probability); got {value!r}")
     return v

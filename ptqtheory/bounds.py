@@ -609,8 +609,7 @@ def b9(ctx: RunContext) -> list[BoundCheck]:
     D = _D(ctx)
     r0 = ctx.r0_sq
     a = np.abs(_qronos_first(ctx))
-    d1 = ctx.delta_p[:, 0]
-    terms = 0.25 * (ctx.delta_p[:, 1:] ** 2) @ D[1:] + (a + d1 / 2) ** 2 * D[0]
+    terms = 0.25 * (ctx.delta_p[:, 1:] ** 2) @ D[1:] + (a + ctx.delta_p[:, 0] / 2) ** 2 * D[0]
     lam_term = float(ctx.lam) * np.sum(ctx.E**2, axis=1)
     val = r0 + terms - lam_term  # may cancel exactly (a midpoint with r_0 = 0)
     return [_check("B9", "||Xw - Xt q||_2^2", "deterministic", val, ctx.err_sq, hyps,
@@ -626,9 +625,8 @@ def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
     (\sum_t(\tilde X\tilde L)_{it}^2\delta_t^2\log(2m/p)/2)^{1/2}` for every sample i.
     """
     hyps = _rounding_no_clip(ctx, "stochastic")
-    D = _D(ctx)
     a = _qronos_first(ctx)
-    base = ctx.r0_sq + a**2 * D[0]
+    base = ctx.r0_sq + a**2 * _D(ctx)[0]
     V = base + conditional_variance(ctx)
     val = base + 0.25 * _sum_delta2_D(ctx)
     out = [_check("B10", "||r_0||^2 + a^2 Dt_1 + sum_t r_t(delta_t - r_t) Dt_t", "per-run", val, V,
@@ -897,16 +895,12 @@ def unavailable(ctx: RunContext) -> list[str]:
     return out
 
 
-def _without_p(bound):
-    """``bound(ctx)`` with the signature ``(ctx, p)`` of the bounds that read a failure probability."""
-    return lambda ctx, p: bound(ctx)
-
-
 # The bound functions by the registry's names (ptqtheory.registry.Entry.bounds), one signature (b8 reads
-# the rounding itself; p is used for its stochastic form only).
-_BOUNDS = {"b4": b4, "b5": b5, "b6": b6, "b8": b8, "b10": b10} | {name: _without_p(bound) for name, bound in {
-    "b1": b1, "b2": b2, "b3": b3, "b7": b7, "b9": b9, "b11": b11, "rtn": rtn_bounds, "l1": l1, "owq": owq_bounds
-}.items()}
+# the rounding itself; p is used for its stochastic form only): those without p ignore it.
+_BOUNDS = {"b4": b4, "b5": b5, "b6": b6, "b8": b8, "b10": b10} | {
+    name: lambda ctx, p, bound=bound: bound(ctx) for name, bound in {
+        "b1": b1, "b2": b2, "b3": b3, "b7": b7, "b9": b9, "b11": b11, "rtn": rtn_bounds, "l1": l1,
+        "owq": owq_bounds}.items()}
 
 
 def evaluate(ctx: RunContext, p: float = 1e-3) -> list[BoundCheck]:

@@ -12,14 +12,13 @@ every convention is converted to the absolute :math:`\lambda` explicitly and the
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import SupportsFloat
 
 import numpy as np
 
-from ._validate import as_matrix, check_bool, check_lam, check_positive_int, is_exact
+from ._validate import _real, as_matrix, check_bool, check_lam, check_positive_int, is_exact
 
 __all__ = ["Accumulator", "Damping", "gram", "hessian", "resolve_lam"]
 
@@ -47,10 +46,7 @@ class Damping:
         if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise ValueError(f"Damping kind must be one of {KINDS}; got {self.kind!r}")
         name = f"Damping.{self.kind}: {_VALUE_NAME[self.kind]}"
-        v = self.value
-        if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real):
-            raise TypeError(f"{name} must be a real number >= 0; got {v!r} ({type(v).__name__})")
-        v = float(v)
+        v = _real(name, self.value, ">= 0")
         if not np.isfinite(v) or v < 0:
             raise ValueError(f"{name} must be finite and >= 0; got {self.value!r}")
         object.__setattr__(self, "value", v)

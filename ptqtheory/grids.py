@@ -68,7 +68,6 @@ class MinMax:
     def of(cls, bits, sym, group_size, precision="float64") -> MinMax:
         """The rule with its arguments checked, ``bits`` against what ``precision`` rounds exactly (R2)."""
         bits = check_positive_int("bits", bits, 1, max_bits(precision), why=bits_limit_reason(precision))
-        sym = check_bool("sym", sym)
         return cls(bits, sym, None if group_size is None else check_positive_int("group_size", group_size))
 
     def fit_all(self, W2):
@@ -125,6 +124,11 @@ def _param(name: str, value) -> np.ndarray:
             raise ValueError(f"grid {name} contains NaN; pass integers, or -inf/inf for an unbounded end")
     else:
         arr = _as_array(name, value)
+    return _at_most_2d(name, arr)
+
+
+def _at_most_2d(name: str, arr: np.ndarray) -> np.ndarray:
+    """A grid parameter ``arr`` when it is a scalar, per row or per entry, else ``ValueError``."""
     if arr.ndim > 2:
         raise ValueError(f"grid {name} must be a scalar, per row (n,) or per entry (n, N)")
     return arr
@@ -298,26 +302,21 @@ class Grid:
     def __init__(self, delta, zero=0.0, lo=None, hi=None, *, rule: MinMax | None = None):
         if rule is not None and not isinstance(rule, MinMax):
             raise TypeError(f"rule must be a pt.MinMax or None; got {type(rule).__name__}")
-        d = _as_array("delta", delta)
-        if d.ndim > 2:
-            raise ValueError("grid delta must be a scalar, per row (n,) or per entry (n, N)")
+        d = _at_most_2d("delta", _as_array("delta", delta))
         positive = all(v > 0 for v in d.ravel()) if d.dtype == object else bool(np.all(d > 0))
         if d.size == 0 or not positive:
             raise ValueError(f"grid delta must be > 0 everywhere; got min {np.min(d) if d.size else None}")
-        z = _as_array("zero", zero)
-        if z.ndim > 2:
-            raise ValueError("grid zero must be a scalar, per row (n,) or per entry (n, N)")
+        z = _at_most_2d("zero", _as_array("zero", zero))
         if z.size == 0:
             raise ValueError("grid zero is empty; pass a scalar, one value per row or one per entry")
         lo_a, hi_a = _param("lo", lo), _param("hi", hi)
-        for name, a in (("lo", lo_a), ("hi", hi_a)):
+        lof, hif = np.asarray(lo_a, float), np.asarray(hi_a, float)
+        for name, a, af in (("lo", lo_a, lof), ("hi", hi_a, hif)):
             if a.size == 0:
                 raise ValueError(f"grid {name} is empty; pass an integer, -inf/inf, or None")
-            fin = np.asarray(a, dtype=float)
-            fin = fin[np.isfinite(fin)]
+            fin = af[np.isfinite(af)]
             if fin.size and np.any(fin != np.round(fin)):
                 raise ValueError(f"grid {name} must hold integers (the range of k); got {a}")
-        lof, hif = np.asarray(lo_a, float), np.asarray(hi_a, float)
         if np.any(lof == np.inf) or np.any(hif == -np.inf):
             raise ValueError(
                 "grid lo must be < inf and hi > -inf (lo = inf or hi = -inf leaves an empty alphabet, "

@@ -28,10 +28,7 @@ from ..records import Run
 __all__ = ["Setup", "finish", "optq_iteration", "setup"]
 
 
-def _rational(a: np.ndarray) -> np.ndarray:
-    out = np.empty(a.shape, dtype=object)
-    out.ravel()[:] = [v if isinstance(v, sympy.Rational) else sympy.Rational(v) for v in a.ravel()]
-    return out
+_rational = np.vectorize(sympy.Rational, otypes=[object])  # each entry as an exact rational (a Rational stays)
 
 
 @dataclass(kw_only=True)

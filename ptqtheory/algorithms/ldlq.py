@@ -52,18 +52,17 @@ def ldlq(
     s = setup(W, X, lam, grid, rounding, order, seed)
     U0 = s.piv.U1 - np.eye(s.piv.U1.shape[0], dtype=s.piv.U1.dtype)
     rounder, trace = s.rounder(), Trace.empty(s.Wp)
-    Wp = s.Wp
-    E = _linalg.zeros_like(Wp)  # W - W_hat, filled column by column
-    for k in range(Wp.shape[1]):
+    E = _linalg.zeros_like(s.Wp)  # W - W_hat, filled column by column
+    for k in range(s.Wp.shape[1]):
         if rounder.group_start(k):
             # The current weights of the group's columns are OPTQ's iterate w_j - sum_{t<k} L_jt eta_t
             # (LDLQ's partial feedback sum is not that for columns j > k).
             g1 = rounder.group_end(k)
-            rounder.refit(k, Wp[:, k:g1] - _linalg.dot(trace.eta[:, :k], s.piv.L[k:g1, :k].T))
-        x = Wp[:, k] + _linalg.dot(E[:, :k], U0[:k, k])
+            rounder.refit(k, s.Wp[:, k:g1] - _linalg.dot(trace.eta[:, :k], s.piv.L[k:g1, :k].T))
+        x = s.Wp[:, k] + _linalg.dot(E[:, :k], U0[:k, k])
         q = rounder(k, x)
         trace.record(k, x, q)
-        E[:, k] = Wp[:, k] - q
+        E[:, k] = s.Wp[:, k] - q
     return finish(s, trace, rounder, "ldlq", "reference")
 
 

@@ -77,9 +77,8 @@ def _plot(rows: list[dict], cases: list[str]):
         sel = [r for r in rows if r["case"] == case]
         by = {r["order"]: r for r in sel}
         trH = sel[0]["trH"]
-        tr = np.array([by[o]["empirical_trD"] for o, _ in ORDERS]) / trH
-        b2 = np.array([by[o]["bound_B2_trD"] for o, _ in ORDERS]) / trH
-        err = np.array([by[o]["empirical_err_scaled"] for o, _ in ORDERS]) / trH
+        tr, b2, err = (np.array([by[o][key] for o, _ in ORDERS]) / trH
+                       for key in ("empirical_trD", "bound_B2_trD", "empirical_err_scaled"))
         ax.vlines(x, err, tr, color="0.75", lw=0.8, zorder=1)
         ax.plot(x, b2, ls="none", marker="_", ms=12, mew=1.4, color=c_b2,
                 label=r"B2 bound on $\mathrm{tr}(D)$")

@@ -88,12 +88,10 @@ def _plot(rows: list[dict], ms):
     fig, ax = style.new_figure(height=2.9)
     ms = np.asarray(ms)
     first = [next(r for r in rows if r["m"] == m) for m in ms]
-    ax.plot(ms, [r["bound_B5_uniform_p1e-2"] for r in first], color="0.45", ls=":", lw=1.3,
-            label=r"B5 uniform, $p = 0.01$")
-    ax.plot(ms, [r["bound_B5_p1e-2"] for r in first], color="black", ls="--",
-            label=r"B5, $p = 0.01$")
-    ax.plot(ms, [r["bound_B5_p1e-1"] for r in first], color="black", ls="-", lw=0.9,
-            label=r"B5, $p = 0.1$")
+    for key, label, kw in (("uniform_p1e-2", r"B5 uniform, $p = 0.01$", dict(color="0.45", ls=":", lw=1.3)),
+                           ("p1e-2", r"B5, $p = 0.01$", dict(color="black", ls="--")),
+                           ("p1e-1", r"B5, $p = 0.1$", dict(color="black", ls="-", lw=0.9))):
+        ax.plot(ms, [r[f"bound_B5_{key}"] for r in first], label=label, **kw)
     _band(ax, ms, rows, "empirical_err_inf_rtn", style.COLORS["vermillion"], "RTN, stochastic", "s")
     _band(ax, ms, rows, "empirical_err_inf_optq", style.COLORS["blue"], "OPTQ, stochastic (A2s)", "o")
     ax.set_xscale("log", base=2)
