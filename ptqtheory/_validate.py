@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
-from .tolerances import _HOMOGENEOUS, check_magnitude, data_range, lam_range, precision_name, weight_range
+from .tolerances import HOMOGENEOUS_FIX, check_magnitude, data_range, lam_range, precision_name, weight_range
 
 __all__ = [
     "as_matrix",
@@ -136,7 +136,7 @@ def check_weight_rows(row_max, precision="float64") -> None:
         i = int(bad[0])
         name = precision_name(precision)
         check_magnitude("W", float(row_max[i]), (lo, hi), precision=name, what=f"max |W[{i}, :]| (row {i})",
-                        fix=_HOMOGENEOUS["W"] + (" (or work in float64)" if name == "float32" else ""))
+                        fix=HOMOGENEOUS_FIX["W"] + (" (or work in float64)" if name == "float32" else ""))
 
 
 def as_matrix(name: str, X, N: int, m: int | None = None) -> np.ndarray:

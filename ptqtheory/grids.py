@@ -24,7 +24,7 @@ import numpy as np
 from ._validate import _as_array, as_weights, check_bool, check_choice, check_positive_int, check_seed, is_exact
 from .backend import get_backend
 from .random import uniforms
-from .tolerances import _HOMOGENEOUS, max_bits, max_code, precision_name, step_range
+from .tolerances import HOMOGENEOUS_FIX, max_bits, max_code, precision_name, step_range
 
 __all__ = ["Grid", "MinMax", "quantize_nearest", "quantize_stochastic", "round_nearest", "round_stochastic"]
 
@@ -162,7 +162,7 @@ def check_steps(delta, precision="float64", name: str = "grid delta") -> None:
     d = np.asarray(delta, dtype=float)
     lo, hi = step_range(precision)
     small, large = float(np.min(d)), float(np.max(d))
-    fix = _HOMOGENEOUS["W"]
+    fix = HOMOGENEOUS_FIX["W"]
     pname = precision_name(precision)
     if small < lo:
         sub = "; it is subnormal" if small < np.finfo(pname).tiny else ""
@@ -190,13 +190,13 @@ def check_normal_steps(delta, precision="float64", name: str = "grid delta") -> 
         raise ValueError(
             f"{name} must be a normal {pname} number (>= {np.finfo(pname).tiny:.3g}); got min delta = "
             f"{small:.4g}, which is subnormal: x/delta overflows and delta (k - z) loses its relative "
-            f"precision. Fix: {_HOMOGENEOUS['W']}"
+            f"precision. Fix: {HOMOGENEOUS_FIX['W']}"
         )
     top = float(np.finfo(pname).max) / max_code(pname)
     if large > top:
         raise ValueError(
             f"{name} is too large for {pname}: max delta = {large:.4g} exceeds {top:.3g}, beyond which "
-            f"delta (k - z) overflows for codes float64 rounds exactly. Fix: {_HOMOGENEOUS['W']}"
+            f"delta (k - z) overflows for codes float64 rounds exactly. Fix: {HOMOGENEOUS_FIX['W']}"
         )
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "FLOAT32_GRAM_EXP",
     "GAMMA",
     "GRAM_CHUNK_ROWS",
+    "HOMOGENEOUS_FIX",
     "RESOLVED",
     "ROUNDING_SLACK",
     "RTOL_BOUND",
@@ -491,7 +492,8 @@ def quadratic_range(precision="float64") -> tuple[float, float]:
     return lam_range()
 
 
-_HOMOGENEOUS = {
+# The fix a range error proposes for each input: the rescaling under which Q is unchanged or scales exactly.
+HOMOGENEOUS_FIX = {
     "X": "scale X (and Xt) by a power of two, 2.0**k: Q is unchanged when lam is scaled by 4.0**k",
     "W": "scale W and the grid step by the same power of two, 2.0**k: Q scales by exactly 2.0**k",
     "lam": "lam scales like X^T X: rescale X and lam together (X * 2.0**k, lam * 4.0**k)",
@@ -509,7 +511,7 @@ def check_magnitude(name: str, largest: float, bounds: tuple[float, float], fix:
     largest = float(largest)
     if largest == 0.0 or lo <= largest <= hi:
         return
-    fix = fix or _HOMOGENEOUS.get(name.split()[0], "rescale it by a power of two")
+    fix = fix or HOMOGENEOUS_FIX.get(name.split()[0], "rescale it by a power of two")
     what = what or f"max |{name}|"
     if not largest < hi:  # also NaN and inf, which the finiteness checks report first
         raise ValueError(

@@ -55,7 +55,7 @@ def minmax_grid(W: torch.Tensor, bits: int = 4, sym: bool = False, group_size: i
     return Grid(to_host(delta), to_host(zero), lo=0, hi=2**rule.bits - 1, rule=rule)
 
 
-_CHECK_ROWS = 64
+_CHECK_BLOCK = 64  # rows (check_grid) or columns (check_run) per block: small float64 temporaries
 
 
 def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
@@ -75,8 +75,8 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
     d, z, lo, hi = (torch.as_tensor(as_2d(np.asarray(a, dtype=float)), device=W.device)
                     for a in (grid.delta, grid.zero, grid.lo, grid.hi))
     worst = torch.zeros((), dtype=torch.float64, device=W.device)
-    for i in range(0, n, _CHECK_ROWS):  # rows of W at a time: small float64 temporaries, as in check_run
-        rows = slice(i, i + _CHECK_ROWS)
+    for i in range(0, n, _CHECK_BLOCK):  # rows of W at a time
+        rows = slice(i, i + _CHECK_BLOCK)
         di, zi, loi, hii = (a[rows] if a.shape[0] == n else a for a in (d, z, lo, hi))
         k = torch.maximum(torch.minimum(torch.floor(W[rows].to(torch.float64) / di + zi + 0.5), hii), loi)
         worst = torch.maximum(worst, (k.abs() + zi.abs() + 1.0).amax())
@@ -84,8 +84,6 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
         dh, zh, loh, hih = (np.broadcast_to(to_host(a), (n, N)) for a in (d, z, lo, hi))
         check_values("W", to_host(W), dh, zh, loh, hih, precision=precision)
 
-
-_CHECK_COLUMNS = 64
 
 
 def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, precision: str) -> None:
@@ -97,8 +95,8 @@ def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, prec
         lo, hi = step_range(precision)
         # In column blocks (the arrays are column-major, so a block is contiguous): the float64
         # temporaries stay small, which is most of this check's time at large n, N.
-        for j in range(0, trace.q.shape[1], _CHECK_COLUMNS):
-            cols = slice(j, j + _CHECK_COLUMNS)
+        for j in range(0, trace.q.shape[1], _CHECK_BLOCK):
+            cols = slice(j, j + _CHECK_BLOCK)
             q, d, z = (a[:, cols].to(torch.float64) for a in (trace.q, rounder.delta, rounder.zero))
             size = (q / d + z).abs() + z.abs() + 1.0
             ok &= (size <= max_code(precision)).all() & (d >= lo).all() & (d <= hi).all()
