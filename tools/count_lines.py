@@ -2,7 +2,7 @@
 blank lines), for issue 12's "net fewer lines" measurement.
 
     python tools/count_lines.py REV [PATH_TO_LEAVE_OUT ...]
-    python tools/count_lines.py REV --same-features tools/features_since_issue12.txt
+    python tools/count_lines.py REV --same-features tools/features_since_issue12.txt [--per-file]
 
 The second form counts the features that existed before issue 12's work: it leaves out the modules the
 file lists (``module PATH``) and, in every other module, the lines ``git blame`` attributes to the
@@ -12,6 +12,7 @@ added back (found by ``git blame`` of the parent), so an old line that a feature
 
 from __future__ import annotations
 
+import argparse
 import ast
 import io
 import re
@@ -83,35 +84,41 @@ def _deleted_by(commits: set[str], leave_out: set[str]) -> tuple[int, int]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
-        print(__doc__, file=sys.stderr)
-        return 2
-    rev, rest = argv[0], argv[1:]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("rev", help="git revision to count, e.g. HEAD or 5031c5a^")
+    parser.add_argument("leave_out", nargs="*", help="package paths to leave out")
+    parser.add_argument("--same-features", metavar="FILE", help="file listing feature modules and commits")
+    parser.add_argument("--per-file", action="store_true", help="also print each module's counted lines")
+    args = parser.parse_args(argv)
+    try:
+        _git("rev-parse", "--verify", "--quiet", f"{args.rev}^{{commit}}")
+    except subprocess.CalledProcessError:
+        parser.error(f"rev: {args.rev!r} is not a commit here; pass a revision such as HEAD")
     commits: set[str] = set()
-    if rest[:1] == ["--same-features"]:
-        leave_out: set[str] = set()
-        for line in open(rest[1], encoding="utf-8"):
+    leave_out = set(args.leave_out)
+    if args.same_features:
+        for line in open(args.same_features, encoding="utf-8"):
             kind, _, value = line.partition(" ")
             if kind == "module":
                 leave_out.add(value.strip())
             elif kind == "commit":
                 commits.add(value.split()[0])
-    else:
-        leave_out = set(rest)
     raw = code = 0
-    for name in _git("ls-tree", "-r", "--name-only", rev, "ptqtheory").split():
+    for name in _git("ls-tree", "-r", "--name-only", args.rev, "ptqtheory").split():
         if name.endswith(".py") and name not in leave_out:
-            src = _git("show", f"{rev}:{name}")
-            feature = _blamed_lines(rev, name, commits) if commits else set()
-            raw += src.count("\n") - len(feature)
-            code += len(code_line_numbers(src) - feature)
+            src = _git("show", f"{args.rev}:{name}")
+            feature = _blamed_lines(args.rev, name, commits) if commits else set()
+            file_raw, file_code = src.count("\n") - len(feature), len(code_line_numbers(src) - feature)
+            raw, code = raw + file_raw, code + file_code
+            if args.per_file:
+                print(f"{name:48s} {file_raw:6d} lines {file_code:6d} code lines")
     if commits:
         back_raw, back_code = _deleted_by(commits, leave_out)
-        print(f"{rev}: {raw} lines, {code} code lines without the listed features; their commits also "
+        print(f"{args.rev}: {raw} lines, {code} code lines without the listed features; their commits also "
               f"deleted {back_raw} lines ({back_code} code lines) of other modules: {raw + back_raw} lines, "
               f"{code + back_code} code lines counting those back")
     else:
-        print(f"{rev}: {raw} lines, {code} code lines")
+        print(f"{args.rev}: {raw} lines, {code} code lines")
     return 0
 
 
