@@ -1,11 +1,9 @@
 r"""The identities I1-I6 of ``docs/theory.md`` as labelled functions, and the one certificate assembly.
 
-:func:`i1` (I1, the pivots), :func:`i2` (I2, OPTQ), :func:`i3` (I3, LDLQ), :func:`i4` (I4, Qronos-LS
-A4'), :func:`i5` (I5, Qronos A4) and :func:`i6` (I6, GPFQ) each state their identity. Each takes a
-:class:`~ptqtheory._context.RunContext` (which says how each quantity was obtained; nothing here
-depends on it) and returns its two sides as computed, their relative gap, the first-order rounding
-allowance of the gap (error model of :mod:`ptqtheory.tolerances`; derived in each docstring) and, where
-the identity has one, its structure relation (e.g. :math:`w - q = L\eta`). :func:`assemble` evaluates
+:func:`i1` .. :func:`i6` each take a :class:`~ptqtheory._context.RunContext` (how each quantity was
+obtained; nothing here depends on it) and return the two sides as computed, their relative gap, the
+first-order rounding allowance of the gap (error model of :mod:`ptqtheory.tolerances`; derived in each
+docstring) and the structure relation, if any (e.g. :math:`w - q = L\eta`). :func:`assemble` evaluates
 the identity and bounds that the registry (:mod:`ptqtheory.registry`) names for the run.
 """
 
@@ -110,9 +108,7 @@ class PivotCheck:
     gap_projection, gap_inverse : float or None
         Largest relative gap of each form against ``D`` (``None`` when not computed).
     bounds_hold : bool
-        :math:`\lambda \le D_t \le \|X_t\|^2 + \lambda` for all t (slack
-        :func:`ptqtheory.tolerances.pivot_bounds_slack`, ``16 eps N max diag(H)``, in float64; none in
-        exact arithmetic).
+        :math:`\lambda \le D_t \le \|X_t\|^2 + \lambda` for all t (to the slack of :func:`i1`).
     logdet_gap : float
         :math:`|\sum_t \log D_t - \log\det H|` (exact arithmetic: :math:`|\prod_t D_t - \det H|`).
     cond : float
@@ -129,8 +125,7 @@ class PivotCheck:
     cond: float
 
     def h_tolerance(self, tol: float = RTOL_IDENTITY) -> float:
-        r"""``max(tol, 16 N eps kappa(H))``: what float64 can promise for forms evaluated through H
-        (:func:`ptqtheory.tolerances.h_tolerance`)."""
+        r"""``max(tol, 16 N eps kappa(H))`` (:func:`ptqtheory.tolerances.h_tolerance`)."""
         return h_tolerance(check_nonnegative_real("tol", tol), self.D.shape[0], self.cond)
 
     def holds(self, tol: float = RTOL_IDENTITY) -> bool:
@@ -223,10 +218,9 @@ def i1(ctx: RunContext, full: bool | None = None) -> PivotCheck:
     and the inverse form (``full``; ``O(N^4)``, default when ``N <= 128``), and :math:`\log\det H`.
 
     Allowance: the projection form is held to ``rtol`` (1e-10 by default); the bounds on :math:`D_t`
-    get :func:`~ptqtheory.tolerances.pivot_bounds_slack` (the backward error of the factorization,
-    :math:`2\epsilon\|\hat X\|_2^2 \le 2\epsilon N\max_tH_{tt}`); the forms through the formed
-    :math:`H` are held to :meth:`PivotCheck.h_tolerance` (E3: :math:`\epsilon\kappa(H)`). Exact
-    inputs: no allowance.
+    get :func:`~ptqtheory.tolerances.pivot_bounds_slack` (``16 eps N max diag(H)``, the factorization's
+    backward error); the forms through the formed :math:`H`, :meth:`PivotCheck.h_tolerance` (E3:
+    :math:`\epsilon\kappa(H)`). Exact inputs: no allowance.
     """
     D = ctx.factorization.D
     N = D.shape[0]
@@ -260,14 +254,12 @@ def _feedback(ctx: RunContext, label: str, lhs, extra: dict | None = None) -> Id
     :math:`\|\hat X(w - q)\|^2 = \|\hat XL\eta\|^2` up to :math:`\nu`, so
     :math:`|lhs - rhs| \le \|\hat X\nu\|(\|\hat X(w-q)\| + \|\hat XL\eta\|)` with
     :math:`\|\hat X\|_2 \le \|\hat X\|_F` (:func:`~ptqtheory.tolerances.identity_allowance`). The
-    paper iteration adds its least-squares error to the structure relation only: it lies along
-    directions :math:`\hat X` shrinks, which the identity does not see.
+    paper iteration's least-squares error enters the structure relation only
+    (:func:`~ptqtheory.tolerances.least_squares_allowance`).
 
-    When the pivots come from statistics formed with float32 chunk products (the torch accumulator's
-    ``gram="float32"``), a ``"statistics"`` term adds their error (E4):
-    :math:`|e^T(\hat G - G)e| \le \mathrm{rel}\,\|X\|_F^2\|e\|^2 + \mathrm{abs}\,N\|e\|^2`
-    (:func:`~ptqtheory.tolerances.gram_statistics_allowance`); float64 statistics' own rounding,
-    :math:`\gamma_m(u_{64})`, is left to ``rtol``.
+    Statistics formed with float32 chunk products (the torch accumulator's ``gram="float32"``) add a
+    ``"statistics"`` term (E4, :func:`~ptqtheory.tolerances.gram_statistics_allowance`); float64
+    statistics' own rounding, :math:`\gamma_m(u_{64})`, is left to ``rtol``.
     """
     rhs = ctx.weighted
     base = structure_allowance(ctx.eps, ctx.w_q_norm, ctx.L_fro * ctx.eta_norm)
@@ -286,8 +278,7 @@ def i2(ctx: RunContext) -> IdentityCheck:
 
     Sides: the left from the data (:math:`\|Xw - Xq\|^2` measured, plus :math:`\lambda\|w-q\|^2`), the
     right from the run's :math:`\eta` and the context's pivots. Structure: :math:`\|(w-q) - L\eta\|`.
-    Allowance: :func:`_feedback` (E1-E2; E3 for the paper iteration's structure relation;
-    E4 when the run's statistics were formed with float32 chunk products).
+    Allowance: :func:`_feedback` (E1-E2; E3, E4 where they apply).
     """
     return _feedback(ctx, "I2", ctx.lhs_sq)
 
@@ -298,11 +289,9 @@ def i3(ctx: RunContext) -> IdentityCheck:
     I3), with :math:`w - q = L\eta`.
 
     Sides: the left is the quadratic form through the formed :math:`H` (the proxy loss LDLQ states),
-    the right as for I2. Allowance: I2's, plus the rounding of the formed quadratic form,
-    :func:`~ptqtheory.tolerances.formed_quadratic_allowance`:
-    :math:`\epsilon(N|e|^T|H||e| + m\||X||e|\|^2)` (E2 for :math:`e^THe`, and the rounding of
-    :math:`X^TX` formed from ``m`` samples), with :math:`\||X||e|\| \le \|X\|_F\|e\|` (Cauchy-Schwarz
-    row by row), which statistics alone give and which is within a small factor for a dense error.
+    the right as for I2. Allowance: I2's, plus the rounding of the formed quadratic form
+    (:func:`~ptqtheory.tolerances.formed_quadratic_allowance`, with :math:`\||X||e|\| \le \|X\|_F\|e\|`,
+    within a small factor for a dense error).
     """
     formed = None if ctx.exact else formed_quadratic_allowance(
         ctx.eps, ctx.shape[1], ctx.m, ctx.abs_h_quadratic,
@@ -376,10 +365,8 @@ def i6(ctx: RunContext) -> IdentityCheck:
 
     Sides: :math:`\|u_N\|` (the run's state) and :math:`\|Xw - \tilde Xq\|` (from the data); the gap is
     :math:`\|u_N - (Xw - \tilde Xq)\|` over the larger, a vector identity, not one of norms.
-    Allowance: :math:`u_N` sums ``N`` rank-one steps, each rounded by
-    :math:`u(|w_t|\|X_t\| + |q_t|\|\tilde X_t\|)` (E1-E2), so
-    :math:`16\epsilon N(\|X\|_F\|w\| + \|\tilde X\|_F\|q\|)`
-    (:func:`~ptqtheory.tolerances.gpfq_allowance`).
+    Allowance: :math:`16\epsilon N(\|X\|_F\|w\| + \|\tilde X\|_F\|q\|)` (E1-E2,
+    :func:`~ptqtheory.tolerances.gpfq_allowance`).
     """
     lhs, dist = ctx.gpfq_sides
     rhs = np.sqrt(np.asarray(ctx.err_sq, float))
@@ -528,8 +515,7 @@ class Certificate:
 
     @property
     def resolved(self) -> np.ndarray:
-        """Rows whose allowance is at most :data:`~ptqtheory.tolerances.RESOLVED` (1e-3) of the identity's
-        sides; on the others (a row already on the grid, say) only the allowance judges them."""
+        """Rows whose identity is resolved (:data:`~ptqtheory.tolerances.RESOLVED`)."""
         if self.identity is None:
             return np.ones(self.err_l2.shape, dtype=bool)
         size = np.maximum(np.abs(np.asarray(self.identity_lhs, float)),

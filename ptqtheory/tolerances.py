@@ -1,7 +1,4 @@
-r"""Every numerical tolerance and range limit of ptqtheory, with the error model it comes from.
-
-The numpy reference, the torch backend, the certificates and the bounds import them from here
-(docs/theory.md, "Numerics").
+r"""Every numerical tolerance and range limit of ptqtheory, with its error model (docs/theory.md, "Numerics").
 
 Error model
 -----------
@@ -13,11 +10,10 @@ representable range (R1-R3 below) keeps every quantity formed by a run, its cert
 bounds inside the normal range, with room to spare.
 
 (E2) **Accumulation.** A sum of ``k`` rounded terms errs by at most :math:`ku` times the sum of the
-absolute terms in the worst case, but by about :math:`\sqrt k\,u` times it in practice (the
-probabilistic model of Higham & Mary, SIAM J. Sci. Comput. 41, 2019). The allowances below are
-first-order bounds of the form :data:`GAMMA` :math:`\cdot\epsilon\cdot` (the sizes involved), i.e.
-:math:`32u` per size, which covers that growth for the sizes in this project; the worst case
-:math:`ku` is not used because it is vacuous at LLM sizes.
+absolute terms (worst case, vacuous at LLM sizes), by about :math:`\sqrt k\,u` times it in practice
+(the probabilistic model of Higham & Mary, SIAM J. Sci. Comput. 41, 2019). The allowances below are
+first-order, :data:`GAMMA` :math:`\cdot\epsilon = 32u` times each size involved, which covers that
+growth for the sizes in this project.
 
 (E3) **Conditioning.** A quantity that is a solution of a linear system or least-squares problem
 inherits the condition number: the forward error of :math:`\arg\min_c\|Ac - b\|` computed by a
@@ -26,12 +22,11 @@ and Stability*, Thm. 20.1), :math:`\kappa = \kappa_2(A)`, :math:`r` the residual
 the data carry :math:`\epsilon\sqrt{\kappa(H)}`, forms evaluated through the formed :math:`H` carry
 :math:`\epsilon\,\kappa(H)` (docs/theory.md, Numerics).
 
-(E4) **Statistics.** A Gram matrix accumulated from ``m`` rows errs entrywise by at most
-:math:`\mathrm{rel}\,(|X|^T|X|)_{kl} + \mathrm{abs}` (:func:`gram_rounding`): :math:`\gamma_m(u)` in
-float64, and :math:`\gamma_c(u_{32}) + \gamma_T(u_{64})(1+\gamma_c(u_{32}))` when float32 products of
-:math:`c`-row chunks are added in float64 (the torch accumulator's ``gram="float32"``). This is a
-worst-case (not probabilistic) bound; the certificates read it through
-:func:`gram_statistics_allowance` and :func:`formed_quadratic_allowance`.
+(E4) **Statistics.** A Gram matrix accumulated from ``m`` rows, in float64 or from float32 products
+of row chunks added in float64 (the torch accumulator's ``gram="float32"``), errs entrywise by at most
+:math:`\mathrm{rel}\,(|X|^T|X|)_{kl} + \mathrm{abs}`, a worst-case (not probabilistic) bound derived in
+:func:`gram_rounding`; the certificates read it through :func:`gram_statistics_allowance` and
+:func:`formed_quadratic_allowance`.
 
 Representable range
 -------------------
@@ -142,15 +137,13 @@ def allowance_unit(precision="float64") -> float:
 # -- relative tolerances (user knobs and report thresholds, not error bounds) ------------------------
 
 RTOL_IDENTITY = 1e-10
-"""Default relative tolerance of the identities (:meth:`ptqtheory.Certificate.holds`). The rounding
-is carried by each row's allowance (``identity_atol``); ``rtol`` only has to absorb the second-order
-terms that the first-order allowance omits, which are below :math:`10^{-14}` relative in float64."""
+"""Default ``rtol`` of the identities (:meth:`ptqtheory.Certificate.holds`): it absorbs the second-order
+terms that each row's first-order allowance (``identity_atol``) omits, below :math:`10^{-14}` in float64."""
 
 RTOL_BOUND = 1e-9
-r"""Relative slack of every bound comparison, ``empirical <= value (1 + RTOL_BOUND) + atol``. The
-first-order allowance ``atol`` carries the rounding; this absorbs the second-order terms and the
-accumulation beyond (E2) in long sums (a relative :math:`k u \le 10^{-9}` for ``k`` up to
-:math:`10^{7}` terms)."""
+r"""Relative slack of every bound comparison, ``empirical <= value (1 + RTOL_BOUND) + atol``: as
+:data:`RTOL_IDENTITY`, plus the accumulation beyond (E2) in long sums (:math:`k u \le 10^{-9}` for
+``k`` up to :math:`10^{7}` terms)."""
 
 RESOLVED = 1e-3
 """A row's identity is *resolved* when its allowance is at most this fraction of its sides; on the
@@ -179,20 +172,17 @@ column norms to this relative tolerance (the same float64 sums in another chunki
 def singular_threshold(N: int, max_diag: float, precision="float64") -> float:
     r"""Pivots at or below ``N eps max diag(H)`` are rounding noise: ``H`` is numerically singular.
 
-    A Cholesky (or QR) factorization is backward stable with :math:`|\Delta H|\le (N+1)u|U||U^T|`,
-    so a computed pivot can be wrong by about :math:`N\epsilon\max_t H_{tt}` in absolute terms;
-    a pivot below that carries no correct digit and the algorithms would divide by noise.
+    A Cholesky (or QR) factorization is backward stable with :math:`|\Delta H|\le (N+1)u|U||U^T|`, so
+    a computed pivot can be off by about :math:`N\epsilon\max_t H_{tt}`: one below that has no correct digit.
     """
     return N * 2.0 * unit_roundoff(precision) * max_diag
 
 
 def pivot_bounds_slack(N: int, max_diag: float, precision="float64") -> float:
-    r"""Slack of I1's bounds :math:`\lambda\le D_t\le\|X_t\|^2+\lambda`.
-
-    The computed :math:`D_t` errs by at most :math:`2\epsilon\|\hat X\|_2^2\le 2\epsilon N\max_t
-    H_{tt}` (QR of the data: relative :math:`\epsilon\|\hat X\|_2/\sqrt{D_t}` on :math:`\sqrt{D_t}`;
-    Cholesky: the backward error above); the slack is that bound with the constant :data:`GAMMA`.
-    """
+    r"""Slack of I1's bounds :math:`\lambda\le D_t\le\|X_t\|^2+\lambda`: the computed :math:`D_t` errs by
+    at most :math:`2\epsilon\|\hat X\|_2^2\le 2\epsilon N\max_t H_{tt}` (QR of the data: relative
+    :math:`\epsilon\|\hat X\|_2/\sqrt{D_t}` on :math:`\sqrt{D_t}`; Cholesky: the backward error of
+    :func:`singular_threshold`), and the slack is that bound with the constant :data:`GAMMA`."""
     return allowance_unit(precision) * N * max_diag
 
 
@@ -209,13 +199,10 @@ def h_tolerance(rtol: float, N: int, cond: float, precision="float64") -> float:
 
 
 def structure_allowance(unit: float, w_q, L_eta, extra=0.0):
-    r"""Rounding allowance of :math:`\|(w - q) - L\eta\|` (weight units), per row.
-
-    ``w - q`` and ``q`` are formed with errors :math:`u(|w| + |q|)`; :math:`L\eta` with error
-    :math:`u\|L\|_F\|\eta\|` (E2). ``w_q`` is :math:`\|w\| + \|q\|`, ``L_eta`` is
-    :math:`\|L\|_F\|\eta\|`; ``extra`` holds further sizes (Qronos' :math:`\|w_{LS}\|` and its
-    least-squares error, :func:`least_squares_allowance`) in the same units.
-    """
+    r"""Rounding allowance of :math:`\|(w - q) - L\eta\|` (weight units), per row: ``w - q`` and ``q``
+    err by :math:`u(|w| + |q|)`, :math:`L\eta` by :math:`u\|L\|_F\|\eta\|` (E2). ``w_q`` is
+    :math:`\|w\| + \|q\|`, ``L_eta`` is :math:`\|L\|_F\|\eta\|`; ``extra``: further sizes (Qronos'
+    :math:`\|w_{LS}\|` and its least-squares error, :func:`least_squares_allowance`)."""
     return unit * (w_q + L_eta + extra)
 
 
@@ -298,13 +285,11 @@ def gpfq_allowance(unit: float, N: int, x_fro: float, w_norm, xt_fro: float, q_n
 
 
 def formed_quadratic_allowance(unit: float, N: int, m: int, abs_quad, data_quad):
-    r"""Extra allowance of I3, which reads the formed :math:`H`, per row.
-
-    Computing :math:`e^THe` errs by :math:`u(N|e|^T|H||e| + m\||X||e|\|^2)`: (E2) for the two
-    products, plus the rounding of :math:`X^TX` formed from ``m`` samples, whose entries err by
-    :math:`mu(|X|^T|X|)_{st}`. ``abs_quad`` is :math:`|e|^T|H||e|`; ``data_quad`` is
-    :math:`\||X||e|\|^2` or an upper bound of it (the certificates use :math:`\|X\|_F^2\|e\|^2`,
-    by Cauchy-Schwarz on each row of :math:`|X|`, which the statistics give without the data)."""
+    r"""Extra allowance of I3, which reads the formed :math:`H`, per row: computing :math:`e^THe` errs
+    by :math:`u(N|e|^T|H||e| + m\||X||e|\|^2)`, (E2) for the two products plus the rounding of
+    :math:`X^TX` formed from ``m`` samples (entries err by :math:`mu(|X|^T|X|)_{st}`). ``abs_quad`` is
+    :math:`|e|^T|H||e|`; ``data_quad`` is :math:`\||X||e|\|^2` or a bound of it (the certificates use
+    :math:`\|X\|_F^2\|e\|^2`, Cauchy-Schwarz on each row of :math:`|X|`, which statistics alone give)."""
     return unit * (N * np.asarray(abs_quad, float) + m * np.asarray(data_quad, float))
 
 
@@ -317,13 +302,11 @@ def evaluation_allowance(unit: float, abs_terms):
 
 
 def weight_allowance(unit: float, w_norm, q_norm, L_fro: float, eta_norm, code_norm):
-    r"""Rounding allowance of the weights a bound reads (:math:`w - q`, :math:`x_t`), per row.
-
-    The structure allowance, plus the rounding slack of the grid (R2): nearest rounding returns
-    :math:`|\eta_t| \le \delta_t(\tfrac12 + \rho_t)`, :math:`\rho_t = 5u(|k_t| + |z_t| + 1)`
-    (:func:`rounding_slack`), and the slack propagates through :math:`L` as :math:`\eta` does.
-    ``code_norm`` is :math:`\|\delta\odot(|k| + |z| + 1)\|` per row.
-    """
+    r"""Rounding allowance of the weights a bound reads (:math:`w - q`, :math:`x_t`), per row: the
+    structure allowance plus the grid's rounding slack (R2), which propagates through :math:`L` as
+    :math:`\eta` does: :math:`|\eta_t| \le \delta_t(\tfrac12 + \rho_t)`,
+    :math:`\rho_t = 5u(|k_t| + |z_t| + 1)` (:func:`rounding_slack`). ``code_norm`` is
+    :math:`\|\delta\odot(|k| + |z| + 1)\|` per row."""
     return unit * (w_norm + q_norm + L_fro * (np.asarray(eta_norm, float) + np.asarray(code_norm, float)))
 
 
@@ -380,10 +363,9 @@ def gram_rounding(chunk_rows: int, chunks32: int, rows32: int, rows64: int) -> t
     .. math:: \mathrm{rel} = \gamma_c(u_{32}) + \gamma_T(u_{64})(1 + \gamma_c(u_{32})),\qquad
        \mathrm{abs} = (1 + \gamma_c(u_{32}))(1 + \gamma_T(u_{64}))\,m_{32}\,2^{-150},
 
-    :math:`m_{32}` = ``rows32``. With no float32 chunks this is :math:`\gamma_m(u_{64})`, the plain
-    float64 bound. Mirroring the upper triangle into the lower one is exact. The data must be exact in
-    float32 (float32, float16 or bfloat16 activations): float64 batches are never rounded to float32,
-    they take the float64 route (``rows64``), so the bound never has to include input rounding.
+    :math:`m_{32}` = ``rows32``; with no float32 chunks, :math:`\gamma_m(u_{64})`. Mirroring the upper
+    triangle is exact. No input rounding enters: chunks hold data exact in float32 (float32, float16
+    or bfloat16 activations), and float64 batches take the float64 route (``rows64``).
     An orthogonal change of basis :math:`S\to VSV^T` (incoherence) keeps the contracted form
     :func:`gram_statistics_allowance` (it reads :math:`\|X\|_F` and :math:`\|e\|`, both invariant).
     """
@@ -502,11 +484,8 @@ HOMOGENEOUS_FIX = {
 
 def check_magnitude(name: str, largest: float, bounds: tuple[float, float], fix: str | None = None,
                     what: str | None = None, precision: str = "float64") -> None:
-    """Refuse ``largest`` (the largest magnitude of argument ``name``) outside ``bounds`` (R1).
-
-    Zero is allowed (an all-zero array has no scale). The message names the argument, says whether
-    it would overflow or underflow float64, and how to rescale exactly.
-    """
+    """Refuse ``largest`` (the largest magnitude of argument ``name``) outside ``bounds`` (R1), saying
+    how to rescale exactly; zero (an all-zero array has no scale) passes."""
     lo, hi = bounds
     largest = float(largest)
     if largest == 0.0 or lo <= largest <= hi:
