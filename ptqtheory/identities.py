@@ -205,9 +205,6 @@ def _iteration_allowance(ctx: RunContext):
     return least_squares_allowance(ctx.eps, ctx.cond_H, ctx.L_fro, ctx.eta_norm, ctx.shape[1])
 
 
-# -- I1 ----------------------------------------------------------------------------------------------
-
-
 def i1(ctx: RunContext, full: bool | None = None) -> PivotCheck:
     r"""I1: the pivots of the feedback matrix (:math:`H`, or :math:`\tilde H` for Qronos).
 
@@ -241,20 +238,15 @@ def i1(ctx: RunContext, full: bool | None = None) -> PivotCheck:
     return PivotCheck(D, D_proj, D_inv, gap_proj, gap_inv, bounds, ctx.logdet_gap, ctx.cond_H)
 
 
-# -- I2, I3: OPTQ and LDLQ ----------------------------------------------------------------------------
-
-
 def _feedback(ctx: RunContext, label: str, lhs, extra: dict | None = None) -> IdentityCheck:
     r"""I2 or I3 with left side ``lhs``, right side :math:`\sum_t\eta_t^2D_t`, the structure relation
     :math:`w - q = L\eta` and the allowance terms ``"rounding"`` (and ``"statistics"``), then ``extra``.
 
-    :math:`w - q` and :math:`L\eta` are formed with rounding :math:`\nu`,
-    :math:`\|\nu\| \le` :func:`~ptqtheory.tolerances.structure_allowance` (``16 eps`` times
-    :math:`\|w\| + \|q\| + \|L\|_F\|\eta\|`). The identity is
-    :math:`\|\hat X(w - q)\|^2 = \|\hat XL\eta\|^2` up to :math:`\nu`, so
-    :math:`|lhs - rhs| \le \|\hat X\nu\|(\|\hat X(w-q)\| + \|\hat XL\eta\|)` with
-    :math:`\|\hat X\|_2 \le \|\hat X\|_F` (:func:`~ptqtheory.tolerances.identity_allowance`). The
-    paper iteration's least-squares error enters the structure relation only
+    :math:`w - q` and :math:`L\eta` are formed with rounding :math:`\nu`, :math:`\|\nu\| \le`
+    :func:`~ptqtheory.tolerances.structure_allowance` (``16 eps`` times :math:`\|w\| + \|q\| +
+    \|L\|_F\|\eta\|`), and the identity is :math:`\|\hat X(w - q)\|^2 = \|\hat XL\eta\|^2` up to
+    :math:`\nu`: :func:`~ptqtheory.tolerances.identity_allowance`, with :math:`\|\hat X\|_2 \le
+    \|\hat X\|_F`. The paper iteration's least-squares error enters the structure relation only
     (:func:`~ptqtheory.tolerances.least_squares_allowance`).
 
     Statistics formed with float32 chunk products (the torch accumulator's ``gram="float32"``) add a
@@ -297,9 +289,6 @@ def i3(ctx: RunContext) -> IdentityCheck:
         ctx.eps, ctx.shape[1], ctx.m, ctx.abs_h_quadratic,
         float(np.sum(ctx.xf_col_sq)) * np.asarray(_linalg.sq_norms(ctx.E_p, 1), float))
     return _feedback(ctx, "I3", ctx.h_quadratic, None if formed is None else {"formed_H": formed})
-
-
-# -- I4, I5: Qronos ------------------------------------------------------------------------------------
 
 
 def _qronos(ctx: RunContext, label: str, rhs, first=None) -> IdentityCheck:
@@ -357,9 +346,6 @@ def i5(ctx: RunContext) -> IdentityCheck:
     return _qronos(ctx, "I5", rhs, first=first)
 
 
-# -- I6: GPFQ ----------------------------------------------------------------------------------------------
-
-
 def i6(ctx: RunContext) -> IdentityCheck:
     r"""I6 (GPFQ): :math:`u_N = Xw - \tilde Xq` (docs/theory.md I6).
 
@@ -381,21 +367,17 @@ IDENTITIES = {"i2": i2, "i3": i3, "i4": i4, "i5": i5, "i6": i6}
 """The identity functions by the registry's names."""
 
 
-# -- the certificate ---------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, eq=False)
 class Certificate:
     r"""Per-row certificate of one run (the identities: :func:`i1` .. :func:`i6`).
 
-    ``identity_gap`` is the plain relative gap. In float64 the two sides also differ by rounding: the
-    run's :math:`x_t` and the grid point :math:`q_t = \delta(k - z)` each carry an error of about
-    :math:`\epsilon(|w| + |q|)`, bounded to first order by ``identity_atol`` (``structure_atol`` for
-    :math:`w - q = L\eta`). :meth:`holds` accepts a row when :math:`|lhs - rhs| \le rtol
-    \max(|lhs|,|rhs|) + atol`, as ``numpy.isclose`` does. The atol is negligible, about
-    :math:`16\epsilon|w|/\delta` relative, unless a row's error is itself at rounding level (weights
-    already on the grid), where the plain relative gap compares noise with noise. In exact arithmetic
-    every atol is 0 and every gap is exactly 0.
+    ``identity_gap`` is the plain relative gap. In float64 the sides also differ by rounding (the run's
+    :math:`x_t` and the grid point :math:`q_t = \delta(k - z)` each err by about :math:`\epsilon(|w| + |q|)`),
+    bounded to first order by ``identity_atol`` (``structure_atol`` for :math:`w - q = L\eta`):
+    :meth:`holds` accepts a row when :math:`|lhs - rhs| \le rtol \max(|lhs|,|rhs|) + atol`, as
+    ``numpy.isclose`` does. The atol is negligible (about :math:`16\epsilon|w|/\delta` relative) unless
+    a row's error is itself at rounding level (weights already on the grid), where the plain relative
+    gap compares noise with noise. In exact arithmetic every atol and every gap is 0.
 
     Attributes
     ----------
@@ -404,8 +386,7 @@ class Certificate:
     identity_lhs, identity_rhs, identity_gap, identity_atol : ndarray (n,)
         The two sides per row, their relative gap, and the float64 rounding allowance.
     structure_residual, structure_scale, structure_gap, structure_atol : ndarray (n,) or None
-        :math:`\|(w-q) - L\eta\|`, :math:`\|w-q\|`, their ratio, and the rounding allowance of the
-        residual (weight units); OPTQ, LDLQ, and A4' with :math:`w_{LS}` in place of :math:`w`.
+        :class:`StructureCheck`'s fields: OPTQ, LDLQ, and A4' (:math:`w_{LS}` in place of :math:`w`).
     pivot_check : PivotCheck or None
         I1 for :math:`H` (or :math:`\tilde H` for Qronos).
     err_l2, err_inf : ndarray (n,)
@@ -418,9 +399,8 @@ class Certificate:
     transformed : bool
         The run used incoherence processing; identities are in the transformed coordinates.
     skipped_bounds : tuple of str
-        Bound labels that apply to the run but could not be evaluated from what was given (a torch
-        run certified from statistics has no per-sample data: B5, B10.sup). Never silent: a report
-        lists them next to the bounds that were checked.
+        Bound labels that apply but could not be evaluated from what was given (a torch run certified
+        from statistics has no per-sample data: B5, B10.sup); a report lists them next to the others.
     identity_check : IdentityCheck or None
         The identity's typed result (with the named terms of the allowance).
     """

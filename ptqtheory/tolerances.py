@@ -229,12 +229,10 @@ def qr_refit_allowance(cond_H: float, w_ls_norm, r0_norm, a_norm: float, fitted_
     ``(weights, fitted values)`` error sizes, in units of :func:`allowance_unit`.
 
     By (E3) with :math:`\kappa = \kappa(\hat{\tilde X}) = \sqrt{\kappa(\tilde H)}`, the run's and the
-    certificate's :math:`w_{LS}` differ by at most :math:`\epsilon(\kappa\|w_{LS}\| +
-    \kappa^2\|r_0\|/\|\hat{\tilde X}\|)` (the structure relation reads :math:`w_{LS}`), and the
-    fitted values :math:`\hat{\tilde X}w_{LS}`, which the identity reads, by about
-    :math:`\epsilon\kappa\|\hat Xw\|` (``fitted_norm``). ``a_norm`` bounds
-    :math:`\|\hat{\tilde X}\|_2` from below.
-    """
+    certificate's :math:`w_{LS}` (read by the structure relation) differ by at most
+    :math:`\epsilon(\kappa\|w_{LS}\| + \kappa^2\|r_0\|/\|\hat{\tilde X}\|)`, ``a_norm`` bounding
+    :math:`\|\hat{\tilde X}\|_2` from below; the fitted values :math:`\hat{\tilde X}w_{LS}` (read by
+    the identity) by about :math:`\epsilon\kappa\|\hat Xw\|` (``fitted_norm``)."""
     kappa = math.sqrt(cond_H) if np.isfinite(cond_H) else 0.0
     weights = kappa * np.asarray(w_ls_norm, float) + kappa**2 * np.asarray(r0_norm, float) / a_norm
     return weights, kappa * np.asarray(fitted_norm, float)
