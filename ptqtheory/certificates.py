@@ -1,12 +1,11 @@
 r"""Exact a-posteriori certificates: both sides of THEORY.md I1-I6, per row, from a run and the data.
 
 An identity's left side is computed *from the data* (``X``, ``Xt``, the weights and the quantized
-weights), its right side from what the run recorded (the rounding errors :math:`\eta_t`) and the
-pivots :math:`D_t` of the factorization; the relative gap :math:`|lhs - rhs| / \max(|lhs|, |rhs|)` is
-~1e-15..1e-10 in float64 and exactly 0 in rationals. :func:`certify_numpy` builds the run's context
-from the data held whole and hands it to :func:`ptqtheory.identities.assemble`, which the torch
-certificate (:func:`ptqtheory.torch_backend.certify`, statistics on a device) shares; ``pt.certify``
-(:func:`ptqtheory.api.certify`) picks one of the two from the run.
+weights), its right side from the run's rounding errors :math:`\eta_t` and the pivots :math:`D_t`;
+their relative gap (:func:`relative_gap`) is ~1e-15..1e-10 in float64 and exactly 0 in rationals.
+:func:`certify_numpy` hands the context of the data held whole to :func:`ptqtheory.identities.assemble`,
+as the torch certificate (:func:`ptqtheory.torch_backend.certify`, statistics on a device) does;
+``pt.certify`` (:func:`ptqtheory.api.certify`) picks one of the two from the run.
 """
 
 from __future__ import annotations
@@ -98,8 +97,7 @@ def certify_numpy(
         cert = certify_numpy(inner, Xv, Xtv, p, full_pivot_check, bounds)
         return Certificate(**{**cert.__dict__, "transformed": True})
 
-    # The run's factorization is reused (I1 checks it against H formed from X) unless the identity
-    # reads w_LS (Qronos): the refit's QR of the data gives the pivots too.
+    # Reuse the run's factorization unless the identity reads w_LS (Entry.least_squares).
     row = entry(run.algorithm)
     reuse = run.pivots if row.factor is not None and not row.least_squares else None
     ctx = RunContext.build(run, X, Xt, piv=reuse)

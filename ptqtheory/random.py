@@ -19,11 +19,8 @@ _STREAMS = {"order": 0, "rounding": 1, "transform": 2, "data": 3}
 
 
 def generator(seed: SeedLike, stream: str, what: str = "this random choice") -> np.random.Generator:
-    """A generator for the named ``stream`` derived from ``seed``.
-
-    Raises ``ValueError`` when ``seed`` is ``None``: results must be reproducible, so a seed is
-    required wherever randomness is used (say ``seed=0``).
-    """
+    """A generator for the named ``stream`` derived from ``seed``; ``ValueError`` for ``None``: results
+    must be reproducible, so a seed is required wherever randomness is used (say ``seed=0``)."""
     if seed is None:
         raise ValueError(f"{what} is random: pass seed=<int> (or a numpy Generator) to make it reproducible")
     if isinstance(seed, np.random.Generator):
