@@ -93,8 +93,7 @@ def _ratio(res, scale) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class PivotCheck:
     r"""I1 for the matrix whose pivots enter the identity (:math:`H`, or :math:`\tilde H`; statement and
-    allowances: :func:`i1`). The pivots ``D`` come from a QR factorization of :math:`\hat X` (relative
-    error about :math:`\epsilon\sqrt{\kappa(H)}`) or a float64 Cholesky factorization of the statistics.
+    allowances: :func:`i1`), factored by QR of :math:`\hat X` (E3) or float64 Cholesky of the statistics.
 
     Attributes
     ----------

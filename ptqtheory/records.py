@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Run", "Transform"]
 
-# A per-entry array of a run: np.ndarray for the numpy backend, torch.Tensor on the run's device for
-# the torch backend (see Run's Notes). Any, because each consumer reads the arrays of one backend.
+# A per-entry array of a run (Run's Notes); Any, because each consumer reads the arrays of one backend.
 Array: TypeAlias = Any
 
 

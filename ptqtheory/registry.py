@@ -67,15 +67,13 @@ class Entry:
         Rounding (``"nearest"``, ``"stochastic"``) -> names of the bound functions of
         :mod:`ptqtheory.bounds` that apply, in the order they are reported.
     least_squares : bool
-        The identity reads Qronos' least-squares fit :math:`w_{LS}` and residual :math:`r_0`: the
-        certificate fits them from the data, so it factors the data itself (keeping the QR) rather
-        than reusing the run's factorization.
+        The identity reads Qronos' least-squares fit :math:`w_{LS}` and residual :math:`r_0`, which the
+        certificate fits from the data (keeping the QR) instead of reusing the run's factorization.
     per_sample : tuple of (str, tuple of str)
-        Pairs (bound function name, the labels it can evaluate only from the samples, not from
-        statistics): listed by :func:`ptqtheory.bounds.unavailable` for statistics-only contexts.
+        Pairs (bound function name, the labels it can evaluate only from the samples): listed by
+        :func:`ptqtheory.bounds.unavailable` for statistics-only contexts.
     identity_reads_samples : bool
-        The identity is a vector identity over the samples (I6: :math:`u_N \in \mathbb R^m`), so the
-        run cannot be certified from statistics alone.
+        A vector identity over the samples (I6: :math:`u_N \in \mathbb R^m`): no certificate from statistics.
     """
 
     algorithm: str
@@ -127,8 +125,7 @@ def entry(algorithm: str) -> Entry:
 
 
 def unwrap(run):
-    """``(inner run, transform)``: the run a certificate evaluates, and the incoherence transform
-    (``None`` for a plain run) whose :math:`V` maps the data into the inner run's coordinates."""
+    """``(inner run, transform)`` as the module notes say; ``(run, None)`` for a plain run."""
     if getattr(run, "transform", None) is not None:
         return run.inner, run.transform
     return run, None

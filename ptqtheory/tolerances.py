@@ -430,10 +430,7 @@ def max_bits(precision="float64") -> int:
 # -- representable range (R1) ------------------------------------------------------------------------
 
 SCALE_EXP = {"float64": 180, "float32": 64}
-"""R1: data and weights have their largest magnitude in ``[2**-E, 2**E]`` (or are all zero)."""
-
 STEP_MARGIN_EXP = 48
-"""R1: grid steps may lie this many binary orders below the weights' floor (codes reach 2**41)."""
 
 
 def data_range() -> tuple[float, float]:
