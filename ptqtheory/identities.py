@@ -468,11 +468,8 @@ class Certificate:
         raise KeyError(f"no bound {label!r} for this run; have {[b.label for b in self.bounds]}")
 
     def to_records(self) -> list[dict]:
-        """Tidy rows (row, quantity, value, empirical, holds, ...) for CSV/JSON.
-
-        One record per row for the identity (``value`` = right side, ``empirical`` = left side),
-        then one per row and bound (``holds`` is ``None`` where the bound's hypotheses failed).
-        """
+        """Tidy rows for CSV/JSON: one per row for the identity (``value`` = right side, ``empirical`` =
+        left side), then one per row and bound (``holds`` is ``None`` where the bound's hypotheses failed)."""
         recs = []
         if self.identity is not None:
             ok = self.identity_holds()

@@ -170,11 +170,9 @@ column norms to this relative tolerance (the same float64 sums in another chunki
 
 
 def singular_threshold(N: int, max_diag: float, precision="float64") -> float:
-    r"""Pivots at or below ``N eps max diag(H)`` are rounding noise: ``H`` is numerically singular.
-
-    A Cholesky (or QR) factorization is backward stable with :math:`|\Delta H|\le (N+1)u|U||U^T|`, so
-    a computed pivot can be off by about :math:`N\epsilon\max_t H_{tt}`: one below that has no correct digit.
-    """
+    r"""Pivots at or below ``N eps max diag(H)`` are rounding noise (``H`` is numerically singular): a
+    Cholesky (or QR) factorization is backward stable with :math:`|\Delta H|\le (N+1)u|U||U^T|`, so a
+    computed pivot can be off by about :math:`N\epsilon\max_t H_{tt}`; one below that has no correct digit."""
     return N * 2.0 * unit_roundoff(precision) * max_diag
 
 
@@ -188,8 +186,7 @@ def pivot_bounds_slack(N: int, max_diag: float, precision="float64") -> float:
 
 def h_tolerance(rtol: float, N: int, cond: float, precision="float64") -> float:
     r"""Tolerance of I1's forms read through the formed :math:`H` (inverse form, :math:`\log\det`):
-    ``max(rtol, GAMMA N eps kappa(H))`` (E3: the small eigenvalues of the formed :math:`H` carry a
-    relative error of about :math:`\epsilon\,\kappa(H)`). Infinite ``cond`` (exact inputs): 0."""
+    ``max(rtol, GAMMA N eps kappa(H))`` (E3). Infinite ``cond`` (exact inputs): 0."""
     if not np.isfinite(cond):
         return 0.0
     return max(rtol, allowance_unit(precision) * N * cond)
@@ -207,8 +204,7 @@ def structure_allowance(unit: float, w_q, L_eta, extra=0.0):
 
 
 def least_squares_allowance(unit: float, cond_H: float, L_fro: float, eta_norm, N: int):
-    r"""Extra structure allowance of runs whose steps solve least-squares problems (OPTQ and Qronos
-    with ``method="iteration"``), per row.
+    r"""Extra structure allowance of OPTQ and Qronos runs with ``method="iteration"``, per row.
 
     Step ``t`` computes :math:`c_t = \hat X_{>t}^+\hat X_t` (:math:`= -L_{>t,t}`) by QR. By (E3) its
     forward error is at most :math:`\epsilon(\kappa_t\|c_t\| + \kappa_t^2\sqrt{D_t}/\|\hat X_{>t}\|)`
