@@ -268,8 +268,7 @@ def i2(ctx: RunContext) -> IdentityCheck:
     :math:`w - q = L\eta` (docs/theory.md I2).
 
     Sides: the left from the data (:math:`\|Xw - Xq\|^2` measured, plus :math:`\lambda\|w-q\|^2`), the
-    right from the run's :math:`\eta` and the context's pivots. Structure: :math:`\|(w-q) - L\eta\|`.
-    Allowance: :func:`_feedback` (E1-E2; E3, E4 where they apply).
+    right from the run's :math:`\eta` and the context's pivots. Structure and allowance: :func:`_feedback`.
     """
     return _feedback(ctx, "I2", ctx.lhs_sq)
 
@@ -296,9 +295,8 @@ def _qronos(ctx: RunContext, label: str, rhs, first=None) -> IdentityCheck:
     * ``rounding``: as I2's, for :math:`\hat Xw - \hat{\tilde X}q = r_0 + \hat{\tilde X}(w_{LS} - q)`
       read through both :math:`\hat X` and :math:`\hat{\tilde X}`: scale
       :math:`\|\hat X\|_F + \|\hat{\tilde X}\|_F`, sizes :math:`\|w\| + \|q\| + \|L\|_F\|\eta\| + \|w_{LS}\|`.
-    * ``refit``: the certificate fits its own :math:`w_{LS}` (not the run's); the fitted values the
-      identity reads differ by ``eps * fitted`` (E3; :attr:`RunContext.ls_refit`, which says how the
-      fit was done: QR of the data, or normal equations of the statistics).
+    * ``refit``: the certificate's own :math:`w_{LS}` (not the run's) moves the fitted values by
+      ``eps * fitted`` (E3; :attr:`RunContext.ls_refit`: QR of the data or normal equations of statistics).
     * ``r0``: the rounding of :math:`\|r_0\|^2` itself when it was obtained as a difference of squared
       norms (statistics); 0 when :math:`r_0` was formed from the data.
     * ``first`` (I5): the refit error enters :math:`((w_{LS})_1 - q_1)^2\tilde D_1` directly

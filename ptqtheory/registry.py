@@ -26,8 +26,6 @@ quantized model's inputs) and the certificate reads them as ``X``. ``X, Xt`` mea
 inputs ``X`` and the quantized-model inputs ``Xt`` (the certificate measures :math:`Xw - \tilde Xq`).
 ``factor`` is the matrix whose pivots :math:`D_t` and factor :math:`L` carry the error feedback:
 :math:`H = X^TX + \lambda I`, or :math:`\tilde H = \tilde X^T\tilde X + \lambda I`.
-
-The pipeline's method names (``ptqtheory.models``) map onto rows through :data:`METHODS`.
 """
 
 from __future__ import annotations

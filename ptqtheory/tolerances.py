@@ -309,8 +309,7 @@ def weight_allowance(unit: float, w_norm, q_norm, L_fro: float, eta_norm, code_n
 GRAM_CHUNK_ROWS = 1024
 r"""Rows per float32 product of a chunked Gram matrix (:func:`gram_rounding`): each chunk's
 :math:`X_c^TX_c` errs by at most :math:`\gamma_{1024}(u_{32})\approx 6.1\cdot 10^{-5}` of
-:math:`|X_c|^T|X_c|` entrywise. Smaller chunks tighten the bound but cost one float64 addition of an
-``N x N`` matrix each."""
+:math:`|X_c|^T|X_c|` entrywise; smaller chunks tighten that but each adds an ``N x N`` float64 sum."""
 
 FLOAT32_GRAM_EXP = 40
 r"""A batch enters a float32 chunked Gram matrix only when its largest magnitude lies in
