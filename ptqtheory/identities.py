@@ -87,9 +87,6 @@ def _ratio(res, scale) -> np.ndarray:
         return np.where(scale > 0, res / np.where(scale > 0, scale, 1.0), np.where(res > 0, np.inf, 0.0))
 
 
-# -- typed results ---------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, eq=False)
 class PivotCheck:
     r"""I1 for the matrix whose pivots enter the identity (:math:`H`, or :math:`\tilde H`; statement and
@@ -197,8 +194,7 @@ def _structure_check(ctx: RunContext, which: str, atol) -> StructureCheck:
 
 
 def _iteration_allowance(ctx: RunContext):
-    r"""The paper iteration's least-squares steps (E3; :func:`ptqtheory.tolerances.least_squares_allowance`):
-    0 unless ``run.method == "iteration"`` in floating point."""
+    r"""The paper iteration's least-squares steps (E3; :func:`ptqtheory.tolerances.least_squares_allowance`)."""
     if ctx.run.method != "iteration" or ctx.exact:
         return 0.0
     return least_squares_allowance(ctx.eps, ctx.cond_H, ctx.L_fro, ctx.eta_norm, ctx.shape[1])

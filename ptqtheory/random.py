@@ -37,8 +37,6 @@ def generator(seed: SeedLike, stream: str, what: str = "this random choice") -> 
 
 
 def uniforms(seed: SeedLike, shape: tuple[int, ...]) -> np.ndarray:
-    """Uniforms in [0, 1) for stochastic rounding; entry ``[i, t]`` drives row ``i`` at step ``t``.
-
-    Drawing them up front makes the result independent of the block size of the fast form.
-    """
+    """Uniforms in [0, 1) for stochastic rounding; entry ``[i, t]`` drives row ``i`` at step ``t``. Drawn
+    up front, they make the result independent of the block size of the fast form."""
     return generator(seed, "rounding", "stochastic rounding").random(shape)
