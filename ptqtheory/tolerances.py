@@ -5,9 +5,8 @@ Error model
 (E1) **Rounding.** Every operation on normal floating-point numbers is correctly rounded:
 :math:`\mathrm{fl}(a\circ b) = (a\circ b)(1+d)`, :math:`|d|\le u`, with ``u`` the unit roundoff of
 the working precision (:math:`2^{-53}` in float64, :math:`2^{-24}` in float32; numpy's
-``finfo.eps`` is :math:`2u`). (E1) fails for results that overflow or are subnormal, so the
-representable range (R1-R3 below) keeps every quantity formed by a run, its certificate and its
-bounds inside the normal range, with room to spare.
+``finfo.eps`` is :math:`2u`). (E1) fails for results that overflow or are subnormal: R1-R3 below keep
+every quantity of a run, its certificate and its bounds in the normal range, with room to spare.
 
 (E2) **Accumulation.** A sum of ``k`` rounded terms errs by at most :math:`ku` times the sum of the
 absolute terms (worst case, vacuous at LLM sizes), by about :math:`\sqrt k\,u` times it in practice
@@ -15,12 +14,11 @@ absolute terms (worst case, vacuous at LLM sizes), by about :math:`\sqrt k\,u` t
 first-order, :data:`GAMMA` :math:`\cdot\epsilon = 32u` times each size involved, which covers that
 growth for the sizes in this project.
 
-(E3) **Conditioning.** A quantity that is a solution of a linear system or least-squares problem
-inherits the condition number: the forward error of :math:`\arg\min_c\|Ac - b\|` computed by a
-backward-stable QR is at most :math:`\epsilon(\kappa\|c\| + \kappa^2\|r\|/\|A\|)` (Higham, *Accuracy
-and Stability*, Thm. 20.1), :math:`\kappa = \kappa_2(A)`, :math:`r` the residual. Pivots from a QR of
-the data carry :math:`\epsilon\sqrt{\kappa(H)}`, forms evaluated through the formed :math:`H` carry
-:math:`\epsilon\,\kappa(H)` (docs/theory.md, Numerics).
+(E3) **Conditioning.** A solution of a linear system or least-squares problem inherits the condition
+number: the forward error of :math:`\arg\min_c\|Ac - b\|` computed by a backward-stable QR is at most
+:math:`\epsilon(\kappa\|c\| + \kappa^2\|r\|/\|A\|)` (Higham, *Accuracy and Stability*, Thm. 20.1),
+:math:`\kappa = \kappa_2(A)`, :math:`r` the residual. Pivots from a QR of the data carry
+:math:`\epsilon\sqrt{\kappa(H)}`, forms evaluated through the formed :math:`H`, :math:`\epsilon\,\kappa(H)`.
 
 (E4) **Statistics.** A Gram matrix accumulated from ``m`` rows, in float64 or from float32 products
 of row chunks added in float64 (the torch accumulator's ``gram="float32"``), errs entrywise by at most
@@ -236,8 +234,7 @@ def qr_refit_allowance(cond_H: float, w_ls_norm, r0_norm, a_norm: float, fitted_
 
 def normal_equations_refit_allowance(cond_H: float, N: int, trace_H: float, b_terms, y_norm, z_norm):
     r"""Qronos' :math:`w_{LS} = w + y`, :math:`\tilde Hy = b = \tilde X^T\Delta w`, refitted from the
-    statistics by Cholesky (the torch certificate), per row: ``(weights, fitted values)`` error
-    sizes, in units of :func:`allowance_unit`.
+    statistics by Cholesky (the torch certificate): error sizes as in :func:`qr_refit_allowance`.
 
     ``b`` is formed with error :math:`\epsilon\beta`, :math:`\beta = \|\tilde X^T\Delta\|_F\|w\|`
     (``b_terms``, E2), and :math:`\lambda_{\min}(\tilde H) = \lambda_{\max}/\kappa \ge
@@ -245,8 +242,7 @@ def normal_equations_refit_allowance(cond_H: float, N: int, trace_H: float, b_te
     err by :math:`\epsilon\kappa(\|y\| + N\beta/\operatorname{tr}\tilde H)` (solve, then data),
     and the fitted values :math:`\hat{\tilde X}y` (norm :math:`\|z\|`, :math:`z = U_{\tilde H}^{-1}b`)
     by :math:`\epsilon\sqrt\kappa(\|z\| + \beta\sqrt{N/\operatorname{tr}\tilde H})`; the same
-    bounds :math:`z`'s own error. The normal equations square the conditioning that the QR route
-    of :func:`qr_refit_allowance` sees.
+    bounds :math:`z`'s own error. The normal equations square the QR route's conditioning.
     """
     if not np.isfinite(cond_H):
         return np.zeros_like(np.asarray(y_norm, float)), np.zeros_like(np.asarray(z_norm, float))
@@ -453,12 +449,11 @@ def lam_range() -> tuple[float, float]:
 
 
 def quadratic_range(precision="float64") -> tuple[float, float]:
-    r"""R1 for quantities of degree two formed in ``precision``: the diagonal of ``H`` when it is
-    factored in float32 (``factor_dtype``), and GPFQ's :math:`\|\tilde X_t\|^2`,
-    :math:`X_t^T\tilde X_t` and state products :math:`u^T\tilde X_t` in a float32 run. As ``lam`` in
-    float64; within :math:`2^{\pm100}` in float32 (normal range :math:`2^{\pm126}`), so that
-    nothing overflows or lands among the subnormals, and pivots down to the singularity threshold
-    :math:`N\epsilon\max_tH_{tt}` stay normal for :math:`N` up to :math:`2^{24}`."""
+    r"""R1 for quantities of degree two formed in ``precision``: the diagonal of ``H`` factored in
+    float32 (``factor_dtype``), and GPFQ's :math:`\|\tilde X_t\|^2`, :math:`X_t^T\tilde X_t` and state
+    products :math:`u^T\tilde X_t` in a float32 run. As ``lam`` in float64; within :math:`2^{\pm100}` in
+    float32 (normal range :math:`2^{\pm126}`): nothing overflows or is subnormal, and pivots down to
+    the singularity threshold :math:`N\epsilon\max_tH_{tt}` stay normal for :math:`N` up to :math:`2^{24}`."""
     if precision_name(precision) == "float32":
         return 2.0**-100, 2.0**100
     return lam_range()
