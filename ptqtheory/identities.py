@@ -275,9 +275,8 @@ def i3(ctx: RunContext) -> IdentityCheck:
     I3), with :math:`w - q = L\eta`.
 
     Sides: the left is the quadratic form through the formed :math:`H` (the proxy loss LDLQ states),
-    the right as for I2. Allowance: I2's, plus the rounding of the formed quadratic form
-    (:func:`~ptqtheory.tolerances.formed_quadratic_allowance`, with :math:`\||X||e|\| \le \|X\|_F\|e\|`,
-    within a small factor for a dense error).
+    the right as for I2. Allowance: I2's, plus :func:`~ptqtheory.tolerances.formed_quadratic_allowance`
+    (with :math:`\||X||e|\| \le \|X\|_F\|e\|`, within a small factor for a dense error).
     """
     formed = None if ctx.exact else formed_quadratic_allowance(
         ctx.eps, ctx.shape[1], ctx.m, ctx.abs_h_quadratic,
@@ -494,8 +493,7 @@ class Certificate:
 
     @property
     def max_gap(self) -> float:
-        """Largest plain relative gap over :attr:`resolved` rows (identity and structure relation),
-        and of I1's projection form."""
+        """Largest plain relative gap: identity and structure on :attr:`resolved` rows, I1's projection form."""
         gaps = [0.0]
         keep = self.resolved
         for g in (self.identity_gap, self.structure_gap):

@@ -11,8 +11,7 @@ every quantity of a run, its certificate and its bounds in the normal range, wit
 (E2) **Accumulation.** A sum of ``k`` rounded terms errs by at most :math:`ku` times the sum of the
 absolute terms (worst case, vacuous at LLM sizes), by about :math:`\sqrt k\,u` times it in practice
 (the probabilistic model of Higham & Mary, SIAM J. Sci. Comput. 41, 2019). The allowances below are
-first-order, :data:`GAMMA` :math:`\cdot\epsilon = 32u` times each size involved, which covers that
-growth for the sizes in this project.
+first-order, :data:`GAMMA` :math:`\cdot\epsilon = 32u` times each size involved, which covers that growth here.
 
 (E3) **Conditioning.** A solution of a linear system or least-squares problem inherits the condition
 number: the forward error of :math:`\arg\min_c\|Ac - b\|` computed by a backward-stable QR is at most
@@ -22,9 +21,8 @@ number: the forward error of :math:`\arg\min_c\|Ac - b\|` computed by a backward
 
 (E4) **Statistics.** A Gram matrix accumulated from ``m`` rows, in float64 or from float32 products
 of row chunks added in float64 (the torch accumulator's ``gram="float32"``), errs entrywise by at most
-:math:`\mathrm{rel}\,(|X|^T|X|)_{kl} + \mathrm{abs}`, a worst-case (not probabilistic) bound derived in
-:func:`gram_rounding`; the certificates read it through :func:`gram_statistics_allowance` and
-:func:`formed_quadratic_allowance`.
+:math:`\mathrm{rel}\,(|X|^T|X|)_{kl} + \mathrm{abs}`, a worst-case bound (:func:`gram_rounding`) that the
+certificates read through :func:`gram_statistics_allowance` and :func:`formed_quadratic_allowance`.
 
 Representable range
 -------------------
@@ -41,9 +39,8 @@ Everything is homogeneous (:math:`X\to 2^kX`, :math:`\lambda\to 4^k\lambda` leav
 :math:`W, \delta\to 2^kW, 2^k\delta` scales ``Q`` by :math:`2^k`, exactly), so data outside the range
 are refused with that advice rather than rescaled silently.
 
-(R2) Rounding onto a grid (see :func:`max_code`): :math:`|k| + |z| + 1 \le` ``max_code`` for every
-code ``k`` that is used, so that the integer arithmetic is exact and the rounding error is at most
-:data:`ROUNDING_SLACK` of a step.
+(R2) Rounding onto a grid: :math:`|k| + |z| + 1 \le` :func:`max_code` for every code ``k`` used, so the
+integer arithmetic is exact and the rounding error at most :data:`ROUNDING_SLACK` of a step.
 
 (R3) Nothing non-finite: inputs are checked, and every run checks that ``x``, ``q`` and
 :math:`\eta` came out finite (the error feedback can still overflow on pathological, clipped runs).
@@ -268,9 +265,8 @@ def identity_allowance(scale: float, s_atol, lhs, rhs):
 
 
 def gpfq_allowance(unit: float, N: int, x_fro: float, w_norm, xt_fro: float, q_norm):
-    r"""Allowance of I6, :math:`u_N = Xw - \tilde Xq`, per row: :math:`u_N` sums ``N`` rank-one steps,
-    each adding a rounding of :math:`u(|w_t|\|X_t\| + |q_t|\|\tilde X_t\|)` (E1-E2), so
-    ``unit N (||X||_F ||w|| + ||Xt||_F ||q||)``."""
+    r"""Allowance of I6, :math:`u_N = Xw - \tilde Xq`, per row: ``N`` rank-one steps, each rounded by
+    :math:`u(|w_t|\|X_t\| + |q_t|\|\tilde X_t\|)` (E1-E2): ``unit N (||X||_F ||w|| + ||Xt||_F ||q||)``."""
     return unit * N * (x_fro * np.asarray(w_norm, float) + xt_fro * np.asarray(q_norm, float))
 
 
@@ -284,10 +280,9 @@ def formed_quadratic_allowance(unit: float, N: int, m: int, abs_quad, data_quad)
 
 
 def evaluation_allowance(unit: float, abs_terms):
-    r"""Rounding of a value computed as a signed sum of a few terms: ``unit`` times the sum of their
-    absolute values (E1-E2). It matters when the terms cancel, e.g. B1's
-    :math:`\frac14\sum_t\delta_t^2D_t - \lambda\|w-q\|^2`, which is exactly 0 at a midpoint and
-    computes to :math:`\pm 10^{-17}`."""
+    r"""Rounding of a signed sum of a few terms: ``unit`` times the sum of their absolute values (E1-E2).
+    It matters when the terms cancel, e.g. B1's :math:`\frac14\sum_t\delta_t^2D_t - \lambda\|w-q\|^2`,
+    exactly 0 at a midpoint (computed: :math:`\pm 10^{-17}`)."""
     return unit * np.asarray(abs_terms, float)
 
 
