@@ -92,9 +92,8 @@ class Run:
     rounding : str
         ``"nearest"`` or ``"stochastic"``.
     method : str or None
-        OPTQ and Qronos: ``"blocked"`` (steps apply the factor :math:`L`) or ``"iteration"`` (each
-        step solves a least-squares problem; its weight-space error grows with :math:`\kappa(H)`,
-        which the certificate's structure allowance accounts for); ``None`` for the others.
+        OPTQ and Qronos: ``"blocked"`` (steps apply the factor :math:`L`) or ``"iteration"`` (each step
+        solves a least-squares problem; its weight-space error grows with :math:`\kappa(H)`); else ``None``.
     device : str or None
         Torch backend only: the device the run was computed on (``"cpu"``, ``"cuda:0"``).
     tf32 : bool or None
