@@ -159,8 +159,7 @@ class IdentityCheck:
         ``"I2"`` .. ``"I6"``.
     statement : str
     lhs, rhs : ndarray (n,)
-        The two sides as computed (exact rationals for exact runs). I6: the norms
-        :math:`\|u_N\|` and :math:`\|Xw - \tilde Xq\|`.
+        The two sides as computed (exact rationals for exact runs; I6's: :func:`i6`).
     gap : ndarray (n,)
         :math:`|lhs - rhs| / \max(|lhs|, |rhs|)` (I6: :math:`\|u_N - (Xw - \tilde Xq)\|` over the max).
     atol : ndarray (n,)
