@@ -31,13 +31,12 @@ Representable range
 :math:`2^{\pm 64}`). Grid steps may lie :data:`STEP_MARGIN_EXP` binary orders below that floor (codes
 reach :math:`2^{41}`). Damping: :math:`\lambda = 0` or :math:`\lambda\in[2^{-2E-64}, 2^{2E+64}]`.
 The certificates and bounds form products of degree at most four in these scales (e.g.
-:math:`\delta_t^2D_t`, :math:`\|X(w-q)\|^2`, :math:`\lambda\|w-q\|^2`), so every quantity lies
-within :math:`2^{\pm 1000}` for sizes up to :math:`2^{64}`: no overflow, and the smallest allowance
-(:math:`\epsilon` times a degree-four product, :math:`\ge 2^{-920}`) stays above the subnormal range
-(:math:`2^{-1022}`) by far more than the accumulated absolute error of gradual underflow.
-Everything is homogeneous (:math:`X\to 2^kX`, :math:`\lambda\to 4^k\lambda` leaves ``Q`` unchanged;
-:math:`W, \delta\to 2^kW, 2^k\delta` scales ``Q`` by :math:`2^k`, exactly), so data outside the range
-are refused with that advice rather than rescaled silently.
+:math:`\delta_t^2D_t`, :math:`\|X(w-q)\|^2`, :math:`\lambda\|w-q\|^2`), all within :math:`2^{\pm 1000}`
+for sizes up to :math:`2^{64}`: no overflow, and the smallest allowance (:math:`\epsilon` times a
+degree-four product, :math:`\ge 2^{-920}`) stays above the subnormal range (:math:`2^{-1022}`) by far
+more than the accumulated absolute error of gradual underflow. Everything is homogeneous
+(:math:`X\to 2^kX`, :math:`\lambda\to 4^k\lambda` leaves ``Q`` unchanged; :math:`W, \delta\to 2^kW,
+2^k\delta` scales ``Q`` by :math:`2^k`, exactly): data out of range are refused with that advice, not rescaled.
 
 (R2) Rounding onto a grid: :math:`|k| + |z| + 1 \le` :func:`max_code` for every code ``k`` used, so the
 integer arithmetic is exact and the rounding error at most :data:`ROUNDING_SLACK` of a step.
