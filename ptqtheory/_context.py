@@ -62,8 +62,7 @@ class RunContext:
     Hf_p: np.ndarray
     gram_p: np.ndarray  # Xf^T Xf, processing order (Hf_p without the damping)
     piv: Pivots | None
-    # Statistics-only contexts: see from_statistics. Qronos' w_LS and ||r_0||^2 are read from
-    # _least_squares, which a subclass computes its own way.
+    # Statistics-only contexts: see from_statistics (Qronos' w_LS, ||r_0||^2: a subclass's _least_squares).
     x_gram_p: np.ndarray | None = None
     n_samples: int | None = None
     given: dict = field(default_factory=dict)
@@ -71,9 +70,8 @@ class RunContext:
     # An alphabet run: delta_p is then each row's largest gap (the step every bound reads holds with
     # it), zero_p 0.
     alphabet: Alphabet | None = None
-    # (rel, abs) of the statistics the run's pivots were computed from when they were formed with
-    # float32 chunk products (E4, ptqtheory.tolerances.gram_rounding); None for float64 statistics and
-    # for build(): the reference factors the data by QR and forms X^T X in float64.
+    # (rel, abs) of the pivots' statistics when formed by float32 chunk products (E4,
+    # ptqtheory.tolerances.gram_rounding); None for float64 statistics, as in build() (QR of the data).
     gram_rounding: tuple[float, float] | None = None
 
     @classmethod
@@ -200,12 +198,9 @@ class RunContext:
     def half_delta_absL(self) -> tuple[np.ndarray, np.ndarray]:
         r"""Per row and column :math:`\frac12\sum_{s<j}|L_{js}|\delta_s` and
         :math:`\frac12\sum_{s\le j}|L_{js}|\delta_s` (processing order): B7's drift and error bounds,
-        whose row maximum is B8's :math:`B`.
-
-        One triangular product (BLAS ``trmm``: half the flops of a full product) with the strictly
-        lower part of :math:`|L|`; the diagonal term :math:`\delta_j/2` (:math:`L_{jj} = 1`) is then
-        added, never subtracted, so neither sum cancels.
-        """
+        whose row maximum is B8's :math:`B`. One BLAS ``trmm`` (half the flops of a full product) with
+        the strictly lower :math:`|L|`; the diagonal term :math:`\delta_j/2` (:math:`L_{jj} = 1`) is then
+        added, never subtracted, so neither sum cancels."""
         A = np.abs(np.asarray(self.factorization.L, float))
         np.fill_diagonal(A, 0.0)
         d = np.asfortranarray(np.asarray(self.delta_p, float))
@@ -278,10 +273,8 @@ class RunContext:
 
     @cached_property
     def out(self) -> np.ndarray:
-        r"""Rows of :math:`Xw - \tilde Xq`, formed without cancellation.
-
-        Without quantized inputs :math:`X(w - q)`. With them :math:`\tilde X(w - q) + (X - \tilde X)w`:
-        two small terms; the second is :attr:`mismatch_w`."""
+        r"""Rows of :math:`Xw - \tilde Xq`, formed without cancellation: :math:`X(w - q)`, or with quantized
+        inputs :math:`\tilde X(w - q) + (X - \tilde X)w` (two small terms; the second is :attr:`mismatch_w`)."""
         X, Xt = self._data("Xw - Xt q per sample")
         if not self.uses_xt:
             return _linalg.dot(self.E, X.T)
@@ -290,8 +283,7 @@ class RunContext:
     @cached_property
     def mismatch_w(self) -> np.ndarray:
         r"""Rows of :math:`(X - \tilde X)w` (n x m, original column order): the part of the target that
-        the quantized inputs miss (zero without them), read by :attr:`out` and by Qronos' fit
-        (:attr:`_least_squares`)."""
+        the quantized inputs miss (zero without them), read by :attr:`out` and :attr:`_least_squares`."""
         X, Xt = self._data("X - Xt")
         return _linalg.dot(self.W, (X - Xt).T)
 
@@ -306,8 +298,7 @@ class RunContext:
 
     @cached_property
     def Xfh(self) -> np.ndarray:
-        """The feedback matrix, augmented, in processing order."""
-        # Xf_p is None only in statistics contexts, which do not read this.
+        """The feedback matrix, augmented, in processing order (read by data contexts only)."""
         return _linalg.augment(cast(np.ndarray, self.Xf_p), self.lam)
 
     @cached_property
@@ -317,10 +308,9 @@ class RunContext:
         Since :math:`\hat Xw = \hat{\tilde X}w + [(X - \tilde X)w; 0]` (the damping rows agree),
         :math:`w_{LS} = w + y` with :math:`y = \arg\min_y\|\hat{\tilde X}y - [\Delta w; 0]\|` and
         :math:`r_0 = [\Delta w - \tilde Xy;\ -\sqrt\lambda\,y]`, :math:`\Delta w = (X - \tilde X)w`
-        (:attr:`mismatch_w`). This fits the small residual the quantized inputs leave rather than
-        :math:`\hat Xw` itself: no n x (m + N) target is formed, two products
-        (:math:`Q^T[\Delta w; 0]`, which reads only the first m rows of :math:`Q`, and :math:`\tilde Xy`)
-        instead of three, and nothing large cancels in :math:`r_0`.
+        (:attr:`mismatch_w`). Fitting this small residual, not :math:`\hat Xw`, forms no n x (m + N)
+        target, takes two products (:math:`Q^T[\Delta w; 0]`, reading only the first m rows of :math:`Q`,
+        and :math:`\tilde Xy`) instead of three, and cancels nothing large in :math:`r_0`.
 
         ``fitted_norm`` bounds :math:`\|\hat Xw\| \le \|\hat{\tilde X}w\| + \|\Delta w\|`, with
         :math:`\|\hat{\tilde X}w\|^2 = w^T\tilde Hw`: the size of the run's own fit, which sizes

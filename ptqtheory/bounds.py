@@ -105,9 +105,8 @@ class BoundCheck:
         per sample or per weight) ``value`` is the largest pointwise bound and ``empirical`` the
         largest measured entry; ``ratio`` and ``holds`` are computed entry by entry.
     ratio : ndarray (n,)
-        Tightness: ``(empirical - atol)_+ / value`` (the part of the measurement that rounding does not
-        explain), or the largest entrywise such ratio for pointwise bounds. ``ratio <= 1 + RTOL_BOUND``
-        exactly when the bound held.
+        Tightness: ``(empirical - atol)_+ / value``, the part of the measurement that rounding does not
+        explain. ``ratio <= 1 + RTOL_BOUND`` exactly when the bound held.
     hypotheses : tuple of Hypothesis
     reference : str
     p : float or None
@@ -179,10 +178,8 @@ def context(run: Run, X, Xt=None) -> RunContext:
 def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray, rows: int = 32):
     """Per row: largest ratio (e - atol)_+ / b (as :func:`_ratio` forms it: 0 where both are 0, inf where
     only the bound is 0), whether e <= b (1 + RTOL_BOUND) + atol everywhere, and the row maxima of b, e, atol.
-
-    The arrays are (n, N) or (n, m): taken ``rows`` rows at a time, so that the temporaries stay in
-    cache (a whole-array temporary per operation is most of a certificate's elementwise time).
-    """
+    Taken ``rows`` rows at a time so that the temporaries stay in cache (a whole-array temporary per
+    operation is most of a certificate's elementwise time)."""
     n = e.shape[0]
     atol = np.broadcast_to(atol, e.shape)
     ratio, b_max, e_max, atol_max = np.zeros((4, n))
@@ -329,12 +326,11 @@ def b2(ctx: RunContext, max_k_evaluated: int = 8, max_bisection_N: int = 256) ->
     :math:`\operatorname{tr}(D) \le \sum_{t>N-k}\|X_t\|^2 + \lambda(N + \sum_{t\le N-k}
     \|X_t\|^2/\sigma_r(X_{>N-k})^2)`.
 
-    Evaluated in the run's order. With full column rank the only admissible ``k`` is ``N`` (the
-    bound is then B1's data form); this is settled by a Cholesky factorization of :math:`X^TX`.
-    Otherwise the smallest admissible ``k`` is found by bisection on the numerical rank and the bound
-    is evaluated there and at up to ``max_k_evaluated`` larger ``k``; the smallest value is
-    reported. Above ``max_bisection_N`` columns only ``k = N`` (always admissible) is evaluated.
-    It bounds a property of the data and the order, so it has no run hypotheses.
+    Evaluated in the run's order; no run hypotheses (a property of the data and the order). With full
+    column rank (a Cholesky factorization of :math:`X^TX` decides) the only admissible ``k`` is ``N``:
+    B1's data form. Otherwise the smallest value at the smallest admissible ``k`` (bisection on the
+    numerical rank) and up to ``max_k_evaluated`` larger ``k`` is reported. Above ``max_bisection_N``
+    columns only ``k = N`` (always admissible; the bisection costs SVDs of m x k blocks) is evaluated.
     """
     gram = np.asarray(ctx.gram_p, float)
     N = gram.shape[0]
@@ -347,8 +343,7 @@ def b2(ctx: RunContext, max_k_evaluated: int = 8, max_bisection_N: int = 256) ->
     else:  # statistics only: ranks and singular values from the trailing blocks of X^T X
         rank = lambda k: _gram_rank(gram[N - k:, N - k:])  # noqa: E731
         sig_sq = lambda k, r: np.linalg.eigvalsh(gram[N - k:, N - k:])[::-1][r - 1]  # noqa: E731
-    if N > max_bisection_N:
-        # k = N is always admissible (X_{>0} = X); the rank bisection costs SVDs of m x k blocks.
+    if N > max_bisection_N:  # k = N: X_{>0} = X
         r, ks = -1, np.array([N])
     elif _full_column_rank(gram):
         r, ks = N, np.array([N])
@@ -529,13 +524,11 @@ def b4(ctx: RunContext, p: float) -> list[BoundCheck]:
 def _sup_bound(coef: np.ndarray, delta_p: np.ndarray, count: int, p: float) -> np.ndarray:
     r""":math:`(\sum_t c_{it}^2 \delta_t^2 \log(2\,count/p)/2)^{1/2}` for each row and index i.
 
-    The steps take few distinct column patterns (one per row with per-channel grids, one per group with
-    groups), so the sum is regrouped as :math:`\sum_g \delta_g^2 \sum_{t\in g} c_{it}^2`: a product
-    with G columns instead of N (the same terms, summed in another order).
-    """
+    Runs of adjacent columns with the same steps in every row (one per row with per-channel grids, one
+    per group with groups; O(nN) to find, no sort) are summed first:
+    :math:`\sum_g \delta_g^2 \sum_{t\in g} c_{it}^2`, a product with G columns instead of N."""
     d2 = np.asarray(delta_p, float) ** 2
     scale = math.log(2 * count / p) / 2
-    # Runs of adjacent columns with the same steps in every row (O(nN) to find, no sort).
     same = np.all(d2[:, 1:] == d2[:, :-1], axis=0)
     starts = np.flatnonzero(np.r_[True, ~same])
     if 2 * starts.size <= d2.shape[1]:
@@ -669,11 +662,8 @@ _PER_SAMPLE = {
 
 
 def _per_sample_check(ctx: RunContext, label: str, batches, p: float) -> BoundCheck:
-    """One pointwise check over samples given in batches ``(X_b, Xt_b)`` (one batch: the data at once).
-
-    Each batch's ratios and verdicts are formed as :func:`_check_pointwise` forms them over all
-    samples, and combined by maxima and conjunction, so the result does not depend on the batching.
-    """
+    """One pointwise check over samples given in batches ``(X_b, Xt_b)`` (one batch: the data at once),
+    each as :func:`_check_pointwise` forms it, combined by maxima and conjunction: batching changes nothing."""
     quantity, reference, samples, scale = _PER_SAMPLE[label]
     hyps = _rounding_no_clip(ctx, "stochastic")
     atol = (scale(ctx) * _weight_noise(ctx))[:, None]
@@ -696,13 +686,12 @@ def _per_sample_check(ctx: RunContext, label: str, batches, p: float) -> BoundCh
 
 
 def per_sample(ctx: RunContext, batches, p: float = 1e-3) -> list[BoundCheck]:
-    r"""The per-sample bounds that :func:`unavailable` lists for a statistics context, from the samples.
+    r"""The per-sample bounds that :func:`unavailable` lists for a statistics context, from the samples:
+    B5 (:func:`b5`) for stochastic OPTQ and LDLQ, B10.sup (:func:`b10`) for stochastic Qronos.
 
     ``batches`` yields ``(X_b, Xt_b)`` host float64 arrays, rows of the same calibration data the
     statistics hold, in the run's input basis (``Xt_b`` is ``None`` except for Qronos); each batch is
-    read once and dropped. B5 for stochastic OPTQ and LDLQ, B10.sup for stochastic Qronos (the
-    bounds are stated in :func:`b5` and :func:`b10`; the same functions evaluate them on data held
-    at once). ``B5.uniform`` needs :math:`\|X(w - q)\|_\infty`, which the certificate measures.
+    read once and dropped. ``B5.uniform`` needs :math:`\|X(w - q)\|_\infty`, which the certificate measures.
     """
     p = check_probability("p", p)
     labels = [lab for lab in unavailable(ctx) if lab in _PER_SAMPLE]
@@ -882,10 +871,9 @@ def owq_bounds(ctx: RunContext) -> list[BoundCheck]:
 
 
 def unavailable(ctx: RunContext) -> list[str]:
-    r"""Labels that :func:`evaluate` leaves out because ``ctx`` holds statistics, not samples (none for
-    contexts with data): the per-sample forms of the run's bounds (``Entry.per_sample``): B5 (and
-    B5.uniform when :math:`\|Xw - \tilde Xq\|_\infty` was not measured) for stochastic OPTQ/LDLQ,
-    B10.sup for stochastic Qronos."""
+    """Labels that :func:`evaluate` leaves out because ``ctx`` holds statistics, not samples (none for
+    contexts with data): the per-sample forms of the run's bounds (``Entry.per_sample``, :func:`per_sample`)
+    and B5.uniform when the sup norm was not measured (module notes)."""
     if ctx.has_data or ctx.exact:
         return []
     names = ctx.entry.bound_names(ctx.run.rounding)
