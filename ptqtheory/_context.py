@@ -343,12 +343,10 @@ class RunContext:
     @cached_property
     def ls_refit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r"""``(weights, fitted, r0)``: rounding sizes of the certificate's own :math:`w_{LS}` and
-        :math:`\|r_0\|^2` (Qronos), for :func:`ptqtheory.identities.i4` / ``i5``.
-
-        ``weights`` and ``fitted`` are in units of :attr:`eps` (:func:`ptqtheory.tolerances.qr_refit_allowance`:
-        the QR of the data); ``r0`` is an absolute allowance of :math:`\|r_0\|^2` beyond them (0
-        here: :math:`r_0` is formed as a difference of vectors, not of squared norms).
-        """
+        :math:`\|r_0\|^2` (Qronos), for :func:`ptqtheory.identities.i4` / ``i5``. ``weights`` and ``fitted``
+        in units of :attr:`eps` (:func:`ptqtheory.tolerances.qr_refit_allowance`: the QR of the data); ``r0``
+        an absolute allowance of :math:`\|r_0\|^2` beyond them (0 here: :math:`r_0` is a difference of
+        vectors, not of squared norms)."""
         n = self.shape[0]
         if self.exact:
             return np.zeros(n), np.zeros(n), np.zeros(n)

@@ -50,14 +50,13 @@ def lstsq(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def udu(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Factor :math:`H = U_1 \operatorname{diag}(D) U_1^T` with :math:`U_1` unit upper triangular.
+    r"""Factor :math:`H = U_1 \operatorname{diag}(D) U_1^T` with :math:`U_1` unit upper triangular: QuIP's
+    :math:`H = (\mathring U + I) D (\mathring U + I)^T` (THEORY.md A3), the OPTQ pivots :math:`D_t` (I1).
 
-    This is QuIP's :math:`H = (\mathring U + I) D (\mathring U + I)^T` (THEORY.md A3) and gives the
-    OPTQ pivots :math:`D_t` (I1). Float64 goes through LAPACK's Cholesky of the reversed matrix:
-    :math:`J H J = L' L'^T` gives :math:`H = U_H U_H^T` with :math:`U_H = J L' J`, then
-    :math:`D = \operatorname{diag}(U_H)^2` and :math:`U_1 = U_H \operatorname{diag}(U_H)^{-1}`.
-    :math:`H^{-1} = C C^T` with :math:`C = U_H^{-T}` lower triangular, so GPTQ's factor :math:`U`
-    (:math:`H^{-1} = U^T U`) is :math:`U_H^{-1}`; no explicit inverse of ``H`` is formed.
+    Float64 goes through LAPACK's Cholesky of the reversed matrix: :math:`J H J = L' L'^T` gives
+    :math:`H = U_H U_H^T` with :math:`U_H = J L' J`, then :math:`D = \operatorname{diag}(U_H)^2` and
+    :math:`U_1 = U_H \operatorname{diag}(U_H)^{-1}`. GPTQ's :math:`U` (:math:`H^{-1} = U^T U`) is
+    :math:`U_H^{-1}` (:math:`C = U_H^{-T}`, :mod:`ptqtheory.factor`); no inverse of ``H`` is formed.
     Raises ``numpy.linalg.LinAlgError`` when ``H`` is not positive definite.
     """
     if is_exact(H):

@@ -199,9 +199,8 @@ def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray, rows: int = 32):
 
 def _rounding_no_clip(ctx: RunContext, wanted: str) -> tuple[Hypothesis, Hypothesis]:
     """``wanted`` rounding (:func:`_rounding`) and no clip, the hypotheses of most bounds."""
-    # Stochastic: conditioning on "this run did not clip" biases the rounding errors (docs/theory.md,
-    # errata): what holds on a finite grid is P(bound fails and no clip) <= p, by coupling with the run
-    # on the infinite grid, which equals this run whenever this run did not clip.
+    # Stochastic: conditioning on "no clip" biases the rounding errors (docs/theory.md, errata); on a finite
+    # grid P(bound fails and no clip) <= p holds by coupling with the infinite-grid run, equal when no clip.
     detail = "no entry of the row was clipped" + ("; the claim is P(fails and no clip) <= p"
                                                   if wanted == "stochastic" else "")
     return _rounding(ctx, wanted), Hypothesis("no clip", ~ctx.clipped_rows, detail)
@@ -513,8 +512,7 @@ def b4(ctx: RunContext, p: float) -> list[BoundCheck]:
     (\sum_t \delta_t^4 D_t^2)^{1/2}\sqrt{\log(1/p)/2}` (Azuma-Hoeffding on :math:`\eta_t^2 D_t`).
     """
     hyps = _rounding_no_clip(ctx, "stochastic")
-    # (sum_t (delta_t^2 D_t)^2)^(1/2) as a scaled norm: the squares are of degree eight in the
-    # scales and would leave the range R1 of ptqtheory.tolerances.
+    # (sum_t (delta_t^2 D_t)^2)^(1/2) as a scaled norm: its squares (degree eight in the scales) would leave R1.
     dev = _row_norms(ctx.delta_p**2 * _D(ctx)[None, :]) * math.sqrt(math.log(1 / p) / 2)
     val = 0.25 * _sum_delta2_D(ctx) + dev
     return [_check("B4", "||X(w-q)||^2 + lam||w-q||^2", "probability", val, ctx.lhs_sq, hyps,

@@ -55,11 +55,8 @@ class Pivots:
 
     @classmethod
     def from_ul(cls, UH: np.ndarray, diag_H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
-        r"""Pivots from the "UL" factor :math:`U_H` (:math:`H = U_HU_H^T`).
-
-        :math:`D = \operatorname{diag}(U_H)^2` and :math:`U_1 = U_H\operatorname{diag}(U_H)^{-1}`.
-        Raises :class:`SingularHessianError` if a pivot is below ``N eps max(diag_H)`` (``diag_H``:
-        the diagonal of :math:`H`)."""
+        r"""Pivots from the "UL" factor :math:`U_H` (:math:`H = U_HU_H^T`; :math:`D`, :math:`U_1` as in
+        :func:`ptqtheory._linalg.udu`), checked by :func:`check_definite` (``diag_H``: the diagonal of H)."""
         d = np.diag(UH).copy()
         D = d * d
         check_definite(D, diag_H, lam, what, columns)
@@ -133,10 +130,9 @@ def check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None, p
 class DataQR:
     r"""Economic QR of :math:`\hat X` with its columns reversed: :math:`\hat X J = Q R'`.
 
-    It yields the pivots (:meth:`pivots`) and least-squares fits on any *trailing* set of columns
-    :math:`\hat X_{\ge s}` (:meth:`lstsq_trailing`), which are the leading columns after the
-    reversal: Qronos's :math:`w_{LS}` (:math:`s = 0`) and its first step (:math:`s = 1`) share
-    one factorization.
+    It yields the pivots (:attr:`UH`) and least-squares fits on any *trailing* columns
+    :math:`\hat X_{\ge s}` (:meth:`lstsq_trailing`; the leading ones after the reversal): Qronos's
+    :math:`w_{LS}` (:math:`s = 0`) and its first step (:math:`s = 1`) share one factorization.
     """
 
     Q: np.ndarray
@@ -166,18 +162,19 @@ class DataQR:
 def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
     r"""The factorization of :math:`H = X^TX + \lambda I` computed from the data by QR, not from :math:`H`.
 
-    With the columns reversed, :math:`\hat X J = Q R'` for :math:`\hat X = [X; \sqrt\lambda I]` gives
-    :math:`H = U_H U_H^T` with :math:`U_H = J R'^T J`. Householder QR works on the data, so small
-    pivots carry a relative error of about :math:`\epsilon\sqrt{\kappa(H)}` instead of the
+    :math:`U_H` as in :class:`DataQR`, for :math:`\hat X = [X; \sqrt\lambda I]`. Householder QR works on
+    the data, so small pivots carry a relative error of about :math:`\epsilon\sqrt{\kappa(H)}` instead of the
     :math:`\epsilon\,\kappa(H)` of a Cholesky factorization of the formed :math:`H`; the identities
     then hold to ~1e-12 even when :math:`\kappa(H) = 10^8`. Used whenever the calibration data are at
     hand (the numpy reference); :func:`pivots` serves statistics-only input.
 
     :math:`R'` is computed in two Householder stages, which is the QR of :math:`\hat X` without
-    forming it: :math:`XJ = Q_0R_0`, then :math:`[R_0; \sqrt\lambda I] = Q_1R'` (LAPACK ``tpqrt``,
-    which exploits the two triangles: :math:`O(N^3)` instead of the :math:`O(mN^2)` of the first stage).
-    A row permutation of :math:`\sqrt\lambda J` gives :math:`\sqrt\lambda I`, so the reversal of the
-    damping block costs nothing.
+    forming it: :math:`XJ = Q_0R_0` (LAPACK ``geqrt``, blocked with block size 128, on one column-major
+    copy of :math:`XJ` that it overwrites: on the machines measured about half the time of
+    ``scipy.linalg.qr``, ``geqrf`` with LAPACK's default block size 32), then
+    :math:`[R_0; \sqrt\lambda I] = Q_1R'` (LAPACK ``tpqrt``, which exploits the two triangles:
+    :math:`O(N^3)` instead of the :math:`O(mN^2)` of the first stage). A row permutation of
+    :math:`\sqrt\lambda J` gives :math:`\sqrt\lambda I`, so the reversal of the damping block costs nothing.
 
     Parameters
     ----------
@@ -187,12 +184,6 @@ def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> 
         Damping :math:`\lambda \ge 0`.
     what, columns
         For the error message, as in :func:`pivots`.
-
-    Notes
-    -----
-    The first stage is LAPACK ``geqrt`` (blocked Householder QR with block size 128), on one
-    column-major copy of :math:`XJ` that it overwrites; on the machines measured it runs in about
-    half the time of ``scipy.linalg.qr`` (``geqrf`` with LAPACK's default block size 32).
     """
     m, N = Xp.shape
     k = min(m, N)
