@@ -67,8 +67,7 @@ class RunContext:
     n_samples: int | None = None
     given: dict = field(default_factory=dict)
     qr: DataQR | None = None  # the QR behind piv, kept when w_LS is needed (Qronos)
-    # An alphabet run: delta_p is then each row's largest gap (the step every bound reads holds with
-    # it), zero_p 0.
+    # An alphabet run: delta_p is each row's largest gap (every bound holds with it), zero_p 0.
     alphabet: Alphabet | None = None
     # (rel, abs) of the pivots' statistics when formed by float32 chunk products (E4,
     # ptqtheory.tolerances.gram_rounding); None for float64 statistics, as in build() (QR of the data).
@@ -459,8 +458,7 @@ class RunContext:
             import sympy
 
             return float(abs(np.prod(D) - sympy.Matrix(self.Hf_p.tolist()).det()))
-        # log det H from an independent Cholesky factorization of the formed H (LAPACK potrf, N^3/3
-        # flops, half of slogdet's LU); H not numerically positive definite: infinite gap.
+        # log det H by an independent Cholesky of the formed H (LAPACK potrf: N^3/3 flops, half of slogdet's LU)
         Hp = np.asarray(self.Hf_p, float)
         if Hp.size == 0:
             return float(abs(np.sum(np.log(D))))

@@ -81,9 +81,8 @@ class Pivots:
 def unit_upper_inverse(U1: np.ndarray, overwrite: bool = False) -> np.ndarray:
     """:math:`U_1^{-1}` of a unit upper triangular float64 ``U1`` by LAPACK trtri: :math:`N^3/3` flops, a
     third of a triangular solve against the identity. The row-major ``U1`` read column-major is the
-    lower triangle :math:`U_1^T`: inverting that (in place when ``overwrite``) gives
-    :math:`(U_1^{-1})^T` column-major, i.e. :math:`U_1^{-1}` row-major, with no copy; trtri leaves the
-    other triangle as it was: zero."""
+    lower triangle :math:`U_1^T`: inverting it (in place when ``overwrite``) gives :math:`U_1^{-1}`
+    row-major with no copy; trtri leaves the other triangle as it was: zero."""
     inv, info = scipy.linalg.lapack.dtrtri(U1.T, lower=1, unitdiag=1, overwrite_c=int(overwrite))
     if info != 0:
         raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
@@ -236,8 +235,7 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
     if not exact:
         check_magnitude("H", largest(H), lam_range(),
                         fix="H scales like X^T X: rescale X by a power of two, 2.0**k (H by 4.0**k)")
-        # Cholesky reads one triangle only: an H that is not symmetric to rounding would be
-        # factored as a different matrix, silently.
+        # Cholesky reads one triangle only: an H not symmetric to rounding would silently be another matrix.
         if np.max(np.abs(H - H.T)) > allowance_unit() * largest(H):
             raise ValueError("H must be symmetric (H = X^T X + lam I); got max |H - H^T| = "
                              f"{float(np.max(np.abs(H - H.T))):.3g}. Symmetrize it: (H + H.T) / 2")
