@@ -167,9 +167,6 @@ class BoundCheck:
         return out
 
 
-# -- helpers ---------------------------------------------------------------------------------
-
-
 def context(run: Run, X, Xt=None) -> RunContext:
     """The data a bound reads, in processing order (also built by :func:`ptqtheory.certify`)."""
     return RunContext.build(run, X, Xt)
@@ -279,9 +276,6 @@ def conditional_variance(ctx: RunContext) -> np.ndarray:
     """
     r, g = ctx.neighbours  # grid: g = delta; alphabet: the local gap of x_t
     return (r * (g - r)) @ _D(ctx)
-
-
-# -- B1, B2, B7, B8, B11: deterministic OPTQ / LDLQ ------------------------------------------
 
 
 def b1(ctx: RunContext) -> list[BoundCheck]:
@@ -491,9 +485,6 @@ def b11(ctx: RunContext) -> list[BoundCheck]:
     ]
 
 
-# -- B3-B6: stochastic OPTQ -------------------------------------------------------------------
-
-
 def b3(ctx: RunContext) -> list[BoundCheck]:
     r"""B3 per run: :math:`V = \sum_t r_t(\delta_t - r_t)D_t \le \frac14\sum_t \delta_t^2 D_t`.
 
@@ -581,9 +572,6 @@ def b6(ctx: RunContext, p: float) -> list[BoundCheck]:
     return out
 
 
-# -- B9, B10: Qronos ---------------------------------------------------------------------------
-
-
 def _qronos_first(ctx: RunContext) -> np.ndarray:
     r""":math:`a = (w_{LS})_1 - y_1` per row (0 for A4' and for A4 started from :math:`w_{LS}`)."""
     if ctx.run.variant == "ls":
@@ -626,9 +614,6 @@ def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
     if ctx.has_data:  # the per-sample form needs the samples (see unavailable() and per_sample())
         out.append(_per_sample_check(ctx, "B10.sup", [(ctx.X, ctx.Xt)], p))
     return out
-
-
-# -- The per-sample forms B5 and B10.sup, on the data at once or batch by batch ------------------
 
 
 def _b5_samples(ctx: RunContext, X_b: np.ndarray, Xt_b, p: float) -> tuple[np.ndarray, np.ndarray]:
@@ -701,9 +686,6 @@ def per_sample(ctx: RunContext, batches, p: float = 1e-3) -> list[BoundCheck]:
     return [_per_sample_check(ctx, label, batches, p)]
 
 
-# -- B12 and RTN ------------------------------------------------------------------------------
-
-
 def b12(ctx: RunContext, S: np.ndarray) -> list[BoundCheck]:
     r"""B12 (generalization to an input covariance ``S``, e.g. of held-out data).
 
@@ -756,9 +738,6 @@ def rtn_bounds(ctx: RunContext) -> list[BoundCheck]:
     ]
 
 
-# -- L1: how far from optimal (docs/optimality.md) -------------------------------------------
-
-
 def l1(ctx: RunContext) -> list[BoundCheck]:
     r"""L1 and the optimality ratio of the run's factorization (OPTQ, LDLQ; Qronos on :math:`\tilde H`).
 
@@ -788,9 +767,6 @@ def l1(ctx: RunContext) -> list[BoundCheck]:
                        atol, value <= mean * (1 + RTOL_BOUND) + atol,
                        # rho at equal pivots (AM = GM): no order can go below it
                        {"ratio_floor": np.full(value.shape, floor)})]
-
-
-# -- OWQ: B1, B2, B7 restricted to the quantized columns (docs/theory.md section 7, OWQ) -------------
 
 
 class _QuantizedColumns:
@@ -863,9 +839,6 @@ def owq_bounds(ctx: RunContext) -> list[BoundCheck]:
         out += [dataclasses.replace(b, quantity="sum_{t quantized} D_t", reference=b.reference + note)
                 for b in b2(lead)]
     return out
-
-
-# -- which bounds apply to which run ------------------------------------------------------------
 
 
 def unavailable(ctx: RunContext) -> list[str]:
