@@ -34,9 +34,8 @@ class RunContext:
 
     ``Xf`` is the matrix whose pivots carry the error feedback: :math:`X`, or :math:`\tilde X` when
     the run reads both inputs (``uses_xt``; the registry's ``data`` column). ``piv`` (its pivots
-    :math:`D` and factor :math:`L`) is computed from the data by QR (see
-    :func:`ptqtheory.factor.pivots_from_data`), unless the caller passes the factorization it already
-    has (the run's own, or the torch backend's, converted to the host).
+    :math:`D` and factor :math:`L`) is computed by QR of the data (:func:`ptqtheory.factor.pivots_from_data`)
+    unless the caller passes one it has (the run's own, or the torch backend's on the host).
 
     A context built by :meth:`from_statistics` has no per-sample data (``X``, ``Xt`` and ``Xf_p``
     are ``None``): only the statistics, and the per-row quantities computed from them elsewhere

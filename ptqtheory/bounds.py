@@ -854,8 +854,7 @@ def unavailable(ctx: RunContext) -> list[str]:
     return out
 
 
-# The bound functions by the registry's names (ptqtheory.registry.Entry.bounds), one signature (b8 reads
-# the rounding itself; p is used for its stochastic form only): those without p ignore it.
+# Bound functions by registry name (Entry.bounds), one signature: those without p, and b8 if nearest, ignore p.
 _BOUNDS = {"b4": b4, "b5": b5, "b6": b6, "b8": b8, "b10": b10} | {
     name: lambda ctx, p, bound=bound: bound(ctx) for name, bound in {
         "b1": b1, "b2": b2, "b3": b3, "b7": b7, "b9": b9, "b11": b11, "rtn": rtn_bounds, "l1": l1,
