@@ -444,10 +444,8 @@ def _alphabet_check(ctx: RunContext, B: np.ndarray, hyps, label: str, reference:
 
 
 def b8(ctx: RunContext, p: float | None = None) -> list[BoundCheck]:
-    r"""B8: the alphabet index each row needs, against :math:`K` with
-    :math:`K\delta \ge \|w\|_\infty + B + \delta` (B from B7; from B6 w.p. :math:`1-p` for
-    stochastic rounding). ``extra`` holds ``K`` and ``bits = log2(2K+1)``.
-    """
+    r"""B8: the alphabet index each row needs, against :math:`K` as in :func:`alphabet_size` with B from
+    B7 (from B6 w.p. :math:`1-p` for stochastic rounding). ``extra`` holds ``K`` and ``bits = log2(2K+1)``."""
     if ctx.run.rounding == "nearest":
         B = np.max(ctx.half_delta_absL[1], axis=1, initial=0.0)
         return [_alphabet_check(ctx, B, (*_rounding_no_clip(ctx, "nearest"), *_uniform_grid(ctx)), "B8",
@@ -486,11 +484,9 @@ def b11(ctx: RunContext) -> list[BoundCheck]:
 
 
 def b3(ctx: RunContext) -> list[BoundCheck]:
-    r"""B3 per run: :math:`V = \sum_t r_t(\delta_t - r_t)D_t \le \frac14\sum_t \delta_t^2 D_t`.
-
-    :math:`E\|\hat X(w-q)\|^2 = E[V]` (the mean statement) is checked by Monte Carlo in the tests;
-    per run, ``empirical`` is :math:`V` and ``extra["lhs"]`` is :math:`\|\hat X(w-q)\|^2`.
-    """
+    r"""B3 per run: :math:`V = \sum_t r_t(\delta_t - r_t)D_t \le \frac14\sum_t \delta_t^2 D_t`; ``empirical``
+    is :math:`V` and ``extra["lhs"]`` is :math:`\|\hat X(w-q)\|^2`, whose mean :math:`E[V]`
+    (:func:`conditional_variance`) the tests check by Monte Carlo."""
     hyps = (_rounding(ctx, "stochastic"),)
     V = conditional_variance(ctx)
     val = 0.25 * _sum_delta2_D(ctx)
