@@ -37,10 +37,9 @@ class RunContext:
     :math:`D` and factor :math:`L`) is computed by QR of the data (:func:`ptqtheory.factor.pivots_from_data`)
     unless the caller passes one it has (the run's own, or the torch backend's on the host).
 
-    A context built by :meth:`from_statistics` has no per-sample data (``X``, ``Xt`` and ``Xf_p``
-    are ``None``): only the statistics, and the per-row quantities computed from them elsewhere
-    (``given``). Bounds read the data through the properties below (``x_col_sq``, ``xh_norm``,
-    ``r0_sq``, ...), which work in both kinds; ``has_data`` tells the per-sample bounds apart.
+    A :meth:`from_statistics` context has no per-sample data (``X``, ``Xt``, ``Xf_p`` are ``None``), only
+    statistics and per-row quantities computed elsewhere (``given``). The properties bounds read (``x_col_sq``,
+    ``xh_norm``, ``r0_sq``, ...) work in both kinds; ``has_data`` tells the per-sample bounds apart.
     """
 
     run: Run

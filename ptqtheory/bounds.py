@@ -97,13 +97,11 @@ class BoundCheck:
     quantity : str
         What is bounded, e.g. ``"||X(w-q)||_2^2"``.
     kind : str
-        ``"deterministic"``, ``"probability"`` (holds with probability :math:`\ge 1 - p` per row),
-        or ``"per-run"`` (a deterministic inequality between run quantities, e.g. B3's conditional
-        variance).
+        ``"deterministic"``, ``"probability"`` (holds with probability :math:`\ge 1 - p` per row) or
+        ``"per-run"`` (a deterministic inequality between run quantities, e.g. B3's conditional variance).
     value, empirical : ndarray (n,)
-        The bound and the measured quantity. For pointwise bounds (B5-B7, B10's sup form: one bound
-        per sample or per weight) ``value`` is the largest pointwise bound and ``empirical`` the
-        largest measured entry; ``ratio`` and ``holds`` are computed entry by entry.
+        The bound and the measured quantity; for pointwise bounds (B5-B7, B10.sup: one per sample or
+        weight) their largest entries, with ``ratio`` and ``holds`` computed entry by entry.
     ratio : ndarray (n,)
         Tightness: ``(empirical - atol)_+ / value``, the part of the measurement that rounding does not
         explain. ``ratio <= 1 + RTOL_BOUND`` exactly when the bound held.

@@ -163,9 +163,8 @@ def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> 
 
     :math:`U_H` as in :class:`DataQR`, for :math:`\hat X = [X; \sqrt\lambda I]`. Householder QR works on
     the data, so small pivots carry a relative error of about :math:`\epsilon\sqrt{\kappa(H)}` instead of the
-    :math:`\epsilon\,\kappa(H)` of a Cholesky factorization of the formed :math:`H`; the identities
-    then hold to ~1e-12 even when :math:`\kappa(H) = 10^8`. Used whenever the calibration data are at
-    hand (the numpy reference); :func:`pivots` serves statistics-only input.
+    :math:`\epsilon\,\kappa(H)` of a Cholesky of the formed :math:`H`: the identities hold to ~1e-12 even at
+    :math:`\kappa(H) = 10^8`. Used with the data at hand (numpy reference); :func:`pivots` takes statistics.
 
     :math:`R'` is computed in two Householder stages, which is the QR of :math:`\hat X` without
     forming it: :math:`XJ = Q_0R_0` (LAPACK ``geqrt``, blocked with block size 128, on one column-major
