@@ -390,8 +390,7 @@ class RunContext:
         if self.exact or self.eta_p.size == 0:
             resid = A - _linalg.dot(self.eta_p, self.factorization.L.T)  # rows: a - L eta
         else:
-            # L eta^T by BLAS trmm (L lower triangular: half the flops of a full product). The
-            # row-major eta read column-major is eta^T, and the result read row-major is eta L^T.
+            # eta L^T by BLAS trmm (L triangular: half a full product's flops); eta read column-major is eta^T.
             L = np.asarray(self.factorization.L, float)
             eta = np.ascontiguousarray(self.eta_p, dtype=float)
             resid = A - scipy.linalg.blas.dtrmm(1.0, np.asfortranarray(L), eta.T, side=0, lower=1).T
