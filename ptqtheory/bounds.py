@@ -1,10 +1,9 @@
 r"""A-priori bounds B1-B12 of THEORY.md, checked against a run: value, empirical, hypotheses, holds.
 
-Each ``b*`` function takes a :class:`~ptqtheory._context.RunContext` (built by
-:func:`ptqtheory.certify`, or :func:`context`) and returns :class:`BoundCheck` records, one per form
-of the bound (the sharp form next to the data-only form, e.g. ``B1`` and ``B1.data``), listing the
-hypotheses the bound needs and whether each held *per row*; where one fails nothing is claimed
-(``holds`` is ``None`` in :meth:`BoundCheck.records`). Proofs: ``docs/theory.md``.
+Each ``b*`` function takes a :class:`~ptqtheory._context.RunContext` (built by :func:`ptqtheory.certify`,
+or :func:`context`) and returns :class:`BoundCheck` records, one per form of the bound (e.g. the sharp
+``B1`` and the data-only ``B1.data``), with the hypotheses it needs and whether each held *per row*; where
+one fails nothing is claimed (``holds`` is ``None`` in :meth:`BoundCheck.records`). Proofs: ``docs/theory.md``.
 
 Steps may differ per column (groups): every :math:`\delta^2 D_t` below is :math:`\delta_t^2 D_t`, with
 :math:`\delta_t` the step the run used at step :math:`t` (``run.grid``). On a
