@@ -68,7 +68,7 @@ class RunContext:
     # An alphabet run: delta_p is each row's largest gap (every bound holds with it), zero_p 0.
     alphabet: Alphabet | None = None
     # (rel, abs) of the pivots' statistics when formed by float32 chunk products (E4,
-    # ptqtheory.tolerances.gram_rounding); None for float64 statistics, as in build() (QR of the data).
+    # ptqtheory.tolerances.gram_rounding); None for float64 statistics and for build() (QR of the data).
     gram_rounding: tuple[float, float] | None = None
 
     @classmethod

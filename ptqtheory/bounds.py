@@ -172,8 +172,8 @@ def context(run: Run, X, Xt=None) -> RunContext:
 def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray, rows: int = 32):
     """Per row: largest ratio (e - atol)_+ / b (as :func:`_ratio` forms it: 0 where both are 0, inf where
     only the bound is 0), whether e <= b (1 + RTOL_BOUND) + atol everywhere, and the row maxima of b, e, atol.
-    Taken ``rows`` rows at a time so that the temporaries stay in cache (a whole-array temporary per
-    operation is most of a certificate's elementwise time)."""
+    The (n, N) or (n, m) arrays are taken ``rows`` rows at a time so that the temporaries stay in cache (a
+    whole-array temporary per operation is most of a certificate's elementwise time)."""
     n = e.shape[0]
     atol = np.broadcast_to(atol, e.shape)
     ratio, b_max, e_max, atol_max = np.zeros((4, n))
@@ -318,7 +318,7 @@ def b2(ctx: RunContext, max_k_evaluated: int = 8, max_bisection_N: int = 256) ->
 
     Evaluated in the run's order; no run hypotheses (a property of the data and the order). With full
     column rank (a Cholesky factorization of :math:`X^TX` decides) the only admissible ``k`` is ``N``:
-    B1's data form. Otherwise the smallest value at the smallest admissible ``k`` (bisection on the
+    B1's data form. Otherwise the smallest value over the smallest admissible ``k`` (bisection on the
     numerical rank) and up to ``max_k_evaluated`` larger ``k`` is reported. Above ``max_bisection_N``
     columns only ``k = N`` (always admissible; the bisection costs SVDs of m x k blocks) is evaluated."""
     gram = np.asarray(ctx.gram_p, float)

@@ -56,7 +56,8 @@ class Pivots:
     @classmethod
     def from_ul(cls, UH: np.ndarray, diag_H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
         r"""Pivots from the "UL" factor :math:`U_H` (:math:`H = U_HU_H^T`; :math:`D`, :math:`U_1` as in
-        :func:`ptqtheory._linalg.udu`), checked by :func:`check_definite` (``diag_H``: the diagonal of H)."""
+        :func:`ptqtheory._linalg.udu`); raises :class:`SingularHessianError` as :func:`check_definite` does
+        (``diag_H``: the diagonal of :math:`H`)."""
         d = np.diag(UH).copy()
         D = d * d
         check_definite(D, diag_H, lam, what, columns)
