@@ -1,11 +1,10 @@
 r"""The algorithms of THEORY.md on torch tensors (CPU or CUDA): A1 RTN, A2'/A2s OPTQ, A3 LDLQ (+A3i),
 A4/A4' Qronos, A5 GPFQ.
 
-The public functions (:func:`ptqtheory.api.public`) call these with every argument of the one
-signature, by keyword; the parameters are documented there. Results equal the numpy reference up to
-float rounding (bit for bit in float64 for OPTQ). ``X`` may be a tensor ``(m, N)`` or a
-:class:`~ptqtheory.torch_backend.TorchAccumulator` (statistics only); GPFQ needs the tensors.
-``factor_dtype``: :mod:`ptqtheory.torch_backend.factor`.
+Called by :func:`ptqtheory.api.public` with every argument by keyword (parameters: the public
+functions). Results equal the numpy reference up to float rounding (bit for bit in float64 for OPTQ).
+``X`` is a tensor ``(m, N)`` or a :class:`~ptqtheory.torch_backend.TorchAccumulator` (GPFQ needs the
+tensors); ``factor_dtype``: :mod:`ptqtheory.torch_backend.factor`.
 """
 
 from __future__ import annotations
@@ -103,7 +102,6 @@ def qronos(
         W64 = s.Wp.to(F64)
         assert s.acc is not None  # setup factored Ht from it (it fails without X)
         cross_Xt_mismatch = sym_perm(s.acc.cross_Xt_mismatch, s.order)
-        # w_LS - w = Ht^{-1} Xt^T (X - Xt) w: small when Xt ~ X, so it is solved for directly.
         corr = s.piv.solve((cross_Xt_mismatch @ W64.T).to(s.factor_dtype)).to(F64).T
         W_ls = W64 + corr
         rounder, trace = s.rounder(), Trace.empty(s.Wp)

@@ -17,10 +17,9 @@ the statistics, with :math:`e = w - q` formed first so that nothing large cancel
 
 The right sides read the run's :math:`\eta` and the pivots :math:`D_t` of a float64 Cholesky
 factorization of :math:`H` (or :math:`\tilde H`) on the device: the run's own (``Run.pivots``, with
-its statistics ``Run.stats``) when the data given are the data behind them, else one computed here.
-I1 checks it either way. When data are given (a tensor, or an iterable of batches streamed once, one
-batch at a time) the empirical errors :math:`\|Xw - \tilde Xq\|_2`, :math:`\|\cdot\|_\infty` and
-GPFQ's I6 are computed from them.
+its statistics ``Run.stats``) when the data given are the data behind them, else one computed here;
+I1 checks it either way. Data (a tensor, or batches streamed once, one at a time) also give the
+empirical errors :math:`\|Xw - \tilde Xq\|_2`, :math:`\|\cdot\|_\infty` and GPFQ's I6.
 
 The a-priori bounds B1-B12 are evaluated on the host by :mod:`ptqtheory.bounds` (float64 numpy) from
 the run's per-entry arrays and the :math:`D` and :math:`L` of the factorization computed here (no
@@ -79,10 +78,8 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
     allow_tf32 : bool
         Allow TF32 products on CUDA during this call (default off).
     samples : callable, optional
-        With statistics or streamed batches: ``samples()`` returns a fresh iterable over the same
-        calibration data (batches as for ``X``), read once more, one batch at a time, for the
-        per-sample bounds (B5, B10.sup; :func:`ptqtheory.bounds.per_sample`) that statistics alone
-        cannot give. Without it those bounds are listed in ``skipped_bounds``.
+        As for :func:`ptqtheory.certify` (batches as for ``X``; :func:`ptqtheory.bounds.per_sample`);
+        without it B5 and B10.sup are listed in ``skipped_bounds``.
 
     Returns
     -------
@@ -107,14 +104,12 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
 
 @dataclass(eq=False)
 class DeviceContext(RunContext):
-    r"""A statistics-only :class:`~ptqtheory._context.RunContext` whose quantities are computed on the
-    run's device, in float64, from the statistics and the run's tensors (``dev``).
-
-    ``dev`` holds, in processing order unless said: ``W``, ``Q``, ``E`` (original order, float64, rows),
-    ``W_p``, ``Q_p``, ``E_p``, ``eta_p``, ``order``, ``acc`` (the statistics, in the run's input basis),
-    ``Hp`` (the damped feedback Gram matrix), ``piv`` (its :class:`TorchPivots`), and for GPFQ the
-    streamed ``u`` and ``diffsq``. Each override below computes the base class's quantity of that name.
-    """
+    r"""A statistics-only :class:`~ptqtheory._context.RunContext` whose overrides compute the base
+    class's quantities of the same name on the run's device, in float64, from ``dev``: in processing
+    order unless said, ``W``, ``Q``, ``E`` (original order, float64, rows), ``W_p``, ``Q_p``, ``E_p``,
+    ``eta_p``, ``order``, ``acc`` (the statistics, in the run's input basis), ``Hp`` (the damped
+    feedback Gram matrix), ``piv`` (its :class:`TorchPivots`), and for GPFQ the streamed ``u`` and
+    ``diffsq``."""
 
     dev: dict = field(default_factory=dict)
 
@@ -140,7 +135,6 @@ class DeviceContext(RunContext):
         :math:`\|r_0\|^2 = \|\Delta w\|^2 - \|z\|^2`, :math:`z = U_{\tilde H}^{-1}b` (normal equations)."""
         d = self.dev
         acc, piv, W = d["acc"], d["piv"], d["W"]
-        # Xt^T (X - Xt) w in processing order, (N, n)
         b = sym_perm(acc.cross_Xt_mismatch, d["order"]) @ d["W_p"].T
         y = piv.solve(b).T
         z = piv.whiten(b)
@@ -365,14 +359,11 @@ def _items(X, Xt, N: int, device, uses_xt: bool, algorithm: str):
 def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | None:
     r"""The run's own statistics when the data given are the data it was computed from, else ``None``.
 
-    Recomputing :math:`X^TX` costs as much as the quantization's own statistics; reusing them is safe
-    when ``X`` (and ``Xt``) are the very tensors behind ``run.stats``. That is checked, cheaply, on
-    the squared column norms (:math:`O(mN)`, equal to ``diag(run.stats)`` to ``STATS_MATCH_RTOL``
-    relative); data that differ (e.g. float64 inputs certifying a run computed on their float32
-    copies) get their own statistics, as do streamed batches, which can be read only once.
-    Statistics formed with float32 chunk products (E4) match to their own error bound
-    (:func:`ptqtheory.tolerances.gram_rounding`) on top of ``STATS_MATCH_RTOL``: the diagonal of
-    :math:`|X|^T|X|` is the squared column norms themselves.
+    Recomputing :math:`X^TX` costs as much as the quantization's own statistics; the check is cheap: the
+    squared column norms (:math:`O(mN)`) must equal ``diag(run.stats)`` to ``STATS_MATCH_RTOL`` relative,
+    plus, for float32 chunk products (E4), their bound :func:`ptqtheory.tolerances.gram_rounding` (the
+    diagonal of :math:`|X|^T|X|` is the squared column norms). Other data (e.g. float64 inputs certifying
+    a run computed on their float32 copies) and streamed batches (read only once) get their own statistics.
     """
     stats = run.stats
     if stats is not None and X is stats and V is None:
@@ -395,9 +386,8 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
 
 
 def _stream(items, stats: TorchAccumulator | None, N: int, E, Q, V, u, uses_xt: bool):
-    """One pass over the batches: ``(statistics, ||Xw - Xt q||^2, its sup norm (on the host),
-    ||u_N - (Xw - Xt q)||^2)``, the statistics accumulated here unless given (``stats``), the per-row sums
-    from the data."""
+    r"""One pass over the batches: the statistics (accumulated here unless ``stats`` is given) and, per
+    row, :math:`\|Xw - \tilde Xq\|^2`, its sup norm (on the host) and :math:`\|u_N - (Xw - \tilde Xq)\|^2`."""
     acc = stats if stats is not None else TorchAccumulator(N, E.device, with_mismatch=uses_xt)
     sumsq, maxabs, diffsq = (torch.zeros(E.shape[0], dtype=F64, device=E.device) for _ in range(3))
     rows = 0

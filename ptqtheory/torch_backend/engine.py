@@ -1,9 +1,5 @@
-r"""The torch backend of the engine: input checks, statistics, order, factorization, the run record.
-
-As in :mod:`ptqtheory.algorithms._engine`, everything runs in *processing order*: :func:`setup`
-permutes ``W`` and the statistics by the order, :func:`finish` undoes it. The column sweep itself
-(A2', :func:`~ptqtheory.engine.optq_blocked`), the rounder and the trace are the shared engine of
-:mod:`ptqtheory.engine`, here on tensors.
+r"""The torch backend of the engine (:mod:`ptqtheory.engine`, whose sweep A2', rounder and trace run
+here on tensors): input checks, statistics, order, factorization, the run record, in processing order.
 """
 
 from __future__ import annotations
@@ -41,13 +37,9 @@ class Setup(engine.Setup):
     factor_dtype: torch.dtype = torch.float64
 
     def rounder(self) -> Rounder:
-        """The shared :class:`~ptqtheory.engine.Rounder` on the device, in the working ``dtype``.
-
-        ``delta`` and ``zero`` are materialized per entry in processing order (a min-max rule with
-        groups refits them); ``lo`` and ``hi`` stay broadcast views when they do not depend on the
-        column. An :class:`~ptqtheory.Alphabet` gets an :class:`~ptqtheory.engine.AlphabetRounder` (its
-        values and per-row scales on the device).
-        """
+        """The shared :class:`~ptqtheory.engine.Rounder` (layout: its docstring) on the device, in the
+        working ``dtype``; an :class:`~ptqtheory.Alphabet` gets an
+        :class:`~ptqtheory.engine.AlphabetRounder` (its values and per-row scales on the device)."""
         (n, N), grid, device, dtype = self.W.shape, self.grid, self.device, self.dtype
         u = column_major(uniforms(self.seed, (n, N), device, dtype)) if self.rounding == "stochastic" else None
         clipped = column_major(torch.zeros(n, N, dtype=torch.bool, device=device))

@@ -62,12 +62,9 @@ class TorchPivots:
 
 def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
            factor_dtype: torch.dtype = torch.float64) -> TorchPivots:
-    """Factor a positive definite ``Hp`` (processing order) or raise :class:`SingularHessianError`.
-
-    The test for numerical singularity is the numpy reference's: a pivot at or below
-    ``N * eps * max(diag(H))`` (``eps`` of ``factor_dtype``), where the algorithms would divide by
-    rounding noise. The message names ``lam`` and how to set it, and lists dead columns.
-    """
+    """Factor a positive definite ``Hp`` (processing order) or raise :class:`SingularHessianError`
+    (the numpy reference's test, :func:`ptqtheory.factor.check_definite`, with ``eps`` of
+    ``factor_dtype``; the message names ``lam`` and how to set it, and lists dead columns)."""
     top = float(torch.diagonal(Hp).max())
     if factor_dtype == torch.float32:
         # R1 in float32: the cast must neither overflow nor fall among float32's subnormals, or

@@ -1,10 +1,9 @@
-r"""Grids on the device: grid checks and records.
+r"""Grids on the device: the checks of a grid against tensors, and the run's grid record.
 
 Rounding, clipping and the min-max fit are the shared code of :mod:`ptqtheory.grids` and
-:mod:`ptqtheory.engine` (written once over :mod:`ptqtheory.backend`), so that in float64 the torch
-rounding of a given :math:`x` is bit-identical to numpy's. What is torch-specific is here: the
-checks of a grid against tensors and the host record (the parameters are materialized on the device
-by :meth:`ptqtheory.torch_backend.engine.Setup.rounder`).
+:mod:`ptqtheory.engine` (written once over :mod:`ptqtheory.backend`): in float64 the torch rounding
+of a given :math:`x` is bit-identical to numpy's. :meth:`ptqtheory.torch_backend.engine.Setup.rounder`
+puts the parameters on the device.
 
 The grid of a run is recorded as a :class:`ptqtheory.Grid` holding CPU numpy arrays: float64
 copies of the working-precision step and zero point of every entry (refitted groups resolved).
@@ -30,12 +29,9 @@ to_host = get_backend(torch.empty(0)).to_host  # float64 numpy copies on the hos
 
 
 def column_major(a: torch.Tensor) -> torch.Tensor:
-    """A copy of the ``(n, N)`` values ``a`` stored column by column, so that column ``t`` is contiguous.
-
-    The column loops read and write one column of every row per step; in row-major storage each
-    of its ``n`` entries sits on its own cache line (on a GPU: uncoalesced accesses). Always a new
-    tensor (never a view of ``a``), so the sweeps may update it in place.
-    """
+    """A new tensor (never a view, so the sweeps may update it in place) holding the ``(n, N)`` values
+    ``a`` column by column: the column loops read and write one column of every row per step, and in
+    row-major storage each of its ``n`` entries sits on its own cache line (on a GPU: uncoalesced accesses)."""
     out = torch.empty((a.shape[1], a.shape[0]), dtype=a.dtype, device=a.device).T
     return out.copy_(a)
 
@@ -83,7 +79,6 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
     if not float(worst) <= max_code(precision):  # the host check builds the message (and raises)
         dh, zh, loh, hih = (np.broadcast_to(to_host(a), (n, N)) for a in (d, z, lo, hi))
         check_values("W", to_host(W), dh, zh, loh, hih, precision=precision)
-
 
 
 def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, precision: str) -> None:

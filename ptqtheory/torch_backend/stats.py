@@ -93,7 +93,6 @@ class TorchAccumulator:
         self._cross_Xt_mismatch: torch.Tensor | None = zeros() if mismatch else None
         self._gram_mismatch: torch.Tensor | None = zeros() if mismatch else None
 
-    # -- accumulation ------------------------------------------------------------------------
     def rows(self, name: str, b, index: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """``b`` as rows ``(-1, N)`` of ``dtype`` (float64, or float32 for a batch that is exact in
         float32) on this device, checked for shape and NaN/Inf."""
@@ -172,7 +171,6 @@ class TorchAccumulator:
             acc.update(Xb, Xtb)
         return acc
 
-    # -- statistics --------------------------------------------------------------------------
     def _need_data(self) -> None:
         if self.m == 0:
             raise ValueError("the accumulator has seen no rows; call update(X_batch) first")
@@ -275,10 +273,9 @@ def add_gram_chunked_(S: torch.Tensor, A: torch.Tensor, chunk: int = GRAM_CHUNK_
     of chunks of ``chunk`` rows, each widened (exactly) and added into ``S``. Returns the number of
     chunks (the float64 additions that :func:`ptqtheory.tolerances.gram_rounding` counts).
 
-    Each chunk computes the upper triangle by row panels as :func:`add_gram_` does (about half the
-    flops), into a float32 scratch matrix; the scratch is widened into a float64 one and added (a
-    widening copy plus a float64 addition runs several times faster than a mixed-dtype addition).
-    The lower triangle is mirrored once at the end, so ``S`` stays exactly symmetric.
+    Each chunk's upper triangle is computed by row panels, as in :func:`add_gram_`, into a float32
+    scratch matrix, widened into a float64 one and added (several times faster than a mixed-dtype
+    addition); the lower triangle is mirrored once at the end.
     """
     m, N = A.shape
     if m == 0:
@@ -351,12 +348,9 @@ def sym_perm(S: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
 
 
 def resolve_lam(lam, acc: TorchAccumulator) -> tuple[float, Damping | None]:
-    """Absolute ``lam`` from a number or a :class:`~ptqtheory.Damping`, from the statistics on the device.
-
-    The conventions are :meth:`ptqtheory.Damping.resolve_with` (one implementation for both
-    backends), fed with ``mean(diag(X^T X))`` and ``lambda_max(X^T X)`` computed here, without
-    copying ``X^T X`` to the host.
-    """
+    """Absolute ``lam`` from a number or a :class:`~ptqtheory.Damping` by
+    :meth:`ptqtheory.Damping.resolve_with` (as in the numpy backend), fed with ``mean(diag(X^T X))``
+    and ``lambda_max(X^T X)`` computed on the device (no host copy of ``X^T X``)."""
     if isinstance(lam, Damping):
         value = lam.resolve_with(lambda: float(torch.diagonal(acc.gram_X).mean()),
                                  lambda: float(torch.linalg.eigvalsh(acc.gram_X)[-1]))
