@@ -1,9 +1,8 @@
 """Devices, working precision, input checks and the TF32 guard of the torch backend.
 
-The working dtype is the dtype of ``W``: float64 or float32 (float16 and bfloat16 weights are widened
-to float32, which is exact). Every check runs on the tensors' device; a failed check raises the same
-kind of error as the numpy reference (``ValueError`` / ``TypeError`` naming the argument). TF32:
-:func:`tf32_guard` (DESIGN.md "Numerics", peer complaint 5).
+The working dtype is ``W``'s, float16 and bfloat16 widened to float32 (exactly). Checks run on the
+tensors' device and raise the numpy reference's kind of error (``ValueError`` / ``TypeError`` naming
+the argument). TF32: :func:`tf32_guard` (DESIGN.md "Numerics", peer complaint 5).
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 r"""The UL factorization of :math:`H` on the device: pivots :math:`D_t` and OPTQ's factor :math:`L^T`.
 
-As in :mod:`ptqtheory.factor`: reverse, Cholesky, reverse gives :math:`H = U_H U_H^T` with
-:math:`U_H` upper triangular; :math:`D_t = (U_H)_{tt}^2` (THEORY.md I1),
-:math:`U_1 = U_H\operatorname{diag}(U_H)^{-1}` (QuIP's :math:`\mathring U + I`) and
-:math:`L^T = U_1^{-1}` (unit upper), whose row ``t`` right of the diagonal is the update
-:math:`w_{>t} \mathrel{-}= \eta_t L_{>t,t}` of A2'. The trailing block of :math:`U_H` is the UL
-factor of the trailing block of :math:`H`, which Qronos' first step uses.
+As in :mod:`ptqtheory.factor` (THEORY.md I1, A2'): reverse, Cholesky, reverse gives
+:math:`H = U_H U_H^T` (:math:`U_H` upper triangular), :math:`D_t = (U_H)_{tt}^2`,
+:math:`U_1 = U_H\operatorname{diag}(U_H)^{-1}` and :math:`L^T = U_1^{-1}`. The trailing block of
+:math:`U_H` is the UL factor of the trailing block of :math:`H`, which Qronos' first step uses.
 
 The factorization runs in ``factor_dtype`` (float64 by default, also for float32 weights); only
 :math:`L^T` is cast to the working dtype for the sweep.

@@ -1,9 +1,6 @@
-r"""A3i, incoherence processing on the device (QuIP / QuIP#).
-
-Quantize :math:`W' = UWV^T` against :math:`H' = VHV^T` (the statistics of :math:`XV^T`) with random
-orthogonal :math:`U, V` built by torch on the device from a seeded ``torch.Generator``, then map
-back: :math:`Q = U^TQ'V`. The proxy loss is unchanged,
-:math:`\operatorname{tr}((Q'-W')H'(Q'-W')^T) = \operatorname{tr}((Q-W)H(Q-W)^T)`.
+r"""A3i, incoherence processing (QuIP / QuIP#) on the device: :mod:`ptqtheory.algorithms.incoherence`
+with :math:`H' = VHV^T` the statistics of :math:`XV^T`, and :math:`U, V` built by torch on the device
+from a seeded ``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -37,12 +34,9 @@ def _haar(d: int, gen: torch.Generator, device) -> torch.Tensor:
 
 
 def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.Tensor:
-    r"""A random orthogonal ``d x d`` matrix in float64 on ``device``.
-
-    ``"kron"``: :math:`A \otimes B` with Haar factors of sizes :math:`a \cdot b = d`, :math:`a` the
-    largest divisor :math:`\le\sqrt d`. ``"hadamard"``: :math:`\mathrm{Had}_d\operatorname{diag}(\pm1)/\sqrt d`
-    (Sylvester order, as ``scipy.linalg.hadamard``); needs ``d`` a power of 2.
-    """
+    r"""A random orthogonal ``d x d`` matrix in float64 on ``device``, of the ``kind`` of
+    :func:`ptqtheory.algorithms.incoherence.random_orthogonal` (Hadamard in Sylvester order, as
+    ``scipy.linalg.hadamard``)."""
     sizes = Transform.factor_sizes(d, kind)
     if not isinstance(gen, torch.Generator):
         raise TypeError(f"gen must be a torch.Generator; got {type(gen).__name__}")

@@ -75,8 +75,7 @@ class TorchAccumulator:
         if gram not in GRAMS:
             raise ValueError(f"gram must be one of {GRAMS} (how X^T X is formed); got {gram!r}")
         self.gram = gram
-        # What the Gram matrix X^T X was formed from (E4 of ptqtheory.tolerances): float64 rows,
-        # float32 rows, and the float32 chunk products added into the float64 accumulator.
+        # X^T X's parts for E4 (ptqtheory.tolerances): float64 rows, float32 rows, float32 chunk products.
         self.rows64 = self.rows32 = self.chunks32 = 0
         # A concrete device ("cuda:0", not "cuda"), so that it compares equal to a tensor's device.
         try:
@@ -247,10 +246,9 @@ def add_gram_(S: torch.Tensor, A: torch.Tensor, panels: int = 8) -> None:
     r""":math:`S \mathrel{+}= A^TA` for symmetric ``S``, at about half the flops of one product.
 
     On the CPU in float64 this is BLAS ``dsyrk`` (through :mod:`scipy.linalg.blas`, on the arrays'
-    own memory): exactly half the flops, the symmetric rank-k update that torch lacks. Elsewhere the
-    upper triangle is computed by row panels, :math:`S_{P, \ge P} \mathrel{+}= A_P^TA_{\ge P}`
-    (``panels`` of them: a fraction :math:`(k+1)/2k` of the full product's flops). Either way one
-    triangle is computed and mirrored into the other, so ``S`` stays exactly symmetric.
+    own memory): exactly half the flops, the symmetric rank-k update that torch lacks. Elsewhere by
+    ``panels`` row panels (:func:`_upper_panels_`: a fraction :math:`(k+1)/2k` of the full product's
+    flops). Either way one triangle is computed and mirrored into the other, so ``S`` stays exactly symmetric.
     """
     N = A.shape[1]
     if S.device.type == "cpu" and S.dtype == A.dtype == torch.float64 and S.is_contiguous():
