@@ -65,12 +65,9 @@ class Setup(engine.Setup):
 def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None = "H",
           mismatch: bool = False, data: bool = False, factor_dtype=torch.float64,
           tf32: bool = False, algorithm: str = "optq") -> Setup:
-    """Check every input, build the statistics, resolve ``lam`` and ``order``, permute, factor.
-
-    ``factor`` is ``"H"``, ``"Ht"`` (Qronos) or ``None``; ``mismatch`` asks for the statistics of
-    ``Xt`` too; ``data`` asks for the tensors themselves (GPFQ), which are then not reduced to
-    statistics unless the order needs them.
-    """
+    """Check every input, build the statistics, resolve ``lam`` and ``order``, permute, and factor
+    (``factor``: ``"H"``, ``"Ht"`` for Qronos, or ``None``). ``mismatch``: the statistics of ``Xt``
+    too; ``data``: the tensors themselves (GPFQ), reduced to statistics only if the order needs them."""
     device = weights_device(W, X=X, Xt=Xt)
     Wt, vector = as_weights(W)
     N = Wt.shape[1]

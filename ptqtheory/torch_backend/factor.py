@@ -85,11 +85,8 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
 
 def factor_damped(G0p: torch.Tensor, lam: float, damping: Damping | None, what: str, columns,
                   factor_dtype: torch.dtype) -> tuple[TorchPivots, torch.Tensor, float, list[str]]:
-    """Factor ``G0p + lam I``; with ``Damping(auto=True)`` raise ``lam`` tenfold until it works
-    (:func:`ptqtheory.engine.damped`, the numpy reference's schedule).
-
-    Returns ``(pivots, Hp, lam used, notes)``.
-    """
+    """Factor ``G0p + lam I`` into ``(pivots, Hp, lam used, notes)``; with ``Damping(auto=True)`` raise
+    ``lam`` tenfold until it works (:func:`ptqtheory.engine.damped`, the numpy reference's schedule)."""
     def attempt(lam):
         Hp = G0p.clone()
         Hp.diagonal().add_(lam)

@@ -37,11 +37,8 @@ def column_major(a: torch.Tensor) -> torch.Tensor:
 
 
 def minmax_grid(W: torch.Tensor, bits: int = 4, sym: bool = False, group_size: int | None = None) -> Grid:
-    """:meth:`ptqtheory.Grid.minmax` for weights on a device (fitted there, stored on the host).
-
-    The returned grid carries the min-max rule, so OPTQ, LDLQ and Qronos refit each group from the
-    current weights as the numpy reference does.
-    """
+    """:meth:`ptqtheory.Grid.minmax` for weights on a device (fitted there, stored on the host), its
+    min-max rule included: OPTQ, LDLQ and Qronos refit each group from the current weights."""
     if not isinstance(W, torch.Tensor):
         raise TypeError(f"W must be a torch tensor; got {type(W).__name__} (for numpy arrays use "
                         "pt.Grid.minmax(W, bits))")

@@ -50,12 +50,9 @@ def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.
 
 def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | Alphabet | None, allow_tf32: bool,
                **options) -> Run:
-    """Run ``fn`` (the torch ``ldlq``) on the incoherence-processed problem and map back.
-
-    The transforms are applied in float64 (to ``W`` and to the float64 statistics) and the processed
-    weights cast to the working dtype. A min-max grid is refitted to the processed weights; an
-    explicit grid is used as given, in the processed coordinates (as in the numpy reference).
-    """
+    """Run ``fn`` (the torch ``ldlq``) on the incoherence-processed problem and map back, grids as in
+    :func:`ptqtheory.algorithms.incoherence.incoherent`; the transforms are applied in float64 (to
+    ``W`` and to the float64 statistics), the processed weights cast to the working dtype."""
     device = weights_device(W, X=X)
     with tf32_guard(device, allow_tf32):
         Wa, vector = as_weights(W)
@@ -73,5 +70,4 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | Alphabet | N
             grid = minmax_grid(Wt, grid.rule.bits, grid.rule.sym, grid.rule.group_size)
         inner = fn(Wt, acc.transformed(V), grid=grid, seed=seed, allow_tf32=allow_tf32, **options)
         Q = (U.T @ inner.Q.to(F64) @ V).to(Wa.dtype)
-
     return inner.mapped_back(Wa, Q, vector, seed, Transform(kind=kind, U=U, V=V))
