@@ -72,9 +72,8 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
     p, bounds
         As for :func:`ptqtheory.certify` (the bounds on the host, in float64: module notes, ``samples``).
     full_pivot_check : bool, optional
-        As for :func:`ptqtheory.certify`, the inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` only:
-        the projection form, which needs a QR of the data, is left to the numpy reference
-        (``PivotCheck.D_projection`` is ``None``).
+        As for :func:`ptqtheory.certify`, the inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` only
+        (the projection form needs a QR of the data: numpy only; ``PivotCheck.D_projection`` is ``None``).
     allow_tf32 : bool
         Allow TF32 products on CUDA during this call (default off).
     samples : callable, optional

@@ -109,6 +109,5 @@ def grid_record(rounder: Rounder, grid: Grid | Alphabet, inv: torch.Tensor) -> G
     natural = is_identity(inv)
     delta, zero = (to_host(a if natural else a.index_select(1, inv)) for a in (rounder.delta, rounder.zero))
     lo, hi = np.asarray(grid.lo, float), np.asarray(grid.hi, float)
-    # Like the numpy reference, a single row's grid stays 2-D, shape (1, N): a 1-D array
-    # would read as one value per row.
+    # As in the numpy reference, a single row's grid stays (1, N): 1-D would read as one value per row.
     return Grid.trusted(delta, zero, lo, hi, grid.rule)

@@ -44,13 +44,11 @@ class TorchAccumulator:
         How :math:`X^TX` is formed (without the mismatch statistics; those are always float64).
         ``"float64"`` (default): float64 products of the rows widened to float64. ``"float32"``:
         float32 products of chunks of :data:`~ptqtheory.tolerances.GRAM_CHUNK_ROWS` rows, each added
-        into the float64 accumulator, about 1.5x faster on a CPU (and more on GPUs). Only batches
-        that are exact in float32 (dtype float32, float16 or bfloat16) with their largest magnitude
-        within :math:`2^{\pm 40}` take that route; others (float64 batches in particular: they are
-        never rounded) are added in float64. The entrywise error is then
-        :math:`\gamma_c(u_{32})\approx 6\cdot 10^{-5}` of :math:`|X|^T|X|` in the worst case
-        (:func:`ptqtheory.tolerances.gram_rounding`, recorded in :attr:`gram_rounding`), against
-        :math:`\gamma_m(u_{64})` in float64, and the certificates add it to their allowances.
+        into the float64 accumulator, about 1.5x faster on a CPU (and more on GPUs), for batches exact
+        in float32 (float32, float16, bfloat16) with largest magnitude within :math:`2^{\pm 40}`
+        (others, float64 ones in particular, are never rounded: added in float64). The entrywise error
+        is then at most :math:`\gamma_c(u_{32})\approx 6\cdot 10^{-5}` of :math:`|X|^T|X|`
+        (:attr:`gram_rounding`), which the certificates add to their allowances.
 
     Attributes
     ----------
