@@ -27,8 +27,7 @@ P = ParamSpec("P")
 
 
 def public(reference: Callable[P, Run], inputs: tuple[str, ...]) -> Callable[P, Run]:
-    """The public form of the numpy ``reference``: same signature and docstring; the backend is the
-    one of the arguments named ``inputs`` (the data: ``W``, ``X``, ``Xt``)."""
+    """The public form of the numpy ``reference`` (module notes), backend chosen by ``inputs`` (the data)."""
     signature = inspect.signature(reference)
     by_name: Callable[..., Run] = reference  # called below with the bound arguments, all by name
 

@@ -89,9 +89,8 @@ def qronos(
 
     :math:`q_1 = Q(y_1)`, then the least-squares step
     :math:`w^{(1)}_{>1} = (w_{LS})_{>1} - ((w_{LS})_1 - q_1)\tilde L_{>1,1}` and the blocked OPTQ
-    sweep on :math:`\tilde H` for :math:`t \ge 2`. :math:`w_{LS}` and :math:`y_1` are computed in
-    float64 from :math:`\tilde X^T\Delta`, which is small when :math:`\tilde X \approx X` (no
-    cancellation of large terms).
+    sweep on :math:`\tilde H` for :math:`t \ge 2`; :math:`w_{LS}` and :math:`y_1` in float64 from
+    :math:`\tilde X^T\Delta`, small when :math:`\tilde X \approx X` (no cancellation of large terms).
     """
     check_choice("variant", variant, VARIANTS)
     check_choice("start", start, STARTS)

@@ -11,9 +11,8 @@ the statistics, with :math:`e = w - q` formed first so that nothing large cancel
   :math:`w^THw - 2w^TG^Tq + q^T\tilde Hq`), and
   :math:`\|r_0\|^2 = \|\Delta w\|^2 - \|U_{\tilde H}^{-1}\tilde X^T\Delta w\|^2` (Pythagoras:
   :math:`\Delta w = \hat{\tilde X}(w_{LS} - w) + r_0` with :math:`r_0 \perp \operatorname{range}\hat{\tilde X}`;
-  the same value as :math:`w^THw - w^TG^T\tilde H^{-1}Gw` without its cancellation). This route's
-  rounding (normal equations, a difference of squared norms) is what :attr:`DeviceContext.ls_refit`
-  reports; the rest of the allowance is shared with the numpy reference.
+  the same value as :math:`w^THw - w^TG^T\tilde H^{-1}Gw` without its cancellation; its rounding is
+  :attr:`DeviceContext.ls_refit`, the rest of the allowance the numpy reference's).
 
 The right sides read the run's :math:`\eta` and the pivots :math:`D_t` of a float64 Cholesky
 factorization of :math:`H` (or :math:`\tilde H`) on the device: the run's own (``Run.pivots``, with
@@ -257,8 +256,7 @@ def _bound_checks(ctx: DeviceContext, X, Xt, p: float, V, samples=None) -> tuple
         return [], []
     uses_xt = ctx.uses_xt
     bctx: RunContext = ctx
-    # Only the per-sample forms of the stochastic bounds (B5, B10.sup) read the samples themselves;
-    # with data tensors at hand they are read on the host, every other bound from the statistics.
+    # Only B5 and B10.sup (stochastic) read the samples: data tensors on the host; the rest, statistics.
     if isinstance(X, torch.Tensor) and run.rounding == "stochastic":
         ((Xh, Xth),) = _host_pairs([(X, Xt)], V, uses_xt, run.algorithm)
         bctx = RunContext.build(run, Xh, Xth, piv=ctx.piv)

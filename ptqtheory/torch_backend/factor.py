@@ -5,8 +5,7 @@ As in :mod:`ptqtheory.factor` (THEORY.md I1, A2'): reverse, Cholesky, reverse gi
 :math:`U_1 = U_H\operatorname{diag}(U_H)^{-1}` and :math:`L^T = U_1^{-1}`. The trailing block of
 :math:`U_H` is the UL factor of the trailing block of :math:`H`, which Qronos' first step uses.
 
-The factorization runs in ``factor_dtype`` (float64 by default, also for float32 weights); only
-:math:`L^T` is cast to the working dtype for the sweep.
+The factorization runs in ``factor_dtype`` (float64 by default, also for float32 weights).
 """
 
 from __future__ import annotations
