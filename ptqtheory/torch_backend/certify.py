@@ -146,10 +146,9 @@ class DeviceContext(RunContext):
 
     @cached_property
     def ls_refit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        r"""The refit's sizes by the normal equations
-        (:func:`ptqtheory.tolerances.normal_equations_refit_allowance`), and the rounding of
-        :math:`\|r_0\|^2 = \|\Delta w\|^2 - \|z\|^2`: both terms are read through statistics rounded
-        relative to their traces, then subtracted (:func:`ptqtheory.tolerances.evaluation_allowance`),
+        r"""The refit's sizes (normal equations: :func:`ptqtheory.tolerances.normal_equations_refit_allowance`)
+        and the rounding of :math:`\|r_0\|^2 = \|\Delta w\|^2 - \|z\|^2`: both terms read through statistics
+        rounded relative to their traces, then subtracted (:func:`ptqtheory.tolerances.evaluation_allowance`),
         plus the fitted values' error met twice in :math:`\|z\|^2`."""
         d = self.dev
         acc, ls = d["acc"], self._device_ls

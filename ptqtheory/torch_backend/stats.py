@@ -1,13 +1,12 @@
 r"""Calibration statistics on the device: :math:`X^TX`, :math:`\tilde X^T\tilde X`, :math:`\tilde X^TX`.
 
-:class:`TorchAccumulator` adds batches of rows in float64 on its device, whatever the batch dtype,
-so a layer's inputs never need to be held at once. With the mismatch statistics (Qronos, A4) it
-stores :math:`\tilde X^T\tilde X`, :math:`\tilde X^T\Delta` and :math:`\Delta^T\Delta` with
-:math:`\Delta = X - \tilde X` formed per batch, and derives :math:`X^TX` and :math:`\tilde X^TX`
-from them. The quantities Qronos and its certificate need are small when :math:`\tilde X \approx X`
-(:math:`w_{LS} - w = \tilde H^{-1}\tilde X^T\Delta w`, :math:`\|r_0\|^2 \le \|\Delta w\|^2`);
-computing them from these statistics avoids the cancellation of
-:math:`G w - \tilde H w` or :math:`w^THw - w^TG^T\tilde H^{-1}Gw` formed from large terms.
+:class:`TorchAccumulator` streams batches of rows, so a layer's inputs are never held at once. With
+the mismatch statistics (Qronos, A4) it stores :math:`\tilde X^T\tilde X`, :math:`\tilde X^T\Delta`
+and :math:`\Delta^T\Delta` with :math:`\Delta = X - \tilde X` formed per batch, and derives
+:math:`X^TX` and :math:`\tilde X^TX` from them. The quantities Qronos and its certificate need are
+small when :math:`\tilde X \approx X` (:math:`w_{LS} - w = \tilde H^{-1}\tilde X^T\Delta w`,
+:math:`\|r_0\|^2 \le \|\Delta w\|^2`); computing them from these statistics avoids the cancellation
+of :math:`G w - \tilde H w` or :math:`w^THw - w^TG^T\tilde H^{-1}Gw` formed from large terms.
 """
 
 from __future__ import annotations
