@@ -1,12 +1,9 @@
-r"""Grids on the device: the checks of a grid against tensors, and the run's grid record.
+r"""Grids on the device: the checks of a grid against tensors, and the run's grid record (host arrays).
 
 Rounding, clipping and the min-max fit are the shared code of :mod:`ptqtheory.grids` and
 :mod:`ptqtheory.engine` (written once over :mod:`ptqtheory.backend`): in float64 the torch rounding
 of a given :math:`x` is bit-identical to numpy's. :meth:`ptqtheory.torch_backend.engine.Setup.rounder`
 puts the parameters on the device.
-
-The grid of a run is recorded as a :class:`ptqtheory.Grid` holding CPU numpy arrays: float64
-copies of the working-precision step and zero point of every entry (refitted groups resolved).
 """
 
 from __future__ import annotations
