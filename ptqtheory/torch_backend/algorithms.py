@@ -131,8 +131,7 @@ def gpfq(
     order="natural", dead_columns: str = "raise", allow_tf32: bool = False,
 ) -> Run:
     r"""GPFQ (THEORY.md A5) on the device, all rows together (:func:`~ptqtheory.engine.gpfq_run`); see
-    :func:`ptqtheory.gpfq`. The column norms and :math:`X_t^T\tilde X_t` are computed in float64; the
-    state in the working dtype."""
+    :func:`ptqtheory.gpfq`. The column norms and :math:`X_t^T\tilde X_t` are computed in float64."""
     policy = check_choice("dead_columns", dead_columns, ("raise", "round"))
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None, data=True, tf32=tf32,

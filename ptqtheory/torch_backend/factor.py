@@ -64,8 +64,7 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
     ``factor_dtype``; the message names ``lam`` and how to set it, and lists dead columns)."""
     top = float(torch.diagonal(Hp).max())
     if factor_dtype == torch.float32:
-        # R1 in float32: the cast must neither overflow nor fall among float32's subnormals, or
-        # the factorization would fail for a reason the "singular" message would hide.
+        # R1 in float32: the cast must neither overflow nor go subnormal (the "singular" message would hide it).
         check_magnitude(f"{what} (cast to factor_dtype=torch.float32)", top, quadratic_range(factor_dtype),
                         fix="use factor_dtype=torch.float64 (the default), or rescale X by a power "
                             "of two, 2.0**k (with lam scaled by 4.0**k)",

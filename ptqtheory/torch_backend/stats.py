@@ -123,8 +123,7 @@ class TorchAccumulator:
         self.add_rows(Xb, Xtb)
 
     def add_rows(self, Xb: torch.Tensor, Xtb: torch.Tensor | None = None) -> None:
-        """Add rows already on the device and checked (what :meth:`update` does after checking): float64
-        rows, or float32 rows (without the mismatch) for the chunked float32 Gram matrix."""
+        """Add rows on the device, checked as by :meth:`rows`: float64, or float32 for the chunked Gram."""
         if self.with_mismatch:
             if Xtb is None:
                 raise ValueError("Xtb is required: this accumulator tracks the mismatch (Qronos)")
