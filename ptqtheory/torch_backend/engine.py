@@ -38,8 +38,7 @@ class Setup(engine.Setup):
 
     def rounder(self) -> Rounder:
         """The shared :class:`~ptqtheory.engine.Rounder` (layout: its docstring) on the device, in the
-        working ``dtype``; an :class:`~ptqtheory.Alphabet` gets an
-        :class:`~ptqtheory.engine.AlphabetRounder` (its values and per-row scales on the device)."""
+        working ``dtype``; an :class:`~ptqtheory.engine.AlphabetRounder` for an :class:`~ptqtheory.Alphabet`."""
         (n, N), grid, device, dtype = self.W.shape, self.grid, self.device, self.dtype
         u = column_major(uniforms(self.seed, (n, N), device, dtype)) if self.rounding == "stochastic" else None
         clipped = column_major(torch.zeros(n, N, dtype=torch.bool, device=device))

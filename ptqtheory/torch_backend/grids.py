@@ -82,8 +82,7 @@ def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, prec
     codes = not isinstance(rounder, AlphabetRounder)  # an alphabet has no codes: x, q and eta finite
     if codes:
         lo, hi = step_range(precision)
-        # In column blocks (the arrays are column-major, so a block is contiguous): the float64
-        # temporaries stay small, which is most of this check's time at large n, N.
+        # Column blocks (contiguous: column-major); big float64 temporaries would dominate at large n, N.
         for j in range(0, trace.q.shape[1], _CHECK_BLOCK):
             cols = slice(j, j + _CHECK_BLOCK)
             q, d, z = (a[:, cols].to(torch.float64) for a in (trace.q, rounder.delta, rounder.zero))

@@ -35,8 +35,7 @@ def _haar(d: int, gen: torch.Generator, device) -> torch.Tensor:
 
 def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.Tensor:
     r"""A random orthogonal ``d x d`` matrix in float64 on ``device``, of the ``kind`` of
-    :func:`ptqtheory.algorithms.incoherence.random_orthogonal` (Hadamard in Sylvester order, as
-    ``scipy.linalg.hadamard``)."""
+    :func:`ptqtheory.algorithms.incoherence.random_orthogonal`."""
     sizes = Transform.factor_sizes(d, kind)
     if not isinstance(gen, torch.Generator):
         raise TypeError(f"gen must be a torch.Generator; got {type(gen).__name__}")
