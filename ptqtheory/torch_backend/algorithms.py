@@ -1,10 +1,9 @@
 r"""The algorithms of THEORY.md on torch tensors (CPU or CUDA): A1 RTN, A2'/A2s OPTQ, A3 LDLQ (+A3i),
 A4/A4' Qronos, A5 GPFQ.
 
-Called by :func:`ptqtheory.api.public` with every argument by keyword (parameters: the public
-functions). Results equal the numpy reference up to float rounding (bit for bit in float64 for OPTQ).
-``X`` is a tensor ``(m, N)`` or a :class:`~ptqtheory.torch_backend.TorchAccumulator` (GPFQ needs the
-tensors); ``factor_dtype``: :mod:`ptqtheory.torch_backend.factor`.
+Called by :func:`ptqtheory.api.public` (parameters: the public functions; ``X`` may also be a
+:class:`~ptqtheory.torch_backend.TorchAccumulator`, ``factor_dtype``: :mod:`ptqtheory.torch_backend.factor`).
+Results equal the numpy reference up to float rounding (bit for bit in float64 for OPTQ).
 """
 
 from __future__ import annotations

@@ -102,12 +102,11 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
 
 @dataclass(eq=False)
 class DeviceContext(RunContext):
-    r"""A statistics-only :class:`~ptqtheory._context.RunContext` whose overrides compute the base
-    class's quantities of the same name on the run's device, in float64, from ``dev``: in processing
-    order unless said, ``W``, ``Q``, ``E`` (original order, float64, rows), ``W_p``, ``Q_p``, ``E_p``,
-    ``eta_p``, ``order``, ``acc`` (the statistics, in the run's input basis), ``Hp`` (the damped
-    feedback Gram matrix), ``piv`` (its :class:`TorchPivots`), and for GPFQ the streamed ``u`` and
-    ``diffsq``."""
+    r"""A statistics-only :class:`~ptqtheory._context.RunContext` computing the base class's quantities
+    on the run's device, in float64, from ``dev``: in processing order unless said, ``W``, ``Q``, ``E``
+    (original order, float64, rows), ``W_p``, ``Q_p``, ``E_p``, ``eta_p``, ``order``, ``acc`` (the
+    statistics, in the run's input basis), ``Hp`` (the damped feedback Gram matrix), ``piv`` (its
+    :class:`TorchPivots`), and for GPFQ the streamed ``u`` and ``diffsq``."""
 
     dev: dict = field(default_factory=dict)
 

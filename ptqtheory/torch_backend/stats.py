@@ -60,9 +60,8 @@ class TorchAccumulator:
 
     Notes
     -----
-    The torch algorithms accept an accumulator in place of ``X`` (statistics only); GPFQ needs the
-    data themselves. Batches may have any floating dtype and any leading shape ``(..., N)``
-    (e.g. ``(batch, tokens, N)``); leading dimensions are flattened into rows.
+    The torch algorithms accept an accumulator in place of ``X`` (statistics only; GPFQ needs the data).
+    Batches: any floating dtype, any shape ``(..., N)`` (e.g. ``(batch, tokens, N)``), flattened into rows.
     """
 
     __ptqtheory_torch__ = True
@@ -336,8 +335,7 @@ def is_identity(perm: torch.Tensor) -> bool:
 
 
 def sym_perm(S: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
-    """``S[perm][:, perm]``: a statistic in processing order (``S`` itself, not a copy, for the
-    natural order: callers do not write into it)."""
+    """``S[perm][:, perm]`` (processing order); ``S`` itself for the natural order (callers only read it)."""
     return S if is_identity(perm) else S.index_select(0, perm).index_select(1, perm)
 
 
