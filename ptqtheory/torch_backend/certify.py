@@ -302,10 +302,9 @@ def _pairs(batches, uses_xt: bool, who_needs: str):
 
 
 def lower_matmul_t(A: torch.Tensor, L: torch.Tensor, panels: int = 8) -> torch.Tensor:
-    r""":math:`AL^T` for lower triangular ``L``, skipping its zero upper triangle: column panel
-    :math:`[j_0, j_1)` of the result is :math:`A_{:, <j_1}L_{j_0:j_1, <j_1}^T` (``panels`` of them:
-    a fraction :math:`(k+1)/2k` of a full product's flops; torch has no BLAS ``trmm``). The same
-    sums as the full product less its zero terms."""
+    r""":math:`AL^T` for lower triangular ``L``: the full product's sums less the zero upper triangle's
+    terms. Column panel :math:`[j_0, j_1)` is :math:`A_{:, <j_1}L_{j_0:j_1, <j_1}^T` (``panels`` of them:
+    a fraction :math:`(k+1)/2k` of a full product's flops; torch has no BLAS ``trmm``)."""
     N = L.shape[0]
     width = max(256, -(-N // panels))
     if width >= N:

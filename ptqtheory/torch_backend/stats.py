@@ -298,9 +298,8 @@ def _upper_panels_(S: torch.Tensor, A: torch.Tensor, width: int, beta: float = 1
 
 
 def _mirror_(S: torch.Tensor, lower: bool = False, width: int = 256) -> None:
-    """Copy the strict upper (``lower``: lower) triangle of ``S`` into the other one, so that ``S`` is
-    exactly symmetric: by panels of ``width`` rows, about half a pass over ``S`` (whole-matrix
-    ``triu``/``tril`` copies take several)."""
+    """Copy the strict upper (``lower``: lower) triangle of ``S`` into the other, by panels of ``width`` rows:
+    ``S`` exactly symmetric in about half a pass (whole-matrix ``triu``/``tril`` copies take several)."""
     for p0 in range(0, S.shape[0], width):
         p1 = p0 + width
         if lower:
