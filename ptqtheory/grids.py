@@ -5,14 +5,9 @@ zero point :math:`z` and integer range :math:`[lo, hi]` (either end may be infin
 ``zero``, ``lo`` and ``hi`` may be scalars, per row (shape ``(n,)``) or per entry (shape ``(n, N)``,
 which is how groups of columns are stored).
 
-Rounding (THEORY.md, "Rounding"):
-
-* nearest, ties half up: :math:`k = \lfloor x/\delta + z + 1/2 \rfloor`;
-* stochastic, unbiased: :math:`k = \lfloor s \rfloor + [U < s - \lfloor s \rfloor]`,
-  :math:`s = x/\delta + z`, :math:`U \sim \mathrm{Unif}[0, 1)` from a seeded generator.
-
-A finite grid then clips :math:`k` into :math:`[lo, hi]`; every clip is reported, because the a-priori
-bounds (B1-B12) assume that none happened.
+Rounding (THEORY.md, "Rounding") is :func:`round_nearest` or :func:`round_stochastic` (uniforms from a
+seeded generator); a finite grid then clips :math:`k` into :math:`[lo, hi]`; every clip is reported,
+because the a-priori bounds (B1-B12) assume that none happened.
 """
 
 from __future__ import annotations
@@ -332,12 +327,8 @@ class Grid:
         ----------
         W : array_like, shape (n, N) or (N,)
             The weights the grid is fitted to.
-        bits : int
-            Bit width ``b >= 1``; ``k`` ranges over ``[0, 2**b - 1]``.
-        sym : bool
-            Symmetric grid (see :meth:`MinMax.fit`).
-        group_size : int, optional
-            Columns per group (the last group may be shorter).
+        bits, sym, group_size : int, bool, int or None
+            As the attributes of :class:`MinMax` (the last group may be shorter).
 
         Notes
         -----

@@ -35,8 +35,7 @@ def ldlq(
     Parameters
     ----------
     incoherence : {None, "kron", "hadamard"}
-        Incoherence processing (A3i): quantize :math:`U W V^T` against :math:`V H V^T` with random
-        orthogonal :math:`U, V` (needs ``seed``) and map back.
+        Incoherence processing (A3i, :mod:`ptqtheory.algorithms.incoherence`); needs ``seed``.
     block_size : int
         Torch only (the numpy reference has no blocks).
 
