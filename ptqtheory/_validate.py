@@ -188,8 +188,7 @@ def check_lam(lam, exact: bool = False):
 
 def check_positive_int(name: str, value, minimum: int = 1, maximum: int | None = None,
                        why: str = "") -> int:
-    """An integer (not a bool) in ``[minimum, maximum]``; the message names ``name`` (and ``why``
-    explains the upper limit)."""
+    """An integer (not a bool) in ``[minimum, maximum]``; ``why`` explains the upper limit in the message."""
     span = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer {span}; got {value!r} ({type(value).__name__})")

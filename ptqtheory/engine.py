@@ -264,9 +264,8 @@ INNER = 16
 
 
 def pending_current(Wp, W1, E1, L_T, i1: int, i2: int, j1: int, j2: int, t: int, g1: int):
-    """The current weights of columns ``t..g1-1`` before step ``t`` of :func:`optq_blocked`: stored
-    values minus the updates still pending from the sub-block (columns ``j2..i2-1``) and from the
-    block (columns ``>= i2``)."""
+    """Weights of columns ``t..g1-1`` before step ``t`` of :func:`optq_blocked`: stored values minus the
+    updates still pending from the sub-block (columns ``j2..i2-1``) and the block (columns ``>= i2``)."""
     nx = get_backend(Wp)
     parts = [W1[:, t - i1 : min(g1, j2) - i1]]
     if g1 > j2:

@@ -168,15 +168,9 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
 
 
 def optq_iteration(Wp: np.ndarray, Xhp: np.ndarray, rounder: Rounder, trace: Trace, t0: int = 0):
-    r"""A2, the paper iteration, from step ``t0``; ``Wp`` is the current iterate (updated in place).
-
-    .. math::
-        q_t = Q(w^{(t-1)}_t),\qquad
-        w^{(t)}_{>t} = w^{(t-1)}_{>t} + \eta_t\, \hat X_{>t}^{+} \hat X_t .
-
-    The least-squares coefficients :math:`\hat X_{>t}^{+}\hat X_t` do not depend on the row, so all
-    rows are updated at once.
-    """
+    r"""A2, the paper iteration of :func:`ptqtheory.optq`, from step ``t0``; ``Wp`` is the current iterate
+    (updated in place). Its least-squares coefficients :math:`\hat X_{>t}^{+}\hat X_t` do not depend on
+    the row, so all rows are updated at once."""
     N = Wp.shape[1]
     for t in range(t0, N):
         if rounder.group_start(t):

@@ -61,9 +61,7 @@ def qronos(
     start : {"w", "ls"}
         Start iterate of the paper iteration (ignored by ``"ls"``).
     method : {"blocked", "iteration"}
-        ``"iteration"`` solves every step by least squares on :math:`\hat{\tilde X}` (readable, exact
-        in rationals; numpy only); ``"blocked"`` uses the factor of :math:`\tilde H` and GPTQ's lazy
-        updates.
+        As for :func:`ptqtheory.optq`, with :math:`\hat{\tilde X}` and :math:`\tilde H`.
 
     Other parameters are as for :func:`ptqtheory.optq`.
 
