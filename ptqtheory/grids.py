@@ -173,9 +173,8 @@ def check_steps(delta, precision="float64", name: str = "grid delta") -> None:
 
 
 def check_normal_steps(delta, precision="float64", name: str = "grid delta") -> None:
-    """What every grid needs, whatever the data: normal steps (a subnormal step has lost relative
-    precision and makes ``x/delta`` overflow) small enough that ``delta (k - z)`` stays finite for
-    every code float64 rounds exactly (R2)."""
+    """Any grid, whatever the data: normal steps (a subnormal one has lost relative precision and makes
+    ``x/delta`` overflow) small enough that ``delta (k - z)`` is finite for every code of R2."""
     d = np.asarray(delta, dtype=float)
     pname = precision_name(precision)
     small, large = float(np.min(d)), float(np.max(d))
