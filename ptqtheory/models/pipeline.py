@@ -304,11 +304,8 @@ class BlockInputs:
 def capture_block_inputs(model: torch.nn.Module, first_block: torch.nn.Module, calibration: Sequence[dict],
                          forward: Callable[[torch.nn.Module, dict], object],
                          device: torch.device) -> BlockInputs:
-    """Run the model's prefix once per batch and keep the inputs of ``first_block`` on ``device``.
-
-    A forward pre-hook (with keyword arguments) on the first block records its arguments and raises
-    :class:`~ptqtheory.models.capture.StopForward`, so no block runs here.
-    """
+    """Run the model's prefix once per batch and keep the inputs of ``first_block`` on ``device`` (module
+    notes, step 1; the pre-hook raises :class:`~ptqtheory.models.capture.StopForward`: no block runs)."""
     got: list[tuple[tuple, dict]] = []
 
     def hook(_module, args, kwargs):
@@ -579,10 +576,9 @@ def _aqas_group(cfg: Config, qblock: torch.nn.Module, fblock: torch.nn.Module | 
 def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
     """Run ``cfg`` on weights ``W`` with float-model inputs ``X`` and quantized-model inputs ``Xt``.
 
-    The public algorithms pick the backend from the inputs' types (numpy arrays: the float64
-    reference; tensors or a torch accumulator: the torch backend), so this is the one dispatch for
-    both. What each method reads: module notes; with streamed statistics Qronos reads the mismatch
-    accumulator as ``X`` and ``Xt`` is ``None``.
+    One dispatch for both backends: the public algorithms pick theirs from the inputs' types. What each
+    method reads: module notes; with streamed statistics Qronos reads the mismatch accumulator as ``X``
+    and ``Xt`` is ``None``.
     """
     grid: Any
     if cfg.alphabet is not None:
@@ -610,9 +606,8 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
     if spec.variant is not None:
         kw["variant"] = spec.variant
     if spec.algorithm == "gpfq":
-        # A column of Xt can be all zero in a real model (an 8-bit activation grid rounds a small channel
-        # to 0): GPFQ's step is undefined there, so those weights are rounded to nearest and the run's
-        # notes say which (recorded in the layer's summary).
+        # An all-zero column of Xt (e.g. a small channel on an 8-bit activation grid) leaves GPFQ's step
+        # undefined: those weights are rounded to nearest, as the run's notes (in the layer summary) say.
         kw["dead_columns"] = "round"
     if spec.algorithm == "owq":  # kept columns: the default effective-bit target (ptqtheory.owq)
         from ..owq import default_keep, owq
@@ -694,7 +689,6 @@ def _magr_preprocess(cfg: Config, W, data) -> _MagR:
 
     torch_in = isinstance(W, torch.Tensor)
     W64 = _numpy64(W)
-    # the data as float64 rows, or None for streamed statistics (a torch accumulator)
     samples = _numpy64(data) if isinstance(data, np.ndarray | torch.Tensor) else None
     gram = samples.T @ samples if samples is not None else data.gram_X.to(torch.float64).cpu().numpy()
     res = magr_gram(W64, gram, group_size=cfg.group_size)
@@ -1034,8 +1028,7 @@ def quantize_model(
     Parameters
     ----------
     source : BlockSource
-        The model and its blocks (:class:`ModelBlocks` for a model in memory; the blocks are
-        quantized in place and ``source.model`` becomes the quantized model).
+        The model and its blocks (:class:`ModelBlocks`: in memory); ``source.model`` ends up quantized.
     calibration : sequence of dict
         Calibration batches (``attention_mask``, if present, marks the real tokens).
     forward : callable
@@ -1048,13 +1041,11 @@ def quantize_model(
     seed : int
         Seed of the stochastic rounding and of the incoherence transforms.
     device : str or torch.device, optional
-        ``None``: the float64 numpy reference, blocks run on the CPU. Otherwise the torch backend, and
-        the blocks, on this device.
+        ``None``: the numpy reference, blocks on the CPU; else the torch backend and the blocks on it.
     dtype : torch.dtype
         Working precision of the torch backend (``torch.float64`` or ``torch.float32``).
     stream : bool, optional
-        Torch backend only: accumulate each group's statistics batch by batch instead of capturing its
-        inputs (default: on CUDA).
+        Torch backend only: streamed statistics (module notes, "Backends"; default on CUDA).
     progress : callable, optional
         ``progress(message)`` after each group.
     on_layer : callable, optional
