@@ -1,9 +1,7 @@
 """Capture the inputs ``X`` of ``nn.Linear`` layers with forward pre-hooks.
 
-A layer's input of shape ``(batch, tokens, N)`` becomes rows of ``X`` (tokens that the attention
-mask marks as padding are dropped). A capture can stop the forward pass as soon as the layers it
-watches have run (:class:`StopForward`), so that quantizing block ``b`` does not pay for blocks
-after it.
+A layer's input tokens become rows of ``X``, padding dropped. A capture can stop the forward pass once
+the layers it watches have run (:class:`StopForward`): quantizing block ``b`` does not pay for later blocks.
 """
 
 from __future__ import annotations

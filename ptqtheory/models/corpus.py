@@ -240,12 +240,11 @@ def calibration_and_evaluation(text: str | Path | None = None) -> TextSplit:
     Parameters
     ----------
     text : str or Path, optional
-        A user UTF-8 text file (the CLI's ``--text``). Its paragraphs (blocks separated by blank lines)
-        are cut at the paragraph boundary closest to the middle of the text by characters: the first half
-        calibrates, the second evaluates. Without it: *Sense & Sensibility* calibrates and *Pride &
-        Prejudice* evaluates (:func:`austen_novels`); if the corpus is not installed, standard-library
-        docstrings (all of :func:`ptqtheory.models.text.split`: its calibration modules / its held-out
-        modules, prose paragraphs joined by blank lines) with ``fallback=True``.
+        A user UTF-8 text file (the CLI's ``--text``), cut at the paragraph boundary closest to its
+        middle by characters: the first half calibrates, the second evaluates. Without it: *Sense &
+        Sensibility* calibrates and *Pride & Prejudice* evaluates (:func:`austen_novels`); without the
+        corpus, all of :func:`ptqtheory.models.text.split` (calibration / held-out modules' docstring
+        paragraphs, joined by blank lines) with ``fallback=True``.
 
     Returns
     -------

@@ -5,11 +5,9 @@ with pickled checkpoints only (``pytorch_model.bin``, ``*.pt``) is refused befor
 and the hub is never contacted. Decoder blocks are found at ``model.model.layers`` (Llama, Qwen,
 Mistral) or ``model.model.decoder.layers`` (OPT).
 
-Calibration (:func:`calibration_batches`): the model's tokenizer on the calibration text of
-:func:`ptqtheory.models.corpus.calibration_and_evaluation`, cut into windows exactly as the perplexity
-evaluation cuts its text (:func:`ptqtheory.models.perplexity.token_windows`: no padding, BOS first when
-the model expects it); or, for folders without a tokenizer (e.g. synthetic test models), seeded random
-token ids, labelled synthetic.
+Calibration text (:func:`calibration_batches`) is cut into windows exactly as the perplexity evaluation
+cuts its text (:func:`ptqtheory.models.perplexity.token_windows`: no padding, BOS first when the model
+expects it).
 """
 
 from __future__ import annotations
@@ -103,10 +101,10 @@ def calibration_batches(tokenizer, *, tokens: int, seq_len: int = 512, batch_siz
                         device="cpu") -> tuple[list[dict], dict]:
     """``(batches, description)``: calibration batches of equal-length sequences.
 
-    With ``random_tokens`` (synthetic): that many token ids drawn uniformly from
-    ``[0, vocab_size)`` by ``numpy.random.default_rng(seed)``. Otherwise about ``tokens`` tokens
-    (whole windows of ``seq_len``, at least one) of the calibration text of ``text`` (a UTF-8 file),
-    or of the default corpus.
+    With ``random_tokens`` (synthetic, for folders without a tokenizer such as test models): that many
+    token ids drawn uniformly from ``[0, vocab_size)`` by ``numpy.random.default_rng(seed)``. Otherwise
+    about ``tokens`` tokens (whole windows of ``seq_len``, at least one) of the calibration text of
+    :func:`ptqtheory.models.corpus.calibration_and_evaluation` (``text``: a UTF-8 file, or the default).
     """
     if seq_len < 1 or batch_size < 1:
         raise ValueError("seq_len and batch_size must be >= 1")

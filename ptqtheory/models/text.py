@@ -1,9 +1,8 @@
 """Offline text for calibration and held-out evaluation: docstrings of Python's standard library.
 
 Every Python installation carries them, so the embedded default needs no download. Modules are split
-deterministically into a calibration set and a held-out set (by a hash of the module name), and
-paragraphs are taken in a fixed order; a user file (``--text FILE``) is split by paragraphs the same
-way (even paragraphs calibrate, odd ones are held out).
+deterministically into a calibration and a held-out set (by a hash of the module name), paragraphs taken
+in a fixed order; a user file (``--text FILE``) alternates its paragraphs between the two.
 """
 
 from __future__ import annotations
