@@ -29,8 +29,7 @@ def embedded_model_dir() -> Path:
 
 
 def load(path: str | Path | None = None, dtype: torch.dtype = torch.float32):
-    """``(model, tokenizer)`` from a local folder (default: the embedded MiniLM), safetensors only,
-    never the network."""
+    """``(model, tokenizer)`` from a local folder (default: the embedded MiniLM), safetensors only."""
     from transformers import AutoModel, AutoTokenizer
 
     folder = Path(path) if path is not None else embedded_model_dir()

