@@ -131,7 +131,7 @@ def _cache_matches(folder: Path, want: dict) -> bool:
 
 
 def _convert_into(gguf: Path, out: Path) -> None:
-    """Dequantize ``gguf`` to a float32 Hugging Face folder ``out`` (safetensors) and check it."""
+    """Dequantize ``gguf`` to a float32 Hugging Face folder ``out`` (safetensors); check it bit for bit."""
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -154,7 +154,6 @@ def _convert_into(gguf: Path, out: Path) -> None:
     if result.missing_keys or result.unexpected_keys:
         raise RuntimeError(f"GGUF conversion: missing {result.missing_keys}, "
                            f"unexpected {result.unexpected_keys}")
-    # SmolLM2 ties lm_head to embed_tokens: one tensor, equal to the GGUF's token_embd.
     if config.tie_word_embeddings:
         lm_head, embed = model.get_output_embeddings().weight, model.get_input_embeddings().weight
         if lm_head.data_ptr() != embed.data_ptr() or not torch.equal(embed, state["model.embed_tokens.weight"]):
@@ -162,7 +161,6 @@ def _convert_into(gguf: Path, out: Path) -> None:
     model.eval()
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    # Read back what was written: every saved tensor equals the dequantized GGUF tensor bit for bit.
     with safe_open(out / "model.safetensors", framework="pt") as saved:
         keys = set(saved.keys())
         for key in keys:

@@ -135,10 +135,6 @@ def parse_settings(text: str) -> tuple[Config, ...]:
     return tuple(out)
 
 
-# --------------------------------------------------------------------------------------------------
-# The two models: loading, data and quality
-
-
 def _load(plan: Plan):
     """``(model, tokenizer, blocks, forward, calibration batches on the CPU)``, model in float32, eval mode."""
     from . import hf
@@ -237,10 +233,6 @@ def _setting_job(args: tuple[Plan, Config | None]) -> dict:
             "seconds": seconds, "block_forwards": res.block_forwards,
             "calibration_tokens": res.calibration_tokens, **q,
             "layers": [lr.to_dict() for lr in res.layers]}
-
-
-# --------------------------------------------------------------------------------------------------
-# Workers: one BLAS thread each, Ctrl-C stops them all
 
 
 def _worker_init() -> None:
