@@ -144,11 +144,9 @@ def _unserialize(raw: bytes, what: str):
 
 
 def _decompress(blob: bytes, compressed, what: str) -> bytes:
-    """One lazy-load entry: a 4-byte big-endian length, then the compressed serialization.
-
-    R's ``makeLazyLoadDB(compress=TRUE)`` writes a zlib stream after the length; ``compress=2`` or ``3``
-    add one type byte (``Z`` zlib, ``2`` bzip2, ``X`` xz, ``0`` stored).
-    """
+    """One lazy-load entry: a 4-byte big-endian length, then the compressed serialization (R's
+    ``makeLazyLoadDB(compress=TRUE)``: a zlib stream; ``compress=2`` or ``3`` add one type byte: ``Z`` zlib,
+    ``2`` bzip2, ``X`` xz, ``0`` stored)."""
     if len(blob) < 5:
         raise CorpusMissingError(f"{what}: truncated entry; reinstall the data: {INSTALL_LINES}")
     (length,) = struct.unpack(">I", blob[:4])
@@ -196,9 +194,8 @@ def _read_novels(data_dir: str) -> tuple[tuple[str, str], ...]:
 
 
 def austen_novels() -> dict[str, str]:
-    """The six novels: title -> full text (the package's lines joined with ``\\n``).
-
-    Blank lines separate paragraphs; titles as in :data:`TITLES`. Parsed once per process (about 2 s).
+    """The six novels: title (:data:`TITLES`) -> full text (the package's lines joined with ``\\n``;
+    blank lines separate paragraphs). Parsed once per process (about 2 s).
 
     Raises
     ------

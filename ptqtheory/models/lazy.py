@@ -52,17 +52,13 @@ class SafetensorsBlocks:
     Attributes
     ----------
     model : torch.nn.Module
-        The whole model, in eval mode. Non-block parameters are on the CPU; the parameters of a
-        block are on ``meta`` except between :meth:`load` and :meth:`release`.
+        The whole model, in eval mode, parameters with ``requires_grad=False`` (the pipeline only runs
+        inference): non-block ones on the CPU, a block's on ``meta`` except between :meth:`load` and
+        :meth:`release`.
     names : list of str
         Module names of the decoder blocks in forward order.
-    folder : Path
-    dtype : torch.dtype
-    out_dir : Path or None
-
-    Notes
-    -----
-    Loaded parameters have ``requires_grad=False`` (the pipeline only runs inference).
+    folder, dtype, out_dir
+        The arguments (paths as ``Path``).
     """
 
     def __init__(self, folder: str | Path, dtype: torch.dtype = torch.float32,
@@ -289,11 +285,9 @@ def _buffers(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.
 
 
 def _ties(model: torch.nn.Module) -> dict[str, str]:
-    """Parameter name -> the parameter it is tied to, for parameters a checkpoint may leave out.
-
-    Only when the config ties the word embeddings: the model classes declare their ties whether or
-    not a given config uses them, and an untied checkpoint that lacks ``lm_head`` is broken.
-    """
+    """Parameter name -> the parameter it is tied to, for parameters a checkpoint may leave out; only when
+    the config ties the word embeddings (model classes declare ties whether or not a config uses them,
+    and an untied checkpoint that lacks ``lm_head`` is broken)."""
     out: dict[str, str] = {}
     config: Any = getattr(model, "config", None)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config

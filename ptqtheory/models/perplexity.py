@@ -55,11 +55,10 @@ class Perplexity:
 
 
 def expects_bos(tokenizer) -> int | None:
-    """The BOS id the model expects at the start of a sequence, or None when it expects none.
-
-    Decided the way the model's own tokenizer decides it: ``tokenizer("x")`` (special tokens on, as in
-    training and inference) starts with ``tokenizer.bos_token_id`` exactly when the tokenizer's
-    ``add_bos_token`` setting or post-processor template prepends it.
+    """The BOS id the model expects at the start of a sequence, or None when it expects none, decided as
+    the model's own tokenizer decides: ``tokenizer("x")`` (special tokens on, as in training and
+    inference) starts with ``tokenizer.bos_token_id`` exactly when its ``add_bos_token`` setting or
+    post-processor template prepends it.
 
     For SmolLM2 this is None, rightly: its ``bos_token`` (id 1) is ``<|im_start|>``, the chat-turn
     marker, not a document start (the GGUF's ``tokenizer.ggml.add_bos_token`` is False), and it was

@@ -204,13 +204,10 @@ class Config:
 
 @runtime_checkable
 class BlockSource(Protocol):
-    """Where the blocks of a model come from and go back to.
-
-    ``model`` is the whole model (blocks that are not loaded may live on the ``meta`` device),
-    ``names`` the blocks' module names in forward order. ``load(i, device)`` returns block ``i`` with
-    its float weights on ``device``; ``release(i, block)`` is called when block ``i`` is done (its
-    quantized weights are in it) and may write it out and free its memory.
-    """
+    """Where the blocks of a model come from and go back to: ``model`` is the whole model (blocks not
+    loaded may live on ``meta``), ``names`` the blocks' module names in forward order; ``load(i, device)``
+    returns block ``i`` with its float weights on ``device``; ``release(i, block)`` is called when block
+    ``i`` is done (quantized) and may write it out and free its memory."""
 
     model: torch.nn.Module
     names: list[str]
@@ -270,13 +267,10 @@ def _to(obj: Any, device: torch.device) -> Any:
 
 @dataclass
 class BlockInputs:
-    """The inputs of the current block, one entry per calibration batch.
-
-    ``hidden[j]`` is the hidden state of batch ``j`` (the block's first argument), ``args[j]`` and
-    ``kwargs[j]`` the other arguments the model passed (attention mask, rotary embeddings, ...; the
-    same for every block), ``masks[j]`` the batch's ``attention_mask`` (which tokens are real: layer
-    inputs keep only those rows) or ``None``.
-    """
+    """The inputs of the current block, one entry per calibration batch: ``hidden[j]`` is batch ``j``'s
+    hidden state (the block's first argument), ``args[j]`` and ``kwargs[j]`` the other arguments the
+    model passed (attention mask, rotary embeddings, ...; the same for every block), ``masks[j]`` its
+    ``attention_mask`` (the real tokens, the only rows layer inputs keep) or ``None``."""
 
     hidden: list[torch.Tensor]
     args: list[tuple]
@@ -398,13 +392,11 @@ def _block_outputs(block: torch.nn.Module, inputs: BlockInputs, counter: _Counte
 
 def discover_groups(block: torch.nn.Module, inputs: BlockInputs, counter: _Counter | None = None,
                     prefix: str = "") -> list[list[str]]:
-    """The ``nn.Linear`` layers of ``block`` grouped by the input tensor they read, in call order.
-
-    One call of the block on the first cached batch. Inputs are told apart by storage address, shape
-    and strides; every input is kept alive until the call ends, so that a freed activation's address
-    cannot be reused by a later, different input (which would merge, e.g., OPT's ``out_proj`` and
-    ``fc1``). Names are relative to the block, or ``prefix.name`` with ``prefix``.
-    """
+    """The ``nn.Linear`` layers of ``block`` grouped by the input tensor they read, in call order, from one
+    call of the block on the first cached batch. Inputs are told apart by storage address, shape and
+    strides, each kept alive until the call ends so that a freed activation's address cannot be reused by
+    a later, different input (which would merge, e.g., OPT's ``out_proj`` and ``fc1``). Names are
+    relative to the block, or ``prefix.name`` with ``prefix``."""
     seen: dict[str, tuple] = {}
     keys: dict[tuple, list[str]] = {}  # in order of first appearance
     alive: list[torch.Tensor] = []

