@@ -9,14 +9,12 @@ Install the data without root::
     apt-get download r-cran-janeaustenr
     dpkg-deb -x r-cran-janeaustenr_*.deb ~/.local/share/ptqtheory/janeaustenr
 
-The package folder is searched, in order (see :func:`search_path`):
+The ``janeaustenr`` package folder, or an extraction root holding ``usr/lib/R/site-library/janeaustenr``,
+is searched for in order (:func:`search_path`):
 
-1. ``$PTQTHEORY_JANEAUSTENR``, if set: a folder where the ``.deb`` was extracted, or the
-   ``janeaustenr`` package folder itself (an error if it holds neither);
+1. ``$PTQTHEORY_JANEAUSTENR``, if set (an error if it holds neither);
 2. ``~/.local/share/ptqtheory/janeaustenr`` (the ``dpkg-deb -x`` above);
 3. ``/usr/lib/R/site-library/janeaustenr`` (``apt-get install r-cran-janeaustenr``).
-
-An extraction root is accepted where it contains ``usr/lib/R/site-library/janeaustenr``.
 
 :func:`calibration_and_evaluation` gives disjoint calibration and evaluation text: two whole novels, a
 user file's two halves, or, without the corpus, Python's standard-library docstrings (and says so).

@@ -160,9 +160,8 @@ def perplexity(model, windows: torch.Tensor, batch_size: int = 4, device: torch.
     Parameters
     ----------
     model : torch.nn.Module
-        A causal LM called as ``model(input_ids=..., use_cache=False)``, returning logits
-        ``(batch, seq_len, vocab)`` (as ``.logits`` or first element). Run under ``torch.no_grad()``;
-        its train/eval mode is left as it is (call ``model.eval()`` first).
+        A causal LM: ``model(input_ids=..., use_cache=False)`` gives logits ``(batch, seq_len, vocab)``
+        (``.logits`` or first element), run under ``torch.no_grad()`` in its own mode (``model.eval()`` first).
     windows : torch.Tensor, shape (k, seq_len)
         Integer token ids, from :func:`token_windows`; position 0 of each window is never predicted.
     batch_size : int

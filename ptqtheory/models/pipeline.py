@@ -47,8 +47,7 @@ blocks: :math:`G = 4`).
 Backends. ``device=None``: the float64 numpy reference on float64 host copies of each group's inputs.
 ``device="cpu"`` or ``"cuda"``: the torch backend on that device in ``dtype``, on the inputs captured as
 float64 tensors (on both, every bound is evaluated) or, with ``stream=True`` (the default on CUDA), on
-float64 statistics accumulated batch by batch (a group's inputs are never held at once), certified from
-those plus one more pass over the cached block inputs for the empirical errors.
+float64 statistics accumulated batch by batch (a group's inputs are never held at once).
 
 Memory (``docs/pipeline.md``; measured against the formula in ``benchmarks/llm_scale.py``): with
 :math:`m` calibration tokens, hidden size :math:`d`, activation element size :math:`a` bytes,

