@@ -11,9 +11,8 @@ non-block tensors, whatever the depth.
 The skeleton's buffers are real (``accelerate.init_empty_weights`` keeps them off ``meta``), so computed
 ones such as the rotary ``inv_freq`` are those of the model's own constructor.
 
-Only safetensors are read: a folder holding pickled checkpoints only is refused before anything is
-read (:func:`ptqtheory.models.hf.check_folder`), and no remote code is run (the architecture must
-be one that ``transformers`` ships).
+Only safetensors are read (:func:`ptqtheory.models.hf.check_folder`), and no remote code is run (the
+architecture must be one that ``transformers`` ships).
 """
 
 from __future__ import annotations
@@ -86,8 +85,6 @@ class SafetensorsBlocks:
         return (f"SafetensorsBlocks({str(self.folder)!r}, {len(self)} blocks, dtype={self.dtype}, "
                 f"loaded={sorted(self._loaded)})")
 
-    # -- the block-source protocol -------------------------------------------------------------
-
     def load(self, i: int, device: str | torch.device) -> torch.nn.Module:
         """Block ``i`` (the module inside :attr:`model`), only its own tensors read from the files onto
         ``device`` in :attr:`dtype`."""
@@ -129,8 +126,6 @@ class SafetensorsBlocks:
         for mod, attr, buf in _buffers(block):
             mod._buffers[attr] = buf.to("cpu")
         del self._loaded[i]
-
-    # -- helpers -------------------------------------------------------------------------------
 
     def block_file(self, i: int) -> Path:
         """The file :meth:`release` writes block ``i`` to (needs :attr:`out_dir`)."""
