@@ -99,13 +99,11 @@ def calibration_batches(tokenizer, *, tokens: int, seq_len: int = 512, batch_siz
                         text: str | Path | None = None, random_tokens: int | None = None,
                         vocab_size: int | None = None, seed: int = 0,
                         device="cpu") -> tuple[list[dict], dict]:
-    """``(batches, description)``: calibration batches of equal-length sequences.
-
-    With ``random_tokens`` (synthetic, for folders without a tokenizer such as test models): that many
-    token ids drawn uniformly from ``[0, vocab_size)`` by ``numpy.random.default_rng(seed)``. Otherwise
-    about ``tokens`` tokens (whole windows of ``seq_len``, at least one) of the calibration text of
-    :func:`ptqtheory.models.corpus.calibration_and_evaluation` (``text``: a UTF-8 file, or the default).
-    """
+    """``(batches, description)``: calibration batches of equal-length sequences. With ``random_tokens``
+    (synthetic, for folders without a tokenizer such as test models): that many token ids drawn uniformly
+    from ``[0, vocab_size)`` by ``numpy.random.default_rng(seed)``. Otherwise about ``tokens`` tokens
+    (whole windows of ``seq_len``, at least one) of the calibration text of
+    :func:`ptqtheory.models.corpus.calibration_and_evaluation` (``text``: a UTF-8 file, or the default)."""
     if seq_len < 1 or batch_size < 1:
         raise ValueError("seq_len and batch_size must be >= 1")
     if random_tokens is not None:

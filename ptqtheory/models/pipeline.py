@@ -197,10 +197,6 @@ class Config:
         return registry.method(self.method).uses_xt
 
 
-# --------------------------------------------------------------------------------------------------
-# Blocks: where their weights live
-
-
 @runtime_checkable
 class BlockSource(Protocol):
     """Where the blocks of a model come from and go back to: ``model`` is the whole model (blocks not
@@ -565,12 +561,9 @@ def _aqas_group(cfg: Config, qblock: torch.nn.Module, fblock: torch.nn.Module | 
 
 
 def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
-    """Run ``cfg`` on weights ``W`` with float-model inputs ``X`` and quantized-model inputs ``Xt``.
-
-    One dispatch for both backends: the public algorithms pick theirs from the inputs' types. What each
-    method reads: module notes; with streamed statistics Qronos reads the mismatch accumulator as ``X``
-    and ``Xt`` is ``None``.
-    """
+    """Run ``cfg`` on weights ``W`` with float-model inputs ``X`` and quantized-model inputs ``Xt`` (what
+    each method reads: module notes), on either backend (the public algorithms pick theirs from the inputs'
+    types); with streamed statistics Qronos reads the mismatch accumulator as ``X`` and ``Xt`` is ``None``."""
     grid: Any
     if cfg.alphabet is not None:
         from ..alphabets import Alphabet

@@ -257,8 +257,7 @@ def load(dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None
 
 
 def block_linears(model) -> dict[str, torch.nn.Linear]:
-    """The block linear layers by name (``model.layers.{i}.self_attn.q_proj`` ...), block by block
-    (SmolLM2: 30 blocks x 7 = 210 layers; the tied ``lm_head`` is not one)."""
+    """The block linear layers by name (``model.layers.{i}.self_attn.q_proj`` ...), block by block."""
     return {name: module for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}" and name.endswith(LINEAR_NAMES)}
 

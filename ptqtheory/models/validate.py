@@ -14,8 +14,7 @@ Two real models, both offline:
 Each setting quantizes the model block by block (:func:`ptqtheory.models.pipeline.quantize_model`),
 certifies every row of every layer (I1-I7 and every bound whose hypotheses held), and is evaluated.
 Settings run in parallel worker processes (one BLAS thread each); Ctrl-C stops them all and writes
-nothing. The report (``report.json``, ``report.csv``) is written atomically at the end
-(:mod:`ptqtheory.report`).
+nothing. The report (``report.json``, ``report.csv``; :mod:`ptqtheory.report`) is written atomically, last.
 """
 
 from __future__ import annotations
