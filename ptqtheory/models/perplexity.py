@@ -11,10 +11,9 @@ same window. With :math:`W` windows :math:`x^{(w)}_{0..L-1}` and :math:`N = W (L
     \\mathrm{ppl} = e^{\\mathrm{nll}},
 
 where :math:`z^{(w)}_{t-1}` are the logits after reading :math:`x^{(w)}_{0..t-1}`. When the model
-expects a beginning-of-sequence token (:func:`expects_bos`), each window is BOS followed by
-``seq_len - 1`` text tokens, so the first text token of a window is predicted too (from BOS alone).
-The logits are upcast to float64 (exact) before the log-softmax and the sums, so the result does not
-depend on the summation order beyond float64 rounding.
+expects a beginning-of-sequence token (:func:`expects_bos`), a window is BOS then ``seq_len - 1`` text
+tokens, its first text token predicted from BOS alone. Logits are upcast to float64 (exact) before the
+log-softmax and the sums: the result depends on the summation order only through float64 rounding.
 """
 
 from __future__ import annotations
@@ -55,10 +54,9 @@ class Perplexity:
 
 
 def expects_bos(tokenizer) -> int | None:
-    """The BOS id the model expects at the start of a sequence, or None when it expects none, decided as
-    the model's own tokenizer decides: ``tokenizer("x")`` (special tokens on, as in training and
-    inference) starts with ``tokenizer.bos_token_id`` exactly when its ``add_bos_token`` setting or
-    post-processor template prepends it.
+    """The BOS id the model expects at the start of a sequence, or None, as its own tokenizer decides:
+    ``tokenizer("x")`` (special tokens on, as in training and inference) starts with
+    ``tokenizer.bos_token_id`` exactly when its ``add_bos_token`` setting or post-processor template adds it.
 
     For SmolLM2 this is None, rightly: its ``bos_token`` (id 1) is ``<|im_start|>``, the chat-turn
     marker, not a document start (the GGUF's ``tokenizer.ggml.add_bos_token`` is False), and it was

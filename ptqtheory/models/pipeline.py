@@ -39,10 +39,9 @@ the layer keeps :math:`Q_s` as its weight.
 
 Block forward passes (one call of a block on one calibration batch; :attr:`PipelineResult.block_forwards`):
 with :math:`G` groups in a block and :math:`s` streams (1, or 2 for Qronos and GPFQ), a block costs at
-most :math:`s(G + 1)` passes over the calibration batches with captured layer inputs, :math:`s(2G + 1)`
-with streamed statistics (one more pass per group for the certificate; :math:`s(3G + 1)` with the
-per-sample bounds of stochastic runs), plus one call to discover the groups: linear in depth (Llama
-blocks: :math:`G = 4`).
+most :math:`s(G + 1)` passes over the batches with captured layer inputs, :math:`s(2G + 1)` with streamed
+statistics (one more pass per group for the certificate; :math:`s(3G + 1)` with stochastic runs'
+per-sample bounds), plus one call to discover the groups: linear in depth (Llama blocks: :math:`G = 4`).
 
 Backends. ``device=None``: the float64 numpy reference on float64 host copies of each group's inputs.
 ``device="cpu"`` or ``"cuda"``: the torch backend on that device in ``dtype``, on the inputs captured as
