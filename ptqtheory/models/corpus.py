@@ -2,9 +2,8 @@
 
 The texts (public domain, from Project Gutenberg) come from the R package ``janeaustenr`` as packaged by
 Debian (``r-cran-janeaustenr``, MIT). R is not needed: the package stores the novels in an R lazy-load
-database (``data/Rdata.rdx``, ``data/Rdata.rdb``) which is read here with the PyPI package ``rdata``
-(extra ``ptqtheory[llm]``), a parser of R's serialization format; nothing is unpickled or executed.
-Install the data without root::
+database (``data/Rdata.rdx``, ``data/Rdata.rdb``), read here with the PyPI package ``rdata`` (extra
+``ptqtheory[llm]``): nothing is unpickled or executed. Install the data without root::
 
     apt-get download r-cran-janeaustenr
     dpkg-deb -x r-cran-janeaustenr_*.deb ~/.local/share/ptqtheory/janeaustenr
@@ -235,11 +234,10 @@ def calibration_and_evaluation(text: str | Path | None = None) -> TextSplit:
     Parameters
     ----------
     text : str or Path, optional
-        A user UTF-8 text file (the CLI's ``--text``), cut at the paragraph boundary closest to its
-        middle by characters: the first half calibrates, the second evaluates. Without it: *Sense &
-        Sensibility* calibrates and *Pride & Prejudice* evaluates (:func:`austen_novels`); without the
-        corpus, all of :func:`ptqtheory.models.text.split` (calibration / held-out modules' docstring
-        paragraphs, joined by blank lines) with ``fallback=True``.
+        A user UTF-8 text file (``--text``), cut at the paragraph boundary closest to its middle by
+        characters: the first half calibrates, the second evaluates. Without it: *Sense & Sensibility*
+        calibrates and *Pride & Prejudice* evaluates (:func:`austen_novels`); without the corpus, all of
+        :func:`ptqtheory.models.text.split` (its calibration / held-out paragraphs joined), ``fallback=True``.
 
     Returns
     -------

