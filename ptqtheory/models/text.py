@@ -1,8 +1,7 @@
 """Offline text for calibration and held-out evaluation: docstrings of Python's standard library.
 
 Every Python installation carries them, so the embedded default needs no download. Modules are split
-deterministically into a calibration and a held-out set (by a hash of the module name), paragraphs taken
-in a fixed order; a user file (``--text FILE``) alternates its paragraphs between the two.
+deterministically into calibration and held-out sets (by a hash of the name), paragraphs in a fixed order.
 """
 
 from __future__ import annotations
