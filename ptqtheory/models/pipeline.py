@@ -5,12 +5,11 @@ The block loop of GPTQ's reference implementation, for every algorithm here and 
 1. The model's prefix (embeddings, rotary position embeddings, masks: whatever it computes before its
    first block) runs **once** per calibration batch; a pre-hook on block 0 keeps the block's inputs
    (hidden states and keyword arguments) and stops the pass (:func:`capture_block_inputs`).
-2. For each block ``b`` in forward order: the block is loaded onto the work device
-   (:class:`BlockSource`), its ``nn.Linear`` layers are grouped by the input tensor they read (q/k/v;
-   o; gate/up; down; one call of the block, :func:`discover_groups`), and the groups are quantized
-   **in call order**, each on inputs computed by running the block on its cached inputs up to the
-   group's first layer, so a later group sees the block's already quantized layers. Then the quantized
-   block's outputs on its cached inputs become the next block's cached inputs.
+2. For each block ``b`` in forward order: the block is loaded onto the work device (:class:`BlockSource`), its
+   ``nn.Linear`` layers are grouped by the input tensor they read (q/k/v; o; gate/up; down; one call of the
+   block, :func:`discover_groups`), and the groups are quantized **in call order**, each on inputs computed by
+   running the block on its cached inputs up to the group's first layer, so a later group sees the block's
+   already quantized layers. Then the quantized block's outputs become the next block's cached inputs.
 3. Qronos and GPFQ read two streams, the float model's inputs :math:`X` and the quantized model's
    :math:`\tilde X`, each carried through its own version of the current block: the float one is a
    copy of that block alone, made when it is loaded and dropped when it is done.
