@@ -1,9 +1,8 @@
 """Hugging Face causal language models from a local folder (Llama, Qwen, Mistral, OPT style).
 
-Only safetensors weights are loaded (``use_safetensors=True``, ``local_files_only=True``): a folder
-with pickled checkpoints only (``pytorch_model.bin``, ``*.pt``) is refused before anything is read,
-and the hub is never contacted. Decoder blocks are found at ``model.model.layers`` (Llama, Qwen,
-Mistral) or ``model.model.decoder.layers`` (OPT).
+Only safetensors are loaded (``use_safetensors=True``, ``local_files_only=True``): a folder with pickled
+checkpoints only (``pytorch_model.bin``, ``*.pt``) is refused before any read, and the hub is never contacted.
+Decoder blocks: ``model.model.layers`` (Llama, Qwen, Mistral) or ``model.model.decoder.layers`` (OPT).
 
 Calibration text (:func:`calibration_batches`) is cut into windows exactly as the perplexity evaluation
 cuts its text (:func:`ptqtheory.models.perplexity.token_windows`: no padding, BOS first when expected).

@@ -84,8 +84,7 @@ class SafetensorsBlocks:
                 f"loaded={sorted(self._loaded)})")
 
     def load(self, i: int, device: str | torch.device) -> torch.nn.Module:
-        """Block ``i`` (the module inside :attr:`model`), only its own tensors read from the files onto
-        ``device`` in :attr:`dtype`."""
+        """Block ``i`` (the module in :attr:`model`), only its tensors read onto ``device`` in :attr:`dtype`."""
         i = self._index(i)
         if i in self._loaded:
             raise ValueError(f"block {i} ({self.names[i]}) is already loaded on {self._loaded[i]}; "

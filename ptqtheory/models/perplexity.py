@@ -58,10 +58,9 @@ def expects_bos(tokenizer) -> int | None:
     ``tokenizer("x")`` (special tokens on, as in training and inference) starts with
     ``tokenizer.bos_token_id`` exactly when its ``add_bos_token`` setting or post-processor template adds it.
 
-    For SmolLM2 this is None, rightly: its ``bos_token`` (id 1) is ``<|im_start|>``, the chat-turn
-    marker, not a document start (the GGUF's ``tokenizer.ggml.add_bos_token`` is False), and it was
-    pretrained on documents packed back to back with ``<|endoftext|>`` (id 0) between them and no BOS,
-    so a window of plain text is the input it was trained on.
+    SmolLM2 expects none, rightly: its ``bos_token`` (id 1) is ``<|im_start|>``, the chat-turn marker, not a
+    document start (the GGUF's ``tokenizer.ggml.add_bos_token`` is False), and it was pretrained on documents
+    packed with ``<|endoftext|>`` (id 0) between them and no BOS: plain-text windows are its training input.
     """
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is None:

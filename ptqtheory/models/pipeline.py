@@ -47,10 +47,9 @@ Backends. ``device=None``: the float64 numpy reference on float64 host copies of
 float64 tensors (on both, every bound is evaluated) or, with ``stream=True`` (the default on CUDA), on
 float64 statistics accumulated batch by batch (a group's inputs are never held at once).
 
-Memory (``docs/pipeline.md``; measured against the formula in ``benchmarks/llm_scale.py``): with
-:math:`m` calibration tokens, hidden size :math:`d`, activation element size :math:`a` bytes,
-:math:`P_b` parameters per block of :math:`p` bytes, the widest group input :math:`N_{\max}` with
-:math:`n_{\max}` stacked rows and :math:`s` streams, the work device holds
+Memory (``docs/pipeline.md``, checked in ``benchmarks/llm_scale.py``): with :math:`m` calibration tokens, hidden
+size :math:`d`, activations of :math:`a` bytes, :math:`P_b` parameters per block of :math:`p` bytes, widest
+group input :math:`N_{\max}` with :math:`n_{\max}` stacked rows and :math:`s` streams, the work device holds
 
 .. math::
     s\,m\,d\,a + s\,P_b\,p + 8\,s\,m\,N_{\max} + O\big(8(n_{\max}N_{\max} + N_{\max}^2)\big)
@@ -385,11 +384,10 @@ def _block_outputs(block: torch.nn.Module, inputs: BlockInputs, counter: _Counte
 
 def discover_groups(block: torch.nn.Module, inputs: BlockInputs, counter: _Counter | None = None,
                     prefix: str = "") -> list[list[str]]:
-    """The ``nn.Linear`` layers of ``block`` grouped by the input tensor they read, in call order, from one
-    call of the block on the first cached batch. Inputs are told apart by storage address, shape and
-    strides, each kept alive until the call ends so that a freed activation's address cannot be reused by
-    a later, different input (which would merge, e.g., OPT's ``out_proj`` and ``fc1``). Names are
-    relative to the block, or ``prefix.name`` with ``prefix``."""
+    """The ``nn.Linear`` layers of ``block`` grouped by the input tensor they read, in call order (one call on
+    the first cached batch). Inputs are told apart by storage address, shape and strides, each kept alive until
+    the call ends: a freed activation's address reused by a later, different input would merge, e.g., OPT's
+    ``out_proj`` and ``fc1``. Names are relative to the block (``prefix.name`` with ``prefix``)."""
     seen: dict[str, tuple] = {}
     keys: dict[tuple, list[str]] = {}  # in order of first appearance
     alive: list[torch.Tensor] = []
