@@ -70,9 +70,8 @@ TEXT_FIX = "pass --text a UTF-8 text file of prose with paragraphs separated by 
 
 
 def read_text_file(path: str | Path) -> str:
-    """A ``--text`` file's text (UTF-8, an optional BOM dropped, line ends made ``\\n``), or a
-    ``ValueError`` that starts with ``--text PATH:`` and says what is wrong: missing, empty, binary,
-    not UTF-8. Both models' ``--text`` read through it."""
+    """A ``--text`` file's text (UTF-8; BOM dropped, ``\\n`` line ends), or a ``ValueError`` starting
+    ``--text PATH:`` naming the fault: missing, empty, binary, not UTF-8. Both models' ``--text`` use it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"--text {path}: no such file; {TEXT_FIX}")

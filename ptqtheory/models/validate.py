@@ -272,8 +272,7 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        # Longest jobs first (greedy longest-processing-time; the float job counts 0.3): a Qronos job
-        # started last would leave one worker idle for minutes at the end.
+        # Longest jobs first (the float job counts 0.3): a Qronos job started last idles a worker for minutes.
         cost = [0.3 if cfg is None else RELATIVE_COST.get(cfg.method, 1.0) for _, cfg in jobs]
         ranked = sorted(range(len(jobs)), key=lambda i: -cost[i])
         out = [None] * len(jobs)
