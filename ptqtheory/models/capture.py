@@ -1,8 +1,4 @@
-"""Capture the inputs ``X`` of ``nn.Linear`` layers with forward pre-hooks.
-
-A layer's input tokens become rows of ``X``, padding dropped. A capture can stop the forward pass once
-the layers it watches have run (:class:`StopForward`): quantizing block ``b`` does not pay for later blocks.
-"""
+"""Capture the inputs ``X`` of ``nn.Linear`` layers with forward pre-hooks."""
 
 from __future__ import annotations
 
@@ -45,7 +41,7 @@ def capture_inputs(
     forward : callable
         How to run the model on one batch.
     stop_after : str, optional
-        Name of the last layer needed: the pass stops once its input is captured.
+        Name of the last layer needed: the pass stops once its input is captured (later blocks never run).
 
     Returns
     -------

@@ -259,10 +259,9 @@ def _to(obj: Any, device: torch.device) -> Any:
 
 @dataclass
 class BlockInputs:
-    """The inputs of the current block, one entry per calibration batch: ``hidden[j]`` is batch ``j``'s
-    hidden state (the block's first argument), ``args[j]`` and ``kwargs[j]`` the other arguments the
-    model passed (attention mask, rotary embeddings, ...; the same for every block), ``masks[j]`` its
-    ``attention_mask`` (the real tokens, the only rows layer inputs keep) or ``None``."""
+    """The inputs of the current block, one entry per calibration batch: ``hidden[j]`` is batch ``j``'s hidden
+    state (the block's first argument), ``args[j]`` and ``kwargs[j]`` the other arguments (attention mask,
+    rotary embeddings, ...; the same for every block), ``masks[j]`` its ``attention_mask`` or ``None``."""
 
     hidden: list[torch.Tensor]
     args: list[tuple]
