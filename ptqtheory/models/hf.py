@@ -3,9 +3,6 @@
 Only safetensors are loaded (``use_safetensors=True``, ``local_files_only=True``): a folder with pickled
 checkpoints only (``pytorch_model.bin``, ``*.pt``) is refused before any read, and the hub is never contacted.
 Decoder blocks: ``model.model.layers`` (Llama, Qwen, Mistral) or ``model.model.decoder.layers`` (OPT).
-
-Calibration text (:func:`calibration_batches`) is cut into windows exactly as the perplexity evaluation
-cuts its text (:func:`ptqtheory.models.perplexity.token_windows`: no padding, BOS first when expected).
 """
 
 from __future__ import annotations
@@ -98,10 +95,11 @@ def calibration_batches(tokenizer, *, tokens: int, seq_len: int = 512, batch_siz
                         vocab_size: int | None = None, seed: int = 0,
                         device="cpu") -> tuple[list[dict], dict]:
     """``(batches, description)``: calibration batches of equal-length sequences. With ``random_tokens``
-    (synthetic, for folders without a tokenizer such as test models): that many token ids drawn uniformly
-    from ``[0, vocab_size)`` by ``numpy.random.default_rng(seed)``. Otherwise about ``tokens`` tokens
-    (whole windows of ``seq_len``, at least one) of the calibration text of
-    :func:`ptqtheory.models.corpus.calibration_and_evaluation` (``text``: a UTF-8 file, or the default)."""
+    (synthetic, for folders without a tokenizer such as test models): that many token ids drawn uniformly from
+    ``[0, vocab_size)`` by ``numpy.random.default_rng(seed)``. Otherwise about ``tokens`` tokens of the
+    calibration text of :func:`ptqtheory.models.corpus.calibration_and_evaluation` (``text``: a UTF-8 file, or
+    the default), in whole windows of ``seq_len`` (at least one) cut as the perplexity evaluation cuts its text
+    (:func:`ptqtheory.models.perplexity.token_windows`: no padding, BOS first when expected)."""
     if seq_len < 1 or batch_size < 1:
         raise ValueError("seq_len and batch_size must be >= 1")
     if random_tokens is not None:

@@ -289,8 +289,7 @@ class BlockInputs:
 def capture_block_inputs(model: torch.nn.Module, first_block: torch.nn.Module, calibration: Sequence[dict],
                          forward: Callable[[torch.nn.Module, dict], object],
                          device: torch.device) -> BlockInputs:
-    """Run the model's prefix once per batch and keep the inputs of ``first_block`` on ``device`` (module
-    notes, step 1; the pre-hook raises :class:`~ptqtheory.models.capture.StopForward`: no block runs)."""
+    """Run the model's prefix once per batch, keeping ``first_block``'s inputs on ``device`` (notes, step 1)."""
     got: list[tuple[tuple, dict]] = []
 
     def hook(_module, args, kwargs):
@@ -573,7 +572,6 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
         grid = Grid.minmax(W, bits=cfg.bits, sym=cfg.sym, group_size=cfg.group_size)
     spec = registry.method(cfg.method)
     row = spec.entry
-    # (X, Xt) for the two-stream methods, else Xt as the algorithm's X where it factors (RTN: no data).
     data = (X, Xt) if row.uses_xt else ((Xt,) if row.factor else ())
     kw: dict[str, Any] = {"grid": grid}
     if row.factor:

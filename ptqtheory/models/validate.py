@@ -261,7 +261,6 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
             out.append(_setting_job(job))
             on_result(out[-1])
         return out
-    # Workers are new processes (spawn): one BLAS thread each, so two workers share two cores cleanly.
     env = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update({k: "1" for k in env})
     # Workers start with SIGINT ignored (kept across exec: Python installs no KeyboardInterrupt handler),
