@@ -34,14 +34,12 @@ class RunContext:
 
     ``Xf`` is the matrix whose pivots carry the error feedback: :math:`X`, or :math:`\tilde X` when
     the run reads both inputs (``uses_xt``; the registry's ``data`` column). ``piv`` (its pivots
-    :math:`D` and factor :math:`L`) is computed from the data by QR (see
-    :func:`ptqtheory.factor.pivots_from_data`), unless the caller passes the factorization it already
-    has (the run's own, or the torch backend's, converted to the host).
+    :math:`D` and factor :math:`L`) is computed by QR of the data (:func:`ptqtheory.factor.pivots_from_data`)
+    unless the caller passes one it has (the run's own, or the torch backend's on the host).
 
-    A context built by :meth:`from_statistics` has no per-sample data (``X``, ``Xt`` and ``Xf_p``
-    are ``None``): only the statistics, and the per-row quantities computed from them elsewhere
-    (``given``). Bounds read the data through the properties below (``x_col_sq``, ``xh_norm``,
-    ``r0_sq``, ...), which work in both kinds; ``has_data`` tells the per-sample bounds apart.
+    A :meth:`from_statistics` context has no per-sample data (``X``, ``Xt``, ``Xf_p`` are ``None``), only
+    statistics and per-row quantities computed elsewhere (``given``). The properties bounds read (``x_col_sq``,
+    ``xh_norm``, ``r0_sq``, ...) work in both kinds; ``has_data`` tells the per-sample bounds apart.
     """
 
     run: Run
@@ -62,18 +60,15 @@ class RunContext:
     Hf_p: np.ndarray
     gram_p: np.ndarray  # Xf^T Xf, processing order (Hf_p without the damping)
     piv: Pivots | None
-    # Statistics-only contexts: see from_statistics. Qronos' w_LS and ||r_0||^2 are read from
-    # _least_squares, which a subclass computes its own way.
+    # Statistics-only contexts: see from_statistics (Qronos' w_LS, ||r_0||^2: a subclass's _least_squares).
     x_gram_p: np.ndarray | None = None
     n_samples: int | None = None
     given: dict = field(default_factory=dict)
     qr: DataQR | None = None  # the QR behind piv, kept when w_LS is needed (Qronos)
-    # An alphabet run: delta_p is then each row's largest gap (the step every bound reads holds with
-    # it), zero_p 0.
+    # An alphabet run: delta_p is each row's largest gap (every bound holds with it), zero_p 0.
     alphabet: Alphabet | None = None
-    # (rel, abs) of the statistics the run's pivots were computed from when they were formed with
-    # float32 chunk products (E4, ptqtheory.tolerances.gram_rounding); None for float64 statistics and
-    # for build(): the reference factors the data by QR and forms X^T X in float64.
+    # (rel, abs) of the pivots' statistics when formed by float32 chunk products (E4,
+    # ptqtheory.tolerances.gram_rounding); None for float64 statistics and for build() (QR of the data).
     gram_rounding: tuple[float, float] | None = None
 
     @classmethod
@@ -200,12 +195,9 @@ class RunContext:
     def half_delta_absL(self) -> tuple[np.ndarray, np.ndarray]:
         r"""Per row and column :math:`\frac12\sum_{s<j}|L_{js}|\delta_s` and
         :math:`\frac12\sum_{s\le j}|L_{js}|\delta_s` (processing order): B7's drift and error bounds,
-        whose row maximum is B8's :math:`B`.
-
-        One triangular product (BLAS ``trmm``: half the flops of a full product) with the strictly
-        lower part of :math:`|L|`; the diagonal term :math:`\delta_j/2` (:math:`L_{jj} = 1`) is then
-        added, never subtracted, so neither sum cancels.
-        """
+        whose row maximum is B8's :math:`B`. One BLAS ``trmm`` (half the flops of a full product) with
+        the strictly lower :math:`|L|`; the diagonal term :math:`\delta_j/2` (:math:`L_{jj} = 1`) is then
+        added, never subtracted, so neither sum cancels."""
         A = np.abs(np.asarray(self.factorization.L, float))
         np.fill_diagonal(A, 0.0)
         d = np.asfortranarray(np.asarray(self.delta_p, float))
@@ -278,10 +270,8 @@ class RunContext:
 
     @cached_property
     def out(self) -> np.ndarray:
-        r"""Rows of :math:`Xw - \tilde Xq`, formed without cancellation.
-
-        Without quantized inputs :math:`X(w - q)`. With them :math:`\tilde X(w - q) + (X - \tilde X)w`:
-        two small terms; the second is :attr:`mismatch_w`."""
+        r"""Rows of :math:`Xw - \tilde Xq`, formed without cancellation: :math:`X(w - q)`, or with quantized
+        inputs :math:`\tilde X(w - q) + (X - \tilde X)w` (two small terms; the second is :attr:`mismatch_w`)."""
         X, Xt = self._data("Xw - Xt q per sample")
         if not self.uses_xt:
             return _linalg.dot(self.E, X.T)
@@ -290,8 +280,7 @@ class RunContext:
     @cached_property
     def mismatch_w(self) -> np.ndarray:
         r"""Rows of :math:`(X - \tilde X)w` (n x m, original column order): the part of the target that
-        the quantized inputs miss (zero without them), read by :attr:`out` and by Qronos' fit
-        (:attr:`_least_squares`)."""
+        the quantized inputs miss (zero without them), read by :attr:`out` and :attr:`_least_squares`."""
         X, Xt = self._data("X - Xt")
         return _linalg.dot(self.W, (X - Xt).T)
 
@@ -306,8 +295,7 @@ class RunContext:
 
     @cached_property
     def Xfh(self) -> np.ndarray:
-        """The feedback matrix, augmented, in processing order."""
-        # Xf_p is None only in statistics contexts, which do not read this.
+        """The feedback matrix, augmented, in processing order (read by data contexts only)."""
         return _linalg.augment(cast(np.ndarray, self.Xf_p), self.lam)
 
     @cached_property
@@ -317,10 +305,9 @@ class RunContext:
         Since :math:`\hat Xw = \hat{\tilde X}w + [(X - \tilde X)w; 0]` (the damping rows agree),
         :math:`w_{LS} = w + y` with :math:`y = \arg\min_y\|\hat{\tilde X}y - [\Delta w; 0]\|` and
         :math:`r_0 = [\Delta w - \tilde Xy;\ -\sqrt\lambda\,y]`, :math:`\Delta w = (X - \tilde X)w`
-        (:attr:`mismatch_w`). This fits the small residual the quantized inputs leave rather than
-        :math:`\hat Xw` itself: no n x (m + N) target is formed, two products
-        (:math:`Q^T[\Delta w; 0]`, which reads only the first m rows of :math:`Q`, and :math:`\tilde Xy`)
-        instead of three, and nothing large cancels in :math:`r_0`.
+        (:attr:`mismatch_w`). Fitting this small residual, not :math:`\hat Xw`, forms no n x (m + N)
+        target, takes two products (:math:`Q^T[\Delta w; 0]`, reading only the first m rows of :math:`Q`,
+        and :math:`\tilde Xy`) instead of three, and cancels nothing large in :math:`r_0`.
 
         ``fitted_norm`` bounds :math:`\|\hat Xw\| \le \|\hat{\tilde X}w\| + \|\Delta w\|`, with
         :math:`\|\hat{\tilde X}w\|^2 = w^T\tilde Hw`: the size of the run's own fit, which sizes
@@ -353,12 +340,10 @@ class RunContext:
     @cached_property
     def ls_refit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         r"""``(weights, fitted, r0)``: rounding sizes of the certificate's own :math:`w_{LS}` and
-        :math:`\|r_0\|^2` (Qronos), for :func:`ptqtheory.identities.i4` / ``i5``.
-
-        ``weights`` and ``fitted`` are in units of :attr:`eps` (:func:`ptqtheory.tolerances.qr_refit_allowance`:
-        the QR of the data); ``r0`` is an absolute allowance of :math:`\|r_0\|^2` beyond them (0
-        here: :math:`r_0` is formed as a difference of vectors, not of squared norms).
-        """
+        :math:`\|r_0\|^2` (Qronos), for :func:`ptqtheory.identities.i4` / ``i5``. ``weights`` and ``fitted``
+        in units of :attr:`eps` (:func:`ptqtheory.tolerances.qr_refit_allowance`: the QR of the data); ``r0``
+        an absolute allowance of :math:`\|r_0\|^2` beyond them (0 here: :math:`r_0` is a difference of
+        vectors, not of squared norms)."""
         n = self.shape[0]
         if self.exact:
             return np.zeros(n), np.zeros(n), np.zeros(n)
@@ -405,8 +390,7 @@ class RunContext:
         if self.exact or self.eta_p.size == 0:
             resid = A - _linalg.dot(self.eta_p, self.factorization.L.T)  # rows: a - L eta
         else:
-            # L eta^T by BLAS trmm (L lower triangular: half the flops of a full product). The
-            # row-major eta read column-major is eta^T, and the result read row-major is eta L^T.
+            # eta L^T by BLAS trmm (L triangular: half a full product's flops); eta read column-major is eta^T.
             L = np.asarray(self.factorization.L, float)
             eta = np.ascontiguousarray(self.eta_p, dtype=float)
             resid = A - scipy.linalg.blas.dtrmm(1.0, np.asfortranarray(L), eta.T, side=0, lower=1).T
@@ -471,8 +455,7 @@ class RunContext:
             import sympy
 
             return float(abs(np.prod(D) - sympy.Matrix(self.Hf_p.tolist()).det()))
-        # log det H from an independent Cholesky factorization of the formed H (LAPACK potrf, N^3/3
-        # flops, half of slogdet's LU); H not numerically positive definite: infinite gap.
+        # log det H by an independent Cholesky of the formed H (LAPACK potrf: N^3/3 flops, half of slogdet's LU)
         Hp = np.asarray(self.Hf_p, float)
         if Hp.size == 0:
             return float(abs(np.sum(np.log(D))))

@@ -35,9 +35,7 @@ def sq_norms(A: np.ndarray, axis: int) -> np.ndarray:
 def lstsq(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     r"""Least-squares solution :math:`\arg\min_C \|A C - B\|_F` (minimum norm if ``A`` is rank deficient).
 
-    Exact inputs need ``A`` of full column rank and are solved through the normal equations
-    :math:`A^T A C = A^T B`, which is then exact.
-    """
+    Exact inputs (``A`` of full column rank) are solved exactly by the normal equations :math:`A^TAC = A^TB`."""
     if A.shape[1] == 0:
         return zeros_like(A, (0, *B.shape[1:]))
     if is_exact(A) or is_exact(B):
@@ -50,16 +48,14 @@ def lstsq(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def udu(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Factor :math:`H = U_1 \operatorname{diag}(D) U_1^T` with :math:`U_1` unit upper triangular.
+    r"""Factor :math:`H = U_1 \operatorname{diag}(D) U_1^T` with :math:`U_1` unit upper triangular: QuIP's
+    :math:`H = (\mathring U + I) D (\mathring U + I)^T` (THEORY.md A3), the OPTQ pivots :math:`D_t` (I1).
 
-    This is QuIP's :math:`H = (\mathring U + I) D (\mathring U + I)^T` (THEORY.md A3) and gives the
-    OPTQ pivots :math:`D_t` (I1). Float64 goes through LAPACK's Cholesky of the reversed matrix:
-    :math:`J H J = L' L'^T` gives :math:`H = U_H U_H^T` with :math:`U_H = J L' J`, then
-    :math:`D = \operatorname{diag}(U_H)^2` and :math:`U_1 = U_H \operatorname{diag}(U_H)^{-1}`.
-    :math:`H^{-1} = C C^T` with :math:`C = U_H^{-T}` lower triangular, so GPTQ's factor :math:`U`
-    (:math:`H^{-1} = U^T U`) is :math:`U_H^{-1}`; no explicit inverse of ``H`` is formed.
-    Raises ``numpy.linalg.LinAlgError`` when ``H`` is not positive definite.
-    """
+    Float64 goes through LAPACK's Cholesky of the reversed matrix: :math:`J H J = L' L'^T` gives
+    :math:`H = U_H U_H^T` with :math:`U_H = J L' J`, then :math:`D = \operatorname{diag}(U_H)^2` and
+    :math:`U_1 = U_H \operatorname{diag}(U_H)^{-1}`. GPTQ's :math:`U` (:math:`H^{-1} = U^T U`) is
+    :math:`U_H^{-1}` (:math:`C = U_H^{-T}`, :mod:`ptqtheory.factor`); no inverse of ``H`` is formed.
+    Raises ``numpy.linalg.LinAlgError`` when ``H`` is not positive definite."""
     if is_exact(H):
         L, Dm = sympy.Matrix(H[::-1, ::-1].tolist()).LDLdecomposition(hermitian=False)
         D = np.array([Dm[i, i] for i in range(Dm.rows)][::-1], dtype=object)

@@ -37,11 +37,8 @@ __all__ = [
 
 
 def is_torch(*objs) -> bool:
-    """True when any of ``objs`` is a torch tensor or a torch-backend accumulator.
-
-    Never imports torch: if torch was not imported, nothing can be a tensor. The public algorithms
-    call this first and hand torch inputs to :mod:`ptqtheory.torch_backend`.
-    """
+    """True when any of ``objs`` is a torch tensor or a torch-backend accumulator (the public algorithms
+    hand those to :mod:`ptqtheory.torch_backend`). Never imports torch: without it nothing is a tensor."""
     torch = sys.modules.get("torch")
     for a in objs:
         if getattr(type(a), "__ptqtheory_torch__", False):
@@ -123,12 +120,9 @@ def check_weight_shape(shape) -> bool:
 
 
 def check_weight_rows(row_max, precision="float64") -> None:
-    """R1 for the weights, row by row (each row has its own certificate): the largest magnitude of
-    every row in the range of :func:`ptqtheory.tolerances.weight_range`, or the row all zero.
-
-    ``row_max`` holds ``max_j |W_ij|`` per row. A row whose weights are all tiny would have its
-    identity and bounds formed from subnormal numbers, where rounding is no longer relative.
-    """
+    """R1 per row (each row has its own certificate): ``row_max`` (``max_j |W_ij|`` per row) zero or in
+    :func:`ptqtheory.tolerances.weight_range`. A row of tiny weights would have its identity and bounds
+    formed from subnormal numbers, where rounding is no longer relative."""
     row_max = np.asarray(row_max, dtype=float)
     lo, hi = weight_range(precision)
     bad = np.flatnonzero((row_max != 0) & ((row_max < lo) | (row_max > hi)))
@@ -194,8 +188,7 @@ def check_lam(lam, exact: bool = False):
 
 def check_positive_int(name: str, value, minimum: int = 1, maximum: int | None = None,
                        why: str = "") -> int:
-    """An integer (not a bool) in ``[minimum, maximum]``; the message names ``name`` (and ``why``
-    explains the upper limit)."""
+    """An integer (not a bool) in ``[minimum, maximum]``; ``why`` explains the upper limit in the message."""
     span = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer {span}; got {value!r} ({type(value).__name__})")

@@ -1,13 +1,12 @@
 """The public algorithms and ``certify``, the backend picked from the inputs' types (the run's).
 
 Each algorithm has the signature and docstring of its numpy reference (:mod:`ptqtheory.algorithms`);
-:func:`public` wraps the reference so that torch tensors (or a
-:class:`~ptqtheory.torch_backend.TorchAccumulator`) go to :mod:`ptqtheory.torch_backend` instead,
-with every argument (defaults applied) forwarded by keyword, so both backends share the defaults.
-numpy next to torch in one call is refused by the torch backend with a ``TypeError``
-naming the input. The torch-only options are keyword-only: ``factor_dtype`` (precision of the
-factorization of :math:`H`; ``None`` means float64) and ``allow_tf32`` (TF32 products on CUDA during
-the call); the numpy backend refuses any other value.
+:func:`public` sends torch tensors (or a :class:`~ptqtheory.torch_backend.TorchAccumulator`) to
+:mod:`ptqtheory.torch_backend` instead, every argument (defaults applied) by keyword, so both backends
+share the defaults. numpy next to torch in one call is refused by the torch backend with a
+``TypeError`` naming the input. The torch-only options are keyword-only: ``factor_dtype`` (precision
+of the factorization of :math:`H`; ``None`` means float64) and ``allow_tf32`` (TF32 products on CUDA
+during the call); the numpy backend refuses any other value.
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ P = ParamSpec("P")
 
 
 def public(reference: Callable[P, Run], inputs: tuple[str, ...]) -> Callable[P, Run]:
-    """The public form of the numpy ``reference``: same signature and docstring; the backend is the
-    one of the arguments named ``inputs`` (the data: ``W``, ``X``, ``Xt``)."""
+    """The public form of the numpy ``reference`` (module notes), backend chosen by ``inputs`` (the data)."""
     signature = inspect.signature(reference)
     by_name: Callable[..., Run] = reference  # called below with the bound arguments, all by name
 

@@ -1,11 +1,9 @@
 r"""The small set of array operations the engine is written against, one backend object per library.
 
-The column sweeps (:mod:`ptqtheory.engine`), the rounding rules and the min-max fit
-(:mod:`ptqtheory.grids`) are written once against :class:`Backend`; :func:`get_backend` picks the
-implementation from the arrays' type:
+The column sweeps (:mod:`ptqtheory.engine`), rounding rules and min-max fit (:mod:`ptqtheory.grids`)
+use only these; :func:`get_backend` picks the implementation from the arrays' type:
 
-* :class:`NumpyBackend`: float64 arrays (LAPACK/BLAS through numpy) *and* object arrays of
-  ``sympy.Rational`` (exact mode), where numpy's ``@`` does not work and ``floor`` must stay exact;
+* :class:`NumpyBackend`: float64 *and* exact ``sympy.Rational`` arrays (no ``@``; ``floor`` must stay exact);
 * :class:`TorchBackend`: tensors on any device, with in-place BLAS updates (``addr_``, ``addmm_``).
 
 Both backends do the same arithmetic, operation for operation: in float64, torch and numpy give the

@@ -1,10 +1,9 @@
 r"""A-priori bounds B1-B12 of THEORY.md, checked against a run: value, empirical, hypotheses, holds.
 
-Each ``b*`` function takes a :class:`~ptqtheory._context.RunContext` (built by
-:func:`ptqtheory.certify`, or :func:`context`) and returns :class:`BoundCheck` records, one per form
-of the bound (the sharp form next to the data-only form, e.g. ``B1`` and ``B1.data``), listing the
-hypotheses the bound needs and whether each held *per row*; where one fails nothing is claimed
-(``holds`` is ``None`` in :meth:`BoundCheck.records`). Proofs: ``docs/theory.md``.
+Each ``b*`` function takes a :class:`~ptqtheory._context.RunContext` (built by :func:`ptqtheory.certify`,
+or :func:`context`) and returns :class:`BoundCheck` records, one per form of the bound (e.g. the sharp
+``B1`` and the data-only ``B1.data``), with the hypotheses it needs and whether each held *per row*; where
+one fails nothing is claimed (``holds`` is ``None`` in :meth:`BoundCheck.records`). Proofs: ``docs/theory.md``.
 
 Steps may differ per column (groups): every :math:`\delta^2 D_t` below is :math:`\delta_t^2 D_t`, with
 :math:`\delta_t` the step the run used at step :math:`t` (``run.grid``). On a
@@ -97,17 +96,14 @@ class BoundCheck:
     quantity : str
         What is bounded, e.g. ``"||X(w-q)||_2^2"``.
     kind : str
-        ``"deterministic"``, ``"probability"`` (holds with probability :math:`\ge 1 - p` per row),
-        or ``"per-run"`` (a deterministic inequality between run quantities, e.g. B3's conditional
-        variance).
+        ``"deterministic"``, ``"probability"`` (holds with probability :math:`\ge 1 - p` per row) or
+        ``"per-run"`` (a deterministic inequality between run quantities, e.g. B3's conditional variance).
     value, empirical : ndarray (n,)
-        The bound and the measured quantity. For pointwise bounds (B5-B7, B10's sup form: one bound
-        per sample or per weight) ``value`` is the largest pointwise bound and ``empirical`` the
-        largest measured entry; ``ratio`` and ``holds`` are computed entry by entry.
+        The bound and the measured quantity; for pointwise bounds (B5-B7, B10.sup: one per sample or
+        weight) their largest entries, with ``ratio`` and ``holds`` computed entry by entry.
     ratio : ndarray (n,)
-        Tightness: ``(empirical - atol)_+ / value`` (the part of the measurement that rounding does not
-        explain), or the largest entrywise such ratio for pointwise bounds. ``ratio <= 1 + RTOL_BOUND``
-        exactly when the bound held.
+        Tightness: ``(empirical - atol)_+ / value``, the part of the measurement that rounding does not
+        explain. ``ratio <= 1 + RTOL_BOUND`` exactly when the bound held.
     hypotheses : tuple of Hypothesis
     reference : str
     p : float or None
@@ -168,9 +164,6 @@ class BoundCheck:
         return out
 
 
-# -- helpers ---------------------------------------------------------------------------------
-
-
 def context(run: Run, X, Xt=None) -> RunContext:
     """The data a bound reads, in processing order (also built by :func:`ptqtheory.certify`)."""
     return RunContext.build(run, X, Xt)
@@ -179,10 +172,8 @@ def context(run: Run, X, Xt=None) -> RunContext:
 def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray, rows: int = 32):
     """Per row: largest ratio (e - atol)_+ / b (as :func:`_ratio` forms it: 0 where both are 0, inf where
     only the bound is 0), whether e <= b (1 + RTOL_BOUND) + atol everywhere, and the row maxima of b, e, atol.
-
-    The arrays are (n, N) or (n, m): taken ``rows`` rows at a time, so that the temporaries stay in
-    cache (a whole-array temporary per operation is most of a certificate's elementwise time).
-    """
+    The (n, N) or (n, m) arrays are taken ``rows`` rows at a time so that the temporaries stay in cache (a
+    whole-array temporary per operation is most of a certificate's elementwise time)."""
     n = e.shape[0]
     atol = np.broadcast_to(atol, e.shape)
     ratio, b_max, e_max, atol_max = np.zeros((4, n))
@@ -202,9 +193,8 @@ def _pointwise(e: np.ndarray, b: np.ndarray, atol: np.ndarray, rows: int = 32):
 
 def _rounding_no_clip(ctx: RunContext, wanted: str) -> tuple[Hypothesis, Hypothesis]:
     """``wanted`` rounding (:func:`_rounding`) and no clip, the hypotheses of most bounds."""
-    # Stochastic: conditioning on "this run did not clip" biases the rounding errors (docs/theory.md,
-    # errata): what holds on a finite grid is P(bound fails and no clip) <= p, by coupling with the run
-    # on the infinite grid, which equals this run whenever this run did not clip.
+    # Stochastic: conditioning on "no clip" biases the rounding errors (docs/theory.md, errata); on a finite
+    # grid P(bound fails and no clip) <= p holds by coupling with the infinite-grid run, equal when no clip.
     detail = "no entry of the row was clipped" + ("; the claim is P(fails and no clip) <= p"
                                                   if wanted == "stochastic" else "")
     return _rounding(ctx, wanted), Hypothesis("no clip", ~ctx.clipped_rows, detail)
@@ -285,9 +275,6 @@ def conditional_variance(ctx: RunContext) -> np.ndarray:
     return (r * (g - r)) @ _D(ctx)
 
 
-# -- B1, B2, B7, B8, B11: deterministic OPTQ / LDLQ ------------------------------------------
-
-
 def b1(ctx: RunContext) -> list[BoundCheck]:
     r"""B1: :math:`\|X(w-q)\|^2 \le \frac14\sum_t\delta_t^2 D_t - \lambda\|w-q\|^2
     \le \frac14\sum_t \delta_t^2(\|X_t\|^2 + \lambda)`.
@@ -329,13 +316,11 @@ def b2(ctx: RunContext, max_k_evaluated: int = 8, max_bisection_N: int = 256) ->
     :math:`\operatorname{tr}(D) \le \sum_{t>N-k}\|X_t\|^2 + \lambda(N + \sum_{t\le N-k}
     \|X_t\|^2/\sigma_r(X_{>N-k})^2)`.
 
-    Evaluated in the run's order. With full column rank the only admissible ``k`` is ``N`` (the
-    bound is then B1's data form); this is settled by a Cholesky factorization of :math:`X^TX`.
-    Otherwise the smallest admissible ``k`` is found by bisection on the numerical rank and the bound
-    is evaluated there and at up to ``max_k_evaluated`` larger ``k``; the smallest value is
-    reported. Above ``max_bisection_N`` columns only ``k = N`` (always admissible) is evaluated.
-    It bounds a property of the data and the order, so it has no run hypotheses.
-    """
+    Evaluated in the run's order; no run hypotheses (a property of the data and the order). With full
+    column rank (a Cholesky factorization of :math:`X^TX` decides) the only admissible ``k`` is ``N``:
+    B1's data form. Otherwise the smallest value over the smallest admissible ``k`` (bisection on the
+    numerical rank) and up to ``max_k_evaluated`` larger ``k`` is reported. Above ``max_bisection_N``
+    columns only ``k = N`` (always admissible; the bisection costs SVDs of m x k blocks) is evaluated."""
     gram = np.asarray(ctx.gram_p, float)
     N = gram.shape[0]
     lam = float(ctx.lam)
@@ -347,8 +332,7 @@ def b2(ctx: RunContext, max_k_evaluated: int = 8, max_bisection_N: int = 256) ->
     else:  # statistics only: ranks and singular values from the trailing blocks of X^T X
         rank = lambda k: _gram_rank(gram[N - k:, N - k:])  # noqa: E731
         sig_sq = lambda k, r: np.linalg.eigvalsh(gram[N - k:, N - k:])[::-1][r - 1]  # noqa: E731
-    if N > max_bisection_N:
-        # k = N is always admissible (X_{>0} = X); the rank bisection costs SVDs of m x k blocks.
+    if N > max_bisection_N:  # k = N: X_{>0} = X
         r, ks = -1, np.array([N])
     elif _full_column_rank(gram):
         r, ks = N, np.array([N])
@@ -456,10 +440,8 @@ def _alphabet_check(ctx: RunContext, B: np.ndarray, hyps, label: str, reference:
 
 
 def b8(ctx: RunContext, p: float | None = None) -> list[BoundCheck]:
-    r"""B8: the alphabet index each row needs, against :math:`K` with
-    :math:`K\delta \ge \|w\|_\infty + B + \delta` (B from B7; from B6 w.p. :math:`1-p` for
-    stochastic rounding). ``extra`` holds ``K`` and ``bits = log2(2K+1)``.
-    """
+    r"""B8: the alphabet index each row needs, against :math:`K` as in :func:`alphabet_size` with B from
+    B7 (from B6 w.p. :math:`1-p` for stochastic rounding). ``extra`` holds ``K`` and ``bits = log2(2K+1)``."""
     if ctx.run.rounding == "nearest":
         B = np.max(ctx.half_delta_absL[1], axis=1, initial=0.0)
         return [_alphabet_check(ctx, B, (*_rounding_no_clip(ctx, "nearest"), *_uniform_grid(ctx)), "B8",
@@ -497,15 +479,10 @@ def b11(ctx: RunContext) -> list[BoundCheck]:
     ]
 
 
-# -- B3-B6: stochastic OPTQ -------------------------------------------------------------------
-
-
 def b3(ctx: RunContext) -> list[BoundCheck]:
-    r"""B3 per run: :math:`V = \sum_t r_t(\delta_t - r_t)D_t \le \frac14\sum_t \delta_t^2 D_t`.
-
-    :math:`E\|\hat X(w-q)\|^2 = E[V]` (the mean statement) is checked by Monte Carlo in the tests;
-    per run, ``empirical`` is :math:`V` and ``extra["lhs"]`` is :math:`\|\hat X(w-q)\|^2`.
-    """
+    r"""B3 per run: :math:`V = \sum_t r_t(\delta_t - r_t)D_t \le \frac14\sum_t \delta_t^2 D_t`; ``empirical``
+    is :math:`V` and ``extra["lhs"]`` is :math:`\|\hat X(w-q)\|^2`, whose mean :math:`E[V]`
+    (:func:`conditional_variance`) the tests check by Monte Carlo."""
     hyps = (_rounding(ctx, "stochastic"),)
     V = conditional_variance(ctx)
     val = 0.25 * _sum_delta2_D(ctx)
@@ -518,8 +495,7 @@ def b4(ctx: RunContext, p: float) -> list[BoundCheck]:
     (\sum_t \delta_t^4 D_t^2)^{1/2}\sqrt{\log(1/p)/2}` (Azuma-Hoeffding on :math:`\eta_t^2 D_t`).
     """
     hyps = _rounding_no_clip(ctx, "stochastic")
-    # (sum_t (delta_t^2 D_t)^2)^(1/2) as a scaled norm: the squares are of degree eight in the
-    # scales and would leave the range R1 of ptqtheory.tolerances.
+    # (sum_t (delta_t^2 D_t)^2)^(1/2) as a scaled norm: its squares (degree eight in the scales) would leave R1.
     dev = _row_norms(ctx.delta_p**2 * _D(ctx)[None, :]) * math.sqrt(math.log(1 / p) / 2)
     val = 0.25 * _sum_delta2_D(ctx) + dev
     return [_check("B4", "||X(w-q)||^2 + lam||w-q||^2", "probability", val, ctx.lhs_sq, hyps,
@@ -529,13 +505,11 @@ def b4(ctx: RunContext, p: float) -> list[BoundCheck]:
 def _sup_bound(coef: np.ndarray, delta_p: np.ndarray, count: int, p: float) -> np.ndarray:
     r""":math:`(\sum_t c_{it}^2 \delta_t^2 \log(2\,count/p)/2)^{1/2}` for each row and index i.
 
-    The steps take few distinct column patterns (one per row with per-channel grids, one per group with
-    groups), so the sum is regrouped as :math:`\sum_g \delta_g^2 \sum_{t\in g} c_{it}^2`: a product
-    with G columns instead of N (the same terms, summed in another order).
-    """
+    Runs of adjacent columns with the same steps in every row (one per row with per-channel grids, one
+    per group with groups; O(nN) to find, no sort) are summed first:
+    :math:`\sum_g \delta_g^2 \sum_{t\in g} c_{it}^2`, a product with G columns instead of N."""
     d2 = np.asarray(delta_p, float) ** 2
     scale = math.log(2 * count / p) / 2
-    # Runs of adjacent columns with the same steps in every row (O(nN) to find, no sort).
     same = np.all(d2[:, 1:] == d2[:, :-1], axis=0)
     starts = np.flatnonzero(np.r_[True, ~same])
     if 2 * starts.size <= d2.shape[1]:
@@ -590,9 +564,6 @@ def b6(ctx: RunContext, p: float) -> list[BoundCheck]:
     return out
 
 
-# -- B9, B10: Qronos ---------------------------------------------------------------------------
-
-
 def _qronos_first(ctx: RunContext) -> np.ndarray:
     r""":math:`a = (w_{LS})_1 - y_1` per row (0 for A4' and for A4 started from :math:`w_{LS}`)."""
     if ctx.run.variant == "ls":
@@ -637,9 +608,6 @@ def b10(ctx: RunContext, p: float) -> list[BoundCheck]:
     return out
 
 
-# -- The per-sample forms B5 and B10.sup, on the data at once or batch by batch ------------------
-
-
 def _b5_samples(ctx: RunContext, X_b: np.ndarray, Xt_b, p: float) -> tuple[np.ndarray, np.ndarray]:
     r"""B5 on samples ``X_b`` (rows, original column order): ``(|X_b(w - q)|, bound)``, each (n, b)."""
     XL = X_b[:, ctx.order] @ np.asarray(ctx.factorization.L, float)
@@ -669,11 +637,8 @@ _PER_SAMPLE = {
 
 
 def _per_sample_check(ctx: RunContext, label: str, batches, p: float) -> BoundCheck:
-    """One pointwise check over samples given in batches ``(X_b, Xt_b)`` (one batch: the data at once).
-
-    Each batch's ratios and verdicts are formed as :func:`_check_pointwise` forms them over all
-    samples, and combined by maxima and conjunction, so the result does not depend on the batching.
-    """
+    """One pointwise check over samples given in batches ``(X_b, Xt_b)`` (one batch: the data at once),
+    each as :func:`_check_pointwise` forms it, combined by maxima and conjunction: batching changes nothing."""
     quantity, reference, samples, scale = _PER_SAMPLE[label]
     hyps = _rounding_no_clip(ctx, "stochastic")
     atol = (scale(ctx) * _weight_noise(ctx))[:, None]
@@ -696,13 +661,12 @@ def _per_sample_check(ctx: RunContext, label: str, batches, p: float) -> BoundCh
 
 
 def per_sample(ctx: RunContext, batches, p: float = 1e-3) -> list[BoundCheck]:
-    r"""The per-sample bounds that :func:`unavailable` lists for a statistics context, from the samples.
+    r"""The per-sample bounds that :func:`unavailable` lists for a statistics context, from the samples:
+    B5 (:func:`b5`) for stochastic OPTQ and LDLQ, B10.sup (:func:`b10`) for stochastic Qronos.
 
     ``batches`` yields ``(X_b, Xt_b)`` host float64 arrays, rows of the same calibration data the
     statistics hold, in the run's input basis (``Xt_b`` is ``None`` except for Qronos); each batch is
-    read once and dropped. B5 for stochastic OPTQ and LDLQ, B10.sup for stochastic Qronos (the
-    bounds are stated in :func:`b5` and :func:`b10`; the same functions evaluate them on data held
-    at once). ``B5.uniform`` needs :math:`\|X(w - q)\|_\infty`, which the certificate measures.
+    read once and dropped. ``B5.uniform`` needs :math:`\|X(w - q)\|_\infty`, which the certificate measures.
     """
     p = check_probability("p", p)
     labels = [lab for lab in unavailable(ctx) if lab in _PER_SAMPLE]
@@ -712,9 +676,6 @@ def per_sample(ctx: RunContext, batches, p: float = 1e-3) -> list[BoundCheck]:
         return []
     (label,) = labels
     return [_per_sample_check(ctx, label, batches, p)]
-
-
-# -- B12 and RTN ------------------------------------------------------------------------------
 
 
 def b12(ctx: RunContext, S: np.ndarray) -> list[BoundCheck]:
@@ -769,9 +730,6 @@ def rtn_bounds(ctx: RunContext) -> list[BoundCheck]:
     ]
 
 
-# -- L1: how far from optimal (docs/optimality.md) -------------------------------------------
-
-
 def l1(ctx: RunContext) -> list[BoundCheck]:
     r"""L1 and the optimality ratio of the run's factorization (OPTQ, LDLQ; Qronos on :math:`\tilde H`).
 
@@ -801,9 +759,6 @@ def l1(ctx: RunContext) -> list[BoundCheck]:
                        atol, value <= mean * (1 + RTOL_BOUND) + atol,
                        # rho at equal pivots (AM = GM): no order can go below it
                        {"ratio_floor": np.full(value.shape, floor)})]
-
-
-# -- OWQ: B1, B2, B7 restricted to the quantized columns (docs/theory.md section 7, OWQ) -------------
 
 
 class _QuantizedColumns:
@@ -878,14 +833,10 @@ def owq_bounds(ctx: RunContext) -> list[BoundCheck]:
     return out
 
 
-# -- which bounds apply to which run ------------------------------------------------------------
-
-
 def unavailable(ctx: RunContext) -> list[str]:
-    r"""Labels that :func:`evaluate` leaves out because ``ctx`` holds statistics, not samples (none for
-    contexts with data): the per-sample forms of the run's bounds (``Entry.per_sample``): B5 (and
-    B5.uniform when :math:`\|Xw - \tilde Xq\|_\infty` was not measured) for stochastic OPTQ/LDLQ,
-    B10.sup for stochastic Qronos."""
+    """Labels that :func:`evaluate` leaves out because ``ctx`` holds statistics, not samples (none for
+    contexts with data): the per-sample forms of the run's bounds (``Entry.per_sample``, :func:`per_sample`)
+    and B5.uniform when the sup norm was not measured (module notes)."""
     if ctx.has_data or ctx.exact:
         return []
     names = ctx.entry.bound_names(ctx.run.rounding)
@@ -895,8 +846,7 @@ def unavailable(ctx: RunContext) -> list[str]:
     return out
 
 
-# The bound functions by the registry's names (ptqtheory.registry.Entry.bounds), one signature (b8 reads
-# the rounding itself; p is used for its stochastic form only): those without p ignore it.
+# Bound functions by registry name (Entry.bounds), one signature: those without p, and b8 if nearest, ignore p.
 _BOUNDS = {"b4": b4, "b5": b5, "b6": b6, "b8": b8, "b10": b10} | {
     name: lambda ctx, p, bound=bound: bound(ctx) for name, bound in {
         "b1": b1, "b2": b2, "b3": b3, "b7": b7, "b9": b9, "b11": b11, "rtn": rtn_bounds, "l1": l1,

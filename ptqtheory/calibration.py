@@ -71,12 +71,9 @@ class Damping:
         return cls("lambda_max", alpha, auto)
 
     def resolve_with(self, mean_diag: Callable[[], float], max_eig: Callable[[], float]) -> float:
-        """The absolute ``lam`` from the statistic its convention reads, computed only if needed.
-
-        The one implementation of the conventions: the numpy reference passes functions of its
-        ``X^T X`` (:meth:`resolve`), the torch backend functions of the statistics on the device.
-        ``mean_diag()`` is ``mean(diag(X^T X))``, ``max_eig()`` is ``lambda_max(X^T X)``.
-        """
+        """The absolute ``lam`` from ``mean_diag() = mean(diag(X^T X))`` or ``max_eig() = lambda_max(X^T X)``,
+        whichever its convention reads, called only then. The one implementation of the conventions:
+        :meth:`resolve` passes functions of its ``X^T X``, the torch backend of the statistics on the device."""
         if self.kind == "absolute":
             return self.value
         if self.kind == "percdamp":
@@ -84,10 +81,8 @@ class Damping:
         return self.value * float(max_eig())
 
     def resolve(self, gram_X: np.ndarray) -> float:
-        """The absolute ``lam`` for the (unnormalized, undamped) Gram matrix ``X^T X``.
-
-        ``percdamp`` reads only the diagonal, so ``gram_X`` may also be given as its diagonal (1-D).
-        """
+        """The absolute ``lam`` for the (unnormalized, undamped) Gram matrix ``X^T X``, or for its diagonal
+        (1-D) unless the convention is ``lambda_max``."""
         gram_X = np.asarray(gram_X)
         diag = gram_X if gram_X.ndim == 1 else np.diag(gram_X)
 
@@ -114,10 +109,8 @@ class Damping:
 
 
 def resolve_lam(lam, gram_X: np.ndarray, exact: bool = False):
-    """Absolute ``lam`` from a number or a :class:`Damping`; returns ``(lam, Damping or None)``.
-
-    ``gram_X`` is the Gram matrix ``X^T X`` (or its diagonal when ``lam`` is not ``lambda_max``).
-    """
+    """Absolute ``lam`` from a number or a :class:`Damping` (``gram_X`` as in :meth:`Damping.resolve`);
+    returns ``(lam, Damping or None)``."""
     if isinstance(lam, Damping):
         if exact:
             raise ValueError("exact arithmetic takes an exact lam (a Rational), not a Damping")

@@ -1,11 +1,10 @@
 r"""The column-by-column engine, written once over :mod:`ptqtheory.backend` for numpy, exact and torch.
 
-Everything here runs in *processing order*: a backend's ``setup`` checks, permutes and factors, its
-``finish`` undoes the permutation; in between, every backend uses the same :class:`Rounder` (A1, with
-GPTQ's group refits), :class:`Trace`, sweeps (:func:`optq_blocked` A2', :func:`gpfq_run` A5,
-:func:`rtn_run` A1), damping loop (:func:`damped`), checks and record (:func:`record`). What stays per
-backend is what truly differs: the factorization (QR of the data in numpy, sympy in exact mode,
-Cholesky of :math:`H` on a device), statistics, random draws, device handling.
+All in *processing order*: a backend's ``setup`` checks, permutes and factors, its ``finish`` undoes
+the permutation. Shared: :class:`Rounder` (A1, with GPTQ's group refits), :class:`Trace`, the sweeps
+(:func:`optq_blocked` A2', :func:`gpfq_run` A5, :func:`rtn_run` A1), :func:`damped`, the checks and
+:func:`record`. Per backend: the factorization (QR of the data in numpy, sympy in exact mode, Cholesky
+of :math:`H` on a device), statistics, random draws, device handling.
 """
 
 from __future__ import annotations
@@ -47,19 +46,16 @@ ROUNDINGS, VARIANTS, STARTS = get_args(Rounding), get_args(Variant), get_args(St
 class Rounder:
     """Rounds column ``t`` (processing order) of every row; owns the grid and the clip record.
 
-    ``delta`` and ``zero`` are per entry, in processing order, column-major (the sweeps read one
-    column per step and a group refit writes them); ``lo`` and ``hi`` may be broadcast views. ``u``
-    holds the uniforms of stochastic rounding, drawn up front (entry ``[i, t]`` for row ``i`` at step
-    ``t``), so the result does not depend on the block size. When ``rule`` has groups, :meth:`refit`
-    replaces the step and zero point of a whole group from the current weights, as GPTQ does when it
-    reaches a group's first column.
+    ``delta``, ``zero``: per entry, column-major (a step reads a column; :meth:`refit` writes a group's
+    from its current weights at its first column, as GPTQ does, when ``rule`` has groups); ``lo``,
+    ``hi``: possibly broadcast views (only read); ``u``: the uniforms of stochastic rounding, drawn up
+    front (``[i, t]`` for row ``i`` at step ``t``) so the result does not depend on the block size.
     """
 
     def __init__(self, delta, zero, lo, hi, rule: MinMax | None, refits_groups: bool, rounding: str, u,
                  clipped):
         self.delta, self.zero, self.lo, self.hi = delta, zero, lo, hi
         self.rule = rule
-        # Grid.refits_groups holds only with a rule that has a group size
         self.group_size: int | None = rule.group_size if refits_groups and rule is not None else None
         self.rounding, self.u, self.clipped = rounding, u, clipped
 
@@ -185,12 +181,9 @@ def check_method(method: str, block_size, methods: tuple[str, ...] = ("blocked",
 
 
 def damped(attempt: Callable, lam, damping: Damping | None, mean_diag: Callable[[], SupportsFloat]):
-    """``attempt(lam)``; with ``Damping(auto=True)`` raise ``lam`` tenfold until it works.
-
-    The schedule is :meth:`ptqtheory.Damping.raised` from ``mean_diag()`` (the mean diagonal of the
-    undamped Gram matrix), at most ``damping.max_tries`` increases. Returns ``(attempt's result, lam
-    used, [(old, new) for every increase])``; the last :class:`SingularHessianError` propagates.
-    """
+    """``(attempt(lam), lam used, [(old, new) per increase])``: with ``Damping(auto=True)``, ``lam`` rises
+    by :meth:`ptqtheory.Damping.raised` (tenfold; ``mean_diag()``: the undamped Gram matrix's mean diagonal)
+    until ``attempt`` works, at most ``damping.max_tries`` times; the last SingularHessianError propagates."""
     tries = damping.max_tries if (damping is not None and damping.auto) else 0
     raised: list[tuple[float, float]] = []
     while True:
@@ -228,25 +221,20 @@ def check_finite_run(x, q, eta, delta, zero, order, algorithm: str, precision="f
     check_codes(q, delta, zero, precision, what=where)
 
 
-# -- A2', the blocked OPTQ sweep ------------------------------------------------------------------
-
-
 def optq_blocked(Wp, L_T, rounder: Rounder, trace: Trace, block_size: int, t0: int = 0) -> None:
     r"""A2', GPTQ's fast form with lazy block updates of width ``block_size``, from step ``t0``.
 
     .. math:: x_t = w_t,\quad q_t = Q(x_t),\quad \eta_t = x_t - q_t,\quad
               w_{>t} \mathrel{-}= \eta_t\, L_{>t,t} \quad (= (\eta_t/U_{tt})\, U_{t,>t},\ H^{-1}=U^TU)
 
-    for all rows at once (``Wp`` is the current iterate, updated in place). The updates are applied
-    lazily on two levels: inside a sub-block of :data:`INNER` columns each step updates the
-    sub-block's remaining columns (rank one); the rest of the block receives the sub-block's updates
-    in one product at its end, and the columns right of the block receive the block's updates
+    for all rows at once (``Wp``, the current iterate, is updated in place). Lazy on two levels: each
+    step updates the rest of its :data:`INNER`-column sub-block (rank one); the rest of the block gets
+    the sub-block's updates in one product at the sub-block's end, the columns right of the block get
     :math:`E_{block} L^T_{block, >block}` in one product at the block's end. Every column receives the
-    same updates as in the unblocked sweep, summed in another order, so the result is A2 for every
-    ``block_size`` up to float rounding. A group that starts inside a block is fitted from the
-    *current* weights: pending updates are applied to its columns first (:func:`pending_current`;
-    reading the stale weights there is the peer bug that makes results depend on ``block_size``).
-    Column access is the hot path: ``Wp`` and the trace are best column-major, ``L_T`` row-major.
+    unblocked sweep's updates, summed in another order: A2 for every ``block_size`` up to float
+    rounding. A group starting inside a block is fitted from the *current* weights (:func:`pending_current`;
+    the stale ones are the peer bug that makes results depend on ``block_size``). Hot path: ``Wp`` and
+    the trace are best column-major, ``L_T`` row-major.
     """
     nx = get_backend(Wp)
     N = Wp.shape[1]
@@ -272,14 +260,12 @@ def optq_blocked(Wp, L_T, rounder: Rounder, trace: Trace, block_size: int, t0: i
 
 
 INNER = 16
-"""Width of the innermost sub-block of :func:`optq_blocked` (rank-one updates touch at most this
-many columns; wider lazy updates are matrix products)."""
+"""Width of :func:`optq_blocked`'s innermost sub-block: rank-one updates touch at most this many columns."""
 
 
 def pending_current(Wp, W1, E1, L_T, i1: int, i2: int, j1: int, j2: int, t: int, g1: int):
-    """The current weights of columns ``t..g1-1`` before step ``t`` of :func:`optq_blocked`: stored
-    values minus the updates still pending from the sub-block (columns ``j2..i2-1``) and from the
-    block (columns ``>= i2``)."""
+    """Weights of columns ``t..g1-1`` before step ``t`` of :func:`optq_blocked`: stored values minus the
+    updates still pending from the sub-block (columns ``j2..i2-1``) and the block (columns ``>= i2``)."""
     nx = get_backend(Wp)
     parts = [W1[:, t - i1 : min(g1, j2) - i1]]
     if g1 > j2:
@@ -288,9 +274,6 @@ def pending_current(Wp, W1, E1, L_T, i1: int, i2: int, j1: int, j2: int, t: int,
     if g1 > i2:
         parts.append(Wp[:, i2:g1] - nx.dot(E1[:, : t - i1], L_T[i1:t, i2:g1]))
     return nx.hcat(parts)
-
-
-# -- A1 and A5: no feedback through H ----------------------------------------------------------
 
 
 def rtn_run(s, grid, finish):
@@ -317,15 +300,10 @@ def dead_columns(alive, order, policy: str, notes: list[str]) -> None:
 
 
 def gpfq_run(s, grid, finish, XT, XtT, norms, cross, alive):
-    r"""A5 on a backend's setup ``s``, all rows together, on the grid as fitted (no refit). Row ``t``
-    of ``XT``/``XtT`` is column ``t`` of :math:`X`/:math:`\tilde X`, ``norms[t]`` is
-    :math:`\|\tilde X_t\|^2` and ``cross[t]`` is :math:`X_t^T\tilde X_t` (processing order). The run's
-    ``residual`` is :math:`u_N = Xw - \tilde Xq`:
-
-    .. math::
-        q_t = Q\Big(\frac{\tilde X_t^T(u_{t-1} + w_t X_t)}{\|\tilde X_t\|^2}\Big),\quad
-        u_t = u_{t-1} + w_t X_t - q_t \tilde X_t .
-    """
+    r"""A5 (the update in :func:`ptqtheory.gpfq`) on a backend's setup ``s``, all rows together, on the
+    grid as fitted (no refit). Row ``t`` of ``XT``/``XtT`` is column ``t`` of :math:`X`/:math:`\tilde X`,
+    ``norms[t]`` is :math:`\|\tilde X_t\|^2` and ``cross[t]`` is :math:`X_t^T\tilde X_t` (processing
+    order). The run's ``residual`` is :math:`u_N = Xw - \tilde Xq`."""
     s.grid = grid.frozen()
     rounder, trace = s.rounder(), Trace.empty(s.Wp)
     Wp, nx = s.Wp, get_backend(s.Wp)

@@ -55,11 +55,9 @@ class Pivots:
 
     @classmethod
     def from_ul(cls, UH: np.ndarray, diag_H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
-        r"""Pivots from the "UL" factor :math:`U_H` (:math:`H = U_HU_H^T`).
-
-        :math:`D = \operatorname{diag}(U_H)^2` and :math:`U_1 = U_H\operatorname{diag}(U_H)^{-1}`.
-        Raises :class:`SingularHessianError` if a pivot is below ``N eps max(diag_H)`` (``diag_H``:
-        the diagonal of :math:`H`)."""
+        r"""Pivots from the "UL" factor :math:`U_H` (:math:`H = U_HU_H^T`; :math:`D`, :math:`U_1` as in
+        :func:`ptqtheory._linalg.udu`); raises :class:`SingularHessianError` as :func:`check_definite` does
+        (``diag_H``: the diagonal of :math:`H`)."""
         d = np.diag(UH).copy()
         D = d * d
         check_definite(D, diag_H, lam, what, columns)
@@ -84,9 +82,8 @@ class Pivots:
 def unit_upper_inverse(U1: np.ndarray, overwrite: bool = False) -> np.ndarray:
     """:math:`U_1^{-1}` of a unit upper triangular float64 ``U1`` by LAPACK trtri: :math:`N^3/3` flops, a
     third of a triangular solve against the identity. The row-major ``U1`` read column-major is the
-    lower triangle :math:`U_1^T`: inverting that (in place when ``overwrite``) gives
-    :math:`(U_1^{-1})^T` column-major, i.e. :math:`U_1^{-1}` row-major, with no copy; trtri leaves the
-    other triangle as it was: zero."""
+    lower triangle :math:`U_1^T`: inverting it (in place when ``overwrite``) gives :math:`U_1^{-1}`
+    row-major with no copy; trtri leaves the other triangle as it was: zero."""
     inv, info = scipy.linalg.lapack.dtrtri(U1.T, lower=1, unitdiag=1, overwrite_c=int(overwrite))
     if info != 0:
         raise np.linalg.LinAlgError(f"LAPACK dtrtri failed (info={info})")
@@ -133,11 +130,9 @@ def check_definite(D: np.ndarray, H: np.ndarray, lam, what: str, columns=None, p
 class DataQR:
     r"""Economic QR of :math:`\hat X` with its columns reversed: :math:`\hat X J = Q R'`.
 
-    It yields the pivots (:meth:`pivots`) and least-squares fits on any *trailing* set of columns
-    :math:`\hat X_{\ge s}` (:meth:`lstsq_trailing`), which are the leading columns after the
-    reversal: Qronos's :math:`w_{LS}` (:math:`s = 0`) and its first step (:math:`s = 1`) share
-    one factorization.
-    """
+    It yields the pivots (:attr:`UH`) and least-squares fits on any *trailing* columns
+    :math:`\hat X_{\ge s}` (:meth:`lstsq_trailing`; the leading ones after the reversal): Qronos's
+    :math:`w_{LS}` (:math:`s = 0`) and its first step (:math:`s = 1`) share one factorization."""
 
     Q: np.ndarray
     R: np.ndarray
@@ -166,18 +161,18 @@ class DataQR:
 def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
     r"""The factorization of :math:`H = X^TX + \lambda I` computed from the data by QR, not from :math:`H`.
 
-    With the columns reversed, :math:`\hat X J = Q R'` for :math:`\hat X = [X; \sqrt\lambda I]` gives
-    :math:`H = U_H U_H^T` with :math:`U_H = J R'^T J`. Householder QR works on the data, so small
-    pivots carry a relative error of about :math:`\epsilon\sqrt{\kappa(H)}` instead of the
-    :math:`\epsilon\,\kappa(H)` of a Cholesky factorization of the formed :math:`H`; the identities
-    then hold to ~1e-12 even when :math:`\kappa(H) = 10^8`. Used whenever the calibration data are at
-    hand (the numpy reference); :func:`pivots` serves statistics-only input.
+    :math:`U_H` as in :class:`DataQR`, for :math:`\hat X = [X; \sqrt\lambda I]`. Householder QR works on
+    the data, so small pivots carry a relative error of about :math:`\epsilon\sqrt{\kappa(H)}` instead of the
+    :math:`\epsilon\,\kappa(H)` of a Cholesky of the formed :math:`H`: the identities hold to ~1e-12 even at
+    :math:`\kappa(H) = 10^8`. Used with the data at hand (numpy reference); :func:`pivots` takes statistics.
 
     :math:`R'` is computed in two Householder stages, which is the QR of :math:`\hat X` without
-    forming it: :math:`XJ = Q_0R_0`, then :math:`[R_0; \sqrt\lambda I] = Q_1R'` (LAPACK ``tpqrt``,
-    which exploits the two triangles: :math:`O(N^3)` instead of the :math:`O(mN^2)` of the first stage).
-    A row permutation of :math:`\sqrt\lambda J` gives :math:`\sqrt\lambda I`, so the reversal of the
-    damping block costs nothing.
+    forming it: :math:`XJ = Q_0R_0` (LAPACK ``geqrt``, blocked with block size 128, on one column-major
+    copy of :math:`XJ` that it overwrites: on the machines measured about half the time of
+    ``scipy.linalg.qr``, ``geqrf`` with LAPACK's default block size 32), then
+    :math:`[R_0; \sqrt\lambda I] = Q_1R'` (LAPACK ``tpqrt``, which exploits the two triangles:
+    :math:`O(N^3)` instead of the :math:`O(mN^2)` of the first stage). A row permutation of
+    :math:`\sqrt\lambda J` gives :math:`\sqrt\lambda I`, so the reversal of the damping block costs nothing.
 
     Parameters
     ----------
@@ -187,12 +182,6 @@ def pivots_from_data(Xp: np.ndarray, lam=0.0, what: str = "H", columns=None) -> 
         Damping :math:`\lambda \ge 0`.
     what, columns
         For the error message, as in :func:`pivots`.
-
-    Notes
-    -----
-    The first stage is LAPACK ``geqrt`` (blocked Householder QR with block size 128), on one
-    column-major copy of :math:`XJ` that it overwrites; on the machines measured it runs in about
-    half the time of ``scipy.linalg.qr`` (``geqrf`` with LAPACK's default block size 32).
     """
     m, N = Xp.shape
     k = min(m, N)
@@ -245,8 +234,7 @@ def pivots(H: np.ndarray, lam=0.0, what: str = "H", columns=None) -> Pivots:
     if not exact:
         check_magnitude("H", largest(H), lam_range(),
                         fix="H scales like X^T X: rescale X by a power of two, 2.0**k (H by 4.0**k)")
-        # Cholesky reads one triangle only: an H that is not symmetric to rounding would be
-        # factored as a different matrix, silently.
+        # Cholesky reads one triangle only: an H not symmetric to rounding would silently be another matrix.
         if np.max(np.abs(H - H.T)) > allowance_unit() * largest(H):
             raise ValueError("H must be symmetric (H = X^T X + lam I); got max |H - H^T| = "
                              f"{float(np.max(np.abs(H - H.T))):.3g}. Symmetrize it: (H + H.T) / 2")

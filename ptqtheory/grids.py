@@ -5,14 +5,9 @@ zero point :math:`z` and integer range :math:`[lo, hi]` (either end may be infin
 ``zero``, ``lo`` and ``hi`` may be scalars, per row (shape ``(n,)``) or per entry (shape ``(n, N)``,
 which is how groups of columns are stored).
 
-Rounding (THEORY.md, "Rounding"):
-
-* nearest, ties half up: :math:`k = \lfloor x/\delta + z + 1/2 \rfloor`;
-* stochastic, unbiased: :math:`k = \lfloor s \rfloor + [U < s - \lfloor s \rfloor]`,
-  :math:`s = x/\delta + z`, :math:`U \sim \mathrm{Unif}[0, 1)` from a seeded generator.
-
-A finite grid then clips :math:`k` into :math:`[lo, hi]`; every clip is reported, because the a-priori
-bounds (B1-B12) assume that none happened.
+Rounding (THEORY.md, "Rounding") is :func:`round_nearest` or :func:`round_stochastic` (uniforms from a
+seeded generator); a finite grid then clips :math:`k` into :math:`[lo, hi]`; every clip is reported,
+because the a-priori bounds (B1-B12) assume that none happened.
 """
 
 from __future__ import annotations
@@ -71,8 +66,7 @@ class MinMax:
         return cls(bits, sym, None if group_size is None else check_positive_int("group_size", group_size))
 
     def fit_all(self, W2):
-        """Step and zero point of every row, or of every entry when the rule has groups of columns
-        (each group fitted on its own; any backend)."""
+        """Step and zero point per row, or per entry when the rule has groups (each fitted alone)."""
         if self.group_size is None:
             return self.fit(W2)
         delta, zero = (get_backend(W2).zeros_like(W2) for _ in range(2))
@@ -90,8 +84,8 @@ class MinMax:
         :math:`z = \lfloor -m_-/\delta + 1/2 \rfloor`; symmetric :math:`m = \max(|m_-|, m_+)`,
         :math:`\delta = 2m/maxq`, :math:`z = 2^{b-1}`. A row of zeros uses :math:`m_\pm = \pm 1`
         as GPTQ does. Unlike GPTQ, the symmetric grid always spans :math:`[-m, m]`: GPTQ keeps
-        :math:`m_- = 0` for a row without negative entries and then clips half of that row.
-        ``block`` may be a numpy array or a torch tensor (the fit stays on its device).
+        :math:`m_- = 0` for a row without negative entries and then clips half of that row. Any
+        backend (a tensor's fit stays on its device).
         """
         nx = get_backend(block)
         maxq = 2**self.bits - 1
@@ -157,8 +151,7 @@ def _broadcast(*arrays):
 
 
 def check_steps(delta, precision="float64", name: str = "grid delta") -> None:
-    """Steps inside the range R1 (normal numbers: a subnormal step makes ``x/delta`` overflow and
-    ``q = delta (k - z)`` lose its relative precision)."""
+    """Steps inside the range R1 (normal numbers; see :func:`check_normal_steps`)."""
     d = np.asarray(delta, dtype=float)
     lo, hi = step_range(precision)
     small, large = float(np.min(d)), float(np.max(d))
@@ -180,9 +173,8 @@ def check_steps(delta, precision="float64", name: str = "grid delta") -> None:
 
 
 def check_normal_steps(delta, precision="float64", name: str = "grid delta") -> None:
-    """What every grid needs, whatever the data: normal steps (a subnormal step has lost relative
-    precision and makes ``x/delta`` overflow) small enough that ``delta (k - z)`` stays finite for
-    every code float64 rounds exactly (R2)."""
+    """Any grid, whatever the data: normal steps (a subnormal one has lost relative precision and makes
+    ``x/delta`` overflow) small enough that ``delta (k - z)`` is finite for every code of R2."""
     d = np.asarray(delta, dtype=float)
     pname = precision_name(precision)
     small, large = float(np.min(d)), float(np.max(d))
@@ -201,11 +193,9 @@ def check_normal_steps(delta, precision="float64", name: str = "grid delta") -> 
 
 
 def check_code_range(lo, hi, zero, precision="float64", rule: MinMax | None = None) -> None:
-    """R2: every code the grid can use has ``|k| + |z| + 1 <= max_code(precision)``.
-
-    Finite ends bound the codes; an unbounded end is checked when rounding (:func:`check_codes`).
-    The message names ``bits`` for a min-max grid, else ``lo``/``hi``/``zero``.
-    """
+    """R2: every code the grid can use has ``|k| + |z| + 1 <= max_code(precision)``; an unbounded end
+    is checked when rounding (:func:`check_codes`). The message names ``bits`` for a min-max grid, else
+    ``lo``/``hi``/``zero``."""
     arrays = _broadcast(lo, hi, zero)
     if arrays is None:
         return
@@ -228,11 +218,8 @@ def check_code_range(lo, hi, zero, precision="float64", rule: MinMax | None = No
 
 
 def check_codes(q, delta, zero, precision="float64", what: str = "the run") -> None:
-    """R2 and R3 after rounding: ``q`` finite and every code used has ``|k| + |z| + 1 <= max_code``.
-
-    The codes are read back from ``q = delta (k - z)`` (to within rounding, which is all a range
-    check needs). Raises ``ValueError`` saying where the codes or the values left the range.
-    """
+    """R2 and R3 after rounding: ``q`` finite and every code used has ``|k| + |z| + 1 <= max_code``
+    (codes read back from ``q = delta (k - z)``, to within rounding); ``ValueError`` says where."""
     q = np.asarray(q, dtype=float)
     with np.errstate(all="ignore"):
         size = np.abs(q / delta + zero) + np.abs(zero) + 1.0
@@ -293,10 +280,7 @@ class Grid:
         Integer range of :math:`k`; ``None`` (or :math:`\mp\infty`) means unbounded.
         ``Grid(delta)`` is the infinite grid :math:`\delta\mathbb Z`.
 
-    Notes
-    -----
-    A 1-D parameter is read as one value per row. For a single weight vector ``w`` of shape
-    ``(N,)`` (one row) pass per-column steps with shape ``(1, N)``.
+    A 1-D parameter is one value per row: per-column steps of a single vector ``w`` are ``(1, N)``.
     """
 
     def __init__(self, delta, zero=0.0, lo=None, hi=None, *, rule: MinMax | None = None):
@@ -332,7 +316,6 @@ class Grid:
         self._delta, self._zero, self._lo, self._hi = d, z, lo_a, hi_a
         self.rule = rule
 
-    # -- constructors ------------------------------------------------------------------------
     @classmethod
     def minmax(
         cls, W, bits: int = 4, sym: bool = False, group_size: int | None = None
@@ -343,20 +326,15 @@ class Grid:
         ----------
         W : array_like, shape (n, N) or (N,)
             The weights the grid is fitted to.
-        bits : int
-            Bit width ``b >= 1``; ``k`` ranges over ``[0, 2**b - 1]``.
-        sym : bool
-            Symmetric grid (see :meth:`MinMax.fit`).
-        group_size : int, optional
-            Columns per group (the last group may be shorter).
+        bits, sym, group_size : int, bool, int or None
+            As the attributes of :class:`MinMax` (the last group may be shorter).
 
         Notes
         -----
-        The arrays are fitted to ``W`` in its column order. OPTQ, LDLQ and Qronos, which move the
-        weights, *refit* each group from the current weights at its first column, as GPTQ does, so
-        groups are contiguous in *processing* order (with act-order, not in the original order).
-        RTN, GPFQ and a :meth:`frozen` grid use the arrays fitted here. ``run.grid`` records the
-        grid each entry used.
+        The arrays are fitted in ``W``'s column order. OPTQ, LDLQ and Qronos, which move the weights,
+        *refit* each group from the current weights at its first column, as GPTQ does, so groups are
+        contiguous in *processing* order (with act-order, not in ``W``'s). RTN, GPFQ and a
+        :meth:`frozen` grid use the arrays fitted here. ``run.grid`` records the grid each entry used.
         """
         rule = MinMax.of(bits, sym, group_size)
         delta, zero = rule.fit_all(np.asarray(as_weights(W)[0], dtype=float))
@@ -372,11 +350,8 @@ class Grid:
 
     @classmethod
     def trusted(cls, delta, zero, lo, hi, rule: MinMax | None = None) -> Grid:
-        """A grid from arrays already known to be valid (an algorithm's record of the grid it used).
-
-        The constructor's checks loop over every entry, which costs seconds at LLM sizes; the arrays
-        of a record come from a grid that passed them.
-        """
+        """A grid from arrays known to be valid (a run's record), skipping the constructor's checks
+        (seconds at LLM sizes)."""
         g = cls.__new__(cls)
         g._delta, g._zero, g._lo, g._hi = delta, zero, np.asarray(lo), np.asarray(hi)
         g.rule = rule
@@ -386,7 +361,6 @@ class Grid:
         """The same arrays without the min-max rule: no algorithm refits groups."""
         return Grid(self._delta, self._zero, self._lo, self._hi)
 
-    # -- properties --------------------------------------------------------------------------
     @property
     def delta(self) -> np.ndarray:
         return self._delta
@@ -434,10 +408,8 @@ class Grid:
         return delta.copy(), zero.copy(), lo.copy(), hi.copy()
 
     def round(self, W, rounding: str = "nearest", seed=None) -> tuple[np.ndarray, np.ndarray]:
-        """Round every entry of ``W`` onto this grid; return ``(Q, clipped)``.
-
-        ``rounding`` is ``"nearest"`` or ``"stochastic"`` (which needs ``seed``).
-        """
+        """``(Q, clipped)``: every entry of ``W`` rounded onto this grid, ``"nearest"`` or
+        ``"stochastic"`` (which needs ``seed``)."""
         check_choice("rounding", rounding, ROUNDINGS)
         check_seed(seed)
         W2, vector = as_weights(W)
@@ -464,8 +436,7 @@ class Grid:
 
 
 def _checked_rounding(x, delta, zero, lo, hi, u=None, stochastic: bool = False):
-    """:func:`round_nearest`, or :func:`round_stochastic` when ``stochastic``: the checks, the rounding,
-    then R2 on the codes used."""
+    """:func:`round_nearest` or (``stochastic``) :func:`round_stochastic`, checks included."""
     xa = _as_array("x", x)
     d = _as_array("delta", delta)
     z = _as_array("zero", zero)
@@ -506,28 +477,24 @@ def _checked_rounding(x, delta, zero, lo, hi, u=None, stochastic: bool = False):
 def round_nearest(x, delta, zero, lo, hi) -> tuple[np.ndarray, np.ndarray]:
     r"""Nearest grid point, ties half up: :math:`k = \lfloor x/\delta + z + 1/2 \rfloor`, then clip.
 
-    All arguments broadcast together (numpy rules); ``lo``/``hi`` may be ``-inf``/``inf``.
-    Returns ``(q, clipped)``. Exact inputs stay exact. Every argument is checked first
-    (``ValueError``/``TypeError`` naming it): real finite arrays, steps > 0 inside the range R1,
-    integer ends (or +-inf) with ``lo <= hi``, codes inside the range float64 rounds exactly (R2 of
+    Returns ``(q, clipped)``; exact inputs stay exact. The arguments broadcast together, ``lo``/``hi``
+    may be ``-inf``/``inf``, and each is checked first (an error naming it): real finite arrays, steps
+    > 0 inside R1, integer ends with ``lo <= hi``, codes that float64 rounds exactly (R2 of
     :mod:`ptqtheory.tolerances`).
     """
     return _checked_rounding(x, delta, zero, lo, hi)
 
 
 def round_stochastic(x, delta, zero, lo, hi, u) -> tuple[np.ndarray, np.ndarray]:
-    r"""Unbiased stochastic rounding with the uniforms ``u`` in [0, 1), then clip.
-
-    :math:`k = \lfloor s\rfloor + [u < s - \lfloor s\rfloor]` with :math:`s = x/\delta + z`, so
-    :math:`E[\delta(k - z)] = x` before clipping (THEORY.md B3). Returns ``(q, clipped)``. Arguments
-    are checked as for :func:`round_nearest`.
+    r"""Unbiased stochastic rounding, then clip: :math:`k = \lfloor s\rfloor + [u < s - \lfloor s\rfloor]`,
+    :math:`s = x/\delta + z`, uniforms ``u`` in [0, 1), so :math:`E[\delta(k - z)] = x` before clipping
+    (THEORY.md B3). Otherwise as :func:`round_nearest`.
     """
     return _checked_rounding(x, delta, zero, lo, hi, u, stochastic=True)
 
 
 def quantize_nearest(x, delta, zero, lo, hi):
-    """:func:`round_nearest` without the checks, for every backend (the algorithms' hot loop; inputs
-    already checked): ``(q, clipped)``. Exact inputs stay exact."""
+    """:func:`round_nearest` without the checks, for every backend (the algorithms' hot loop)."""
     nx = get_backend(x)
     k = nx.floor(x / delta + zero + nx.half(x))
     kc, clipped = nx.clip(k, lo, hi)

@@ -5,13 +5,12 @@ r"""Constructions that attain the bounds, so that tightness is shown, not assume
 :math:`|\eta_t| = \delta_t/2` at every step and I2 turns B1 into an equality:
 :math:`\|X(w-q)\|^2 + \lambda\|w-q\|^2 = \frac14\sum_t\delta_t^2 D_t`.
 
-Construction: draw integers :math:`k_t`, aim at :math:`x_t = (k_t + \tfrac12 - \epsilon)\delta_t`
-with a tiny offset :math:`\epsilon` (default 1e-12), so that :math:`\eta_t = (\tfrac12 - \epsilon)
-\delta_t`, and set :math:`w_t = x_t + \sum_{s<t} L_{ts}\eta_s`. The offset keeps every
-:math:`x_t` off the exact tie: at an exact midpoint, float rounding of :math:`x_t` may send it to either
-neighbour, the sign of :math:`\eta_t` flips, and all later :math:`x_t` leave their midpoints. With
-:math:`\epsilon` above the float noise of :math:`x_t`, the bound is attained up to a factor
-:math:`(1 - 2\epsilon)^2`.
+Construction: draw integers :math:`k_t`, aim at :math:`x_t = (k_t + \tfrac12 - \epsilon)\delta_t` with a
+tiny offset :math:`\epsilon` (default 1e-12), so that :math:`\eta_t = (\tfrac12 - \epsilon)\delta_t`, and set
+:math:`w_t = x_t + \sum_{s<t} L_{ts}\eta_s`. The offset keeps every :math:`x_t` off the exact tie, where
+float rounding may send :math:`x_t` to either neighbour, flipping the sign of :math:`\eta_t` and moving
+all later :math:`x_t` off their midpoints. With :math:`\epsilon` above the float noise of :math:`x_t`, the
+bound is attained up to a factor :math:`(1 - 2\epsilon)^2`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The algorithms A1-A5 of THEORY.md: numpy and exact references, one module each
-(``ptqtheory.algorithms.optq.optq`` ...); the names exported here are their public forms
-(:func:`ptqtheory.api.public`).
-"""
+"""The algorithms A1-A5 of THEORY.md: numpy and exact references, one module each (``.optq.optq`` ...),
+exported in their public forms (:func:`ptqtheory.api.public`)."""
 
 from ..api import public
 from . import gpfq as _gpfq

@@ -1,10 +1,5 @@
-"""The numpy and exact backend of the engine (:mod:`ptqtheory.engine`, which holds the sweeps).
-
-:func:`setup` checks the inputs, permutes the columns of ``W``, ``X`` (``Xt``) and the statistics by
-``order`` and factors ``H`` (QR of the data in float64, sympy in exact mode); :func:`finish` undoes it
-and builds the :class:`~ptqtheory.Run`. The paper iteration A2 (:func:`optq_iteration`) stays here as
-the readable numpy/exact reference.
-"""
+"""The numpy and exact backend of :mod:`ptqtheory.engine` (:func:`setup`, :func:`finish`), and the paper
+iteration A2 (:func:`optq_iteration`), the readable numpy/exact reference."""
 
 from __future__ import annotations
 
@@ -51,8 +46,6 @@ class Setup(engine.Setup):
         delta, zero, lo, hi = self.grid.views(n, N)
         if self.exact:  # a binary float is a rational, so this conversion is exact
             delta, zero = _rational(delta), _rational(zero)
-        # Column-major copies: the sweeps read and write one column of every row per step, and a
-        # group refit writes delta and zero. lo and hi are only read: broadcast views suffice.
         delta, zero = (np.array(columns_in(a, self.order), order="F") for a in (delta, zero))
         lo, hi = (a if a.strides[1] == 0 else columns_in(a, self.order) for a in (lo, hi))
         return Rounder(delta, zero, lo, hi, self.grid.rule, self.grid.refits_groups, self.rounding, u, clipped)
@@ -128,11 +121,8 @@ def setup(
 
 
 def _factor(s: Setup, damping: Damping | None, what: str, keep_qr: bool = False) -> Pivots:
-    """Factor ``H`` (or ``Ht``), raising ``lam`` when ``Damping(auto=True)`` asks for it
-    (:func:`ptqtheory.engine.damped`).
-
-    Exact runs factor the formed ``H`` (kept as ``s.Hp``); float runs factor from the data by QR.
-    """
+    """Factor ``H`` (or ``Ht``) under :func:`ptqtheory.engine.damped`: the formed ``H`` when exact (kept
+    as ``s.Hp``), else from the data by QR."""
     # None only without X, which nothing checks before this: src.shape then fails.
     src = cast(np.ndarray, s.Xtp if what == "Ht" else s.Xp)
     N = src.shape[1]
@@ -177,19 +167,10 @@ def finish(s: Setup, trace: Trace, rounder: Rounder, algorithm: str, variant: st
                   precision="exact" if s.exact else "float64", **extra)
 
 
-# -- A2, the paper iteration ------------------------------------------------------------------------
-
-
 def optq_iteration(Wp: np.ndarray, Xhp: np.ndarray, rounder: Rounder, trace: Trace, t0: int = 0):
-    r"""A2, the paper iteration, from step ``t0``; ``Wp`` is the current iterate (updated in place).
-
-    .. math::
-        q_t = Q(w^{(t-1)}_t),\qquad
-        w^{(t)}_{>t} = w^{(t-1)}_{>t} + \eta_t\, \hat X_{>t}^{+} \hat X_t .
-
-    The least-squares coefficients :math:`\hat X_{>t}^{+}\hat X_t` do not depend on the row, so all
-    rows are updated at once.
-    """
+    r"""A2, the paper iteration of :func:`ptqtheory.optq`, from step ``t0``; ``Wp`` is the current iterate
+    (updated in place). Its least-squares coefficients :math:`\hat X_{>t}^{+}\hat X_t` do not depend on
+    the row, so all rows are updated at once."""
     N = Wp.shape[1]
     for t in range(t0, N):
         if rounder.group_start(t):

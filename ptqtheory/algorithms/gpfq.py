@@ -43,8 +43,7 @@ def gpfq(
 
     Notes
     -----
-    There is no damping in GPFQ (``run.lam`` is 0). The grid is used as fitted: GPFQ moves no
-    weights, so min-max groups are not refitted.
+    There is no damping in GPFQ (``run.lam`` is 0); GPFQ moves no weights, so no group is refitted.
 
     References
     ----------

@@ -3,8 +3,7 @@ r"""A3i, incoherence processing (QuIP / QuIP#).
 Quantize :math:`W' = U W V^T` against :math:`H' = V H V^T` (inputs :math:`X' = X V^T`) with random
 orthogonal :math:`U, V`, then undo: :math:`Q = U^T Q' V`. Because :math:`X'W'^T = XW^TU^T`, the
 proxy loss is unchanged: :math:`\operatorname{tr}((Q'-W')H'(Q'-W')^T) =
-\operatorname{tr}((Q-W)H(Q-W)^T)`. The incoherence :math:`\mu(H) = \sqrt N \max_{ij}|Q_{ij}|`
-(:math:`H = Q\Lambda Q^T`) is what the processing lowers (THEORY.md B11).
+\operatorname{tr}((Q-W)H(Q-W)^T)`. The processing lowers :math:`\mu(H)` (:func:`incoherence`, THEORY.md B11).
 """
 
 from __future__ import annotations
@@ -56,11 +55,8 @@ def incoherence(H) -> float:
 
 
 def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | Alphabet | None, **kwargs) -> Run:
-    """Run ``fn`` (``ldlq`` or ``optq``) on the incoherence-processed problem and map back.
-
-    A min-max grid is refitted to the transformed weights (QuIP quantizes those); an explicit grid
-    is used as given, in the transformed coordinates.
-    """
+    """Run ``fn`` (``ldlq`` or ``optq``) on the processed problem and map back; a min-max grid is
+    refitted to the transformed weights (QuIP quantizes those), an explicit one used as given there."""
     check_choice("incoherence", kind, Transform.KINDS)
     Wa, vector = as_weights(W)
     if is_exact(Wa):

@@ -29,16 +29,14 @@ def ldlq(
 
     Since :math:`\mathring U + I = L^{-T}` and :math:`D_t = C_{tt}^{-2}`, LDLQ is OPTQ (same order
     and grid); identity I3: :math:`\operatorname{tr}((\hat W - W)H(\hat W - W)^T)
-    = \sum_{rows}\sum_t \eta_t^2 D_t`. The numpy reference runs this recursion; the torch backend
-    runs it as the blocked OPTQ sweep A2' of width ``block_size`` (``variant="blocked"``).
+    = \sum_{rows}\sum_t \eta_t^2 D_t`. The numpy reference runs this recursion.
 
     Parameters
     ----------
     incoherence : {None, "kron", "hadamard"}
-        Incoherence processing (A3i): quantize :math:`U W V^T` against :math:`V H V^T` with random
-        orthogonal :math:`U, V` (needs ``seed``) and map back.
+        Incoherence processing (A3i, :mod:`ptqtheory.algorithms.incoherence`); needs ``seed``.
     block_size : int
-        Torch only (the numpy reference has no blocks).
+        Torch only: it runs LDLQ as the blocked OPTQ sweep A2' of this width (``variant="blocked"``).
 
     Other parameters are as for :func:`ptqtheory.optq`.
 

@@ -50,7 +50,6 @@ def optq(
     block_size : int
         Lazy-update width of the blocked form (any value >= 1).
     method : {"blocked", "iteration"}
-        The torch backend runs ``"blocked"`` only.
     factor_dtype : torch.dtype, optional
         Torch only: precision of the Cholesky factorization of :math:`H` (default float64).
     allow_tf32 : bool

@@ -30,8 +30,7 @@ def qronos(
     order: Order = "natural", seed: SeedLike = None, variant: Variant = "paper", start: Start = "w",
     block_size: int = 128, method: Method = "blocked", *, factor_dtype=None, allow_tf32: bool = False,
 ) -> Run:
-    r"""Qronos (THEORY.md A4 ``variant="paper"``, A4' ``variant="ls"``), which also corrects the error
-    that comes from quantized inputs.
+    r"""Qronos (THEORY.md A4 ``variant="paper"``, A4' ``"ls"``): also corrects the error of quantized inputs.
 
     With :math:`\hat X = [X; \sqrt\lambda I]`, :math:`\hat{\tilde X} = [\tilde X; \sqrt\lambda I]`,
     :math:`\tilde H = \tilde X^T\tilde X + \lambda I`, :math:`G = \tilde X^T X + \lambda I` and
@@ -55,17 +54,14 @@ def qronos(
     Parameters
     ----------
     Xt : array_like or torch.Tensor, shape (m, N), optional
-        Inputs of this layer in the partly quantized model, row for row the same samples as ``X``.
-        Required whenever ``X`` is data (pass ``Xt=X`` when the inputs are not quantized): ``None``
-        raises ``ValueError("Xt is required ...")`` on both backends. It is omitted only when ``X``
-        is a ``TorchAccumulator(..., with_mismatch=True)``, which holds the statistics of both.
+        Inputs of this layer in the partly quantized model, row for row the same samples as ``X``
+        (``Xt=X`` if not quantized). Required on both backends (``None`` raises ``ValueError("Xt is
+        required ...")``) unless ``X`` is a ``TorchAccumulator(..., with_mismatch=True)`` (it holds both).
     variant : {"paper", "ls"}
     start : {"w", "ls"}
         Start iterate of the paper iteration (ignored by ``"ls"``).
     method : {"blocked", "iteration"}
-        ``"iteration"`` solves every step by least squares on :math:`\hat{\tilde X}` (readable, exact
-        in rationals; numpy only); ``"blocked"`` uses the factor of :math:`\tilde H` and GPTQ's lazy
-        updates.
+        As for :func:`ptqtheory.optq`, with :math:`\hat{\tilde X}` and :math:`\tilde H`.
 
     Other parameters are as for :func:`ptqtheory.optq`.
 

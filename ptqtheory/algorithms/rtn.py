@@ -17,11 +17,9 @@ def rtn(W, grid: Grid | Alphabet | None = None, rounding: Rounding = "nearest", 
     Parameters
     ----------
     grid : Grid
-        Required. Groups are taken as fitted (RTN moves no weights, so nothing is refitted).
-    rounding : {"nearest", "stochastic"}
-        Stochastic rounding needs ``seed`` (the same per-entry uniforms as the other algorithms).
+        Required; used as fitted (RTN moves no weights, so no group is refitted).
 
-    ``W`` (rows are output channels), ``seed`` and ``allow_tf32`` are as for :func:`ptqtheory.optq`.
+    Other parameters are as for :func:`ptqtheory.optq` (stochastic rounding: the same per-entry uniforms).
 
     Returns
     -------

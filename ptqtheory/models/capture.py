@@ -1,10 +1,4 @@
-"""Capture the inputs ``X`` of ``nn.Linear`` layers with forward pre-hooks.
-
-A layer's input of shape ``(batch, tokens, N)`` becomes rows of ``X`` (tokens that the attention
-mask marks as padding are dropped). A capture can stop the forward pass as soon as the layers it
-watches have run (:class:`StopForward`), so that quantizing block ``b`` does not pay for blocks
-after it.
-"""
+"""Capture the inputs ``X`` of ``nn.Linear`` layers with forward pre-hooks."""
 
 from __future__ import annotations
 
@@ -47,7 +41,7 @@ def capture_inputs(
     forward : callable
         How to run the model on one batch.
     stop_after : str, optional
-        Name of the last layer needed: the pass stops once its input is captured.
+        Name of the last layer needed: the pass stops once its input is captured (later blocks never run).
 
     Returns
     -------

@@ -2,21 +2,18 @@
 
 The texts (public domain, from Project Gutenberg) come from the R package ``janeaustenr`` as packaged by
 Debian (``r-cran-janeaustenr``, MIT). R is not needed: the package stores the novels in an R lazy-load
-database (``data/Rdata.rdx``, ``data/Rdata.rdb``) which is read here with the PyPI package ``rdata``
-(extra ``ptqtheory[llm]``), a parser of R's serialization format; nothing is unpickled or executed.
-Install the data without root::
+database (``data/Rdata.rdx``, ``data/Rdata.rdb``), read here with the PyPI package ``rdata`` (extra
+``ptqtheory[llm]``): nothing is unpickled or executed. Install the data without root::
 
     apt-get download r-cran-janeaustenr
     dpkg-deb -x r-cran-janeaustenr_*.deb ~/.local/share/ptqtheory/janeaustenr
 
-The package folder is searched, in order (see :func:`search_path`):
+The ``janeaustenr`` package folder, or an extraction root holding ``usr/lib/R/site-library/janeaustenr``,
+is searched for in order (:func:`search_path`):
 
-1. ``$PTQTHEORY_JANEAUSTENR``, if set: a folder where the ``.deb`` was extracted, or the
-   ``janeaustenr`` package folder itself (an error if it holds neither);
+1. ``$PTQTHEORY_JANEAUSTENR``, if set (an error if it holds neither);
 2. ``~/.local/share/ptqtheory/janeaustenr`` (the ``dpkg-deb -x`` above);
 3. ``/usr/lib/R/site-library/janeaustenr`` (``apt-get install r-cran-janeaustenr``).
-
-An extraction root is accepted where it contains ``usr/lib/R/site-library/janeaustenr``.
 
 :func:`calibration_and_evaluation` gives disjoint calibration and evaluation text: two whole novels, a
 user file's two halves, or, without the corpus, Python's standard-library docstrings (and says so).
@@ -144,11 +141,9 @@ def _unserialize(raw: bytes, what: str):
 
 
 def _decompress(blob: bytes, compressed, what: str) -> bytes:
-    """One lazy-load entry: a 4-byte big-endian length, then the compressed serialization.
-
-    R's ``makeLazyLoadDB(compress=TRUE)`` writes a zlib stream after the length; ``compress=2`` or ``3``
-    add one type byte (``Z`` zlib, ``2`` bzip2, ``X`` xz, ``0`` stored).
-    """
+    """One lazy-load entry: a 4-byte big-endian length, then the compressed serialization (R's
+    ``makeLazyLoadDB(compress=TRUE)``: a zlib stream; ``compress=2`` or ``3`` add one type byte: ``Z`` zlib,
+    ``2`` bzip2, ``X`` xz, ``0`` stored)."""
     if len(blob) < 5:
         raise CorpusMissingError(f"{what}: truncated entry; reinstall the data: {INSTALL_LINES}")
     (length,) = struct.unpack(">I", blob[:4])
@@ -196,9 +191,8 @@ def _read_novels(data_dir: str) -> tuple[tuple[str, str], ...]:
 
 
 def austen_novels() -> dict[str, str]:
-    """The six novels: title -> full text (the package's lines joined with ``\\n``).
-
-    Blank lines separate paragraphs; titles as in :data:`TITLES`. Parsed once per process (about 2 s).
+    """The six novels: title (:data:`TITLES`) -> full text (the package's lines joined with ``\\n``;
+    blank lines separate paragraphs). Parsed once per process (about 2 s).
 
     Raises
     ------
@@ -240,12 +234,10 @@ def calibration_and_evaluation(text: str | Path | None = None) -> TextSplit:
     Parameters
     ----------
     text : str or Path, optional
-        A user UTF-8 text file (the CLI's ``--text``). Its paragraphs (blocks separated by blank lines)
-        are cut at the paragraph boundary closest to the middle of the text by characters: the first half
-        calibrates, the second evaluates. Without it: *Sense & Sensibility* calibrates and *Pride &
-        Prejudice* evaluates (:func:`austen_novels`); if the corpus is not installed, standard-library
-        docstrings (all of :func:`ptqtheory.models.text.split`: its calibration modules / its held-out
-        modules, prose paragraphs joined by blank lines) with ``fallback=True``.
+        A user UTF-8 text file (``--text``), cut at the paragraph boundary closest to its middle by
+        characters: the first half calibrates, the second evaluates. Without it: *Sense & Sensibility*
+        calibrates and *Pride & Prejudice* evaluates (:func:`austen_novels`); without the corpus, all of
+        :func:`ptqtheory.models.text.split` (its calibration / held-out paragraphs joined), ``fallback=True``.
 
     Returns
     -------

@@ -1,15 +1,8 @@
 """Hugging Face causal language models from a local folder (Llama, Qwen, Mistral, OPT style).
 
-Only safetensors weights are loaded (``use_safetensors=True``, ``local_files_only=True``): a folder
-with pickled checkpoints only (``pytorch_model.bin``, ``*.pt``) is refused before anything is read,
-and the hub is never contacted. Decoder blocks are found at ``model.model.layers`` (Llama, Qwen,
-Mistral) or ``model.model.decoder.layers`` (OPT).
-
-Calibration (:func:`calibration_batches`): the model's tokenizer on the calibration text of
-:func:`ptqtheory.models.corpus.calibration_and_evaluation`, cut into windows exactly as the perplexity
-evaluation cuts its text (:func:`ptqtheory.models.perplexity.token_windows`: no padding, BOS first when
-the model expects it); or, for folders without a tokenizer (e.g. synthetic test models), seeded random
-token ids, labelled synthetic.
+Only safetensors are loaded (``use_safetensors=True``, ``local_files_only=True``): a folder with pickled
+checkpoints only (``pytorch_model.bin``, ``*.pt``) is refused before any read, and the hub is never contacted.
+Decoder blocks: ``model.model.layers`` (Llama, Qwen, Mistral) or ``model.model.decoder.layers`` (OPT).
 """
 
 from __future__ import annotations
@@ -101,13 +94,12 @@ def calibration_batches(tokenizer, *, tokens: int, seq_len: int = 512, batch_siz
                         text: str | Path | None = None, random_tokens: int | None = None,
                         vocab_size: int | None = None, seed: int = 0,
                         device="cpu") -> tuple[list[dict], dict]:
-    """``(batches, description)``: calibration batches of equal-length sequences.
-
-    With ``random_tokens`` (synthetic): that many token ids drawn uniformly from
-    ``[0, vocab_size)`` by ``numpy.random.default_rng(seed)``. Otherwise about ``tokens`` tokens
-    (whole windows of ``seq_len``, at least one) of the calibration text of ``text`` (a UTF-8 file),
-    or of the default corpus.
-    """
+    """``(batches, description)``: calibration batches of equal-length sequences. With ``random_tokens``
+    (synthetic, for folders without a tokenizer such as test models): that many token ids drawn uniformly from
+    ``[0, vocab_size)`` by ``numpy.random.default_rng(seed)``. Otherwise about ``tokens`` tokens of the
+    calibration text of :func:`ptqtheory.models.corpus.calibration_and_evaluation` (``text``: a UTF-8 file, or
+    the default), in whole windows of ``seq_len`` (at least one) cut as the perplexity evaluation cuts its text
+    (:func:`ptqtheory.models.perplexity.token_windows`: no padding, BOS first when expected)."""
     if seq_len < 1 or batch_size < 1:
         raise ValueError("seq_len and batch_size must be >= 1")
     if random_tokens is not None:

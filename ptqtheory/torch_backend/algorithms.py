@@ -1,11 +1,9 @@
 r"""The algorithms of THEORY.md on torch tensors (CPU or CUDA): A1 RTN, A2'/A2s OPTQ, A3 LDLQ (+A3i),
 A4/A4' Qronos, A5 GPFQ.
 
-The public functions (:func:`ptqtheory.api.public`) call these with every argument of the one
-signature, by keyword; the parameters are documented there. Results equal the numpy reference up to
-float rounding (bit for bit in float64 for OPTQ). ``X`` may be a tensor ``(m, N)`` or a
-:class:`~ptqtheory.torch_backend.TorchAccumulator` (statistics only); GPFQ needs the tensors.
-``factor_dtype``: :mod:`ptqtheory.torch_backend.factor`.
+Called by :func:`ptqtheory.api.public` (parameters: the public functions; ``X`` may also be a
+:class:`~ptqtheory.torch_backend.TorchAccumulator`, ``factor_dtype``: :mod:`ptqtheory.torch_backend.factor`).
+Results equal the numpy reference up to float rounding (bit for bit in float64 for OPTQ).
 """
 
 from __future__ import annotations
@@ -90,9 +88,8 @@ def qronos(
 
     :math:`q_1 = Q(y_1)`, then the least-squares step
     :math:`w^{(1)}_{>1} = (w_{LS})_{>1} - ((w_{LS})_1 - q_1)\tilde L_{>1,1}` and the blocked OPTQ
-    sweep on :math:`\tilde H` for :math:`t \ge 2`. :math:`w_{LS}` and :math:`y_1` are computed in
-    float64 from :math:`\tilde X^T\Delta`, which is small when :math:`\tilde X \approx X` (no
-    cancellation of large terms).
+    sweep on :math:`\tilde H` for :math:`t \ge 2`; :math:`w_{LS}` and :math:`y_1` in float64 from
+    :math:`\tilde X^T\Delta`, small when :math:`\tilde X \approx X` (no cancellation of large terms).
     """
     check_choice("variant", variant, VARIANTS)
     check_choice("start", start, STARTS)
@@ -103,7 +100,6 @@ def qronos(
         W64 = s.Wp.to(F64)
         assert s.acc is not None  # setup factored Ht from it (it fails without X)
         cross_Xt_mismatch = sym_perm(s.acc.cross_Xt_mismatch, s.order)
-        # w_LS - w = Ht^{-1} Xt^T (X - Xt) w: small when Xt ~ X, so it is solved for directly.
         corr = s.piv.solve((cross_Xt_mismatch @ W64.T).to(s.factor_dtype)).to(F64).T
         W_ls = W64 + corr
         rounder, trace = s.rounder(), Trace.empty(s.Wp)
@@ -134,8 +130,7 @@ def gpfq(
     order="natural", dead_columns: str = "raise", allow_tf32: bool = False,
 ) -> Run:
     r"""GPFQ (THEORY.md A5) on the device, all rows together (:func:`~ptqtheory.engine.gpfq_run`); see
-    :func:`ptqtheory.gpfq`. The column norms and :math:`X_t^T\tilde X_t` are computed in float64; the
-    state in the working dtype."""
+    :func:`ptqtheory.gpfq`. The column norms and :math:`X_t^T\tilde X_t` are computed in float64."""
     policy = check_choice("dead_columns", dead_columns, ("raise", "round"))
     with tf32_guard(weights_device(W, X=X, Xt=Xt), allow_tf32) as tf32:
         s = setup(W, X, 0.0, grid, rounding, order, seed, Xt=Xt, factor=None, data=True, tf32=tf32,

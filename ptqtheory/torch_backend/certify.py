@@ -11,16 +11,14 @@ the statistics, with :math:`e = w - q` formed first so that nothing large cancel
   :math:`w^THw - 2w^TG^Tq + q^T\tilde Hq`), and
   :math:`\|r_0\|^2 = \|\Delta w\|^2 - \|U_{\tilde H}^{-1}\tilde X^T\Delta w\|^2` (Pythagoras:
   :math:`\Delta w = \hat{\tilde X}(w_{LS} - w) + r_0` with :math:`r_0 \perp \operatorname{range}\hat{\tilde X}`;
-  the same value as :math:`w^THw - w^TG^T\tilde H^{-1}Gw` without its cancellation). This route's
-  rounding (normal equations, a difference of squared norms) is what :attr:`DeviceContext.ls_refit`
-  reports; the rest of the allowance is shared with the numpy reference.
+  the same value as :math:`w^THw - w^TG^T\tilde H^{-1}Gw` without its cancellation; its rounding is
+  :attr:`DeviceContext.ls_refit`, the rest of the allowance the numpy reference's).
 
 The right sides read the run's :math:`\eta` and the pivots :math:`D_t` of a float64 Cholesky
 factorization of :math:`H` (or :math:`\tilde H`) on the device: the run's own (``Run.pivots``, with
-its statistics ``Run.stats``) when the data given are the data behind them, else one computed here.
-I1 checks it either way. When data are given (a tensor, or an iterable of batches streamed once, one
-batch at a time) the empirical errors :math:`\|Xw - \tilde Xq\|_2`, :math:`\|\cdot\|_\infty` and
-GPFQ's I6 are computed from them.
+its statistics ``Run.stats``) when the data given are the data behind them, else one computed here;
+I1 checks it either way. Data (a tensor, or batches streamed once, one at a time) also give the
+empirical errors :math:`\|Xw - \tilde Xq\|_2`, :math:`\|\cdot\|_\infty` and GPFQ's I6.
 
 The a-priori bounds B1-B12 are evaluated on the host by :mod:`ptqtheory.bounds` (float64 numpy) from
 the run's per-entry arrays and the :math:`D` and :math:`L` of the factorization computed here (no
@@ -73,16 +71,13 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
     p, bounds
         As for :func:`ptqtheory.certify` (the bounds on the host, in float64: module notes, ``samples``).
     full_pivot_check : bool, optional
-        As for :func:`ptqtheory.certify`, the inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` only:
-        the projection form, which needs a QR of the data, is left to the numpy reference
-        (``PivotCheck.D_projection`` is ``None``).
+        As for :func:`ptqtheory.certify`, the inverse form :math:`1/[(H_{\ge t,\ge t})^{-1}]_{11}` only
+        (the projection form needs a QR of the data: numpy only; ``PivotCheck.D_projection`` is ``None``).
     allow_tf32 : bool
         Allow TF32 products on CUDA during this call (default off).
     samples : callable, optional
-        With statistics or streamed batches: ``samples()`` returns a fresh iterable over the same
-        calibration data (batches as for ``X``), read once more, one batch at a time, for the
-        per-sample bounds (B5, B10.sup; :func:`ptqtheory.bounds.per_sample`) that statistics alone
-        cannot give. Without it those bounds are listed in ``skipped_bounds``.
+        As for :func:`ptqtheory.certify` (batches as for ``X``; :func:`ptqtheory.bounds.per_sample`);
+        without it B5 and B10.sup are listed in ``skipped_bounds``.
 
     Returns
     -------
@@ -107,14 +102,11 @@ def certify(run: Run, X, Xt=None, p: float = 1e-3, full_pivot_check: bool | None
 
 @dataclass(eq=False)
 class DeviceContext(RunContext):
-    r"""A statistics-only :class:`~ptqtheory._context.RunContext` whose quantities are computed on the
-    run's device, in float64, from the statistics and the run's tensors (``dev``).
-
-    ``dev`` holds, in processing order unless said: ``W``, ``Q``, ``E`` (original order, float64, rows),
-    ``W_p``, ``Q_p``, ``E_p``, ``eta_p``, ``order``, ``acc`` (the statistics, in the run's input basis),
-    ``Hp`` (the damped feedback Gram matrix), ``piv`` (its :class:`TorchPivots`), and for GPFQ the
-    streamed ``u`` and ``diffsq``. Each override below computes the base class's quantity of that name.
-    """
+    r"""A statistics-only :class:`~ptqtheory._context.RunContext` computing the base class's quantities
+    on the run's device, in float64, from ``dev``: in processing order unless said, ``W``, ``Q``, ``E``
+    (original order, float64, rows), ``W_p``, ``Q_p``, ``E_p``, ``eta_p``, ``order``, ``acc`` (the
+    statistics, in the run's input basis), ``Hp`` (the damped feedback Gram matrix), ``piv`` (its
+    :class:`TorchPivots`), and for GPFQ the streamed ``u`` and ``diffsq``."""
 
     dev: dict = field(default_factory=dict)
 
@@ -140,7 +132,6 @@ class DeviceContext(RunContext):
         :math:`\|r_0\|^2 = \|\Delta w\|^2 - \|z\|^2`, :math:`z = U_{\tilde H}^{-1}b` (normal equations)."""
         d = self.dev
         acc, piv, W = d["acc"], d["piv"], d["W"]
-        # Xt^T (X - Xt) w in processing order, (N, n)
         b = sym_perm(acc.cross_Xt_mismatch, d["order"]) @ d["W_p"].T
         y = piv.solve(b).T
         z = piv.whiten(b)
@@ -154,10 +145,9 @@ class DeviceContext(RunContext):
 
     @cached_property
     def ls_refit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        r"""The refit's sizes by the normal equations
-        (:func:`ptqtheory.tolerances.normal_equations_refit_allowance`), and the rounding of
-        :math:`\|r_0\|^2 = \|\Delta w\|^2 - \|z\|^2`: both terms are read through statistics rounded
-        relative to their traces, then subtracted (:func:`ptqtheory.tolerances.evaluation_allowance`),
+        r"""The refit's sizes (normal equations: :func:`ptqtheory.tolerances.normal_equations_refit_allowance`)
+        and the rounding of :math:`\|r_0\|^2 = \|\Delta w\|^2 - \|z\|^2`: both terms read through statistics
+        rounded relative to their traces, then subtracted (:func:`ptqtheory.tolerances.evaluation_allowance`),
         plus the fitted values' error met twice in :math:`\|z\|^2`."""
         d = self.dev
         acc, ls = d["acc"], self._device_ls
@@ -264,8 +254,7 @@ def _bound_checks(ctx: DeviceContext, X, Xt, p: float, V, samples=None) -> tuple
         return [], []
     uses_xt = ctx.uses_xt
     bctx: RunContext = ctx
-    # Only the per-sample forms of the stochastic bounds (B5, B10.sup) read the samples themselves;
-    # with data tensors at hand they are read on the host, every other bound from the statistics.
+    # Only B5 and B10.sup (stochastic) read the samples: data tensors on the host; the rest, statistics.
     if isinstance(X, torch.Tensor) and run.rounding == "stochastic":
         ((Xh, Xth),) = _host_pairs([(X, Xt)], V, uses_xt, run.algorithm)
         bctx = RunContext.build(run, Xh, Xth, piv=ctx.piv)
@@ -313,10 +302,9 @@ def _pairs(batches, uses_xt: bool, who_needs: str):
 
 
 def lower_matmul_t(A: torch.Tensor, L: torch.Tensor, panels: int = 8) -> torch.Tensor:
-    r""":math:`AL^T` for lower triangular ``L``, skipping its zero upper triangle: column panel
-    :math:`[j_0, j_1)` of the result is :math:`A_{:, <j_1}L_{j_0:j_1, <j_1}^T` (``panels`` of them:
-    a fraction :math:`(k+1)/2k` of a full product's flops; torch has no BLAS ``trmm``). The same
-    sums as the full product less its zero terms."""
+    r""":math:`AL^T` for lower triangular ``L``: the full product's sums less the zero upper triangle's
+    terms. Column panel :math:`[j_0, j_1)` is :math:`A_{:, <j_1}L_{j_0:j_1, <j_1}^T` (``panels`` of them:
+    a fraction :math:`(k+1)/2k` of a full product's flops; torch has no BLAS ``trmm``)."""
     N = L.shape[0]
     width = max(256, -(-N // panels))
     if width >= N:
@@ -365,14 +353,11 @@ def _items(X, Xt, N: int, device, uses_xt: bool, algorithm: str):
 def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | None:
     r"""The run's own statistics when the data given are the data it was computed from, else ``None``.
 
-    Recomputing :math:`X^TX` costs as much as the quantization's own statistics; reusing them is safe
-    when ``X`` (and ``Xt``) are the very tensors behind ``run.stats``. That is checked, cheaply, on
-    the squared column norms (:math:`O(mN)`, equal to ``diag(run.stats)`` to ``STATS_MATCH_RTOL``
-    relative); data that differ (e.g. float64 inputs certifying a run computed on their float32
-    copies) get their own statistics, as do streamed batches, which can be read only once.
-    Statistics formed with float32 chunk products (E4) match to their own error bound
-    (:func:`ptqtheory.tolerances.gram_rounding`) on top of ``STATS_MATCH_RTOL``: the diagonal of
-    :math:`|X|^T|X|` is the squared column norms themselves.
+    Recomputing :math:`X^TX` costs as much as the quantization's own statistics; the check is cheap: the
+    squared column norms (:math:`O(mN)`) must equal ``diag(run.stats)`` to ``STATS_MATCH_RTOL`` relative,
+    plus, for float32 chunk products (E4), their bound :func:`ptqtheory.tolerances.gram_rounding` (the
+    diagonal of :math:`|X|^T|X|` is the squared column norms). Other data (e.g. float64 inputs certifying
+    a run computed on their float32 copies) and streamed batches (read only once) get their own statistics.
     """
     stats = run.stats
     if stats is not None and X is stats and V is None:
@@ -395,9 +380,8 @@ def _reusable_stats(run: Run, X, Xt, V, uses_xt: bool) -> TorchAccumulator | Non
 
 
 def _stream(items, stats: TorchAccumulator | None, N: int, E, Q, V, u, uses_xt: bool):
-    """One pass over the batches: ``(statistics, ||Xw - Xt q||^2, its sup norm (on the host),
-    ||u_N - (Xw - Xt q)||^2)``, the statistics accumulated here unless given (``stats``), the per-row sums
-    from the data."""
+    r"""One pass over the batches: the statistics (accumulated here unless ``stats`` is given) and, per
+    row, :math:`\|Xw - \tilde Xq\|^2`, its sup norm (on the host) and :math:`\|u_N - (Xw - \tilde Xq)\|^2`."""
     acc = stats if stats is not None else TorchAccumulator(N, E.device, with_mismatch=uses_xt)
     sumsq, maxabs, diffsq = (torch.zeros(E.shape[0], dtype=F64, device=E.device) for _ in range(3))
     rows = 0

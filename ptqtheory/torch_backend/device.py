@@ -1,9 +1,8 @@
 """Devices, working precision, input checks and the TF32 guard of the torch backend.
 
-The working dtype is the dtype of ``W``: float64 or float32 (float16 and bfloat16 weights are widened
-to float32, which is exact). Every check runs on the tensors' device; a failed check raises the same
-kind of error as the numpy reference (``ValueError`` / ``TypeError`` naming the argument). TF32:
-:func:`tf32_guard` (DESIGN.md "Numerics", peer complaint 5).
+The working dtype is ``W``'s, float16 and bfloat16 widened to float32 (exactly). Checks run on the
+tensors' device and raise the numpy reference's kind of error (``ValueError`` / ``TypeError`` naming
+the argument). TF32: :func:`tf32_guard` (DESIGN.md "Numerics", peer complaint 5).
 """
 
 from __future__ import annotations
@@ -125,12 +124,10 @@ def as_data(name: str, X, N: int, device: torch.device, m: int | None = None) ->
 
 @contextmanager
 def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
-    """Run a block (one call) with TF32 off (or on, if asked) on CUDA; global flags never change.
+    """Run a block (one call) with TF32 off (or on, if asked) on CUDA; yields whether TF32 may be used.
 
-    Saves ``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32`` and the
-    float32 matmul precision, sets both flags to ``allow_tf32`` and restores all three in
-    ``finally``, so an exception inside leaves no trace. On other devices nothing is touched.
-    Yields whether TF32 may be used inside the block.
+    Sets ``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32``, then restores
+    them and the float32 matmul precision in ``finally`` (even on an exception); on other devices, nothing.
     """
     allow_tf32 = check_bool("allow_tf32", allow_tf32)
     if torch.device(device).type != "cuda":

@@ -1,9 +1,5 @@
-r"""The torch backend of the engine: input checks, statistics, order, factorization, the run record.
-
-As in :mod:`ptqtheory.algorithms._engine`, everything runs in *processing order*: :func:`setup`
-permutes ``W`` and the statistics by the order, :func:`finish` undoes it. The column sweep itself
-(A2', :func:`~ptqtheory.engine.optq_blocked`), the rounder and the trace are the shared engine of
-:mod:`ptqtheory.engine`, here on tensors.
+r"""The torch backend of the engine (:mod:`ptqtheory.engine`, whose sweep A2', rounder and trace run
+here on tensors): input checks, statistics, order, factorization, the run record, in processing order.
 """
 
 from __future__ import annotations
@@ -41,13 +37,8 @@ class Setup(engine.Setup):
     factor_dtype: torch.dtype = torch.float64
 
     def rounder(self) -> Rounder:
-        """The shared :class:`~ptqtheory.engine.Rounder` on the device, in the working ``dtype``.
-
-        ``delta`` and ``zero`` are materialized per entry in processing order (a min-max rule with
-        groups refits them); ``lo`` and ``hi`` stay broadcast views when they do not depend on the
-        column. An :class:`~ptqtheory.Alphabet` gets an :class:`~ptqtheory.engine.AlphabetRounder` (its
-        values and per-row scales on the device).
-        """
+        """The shared :class:`~ptqtheory.engine.Rounder` (layout: its docstring) on the device, in the
+        working ``dtype``; an :class:`~ptqtheory.engine.AlphabetRounder` for an :class:`~ptqtheory.Alphabet`."""
         (n, N), grid, device, dtype = self.W.shape, self.grid, self.device, self.dtype
         u = column_major(uniforms(self.seed, (n, N), device, dtype)) if self.rounding == "stochastic" else None
         clipped = column_major(torch.zeros(n, N, dtype=torch.bool, device=device))
@@ -73,12 +64,9 @@ class Setup(engine.Setup):
 def setup(W, X, lam, grid, rounding, order, seed, *, Xt=None, factor: str | None = "H",
           mismatch: bool = False, data: bool = False, factor_dtype=torch.float64,
           tf32: bool = False, algorithm: str = "optq") -> Setup:
-    """Check every input, build the statistics, resolve ``lam`` and ``order``, permute, factor.
-
-    ``factor`` is ``"H"``, ``"Ht"`` (Qronos) or ``None``; ``mismatch`` asks for the statistics of
-    ``Xt`` too; ``data`` asks for the tensors themselves (GPFQ), which are then not reduced to
-    statistics unless the order needs them.
-    """
+    """Check every input, build the statistics, resolve ``lam`` and ``order``, permute, and factor
+    (``factor``: ``"H"``, ``"Ht"`` for Qronos, or ``None``). ``mismatch``: the statistics of ``Xt``
+    too; ``data``: the tensors themselves (GPFQ), reduced to statistics only if the order needs them."""
     device = weights_device(W, X=X, Xt=Xt)
     Wt, vector = as_weights(W)
     N = Wt.shape[1]

@@ -1,14 +1,11 @@
 r"""The UL factorization of :math:`H` on the device: pivots :math:`D_t` and OPTQ's factor :math:`L^T`.
 
-As in :mod:`ptqtheory.factor`: reverse, Cholesky, reverse gives :math:`H = U_H U_H^T` with
-:math:`U_H` upper triangular; :math:`D_t = (U_H)_{tt}^2` (THEORY.md I1),
-:math:`U_1 = U_H\operatorname{diag}(U_H)^{-1}` (QuIP's :math:`\mathring U + I`) and
-:math:`L^T = U_1^{-1}` (unit upper), whose row ``t`` right of the diagonal is the update
-:math:`w_{>t} \mathrel{-}= \eta_t L_{>t,t}` of A2'. The trailing block of :math:`U_H` is the UL
-factor of the trailing block of :math:`H`, which Qronos' first step uses.
+As in :mod:`ptqtheory.factor` (THEORY.md I1, A2'): reverse, Cholesky, reverse gives
+:math:`H = U_H U_H^T` (:math:`U_H` upper triangular), :math:`D_t = (U_H)_{tt}^2`,
+:math:`U_1 = U_H\operatorname{diag}(U_H)^{-1}` and :math:`L^T = U_1^{-1}`. The trailing block of
+:math:`U_H` is the UL factor of the trailing block of :math:`H`, which Qronos' first step uses.
 
-The factorization runs in ``factor_dtype`` (float64 by default, also for float32 weights); only
-:math:`L^T` is cast to the working dtype for the sweep.
+The factorization runs in ``factor_dtype`` (float64 by default, also for float32 weights).
 """
 
 from __future__ import annotations
@@ -62,16 +59,12 @@ class TorchPivots:
 
 def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
            factor_dtype: torch.dtype = torch.float64) -> TorchPivots:
-    """Factor a positive definite ``Hp`` (processing order) or raise :class:`SingularHessianError`.
-
-    The test for numerical singularity is the numpy reference's: a pivot at or below
-    ``N * eps * max(diag(H))`` (``eps`` of ``factor_dtype``), where the algorithms would divide by
-    rounding noise. The message names ``lam`` and how to set it, and lists dead columns.
-    """
+    """Factor a positive definite ``Hp`` (processing order) or raise :class:`SingularHessianError`
+    (the numpy reference's test, :func:`ptqtheory.factor.check_definite`, with ``eps`` of
+    ``factor_dtype``; the message names ``lam`` and how to set it, and lists dead columns)."""
     top = float(torch.diagonal(Hp).max())
     if factor_dtype == torch.float32:
-        # R1 in float32: the cast must neither overflow nor fall among float32's subnormals, or
-        # the factorization would fail for a reason the "singular" message would hide.
+        # R1 in float32: the cast must neither overflow nor go subnormal (the "singular" message would hide it).
         check_magnitude(f"{what} (cast to factor_dtype=torch.float32)", top, quadratic_range(factor_dtype),
                         fix="use factor_dtype=torch.float64 (the default), or rescale X by a power "
                             "of two, 2.0**k (with lam scaled by 4.0**k)",
@@ -90,11 +83,8 @@ def pivots(Hp: torch.Tensor, lam: float, what: str = "H", columns=None,
 
 def factor_damped(G0p: torch.Tensor, lam: float, damping: Damping | None, what: str, columns,
                   factor_dtype: torch.dtype) -> tuple[TorchPivots, torch.Tensor, float, list[str]]:
-    """Factor ``G0p + lam I``; with ``Damping(auto=True)`` raise ``lam`` tenfold until it works
-    (:func:`ptqtheory.engine.damped`, the numpy reference's schedule).
-
-    Returns ``(pivots, Hp, lam used, notes)``.
-    """
+    """Factor ``G0p + lam I`` into ``(pivots, Hp, lam used, notes)``; with ``Damping(auto=True)`` raise
+    ``lam`` tenfold until it works (:func:`ptqtheory.engine.damped`, the numpy reference's schedule)."""
     def attempt(lam):
         Hp = G0p.clone()
         Hp.diagonal().add_(lam)

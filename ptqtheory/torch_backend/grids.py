@@ -1,13 +1,9 @@
-r"""Grids on the device: grid checks and records.
+r"""Grids on the device: the checks of a grid against tensors, and the run's grid record (host arrays).
 
 Rounding, clipping and the min-max fit are the shared code of :mod:`ptqtheory.grids` and
-:mod:`ptqtheory.engine` (written once over :mod:`ptqtheory.backend`), so that in float64 the torch
-rounding of a given :math:`x` is bit-identical to numpy's. What is torch-specific is here: the
-checks of a grid against tensors and the host record (the parameters are materialized on the device
-by :meth:`ptqtheory.torch_backend.engine.Setup.rounder`).
-
-The grid of a run is recorded as a :class:`ptqtheory.Grid` holding CPU numpy arrays: float64
-copies of the working-precision step and zero point of every entry (refitted groups resolved).
+:mod:`ptqtheory.engine` (written once over :mod:`ptqtheory.backend`): in float64 the torch rounding
+of a given :math:`x` is bit-identical to numpy's. :meth:`ptqtheory.torch_backend.engine.Setup.rounder`
+puts the parameters on the device.
 """
 
 from __future__ import annotations
@@ -30,22 +26,16 @@ to_host = get_backend(torch.empty(0)).to_host  # float64 numpy copies on the hos
 
 
 def column_major(a: torch.Tensor) -> torch.Tensor:
-    """A copy of the ``(n, N)`` values ``a`` stored column by column, so that column ``t`` is contiguous.
-
-    The column loops read and write one column of every row per step; in row-major storage each
-    of its ``n`` entries sits on its own cache line (on a GPU: uncoalesced accesses). Always a new
-    tensor (never a view of ``a``), so the sweeps may update it in place.
-    """
+    """A new tensor (never a view, so the sweeps may update it in place) holding the ``(n, N)`` values
+    ``a`` column by column: the column loops read and write one column of every row per step, and in
+    row-major storage each of its ``n`` entries sits on its own cache line (on a GPU: uncoalesced accesses)."""
     out = torch.empty((a.shape[1], a.shape[0]), dtype=a.dtype, device=a.device).T
     return out.copy_(a)
 
 
 def minmax_grid(W: torch.Tensor, bits: int = 4, sym: bool = False, group_size: int | None = None) -> Grid:
-    """:meth:`ptqtheory.Grid.minmax` for weights on a device (fitted there, stored on the host).
-
-    The returned grid carries the min-max rule, so OPTQ, LDLQ and Qronos refit each group from the
-    current weights as the numpy reference does.
-    """
+    """:meth:`ptqtheory.Grid.minmax` for weights on a device (fitted there, stored on the host), its
+    min-max rule included: OPTQ, LDLQ and Qronos refit each group from the current weights."""
     if not isinstance(W, torch.Tensor):
         raise TypeError(f"W must be a torch tensor; got {type(W).__name__} (for numpy arrays use "
                         "pt.Grid.minmax(W, bits))")
@@ -85,7 +75,6 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
         check_values("W", to_host(W), dh, zh, loh, hih, precision=precision)
 
 
-
 def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, precision: str) -> None:
     """R2/R3 on a finished torch run: reductions on the device (one sync); on failure the numpy
     check (:func:`ptqtheory.engine.check_finite_run`) finds the place and raises."""
@@ -93,8 +82,7 @@ def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, prec
     codes = not isinstance(rounder, AlphabetRounder)  # an alphabet has no codes: x, q and eta finite
     if codes:
         lo, hi = step_range(precision)
-        # In column blocks (the arrays are column-major, so a block is contiguous): the float64
-        # temporaries stay small, which is most of this check's time at large n, N.
+        # Column blocks (contiguous: column-major); big float64 temporaries would dominate at large n, N.
         for j in range(0, trace.q.shape[1], _CHECK_BLOCK):
             cols = slice(j, j + _CHECK_BLOCK)
             q, d, z = (a[:, cols].to(torch.float64) for a in (trace.q, rounder.delta, rounder.zero))
@@ -117,6 +105,5 @@ def grid_record(rounder: Rounder, grid: Grid | Alphabet, inv: torch.Tensor) -> G
     natural = is_identity(inv)
     delta, zero = (to_host(a if natural else a.index_select(1, inv)) for a in (rounder.delta, rounder.zero))
     lo, hi = np.asarray(grid.lo, float), np.asarray(grid.hi, float)
-    # Like the numpy reference, a single row's grid stays 2-D, shape (1, N): a 1-D array
-    # would read as one value per row.
+    # As in the numpy reference, a single row's grid stays (1, N): 1-D would read as one value per row.
     return Grid.trusted(delta, zero, lo, hi, grid.rule)

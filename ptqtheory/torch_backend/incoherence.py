@@ -1,9 +1,6 @@
-r"""A3i, incoherence processing on the device (QuIP / QuIP#).
-
-Quantize :math:`W' = UWV^T` against :math:`H' = VHV^T` (the statistics of :math:`XV^T`) with random
-orthogonal :math:`U, V` built by torch on the device from a seeded ``torch.Generator``, then map
-back: :math:`Q = U^TQ'V`. The proxy loss is unchanged,
-:math:`\operatorname{tr}((Q'-W')H'(Q'-W')^T) = \operatorname{tr}((Q-W)H(Q-W)^T)`.
+r"""A3i, incoherence processing (QuIP / QuIP#) on the device: :mod:`ptqtheory.algorithms.incoherence`
+with :math:`H' = VHV^T` the statistics of :math:`XV^T`, and :math:`U, V` built by torch on the device
+from a seeded ``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -37,12 +34,8 @@ def _haar(d: int, gen: torch.Generator, device) -> torch.Tensor:
 
 
 def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.Tensor:
-    r"""A random orthogonal ``d x d`` matrix in float64 on ``device``.
-
-    ``"kron"``: :math:`A \otimes B` with Haar factors of sizes :math:`a \cdot b = d`, :math:`a` the
-    largest divisor :math:`\le\sqrt d`. ``"hadamard"``: :math:`\mathrm{Had}_d\operatorname{diag}(\pm1)/\sqrt d`
-    (Sylvester order, as ``scipy.linalg.hadamard``); needs ``d`` a power of 2.
-    """
+    r"""A random orthogonal ``d x d`` matrix in float64 on ``device``, of the ``kind`` of
+    :func:`ptqtheory.algorithms.incoherence.random_orthogonal`."""
     sizes = Transform.factor_sizes(d, kind)
     if not isinstance(gen, torch.Generator):
         raise TypeError(f"gen must be a torch.Generator; got {type(gen).__name__}")
@@ -56,12 +49,9 @@ def random_orthogonal(d: int, kind: str, gen: torch.Generator, device) -> torch.
 
 def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | Alphabet | None, allow_tf32: bool,
                **options) -> Run:
-    """Run ``fn`` (the torch ``ldlq``) on the incoherence-processed problem and map back.
-
-    The transforms are applied in float64 (to ``W`` and to the float64 statistics) and the processed
-    weights cast to the working dtype. A min-max grid is refitted to the processed weights; an
-    explicit grid is used as given, in the processed coordinates (as in the numpy reference).
-    """
+    """Run ``fn`` (the torch ``ldlq``) on the incoherence-processed problem and map back, grids as in
+    :func:`ptqtheory.algorithms.incoherence.incoherent`; the transforms are applied in float64 (to
+    ``W`` and to the float64 statistics), the processed weights cast to the working dtype."""
     device = weights_device(W, X=X)
     with tf32_guard(device, allow_tf32):
         Wa, vector = as_weights(W)
@@ -79,5 +69,4 @@ def incoherent(fn, W, X, *, kind: str, seed: SeedLike, grid: Grid | Alphabet | N
             grid = minmax_grid(Wt, grid.rule.bits, grid.rule.sym, grid.rule.group_size)
         inner = fn(Wt, acc.transformed(V), grid=grid, seed=seed, allow_tf32=allow_tf32, **options)
         Q = (U.T @ inner.Q.to(F64) @ V).to(Wa.dtype)
-
     return inner.mapped_back(Wa, Q, vector, seed, Transform(kind=kind, U=U, V=V))

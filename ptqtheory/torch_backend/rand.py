@@ -1,9 +1,7 @@
-"""Seeded torch generators, derived from the seeds of :mod:`ptqtheory.random` by stream name.
-
-A torch generator lives on one device and draws different bits on CPU and CUDA, so runs are
-reproducible bit for bit on the same device (and agree in distribution across devices). The integer
-seed of each stream comes from ``ptqtheory.random.generator(seed, stream)``, so the streams are
-independent and ``seed=None`` raises exactly as in the numpy reference.
+"""Seeded torch generators, derived from the seeds of :mod:`ptqtheory.random` by stream name
+(``ptqtheory.random.generator(seed, stream)``: independent streams; ``seed=None`` raises as in the
+numpy reference). Torch draws different bits on CPU and CUDA: runs are reproducible bit for bit on
+the same device and agree in distribution across devices.
 """
 
 from __future__ import annotations

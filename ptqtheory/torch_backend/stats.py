@@ -1,13 +1,12 @@
 r"""Calibration statistics on the device: :math:`X^TX`, :math:`\tilde X^T\tilde X`, :math:`\tilde X^TX`.
 
-:class:`TorchAccumulator` adds batches of rows in float64 on its device, whatever the batch dtype,
-so a layer's inputs never need to be held at once. With the mismatch statistics (Qronos, A4) it
-stores :math:`\tilde X^T\tilde X`, :math:`\tilde X^T\Delta` and :math:`\Delta^T\Delta` with
-:math:`\Delta = X - \tilde X` formed per batch, and derives :math:`X^TX` and :math:`\tilde X^TX`
-from them. The quantities Qronos and its certificate need are small when :math:`\tilde X \approx X`
-(:math:`w_{LS} - w = \tilde H^{-1}\tilde X^T\Delta w`, :math:`\|r_0\|^2 \le \|\Delta w\|^2`);
-computing them from these statistics avoids the cancellation of
-:math:`G w - \tilde H w` or :math:`w^THw - w^TG^T\tilde H^{-1}Gw` formed from large terms.
+:class:`TorchAccumulator` streams batches of rows, so a layer's inputs are never held at once. With
+the mismatch statistics (Qronos, A4) it stores :math:`\tilde X^T\tilde X`, :math:`\tilde X^T\Delta`
+and :math:`\Delta^T\Delta` with :math:`\Delta = X - \tilde X` formed per batch, and derives
+:math:`X^TX` and :math:`\tilde X^TX` from them. The quantities Qronos and its certificate need are
+small when :math:`\tilde X \approx X` (:math:`w_{LS} - w = \tilde H^{-1}\tilde X^T\Delta w`,
+:math:`\|r_0\|^2 \le \|\Delta w\|^2`); computing them from these statistics avoids the cancellation
+of :math:`G w - \tilde H w` or :math:`w^THw - w^TG^T\tilde H^{-1}Gw` formed from large terms.
 """
 
 from __future__ import annotations
@@ -44,13 +43,11 @@ class TorchAccumulator:
         How :math:`X^TX` is formed (without the mismatch statistics; those are always float64).
         ``"float64"`` (default): float64 products of the rows widened to float64. ``"float32"``:
         float32 products of chunks of :data:`~ptqtheory.tolerances.GRAM_CHUNK_ROWS` rows, each added
-        into the float64 accumulator, about 1.5x faster on a CPU (and more on GPUs). Only batches
-        that are exact in float32 (dtype float32, float16 or bfloat16) with their largest magnitude
-        within :math:`2^{\pm 40}` take that route; others (float64 batches in particular: they are
-        never rounded) are added in float64. The entrywise error is then
-        :math:`\gamma_c(u_{32})\approx 6\cdot 10^{-5}` of :math:`|X|^T|X|` in the worst case
-        (:func:`ptqtheory.tolerances.gram_rounding`, recorded in :attr:`gram_rounding`), against
-        :math:`\gamma_m(u_{64})` in float64, and the certificates add it to their allowances.
+        into the float64 accumulator, about 1.5x faster on a CPU (and more on GPUs), for batches exact
+        in float32 (float32, float16, bfloat16) with largest magnitude within :math:`2^{\pm 40}`
+        (others, float64 ones in particular, are never rounded: added in float64). The entrywise error
+        is then at most :math:`\gamma_c(u_{32})\approx 6\cdot 10^{-5}` of :math:`|X|^T|X|`
+        (:attr:`gram_rounding`), which the certificates add to their allowances.
 
     Attributes
     ----------
@@ -63,9 +60,8 @@ class TorchAccumulator:
 
     Notes
     -----
-    The torch algorithms accept an accumulator in place of ``X`` (statistics only); GPFQ needs the
-    data themselves. Batches may have any floating dtype and any leading shape ``(..., N)``
-    (e.g. ``(batch, tokens, N)``); leading dimensions are flattened into rows.
+    The torch algorithms accept an accumulator in place of ``X`` (statistics only; GPFQ needs the data).
+    Batches: any floating dtype, any shape ``(..., N)`` (e.g. ``(batch, tokens, N)``), flattened into rows.
     """
 
     __ptqtheory_torch__ = True
@@ -75,8 +71,7 @@ class TorchAccumulator:
         if gram not in GRAMS:
             raise ValueError(f"gram must be one of {GRAMS} (how X^T X is formed); got {gram!r}")
         self.gram = gram
-        # What the Gram matrix X^T X was formed from (E4 of ptqtheory.tolerances): float64 rows,
-        # float32 rows, and the float32 chunk products added into the float64 accumulator.
+        # X^T X's parts for E4 (ptqtheory.tolerances): float64 rows, float32 rows, float32 chunk products.
         self.rows64 = self.rows32 = self.chunks32 = 0
         # A concrete device ("cuda:0", not "cuda"), so that it compares equal to a tensor's device.
         try:
@@ -93,7 +88,6 @@ class TorchAccumulator:
         self._cross_Xt_mismatch: torch.Tensor | None = zeros() if mismatch else None
         self._gram_mismatch: torch.Tensor | None = zeros() if mismatch else None
 
-    # -- accumulation ------------------------------------------------------------------------
     def rows(self, name: str, b, index: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """``b`` as rows ``(-1, N)`` of ``dtype`` (float64, or float32 for a batch that is exact in
         float32) on this device, checked for shape and NaN/Inf."""
@@ -128,8 +122,7 @@ class TorchAccumulator:
         self.add_rows(Xb, Xtb)
 
     def add_rows(self, Xb: torch.Tensor, Xtb: torch.Tensor | None = None) -> None:
-        """Add rows already on the device and checked (what :meth:`update` does after checking): float64
-        rows, or float32 rows (without the mismatch) for the chunked float32 Gram matrix."""
+        """Add rows on the device, checked as by :meth:`rows`: float64, or float32 for the chunked Gram."""
         if self.with_mismatch:
             if Xtb is None:
                 raise ValueError("Xtb is required: this accumulator tracks the mismatch (Qronos)")
@@ -172,7 +165,6 @@ class TorchAccumulator:
             acc.update(Xb, Xtb)
         return acc
 
-    # -- statistics --------------------------------------------------------------------------
     def _need_data(self) -> None:
         if self.m == 0:
             raise ValueError("the accumulator has seen no rows; call update(X_batch) first")
@@ -249,10 +241,9 @@ def add_gram_(S: torch.Tensor, A: torch.Tensor, panels: int = 8) -> None:
     r""":math:`S \mathrel{+}= A^TA` for symmetric ``S``, at about half the flops of one product.
 
     On the CPU in float64 this is BLAS ``dsyrk`` (through :mod:`scipy.linalg.blas`, on the arrays'
-    own memory): exactly half the flops, the symmetric rank-k update that torch lacks. Elsewhere the
-    upper triangle is computed by row panels, :math:`S_{P, \ge P} \mathrel{+}= A_P^TA_{\ge P}`
-    (``panels`` of them: a fraction :math:`(k+1)/2k` of the full product's flops). Either way one
-    triangle is computed and mirrored into the other, so ``S`` stays exactly symmetric.
+    own memory): exactly half the flops, the symmetric rank-k update that torch lacks. Elsewhere by
+    ``panels`` row panels (:func:`_upper_panels_`: a fraction :math:`(k+1)/2k` of the full product's
+    flops). Either way one triangle is computed and mirrored into the other, so ``S`` stays exactly symmetric.
     """
     N = A.shape[1]
     if S.device.type == "cpu" and S.dtype == A.dtype == torch.float64 and S.is_contiguous():
@@ -275,10 +266,9 @@ def add_gram_chunked_(S: torch.Tensor, A: torch.Tensor, chunk: int = GRAM_CHUNK_
     of chunks of ``chunk`` rows, each widened (exactly) and added into ``S``. Returns the number of
     chunks (the float64 additions that :func:`ptqtheory.tolerances.gram_rounding` counts).
 
-    Each chunk computes the upper triangle by row panels as :func:`add_gram_` does (about half the
-    flops), into a float32 scratch matrix; the scratch is widened into a float64 one and added (a
-    widening copy plus a float64 addition runs several times faster than a mixed-dtype addition).
-    The lower triangle is mirrored once at the end, so ``S`` stays exactly symmetric.
+    Each chunk's upper triangle is computed by row panels, as in :func:`add_gram_`, into a float32
+    scratch matrix, widened into a float64 one and added (several times faster than a mixed-dtype
+    addition); the lower triangle is mirrored once at the end.
     """
     m, N = A.shape
     if m == 0:
@@ -308,9 +298,8 @@ def _upper_panels_(S: torch.Tensor, A: torch.Tensor, width: int, beta: float = 1
 
 
 def _mirror_(S: torch.Tensor, lower: bool = False, width: int = 256) -> None:
-    """Copy the strict upper (``lower``: lower) triangle of ``S`` into the other one, so that ``S`` is
-    exactly symmetric: by panels of ``width`` rows, about half a pass over ``S`` (whole-matrix
-    ``triu``/``tril`` copies take several)."""
+    """Copy the strict upper (``lower``: lower) triangle of ``S`` into the other, by panels of ``width`` rows:
+    ``S`` exactly symmetric in about half a pass (whole-matrix ``triu``/``tril`` copies take several)."""
     for p0 in range(0, S.shape[0], width):
         p1 = p0 + width
         if lower:
@@ -345,18 +334,14 @@ def is_identity(perm: torch.Tensor) -> bool:
 
 
 def sym_perm(S: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
-    """``S[perm][:, perm]``: a statistic in processing order (``S`` itself, not a copy, for the
-    natural order: callers do not write into it)."""
+    """``S[perm][:, perm]`` (processing order); ``S`` itself for the natural order (callers only read it)."""
     return S if is_identity(perm) else S.index_select(0, perm).index_select(1, perm)
 
 
 def resolve_lam(lam, acc: TorchAccumulator) -> tuple[float, Damping | None]:
-    """Absolute ``lam`` from a number or a :class:`~ptqtheory.Damping`, from the statistics on the device.
-
-    The conventions are :meth:`ptqtheory.Damping.resolve_with` (one implementation for both
-    backends), fed with ``mean(diag(X^T X))`` and ``lambda_max(X^T X)`` computed here, without
-    copying ``X^T X`` to the host.
-    """
+    """Absolute ``lam`` from a number or a :class:`~ptqtheory.Damping` by
+    :meth:`ptqtheory.Damping.resolve_with` (as in the numpy backend), fed with ``mean(diag(X^T X))``
+    and ``lambda_max(X^T X)`` computed on the device (no host copy of ``X^T X``)."""
     if isinstance(lam, Damping):
         value = lam.resolve_with(lambda: float(torch.diagonal(acc.gram_X).mean()),
                                  lambda: float(torch.linalg.eigvalsh(acc.gram_X)[-1]))
