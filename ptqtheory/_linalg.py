@@ -55,7 +55,8 @@ def udu(H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     :math:`H = U_H U_H^T` with :math:`U_H = J L' J`, then :math:`D = \operatorname{diag}(U_H)^2` and
     :math:`U_1 = U_H \operatorname{diag}(U_H)^{-1}`. GPTQ's :math:`U` (:math:`H^{-1} = U^T U`) is
     :math:`U_H^{-1}` (:math:`C = U_H^{-T}`, :mod:`ptqtheory.factor`); no inverse of ``H`` is formed.
-    Raises ``numpy.linalg.LinAlgError`` when ``H`` is not positive definite."""
+    Raises ``numpy.linalg.LinAlgError`` when ``H`` is not positive definite.
+    """
     if is_exact(H):
         L, Dm = sympy.Matrix(H[::-1, ::-1].tolist()).LDLdecomposition(hermitian=False)
         D = np.array([Dm[i, i] for i in range(Dm.rows)][::-1], dtype=object)

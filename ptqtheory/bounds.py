@@ -320,7 +320,8 @@ def b2(ctx: RunContext, max_k_evaluated: int = 8, max_bisection_N: int = 256) ->
     column rank (a Cholesky factorization of :math:`X^TX` decides) the only admissible ``k`` is ``N``:
     B1's data form. Otherwise the smallest value over the smallest admissible ``k`` (bisection on the
     numerical rank) and up to ``max_k_evaluated`` larger ``k`` is reported. Above ``max_bisection_N``
-    columns only ``k = N`` (always admissible; the bisection costs SVDs of m x k blocks) is evaluated."""
+    columns only ``k = N`` (always admissible; the bisection costs SVDs of m x k blocks) is evaluated.
+    """
     gram = np.asarray(ctx.gram_p, float)
     N = gram.shape[0]
     lam = float(ctx.lam)

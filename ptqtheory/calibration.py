@@ -73,7 +73,8 @@ class Damping:
     def resolve_with(self, mean_diag: Callable[[], float], max_eig: Callable[[], float]) -> float:
         """The absolute ``lam`` from ``mean_diag() = mean(diag(X^T X))`` or ``max_eig() = lambda_max(X^T X)``,
         whichever its convention reads, called only then. The one implementation of the conventions:
-        :meth:`resolve` passes functions of its ``X^T X``, the torch backend of the statistics on the device."""
+        :meth:`resolve` passes functions of its ``X^T X``, the torch backend of the statistics on the device.
+        """
         if self.kind == "absolute":
             return self.value
         if self.kind == "percdamp":

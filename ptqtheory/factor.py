@@ -132,7 +132,8 @@ class DataQR:
 
     It yields the pivots (:attr:`UH`) and least-squares fits on any *trailing* columns
     :math:`\hat X_{\ge s}` (:meth:`lstsq_trailing`; the leading ones after the reversal): Qronos's
-    :math:`w_{LS}` (:math:`s = 0`) and its first step (:math:`s = 1`) share one factorization."""
+    :math:`w_{LS}` (:math:`s = 0`) and its first step (:math:`s = 1`) share one factorization.
+    """
 
     Q: np.ndarray
     R: np.ndarray
