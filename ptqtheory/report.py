@@ -1,13 +1,7 @@
 """Reports of certified runs: one typed module for ``validate``, ``quantize``, ``certify`` and F7.
 
-A :class:`LayerRecord` is one layer under one setting: its shape, damping, time and its share of the
-certificate (:func:`summarize_certificate`: the identity, every bound with the rows it applied to,
-its violations and its worst empirical/bound ratio). A setting is a dict with ``config``, ``method``,
-``bits``, ``group_size``, ``seconds``, ``layers`` (records as dicts) and any setting-level results
-(e.g. ``perplexity``, ``cosine_mean``). :func:`summarize` aggregates settings, :func:`csv_text` writes
-one CSV row per (setting, layer, bound), :func:`write_text` and :func:`write_bytes` write files
-atomically (a reader never sees half a file, an interrupted run leaves no partial file), and
-:func:`settings_table`, :func:`bounds_table` and :func:`groups_table` print the summaries.
+A setting is a dict with ``config``, ``method``, ``bits``, ``group_size``, ``seconds``, ``layers``
+(:class:`LayerRecord` dicts) and any setting-level results (e.g. ``perplexity``, ``cosine_mean``).
 """
 
 from __future__ import annotations
@@ -225,7 +219,8 @@ def check_out_file(path: str | Path, option: str = "--out") -> Path:
 
 
 def write_bytes(path: str | Path, write: Callable[[str], object]) -> None:
-    """``write(tmp)`` fills a temporary file next to ``path``, which then replaces ``path`` at once."""
+    """``write(tmp)`` fills a temporary file next to ``path``, which then replaces ``path`` at once: a
+    reader never sees half a file, an interrupted run leaves no partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
