@@ -2,10 +2,8 @@
 
 Each module (``f1_lambda`` .. ``f13_boa``) has its title as its docstring's first line, ``NAME``
 (file stem), ``CHECKS`` (the ``bound_*`` >= ``empirical_*`` inequalities its CSV satisfies where the
-hypotheses held) and ``build(out_dir, quick) -> dict`` with ``paths`` (PDF, PNG, CSV), ``rows``
-(every plotted number) and ``findings`` (bounds seen failing where they applied; empty when all is
-well). Every random choice is seeded, so a build is reproducible. Adding a figure means writing one
-more module and adding it to :data:`FIGURES`.
+hypotheses held) and ``build(out_dir, quick) -> dict`` (:data:`.common.BUILD_DOC`). Every random
+choice is seeded, so a build is reproducible. A new figure is one more module in :data:`FIGURES`.
 
 F7 (real layers) is drawn from the report of ``ptqtheory validate`` (module attribute
 ``USES_REPORT``; its ``build`` takes ``report=PATH``); :func:`build_all` says what happens without one.
@@ -62,10 +60,8 @@ def build_all(out_dir, quick: bool = False, only=None,
 
     Parameters
     ----------
-    out_dir : path-like
-        Created if missing. Files are written atomically (temporary name, then ``os.replace``).
-    quick : bool
-        Small sizes (a few seconds per figure), as the tests use.
+    out_dir, quick : path-like, bool
+        As in :data:`~ptqtheory.figures.common.BUILD_DOC`; files are written atomically.
     only : str or iterable of str, optional
         Labels to build, e.g. ``"F1,F3"``; default all of :data:`FIGURES`.
     log : callable, optional

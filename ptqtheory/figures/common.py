@@ -67,9 +67,10 @@ _Build = TypeVar("_Build", bound=Callable[..., dict])
 
 
 def documented(build: _Build) -> _Build:
-    """Decorator: append :data:`BUILD_DOC` to ``build``'s own docstring (what the figure draws and,
-    where it matters, its quick and full sizes and its CSV rows), so ``help(build)`` shows it all."""
-    build.__doc__ = (build.__doc__ or "") + BUILD_DOC
+    """Decorator: append :data:`BUILD_DOC` to ``build``'s docstring (F1-F6's default summary if none)."""
+    label = build.__module__.rsplit(".", 1)[-1].split("_")[0].upper()
+    build.__doc__ = (build.__doc__ or f"Build {label}: run the algorithms, certify them, plot, and save PDF, "
+                     "PNG and CSV.") + BUILD_DOC
     return build
 
 
@@ -80,10 +81,8 @@ class ReportMissing(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Check:
-    """One inequality a figure's CSV must satisfy: ``row[bound] >= row[empirical]`` where
-    ``row[applies]`` is true.
-
-    Both columns are in the same units (a norm against a norm, a square against a square).
+    """One inequality a figure's CSV must satisfy where ``row[applies]`` is true: ``row[bound] >=
+    row[empirical]``, both in the same units (a norm against a norm, a square against a square).
 
     Attributes
     ----------
@@ -92,9 +91,8 @@ class Check:
     applies : str
         Boolean column: the bound's hypotheses held on that row.
     p : float or None
-        ``None`` for a deterministic bound (no failure allowed). For a bound that holds with
-        probability at least ``1 - p`` per row, failures are allowed at a rate consistent with
-        ``p`` (see :func:`failures`).
+        ``None`` for a deterministic bound (no failure allowed); for a bound that holds w.p. at least
+        ``1 - p`` per row, failures at a rate consistent with ``p`` are allowed (:func:`failures`).
     """
 
     bound: str
@@ -228,12 +226,11 @@ def script_main(module, argv: Sequence[str] | None = None) -> int:
 
 def bound_findings(checks, where: str, labels: Iterable[str] | None = None) -> list[str]:
     """Bound checks (:class:`~ptqtheory.bounds.BoundCheck`, e.g. a :class:`~ptqtheory.Certificate`'s
-    ``bounds``) that failed on a row where they applied.
+    ``bounds``) that failed on a row where they applied, each a message naming ``where`` (the parameters).
 
-    For a deterministic bound that is a counterexample. For a probability bound (B4-B6, B8 with
-    B6, B10) a failure is allowed with probability at most ``p`` per row; its message starts with
-    ``"note:"`` (the figure's CSV check then judges whether the failure *rate* is consistent with
-    ``p``). ``where`` names the parameters (it goes into the message).
+    For a deterministic bound that is a counterexample. A probability bound (B4-B6, B8 with B6, B10)
+    may fail w.p. at most ``p`` per row: its message starts with ``"note:"`` and the figure's CSV
+    check judges whether the failure *rate* is consistent with ``p``.
     """
     keep = None if labels is None else set(labels)
     out = []

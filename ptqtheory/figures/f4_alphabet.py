@@ -75,7 +75,6 @@ def _point(panel: str, N: int, lam_rel: float, n: int) -> tuple[dict, list[str]]
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F4: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
     sz = QUICK if quick else FULL
     rows, findings = [], []
     points = [("N", N, PERCDAMP) for N in sz["Ns"]]

@@ -47,7 +47,6 @@ FULL: dict = dict(m=256, N=64, n=16, outliers=4, scales=tuple(np.logspace(0, 2.5
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F6: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
     sz = QUICK if quick else FULL
     m, N, n = sz["m"], sz["N"], sz["n"]
     rows, findings = [], []
