@@ -1,10 +1,8 @@
 """The ``ptqtheory`` command.
 
-``ptqtheory certify`` quantizes one seeded layer with every algorithm and prints, per algorithm,
-the identity checked, its largest relative gap over rows, the empirical errors and the clip count,
-then every bound that applied: rows checked, violations and the largest empirical/bound ratio.
-``ptqtheory quantize MODEL_DIR`` quantizes a local Hugging Face causal LM block by block on the torch
-backend, certifies every row of every layer, saves the model and the report, exits 1 on any violation.
+``ptqtheory certify`` prints, per algorithm on one seeded layer, the identity checked, its largest
+relative gap over rows, the empirical errors and the clip count, then the bounds table
+(:func:`ptqtheory.report.bounds_table`). The other subcommands: see their ``--help`` and what they call.
 """
 
 from __future__ import annotations

@@ -17,9 +17,6 @@ deterministic and per-run bounds on every such row (``checked_deterministic``), 
 (``checked_probability``): a layer's maximum fails with probability at most ``rows_applied * p``,
 at most :data:`P_LAYER` for the report's ``p`` (1e-6 by default) and MiniLM's at most 1536 rows.
 Bounds of kind ``"mean"`` (B12, a statement about an expectation) are plotted but not checked.
-
-Without a report, ``build(out, quick=True)`` builds from a small validation of its own
-(:func:`quick_report`), so the tests build F7 from a real report too.
 """
 
 from __future__ import annotations
@@ -40,7 +37,6 @@ from .common import Check, ReportMissing, failures, finish
 
 NAME = "f7_real_layers"
 USES_REPORT = True
-"""``build`` takes ``report=PATH`` (a ``ptqtheory validate`` report; see :func:`build`)."""
 
 DEFAULT_REPORT = Path("ptqtheory-report") / "report.json"
 VALIDATE_MINUTES = 5  # measured: `time ptqtheory validate`, 4 min 25 s on 2 cores
@@ -105,9 +101,7 @@ def load_report(report=None) -> dict:
 
 
 def quick_report(out_dir) -> Path:
-    """Run a small ``ptqtheory validate`` (OPTQ and stochastic OPTQ at 4 bits, one calibration
-    batch, 8 held-out paragraphs, one process) into ``out_dir``; return its ``report.json``.
-    Its printed tables go to stderr."""
+    """Run a small ``ptqtheory validate`` into ``out_dir`` (tables to stderr); return its ``report.json``."""
     from ..models.pipeline import Config
     from ..models.validate import run_validate
 
@@ -185,8 +179,7 @@ def build(out_dir: Path, quick: bool = False, report=None) -> dict:
         With no ``report``: run a small validation first (:func:`quick_report`, about a minute on 2
         cores) into a temporary folder and build from it, as the tests do.
     report : path-like, optional
-        ``report.json`` written by ``ptqtheory validate``, or its folder. Default
-        :data:`DEFAULT_REPORT` (relative to the working directory) unless ``quick``.
+        As in :func:`report_path` (its default relative to the working directory) unless ``quick``.
 
     Returns
     -------

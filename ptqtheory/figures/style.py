@@ -89,11 +89,8 @@ def context():
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None,
                height: float | None = None, **subplot_kw):
-    """A constrained-layout :class:`~matplotlib.figure.Figure` on the Agg canvas and its axes.
-
-    The default size is :data:`PANEL` per panel. Call inside :func:`context`. Returns
-    ``(fig, axes)`` with ``axes`` squeezed as :meth:`Figure.subplots` does.
-    """
+    """``(fig, axes)``: a constrained-layout :class:`~matplotlib.figure.Figure` of :data:`PANEL` per panel
+    by default, ``axes`` squeezed as :meth:`Figure.subplots` does. Call inside :func:`context`."""
     w = PANEL[0] * ncols if width is None else width
     h = PANEL[1] * nrows if height is None else height
     fig = Figure(figsize=(w, h), layout="constrained")
