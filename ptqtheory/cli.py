@@ -23,11 +23,9 @@ from .grids import Grid
 
 
 def default_layer(seed: int = 0, n: int = 96, N: int = 128, m: int = 512):
-    """A seeded synthetic layer: heavy-tailed inputs (Student t, 3 dof) with a few outlier channels.
-
-    Returns ``(W, X, Xt)``; ``Xt`` is ``X`` after 8-bit per-tensor activation rounding, the input
-    mismatch that Qronos and GPFQ correct. Labelled synthetic wherever it is reported.
-    """
+    """``(W, X, Xt)``: a seeded synthetic layer (labelled so wherever reported), heavy-tailed inputs
+    (Student t, 3 dof) with a few outlier channels; ``Xt`` is ``X`` after 8-bit per-tensor activation
+    rounding, the input mismatch that Qronos and GPFQ correct."""
     rng = np.random.default_rng(seed)
     X = rng.standard_t(3, size=(m, N))
     outliers = rng.choice(N, size=max(1, N // 32), replace=False)

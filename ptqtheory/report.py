@@ -265,11 +265,8 @@ def totals_line(summary: dict) -> str:
 
 
 def settings_table(settings: list[dict], columns: dict[str, tuple[str, str]] | None = None) -> str:
-    """Per setting: layers, worst identity gap, clipped rows, violations, then ``columns``.
-
-    ``columns`` maps a setting key (e.g. ``"perplexity"``) to ``(header, format)``; a setting without
-    the key prints ``-``.
-    """
+    """Per setting: layers, worst identity gap, clipped rows, violations, then ``columns`` (a setting key,
+    e.g. ``"perplexity"``, to ``(header, format)``; ``-`` for a setting without the key)."""
     columns = columns or {}
     extra_head = "".join(f"{h:>{max(10, len(h) + 2)}}" for h, _ in columns.values())
     head = (f"{'setting':<24}{'layers':>7}{'max I gap':>11}{'clipped rows':>15}{'violations':>11}"

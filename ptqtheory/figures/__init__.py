@@ -7,8 +7,6 @@ choice is seeded, so a build is reproducible. A new figure is one more module in
 
 F7 (real layers) is drawn from the report of ``ptqtheory validate`` (module attribute
 ``USES_REPORT``; its ``build`` takes ``report=PATH``); :func:`build_all` says what happens without one.
-
-Command line: ``ptqtheory figures --out DIR [--quick] [--only F1,F3] [--report PATH]``.
 """
 
 from __future__ import annotations
@@ -69,10 +67,10 @@ def build_all(out_dir, quick: bool = False, only=None,
         ``build`` dict, with its ``findings``). A figure skipped for want of its report gets
         ``paths == {}`` and a ``"note: skipped: ..."`` finding.
     report : path-like, optional
-        The ``ptqtheory validate`` report for F7 (``report.json`` or its folder). Checked before
-        anything is built: if it is missing, :class:`ReportMissing` is raised. Without it, F7 reads
-        the default report (``ptqtheory-report/report.json``) if present, is skipped with a note
-        saying how to produce one if not, or, with ``quick``, runs a small validation first.
+        F7's ``ptqtheory validate`` report (``report.json`` or its folder), checked before anything
+        is built (:class:`ReportMissing` if missing). Without it, F7 runs a small validation first
+        with ``quick``; otherwise it reads ``ptqtheory-report/report.json`` if present, or is skipped
+        with a note saying how to produce one.
     """
     out = Path(out_dir)
     keys = select(only)

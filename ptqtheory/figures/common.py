@@ -75,8 +75,7 @@ def documented(build: _Build) -> _Build:
 
 
 class ReportMissing(FileNotFoundError):
-    """A figure built from a report (F7: ``ptqtheory validate``) found none; the message says how
-    to produce it."""
+    """A figure built from a report (F7: ``ptqtheory validate``) found none; the message says how to make it."""
 
 
 @dataclass(frozen=True)

@@ -277,7 +277,6 @@ def _plot(rows: list[dict], data: dict):
             if below else "")
     ax.set_xlabel(r"empirical / bound, largest over the rows $w$ of a layer" + edge)
 
-    # Bottom: cosine similarity of the sentence embeddings, per setting (a row per method).
     for y, m in enumerate(methods):
         mine = [r for r in settings if r["method"] == m]
         precs = [pr for pr in precisions if any(_precision(r) == pr for r in mine)]
@@ -298,7 +297,6 @@ def _plot(rows: list[dict], data: dict):
     ax_c.set_xlabel("cosine similarity to the float model's embedding\n"
                     "(held-out sentences; marker: mean, bar: minimum)")
 
-    # Legend: methods (colour) in the left column; precision (marker) and the lines in the right.
     left = [Line2D([], [], color=color[m], marker="o", ls="none", ms=3.5,
                    label=METHODS[m][0] if m in METHODS else m) for m in methods]
     right = [Line2D([], [], color="0.3", marker=marker[pr], ls="none", ms=3.5, label=pr)
