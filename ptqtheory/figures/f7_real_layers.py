@@ -1,13 +1,12 @@
 r"""F7 — real layers: every bound on every linear layer of all-MiniLM-L6-v2, as empirical / bound.
 
-Read from the report of ``ptqtheory validate`` (:mod:`ptqtheory.models.validate`): every one of the
-36 linear layers of the embedded model is quantized, block by block, with each setting (method and
-bit width), and every row of every layer is certified. For each bound label in the report (B1, B2,
-B7, B9, ..., with its forms such as ``B1.data``) and each (setting, layer) where the bound's
-hypotheses held on at least one row, the top panel shows the largest ratio
-:math:`\text{empirical}/\text{bound}` over the layer's rows (log scale; 1 = bound attained, beyond 1
-= violated), coloured by method. The bottom panel shows, per setting, the cosine similarity between
-the quantized and the float model's sentence embeddings on held-out text (mean and minimum).
+Read from a ``ptqtheory validate`` report (:mod:`ptqtheory.models.validate`), which quantizes all 36
+linear layers of the embedded model block by block with each setting (method and bit width) and
+certifies every row. Top: for each bound label in the report (B1, B2, B7, B9, ..., with forms such as
+``B1.data``) and each (setting, layer) where the bound's hypotheses held on some row, the largest
+ratio :math:`\text{empirical}/\text{bound}` over the layer's rows (log scale; 1 = bound attained,
+beyond 1 = violated), coloured by method. Bottom: per setting, the cosine similarity of the quantized
+to the float model's sentence embeddings on held-out text (mean and minimum).
 
 The CSV has one row per (setting, layer, bound) in ratio form: ``bound_ratio`` is 1 and
 ``empirical_max_ratio`` the layer's largest ratio, so the usual ``bound >= empirical`` check reads
