@@ -1,8 +1,7 @@
 """The ``ptqtheory`` command.
 
-``ptqtheory certify`` prints, per algorithm on one seeded layer, the identity checked, its largest
-relative gap over rows, the empirical errors and the clip count, then the bounds table
-(:func:`ptqtheory.report.bounds_table`). The other subcommands: see their ``--help`` and what they call.
+``ptqtheory certify`` prints, per algorithm on one seeded layer, the identity, its largest relative gap
+over rows, the errors and the clip count, then :func:`ptqtheory.report.bounds_table`. Others: ``--help``.
 """
 
 from __future__ import annotations

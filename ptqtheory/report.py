@@ -107,10 +107,9 @@ def summarize_bound(b, rows: slice) -> dict:
 
 
 def optimality_ratios(setting: dict) -> tuple[float | None, float | None]:
-    """``(median, worst)`` of the optimality ratio (bound ``L1``, docs/optimality.md) of one setting:
-    the median over its layers of each layer's median row, and the largest row; ``(None, None)`` for
-    methods without one (RTN, GPFQ). With one step per row the ratio is the same for every row of a
-    layer (the step cancels); with groups it varies by row."""
+    """``(median, worst)`` optimality ratio (bound ``L1``, docs/optimality.md) of one setting: the median
+    over layers of each layer's median row, and the largest row; ``(None, None)`` without L1 (RTN, GPFQ).
+    One step per row gives every row of a layer the same ratio (the step cancels); groups make it vary."""
     meds, worst = [], []
     for lr in setting["layers"]:
         b = lr["summary"]["bounds"].get("L1")
