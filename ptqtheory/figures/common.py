@@ -1,6 +1,4 @@
-"""What every figure module (its contract: :mod:`ptqtheory.figures`) shares: atomic saving (PDF, PNG,
-CSV), bound checks, the script entry, and :func:`documented` for ``build``'s docstring.
-"""
+"""What the figure modules (contract: :mod:`ptqtheory.figures`) share: atomic saving, checks, script entry."""
 
 from __future__ import annotations
 
@@ -107,10 +105,9 @@ def _truthy(v) -> bool:
 def failures(rows: Sequence[dict], checks: Iterable[Check]) -> list[str]:
     """Descriptions of the checks that fail on ``rows`` (dicts as written to, or read from, the CSV).
 
-    A deterministic check fails on any row where it applies and ``empirical > bound (1 + RTOL)``.
-    A probabilistic check fails when the number of such rows ``k`` out of ``n`` applicable rows
-    exceeds ``n p + 3 sqrt(n p (1 - p)) + 1`` (a generous binomial allowance: each row may fail
-    with probability at most ``p``).
+    A deterministic check fails on any row where it applies and ``empirical > bound (1 + RTOL)``; a
+    probabilistic one when such rows, ``k`` of the ``n`` where it applies, exceed
+    ``n p + 3 sqrt(n p (1 - p)) + 1`` (a generous binomial allowance for a failure probability ``p`` per row).
     """
     out = []
     for chk in checks:

@@ -43,7 +43,6 @@ HOW_TO_PRODUCE = (f"run `ptqtheory validate --out {DEFAULT_REPORT.parent}` first
                   f"{VALIDATE_MINUTES} minutes on 2 cores)")
 
 P_LAYER = 0.01
-"""Per-(setting, layer) failure allowance of a probability bound's layer maximum."""
 
 CHECKS = [
     Check("bound_ratio", "empirical_max_ratio", "checked_deterministic"),

@@ -1,8 +1,7 @@
 r"""The one matplotlib style of every paper figure (serif, 8-9 pt, column width, colorblind-safe).
 
-Panels are :data:`PANEL` in size, drawn with the Agg canvas (no pyplot, no global backend switch) and
-typeset with matplotlib's mathtext in the STIX fonts, which match Times-like paper fonts. Colours are
-:data:`COLORS`; line styles and markers vary too, so a figure also reads in grey scale.
+Drawn on the Agg canvas (no pyplot, no global backend switch), typeset in STIX mathtext (Times-like
+paper fonts), in :data:`COLORS` with varied line styles and markers too (so it reads in grey scale).
 """
 
 from __future__ import annotations
