@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import algorithms as alg
+from . import report as rep
 from .api import certify
 from .calibration import Damping
 from .factor import SingularHessianError
@@ -61,8 +63,6 @@ def _certify_table(args) -> int:
            f"{'max |.|_inf':>13}{'clipped':>9}{'seconds':>9}"
     print(head)
     print("-" * len(head))
-    from . import report as rep
-
     worst, all_hold = 0.0, True
     settings = []
     for name, fn, xt in runs:
@@ -95,8 +95,6 @@ def _certify_table(args) -> int:
 def _check(args) -> int:
     """The hunt; exit 0 only when instances were checked and none violated anything, 1 on a
     violation or when nothing was checked, 2 on a usage error (one line on stderr)."""
-    import math
-
     from .hunt import hunt
 
     if not (math.isfinite(args.budget) and args.budget > 0):
@@ -122,9 +120,7 @@ def _check(args) -> int:
     print(file=sys.stderr)
     print(report.table())
     if args.out:
-        from .report import write_text
-
-        write_text(args.out, report.to_json())
+        rep.write_text(args.out, report.to_json())
     if not report.checked:
         print(f"ptqtheory check: no instance completed in {args.budget:g} s ({report.refused} refused): "
               "nothing was checked; give a larger --budget", file=sys.stderr)
@@ -293,11 +289,9 @@ def _main(argv: list[str] | None) -> int:
     q.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command in ("certify", "check", "figures") and args.out is not None:
-        from .report import OutputPathError, check_out_dir, check_out_file
-
         try:  # output paths are checked before any work (quantize and validate check their own)
-            (check_out_file if args.command == "check" else check_out_dir)(args.out)
-        except OutputPathError as exc:
+            (rep.check_out_file if args.command == "check" else rep.check_out_dir)(args.out)
+        except rep.OutputPathError as exc:
             return _usage_error(args, exc)
     commands = {"certify": _certify_table, "check": _check, "figures": _figures, "quantize": _quantize,
                 "validate": _validate}
