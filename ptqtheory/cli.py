@@ -129,8 +129,7 @@ def _check(args) -> int:
 
 
 def _figures(args) -> int:
-    """Build the figures; exit 1 if a bound failed where it applied (notes on probability bounds
-    failing at a rate allowed by their ``p`` are printed but do not fail)."""
+    """Build the figures; exit 1 if a bound failed where it applied (``note:`` findings do not fail)."""
     from .figures import ReportMissing, build_all
 
     bad = []

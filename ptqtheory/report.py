@@ -191,8 +191,7 @@ def _writable_ancestor(path: Path, option: str) -> None:
 
 @contextlib.contextmanager
 def reraise_as(error: type[Exception], *kinds: type[Exception]) -> Iterator[None]:
-    """Exceptions of ``kinds`` raised in the ``with`` block become ``error`` with the same message (the
-    commands turn a library's error found before any work into their usage error)."""
+    """Exceptions of ``kinds`` in the block become ``error``, same message (a command's usage error)."""
     try:
         yield
     except kinds as exc:

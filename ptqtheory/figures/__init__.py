@@ -63,9 +63,8 @@ def build_all(out_dir, quick: bool = False, only=None,
     only : str or iterable of str, optional
         Labels to build, e.g. ``"F1,F3"``; default all of :data:`FIGURES`.
     log : callable, optional
-        Called as ``log(label, result, seconds)`` after each figure (``result`` is the module's
-        ``build`` dict, with its ``findings``). A figure skipped for want of its report gets
-        ``paths == {}`` and a ``"note: skipped: ..."`` finding.
+        Called as ``log(label, result, seconds)`` after each figure, ``result`` being ``build``'s dict;
+        a figure skipped for want of its report gets ``paths == {}`` and a ``"note: skipped: ..."`` finding.
     report : path-like, optional
         F7's ``ptqtheory validate`` report (``report.json`` or its folder), checked before anything
         is built (:class:`ReportMissing` if missing). Without it, F7 runs a small validation first
