@@ -216,12 +216,12 @@ def check_out_file(path: str | Path, option: str = "--out") -> Path:
     return out
 
 
-def write_bytes(path: str | Path, write: Callable[[str], object]) -> None:
+def write_bytes(path: str | Path, write: Callable[[str], object], suffix: str = "") -> None:
     """``write(tmp)`` fills a temporary file next to ``path``, which then replaces ``path`` at once: a
     reader never sees half a file, an interrupted run leaves no partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
         write(tmp)

@@ -7,7 +7,6 @@ import csv
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -18,6 +17,7 @@ import numpy as np
 
 from ..instances import make_X
 from ..random import generator
+from ..report import write_bytes
 from . import style
 
 __all__ = [
@@ -124,23 +124,16 @@ def failures(rows: Sequence[dict], checks: Iterable[Check]) -> list[str]:
 
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary name in ``path``'s folder, then ``os.replace`` it onto
-    ``path``: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """:func:`ptqtheory.report.write_bytes` (temporary name ``.*.tmp``), the file given the usual mode."""
+
+    def write_with_mode(tmp):
         write(tmp)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
+
+    write_bytes(path, write_with_mode, suffix=".tmp")
+    return Path(path)
 
 
 def _cell(v):
