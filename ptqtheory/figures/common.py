@@ -125,7 +125,6 @@ def failures(rows: Sequence[dict], checks: Iterable[Check]) -> list[str]:
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> Path:
     """:func:`ptqtheory.report.write_bytes` (temporary name ``.*.tmp``), the file given the usual mode."""
-
     def write_with_mode(tmp):
         write(tmp)
         umask = os.umask(0)
