@@ -93,8 +93,7 @@ def _certify_table(args) -> int:
 
 
 def _check(args) -> int:
-    """The hunt; exit 0 only when instances were checked and none violated anything, 1 on a
-    violation or when nothing was checked, 2 on a usage error (one line on stderr)."""
+    """The hunt; exit 0 only when instances were checked and none violated anything, else 1 (2: usage error)."""
     from .hunt import hunt
 
     if not (math.isfinite(args.budget) and args.budget > 0):

@@ -177,9 +177,8 @@ def save(fig, out_dir: Path, stem: str, rows: Sequence[dict]) -> dict[str, Path]
 
 def finish(out_dir: Path, stem: str, rows: Sequence[dict], findings: list[str],
            draw: Callable[[], object], checks: Iterable[Check] = ()) -> dict:
-    """The end of every figure's ``build``: ``draw()`` the figure in the house style, :func:`save` it with
-    ``rows`` as its CSV, and return ``{"paths", "rows", "findings"}``, the :func:`failures` of ``checks``
-    on ``rows`` appended to ``findings``."""
+    """The end of every figure's ``build``: ``draw()`` in the house style, :func:`save` with ``rows`` as CSV;
+    ``{"paths", "rows", "findings"}``, the :func:`failures` of ``checks`` appended to ``findings``."""
     with style.context():
         paths = save(draw(), out_dir, stem, rows)
     return {"paths": paths, "rows": rows, "findings": findings + failures(rows, checks)}

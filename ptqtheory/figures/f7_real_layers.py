@@ -174,8 +174,7 @@ def build(out_dir: Path, quick: bool = False, report=None) -> dict:
     out_dir : Path
         As in :data:`~ptqtheory.figures.common.BUILD_DOC`.
     quick : bool
-        With no ``report``: run a small validation first (:func:`quick_report`, about a minute on 2
-        cores) into a temporary folder and build from it, as the tests do.
+        With no ``report``: build from :func:`quick_report` (about a minute on 2 cores), as the tests do.
     report : path-like, optional
         As in :func:`report_path` (its default relative to the working directory) unless ``quick``.
 
