@@ -70,9 +70,8 @@ def bound_key(label: str) -> tuple:
 def summarize_certificate(c, rows: slice, rtol: float = RTOL_IDENTITY) -> dict:
     """One layer's share (``rows``) of a possibly stacked certificate: identity and every bound.
 
-    ``identity_max_gap`` is the largest relative gap over the rows whose sides lie far above their
-    rounding allowance (``identity_rows_resolved`` of them); the other rows are judged by the
-    allowance alone (:meth:`ptqtheory.Certificate.identity_holds`).
+    ``identity_max_gap`` is the largest relative gap over the :attr:`~ptqtheory.Certificate.resolved`
+    rows (``identity_rows_resolved`` of them; the others are judged by their rounding allowance alone).
     """
     out: dict = {"identity": c.identity, "rows": rows.stop - rows.start}
     if c.identity is not None:
