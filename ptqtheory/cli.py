@@ -1,16 +1,14 @@
 """The ``ptqtheory`` command.
 
-``ptqtheory certify`` quantizes one seeded layer with every algorithm and prints, per algorithm,
-the identity checked, its largest relative gap over rows, the empirical errors and the clip count,
-then every bound that applied: rows checked, violations and the largest empirical/bound ratio.
-``ptqtheory quantize MODEL_DIR`` quantizes a local Hugging Face causal LM block by block on the torch
-backend, certifies every row of every layer, saves the model and the report, exits 1 on any violation.
+``ptqtheory certify`` prints, per algorithm on one seeded layer, the identity, its largest relative gap
+over rows, the errors and the clip count, then :func:`ptqtheory.report.bounds_table`. Others: ``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import algorithms as alg
+from . import report as rep
 from .api import certify
 from .calibration import Damping
 from .factor import SingularHessianError
@@ -25,11 +24,9 @@ from .grids import Grid
 
 
 def default_layer(seed: int = 0, n: int = 96, N: int = 128, m: int = 512):
-    """A seeded synthetic layer: heavy-tailed inputs (Student t, 3 dof) with a few outlier channels.
-
-    Returns ``(W, X, Xt)``; ``Xt`` is ``X`` after 8-bit per-tensor activation rounding, the input
-    mismatch that Qronos and GPFQ correct. Labelled synthetic wherever it is reported.
-    """
+    """``(W, X, Xt)``: a seeded synthetic layer (labelled so wherever reported), heavy-tailed inputs
+    (Student t, 3 dof) with a few outlier channels; ``Xt`` is ``X`` after 8-bit per-tensor activation
+    rounding, the input mismatch that Qronos and GPFQ correct."""
     rng = np.random.default_rng(seed)
     X = rng.standard_t(3, size=(m, N))
     outliers = rng.choice(N, size=max(1, N // 32), replace=False)
@@ -66,8 +63,6 @@ def _certify_table(args) -> int:
            f"{'max |.|_inf':>13}{'clipped':>9}{'seconds':>9}"
     print(head)
     print("-" * len(head))
-    from . import report as rep
-
     worst, all_hold = 0.0, True
     settings = []
     for name, fn, xt in runs:
@@ -98,10 +93,7 @@ def _certify_table(args) -> int:
 
 
 def _check(args) -> int:
-    """The hunt; exit 0 only when instances were checked and none violated anything, 1 on a
-    violation or when nothing was checked, 2 on a usage error (one line on stderr)."""
-    import math
-
+    """The hunt; exit 0 only when instances were checked and none violated anything, else 1 (2: usage error)."""
     from .hunt import hunt
 
     if not (math.isfinite(args.budget) and args.budget > 0):
@@ -127,9 +119,7 @@ def _check(args) -> int:
     print(file=sys.stderr)
     print(report.table())
     if args.out:
-        from .report import write_text
-
-        write_text(args.out, report.to_json())
+        rep.write_text(args.out, report.to_json())
     if not report.checked:
         print(f"ptqtheory check: no instance completed in {args.budget:g} s ({report.refused} refused): "
               "nothing was checked; give a larger --budget", file=sys.stderr)
@@ -138,8 +128,7 @@ def _check(args) -> int:
 
 
 def _figures(args) -> int:
-    """Build the figures; exit 1 if a bound failed where it applied (notes on probability bounds
-    failing at a rate allowed by their ``p`` are printed but do not fail)."""
+    """Build the figures; exit 1 if a bound failed where it applied (``note:`` findings do not fail)."""
     from .figures import ReportMissing, build_all
 
     bad = []
@@ -298,11 +287,9 @@ def _main(argv: list[str] | None) -> int:
     q.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command in ("certify", "check", "figures") and args.out is not None:
-        from .report import OutputPathError, check_out_dir, check_out_file
-
         try:  # output paths are checked before any work (quantize and validate check their own)
-            (check_out_file if args.command == "check" else check_out_dir)(args.out)
-        except OutputPathError as exc:
+            (rep.check_out_file if args.command == "check" else rep.check_out_dir)(args.out)
+        except rep.OutputPathError as exc:
             return _usage_error(args, exc)
     commands = {"certify": _certify_table, "check": _check, "figures": _figures, "quantize": _quantize,
                 "validate": _validate}

@@ -1,13 +1,7 @@
 """Reports of certified runs: one typed module for ``validate``, ``quantize``, ``certify`` and F7.
 
-A :class:`LayerRecord` is one layer under one setting: its shape, damping, time and its share of the
-certificate (:func:`summarize_certificate`: the identity, every bound with the rows it applied to,
-its violations and its worst empirical/bound ratio). A setting is a dict with ``config``, ``method``,
-``bits``, ``group_size``, ``seconds``, ``layers`` (records as dicts) and any setting-level results
-(e.g. ``perplexity``, ``cosine_mean``). :func:`summarize` aggregates settings, :func:`csv_text` writes
-one CSV row per (setting, layer, bound), :func:`write_text` and :func:`write_bytes` write files
-atomically (a reader never sees half a file, an interrupted run leaves no partial file), and
-:func:`settings_table`, :func:`bounds_table` and :func:`groups_table` print the summaries.
+A setting is a dict with ``config``, ``method``, ``bits``, ``group_size``, ``seconds``, ``layers``
+(:class:`LayerRecord` dicts) and any setting-level results (e.g. ``perplexity``, ``cosine_mean``).
 """
 
 from __future__ import annotations
@@ -76,9 +70,8 @@ def bound_key(label: str) -> tuple:
 def summarize_certificate(c, rows: slice, rtol: float = RTOL_IDENTITY) -> dict:
     """One layer's share (``rows``) of a possibly stacked certificate: identity and every bound.
 
-    ``identity_max_gap`` is the largest relative gap over the rows whose sides lie far above their
-    rounding allowance (``identity_rows_resolved`` of them); the other rows are judged by the
-    allowance alone (:meth:`ptqtheory.Certificate.identity_holds`).
+    ``identity_max_gap`` is the largest relative gap over the :attr:`~ptqtheory.Certificate.resolved`
+    rows (``identity_rows_resolved`` of them; the others are judged by their rounding allowance alone).
     """
     out: dict = {"identity": c.identity, "rows": rows.stop - rows.start}
     if c.identity is not None:
@@ -113,10 +106,9 @@ def summarize_bound(b, rows: slice) -> dict:
 
 
 def optimality_ratios(setting: dict) -> tuple[float | None, float | None]:
-    """``(median, worst)`` of the optimality ratio (bound ``L1``, docs/optimality.md) of one setting:
-    the median over its layers of each layer's median row, and the largest row; ``(None, None)`` for
-    methods without one (RTN, GPFQ). With one step per row the ratio is the same for every row of a
-    layer (the step cancels); with groups it varies by row."""
+    """``(median, worst)`` optimality ratio (bound ``L1``, docs/optimality.md) of one setting: the median
+    over layers of each layer's median row, and the largest row; ``(None, None)`` without L1 (RTN, GPFQ).
+    One step per row gives every row of a layer the same ratio (the step cancels); groups make it vary."""
     meds, worst = [], []
     for lr in setting["layers"]:
         b = lr["summary"]["bounds"].get("L1")
@@ -198,8 +190,7 @@ def _writable_ancestor(path: Path, option: str) -> None:
 
 @contextlib.contextmanager
 def reraise_as(error: type[Exception], *kinds: type[Exception]) -> Iterator[None]:
-    """Exceptions of ``kinds`` raised in the ``with`` block become ``error`` with the same message (the
-    commands turn a library's error found before any work into their usage error)."""
+    """Exceptions of ``kinds`` in the block become ``error``, same message (a command's usage error)."""
     try:
         yield
     except kinds as exc:
@@ -224,11 +215,12 @@ def check_out_file(path: str | Path, option: str = "--out") -> Path:
     return out
 
 
-def write_bytes(path: str | Path, write: Callable[[str], object]) -> None:
-    """``write(tmp)`` fills a temporary file next to ``path``, which then replaces ``path`` at once."""
+def write_bytes(path: str | Path, write: Callable[[str], object], suffix: str = "") -> None:
+    """``write(tmp)`` fills a temporary file next to ``path``, which then replaces ``path`` at once: a
+    reader never sees half a file, an interrupted run leaves no partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
         write(tmp)
@@ -270,11 +262,8 @@ def totals_line(summary: dict) -> str:
 
 
 def settings_table(settings: list[dict], columns: dict[str, tuple[str, str]] | None = None) -> str:
-    """Per setting: layers, worst identity gap, clipped rows, violations, then ``columns``.
-
-    ``columns`` maps a setting key (e.g. ``"perplexity"``) to ``(header, format)``; a setting without
-    the key prints ``-``.
-    """
+    """Per setting: layers, worst identity gap, clipped rows, violations, then ``columns`` (a setting key,
+    e.g. ``"perplexity"``, to ``(header, format)``; ``-`` for a setting without the key)."""
     columns = columns or {}
     extra_head = "".join(f"{h:>{max(10, len(h) + 2)}}" for h, _ in columns.values())
     head = (f"{'setting':<24}{'layers':>7}{'max I gap':>11}{'clipped rows':>15}{'violations':>11}"

@@ -2,15 +2,11 @@
 
 Each module (``f1_lambda`` .. ``f13_boa``) has its title as its docstring's first line, ``NAME``
 (file stem), ``CHECKS`` (the ``bound_*`` >= ``empirical_*`` inequalities its CSV satisfies where the
-hypotheses held) and ``build(out_dir, quick) -> dict`` with ``paths`` (PDF, PNG, CSV), ``rows``
-(every plotted number) and ``findings`` (bounds seen failing where they applied; empty when all is
-well). Every random choice is seeded, so a build is reproducible. Adding a figure means writing one
-more module and adding it to :data:`FIGURES`.
+hypotheses held) and ``build(out_dir, quick) -> dict`` (:data:`.common.BUILD_DOC`). Every random
+choice is seeded, so a build is reproducible. A new figure is one more module in :data:`FIGURES`.
 
 F7 (real layers) is drawn from the report of ``ptqtheory validate`` (module attribute
 ``USES_REPORT``; its ``build`` takes ``report=PATH``); :func:`build_all` says what happens without one.
-
-Command line: ``ptqtheory figures --out DIR [--quick] [--only F1,F3] [--report PATH]``.
 """
 
 from __future__ import annotations
@@ -62,21 +58,18 @@ def build_all(out_dir, quick: bool = False, only=None,
 
     Parameters
     ----------
-    out_dir : path-like
-        Created if missing. Files are written atomically (temporary name, then ``os.replace``).
-    quick : bool
-        Small sizes (a few seconds per figure), as the tests use.
+    out_dir, quick : path-like, bool
+        As in :data:`~ptqtheory.figures.common.BUILD_DOC`; files are written atomically.
     only : str or iterable of str, optional
         Labels to build, e.g. ``"F1,F3"``; default all of :data:`FIGURES`.
     log : callable, optional
-        Called as ``log(label, result, seconds)`` after each figure (``result`` is the module's
-        ``build`` dict, with its ``findings``). A figure skipped for want of its report gets
-        ``paths == {}`` and a ``"note: skipped: ..."`` finding.
+        Called as ``log(label, result, seconds)`` after each figure, ``result`` being ``build``'s dict;
+        a figure skipped for want of its report gets ``paths == {}`` and a ``"note: skipped: ..."`` finding.
     report : path-like, optional
-        The ``ptqtheory validate`` report for F7 (``report.json`` or its folder). Checked before
-        anything is built: if it is missing, :class:`ReportMissing` is raised. Without it, F7 reads
-        the default report (``ptqtheory-report/report.json``) if present, is skipped with a note
-        saying how to produce one if not, or, with ``quick``, runs a small validation first.
+        F7's ``ptqtheory validate`` report (``report.json`` or its folder), checked before anything
+        is built (:class:`ReportMissing` if missing). Without it, F7 runs a small validation first
+        with ``quick``; otherwise it reads ``ptqtheory-report/report.json`` if present, or is skipped
+        with a note saying how to produce one.
     """
     out = Path(out_dir)
     keys = select(only)

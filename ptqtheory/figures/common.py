@@ -1,6 +1,4 @@
-"""What every figure module (its contract: :mod:`ptqtheory.figures`) shares: atomic saving (PDF, PNG,
-CSV), bound checks, the script entry, and :func:`documented` for ``build``'s docstring.
-"""
+"""What the figure modules (contract: :mod:`ptqtheory.figures`) share: atomic saving, checks, script entry."""
 
 from __future__ import annotations
 
@@ -9,7 +7,6 @@ import csv
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -20,6 +17,7 @@ import numpy as np
 
 from ..instances import make_X
 from ..random import generator
+from ..report import write_bytes
 from . import style
 
 __all__ = [
@@ -67,23 +65,21 @@ _Build = TypeVar("_Build", bound=Callable[..., dict])
 
 
 def documented(build: _Build) -> _Build:
-    """Decorator: append :data:`BUILD_DOC` to ``build``'s own docstring (what the figure draws and,
-    where it matters, its quick and full sizes and its CSV rows), so ``help(build)`` shows it all."""
-    build.__doc__ = (build.__doc__ or "") + BUILD_DOC
+    """Decorator: append :data:`BUILD_DOC` to ``build``'s docstring (F1-F6's default summary if none)."""
+    label = build.__module__.rsplit(".", 1)[-1].split("_")[0].upper()
+    build.__doc__ = (build.__doc__ or f"Build {label}: run the algorithms, certify them, plot, and save PDF, "
+                     "PNG and CSV.") + BUILD_DOC
     return build
 
 
 class ReportMissing(FileNotFoundError):
-    """A figure built from a report (F7: ``ptqtheory validate``) found none; the message says how
-    to produce it."""
+    """A figure built from a report (F7: ``ptqtheory validate``) found none; the message says how to make it."""
 
 
 @dataclass(frozen=True)
 class Check:
-    """One inequality a figure's CSV must satisfy: ``row[bound] >= row[empirical]`` where
-    ``row[applies]`` is true.
-
-    Both columns are in the same units (a norm against a norm, a square against a square).
+    """One inequality a figure's CSV must satisfy where ``row[applies]`` is true: ``row[bound] >=
+    row[empirical]``, both in the same units (a norm against a norm, a square against a square).
 
     Attributes
     ----------
@@ -92,9 +88,8 @@ class Check:
     applies : str
         Boolean column: the bound's hypotheses held on that row.
     p : float or None
-        ``None`` for a deterministic bound (no failure allowed). For a bound that holds with
-        probability at least ``1 - p`` per row, failures are allowed at a rate consistent with
-        ``p`` (see :func:`failures`).
+        ``None`` for a deterministic bound (no failure allowed); for a bound that holds w.p. at least
+        ``1 - p`` per row, failures at a rate consistent with ``p`` are allowed (:func:`failures`).
     """
 
     bound: str
@@ -110,10 +105,9 @@ def _truthy(v) -> bool:
 def failures(rows: Sequence[dict], checks: Iterable[Check]) -> list[str]:
     """Descriptions of the checks that fail on ``rows`` (dicts as written to, or read from, the CSV).
 
-    A deterministic check fails on any row where it applies and ``empirical > bound (1 + RTOL)``.
-    A probabilistic check fails when the number of such rows ``k`` out of ``n`` applicable rows
-    exceeds ``n p + 3 sqrt(n p (1 - p)) + 1`` (a generous binomial allowance: each row may fail
-    with probability at most ``p``).
+    A deterministic check fails on any row where it applies and ``empirical > bound (1 + RTOL)``; a
+    probabilistic one when such rows, ``k`` of the ``n`` where it applies, exceed
+    ``n p + 3 sqrt(n p (1 - p)) + 1`` (a generous binomial allowance for a failure probability ``p`` per row).
     """
     out = []
     for chk in checks:
@@ -130,23 +124,15 @@ def failures(rows: Sequence[dict], checks: Iterable[Check]) -> list[str]:
 
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary name in ``path``'s folder, then ``os.replace`` it onto
-    ``path``: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """:func:`ptqtheory.report.write_bytes` (temporary name ``.*.tmp``), the file given the usual mode."""
+    def write_with_mode(tmp):
         write(tmp)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
+
+    write_bytes(path, write_with_mode, suffix=".tmp")
+    return Path(path)
 
 
 def _cell(v):
@@ -191,9 +177,8 @@ def save(fig, out_dir: Path, stem: str, rows: Sequence[dict]) -> dict[str, Path]
 
 def finish(out_dir: Path, stem: str, rows: Sequence[dict], findings: list[str],
            draw: Callable[[], object], checks: Iterable[Check] = ()) -> dict:
-    """The end of every figure's ``build``: ``draw()`` the figure in the house style, :func:`save` it with
-    ``rows`` as its CSV, and return ``{"paths", "rows", "findings"}``, the :func:`failures` of ``checks``
-    on ``rows`` appended to ``findings``."""
+    """The end of every figure's ``build``: ``draw()`` in the house style, :func:`save` with ``rows`` as CSV;
+    ``{"paths", "rows", "findings"}``, the :func:`failures` of ``checks`` appended to ``findings``."""
     with style.context():
         paths = save(draw(), out_dir, stem, rows)
     return {"paths": paths, "rows": rows, "findings": findings + failures(rows, checks)}
@@ -228,12 +213,11 @@ def script_main(module, argv: Sequence[str] | None = None) -> int:
 
 def bound_findings(checks, where: str, labels: Iterable[str] | None = None) -> list[str]:
     """Bound checks (:class:`~ptqtheory.bounds.BoundCheck`, e.g. a :class:`~ptqtheory.Certificate`'s
-    ``bounds``) that failed on a row where they applied.
+    ``bounds``) that failed on a row where they applied, each a message naming ``where`` (the parameters).
 
-    For a deterministic bound that is a counterexample. For a probability bound (B4-B6, B8 with
-    B6, B10) a failure is allowed with probability at most ``p`` per row; its message starts with
-    ``"note:"`` (the figure's CSV check then judges whether the failure *rate* is consistent with
-    ``p``). ``where`` names the parameters (it goes into the message).
+    For a deterministic bound that is a counterexample. A probability bound (B4-B6, B8 with B6, B10)
+    may fail w.p. at most ``p`` per row: its message starts with ``"note:"`` and the figure's CSV
+    check judges whether the failure *rate* is consistent with ``p``.
     """
     keep = None if labels is None else set(labels)
     out = []

@@ -45,7 +45,6 @@ FULL: dict = dict(m=256, N=64, n=16, lam_rel=np.logspace(-6, 2, 25))
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F1: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
     sz = QUICK if quick else FULL
     W, X = heterogeneous_layer(SEED, sz["m"], sz["N"], sz["n"])
     K_alphabet = 2 ** (BITS - 1) - 1

@@ -4,10 +4,9 @@ On a layer whose input columns have norms spread over two decades (and correlate
 OPTQ with nearest rounding on :math:`\delta\mathbb Z` is run in the natural, decreasing-norm
 (act-order), min-pivot, random and increasing-norm orders, for :math:`N < m` (top) and
 :math:`N > m` (bottom, where :math:`\lambda > 0` is needed). Plotted, as fractions of
-:math:`\operatorname{tr}(H) = \|X\|_F^2 + N\lambda`: :math:`\operatorname{tr}(D)` (which B1 turns into
-the error bound :math:`\frac{\delta^2}{4}\operatorname{tr}(D)` per row), B2's bound on
-:math:`\operatorname{tr}(D)` for that order, and the scaled error
-:math:`\frac{4}{n\delta^2}\|X(W-Q)^\top\|_F^2`, which B1 bounds by :math:`\operatorname{tr}(D)`.
+:math:`\operatorname{tr}(H) = \|X\|_F^2 + N\lambda`: :math:`\operatorname{tr}(D)`, B2's bound on it for
+that order, and the scaled error :math:`\frac{4}{n\delta^2}\|X(W-Q)^\top\|_F^2`, which B1 bounds by
+:math:`\operatorname{tr}(D)` (B1's error bound is :math:`\frac{\delta^2}{4}\operatorname{tr}(D)` per row).
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ FULL = (("N < m", 512, 64), ("N > m", 64, 256)), 16
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F2: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
     cases, n = QUICK if quick else FULL
     rows, findings = [], []
     for case, m, N in cases:

@@ -44,7 +44,6 @@ FULL: dict = dict(N=64, ms=(16, 32, 64, 128, 256, 512, 1024, 2048), seeds=100)
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F3: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
     sz = QUICK if quick else FULL
     N = sz["N"]
     W = generator(SEED, "data", "F3 weights").standard_normal((1, N))

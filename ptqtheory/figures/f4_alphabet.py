@@ -1,14 +1,13 @@
 r"""F4 — alphabet size: the largest pre-rounding weight and B8's :math:`K`; tests B8 (with B7, B6).
 
-OPTQ on :math:`\delta\mathbb Z` with nearest (deterministic) and unbiased stochastic rounding, on
-i.i.d. Gaussian inputs with :math:`m = N` and weights uniform on :math:`[-\delta, \delta]`.
-Plotted, as multiples of :math:`\delta` and maximized over the ``n`` rows: the largest value
-rounded, :math:`\max_t |x_t|/\delta`, and B8's :math:`K` (the smallest with
-:math:`K\delta \ge \|w\|_\infty + B + \delta`: :math:`B` from B7 for nearest rounding, surely; from
-B6 for stochastic rounding, with probability :math:`1 - p`), against :math:`N` at fixed
-relative damping (top) and against :math:`\lambda` at fixed :math:`N` (bottom). The right axis reads
-:math:`K` in bits, :math:`\log_2(2K+1)`. B7 sums :math:`|L_{ts}|` and grows like :math:`\sqrt N`;
-B6 sums :math:`L_{ts}^2` under a :math:`\sqrt{\log(2N/p)}` factor.
+OPTQ on :math:`\delta\mathbb Z` with nearest and unbiased stochastic rounding, on i.i.d. Gaussian inputs
+with :math:`m = N` and weights uniform on :math:`[-\delta, \delta]`. Plotted, as multiples of
+:math:`\delta` and maximized over the ``n`` rows: the largest value rounded, :math:`\max_t |x_t|/\delta`,
+and B8's :math:`K` (the smallest with :math:`K\delta \ge \|w\|_\infty + B + \delta`: :math:`B` from B7 for
+nearest rounding, surely; from B6 for stochastic rounding, with probability :math:`1 - p`), against
+:math:`N` at fixed relative damping (top) and against :math:`\lambda` at fixed :math:`N` (bottom). The
+right axis reads :math:`K` in bits, :math:`\log_2(2K+1)`. B7 sums :math:`|L_{ts}|` and grows like
+:math:`\sqrt N`; B6 sums :math:`L_{ts}^2` under a :math:`\sqrt{\log(2N/p)}` factor.
 """
 
 from __future__ import annotations
@@ -75,7 +74,6 @@ def _point(panel: str, N: int, lam_rel: float, n: int) -> tuple[dict, list[str]]
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F4: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
     sz = QUICK if quick else FULL
     rows, findings = [], []
     points = [("N", N, PERCDAMP) for N in sz["Ns"]]

@@ -80,7 +80,6 @@ def _point(W, X, Xt, grid, lam, where: str) -> tuple[dict, list[str]]:
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F5: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
     sz = QUICK if quick else FULL
     m, N, n = sz["m"], sz["N"], sz["n"]
     rng = generator(SEED, "data", "F5 layer")

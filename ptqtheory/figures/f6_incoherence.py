@@ -1,14 +1,13 @@
 r"""F6 — incoherence processing for LDLQ with outlier features; tests B11 (both forms).
 
-Inputs with i.i.d. Gaussian entries in which a few feature columns are multiplied by an outlier
-scale :math:`s`; LDLQ (A3) with nearest rounding on :math:`\delta\mathbb Z`, without incoherence
-processing and with the random orthogonal transforms of A3i (Kronecker products of Haar factors,
-randomized Hadamard). Top: the incoherence :math:`\mu(H)` of the Hessian the algorithm factors
-(:math:`H` or :math:`VHV^\top`). Bottom, as fractions of :math:`\operatorname{tr}(H)` (which the
-rotation leaves unchanged): the scaled proxy loss
-:math:`\frac{4}{n\delta^2}\operatorname{tr}((\hat W - W)H(\hat W - W)^\top)`, which B11's worst
-case bounds by :math:`\operatorname{tr}(D)`, then :math:`\operatorname{tr}(D)`, which B11's
-incoherence form bounds by :math:`\frac{\mu^2}{N}(\operatorname{tr}H^{1/2})^2`.
+I.i.d. Gaussian inputs with a few feature columns multiplied by an outlier scale :math:`s`; LDLQ (A3) with
+nearest rounding on :math:`\delta\mathbb Z`, without incoherence processing and with the random orthogonal
+transforms of A3i (Kronecker products of Haar factors, randomized Hadamard). Top: the incoherence
+:math:`\mu(H)` of the Hessian the algorithm factors (:math:`H` or :math:`VHV^\top`). Bottom, as fractions
+of :math:`\operatorname{tr}(H)` (which the rotation leaves unchanged): the scaled proxy loss
+:math:`\frac{4}{n\delta^2}\operatorname{tr}((\hat W - W)H(\hat W - W)^\top)`, which B11's worst case
+bounds by :math:`\operatorname{tr}(D)`, then :math:`\operatorname{tr}(D)`, which B11's incoherence form
+bounds by :math:`\frac{\mu^2}{N}(\operatorname{tr}H^{1/2})^2`.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ FULL: dict = dict(m=256, N=64, n=16, outliers=4, scales=tuple(np.logspace(0, 2.5
 
 @documented
 def build(out_dir: Path, quick: bool = False) -> dict:
-    """Build F6: run the algorithms, certify them, plot, and save PDF, PNG and CSV."""
     sz = QUICK if quick else FULL
     m, N, n = sz["m"], sz["N"], sz["n"]
     rows, findings = [], []

@@ -1,13 +1,12 @@
 r"""F7 — real layers: every bound on every linear layer of all-MiniLM-L6-v2, as empirical / bound.
 
-Read from the report of ``ptqtheory validate`` (:mod:`ptqtheory.models.validate`): every one of the
-36 linear layers of the embedded model is quantized, block by block, with each setting (method and
-bit width), and every row of every layer is certified. For each bound label in the report (B1, B2,
-B7, B9, ..., with its forms such as ``B1.data``) and each (setting, layer) where the bound's
-hypotheses held on at least one row, the top panel shows the largest ratio
-:math:`\text{empirical}/\text{bound}` over the layer's rows (log scale; 1 = bound attained, beyond 1
-= violated), coloured by method. The bottom panel shows, per setting, the cosine similarity between
-the quantized and the float model's sentence embeddings on held-out text (mean and minimum).
+Read from a ``ptqtheory validate`` report (:mod:`ptqtheory.models.validate`), which quantizes all 36
+linear layers of the embedded model block by block with each setting (method and bit width) and
+certifies every row. Top: for each bound label in the report (B1, B2, B7, B9, ..., with forms such as
+``B1.data``) and each (setting, layer) where the bound's hypotheses held on some row, the largest
+ratio :math:`\text{empirical}/\text{bound}` over the layer's rows (log scale; 1 = bound attained,
+beyond 1 = violated), coloured by method. Bottom: per setting, the cosine similarity of the quantized
+to the float model's sentence embeddings on held-out text (mean and minimum).
 
 The CSV has one row per (setting, layer, bound) in ratio form: ``bound_ratio`` is 1 and
 ``empirical_max_ratio`` the layer's largest ratio, so the usual ``bound >= empirical`` check reads
@@ -17,9 +16,6 @@ deterministic and per-run bounds on every such row (``checked_deterministic``), 
 (``checked_probability``): a layer's maximum fails with probability at most ``rows_applied * p``,
 at most :data:`P_LAYER` for the report's ``p`` (1e-6 by default) and MiniLM's at most 1536 rows.
 Bounds of kind ``"mean"`` (B12, a statement about an expectation) are plotted but not checked.
-
-Without a report, ``build(out, quick=True)`` builds from a small validation of its own
-(:func:`quick_report`), so the tests build F7 from a real report too.
 """
 
 from __future__ import annotations
@@ -40,7 +36,6 @@ from .common import Check, ReportMissing, failures, finish
 
 NAME = "f7_real_layers"
 USES_REPORT = True
-"""``build`` takes ``report=PATH`` (a ``ptqtheory validate`` report; see :func:`build`)."""
 
 DEFAULT_REPORT = Path("ptqtheory-report") / "report.json"
 VALIDATE_MINUTES = 5  # measured: `time ptqtheory validate`, 4 min 25 s on 2 cores
@@ -48,7 +43,6 @@ HOW_TO_PRODUCE = (f"run `ptqtheory validate --out {DEFAULT_REPORT.parent}` first
                   f"{VALIDATE_MINUTES} minutes on 2 cores)")
 
 P_LAYER = 0.01
-"""Per-(setting, layer) failure allowance of a probability bound's layer maximum."""
 
 CHECKS = [
     Check("bound_ratio", "empirical_max_ratio", "checked_deterministic"),
@@ -105,9 +99,7 @@ def load_report(report=None) -> dict:
 
 
 def quick_report(out_dir) -> Path:
-    """Run a small ``ptqtheory validate`` (OPTQ and stochastic OPTQ at 4 bits, one calibration
-    batch, 8 held-out paragraphs, one process) into ``out_dir``; return its ``report.json``.
-    Its printed tables go to stderr."""
+    """Run a small ``ptqtheory validate`` into ``out_dir`` (tables to stderr); return its ``report.json``."""
     from ..models.pipeline import Config
     from ..models.validate import run_validate
 
@@ -182,11 +174,9 @@ def build(out_dir: Path, quick: bool = False, report=None) -> dict:
     out_dir : Path
         As in :data:`~ptqtheory.figures.common.BUILD_DOC`.
     quick : bool
-        With no ``report``: run a small validation first (:func:`quick_report`, about a minute on 2
-        cores) into a temporary folder and build from it, as the tests do.
+        With no ``report``: build from :func:`quick_report` (about a minute on 2 cores), as the tests do.
     report : path-like, optional
-        ``report.json`` written by ``ptqtheory validate``, or its folder. Default
-        :data:`DEFAULT_REPORT` (relative to the working directory) unless ``quick``.
+        As in :func:`report_path` (its default relative to the working directory) unless ``quick``.
 
     Returns
     -------
@@ -284,7 +274,6 @@ def _plot(rows: list[dict], data: dict):
             if below else "")
     ax.set_xlabel(r"empirical / bound, largest over the rows $w$ of a layer" + edge)
 
-    # Bottom: cosine similarity of the sentence embeddings, per setting (a row per method).
     for y, m in enumerate(methods):
         mine = [r for r in settings if r["method"] == m]
         precs = [pr for pr in precisions if any(_precision(r) == pr for r in mine)]
@@ -305,7 +294,6 @@ def _plot(rows: list[dict], data: dict):
     ax_c.set_xlabel("cosine similarity to the float model's embedding\n"
                     "(held-out sentences; marker: mean, bar: minimum)")
 
-    # Legend: methods (colour) in the left column; precision (marker) and the lines in the right.
     left = [Line2D([], [], color=color[m], marker="o", ls="none", ms=3.5,
                    label=METHODS[m][0] if m in METHODS else m) for m in methods]
     right = [Line2D([], [], color="0.3", marker=marker[pr], ls="none", ms=3.5, label=pr)

@@ -1,8 +1,7 @@
 r"""The one matplotlib style of every paper figure (serif, 8-9 pt, column width, colorblind-safe).
 
-Panels are :data:`PANEL` in size, drawn with the Agg canvas (no pyplot, no global backend switch) and
-typeset with matplotlib's mathtext in the STIX fonts, which match Times-like paper fonts. Colours are
-:data:`COLORS`; line styles and markers vary too, so a figure also reads in grey scale.
+Drawn on the Agg canvas (no pyplot, no global backend switch), typeset in STIX mathtext (Times-like
+paper fonts), in :data:`COLORS` with varied line styles and markers too (so it reads in grey scale).
 """
 
 from __future__ import annotations
@@ -89,11 +88,8 @@ def context():
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None,
                height: float | None = None, **subplot_kw):
-    """A constrained-layout :class:`~matplotlib.figure.Figure` on the Agg canvas and its axes.
-
-    The default size is :data:`PANEL` per panel. Call inside :func:`context`. Returns
-    ``(fig, axes)`` with ``axes`` squeezed as :meth:`Figure.subplots` does.
-    """
+    """``(fig, axes)``: a constrained-layout :class:`~matplotlib.figure.Figure` of :data:`PANEL` per panel
+    by default, ``axes`` squeezed as :meth:`Figure.subplots` does. Call inside :func:`context`."""
     w = PANEL[0] * ncols if width is None else width
     h = PANEL[1] * nrows if height is None else height
     fig = Figure(figsize=(w, h), layout="constrained")
