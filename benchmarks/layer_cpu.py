@@ -14,7 +14,7 @@ All use one grid: Brevitas' frozen per-row min-max grid read back as a ``pt.Grid
 codes and layer-output error, ``_common.agreement``); a pair that is not equal is reported and the
 command exits 1. Brevitas' Qronos keeps its matrices in float32 and flips ~0.1% of codes at float32
 near-ties on 4096 columns; its equality is decided by the same run with float64 buffers (untimed).
-Ratios are per pair, from times measured in the same run.
+Ratios are per pair, from times measured in the same run, the contestants taking turns (round-robin).
 
 Usage::
 
@@ -165,12 +165,16 @@ def bench_size(size: int, m: int, bits: int, percdamp: float, block: int, repeat
         refs = {REFERENCE[k] for k in only if k in REFERENCE} - set(only)
         runs = {k: v for k, v in runs.items() if k in only or k in refs}
     results, times = {}, {}
-    for name, fn in runs.items():
+    for name, fn in runs.items():  # one untimed run each: the results checked below
         print(f"  n = N = {size}: {name} ...", flush=True)
-        if name.startswith("_") or (only is not None and name not in only):  # checked, not timed
-            results[name] = fn()
-            continue
-        results[name], times[name] = C.timed(fn, repeats)
+        results[name] = fn()
+    timed = [k for k in runs if not k.startswith("_") and (only is None or k in only)]
+    times = {k: [] for k in timed}
+    for _ in range(repeats):  # round-robin, so that a slow spell of the machine hits every contestant
+        for name in timed:
+            t0 = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - t0)
     checks = {}
     for name, ref in REFERENCE.items():
         if name in results and ref in results:

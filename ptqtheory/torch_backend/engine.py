@@ -49,8 +49,8 @@ class Setup(engine.Setup):
         cols = {}
         for name, a in (("delta", grid.delta), ("zero", grid.zero), ("lo", grid.lo), ("hi", grid.hi)):
             full = torch.as_tensor(as_2d(np.asarray(a, dtype=float)), dtype=dtype, device=device).expand(n, N)
-            if full.stride(1) == 0 and name in ("lo", "hi"):
-                cols[name] = full
+            if full.stride(1) == 0 and (name in ("lo", "hi") or not grid.refits_groups):
+                cols[name] = full  # the same in every column (so in any order), and never written
             else:
                 cols[name] = column_major(full if is_identity(self.order) else full.index_select(1, self.order))
         return Rounder(cols["delta"], cols["zero"], cols["lo"], cols["hi"], grid.rule, grid.refits_groups,

@@ -16,7 +16,7 @@ from ..backend import get_backend
 from ..engine import AlphabetRounder, Rounder, check_finite_run
 from ..grids import Grid, MinMax, as_2d, check_code_range, check_normal_steps, check_steps, check_values
 from ..tolerances import max_code, step_range
-from .device import as_weights, dtype_name
+from .device import all_finite, as_weights, dtype_name
 from .stats import is_identity
 
 __all__ = ["check_grid", "check_run", "column_major", "grid_record", "minmax_grid", "to_host"]
@@ -78,8 +78,12 @@ def check_grid(grid: Grid | Alphabet, W: torch.Tensor, precision: str) -> None:
 def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, precision: str) -> None:
     """R2/R3 on a finished torch run: reductions on the device (one sync); on failure the numpy
     check (:func:`ptqtheory.engine.check_finite_run`) finds the place and raises."""
-    ok = torch.isfinite(trace.x).all() & torch.isfinite(trace.eta).all() & torch.isfinite(trace.q).all()
-    codes = not isinstance(rounder, AlphabetRounder)  # an alphabet has no codes: x, q and eta finite
+    # Every sweep records eta = x - q, so a finite eta and q imply a finite x; with codes, the code
+    # check below fails on a non-finite q (its size is Inf or NaN), so eta alone is tested for finiteness.
+    ok = all_finite(trace.eta)
+    codes = not isinstance(rounder, AlphabetRounder)  # an alphabet has no codes: q is tested here
+    if not codes:
+        ok &= all_finite(trace.q)
     if codes:
         lo, hi = step_range(precision)
         # Column blocks (contiguous: column-major); big float64 temporaries would dominate at large n, N.
@@ -103,7 +107,10 @@ def grid_record(rounder: Rounder, grid: Grid | Alphabet, inv: torch.Tensor) -> G
         return Alphabet(grid.values, to_host(rounder.scale[:, 0]))
     assert isinstance(grid, Grid)  # Setup.rounder builds a plain Rounder for grids only
     natural = is_identity(inv)
-    delta, zero = (to_host(a if natural else a.index_select(1, inv)) for a in (rounder.delta, rounder.zero))
+    # A step or zero point that is the same in every column is a broadcast view (Setup.rounder): the
+    # record holds its own (n, N) array, and the column order does not matter.
+    delta, zero = (to_host(a.contiguous() if a.stride(1) == 0 else a if natural else a.index_select(1, inv))
+                   for a in (rounder.delta, rounder.zero))
     lo, hi = np.asarray(grid.lo, float), np.asarray(grid.hi, float)
     # As in the numpy reference, a single row's grid stays (1, N): 1-D would read as one value per row.
     return Grid.trusted(delta, zero, lo, hi, grid.rule)
