@@ -2,7 +2,7 @@
 blank lines), for issue 12's "net fewer lines" measurement.
 
     python tools/count_lines.py REV [PATH_TO_LEAVE_OUT ...]
-    python tools/count_lines.py REV --same-features tools/features_since_issue12.txt [--per-file]
+    python tools/count_lines.py REV --same-features tools/features_since_issue12.txt [--per-file] [--words]
 
 The second form counts the features that existed before issue 12's work: it leaves out the modules the
 file lists (``module PATH``) and, in every other module, the lines ``git blame`` attributes to the
@@ -35,6 +35,15 @@ def code_line_numbers(src: str) -> set[int]:
         if tok.type not in _SKIP:
             lines.update(ln for ln in range(tok.start[0], tok.end[0] + 1) if ln not in doc)
     return lines
+
+
+def prose_words(src: str) -> int:
+    """Words in the docstrings (bare string statements) and comments of ``src``."""
+    words = sum(len(node.value.value.split()) for node in ast.walk(ast.parse(src))
+                if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str))
+    tokens = tokenize.generate_tokens(io.StringIO(src).readline)
+    return words + sum(len(tok.string.lstrip("#").split()) for tok in tokens if tok.type == tokenize.COMMENT)
 
 
 def code_lines(src: str) -> int:
@@ -89,6 +98,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("leave_out", nargs="*", help="package paths to leave out")
     parser.add_argument("--same-features", metavar="FILE", help="file listing feature modules and commits")
     parser.add_argument("--per-file", action="store_true", help="also print each module's counted lines")
+    parser.add_argument("--words", action="store_true",
+                        help="also print the words of all docstrings and comments (whole modules)")
     args = parser.parse_args(argv)
     try:
         _git("rev-parse", "--verify", "--quiet", f"{args.rev}^{{commit}}")
@@ -103,10 +114,11 @@ def main(argv: list[str]) -> int:
                 leave_out.add(value.strip())
             elif kind == "commit":
                 commits.add(value.split()[0])
-    raw = code = 0
+    raw = code = words = 0
     for name in _git("ls-tree", "-r", "--name-only", args.rev, "ptqtheory").split():
         if name.endswith(".py") and name not in leave_out:
             src = _git("show", f"{args.rev}:{name}")
+            words += prose_words(src) if args.words else 0
             feature = _blamed_lines(args.rev, name, commits) if commits else set()
             file_raw, file_code = src.count("\n") - len(feature), len(code_line_numbers(src) - feature)
             raw, code = raw + file_raw, code + file_code
@@ -119,6 +131,8 @@ def main(argv: list[str]) -> int:
               f"{code + back_code} code lines counting those back")
     else:
         print(f"{args.rev}: {raw} lines, {code} code lines")
+    if args.words:
+        print(f"{args.rev}: {words} words in docstrings and comments")
     return 0
 
 
