@@ -106,7 +106,7 @@ class DeviceContext(RunContext):
     on the run's device, in float64, from ``dev``: in processing order unless said, ``W``, ``Q``, ``E``
     (original order, float64, rows), ``W_p``, ``Q_p``, ``E_p``, ``eta_p``, ``order``, ``acc`` (the
     statistics, in the run's input basis), ``Hp`` (the damped feedback Gram matrix), ``piv`` (its
-    :class:`TorchPivots`), and for GPFQ the streamed ``u`` and ``diffsq``."""
+    :class:`~ptqtheory.torch_backend.factor.TorchPivots`), and for GPFQ the streamed ``u`` and ``diffsq``."""
 
     dev: dict = field(default_factory=dict)
 
