@@ -35,7 +35,7 @@ def sq_norms(A: np.ndarray, axis: int) -> np.ndarray:
 def lstsq(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     r"""Least-squares solution :math:`\arg\min_C \|A C - B\|_F` (minimum norm if ``A`` is rank deficient).
 
-    Exact inputs (``A`` of full column rank) are solved exactly by the normal equations :math:`A^TAC = A^TB`."""
+    Exact inputs need ``A`` of full column rank: solved exactly from :math:`A^TAC = A^TB` (no minimum norm)."""
     if A.shape[1] == 0:
         return zeros_like(A, (0, *B.shape[1:]))
     if is_exact(A) or is_exact(B):

@@ -3,7 +3,7 @@ r"""The small set of array operations the engine is written against, one backend
 The column sweeps (:mod:`ptqtheory.engine`), rounding rules and min-max fit (:mod:`ptqtheory.grids`)
 use only these; :func:`get_backend` picks the implementation from the arrays' type:
 
-* :class:`NumpyBackend`: float64 *and* exact ``sympy.Rational`` arrays (no ``@``; ``floor`` must stay exact);
+* :class:`NumpyBackend`: float64 *and* exact ``sympy.Rational`` arrays (the latter: no ``@``, exact ``floor``);
 * :class:`TorchBackend`: tensors on any device, with in-place BLAS updates (``addr_``, ``addmm_``).
 
 Both backends do the same arithmetic, operation for operation: in float64, torch and numpy give the

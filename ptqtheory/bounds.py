@@ -102,8 +102,8 @@ class BoundCheck:
         The bound and the measured quantity; for pointwise bounds (B5-B7, B10.sup: one per sample or
         weight) their largest entries, with ``ratio`` and ``holds`` computed entry by entry.
     ratio : ndarray (n,)
-        Tightness: ``(empirical - atol)_+ / value``, the part of the measurement that rounding does not
-        explain. ``ratio <= 1 + RTOL_BOUND`` exactly when the bound held.
+        Tightness: ``(empirical - atol)_+ / value`` (pointwise bounds: its largest entry), the part of the
+        measurement that rounding does not explain. ``ratio <= 1 + RTOL_BOUND`` exactly when the bound held.
     hypotheses : tuple of Hypothesis
     reference : str
     p : float or None
@@ -482,8 +482,8 @@ def b11(ctx: RunContext) -> list[BoundCheck]:
 
 def b3(ctx: RunContext) -> list[BoundCheck]:
     r"""B3 per run: :math:`V = \sum_t r_t(\delta_t - r_t)D_t \le \frac14\sum_t \delta_t^2 D_t`; ``empirical``
-    is :math:`V` and ``extra["lhs"]`` is :math:`\|\hat X(w-q)\|^2`, whose mean :math:`E[V]`
-    (:func:`conditional_variance`) the tests check by Monte Carlo."""
+    is :math:`V` (:func:`conditional_variance`) and ``extra["lhs"]`` is :math:`\|\hat X(w-q)\|^2`, whose mean
+    :math:`E[V]` the tests check by Monte Carlo."""
     hyps = (_rounding(ctx, "stochastic"),)
     V = conditional_variance(ctx)
     val = 0.25 * _sum_delta2_D(ctx)

@@ -46,11 +46,11 @@ ROUNDINGS, VARIANTS, STARTS = get_args(Rounding), get_args(Variant), get_args(St
 class Rounder:
     """Rounds column ``t`` (processing order) of every row; owns the grid and the clip record.
 
-    ``delta``, ``zero``: per entry, column-major (a step reads a column; :meth:`refit` writes a group's
-    from its current weights at its first column, as GPTQ does, when ``rule`` has groups), or broadcast
-    views when no refit writes them and they are the same in every column, as ``lo``, ``hi`` may be;
-    ``u``: the uniforms of stochastic rounding, drawn up front (``[i, t]`` for row ``i`` at step ``t``)
-    so the result does not depend on the block size.
+    ``delta``, ``zero``: per entry in processing order, column-major (a step reads a column; :meth:`refit`
+    writes a group's step and zero point from its current weights at its first column, as GPTQ does, when
+    ``rule`` has groups), or broadcast views when no refit writes them and they are the same in every
+    column, as ``lo``, ``hi`` may be; ``u``: the uniforms of stochastic rounding, drawn up front
+    (``[i, t]`` for row ``i`` at step ``t``) so the result does not depend on the block size.
     """
 
     def __init__(self, delta, zero, lo, hi, rule: MinMax | None, refits_groups: bool, rounding: str, u,

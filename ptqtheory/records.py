@@ -33,7 +33,7 @@ def _numpy(a):
 class Transform:
     r"""Incoherence processing (THEORY.md A3i): :math:`W' = U W V^T`, :math:`X' = X V^T`.
 
-    ``U`` (n x n), ``V`` (N x N) orthogonal; the run rounds :math:`W'`, mapped back as :math:`Q = U^T Q' V`.
+    ``U`` (n x n), ``V`` (N x N) orthogonal; the run rounds :math:`W'`; :math:`Q = U^T Q' V`.
     """
 
     kind: str

