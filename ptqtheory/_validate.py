@@ -27,6 +27,7 @@ __all__ = [
     "check_permutation",
     "check_positive_int",
     "check_probability",
+    "check_real",
     "check_seed",
     "check_weight_rows",
     "check_weight_shape",
@@ -206,7 +207,7 @@ def check_bool(name: str, value) -> bool:
     raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
 
 
-def _real(name: str, value, span: str) -> float:
+def check_real(name: str, value, span: str) -> float:
     """A real number (not a bool, not a string) as a float; the ``TypeError`` says it must be one ``span``."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number {span}; got {value!r} ({type(value).__name__})")
@@ -215,7 +216,7 @@ def _real(name: str, value, span: str) -> float:
 
 def check_nonnegative_real(name: str, value) -> float:
     """A finite real number >= 0 (not a bool, not a string)."""
-    v = _real(name, value, ">= 0")
+    v = check_real(name, value, ">= 0")
     if not (np.isfinite(v) and v >= 0):
         raise ValueError(f"{name} must be a finite real number >= 0; got {value!r}")
     return v
@@ -223,7 +224,7 @@ def check_nonnegative_real(name: str, value) -> float:
 
 def check_probability(name: str, value) -> float:
     """A failure probability in the open interval (0, 1)."""
-    v = _real(name, value, "in (0, 1)")
+    v = check_real(name, value, "in (0, 1)")
     if not 0 < v < 1:
         raise ValueError(f"{name} must be in (0, 1) (a failure probability); got {value!r}")
     return v

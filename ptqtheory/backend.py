@@ -30,9 +30,10 @@ class Backend:
     In-place operations end in ``_`` and update a view of their first argument (``add_outer_`` and
     ``sub_outer_``: :math:`A \mathrel{\pm}= uv^T`; ``sub_matmul_``: :math:`A \mathrel{-}= BC`);
     ``block(A, i1, i2)`` copies columns ``i1:i2`` keeping the memory order. ``clip`` returns the
-    clipped values and the boolean mask of entries that were clipped; ``where(mask, a, s)`` is ``s``
-    where ``mask`` holds and ``a`` elsewhere; ``indicator(mask, like)`` is the mask as 0/1 numbers
-    that add to ``like``; ``row_min``/``row_max`` reduce over columns; ``to_host`` gives a numpy array.
+    clipped values and the boolean mask of entries that were clipped; ``select(mask, a, b)`` is ``b`` (an
+    array or a scalar) where ``mask`` holds and ``a`` elsewhere; ``indicator(mask, like)`` is the mask as
+    0/1 numbers that add to ``like``; ``row_min``/``row_max`` reduce over columns; ``to_host`` gives a
+    numpy array.
     """
 
     def zeros_like(self, a, shape=None): ...
@@ -51,7 +52,6 @@ class Backend:
     def row_max(self, a): ...
     def minimum(self, a, s: float, /): ...  # positional: numpy's ufuncs take no keywords
     def maximum(self, a, b): ...
-    def where(self, mask, a, s: float): ...
     def full_like(self, a, s: float, /): ...
     def to_host(self, a) -> np.ndarray: ...  # type: ignore[empty-body]  # interface only: both backends define it
     def interval(self, values, y): ...  # index i in [0, m-2] of the alphabet interval [v_i, v_i+1] holding y
@@ -118,7 +118,6 @@ class NumpyBackend(Backend):
     def select(self, mask, a, b):
         return np.where(mask, b, a)
 
-    where = select  # a scalar s or an array b: np.where takes both
 
     def interval(self, values, y):
         # searchsorted(side="right") - 1 is the last v_i <= y; clamped so that [v_i, v_{i+1}] exists.
@@ -178,9 +177,6 @@ class TorchBackend(Backend):
 
     def maximum(self, a, b):
         return self.torch.clamp(a, min=b) if isinstance(b, float) else self.torch.maximum(a, b)
-
-    def where(self, mask, a, s):
-        return self.torch.where(mask, self.torch.full_like(a, s), a)
 
     def to_host(self, a):
         return a.detach().to("cpu", self.torch.float64).numpy()

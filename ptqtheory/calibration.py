@@ -18,7 +18,7 @@ from typing import SupportsFloat
 
 import numpy as np
 
-from ._validate import _real, as_matrix, check_bool, check_lam, check_positive_int, is_exact
+from ._validate import as_matrix, check_bool, check_lam, check_positive_int, check_real, is_exact
 
 __all__ = ["Accumulator", "Damping", "gram", "hessian", "resolve_lam"]
 
@@ -46,7 +46,7 @@ class Damping:
         if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise ValueError(f"Damping kind must be one of {KINDS}; got {self.kind!r}")
         name = f"Damping.{self.kind}: {_VALUE_NAME[self.kind]}"
-        v = _real(name, self.value, ">= 0")
+        v = check_real(name, self.value, ">= 0")
         if not np.isfinite(v) or v < 0:
             raise ValueError(f"{name} must be finite and >= 0; got {self.value!r}")
         object.__setattr__(self, "value", v)

@@ -95,8 +95,8 @@ class MinMax:
             hi = nx.maximum(-lo, hi)
             lo = -hi
         empty = (lo == 0) & (hi == 0)
-        lo = nx.where(empty, lo, -1.0)
-        hi = nx.where(empty, hi, 1.0)
+        lo = nx.select(empty, lo, -1.0)
+        hi = nx.select(empty, hi, 1.0)
         delta = (hi - lo) / maxq
         if self.sym:
             zero = nx.full_like(delta, float(2 ** (self.bits - 1)))

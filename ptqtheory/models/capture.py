@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-__all__ = ["StopForward", "capture_inputs"]
+__all__ = ["StopForward", "capture_inputs", "token_rows"]
 
 
 class StopForward(Exception):
     """Raised inside a hook to end a forward pass early (caught by :func:`capture_inputs`)."""
 
 
-def _rows(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def token_rows(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """A layer input ``(b, T, N)`` as rows ``(tokens, N)``, padding tokens (``mask`` 0) dropped."""
     x = x.detach()
     if x.dim() == 3 and mask is not None:
@@ -53,7 +53,7 @@ def capture_inputs(
 
     def hook_for(name):
         def hook(_module, args):
-            store[name].append(_rows(args[0], mask_holder[0]).to(torch.float64).cpu().numpy())
+            store[name].append(token_rows(args[0], mask_holder[0]).to(torch.float64).cpu().numpy())
             if name == stop_after:
                 raise StopForward
         return hook

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 __all__ = ["ModelFolderError", "calibration_batches", "check_folder", "decoder_blocks", "forward",
-           "load_causal_lm", "load_tokenizer"]
+           "load_causal_lm", "load_tokenizer", "token_batches"]
 
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
@@ -84,7 +84,7 @@ def forward(model, batch: dict):
                  use_cache=False)
 
 
-def _batches(sequences: list[list[int]], batch_size: int, device) -> list[dict]:
+def token_batches(sequences: list[list[int]], batch_size: int, device) -> list[dict]:
     batches = [torch.tensor(sequences[i:i + batch_size], dtype=torch.long, device=device)
                for i in range(0, len(sequences), batch_size)]
     return [{"input_ids": ids, "attention_mask": torch.ones_like(ids)} for ids in batches]
@@ -128,4 +128,4 @@ def calibration_batches(tokenizer, *, tokens: int, seq_len: int = 512, batch_siz
         raise ValueError(f"the tokenizer produced token id {top} but the model's vocab_size is "
                          f"{vocab_size}: tokenizer and model do not match")
     desc.update(tokens=sum(len(s) for s in seqs), sequences=len(seqs), seq_len=len(seqs[0]) if seqs else 0)
-    return _batches(seqs, batch_size, device), desc
+    return token_batches(seqs, batch_size, device), desc

@@ -79,7 +79,7 @@ from ..api import certify
 from ..calibration import Damping
 from ..grids import Grid
 from ..report import LayerRecord, summarize_bound, summarize_certificate
-from .capture import StopForward, _rows
+from .capture import StopForward, token_rows
 
 __all__ = [
     "METHODS",
@@ -359,7 +359,7 @@ def _layer_batches(block: torch.nn.Module, layer: torch.nn.Module, inputs: Block
             handle.remove()
         if not got:
             raise RuntimeError("the block never called one of its own linear layers on this batch")
-        yield _rows(got[0], inputs.masks[j])
+        yield token_rows(got[0], inputs.masks[j])
 
 
 def _captured(block: torch.nn.Module, layer: torch.nn.Module, inputs: BlockInputs,
@@ -816,7 +816,7 @@ def boa_attention_module(block: torch.nn.Module, where: str = "the block") -> Bo
 
 
 def _sequence_lengths(inputs: BlockInputs) -> list[int]:
-    """Real tokens per calibration sequence, in the order :func:`_rows` stacks them (sequences with no
+    """Real tokens per calibration sequence, in the order :func:`token_rows` stacks them (sequences with no
     real token contribute no rows and are left out)."""
     out: list[int] = []
     for h, mk in zip(inputs.hidden, inputs.masks, strict=True):
@@ -832,7 +832,7 @@ def _sequence_lengths(inputs: BlockInputs) -> list[int]:
 
 def _rotary_rows(inputs: BlockInputs, head_dim: int, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Each real token's rotary embedding ``(cos, sin)``, float64 ``(tokens, head_dim)``, in the order
-    :func:`_rows` stacks the tokens: the block's own ``position_embeddings`` argument (so the positions
+    :func:`token_rows` stacks the tokens: the block's own ``position_embeddings`` argument (so the positions
     are the model's, whatever its padding), broadcast over the batch and restricted to the real tokens."""
     rows: list[list[torch.Tensor]] = []  # per batch: its cos and sin rows
     for j, (h, mk) in enumerate(zip(inputs.hidden, inputs.masks, strict=True)):
@@ -849,7 +849,7 @@ def _rotary_rows(inputs: BlockInputs, head_dim: int, where: str) -> tuple[np.nda
                 raise ValueError(f"method 'boa': {where}'s position_embeddings have shape {tuple(t.shape)}, "
                                  f"not (batch, {T}, head_dim={head_dim}) (partial rotary embeddings are not "
                                  f"modelled); {_BOA_ADVICE}")
-            rows[-1].append(_rows(t.expand(B, T, head_dim).to(torch.float64), mk))
+            rows[-1].append(token_rows(t.expand(B, T, head_dim).to(torch.float64), mk))
     cos_rows, sin_rows = zip(*rows, strict=True)
     return (torch.cat(cos_rows).cpu().numpy(), torch.cat(sin_rows).cpu().numpy())
 

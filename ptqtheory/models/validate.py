@@ -148,7 +148,7 @@ def _load(plan: Plan):
 
     model, tok = smollm2.load()
     return (model, tok, hf.decoder_blocks(model), hf.forward,
-            hf._batches(plan.calibration, plan.batch_size, "cpu"))
+            hf.token_batches(plan.calibration, plan.batch_size, "cpu"))
 
 
 def _minilm_data(text: str | None, tokens: int, heldout: int) -> tuple[list[str], list[str], int]:

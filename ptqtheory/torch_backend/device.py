@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import torch
 
 from .._validate import check_bool, check_data_shape, check_weight_rows, check_weight_shape
-from ..tolerances import check_magnitude, data_range
+from ..tolerances import HOMOGENEOUS_FIX, check_magnitude, data_range
 
 __all__ = [
     "all_finite",
@@ -121,8 +121,7 @@ def check_data_range(name: str, t: torch.Tensor) -> float:
         top = float(torch.maximum(-lo, hi))
     if not math.isfinite(top):
         check_finite(name, t)
-    check_magnitude(name, top, data_range(), fix="scale X (and Xt) by a power of two, 2.0**k: Q is unchanged "
-                    "when lam is scaled by 4.0**k")
+    check_magnitude(name, top, data_range(), fix=HOMOGENEOUS_FIX["X"])
     return top
 
 

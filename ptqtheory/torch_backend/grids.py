@@ -84,7 +84,7 @@ def check_run(trace, rounder: Rounder, order: torch.Tensor, algorithm: str, prec
     codes = not isinstance(rounder, AlphabetRounder)  # an alphabet has no codes: q is tested here
     if not codes:
         ok &= all_finite(trace.q)
-    if codes:
+    else:
         lo, hi = step_range(precision)
         # Column blocks (contiguous: column-major); big float64 temporaries would dominate at large n, N.
         for j in range(0, trace.q.shape[1], _CHECK_BLOCK):
